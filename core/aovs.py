@@ -1,0 +1,141 @@
+"""Render AOVs: find beauty, depth, normals, motion vectors and object IDs by channel name.
+
+Renderers name their passes differently (depth ``Z`` or ``depth.Z``; normals ``N.x`` or
+``normal.R``; motion ``motionvector``, ``velocity``, ``forward.u/v`` or Cycles' four-channel
+``Vector``; IDs ``id`` or ``IndexOB``). Detection matches layer names case-insensitively,
+including stereo (``forward.left``) and view-layer prefixes (``ViewLayer.Depth``). An explicit
+mapping from the job always wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .errors import PlateError
+
+ROLES = ("beauty", "depth", "normals", "motion", "object_id")
+
+
+@dataclass(frozen=True)
+class AovRule:
+    """How one role is spelled: layer names, component orders, and names of bare channels."""
+
+    layers: tuple[str, ...]  # lower-case layer names, in order of preference
+    components: tuple[tuple[str, ...], ...]  # lower-case component names, first match wins
+    bare: tuple[str, ...] = ()  # undotted channel names that mean this role on their own
+    single: bool = False  # a layer of exactly one channel counts, whatever its component
+
+
+RULES: dict[str, AovRule] = {
+    "beauty": AovRule(
+        layers=("", "rgba", "rgb", "beauty", "combined", "ci", "color", "image"),
+        components=(("r", "g", "b", "a"), ("r", "g", "b"), ("y",)),
+    ),
+    "depth": AovRule(
+        layers=("depth", "z", "zdepth", "z_depth", "depth_z", "camera_depth"),
+        components=(("z",), ("v",), ("r",), ("y",)),
+        bare=("z", "depth", "zdepth"),
+        single=True,
+    ),
+    "normals": AovRule(
+        layers=("n", "normal", "normals", "n_cam", "normal_camera", "camera_normals", "nn", "n_world",
+                "normal_world", "world_normals"),
+        components=(("x", "y", "z"), ("r", "g", "b")),
+    ),
+    "motion": AovRule(
+        layers=("backward", "motion_backward", "motionvector", "motionvectors", "motion_vector",
+                "motion_vectors", "motion", "mv", "velocity", "vel", "vector", "smotion", "forward",
+                "motion_forward"),
+        components=(("u", "v"), ("x", "y", "z", "w"), ("x", "y"), ("r", "g")),
+    ),
+    "object_id": AovRule(
+        layers=("id", "objectid", "object_id", "obj_id", "objid", "indexob", "instanceid", "instance_id"),
+        components=(("id",), ("x",), ("r",), ("v",)),
+        bare=("id", "objectid", "object_id", "indexob"),
+        single=True,
+    ),
+}
+
+# Channels each role needs once found: (minimum, maximum).
+_COUNTS = {"beauty": (1, 4), "depth": (1, 1), "normals": (3, 3), "motion": (2, 4), "object_id": (1, 1)}
+
+
+@dataclass(frozen=True)
+class AovMatch:
+    """Where a role lives in a plate: its channels in component order, and how it was found."""
+
+    role: str
+    layer: str
+    channels: tuple[str, ...]
+    source: str  # "detected" or "mapping"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"layer": self.layer, "channels": list(self.channels), "source": self.source}
+
+
+def _layers(channel_names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """{layer: {lower-case component: channel}}; undotted channels are in layer ''."""
+    layers: dict[str, dict[str, str]] = {}
+    for channel in channel_names:
+        layer, _, component = channel.rpartition(".")
+        layers.setdefault(layer, {}).setdefault(component.lower(), channel)
+    return layers
+
+
+def _layer_rank(layer: str, aliases: tuple[str, ...]) -> int | None:
+    """Preference of a layer for a role: exact alias, then stereo/view-layer spellings."""
+    key = layer.lower()
+    if key in aliases:
+        return aliases.index(key)
+    parts = key.split(".")
+    for offset, candidate in ((100, parts[0]), (200, parts[-1])):  # forward.left / ViewLayer.Depth
+        if len(parts) > 1 and candidate in aliases:
+            return offset + aliases.index(candidate)
+    return None
+
+
+def _detect_role(role: str, layers: dict[str, dict[str, str]]) -> AovMatch | None:
+    rule = RULES[role]
+    ranked = sorted(
+        (rank, layer) for layer in layers if (rank := _layer_rank(layer, rule.layers)) is not None
+    )
+    for _, layer in ranked:
+        components = layers[layer]
+        for order in rule.components:
+            if all(c in components for c in order):
+                return AovMatch(role, layer, tuple(components[c] for c in order), "detected")
+        if rule.single and layer and len(components) == 1:
+            return AovMatch(role, layer, tuple(components.values()), "detected")
+    for name in rule.bare:
+        if name in layers.get("", {}):
+            return AovMatch(role, "", (layers[""][name],), "detected")
+    return None
+
+
+def detect_aovs(
+    channel_names: Sequence[str], mapping: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, AovMatch]:
+    """Find each role's channels; ``mapping`` (role -> channel names) overrides detection.
+
+    Raises PlateError when a mapping names an unknown role, a missing channel, or the wrong
+    number of channels for its role.
+    """
+    found: dict[str, AovMatch] = {}
+    layers = _layers(channel_names)
+    for role in ROLES:
+        match = _detect_role(role, layers)
+        if match is not None:
+            found[role] = match
+    for role, channels in (mapping or {}).items():
+        if role not in ROLES:
+            raise PlateError(f"unknown AOV role {role!r} in mapping; roles are: {', '.join(ROLES)}")
+        missing = [c for c in channels if c not in channel_names]
+        if missing:
+            raise PlateError(f"AOV mapping for {role!r} names missing channels {missing}")
+        low, high = _COUNTS[role]
+        if not low <= len(channels) <= high:
+            raise PlateError(f"AOV mapping for {role!r} needs {low}-{high} channels, got {len(channels)}")
+        layer = channels[0].rpartition(".")[0]
+        found[role] = AovMatch(role, layer, tuple(channels), "mapping")
+    return found

@@ -1,0 +1,241 @@
+"""The job spec: one versioned JSON document that describes a piece of stylization work.
+
+Nuke, the CLI, the OTIO adapter, Ray and the farm emitter all read and write this document.
+Every model forbids unknown keys, so a typo is reported with its field path instead of being
+silently ignored. Relative paths are resolved against the job file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from .aovs import ROLES
+from .atomicio import atomic_target
+from .color import DEFAULT_DISPLAY, DEFAULT_LOG_SPACE, DEFAULT_PLATE_SPACE, DEFAULT_VIEW, PINNED_CONFIG
+from .errors import JobError
+from .plates import COMPRESSIONS
+from .sequence import to_printf
+
+JOB_VERSION = 1
+_FLOATING_CONFIGS = ("ocio://default", "ocio://cg-config-latest", "ocio://studio-config-latest")
+_FRAME_TOKEN = re.compile(r"#+|@+|%0?\d*d")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FrameRange(_Strict):
+    """Inclusive cut range, without handles."""
+
+    first: int
+    last: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FrameRange:
+        if self.last < self.first:
+            raise ValueError(f"last ({self.last}) is before first ({self.first})")
+        return self
+
+
+class Shot(_Strict):
+    """One shot: where its plates are, which frames, which channels mean what, where to write."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", description="Shot name, used in paths")]
+    plate: str = Field(description="Plate file pattern: name.####.exr, name.%04d.exr, name.@@@@.exr or one file")
+    frames: FrameRange | None = Field(None, description="Cut range; omitted = every frame found on disk")
+    handles: int = Field(0, ge=0, description="Extra frames rendered before and after the cut range")
+    aovs: dict[Literal[ROLES], list[str]] = Field(  # type: ignore[valid-type]
+        default_factory=dict, description="Explicit channel names per AOV role; overrides detection"
+    )
+    output: str = Field(description="Output pattern for the stylized EXRs, with a frame token")
+    notes: list[str] = Field(default_factory=list, description="Free-form notes (e.g. editorial markers)")
+
+    @field_validator("plate", "output")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        if len(_FRAME_TOKEN.findall(os.path.basename(value))) > 1:
+            raise ValueError("more than one frame-number token in the file name")
+        return value
+
+    @model_validator(mode="after")
+    def _output_has_frames(self) -> Shot:
+        if _FRAME_TOKEN.search(os.path.basename(self.plate)) and not _FRAME_TOKEN.search(
+            os.path.basename(self.output)
+        ):
+            raise ValueError("output needs a frame token (e.g. ####) because the plate is a sequence")
+        return self
+
+    def frame_range_with_handles(self) -> tuple[int, int] | None:
+        if self.frames is None:
+            return None
+        return self.frames.first - self.handles, self.frames.last + self.handles
+
+
+class ColorSettings(_Strict):
+    """How plates are encoded for the model and decoded back (OpenColorIO)."""
+
+    config: str = Field(PINNED_CONFIG, description="OCIO config: a file path or a pinned ocio:// built-in URI")
+    plate_space: str = Field(DEFAULT_PLATE_SPACE, description="Colour space of the plates' RGB")
+    encoding: Literal["view", "log"] = Field("view", description="Model space: a display view or a log space")
+    display: str = DEFAULT_DISPLAY
+    view: str = DEFAULT_VIEW
+    log_space: str = DEFAULT_LOG_SPACE
+
+    @field_validator("config")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if value.strip().lower() in _FLOATING_CONFIGS:
+            raise ValueError(
+                f"{value!r} changes between OpenColorIO releases; pin a config by full name, e.g. {PINNED_CONFIG}"
+            )
+        return value
+
+
+class Lora(_Strict):
+    path: str
+    weight: float = 1.0
+
+
+class ControlNet(_Strict):
+    path: str
+    source: Literal["depth", "normals", "lineart", "edges"] = Field(description="Which AOV conditioning feeds it")
+    weight: float = Field(1.0, ge=0.0, le=2.0)
+
+
+class IPAdapter(_Strict):
+    path: str
+    image: str = Field(description="Style reference image")
+    scale: float = Field(0.6, ge=0.0, le=2.0)
+
+
+class ModelSettings(_Strict):
+    """The diffusion model and its adapters. Local paths only; nothing is downloaded."""
+
+    family: Literal["sd15", "sdxl", "flux"]
+    path: str = Field(description="A diffusers folder or a single-file .safetensors checkpoint")
+    loras: list[Lora] = Field(default_factory=list)
+    controlnets: list[ControlNet] = Field(default_factory=list)
+    ip_adapter: IPAdapter | None = None
+    allow_pickle: bool = Field(False, description="Allow .ckpt/.bin/.pt files, which can run code when loaded")
+
+
+class SeedPolicy(_Strict):
+    policy: Literal["fixed", "per_frame"] = Field(
+        "fixed", description="fixed: the same seed every frame; per_frame: seed + frame number"
+    )
+    value: int = Field(0, ge=0, lt=2**63)
+
+
+class Consistency(_Strict):
+    """Temporal-consistency mechanisms, each switchable on its own."""
+
+    mechanisms: list[
+        Literal["locked_seed", "warped_noise", "cross_frame", "latent_fusion", "pixel_fusion", "keyframes"]
+    ] = Field(default_factory=lambda: ["locked_seed"])
+    keyframe_interval: int = Field(8, ge=1)
+    fusion_strength: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class Candidates(_Strict):
+    count: int = Field(1, ge=1, le=64, description="Variants rendered per frame to choose from")
+    seed_stride: int = Field(1, ge=1, description="Seed step between candidates")
+
+
+class ExrSettings(_Strict):
+    pixel_type: Literal["half", "float"] | None = Field(None, description="None keeps the plate's channel types")
+    compression: str | None = Field(None, description="None keeps the plate's compression")
+
+    @field_validator("compression")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value.split(":")[0] not in COMPRESSIONS:
+            raise ValueError(f"unknown EXR compression; use one of {', '.join(COMPRESSIONS)}")
+        return value
+
+
+class Job(_Strict):
+    """A stylization job: shots plus the settings shared by all of them."""
+
+    version: Literal[1] = JOB_VERSION
+    shots: list[Shot] = Field(min_length=1)
+    color: ColorSettings = Field(default_factory=ColorSettings)
+    model: ModelSettings | None = Field(None, description="Required to stylize; absent = plates only")
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: SeedPolicy = Field(default_factory=SeedPolicy)
+    strength: float = Field(0.5, ge=0.0, le=1.0)
+    steps: int = Field(20, ge=1, le=1000)
+    guidance: float = Field(7.0, ge=0.0, le=50.0)
+    consistency: Consistency = Field(default_factory=Consistency)
+    candidates: Candidates = Field(default_factory=Candidates)
+    exr: ExrSettings = Field(default_factory=ExrSettings)
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("shots")
+    @classmethod
+    def _unique_names(cls, shots: list[Shot]) -> list[Shot]:
+        seen: set[str] = set()
+        for shot in shots:
+            if shot.name in seen:
+                raise ValueError(f"shot name {shot.name!r} is used twice")
+            seen.add(shot.name)
+        return shots
+
+    def resolve(self, path: str) -> str:
+        """A path from the job, absolute, with frame tokens as printf (``%04d``)."""
+        expanded = os.path.expanduser(os.path.expandvars(path))
+        return to_printf(self._base_dir / expanded if not os.path.isabs(expanded) else expanded)
+
+    def dumps(self) -> str:
+        return self.model_dump_json(indent=2, exclude_defaults=False) + "\n"
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(document)"
+
+
+def parse_job(text: str, where: str = "<job>", base_dir: str | os.PathLike[str] | None = None) -> Job:
+    """Parse and validate a job document. Raises JobError naming every bad field."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JobError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", where) from None
+    try:
+        job = Job.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_field_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+        raise JobError("; ".join(problems), where, problems) from None
+    job._base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+    return job
+
+
+def load_job(path: str | os.PathLike[str]) -> Job:
+    """Read a job file; relative paths in it resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JobError(exc.strerror or "cannot read file", path) from None
+    return parse_job(text, str(path), path.resolve().parent)
+
+
+def save_job(job: Job, path: str | os.PathLike[str]) -> None:
+    """Write a job file atomically."""
+    with atomic_target(path) as temp:
+        Path(temp).write_text(job.dumps(), encoding="utf-8")
+
+
+def json_schema() -> dict[str, object]:
+    """The job spec as JSON Schema, for editors and other tools."""
+    return Job.model_json_schema()

@@ -1,0 +1,420 @@
+"""EXR plates on OpenImageIO: read and write frames without losing what a compositor needs.
+
+A ``Plate`` is one frame file: one or more ``ImagePart``s (EXR parts, OIIO subimages). Each
+part keeps its full OIIO ``ImageSpec`` (data and display window, pixel aspect, per-channel
+formats, compression, tiling and every header attribute) and its pixels over the data window
+as a float32 array shaped ``(height, width, channels)``. Writing a plate back gives the same
+header. Channels are always looked up by name, never by position: OpenEXR stores them sorted
+and OIIO only moves R, G, B, A, Z to the front.
+
+uint32 channels (object IDs) are held as float32, exact up to 2**24.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import OpenImageIO as oiio
+
+from .atomicio import atomic_target
+from .errors import PlateError
+
+PROVENANCE_PREFIX = "stylecomp/"
+_FLOAT_TYPES = {"half": oiio.TypeHalf, "float": oiio.TypeFloat}
+COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A pixel rectangle: origin and size, as EXR data/display windows are reported."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def as_list(self) -> list[int]:
+        return [self.x, self.y, self.width, self.height]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Channels that share a prefix: ``forward.left`` holds ``forward.left.u`` and ``.v``."""
+
+    name: str
+    channels: tuple[str, ...]
+
+
+def _oiio_message(source: object = None) -> str:
+    """OIIO's pending error text, decoded defensively (fuzzed headers hold arbitrary bytes)."""
+    try:
+        text = source.geterror() if source is not None else oiio.geterror()  # type: ignore[attr-defined]
+    except UnicodeDecodeError:
+        text = "the file's header holds undecodable bytes"
+    text = " ".join(str(text).split())
+    return text or "unknown OpenImageIO error"
+
+
+class ImagePart:
+    """One EXR part: its header (an OIIO ImageSpec) and float32 pixels over the data window."""
+
+    def __init__(self, spec: oiio.ImageSpec, pixels: np.ndarray) -> None:
+        expected = (spec.height, spec.width, spec.nchannels)
+        if pixels.shape != expected:
+            raise ValueError(f"pixels shaped {pixels.shape}, header says {expected}")
+        self.spec = spec
+        self.pixels = pixels
+
+    @classmethod
+    def create(
+        cls,
+        pixels: np.ndarray,
+        channel_names: Sequence[str],
+        data_window: Window | None = None,
+        display_window: Window | None = None,
+        *,
+        name: str | None = None,
+        pixel_type: str = "half",
+        channel_types: Mapping[str, str] | None = None,
+        compression: str = "zip",
+        attributes: Mapping[str, object] | None = None,
+    ) -> ImagePart:
+        """A new part from an array ``(height, width, channels)``.
+
+        ``channel_types`` overrides ``pixel_type`` per channel (e.g. ``{"id": "uint"}``).
+        """
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        height, width, count = pixels.shape
+        if count != len(channel_names):
+            raise ValueError(f"{count} channels of pixels but {len(channel_names)} names")
+        data_window = data_window or Window(0, 0, width, height)
+        if (data_window.width, data_window.height) != (width, height):
+            raise ValueError(f"pixels are {width}x{height}, data window {data_window}")
+        display_window = display_window or data_window
+        spec = oiio.ImageSpec(width, height, count, pixel_type)
+        spec.x, spec.y = data_window.x, data_window.y
+        spec.full_x, spec.full_y = display_window.x, display_window.y
+        spec.full_width, spec.full_height = display_window.width, display_window.height
+        spec.channelnames = tuple(channel_names)
+        if channel_types:
+            spec.channelformats = tuple(
+                oiio.TypeDesc(channel_types.get(c, pixel_type)) for c in channel_names
+            )
+        spec.attribute("compression", compression)
+        if name:
+            spec.attribute("oiio:subimagename", name)
+        for key, value in (attributes or {}).items():
+            spec.attribute(key, value)
+        return cls(spec, pixels)
+
+    @property
+    def name(self) -> str:
+        return self.spec.get_string_attribute("oiio:subimagename")
+
+    @property
+    def view(self) -> str:
+        return self.spec.get_string_attribute("view")
+
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self.spec.channelnames)
+
+    @property
+    def channel_types(self) -> list[str]:
+        formats = self.spec.channelformats or (self.spec.format,) * self.spec.nchannels
+        return [str(f) for f in formats]
+
+    @property
+    def data_window(self) -> Window:
+        s = self.spec
+        return Window(s.x, s.y, s.width, s.height)
+
+    @property
+    def display_window(self) -> Window:
+        s = self.spec
+        return Window(s.full_x, s.full_y, s.full_width, s.full_height)
+
+    @property
+    def pixel_aspect(self) -> float:
+        return float(self.spec.get_float_attribute("PixelAspectRatio", 1.0))
+
+    @property
+    def compression(self) -> str:
+        return self.spec.get_string_attribute("compression", "none")
+
+    @property
+    def attributes(self) -> dict[str, object]:
+        """Every header attribute by name (windows and channels are properties above)."""
+        return {a.name: a.value for a in self.spec.extra_attribs}
+
+    def channel_index(self, name: str) -> int:
+        return self.channel_names.index(name)
+
+
+class Plate:
+    """One frame file: its parts, with channels looked up by name across all of them."""
+
+    def __init__(self, path: str, parts: Sequence[ImagePart]) -> None:
+        if not parts:
+            raise ValueError("a plate needs at least one part")
+        self.path = path
+        self.parts = list(parts)
+        self._index = self._build_index()
+
+    def _build_index(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Map (qualified channel name, view) to (part index, channel index).
+
+        A channel in a named part other than the first is qualified by the part name unless
+        it already carries a layer prefix, as Nuke shows parts as layers. The view is the
+        part's ``view`` attribute, or for single-part multi-view files the ``multiView``
+        prefix (unprefixed channels belong to the first, default view).
+        """
+        index: dict[tuple[str, str], tuple[int, int]] = {}
+        for p, part in enumerate(self.parts):
+            views = part.spec.getattribute("multiView") or ()
+            views = (views,) if isinstance(views, str) else tuple(views)
+            for c, channel in enumerate(part.channel_names):
+                qualified = channel
+                if p > 0 and part.name and "." not in channel:
+                    qualified = f"{part.name}.{channel}"
+                view = part.view
+                if not view and views:
+                    prefix = channel.split(".", 1)[0] if "." in channel else ""
+                    view = prefix if prefix in views else views[0]
+                index.setdefault((qualified, view), (p, c))
+        return index
+
+    @property
+    def channel_names(self) -> list[str]:
+        """Every channel's qualified name, parts in file order, without duplicates."""
+        return list(dict.fromkeys(name for name, _ in self._index))
+
+    @property
+    def views(self) -> list[str]:
+        return [v for v in dict.fromkeys(view for _, view in self._index) if v]
+
+    def layers(self) -> list[Layer]:
+        """Channels grouped by prefix; unprefixed R, G, B, A are ``rgba`` and Z is ``depth``."""
+        groups: dict[str, list[str]] = {}
+        for channel in self.channel_names:
+            if "." in channel:
+                layer = channel.rsplit(".", 1)[0]
+            else:
+                layer = "depth" if channel == "Z" else "rgba"
+            groups.setdefault(layer, []).append(channel)
+        return [Layer(name, tuple(chs)) for name, chs in groups.items()]
+
+    def locate(self, name: str, view: str = "") -> tuple[ImagePart, int]:
+        """The part holding channel ``name`` (in ``view``, if given) and its index there."""
+        candidates = [(name, view)] if view else [(name, v) for v in ["", *self.views]]
+        if view:
+            candidates.append((f"{view}.{name}", view))
+        for key in candidates:
+            if key in self._index:
+                p, c = self._index[key]
+                return self.parts[p], c
+        shown = ", ".join(self.channel_names[:24])
+        more = "" if len(self.channel_names) <= 24 else f" (+{len(self.channel_names) - 24} more)"
+        in_view = f" in view {view!r}" if view else ""
+        raise PlateError(f"no channel {name!r}{in_view}; channels are: {shown}{more}", self.path)
+
+    def has_channel(self, name: str) -> bool:
+        return any(key[0] == name for key in self._index)
+
+    def channel(self, name: str, view: str = "") -> np.ndarray:
+        """One channel over its part's data window, shaped ``(height, width)``."""
+        part, c = self.locate(name, view)
+        return part.pixels[:, :, c]
+
+    def channels(self, names: Iterable[str], view: str = "") -> np.ndarray:
+        """Several channels stacked ``(height, width, len(names))``; all from one data window."""
+        located = [self.locate(n, view) for n in names]
+        windows = {part.data_window for part, _ in located}
+        if len(windows) > 1:
+            raise PlateError(f"channels {list(names)} come from parts with different data windows", self.path)
+        part0 = located[0][0]
+        if all(part is part0 for part, _ in located):
+            return part0.pixels[:, :, [c for _, c in located]]
+        return np.stack([part.pixels[:, :, c] for part, c in located], axis=-1)
+
+    @property
+    def data_window(self) -> Window:
+        return self.parts[0].data_window
+
+    @property
+    def display_window(self) -> Window:
+        return self.parts[0].display_window
+
+
+def _open(path: str) -> oiio.ImageInput | None:
+    """Open an EXR for reading; None for a luminance/chroma file, which OIIO cannot read."""
+    if not os.path.isfile(path):
+        raise PlateError("no such file", path)
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        message = _oiio_message()
+        if "Subsampled channels" in message:
+            return None
+        raise PlateError(message, path)
+    if inp.format_name() != "openexr":
+        inp.close()
+        raise PlateError(f"not an EXR file (OpenImageIO reads it as {inp.format_name()})", path)
+    return inp
+
+
+def _specs(inp: oiio.ImageInput, path: str) -> list[oiio.ImageSpec]:
+    specs = []
+    subimage = 0
+    while inp.seek_subimage(subimage, 0):
+        spec = oiio.ImageSpec(inp.spec())
+        if spec.deep:
+            raise PlateError("deep EXR parts are not supported; flatten the file first", path)
+        if spec.width <= 0 or spec.height <= 0 or spec.nchannels <= 0:
+            raise PlateError(f"part {subimage} has an empty data window or no channels", path)
+        specs.append(spec)
+        subimage += 1
+    if not specs:
+        raise PlateError(_oiio_message(inp), path)
+    return specs
+
+
+def read_specs(path: str | os.PathLike[str]) -> list[oiio.ImageSpec]:
+    """The header of every part, without reading pixels."""
+    path = os.fspath(path)
+    inp = _open(path)
+    if inp is None:
+        return [part.spec for part in _read_luminance_chroma(path).parts]
+    try:
+        return _specs(inp, path)
+    finally:
+        inp.close()
+
+
+def read_plate(path: str | os.PathLike[str]) -> Plate:
+    """Read every part of an EXR frame. Raises PlateError naming the file on any damage."""
+    path = os.fspath(path)
+    inp = _open(path)
+    if inp is None:
+        return _read_luminance_chroma(path)
+    try:
+        parts = []
+        for subimage, spec in enumerate(_specs(inp, path)):
+            pixels = inp.read_image(subimage, 0, 0, spec.nchannels, "float")
+            if pixels is None or inp.has_error:
+                raise PlateError(f"part {subimage}: {_oiio_message(inp)}", path)
+            pixels = pixels.reshape(spec.height, spec.width, spec.nchannels)
+            parts.append(ImagePart(spec, pixels))
+        return Plate(path, parts)
+    finally:
+        inp.close()
+
+
+def _read_luminance_chroma(path: str) -> Plate:
+    """Read a Y/RY/BY file through the OpenEXR bindings and convert it to RGB.
+
+    Chroma is upsampled by pixel replication and converted with the Rec.709 luminance weights
+    that OpenEXR's RgbaYca uses when the file has no chromaticities attribute.
+    """
+    import OpenEXR  # only this rare layout needs the second EXR library
+
+    try:
+        with OpenEXR.File(path) as exr:
+            header = dict(exr.header())  # the bindings clear it on close
+            planes = {name: ch.pixels.astype(np.float32) for name, ch in exr.channels().items()}
+    except Exception as exc:  # the bindings raise bare exceptions for damaged files
+        raise PlateError(f"luminance/chroma EXR: {exc}", path) from None
+    if not {"Y", "RY", "BY"} <= planes.keys():
+        raise PlateError("subsampled channels other than luminance/chroma are not supported", path)
+    lum = planes["Y"]
+    height, width = lum.shape
+
+    def upsample(plane: np.ndarray) -> np.ndarray:
+        ys, xs = round(height / plane.shape[0]), round(width / plane.shape[1])
+        return np.repeat(np.repeat(plane, ys, axis=0), xs, axis=1)[:height, :width]
+
+    wr, wg, wb = 0.2126, 0.7152, 0.0722
+    red = (upsample(planes["RY"]) + 1.0) * lum
+    blue = (upsample(planes["BY"]) + 1.0) * lum
+    green = (lum - wr * red - wb * blue) / wg
+    channels = [red, green, blue]
+    names = ["R", "G", "B"]
+    if "A" in planes:
+        channels.append(planes["A"])
+        names.append("A")
+    (dx0, dy0), _ = header["dataWindow"]
+    (fx0, fy0), (fx1, fy1) = header["displayWindow"]
+    part = ImagePart.create(
+        np.stack(channels, axis=-1),
+        names,
+        Window(int(dx0), int(dy0), width, height),
+        Window(int(fx0), int(fy0), int(fx1 - fx0 + 1), int(fy1 - fy0 + 1)),
+        pixel_type="half",
+        compression=str(header["compression"].name).lower().replace("_compression", ""),
+        attributes={"PixelAspectRatio": float(header.get("pixelAspectRatio", 1.0))},
+    )
+    return Plate(path, [part])
+
+
+def write_plate(
+    path: str | os.PathLike[str],
+    parts: Sequence[ImagePart],
+    *,
+    pixel_type: str | None = None,
+    compression: str | None = None,
+    provenance: Mapping[str, object] | None = None,
+) -> None:
+    """Write parts as one EXR, atomically (temp file + rename in the same folder).
+
+    ``pixel_type`` ("half" or "float") converts every floating-point channel; uint channels
+    stay uint. ``compression`` overrides each part's own. ``provenance`` is written to every
+    part's header under the ``stylecomp/`` namespace.
+    """
+    path = os.fspath(path)
+    if pixel_type is not None and pixel_type not in _FLOAT_TYPES:
+        raise PlateError(f"pixel type must be 'half' or 'float', not {pixel_type!r}", path)
+    if compression is not None and compression.split(":")[0] not in COMPRESSIONS:
+        raise PlateError(f"unknown EXR compression {compression!r}; use one of {', '.join(COMPRESSIONS)}", path)
+    specs = []
+    for part in parts:
+        spec = oiio.ImageSpec(part.spec)
+        if pixel_type is not None:
+            target = _FLOAT_TYPES[pixel_type]
+            spec.channelformats = tuple(
+                target if t in ("half", "float") else oiio.TypeDesc(t) for t in part.channel_types
+            )
+            spec.set_format(target)
+            if len(set(map(str, spec.channelformats))) == 1:
+                spec.channelformats = ()
+        if compression is not None:
+            spec.attribute("compression", compression)
+        for key, value in (provenance or {}).items():
+            spec.attribute(PROVENANCE_PREFIX + key, value if isinstance(value, (int, float)) else str(value))
+        if len(parts) > 1 and not spec.get_string_attribute("oiio:subimagename"):
+            raise PlateError("every part of a multi-part EXR needs a name", path)
+        specs.append(spec)
+
+    with atomic_target(path) as temp:
+        out = oiio.ImageOutput.create(temp)
+        if out is None:
+            raise PlateError(_oiio_message(), path)
+        try:
+            for i, (spec, part) in enumerate(zip(specs, parts)):
+                opened = out.open(temp, specs) if i == 0 else out.open(temp, spec, "AppendSubimage")
+                if not opened or not out.write_image(np.ascontiguousarray(part.pixels)):
+                    raise PlateError(f"writing part {i}: {_oiio_message(out)}", path)
+        finally:
+            closed = out.close()
+        if not closed:
+            raise PlateError(f"closing: {_oiio_message(out)}", path)
+
+
+def nonfinite_counts(pixels: np.ndarray) -> tuple[int, int]:
+    """(NaN count, Inf count) over an array."""
+    nan = int(np.count_nonzero(np.isnan(pixels)))
+    inf = int(np.count_nonzero(np.isinf(pixels)))
+    return nan, inf
