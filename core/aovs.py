@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import PlateError
+from .plates import Plate
 
 ROLES = ("beauty", "depth", "normals", "motion", "object_id")
 
@@ -139,3 +142,19 @@ def detect_aovs(
         layer = channels[0].rpartition(".")[0]
         found[role] = AovMatch(role, layer, tuple(channels), "mapping")
     return found
+
+
+def beauty(plate: Plate, mapping: Mapping[str, Sequence[str]] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The plate's beauty as premultiplied RGB ``(H, W, 3)`` and alpha ``(H, W)`` (or None).
+
+    A luminance-only beauty (``Y``) is repeated into three channels.
+    """
+    match = detect_aovs(plate.channel_names, mapping).get("beauty")
+    if match is None:
+        raise PlateError("no beauty channels (R, G, B or Y) found; map them in the shot's 'aovs'", plate.path)
+    if len(match.channels) < 3:
+        luminance = plate.channel(match.channels[0])
+        return np.repeat(luminance[..., None], 3, axis=2), None
+    rgb = plate.channels(match.channels[:3])
+    alpha = plate.channel(match.channels[3]) if len(match.channels) == 4 else None
+    return rgb, alpha

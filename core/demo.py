@@ -58,7 +58,7 @@ def mix(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
 def ground_texture(p: np.ndarray) -> np.ndarray:
     """Soft 1 m checker whose contrast fades with distance from the set, so it never aliases."""
     checker = smoothstep(-0.5, 0.5, np.sin(np.pi * p[:, 0]) * np.sin(np.pi * p[:, 2]))
-    fade = np.exp(-(p[:, 0] ** 2 + p[:, 2] ** 2) / 12.0**2)
+    fade = np.exp(-(p[:, 0] ** 2 + p[:, 2] ** 2) / 9.0**2)
     return mix(np.array([0.34, 0.3, 0.26]), np.array([0.12, 0.12, 0.13]), checker * fade)
 
 
@@ -71,7 +71,7 @@ def globe_texture(p: np.ndarray) -> np.ndarray:
 def crate_texture(p: np.ndarray) -> np.ndarray:
     """Orange soft checker in all three axes, so every face is patterned."""
     wave = np.sin(8.0 * p[:, 0]) * np.sin(8.0 * p[:, 1]) * np.sin(8.0 * p[:, 2])
-    return mix(np.array([0.6, 0.25, 0.05]), np.array([0.25, 0.08, 0.02]), smoothstep(-0.3, 0.3, wave))
+    return mix(np.array([0.6, 0.25, 0.05]), np.array([0.25, 0.08, 0.02]), smoothstep(-0.5, 0.5, wave))
 
 
 def lamp_texture(p: np.ndarray) -> np.ndarray:
@@ -82,7 +82,7 @@ def lamp_texture(p: np.ndarray) -> np.ndarray:
 def ball_texture(p: np.ndarray) -> np.ndarray:
     """Red ball with soft white dots."""
     dots = np.cos(9.0 * p[:, 0]) * np.cos(9.0 * p[:, 1]) * np.cos(9.0 * p[:, 2])
-    return mix(np.array([0.55, 0.05, 0.04]), np.array([0.75, 0.75, 0.7]), smoothstep(0.2, 0.6, dots))
+    return mix(np.array([0.55, 0.05, 0.04]), np.array([0.75, 0.75, 0.7]), smoothstep(0.0, 0.7, dots))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,14 +107,18 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class GroundPlane(SceneObject):
-    """The plane y = origin.y, facing up."""
+    """A disc on the plane y = origin.y, facing up; finite, so its depth stays below the sky's."""
+
+    radius: float = 1000.0
 
     def intersect(self, origins: np.ndarray, dirs: np.ndarray, time: float) -> np.ndarray:
         """Ray parameter (N,) of the hit, inf where the ray misses."""
-        height = origins[:, 1] - self.position(time)[1]
+        offset = origins - self.position(time)  # (N, 3)
         with np.errstate(divide="ignore"):
-            t = -height / dirs[:, 1]
-        return np.where(t > 0.0, t, np.inf)
+            t = -offset[:, 1] / dirs[:, 1]
+        local = offset + t[:, None] * dirs
+        inside = local[:, 0] ** 2 + local[:, 2] ** 2 < self.radius**2
+        return np.where((t > 0.0) & inside, t, np.inf)
 
     def normal(self, local: np.ndarray) -> np.ndarray:
         """World normals (N, 3) at object-space points."""
@@ -254,7 +258,9 @@ def shade(albedo: np.ndarray, normals: np.ndarray, emission: np.ndarray) -> np.n
     return albedo * (sun + ambient) + emission
 
 
-def render_frame(frame: int, width: int = 960, height: int = 540, first_frame: int = 1001) -> dict[str, np.ndarray]:
+def render_frame(
+    frame: int, width: int = 960, height: int = 540, first_frame: int = 1001
+) -> dict[str, np.ndarray]:
     """Render one frame: float32 (H, W) arrays keyed by channel name (``id`` as float too)."""
     time = float(frame - first_frame)
     camera = camera_at(time, width, height)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .aovs import ROLES
 from .atomicio import atomic_target
-from .color import DEFAULT_DISPLAY, DEFAULT_LOG_SPACE, DEFAULT_PLATE_SPACE, DEFAULT_VIEW, PINNED_CONFIG
+from .color import DEFAULT_DISPLAY, DEFAULT_LOG_SPACE, DEFAULT_PLATE_SPACE, DEFAULT_VIEW, PINNED_CONFIG, ModelEncoding
 from .errors import JobError
 from .plates import COMPRESSIONS
 from .sequence import to_printf
@@ -87,6 +87,10 @@ class ColorSettings(_Strict):
     display: str = DEFAULT_DISPLAY
     view: str = DEFAULT_VIEW
     log_space: str = DEFAULT_LOG_SPACE
+
+    def model_encoding(self) -> ModelEncoding:
+        """The OCIO transforms these settings describe."""
+        return ModelEncoding(self.config, self.plate_space, self.encoding, self.display, self.view, self.log_space)
 
     @field_validator("config")
     @classmethod

@@ -7,7 +7,7 @@ as a float32 array shaped ``(height, width, channels)``. Writing a plate back gi
 header. Channels are always looked up by name, never by position: OpenEXR stores them sorted
 and OIIO only moves R, G, B, A, Z to the front.
 
-uint32 channels (object IDs) are held as float32, exact up to 2**24.
+uint32 channels (object IDs) are held as float32 integer values, exact up to 2**24.
 """
 
 from __future__ import annotations
@@ -59,11 +59,14 @@ def _oiio_message(source: object = None) -> str:
 
 
 class ImagePart:
-    """One EXR part: its header (an OIIO ImageSpec) and float32 pixels over the data window."""
+    """One EXR part: its header (an OIIO ImageSpec) and float32 pixels over the data window.
 
-    def __init__(self, spec: oiio.ImageSpec, pixels: np.ndarray) -> None:
+    ``pixels`` is None for a part read with ``read_plate(..., pixels=False)``.
+    """
+
+    def __init__(self, spec: oiio.ImageSpec, pixels: np.ndarray | None) -> None:
         expected = (spec.height, spec.width, spec.nchannels)
-        if pixels.shape != expected:
+        if pixels is not None and pixels.shape != expected:
             raise ValueError(f"pixels shaped {pixels.shape}, header says {expected}")
         self.spec = spec
         self.pixels = pixels
@@ -226,10 +229,15 @@ class Plate:
     def has_channel(self, name: str) -> bool:
         return any(key[0] == name for key in self._index)
 
+    def _pixels(self, part: ImagePart) -> np.ndarray:
+        if part.pixels is None:
+            raise PlateError("the plate was read without pixels", self.path)
+        return part.pixels
+
     def channel(self, name: str, view: str = "") -> np.ndarray:
         """One channel over its part's data window, shaped ``(height, width)``."""
         part, c = self.locate(name, view)
-        return part.pixels[:, :, c]
+        return self._pixels(part)[:, :, c]
 
     def channels(self, names: Iterable[str], view: str = "") -> np.ndarray:
         """Several channels stacked ``(height, width, len(names))``; all from one data window."""
@@ -239,8 +247,8 @@ class Plate:
             raise PlateError(f"channels {list(names)} come from parts with different data windows", self.path)
         part0 = located[0][0]
         if all(part is part0 for part, _ in located):
-            return part0.pixels[:, :, [c for _, c in located]]
-        return np.stack([part.pixels[:, :, c] for part, c in located], axis=-1)
+            return self._pixels(part0)[:, :, [c for _, c in located]]
+        return np.stack([self._pixels(part)[:, :, c] for part, c in located], axis=-1)
 
     @property
     def data_window(self) -> Window:
@@ -283,20 +291,11 @@ def _specs(inp: oiio.ImageInput, path: str) -> list[oiio.ImageSpec]:
     return specs
 
 
-def read_specs(path: str | os.PathLike[str]) -> list[oiio.ImageSpec]:
-    """The header of every part, without reading pixels."""
-    path = os.fspath(path)
-    inp = _open(path)
-    if inp is None:
-        return [part.spec for part in _read_luminance_chroma(path).parts]
-    try:
-        return _specs(inp, path)
-    finally:
-        inp.close()
+def read_plate(path: str | os.PathLike[str], pixels: bool = True) -> Plate:
+    """Read every part of an EXR frame (headers only with ``pixels=False``).
 
-
-def read_plate(path: str | os.PathLike[str]) -> Plate:
-    """Read every part of an EXR frame. Raises PlateError naming the file on any damage."""
+    Raises PlateError naming the file for anything damaged, truncated or unsupported.
+    """
     path = os.fspath(path)
     inp = _open(path)
     if inp is None:
@@ -304,12 +303,21 @@ def read_plate(path: str | os.PathLike[str]) -> Plate:
     try:
         parts = []
         for subimage, spec in enumerate(_specs(inp, path)):
-            pixels = inp.read_image(subimage, 0, 0, spec.nchannels, "float")
-            if pixels is None or inp.has_error:
-                raise PlateError(f"part {subimage}: {_oiio_message(inp)}", path)
-            pixels = pixels.reshape(spec.height, spec.width, spec.nchannels)
-            parts.append(ImagePart(spec, pixels))
+            data = None
+            if pixels:
+                data = inp.read_image(subimage, 0, 0, spec.nchannels, "float")
+                if data is None or inp.has_error:
+                    raise PlateError(f"part {subimage}: {_oiio_message(inp)}", path)
+                data = data.reshape(spec.height, spec.width, spec.nchannels)
+                for c in _uint_channels(spec):  # OIIO normalises uint to [0, 1] when converting
+                    ids = inp.read_image(subimage, 0, c, c + 1, "uint")
+                    if ids is None:
+                        raise PlateError(f"part {subimage}: {_oiio_message(inp)}", path)
+                    data[:, :, c] = ids.reshape(spec.height, spec.width)
+            parts.append(ImagePart(spec, data))
         return Plate(path, parts)
+    except (ValueError, RuntimeError, MemoryError) as exc:  # damage OIIO did not catch itself
+        raise PlateError(f"unreadable: {exc}", path) from None
     finally:
         inp.close()
 
@@ -384,12 +392,10 @@ def write_plate(
         spec = oiio.ImageSpec(part.spec)
         if pixel_type is not None:
             target = _FLOAT_TYPES[pixel_type]
-            spec.channelformats = tuple(
-                target if t in ("half", "float") else oiio.TypeDesc(t) for t in part.channel_types
-            )
-            spec.set_format(target)
-            if len(set(map(str, spec.channelformats))) == 1:
-                spec.channelformats = ()
+            formats = [target if t in ("half", "float") else oiio.TypeDesc(t) for t in part.channel_types]
+            spec.set_format(target)  # resets channelformats, so set them after
+            if len(set(map(str, formats))) > 1:
+                spec.channelformats = tuple(formats)
         if compression is not None:
             spec.attribute("compression", compression)
         for key, value in (provenance or {}).items():
@@ -405,12 +411,30 @@ def write_plate(
         try:
             for i, (spec, part) in enumerate(zip(specs, parts)):
                 opened = out.open(temp, specs) if i == 0 else out.open(temp, spec, "AppendSubimage")
-                if not opened or not out.write_image(np.ascontiguousarray(part.pixels)):
+                if part.pixels is None:
+                    raise PlateError(f"part {i} has no pixels to write", path)
+                if not opened or not out.write_image(_to_file_values(part.pixels, spec)):
                     raise PlateError(f"writing part {i}: {_oiio_message(out)}", path)
         finally:
             closed = out.close()
         if not closed:
             raise PlateError(f"closing: {_oiio_message(out)}", path)
+
+
+def _uint_channels(spec: oiio.ImageSpec) -> list[int]:
+    return [c for c, f in enumerate(spec.channelformats) if str(f) == "uint"] or (
+        list(range(spec.nchannels)) if str(spec.format) == "uint" else []
+    )
+
+
+def _to_file_values(pixels: np.ndarray, spec: oiio.ImageSpec) -> np.ndarray:
+    """Pixels as OIIO converts them: uint channels as integer / (2**32 - 1), exact to 2**24."""
+    uint = _uint_channels(spec)
+    if not uint:
+        return np.ascontiguousarray(pixels, dtype=np.float32)
+    values = np.array(pixels, dtype=np.float32)
+    values[:, :, uint] = (np.rint(pixels[:, :, uint].astype(np.float64)) / 4294967295.0).astype(np.float32)
+    return values
 
 
 def nonfinite_counts(pixels: np.ndarray) -> tuple[int, int]:

@@ -102,15 +102,3 @@ def discover(pattern: str | os.PathLike[str], frame_range: tuple[int, int] | Non
     missing = tuple(sorted(set(range(first, last + 1)) - set(frames)))
     return FrameSequence(printf, frames, missing)
 
-
-def parse_frame_range(text: str) -> tuple[int, int]:
-    """Parse ``1001-1100`` or ``1001`` (negative frames allowed: ``-5--1``)."""
-    m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", text)
-    if m is None:
-        raise PlateError(f"not a frame range: {text!r} (expected FIRST-LAST, e.g. 1001-1100)")
-    first = int(m.group(1))
-    last = int(m.group(2)) if m.group(2) is not None else first
-    if last < first:
-        raise PlateError(f"frame range {text!r} ends before it starts")
-    return first, last
-

@@ -1,0 +1,157 @@
+"""What is in a plate or frame sequence: frames, parts, layers, windows, NaN/Inf, AOVs.
+
+``inspect_plates`` builds the report that ``stylecomp inspect`` prints as text or JSON.
+Frames that cannot be read are listed under ``errors`` with the reason, after everything
+that could be read has been reported.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .aovs import detect_aovs
+from .errors import PlateError
+from .plates import Plate, nonfinite_counts, read_plate
+from .sequence import discover
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _part_report(plate: Plate) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": part.name,
+            "view": part.view,
+            "channels": part.channel_names,
+            "channel_types": part.channel_types,
+            "data_window": part.data_window.as_list(),
+            "display_window": part.display_window.as_list(),
+            "pixel_aspect": part.pixel_aspect,
+            "compression": part.compression,
+            "tiles": [part.spec.tile_width, part.spec.tile_height] if part.spec.tile_width else None,
+        }
+        for part in plate.parts
+    ]
+
+
+def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
+    """Report on one EXR or a frame pattern. Raises PlateError if no frame can be read."""
+    sequence = discover(path)
+    errors: list[dict[str, str]] = []
+    first: Plate | None = None
+    data_windows: dict[int, list[int]] = {}
+    nan_total = inf_total = 0
+    by_channel: dict[str, dict[str, int]] = {}
+    by_frame: dict[str, dict[str, int]] = {}
+    frames = sequence.frames or (None,)
+    for frame in frames:
+        file = sequence.path(frame) if frame is not None else sequence.pattern
+        try:
+            plate = read_plate(file, pixels=count_nonfinite)
+        except PlateError as exc:
+            errors.append({"file": file, "error": exc.reason})
+            continue
+        first = first or plate
+        data_windows[frame if frame is not None else 0] = plate.data_window.as_list()
+        if count_nonfinite:
+            frame_nan = frame_inf = 0
+            for channel in plate.channel_names:
+                nan, inf = nonfinite_counts(plate.channel(channel))
+                if nan or inf:
+                    counts = by_channel.setdefault(channel, {"nan": 0, "inf": 0})
+                    counts["nan"] += nan
+                    counts["inf"] += inf
+                    frame_nan += nan
+                    frame_inf += inf
+            if frame_nan or frame_inf:
+                by_frame[str(frame)] = {"nan": frame_nan, "inf": frame_inf}
+            nan_total += frame_nan
+            inf_total += frame_inf
+
+    if first is None:
+        if len(errors) == 1:
+            raise PlateError(errors[0]["error"], errors[0]["file"])
+        raise PlateError(f"none of the {len(errors)} frames can be read; first: {errors[0]['error']}", path)
+
+    aovs = detect_aovs(first.channel_names)
+    report: dict[str, Any] = {
+        "path": sequence.pattern,
+        "frames": list(sequence.frames),
+        "missing": list(sequence.missing),
+        "parts": _part_report(first),
+        "views": first.views,
+        "layers": [{"name": layer.name, "channels": list(layer.channels)} for layer in first.layers()],
+        "data_window": first.data_window.as_list(),
+        "display_window": first.display_window.as_list(),
+        "pixel_aspect": first.parts[0].pixel_aspect,
+        "compression": first.parts[0].compression,
+        "aovs": {role: match.as_dict() for role, match in aovs.items()},
+        "attributes": {k: _json_safe(v) for k, v in first.parts[0].attributes.items()},
+        "errors": errors,
+    }
+    if len({tuple(w) for w in data_windows.values()}) > 1:
+        report["data_window_by_frame"] = {str(f): w for f, w in data_windows.items()}
+    if count_nonfinite:
+        report["nonfinite"] = {"nan": nan_total, "inf": inf_total, "by_channel": by_channel, "by_frame": by_frame}
+    return report
+
+
+def _frames_label(frames: list[int]) -> str:
+    if not frames:
+        return "single file"
+    runs, start = [], frames[0]
+    for prev, cur in zip(frames, frames[1:] + [None]):
+        if cur != (prev + 1 if prev is not None else None):
+            runs.append(f"{start}-{prev}" if prev != start else str(start))
+            start = cur
+    return f"{', '.join(runs)} ({len(frames)} frames)"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as aligned text for a terminal."""
+    def window(w: list[int]) -> str:
+        return f"{w[2]}x{w[3]} at ({w[0]}, {w[1]})"
+
+    lines = [os.path.basename(report["path"]) + f"   ({os.path.dirname(report['path']) or '.'})"]
+    lines.append(f"  frames       {_frames_label(report['frames'])}")
+    missing = report["missing"]
+    lines.append(f"  missing      {_frames_label(missing) if missing else 'none'}")
+    lines.append(f"  display      {window(report['display_window'])}   pixel aspect {report['pixel_aspect']:g}")
+    lines.append(f"  data         {window(report['data_window'])}"
+                 + ("   (varies by frame)" if "data_window_by_frame" in report else ""))
+    lines.append(f"  compression  {report['compression']}")
+    if report["views"]:
+        lines.append(f"  views        {', '.join(report['views'])}")
+    for i, part in enumerate(report["parts"]):
+        types = sorted(set(part["channel_types"]))
+        tiled = f", tiled {part['tiles'][0]}x{part['tiles'][1]}" if part["tiles"] else ""
+        lines.append(f"  part {i}       {part['name'] or '(unnamed)'}: {len(part['channels'])} channels, "
+                     f"{'/'.join(types)}{tiled}")
+    lines.append("  layers")
+    width = max(len(layer["name"]) for layer in report["layers"])
+    for layer in report["layers"]:
+        lines.append(f"    {layer['name']:<{width}}  {' '.join(layer['channels'])}")
+    if "nonfinite" in report:
+        nf = report["nonfinite"]
+        if nf["nan"] or nf["inf"]:
+            worst = ", ".join(f"{c} ({v['nan']} NaN, {v['inf']} Inf)" for c, v in nf["by_channel"].items())
+            lines.append(f"  NaN/Inf      {nf['nan']} NaN, {nf['inf']} Inf in {len(nf['by_frame'])} frame(s): {worst}")
+        else:
+            lines.append("  NaN/Inf      none")
+    lines.append("  AOVs")
+    if not report["aovs"]:
+        lines.append("    none detected (map them in the job's shot 'aovs')")
+    for role, match in report["aovs"].items():
+        lines.append(f"    {role:<10}  {' '.join(match['channels'])}")
+    return "\n".join(lines)
