@@ -154,14 +154,18 @@ def demo(out_dir: str, frames: int, size: str) -> None:
     except ValueError:
         raise StyleCompError(f"--size must look like 960x540, not {size!r}") from None
     started = time.monotonic()
-    summary = run_demo(Path(out_dir), frames, width, height, progress=_progress)
+    summary = run_demo(Path(out_dir).resolve(), frames, width, height, progress=_progress)
     click.echo(f"\ndemo done in {time.monotonic() - started:.1f} s")
     for label, where in summary.items():
         click.echo(f"  {label:<14} {where}")
 
 
 def _progress(stage: str, done: int, total: int) -> None:
-    click.echo(f"\r  {stage:<28} {done:>4}/{total}", nl=done == total, err=True)
+    """One updating line on a terminal; a line per quarter in a log file."""
+    if sys.stderr.isatty():
+        click.echo(f"\r  {stage:<28} {done:>4}/{total}", nl=done == total, err=True)
+    elif done == total or done % max(1, total // 4) == 0:
+        click.echo(f"  {stage:<28} {done:>4}/{total}", err=True)
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Contact sheets: labelled grids of display-referred thumbnails, written as PNG.
 
 Beauty goes through the job's view transform (``stylecomp.color``); AOVs get the usual
-false-colour previews (near-bright depth, normals as 0.5 + 0.5·N, motion as u/v in red/green,
+false-colour previews (inverse depth, near bright; normals as 0.5 + 0.5·N, motion as u/v in red/green,
 IDs as distinct colours) so a compositor can check a plate at a glance.
 """
 
@@ -19,12 +19,10 @@ LABEL_HEIGHT = 14
 
 
 def depth_preview(depth: np.ndarray) -> np.ndarray:
-    """Depth ``(H, W)`` to grey ``(H, W, 3)``: near bright, robust 1st-99th percentile range."""
-    finite = np.isfinite(depth)
-    if not finite.any():
-        return np.zeros((*depth.shape, 3), np.float32)
-    near, far = np.percentile(depth[finite], [1, 99])
-    grey = 1.0 - np.clip((np.where(finite, depth, far) - near) / max(far - near, 1e-6), 0, 1)
+    """Depth ``(H, W)`` to grey ``(H, W, 3)``: inverse depth, near bright, 1st-99th percentile."""
+    inverse = 1.0 / np.maximum(np.nan_to_num(depth, nan=np.inf), 1e-6)
+    near, far = np.percentile(inverse, [99, 1])
+    grey = np.clip((inverse - far) / max(near - far, 1e-12), 0, 1)
     return np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
 
 
