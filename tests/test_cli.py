@@ -19,8 +19,9 @@ DAMAGED = sorted((Path(__file__).resolve().parents[2] / "shared/testdata/exr-dam
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """The installed entry point in a real subprocess."""
-    return subprocess.run([sys.executable, "-m", "stylecomp.cli", *args], capture_output=True, text=True, timeout=300)
+    """The installed ``stylecomp`` console script in a real subprocess."""
+    script = Path(sys.executable).with_name("stylecomp")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300)
 
 
 def test_inspect_beachball_json(testdata: Path) -> None:
