@@ -108,14 +108,19 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
 
 
 def _frames_label(frames: list[int]) -> str:
+    """``1-4, 7 (5 frames)``: consecutive frames collapsed into runs."""
     if not frames:
         return "single file"
-    runs, start = [], frames[0]
-    for prev, cur in zip(frames, frames[1:] + [None]):
-        if cur != (prev + 1 if prev is not None else None):
-            runs.append(f"{start}-{prev}" if prev != start else str(start))
-            start = cur
-    return f"{', '.join(runs)} ({len(frames)} frames)"
+    runs = []
+    start = prev = frames[0]
+    for frame in frames[1:]:
+        if frame != prev + 1:
+            runs.append((start, prev))
+            start = frame
+        prev = frame
+    runs.append((start, prev))
+    text = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
+    return f"{text} ({len(frames)} frame{'s' if len(frames) > 1 else ''})"
 
 
 def format_report(report: dict[str, Any]) -> str:

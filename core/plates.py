@@ -226,9 +226,6 @@ class Plate:
         in_view = f" in view {view!r}" if view else ""
         raise PlateError(f"no channel {name!r}{in_view}; channels are: {shown}{more}", self.path)
 
-    def has_channel(self, name: str) -> bool:
-        return any(key[0] == name for key in self._index)
-
     def _pixels(self, part: ImagePart) -> np.ndarray:
         if part.pixels is None:
             raise PlateError("the plate was read without pixels", self.path)

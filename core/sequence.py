@@ -35,9 +35,6 @@ class FrameSequence:
             return self.pattern
         return self.pattern % frame
 
-    def paths(self) -> list[str]:
-        return [self.path(f) for f in self.frames]
-
 
 def to_printf(pattern: str | os.PathLike[str]) -> str:
     """Normalise ``####``, ``@@@@`` and ``%04d`` spellings to printf ``%04d``.

@@ -29,7 +29,7 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> list[Plate]:
     assert calls == [(n, FRAMES) for n in range(1, FRAMES + 1)]
     assert sequence.frames == tuple(range(1001, 1001 + FRAMES)) and not sequence.missing
     assert sequence.pattern.endswith(DEMO_PATTERN)
-    return [read_plate(path) for path in sequence.paths()]
+    return [read_plate(sequence.path(frame)) for frame in sequence.frames]
 
 
 def bilinear(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
