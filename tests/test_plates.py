@@ -152,3 +152,15 @@ def test_not_an_exr(tmp_path: Path) -> None:
     Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
     with pytest.raises(PlateError, match="not an EXR file"):
         read_plate(tmp_path / "a.png")
+
+
+def test_multipart_stereo_views(tmp_path: Path) -> None:
+    window = Window(0, 0, 16, 8)
+    parts = [_part(eye, ["R", "G", "B"], value, window, attributes={"view": eye})
+             for eye, value in (("left", 1.0), ("right", 2.0))]
+    write_plate(tmp_path / "stereo.exr", parts)
+    plate = read_plate(tmp_path / "stereo.exr")
+    assert plate.views == ["left", "right"]
+    assert plate.channel("G", view="right")[0, 0] == 2.0
+    assert plate.channel("G", view="left")[0, 0] == 1.0
+    assert plate.channel("right.G")[0, 0] == 2.0  # the second part's channels carry its name
