@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import click
+from stylecomp_otio.plate_template import DEFAULT_OUTPUT
+
 from . import __version__
 from .errors import JobError, StyleCompError
 
@@ -132,6 +134,126 @@ def roundtrip(path: str, frame: int | None, bits: int | None, encoding: str, con
     error = roundtrip_error(encoding_, rgb, alpha, model)
     click.echo(f"{file}\n  {encoding_.description} ({encoding_.config_uri})")
     click.echo(f"  model: {f'{bits}-bit quantisation' if bits else 'identity'}\n  {error}")
+
+
+@cli.group()
+def timeline() -> None:
+    """Editorial: a timeline (OTIO, EDL, ...) to a job, one shot per clip, and conform back."""
+
+
+_RATE_HELP = ("Frame rate for formats that carry none (EDL): 24, 25, 23.976, 29.97, 24000/1001. "
+              "NTSC rates are exact; drop-frame timecode is read as such.")
+
+
+@timeline.command("jobs")
+@click.argument("timeline_path", metavar="TIMELINE", type=click.Path(dir_okay=False))
+@click.option("--plates", default=None, metavar="TEMPLATE",
+              help="Plate path per clip, e.g. '/shows/x/{shot}/plates/{clip}.####.exr'. Fields: {clip}, "
+                   "{shot} (the clip name made path-safe), {reel}, {source_file}, {track}, {index} (clip number "
+                   "on its track). Relative paths are relative to the job file's folder. Default: each clip's own "
+                   "image-sequence media.")
+@click.option("--output", "output_template", default=DEFAULT_OUTPUT, show_default=True,
+              metavar="TEMPLATE", help="Output path per shot for the stylized EXRs; same fields as --plates.")
+@click.option("--handles", type=click.IntRange(0), default=0, show_default=True,
+              help="Frames added before and after each cut; raised to cover transitions, clamped (with a "
+                   "warning) to the frames the media and the plate on disk have.")
+@click.option("--track", default=None, help="Only clips on the video track(s) with this name (default: every one).")
+@click.option("--start-frame", type=int, default=1001, show_default=True,
+              help="Plate frame number of each clip's first cut frame, for clips whose media is not an image "
+                   "sequence. Image-sequence media keeps its own frame numbers.")
+@click.option("--rate", default=None, help=_RATE_HELP + " Default: 29.97 for an EDL with FCM: DROP FRAME, else 24.")
+@click.option("--allow-missing", is_flag=True,
+              help="Write the job even when plates are not on disk (yet): each missing plate is a warning.")
+@click.option("--unique-names", is_flag=True,
+              help="When clips make the same shot name, name the later ones NAME_2, NAME_3, ... instead of failing.")
+@click.option("-o", "--out", "job_path", required=True, type=click.Path(dir_okay=False),
+              help="Job file to write; relative paths in it resolve against its folder.")
+def timeline_jobs(timeline_path: str, plates: str | None, output_template: str, handles: int, track: str | None,
+                  start_frame: int, rate: str | None, allow_missing: bool, unique_names: bool,
+                  job_path: str) -> None:
+    """Make a job from TIMELINE (.otio, .edl, or any format an installed OTIO adapter reads):
+    one shot per enabled video clip. Gaps, transitions, audio and generator clips are skipped
+    and counted.
+
+    Frame numbers are plate frame numbers: an image-sequence media's own, else the cut
+    starting at --start-frame (1001). A clip's `stylecomp` metadata overrides prompt,
+    negative_prompt, seed, model and strength for its shot; markers become shot notes.
+    """
+    from .jobspec import save_job
+    from stylecomp_otio.rates import parse_rate
+    from stylecomp_otio.timeline_file import read_timeline
+    from stylecomp_otio.timeline_to_job import JobOptions, timeline_to_job
+
+    cut = read_timeline(timeline_path, parse_rate(rate) if rate else None)
+    options = JobOptions(
+        plates=plates, output=output_template, handles=handles, start_frame=start_frame, track=track,
+        allow_missing=allow_missing, unique_names=unique_names, timeline_path=os.path.abspath(timeline_path),
+        base_dir=str(Path(job_path).resolve().parent),
+    )
+    job_, report = timeline_to_job(cut, options)
+    save_job(job_, job_path)
+    for warning in report.warnings:
+        click.echo(f"warning: {timeline_path}: {warning}", err=True)
+    click.echo(f"{job_path}: {len(report.shots)} shot{'' if len(report.shots) == 1 else 's'} from {timeline_path}")
+    click.echo(f"  skipped: {report.skipped_text()}")
+    click.echo(f"  warnings: {len(report.warnings)}")
+
+
+@timeline.command("conform")
+@click.argument("timeline_path", metavar="TIMELINE", type=click.Path(dir_okay=False))
+@click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Timeline to write (.otio, or any format an installed OTIO adapter writes).")
+@click.option("--rate", default=None, help=_RATE_HELP + " Default: the record rate the job noted.")
+def timeline_conform(timeline_path: str, job_path: str, out_path: str, rate: str | None) -> None:
+    """Write a copy of TIMELINE whose clips play the stylized frames of JOB.json's shots.
+
+    Each rendered shot's clip gets an image-sequence reference to its output EXRs as its
+    active media (the original stays, under its own key); record timing, transitions, markers
+    and gaps are kept exactly. Shots not rendered yet keep their original media and are
+    reported.
+    """
+    from .jobspec import load_job
+    from stylecomp_otio.conform import conform
+    from stylecomp_otio.rates import parse_rate
+    from stylecomp_otio.timeline_file import read_timeline, write_timeline
+
+    job_ = load_job(job_path)
+    if rate is None:
+        rates = {shot.editorial.record.rate for shot in job_.shots if shot.editorial is not None}
+        edit_rate = rates.pop() if len(rates) == 1 else None
+    else:
+        edit_rate = parse_rate(rate)
+    cut = read_timeline(timeline_path, edit_rate)
+    report = conform(cut, job_, timeline_path)
+    write_timeline(cut, out_path)
+    for warning in report.warnings:
+        click.echo(f"warning: {job_path}: {warning}", err=True)
+    click.echo(f"{out_path}: {len(report.shots)} of {len(job_.shots)} shots conformed into {timeline_path}")
+    click.echo(f"  skipped: {report.skipped_text()}")
+    click.echo(f"  warnings: {len(report.warnings)}")
+
+
+@cli.group()
+def model() -> None:
+    """Diffusion models: tiny random-weight test models for trying the pipeline without weights."""
+
+
+@model.command("make-test")
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--family", type=click.Choice(["sd15", "sdxl", "flux"]), required=True,
+              help="Architecture to build: Stable Diffusion 1.5, SDXL or Flux.")
+@click.option("--controlnet", is_flag=True, help="Also write a matching tiny ControlNet in DIR/controlnet.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random weights.")
+def make_test(out_dir: str, family: str, controlnet: bool, seed: int) -> None:
+    """Write a tiny random-weight model to DIR, built from the real diffusers and transformers
+    classes and loadable like any local model. Its images are noise: it shows that the
+    pipeline runs, not a style.
+    """
+    from .testmodels import make_test_model
+
+    folder = make_test_model(out_dir, family, controlnet=controlnet, seed=seed)  # type: ignore[arg-type]
+    click.echo(f"{folder}: tiny {family} test model" + (" with a ControlNet in controlnet/" if controlnet else ""))
 
 
 @cli.command()

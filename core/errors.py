@@ -28,3 +28,11 @@ class JobError(StyleCompError):
     def __init__(self, reason: str, where: str | os.PathLike[str] | None = None, problems: list[str] | None = None) -> None:
         super().__init__(reason, where)
         self.problems = problems or [self.reason]
+
+
+class TimelineError(StyleCompError):
+    """An editorial timeline (OTIO, EDL, ...) that cannot be read, turned into a job, or conformed."""
+
+
+class ModelError(StyleCompError):
+    """A diffusion model, ControlNet or LoRA that cannot be found, trusted or loaded."""

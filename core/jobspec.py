@@ -44,6 +44,38 @@ class FrameRange(_Strict):
         return self
 
 
+class ShotOverrides(_Strict):
+    """Per-shot settings that replace the job's own (e.g. from an editorial clip's metadata)."""
+
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63, description="Replaces the seed policy's value for this shot")
+    model: str | None = Field(None, description="Model path (diffusers folder or .safetensors) replacing model.path")
+    strength: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class TimeSpan(_Strict):
+    """A span of time as OpenTimelineIO stores it: start and duration in frames at ``rate``."""
+
+    start: float
+    duration: float = Field(ge=0)
+    rate: float = Field(gt=0)
+
+
+class Editorial(_Strict):
+    """Where a shot was cut in its edit, so a conform can put the stylized frames back exactly."""
+
+    timeline: str | None = Field(None, description="The timeline file the shot was read from")
+    track: str = Field(description="Name of the clip's track")
+    track_index: int = Field(ge=0, description="Position of the track in the timeline's stack")
+    item_index: int = Field(ge=0, description="Position of the clip in its track (gaps and transitions count)")
+    clip: str = Field(description="The clip's name in the edit")
+    record: TimeSpan = Field(description="Where the clip plays in its track (record range)")
+    source: TimeSpan = Field(description="The clip's source range, in its media's time")
+    rate: float = Field(gt=0, description="Media frame rate that plate frame numbers count at")
+    frame_offset: int = Field(description="Plate frame number = media frame at `rate` + frame_offset")
+
+
 class Shot(_Strict):
     """One shot: where its plates are, which frames, which channels mean what, where to write."""
 
@@ -56,6 +88,8 @@ class Shot(_Strict):
     )
     output: str = Field(description="Output pattern for the stylized EXRs, with a frame token")
     notes: list[str] = Field(default_factory=list, description="Free-form notes (e.g. editorial markers)")
+    overrides: ShotOverrides = Field(default_factory=ShotOverrides, description="Settings replacing the job's")
+    editorial: Editorial | None = Field(None, description="Where the shot came from in an edit, for conforming")
 
     @field_validator("plate", "output")
     @classmethod

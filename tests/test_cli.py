@@ -117,3 +117,14 @@ def test_demo_command_writes_plates_outputs_job_and_contact_sheet(tmp_path: Path
 def test_bad_size_is_a_clear_error() -> None:
     result = CliRunner().invoke(cli, ["demo", "--size", "big"])
     assert result.exit_code == 2 and result.stderr == "error: --size must look like 960x540, not 'big'\n"
+
+
+def test_model_make_test_writes_a_loadable_tiny_model(tmp_path: Path) -> None:
+    from stylecomp.models import detect_family
+
+    result = CliRunner().invoke(cli, ["model", "make-test", str(tmp_path / "m"), "--family", "sd15", "--controlnet"])
+    assert result.exit_code == 0, result.output
+    assert detect_family(tmp_path / "m") == "sd15"
+    assert detect_family(tmp_path / "m" / "controlnet") == "sd15"
+    bad = CliRunner().invoke(cli, ["model", "make-test", str(tmp_path / "x"), "--family", "sd3"])
+    assert bad.exit_code == 2 and "'sd3' is not one of 'sd15', 'sdxl', 'flux'" in bad.stderr

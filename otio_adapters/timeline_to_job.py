@@ -1,0 +1,235 @@
+"""A timeline as a stylecomp job: one shot per video clip, with where it came from.
+
+- Every enabled clip on a video track (or on the tracks named by ``track``) becomes a shot;
+  gaps, transitions, audio tracks, disabled clips, generator clips (black, bars) and nested
+  compositions are skipped and counted in the report.
+- Frames are plate frame numbers (`frame_numbers`): an image-sequence media's own numbers,
+  else the cut starting at ``start_frame``. A speed effect's shot covers the media it plays.
+- Handles are raised to cover transitions, then clamped to what the media has (its available
+  range, and the plate frames on disk), with a warning naming the clip.
+- Plates and outputs come from path templates (`plate_template`); without a plates template
+  a clip's own image-sequence media is its plate. Missing plates are errors unless
+  ``allow_missing``; two clips making the same shot name are an error unless ``unique_names``.
+- Clip metadata ``stylecomp`` gives per-shot overrides and fields (`clip_settings`); markers
+  become notes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import opentimelineio as otio
+from pydantic import ValidationError
+from stylecomp.errors import JobError, PlateError, TimelineError
+from stylecomp.jobspec import FrameRange, Job, Shot, parse_job
+from stylecomp.sequence import discover
+
+from .clip_place import ClipPlace
+from .clip_settings import KEY, ClipSettings, clip_settings, timeline_settings
+from .editorial_record import editorial_for
+from .frame_numbers import FrameNumbering
+from .image_sequences import pattern_of
+from .plate_template import DEFAULT_OUTPUT, check_template, default_shot_name, fill
+from .rates import timecode
+from .report import Report
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How clips become shots: the options of ``stylecomp timeline jobs``."""
+
+    plates: str | None = None  # plate path template; None: each clip's image-sequence media
+    output: str = DEFAULT_OUTPUT  # output path template
+    handles: int = 0
+    start_frame: int = 1001  # plate frame of the first cut frame, for media that is not an image sequence
+    track: str | None = None  # only video tracks with this name
+    allow_missing: bool = False  # missing plates are warnings, not errors
+    unique_names: bool = False  # suffix _2, _3, ... instead of failing on a repeated shot name
+    timeline_path: str | None = None  # the timeline's file, recorded in each shot and named in errors
+    base_dir: str = "."  # the job file's folder, which relative paths in the job resolve against
+
+
+def timeline_to_job(timeline: otio.schema.Timeline, options: JobOptions) -> tuple[Job, Report]:
+    """The job for ``timeline``'s video clips, and a report of what was made, skipped and warned."""
+    try:
+        return _timeline_to_job(timeline, options)
+    except TimelineError as exc:
+        if exc.where is None and options.timeline_path:
+            raise TimelineError(exc.reason, options.timeline_path) from None
+        raise
+
+
+def _timeline_to_job(timeline: otio.schema.Timeline, options: JobOptions) -> tuple[Job, Report]:
+    if options.plates is not None:
+        check_template(options.plates, "--plates")
+    check_template(options.output, "--output")
+    report = Report()
+    shots: list[Shot] = []
+    places: dict[str, ClipPlace] = {}
+    for track in _video_tracks(timeline, options.track, report):
+        for item in track:
+            if isinstance(item, otio.schema.Gap):
+                report.skipped["gap"] += 1
+            elif isinstance(item, otio.schema.Transition):
+                report.skipped["transition"] += 1
+            elif not isinstance(item, otio.schema.Clip):
+                report.skipped["nested composition"] += 1
+            elif not item.enabled:
+                report.skipped["disabled clip"] += 1
+            elif isinstance(item.media_reference, otio.schema.GeneratorReference):
+                report.skipped["generator clip"] += 1
+            else:
+                shots.append(_shot(ClipPlace.of(item), options, places, report))
+    if not shots:
+        raise TimelineError(f"no video clips to make shots from (skipped: {report.skipped_text()})")
+    data = {**timeline_settings(timeline), "shots": [shot.model_dump(mode="json") for shot in shots]}
+    try:
+        job = parse_job(json.dumps(data), options.timeline_path or "<timeline>", options.base_dir)
+    except JobError as exc:
+        raise TimelineError(f"timeline metadata {KEY}: {exc.reason}") from None
+    for shot in job.shots:
+        _check_plate(job, shot, places[shot.name], options, report)
+    report.shots = [shot.name for shot in job.shots]
+    return job, report
+
+
+def _video_tracks(timeline: otio.schema.Timeline, wanted: str | None, report: Report) -> list[otio.schema.Track]:
+    tracks = []
+    for track in timeline.tracks:
+        if not isinstance(track, otio.schema.Track):
+            report.skipped["nested composition"] += 1
+        elif track.kind != otio.schema.TrackKind.Video:
+            report.skipped[f"{track.kind.lower()} track"] += 1
+        elif wanted is not None and track.name != wanted:
+            report.skipped["unselected video track"] += 1
+        else:
+            tracks.append(track)
+    if wanted is not None and not tracks:
+        names = ", ".join(repr(t.name) for t in timeline.video_tracks()) or "none"
+        raise TimelineError(f"--track {wanted!r}: no video track has that name (video tracks: {names})")
+    return tracks
+
+
+def _shot(place: ClipPlace, options: JobOptions, places: dict[str, ClipPlace], report: Report) -> Shot:
+    settings = clip_settings(place)
+    try:
+        source = place.clip.trimmed_range()
+    except otio.exceptions.CannotComputeAvailableRangeError:
+        raise TimelineError(f"{place.describe()}: no source range, and its media has no available range") from None
+    numbering = FrameNumbering.for_clip(place, source, options.start_frame)
+    first, last, speed = numbering.cut(place, source)
+    if speed != 1:
+        effect = "a freeze frame" if speed == 0 else f"a speed of {speed:g}x"
+        report.warnings.append(f"{place.describe()}: {effect}; the shot covers the media it plays, frames {first}-{last}")
+    name = _unique_name(place, places, options.unique_names)
+    output, output_label = options.output, "--output"
+    if settings.output is not None:
+        output, output_label = settings.output, f"metadata {KEY}.output"
+        check_template(output, output_label)
+    try:
+        return Shot(
+            name=name,
+            plate=fill(options.plates, place, name, "--plates") if options.plates else _media_pattern(place),
+            frames=FrameRange(first=first, last=last),
+            handles=_handles(place, settings, options.handles, numbering, source, (first, last), report),
+            aovs=settings.aovs or {},
+            output=fill(output, place, name, output_label),
+            notes=[*(settings.notes or []), *_marker_notes(place)],
+            overrides=settings.overrides(),
+            editorial=(settings.editorial if "editorial" in settings.model_fields_set
+                       else editorial_for(place, source, numbering, options.timeline_path)),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise TimelineError(f"{place.describe()}: {problems}") from None
+
+
+def _unique_name(place: ClipPlace, places: dict[str, ClipPlace], unique: bool) -> str:
+    base = default_shot_name(place)
+    name, n = base, 1
+    while name in places:
+        if not unique:
+            raise TimelineError(
+                f"{places[name].describe()} and {place.describe()} both make shot {name!r}; rename one, "
+                f"or pass --unique-names to name the later ones {base}_2, {base}_3, ..."
+            )
+        n += 1
+        name = f"{base}_{n}"
+    places[name] = place
+    return name
+
+
+def _media_pattern(place: ClipPlace) -> str:
+    media = place.clip.media_reference
+    if isinstance(media, otio.schema.ImageSequenceReference):
+        return pattern_of(media)
+    raise TimelineError(
+        f"{place.describe()}: its media is not an image sequence, so a plate template is needed "
+        "(--plates '/shows/x/{shot}/plates/{clip}.####.exr')"
+    )
+
+
+def _handles(place: ClipPlace, settings: ClipSettings, default: int, numbering: FrameNumbering,
+             source: otio.opentime.TimeRange, cut: tuple[int, int], report: Report) -> int:
+    """Handles wanted, raised to cover transitions, clamped to the frames the media has."""
+    handles = wanted = settings.handles if settings.handles is not None else default
+    visible = place.clip.visible_range()
+    before = numbering.frame(source.start_time) - numbering.frame(visible.start_time)
+    after = numbering.frame(visible.end_time_exclusive()) - numbering.frame(source.end_time_exclusive())
+    if max(before, after) > handles:
+        handles = max(before, after)
+        report.warnings.append(f"{place.describe()}: handles raised from {wanted} to {handles}, the frames its "
+                               f"transitions play ({before} before the cut, {after} after)")
+    if numbering.available is not None:
+        low, high = numbering.available
+        room = min(cut[0] - low, high - cut[1])
+        if room < 0:
+            report.warnings.append(f"{place.describe()}: the cut plays frames {cut[0]}-{cut[1]}, beyond its "
+                                   f"media's frames {low}-{high}")
+        if room < handles:
+            clamped = max(room, 0)
+            report.warnings.append(f"{place.describe()}: handles clamped from {handles} to {clamped}: its media has "
+                                   f"frames {low}-{high} and the cut plays {cut[0]}-{cut[1]}")
+            handles = clamped
+    return handles
+
+
+def _marker_note(marker: otio.schema.Marker) -> str:
+    note = f"marker {timecode(marker.marked_range.start_time)} {marker.color}"
+    note += f": {marker.name}" if marker.name else ""
+    return note + (f" ({marker.comment})" if marker.comment else "")
+
+
+def _marker_notes(place: ClipPlace) -> list[str]:
+    """The clip's markers, then its track's markers that fall inside the clip, as notes."""
+    record = place.clip.range_in_parent()
+    track_markers = [m for m in place.clip.parent().markers if record.contains(m.marked_range.start_time)]
+    return [_marker_note(m) for m in [*place.clip.markers, *track_markers]]
+
+
+def _check_plate(job: Job, shot: Shot, place: ClipPlace, options: JobOptions, report: Report) -> None:
+    """Fail (or warn, with ``allow_missing``) when the plate lacks cut frames; clamp handles to it."""
+    pattern = job.resolve(shot.plate)
+    first, last = shot.frames.first, shot.frames.last  # type: ignore[union-attr]  # clips always give frames
+    try:
+        on_disk = set(discover(pattern).frames)
+    except PlateError:
+        on_disk = set()
+    missing = [f for f in range(first, last + 1) if f not in on_disk]
+    if missing:
+        problem = (f"{place.describe()}: no plate frames at {pattern}" if not on_disk else
+                   f"{place.describe()}: the plate {pattern} lacks {len(missing)} of the cut's frames "
+                   f"{first}-{last} (from frame {missing[0]})")
+        if not options.allow_missing:
+            raise TimelineError(f"{problem} (pass --allow-missing to write the job anyway)")
+        report.warnings.append(f"{problem}; written anyway (--allow-missing)")
+        return
+    room = 0
+    while room < shot.handles and first - room - 1 in on_disk and last + room + 1 in on_disk:
+        room += 1
+    if room < shot.handles:
+        gap = first - room - 1 if first - room - 1 not in on_disk else last + room + 1
+        report.warnings.append(f"{place.describe()}: handles clamped from {shot.handles} to {room}: the plate "
+                               f"{pattern} has no frame {gap}")
+        shot.handles = room
