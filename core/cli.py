@@ -11,9 +11,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from stylecomp_otio.plate_template import DEFAULT_OUTPUT
+
+if TYPE_CHECKING:
+    from stylecomp_otio.report import Report
 
 from . import __version__
 from .errors import JobError, StyleCompError
@@ -192,11 +196,8 @@ def timeline_jobs(timeline_path: str, plates: str | None, output_template: str, 
     )
     job_, report = timeline_to_job(cut, options)
     save_job(job_, job_path)
-    for warning in report.warnings:
-        click.echo(f"warning: {timeline_path}: {warning}", err=True)
-    click.echo(f"{job_path}: {len(report.shots)} shot{'' if len(report.shots) == 1 else 's'} from {timeline_path}")
-    click.echo(f"  skipped: {report.skipped_text()}")
-    click.echo(f"  warnings: {len(report.warnings)}")
+    _echo_report(report, timeline_path,
+                 f"{job_path}: {len(report.shots)} shot{'' if len(report.shots) == 1 else 's'} from {timeline_path}")
 
 
 @timeline.command("conform")
@@ -227,9 +228,14 @@ def timeline_conform(timeline_path: str, job_path: str, out_path: str, rate: str
     cut = read_timeline(timeline_path, edit_rate)
     report = conform(cut, job_, timeline_path)
     write_timeline(cut, out_path)
+    _echo_report(report, job_path, f"{out_path}: {len(report.shots)} of {len(job_.shots)} shots conformed into {timeline_path}")
+
+
+def _echo_report(report: Report, where: str, headline: str) -> None:
+    """Warnings on stderr, then the headline and what was skipped."""
     for warning in report.warnings:
-        click.echo(f"warning: {job_path}: {warning}", err=True)
-    click.echo(f"{out_path}: {len(report.shots)} of {len(job_.shots)} shots conformed into {timeline_path}")
+        click.echo(f"warning: {where}: {warning}", err=True)
+    click.echo(headline)
     click.echo(f"  skipped: {report.skipped_text()}")
     click.echo(f"  warnings: {len(report.warnings)}")
 

@@ -99,3 +99,10 @@ def discover(pattern: str | os.PathLike[str], frame_range: tuple[int, int] | Non
     missing = tuple(sorted(set(range(first, last + 1)) - set(frames)))
     return FrameSequence(printf, frames, missing)
 
+
+def frames_on_disk(pattern: str | os.PathLike[str]) -> set[int]:
+    """The frame numbers of ``pattern`` that exist; empty when none (or no folder) does."""
+    try:
+        return set(discover(pattern).frames)
+    except PlateError:
+        return set()

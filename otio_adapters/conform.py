@@ -12,9 +12,9 @@ their original media and are reported.
 from __future__ import annotations
 
 import opentimelineio as otio
-from stylecomp.errors import PlateError, TimelineError
+from stylecomp.errors import TimelineError
 from stylecomp.jobspec import Job, Shot
-from stylecomp.sequence import discover
+from stylecomp.sequence import frames_on_disk
 
 from .clip_place import ClipPlace
 from .editorial_record import time_range_of
@@ -76,10 +76,7 @@ def _conform_clip(clip: otio.schema.Clip, shot: Shot, job: Job, report: Report) 
     """Give ``clip`` the shot's stylized frames; False (and a warning) when they are not all there."""
     output = job.resolve(shot.output)
     first, last = shot.frames.first, shot.frames.last  # type: ignore[union-attr]  # shots from clips have frames
-    try:
-        rendered = set(discover(output).frames)
-    except PlateError:
-        rendered = set()
+    rendered = frames_on_disk(output)
     missing = [f for f in range(first, last + 1) if f not in rendered]
     if missing:
         state = "not rendered" if len(missing) == last - first + 1 else f"{len(missing)} frames missing"

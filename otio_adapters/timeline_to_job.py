@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import opentimelineio as otio
 from pydantic import ValidationError
-from stylecomp.errors import JobError, PlateError, TimelineError
+from stylecomp.errors import JobError, TimelineError
 from stylecomp.jobspec import FrameRange, Job, Shot, parse_job
-from stylecomp.sequence import discover
+from stylecomp.sequence import frames_on_disk
 
 from .clip_place import ClipPlace
 from .clip_settings import KEY, ClipSettings, clip_settings, timeline_settings
@@ -212,10 +212,7 @@ def _check_plate(job: Job, shot: Shot, place: ClipPlace, options: JobOptions, re
     """Fail (or warn, with ``allow_missing``) when the plate lacks cut frames; clamp handles to it."""
     pattern = job.resolve(shot.plate)
     first, last = shot.frames.first, shot.frames.last  # type: ignore[union-attr]  # clips always give frames
-    try:
-        on_disk = set(discover(pattern).frames)
-    except PlateError:
-        on_disk = set()
+    on_disk = frames_on_disk(pattern)
     missing = [f for f in range(first, last + 1) if f not in on_disk]
     if missing:
         problem = (f"{place.describe()}: no plate frames at {pattern}" if not on_disk else
