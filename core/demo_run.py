@@ -14,11 +14,11 @@ import numpy as np
 
 from . import __version__
 from .aovs import beauty
-from .color import quantize, roundtrip_error
+from .color import EncodedPlate, quantize, roundtrip_error
 from .contactsheet import depth_preview, id_preview, motion_preview, normals_preview, write_contact_sheet
 from .demo import write_demo
 from .jobspec import FrameRange, Job, Shot, load_job, save_job
-from .plates import ImagePart, read_plate, write_plate
+from .plates import ImagePart, Plate, read_plate, write_plate
 from .sequence import discover
 
 Progress = Callable[[str, int, int], None]
@@ -41,11 +41,15 @@ def run_demo(out_dir: Path, frames: int, width: int, height: int, progress: Prog
 
     output = job.resolve(shot.output)
     sequence = discover(job.resolve(shot.plate), (shot.frames.first, shot.frames.last))
+    shown = (sequence.frames[0], sequence.frames[len(sequence.frames) // 2], sequence.frames[-1])
+    kept: dict[int, tuple[Plate, EncodedPlate]] = {}  # the contact sheet's frames, read once
     worst = 0.0
     for done, frame in enumerate(sequence.frames, 1):
         plate = read_plate(sequence.path(frame))
         rgb, alpha = beauty(plate, shot.aovs)
         encoded = encoding.encode(rgb, alpha)
+        if frame in shown:
+            kept[frame] = (plate, encoded)
         restored = encoding.decode(encoded, encoded.image)  # the identity "model"
         worst = max(worst, float(np.max(np.abs(restored - rgb))))
         part = plate.parts[0]
@@ -60,11 +64,10 @@ def run_demo(out_dir: Path, frames: int, width: int, height: int, progress: Prog
         progress("colour round trip", done, len(sequence.frames))
 
     sheet = out_dir / "contact_sheet.png"
-    first, middle, last = (read_plate(sequence.path(f)) for f in
-                           (sequence.frames[0], sequence.frames[len(sequence.frames) // 2], sequence.frames[-1]))
-    tiles = [(f"beauty {Path(p.path).name}", encoding.encode(*beauty(p)).image) for p in (first, middle, last)]
-    tiles.append((f"round trip {Path(output % sequence.frames[-1]).name}",
-                  encoding.encode(*beauty(read_plate(output % sequence.frames[-1]))).image))
+    tiles = [(f"beauty {Path(kept[f][0].path).name}", kept[f][1].image) for f in shown]
+    written = read_plate(output % shown[-1])  # as a compositor would read it back
+    tiles.append((f"round trip {Path(written.path).name}", encoding.encode(*beauty(written, shot.aovs)).image))
+    first = kept[shown[0]][0]
     tiles += [
         ("depth Z", depth_preview(first.channel("Z"))),
         ("normals N (camera)", normals_preview(first.channels(["N.X", "N.Y", "N.Z"]))),
@@ -72,7 +75,7 @@ def run_demo(out_dir: Path, frames: int, width: int, height: int, progress: Prog
         ("object id", id_preview(first.channel("id"))),
     ]
     write_contact_sheet(sheet, tiles)
-    error8 = roundtrip_error(encoding, *beauty(first), model=quantize(8))
+    error8 = roundtrip_error(encoding, *beauty(first, shot.aovs), model=quantize(8))
     return {
         "plates": sequence.pattern,
         "job": str(job_path),
