@@ -1,4 +1,4 @@
-# make demo   set everything up and stylize the built-in demo shot into demo_out/
+# make demo   set everything up and stylize the built-in demo shot into demo_out/ (MODEL=/path for a real model)
 # make test   set everything up and run the test suite
 # make bench  run the benchmarks (plain-library baseline vs stylecomp, as ratios)
 
@@ -20,7 +20,7 @@ $(SETUP): requirements.lock pyproject.toml | $(PY)
 	touch $(SETUP)
 
 demo: $(SETUP)
-	$(VENV)/bin/stylecomp demo --out demo_out
+	$(VENV)/bin/stylecomp demo --out demo_out $(if $(MODEL),--model "$(MODEL)")
 
 test: $(SETUP)
 	$(PY) -m pytest

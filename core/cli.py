@@ -6,10 +6,15 @@ Every user-facing failure is a StyleCompError, printed as one line
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +23,9 @@ from stylecomp_otio.plate_template import DEFAULT_OUTPUT
 
 if TYPE_CHECKING:
     from stylecomp_otio.report import Report
+
+    from .jobspec import Job, Shot
+    from .pipeline_pool import PipelinePool
 
 from . import __version__
 from .errors import JobError, StyleCompError
@@ -250,30 +258,239 @@ def model() -> None:
 @click.option("--family", type=click.Choice(["sd15", "sdxl", "flux"]), required=True,
               help="Architecture to build: Stable Diffusion 1.5, SDXL or Flux.")
 @click.option("--controlnet", is_flag=True, help="Also write a matching tiny ControlNet in DIR/controlnet.")
+@click.option("--lora", is_flag=True, help="Also write a matching tiny LoRA as DIR/lora.safetensors.")
+@click.option("--ip-adapter", is_flag=True,
+              help="Also write a matching tiny IP-Adapter: DIR/ip_adapter/ip-adapter.safetensors + image_encoder/.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random weights.")
-def make_test(out_dir: str, family: str, controlnet: bool, seed: int) -> None:
+def make_test(out_dir: str, family: str, controlnet: bool, lora: bool, ip_adapter: bool, seed: int) -> None:
     """Write a tiny random-weight model to DIR, built from the real diffusers and transformers
     classes and loadable like any local model. Its images are noise: it shows that the
     pipeline runs, not a style.
     """
-    from .testmodels import make_test_model
+    from .testmodels import make_test_ip_adapter, make_test_lora, make_test_model
 
     folder = make_test_model(out_dir, family, controlnet=controlnet, seed=seed)  # type: ignore[arg-type]
     click.echo(f"{folder}: tiny {family} test model" + (" with a ControlNet in controlnet/" if controlnet else ""))
+    if lora:
+        click.echo(f"{make_test_lora(folder / 'lora.safetensors', folder, seed=seed)}: tiny LoRA")
+    if ip_adapter:
+        click.echo(f"{make_test_ip_adapter(folder / 'ip_adapter', folder, seed=seed)}: tiny IP-Adapter "
+                   "(image encoder beside it)")
+
+
+_DEVICE_HELP = "Where the model runs: auto picks CUDA, then Apple MPS, then the CPU."
+_DTYPE_HELP = "Weights' precision: auto is bf16 on CUDA (fp16 where bf16 is missing), fp16 on MPS, fp32 on the CPU."
+_PROGRESS_HELP = ("text: a progress line with ETA (one line per frame in a log); json: one JSON event per line on "
+                  "stdout, for hosts such as the Nuke plugin (see the README).")
+
+
+def _pipeline_pool(device: str, dtype: str) -> PipelinePool:
+    import torch
+
+    from .pipeline_pool import PipelinePool
+
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    return PipelinePool(None if device == "auto" else device, dtypes.get(dtype))
+
+
+def _pick_shot(job_: Job, name: str | None) -> Shot:
+    if name is None:
+        if len(job_.shots) > 1:
+            raise JobError(f"the job has {len(job_.shots)} shots; name one with --shot ({', '.join(s.name for s in job_.shots)})")
+        return job_.shots[0]
+    for shot in job_.shots:
+        if shot.name == name:
+            return shot
+    raise JobError(f"no shot named {name!r}; the job's shots are {', '.join(s.name for s in job_.shots)}")
+
+
+def _frame_range(text: str | None) -> tuple[int, int] | None:
+    """'1001-1048' or '1001' (negative frame numbers allowed: '-5--1')."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", text)
+    if match is None:
+        raise StyleCompError(f"--frames must look like 1001-1048 or 1001, not {text!r}")
+    low = int(match.group(1))
+    high = int(match.group(2)) if match.group(2) is not None else low
+    if high < low:
+        raise StyleCompError(f"--frames {text}: the last frame is before the first")
+    return low, high
+
+
+@contextlib.contextmanager
+def _cancel_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or Ctrl-C, so a run stops between denoising steps and keeps finished frames."""
+    cancel = threading.Event()
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: cancel.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield cancel
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _ProgressPrinter:
+    """Render events as a progress line with ETA (text) or as JSON lines on stdout (json)."""
+
+    def __init__(self, style: str) -> None:
+        self.style = style
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, event: dict[str, object]) -> None:
+        if self.style == "json":
+            click.echo(json.dumps(event))
+            return
+        kind = event["event"]
+        if kind == "start":
+            click.echo(f"{event['shot']}: {event['total']} frame(s) {event['frames'][0]}-{event['frames'][1]}", err=True)  # type: ignore[index]
+        elif kind == "frame":
+            eta = float(event.get("eta", 0))  # type: ignore[arg-type]
+            line = (f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
+                    f"{float(event.get('seconds', 0)):6.1f} s   ETA {int(eta // 60)}:{int(eta % 60):02d}")  # type: ignore[arg-type]
+            if event["status"] == "failed":
+                line += f"\n    {event['error']}"
+            last = event["done"] == event["total"]
+            click.echo(("\r" + line) if self.tty and event["status"] != "failed" else line, nl=not self.tty or last
+                       or event["status"] == "failed", err=True)
+
+
+@cli.command()
+@click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
+@click.option("--shot", "shots", multiple=True, help="Render only this shot (repeat for several). Default: every shot.")
+@click.option("--frames", default=None, metavar="A-B", help="Only frames A to B (inclusive), e.g. 1001-1010, or one frame.")
+@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
+              help=_DEVICE_HELP)
+@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
+              show_default=True, help=_DTYPE_HELP)
+@click.option("--no-cache", is_flag=True, help="Render every frame afresh; neither read nor fill the render cache.")
+@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help=_PROGRESS_HELP)
+def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: str, dtype: str, no_cache: bool,
+           progress_style: str) -> None:
+    """Stylize the shots of JOB.json into EXRs with a `stylized` RGBA layer and provenance.
+
+    Frames whose output is already current, or whose result is in the render cache
+    ($STYLECOMP_CACHE_DIR, default ~/.cache/stylecomp), are reused and reported as cached.
+    A frame that fails (damaged or missing plate) is reported and the others still render.
+    Exit status: 0 all frames done, 1 some failed or the run was stopped (finished frames are
+    kept), 2 the job or its inputs are unusable.
+    """
+    from .cache import RenderCache
+    from .jobspec import load_job
+    from .render import render_job
+
+    job_ = load_job(job_path)
+    with _cancel_on_signals() as cancel:
+        summary = render_job(job_, shots=shots or None, frames=_frame_range(frames),
+                             pool=_pipeline_pool(device, dtype), cache=None if no_cache else RenderCache(),
+                             report=_ProgressPrinter(progress_style), cancel=cancel)
+    if progress_style == "text":
+        click.echo(f"rendered {summary.rendered}, from cache {summary.cached}, failed {len(summary.failed)} "
+                   f"in {summary.seconds:.1f} s" + ("  (stopped)" if summary.cancelled else ""))
+        for shot, frame, reason in summary.failed:
+            click.echo(f"error: {shot} {frame}: {reason}", err=True)
+    if summary.failed or summary.cancelled:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
+@click.option("--shot", "shot_name", default=None, help="Shot to vary (needed when the job has several).")
+@click.option("--frame", type=int, default=None, help="Frame to render the variants of. Default: the first cut frame.")
+@click.option("--count", type=click.IntRange(1, 64), default=None,
+              help="How many variants (default: the job's candidates.count).")
+@click.option("--strengths", default=None, metavar="S1,S2,..",
+              help="Strengths to cycle through, e.g. 0.3,0.5,0.7 (default: the job's candidates.strengths, else its strength).")
+@click.option("--prompt", "prompts", multiple=True, help="A prompt variation to cycle through (repeat for several).")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for the candidates (default: <shot output folder>/candidates/<shot>.<frame>/).")
+@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
+              help=_DEVICE_HELP)
+@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
+              show_default=True, help=_DTYPE_HELP)
+@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help=_PROGRESS_HELP)
+def candidates(job_path: str, shot_name: str | None, frame: int | None, count: int | None, strengths: str | None,
+               prompts: tuple[str, ...], out_dir: str | None, device: str, dtype: str, progress_style: str) -> None:
+    """Render variants of one frame to choose from: candidate k uses seed + k x seed_stride
+    (and the k-th strength/prompt variation). Writes candidate_KK.exr and .png, a labelled
+    contact_sheet.png and manifest.json, and prints the manifest's path last. Lock one in with
+    `stylecomp pick`.
+    """
+    from .candidates import render_candidates
+    from .jobspec import load_job
+
+    job_ = load_job(job_path)
+    shot = _pick_shot(job_, shot_name)
+    if count is not None:
+        job_.candidates.count = count
+    if strengths is not None:
+        try:
+            job_.candidates.strengths = [float(v) for v in strengths.split(",")]
+        except ValueError:
+            raise StyleCompError(f"--strengths must be numbers separated by commas, not {strengths!r}") from None
+    if prompts:
+        job_.candidates.prompts = list(prompts)
+    if frame is None:
+        frame = shot.frames.first if shot.frames else _first_frame_on_disk(job_, shot)
+    with _cancel_on_signals() as cancel:
+        manifest = render_candidates(job_, job_path, shot, frame, out_dir, pool=_pipeline_pool(device, dtype),
+                                     report=_ProgressPrinter(progress_style), cancel=cancel)
+    if progress_style == "text":
+        click.echo(f"{job_.candidates.count} candidates of {shot.name} {frame}; contact sheet "
+                   f"{manifest.parent / 'contact_sheet.png'}")
+    click.echo(str(manifest))
+
+
+@cli.command()
+@click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
+@click.option("--candidate", "index", type=int, required=True, help="The candidate number (as in the contact sheet).")
+@click.option("--shot", "shot_name", default=None, help="Shot the candidates belong to (needed when the job has several).")
+@click.option("--frame", type=int, default=None, help="Frame the candidates were rendered for (default: the latest run).")
+@click.option("--manifest", "manifest_path", default=None, type=click.Path(dir_okay=False),
+              help="The candidates' manifest.json, if they were written somewhere other than the default folder.")
+def pick(job_path: str, index: int, shot_name: str | None, frame: int | None, manifest_path: str | None) -> None:
+    """Lock a candidate into JOB.json: its seed (and strength/prompt, if they were varied)
+    become the shot's overrides, so every later render of the shot uses them.
+    """
+    from .candidates import candidates_folder, latest_manifest, pick as pick_candidate, MANIFEST
+    from .jobspec import load_job
+
+    job_ = load_job(job_path)
+    shot = _pick_shot(job_, shot_name)
+    if manifest_path is None:
+        manifest_path = str(candidates_folder(job_, shot, frame) / MANIFEST if frame is not None
+                            else latest_manifest(job_, shot))
+    chosen = pick_candidate(job_, job_path, shot, manifest_path, index)
+    click.echo(f"{job_path}: shot {shot.name} locked to candidate {index} (seed {chosen['seed']}, "
+               f"strength {chosen['strength']:g})")
+
+
+def _first_frame_on_disk(job_: Job, shot: Shot) -> int:
+    from .render import shot_frames
+
+    _, frames = shot_frames(job_, shot)
+    return frames[0]
 
 
 @cli.command()
 @click.option("--out", "out_dir", default="demo_out", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the demo plates, outputs, job file and contact sheet.")
+              help="Folder for the demo plates, job file, stylized EXRs and contact sheet.")
 @click.option("--frames", default=24, show_default=True, type=click.IntRange(2, 1000),
               help="Number of frames to render (starting at 1001).")
 @click.option("--size", default="960x540", show_default=True, help="Resolution as WIDTHxHEIGHT.")
-def demo(out_dir: str, frames: int, size: str) -> None:
-    """Render the built-in demo shot and run the pipeline on it.
+@click.option("--model", default=None, type=click.Path(exists=True),
+              help="A local model (diffusers folder or .safetensors) to stylize with. Default: a tiny "
+                   "random-weight SD 1.5 built on the spot, which shows the pipeline, not a style.")
+@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
+              help=_DEVICE_HELP)
+def demo(out_dir: str, frames: int, size: str, model: str | None, device: str) -> None:
+    """Render the built-in demo shot and stylize it.
 
     Writes multi-layer EXR plates (beauty, Z, normals, backward motion vectors, object IDs)
-    rendered by stylecomp itself, a job file for them, the pipeline's output EXRs and a
-    contact-sheet PNG.
+    rendered by stylecomp itself, a job file for them (rerun it with `stylecomp render`), the
+    stylized EXRs and a contact-sheet PNG.
     """
     from .demo_run import run_demo
 
@@ -282,7 +499,8 @@ def demo(out_dir: str, frames: int, size: str) -> None:
     except ValueError:
         raise StyleCompError(f"--size must look like 960x540, not {size!r}") from None
     started = time.monotonic()
-    summary = run_demo(Path(out_dir).resolve(), frames, width, height, progress=_progress)
+    summary = run_demo(Path(out_dir).resolve(), frames, width, height, progress=_progress, model=model,
+                       device=None if device == "auto" else device)
     click.echo(f"\ndemo done in {time.monotonic() - started:.1f} s")
     for label, where in summary.items():
         click.echo(f"  {label:<14} {where}")

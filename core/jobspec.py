@@ -148,9 +148,22 @@ class ControlNet(_Strict):
 
 
 class IPAdapter(_Strict):
-    path: str
+    """An IP-Adapter: a style reference image steers every frame through the model's cross-attention.
+
+    ``path`` is the adapter's weights file, as published: e.g. h94/IP-Adapter's
+    ``models/ip-adapter_sd15.safetensors`` or ``sdxl_models/ip-adapter_sdxl.safetensors`` (XLabs'
+    ``ip_adapter.safetensors`` for Flux). Its CLIP image encoder (a transformers
+    CLIPVisionModelWithProjection folder: config.json + model.safetensors) is the ``image_encoder``
+    folder beside that file, as in those repositories, unless ``image_encoder`` names another one:
+    e.g. h94's ``sdxl_models/ip-adapter_sdxl_vit-h.safetensors`` needs ``models/image_encoder``.
+    """
+
+    path: str = Field(description="The IP-Adapter weights file (.safetensors; .bin only with allow_pickle)")
     image: str = Field(description="Style reference image")
     scale: float = Field(0.6, ge=0.0, le=2.0)
+    image_encoder: str | None = Field(
+        None, description="The CLIP image encoder folder; default: the image_encoder folder beside path"
+    )
 
 
 class ModelSettings(_Strict):
@@ -182,8 +195,30 @@ class Consistency(_Strict):
 
 
 class Candidates(_Strict):
-    count: int = Field(1, ge=1, le=64, description="Variants rendered per frame to choose from")
+    """Variants of one frame to choose from: candidate k has seed + k * seed_stride, and the k-th
+    strength and prompt of the lists below (cycled) when they are given."""
+
+    count: int = Field(4, ge=1, le=64, description="Variants rendered per frame to choose from")
     seed_stride: int = Field(1, ge=1, description="Seed step between candidates")
+    strengths: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=list, description="Strength per candidate, cycled; empty = the job's strength"
+    )
+    prompts: list[str] = Field(default_factory=list, description="Prompt per candidate, cycled; empty = the job's")
+
+
+class Resolution(_Strict):
+    """How a plate meets the model's resolution. auto: native up to 1.5x the working size, else downscale."""
+
+    mode: Literal["auto", "native", "downscale", "tiles"] = Field(
+        "auto",
+        description="native: pad to the model's multiple and crop back; downscale: stylize at the working size, "
+        "scale back up and restore the clean plate's detail; tiles: overlapping working-size tiles, feathered",
+    )
+    working_size: int | None = Field(
+        None, ge=64, le=8192, description="Long side the model works at; None = the family's (512 SD1.5, 1024 SDXL/Flux)"
+    )
+    tile_overlap: int = Field(128, ge=0, le=1024, description="Pixels shared by neighbouring tiles")
+    detail_restore: bool = Field(True, description="downscale: add back the detail the clean plate lost in scaling")
 
 
 class ExrSettings(_Strict):
@@ -213,6 +248,7 @@ class Job(_Strict):
     guidance: float = Field(7.0, ge=0.0, le=50.0)
     consistency: Consistency = Field(default_factory=Consistency)
     candidates: Candidates = Field(default_factory=Candidates)
+    resolution: Resolution = Field(default_factory=Resolution)
     exr: ExrSettings = Field(default_factory=ExrSettings)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

@@ -7,16 +7,28 @@ Single-file checkpoints take their architecture from the configs shipped in
 ``stylecomp/model_configs/<family>/`` (or ``$STYLECOMP_MODEL_CONFIGS/<family>/``). A model's
 content hash identifies it in provenance and cache keys; each file's hash is cached on disk by
 (path, size, mtime), so a multi-GB checkpoint is read once.
+
+Adapters load from local files too. LoRAs: a .safetensors file in any format diffusers'
+``load_lora_weights`` reads (kohya-ss ``lora_unet_*``/``lora_te*_*``, diffusers/PEFT, ...), one named
+adapter each, mixed with the job's weights. IP-Adapter: ``ip_adapter.path`` is the weights file as
+published (h94/IP-Adapter's ``models/ip-adapter_sd15.safetensors`` or
+``sdxl_models/ip-adapter_sdxl.safetensors``, XLabs' Flux ``ip_adapter.safetensors``), and its CLIP
+image encoder (a CLIPVisionModelWithProjection folder) is the ``image_encoder/`` folder beside that
+file unless ``ip_adapter.image_encoder`` names another. The IP-Adapter replaces the attention
+processors of the UNet's cross-attentions (the Flux transformer's double blocks), so anything else
+that installs processors (cross-frame attention) must do so after ``load_pipeline``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 
@@ -31,6 +43,16 @@ def offline() -> None:
 
 offline()
 
+
+class _NoTorchvisionNotice(logging.Filter):
+    """transformers says on every import that it falls back to PIL image processors; stylecomp never needs torchvision."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
+
 from diffusers import (  # noqa: E402  (after the offline switch)
     ControlNetModel,
     DiffusionPipeline,
@@ -44,11 +66,19 @@ from diffusers import (  # noqa: E402  (after the offline switch)
 )
 from diffusers.loaders.single_file_utils import SingleFileComponentError  # noqa: E402
 from diffusers.utils import is_peft_available  # noqa: E402
+from diffusers.utils import logging as diffusers_logging  # noqa: E402
+from PIL import Image  # noqa: E402
 from safetensors import SafetensorError, safe_open  # noqa: E402
+from transformers import CLIPVisionModelWithProjection  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from .atomicio import atomic_target  # noqa: E402
 from .errors import ModelError  # noqa: E402
-from .jobspec import ModelSettings  # noqa: E402
+from .jobspec import IPAdapter, ModelSettings  # noqa: E402
+
+# Loading bars from both libraries would interleave with stylecomp's own per-frame progress.
+diffusers_logging.disable_progress_bar()
+transformers_logging.disable_progress_bar()
 
 Family = Literal["sd15", "sdxl", "flux"]
 
@@ -72,19 +102,11 @@ _PIPELINES: dict[tuple[Family, bool], type[DiffusionPipeline]] = {
 def load_pipeline(
     settings: ModelSettings, device: str | None = None, dtype: torch.dtype | None = None
 ) -> DiffusionPipeline:
-    """The job's img2img pipeline (with its ControlNets and LoRAs), loaded from local files onto ``device``."""
+    """The job's img2img pipeline with its ControlNets, LoRAs and IP-Adapter, from local files, on ``device``."""
     offline()
-    # Everything that can be refused is checked before any weights are read.
+    check_model(settings)
     path = Path(settings.path).expanduser()
-    _check_files(path, settings.allow_pickle)
-    _check_family(path, settings.family, settings.allow_pickle)
     single_file_config = None if path.is_dir() else _single_file_config(path, settings.family)
-    if settings.ip_adapter is not None:
-        raise ModelError("IP-Adapter is not supported yet", settings.ip_adapter.path)
-    if settings.loras and not is_peft_available():
-        raise ModelError("LoRAs need the 'peft' package, which is not installed", settings.loras[0].path)
-    for lora in settings.loras:
-        _check_files(Path(lora.path).expanduser(), settings.allow_pickle)
     device = device or pick_device()
     dtype = dtype or pick_dtype(device)
 
@@ -106,7 +128,58 @@ def load_pipeline(
         raise ModelError(f"cannot load the model: {_first_line(exc)}", path) from exc
 
     _load_loras(pipe, settings)
+    if settings.ip_adapter is not None:
+        _load_ip_adapter(pipe, settings.ip_adapter, settings, dtype)
     return pipe.to(device)
+
+
+def check_model(settings: ModelSettings) -> None:
+    """Everything that can be refused (missing files, pickles, wrong family), checked without reading weights."""
+    path = Path(settings.path).expanduser()
+    _check_files(path, settings.allow_pickle)
+    _check_family(path, settings.family, settings.allow_pickle)
+    if not path.is_dir():
+        _single_file_config(path, settings.family)
+    for controlnet in settings.controlnets:
+        _check_controlnet(Path(controlnet.path).expanduser(), settings)
+    if settings.loras and not is_peft_available():
+        raise ModelError("LoRAs need the 'peft' package, which is not installed", settings.loras[0].path)
+    for lora in settings.loras:
+        _check_lora_file(Path(lora.path).expanduser(), settings.allow_pickle)
+    if settings.ip_adapter is not None:
+        _check_ip_adapter(settings.ip_adapter, settings)
+
+
+def style_reference_embeds(pipe: DiffusionPipeline, image: np.ndarray, guidance: bool) -> dict[str, Any]:
+    """Pipeline-call kwargs that apply the IP-Adapter's style reference, encoded once for every frame of a shot.
+
+    ``image`` is (H, W, 3) display-referred [0, 1]; it is quantised to 8 bits, as CLIP's PIL-based
+    preprocessing does itself before resizing. ``guidance`` must say whether the calls use classifier-free guidance
+    (SD1.5/SDXL: the unconditional half gets zero image embeddings). Flux takes the reference's
+    embeddings and, for true CFG, a black image's, as diffusers' Flux pipeline would encode per call.
+    """
+    if getattr(pipe, "image_encoder", None) is None:
+        raise ValueError("the pipeline has no IP-Adapter: load it with an ip_adapter in the model settings")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"a style reference is an (H, W, 3) image, not {image.shape}")
+    reference = Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8))
+    device = pipe._execution_device
+    with torch.no_grad():
+        if isinstance(pipe, FluxImg2ImgPipeline):
+            black = np.zeros_like(np.asarray(reference))
+            return {
+                "ip_adapter_image_embeds": pipe.prepare_ip_adapter_image_embeds(reference, None, device, 1),
+                "negative_ip_adapter_image_embeds": pipe.prepare_ip_adapter_image_embeds(black, None, device, 1),
+            }
+        # One image per prompt: the pipeline repeats these for the frames (and images per prompt) of each call.
+        return {"ip_adapter_image_embeds": pipe.prepare_ip_adapter_image_embeds(reference, None, device, 1, guidance)}
+
+
+def ip_adapter_image_encoder(ip_adapter: IPAdapter) -> Path:
+    """The CLIP image encoder folder an IP-Adapter uses: its ``image_encoder``, else ``image_encoder/`` beside it."""
+    if ip_adapter.image_encoder:
+        return Path(ip_adapter.image_encoder).expanduser()
+    return Path(ip_adapter.path).expanduser().parent / "image_encoder"
 
 
 def detect_family(path: str | os.PathLike[str], allow_pickle: bool = False) -> Family:
@@ -304,14 +377,18 @@ def _has_vocabulary(folder: Path) -> bool:
 # --- adapters -----------------------------------------------------------------------------------
 
 
-def _load_controlnet(path: Path, settings: ModelSettings, dtype: torch.dtype) -> torch.nn.Module:
-    """One ControlNet from a diffusers folder, checked against the base model's family."""
+def _check_controlnet(path: Path, settings: ModelSettings) -> None:
+    """A ControlNet is a diffusers folder for the base model's family, with no refused pickle weights."""
     _check_files(path, settings.allow_pickle)
     if not path.is_dir():
         raise ModelError("ControlNets load from diffusers folders (config.json + weights) only", path)
     detected = _family_from_folder(path)
     if detected != settings.family:
         raise ModelError(f"this ControlNet is for {detected!r} models, but the model is {settings.family!r}", path)
+
+
+def _load_controlnet(path: Path, settings: ModelSettings, dtype: torch.dtype) -> torch.nn.Module:
+    """One ControlNet from a diffusers folder (checked by check_model)."""
     controlnet_class = FluxControlNetModel if settings.family == "flux" else ControlNetModel
     try:
         return controlnet_class.from_pretrained(
@@ -319,6 +396,13 @@ def _load_controlnet(path: Path, settings: ModelSettings, dtype: torch.dtype) ->
         )
     except _LOAD_ERRORS as exc:
         raise ModelError(f"cannot load the ControlNet: {_first_line(exc)}", path) from exc
+
+
+def _check_lora_file(path: Path, allow_pickle: bool) -> None:
+    """A LoRA exists, is no refused pickle, and (a single file) holds readable tensors."""
+    _check_files(path, allow_pickle)
+    if path.is_file():
+        _checkpoint_keys(path, allow_pickle)
 
 
 def _load_loras(pipe: DiffusionPipeline, settings: ModelSettings) -> None:
@@ -333,10 +417,80 @@ def _load_loras(pipe: DiffusionPipeline, settings: ModelSettings) -> None:
             pipe.load_lora_weights(
                 str(path), adapter_name=name, local_files_only=True, use_safetensors=_use_safetensors(settings)
             )
-        except _LOAD_ERRORS as exc:
-            raise ModelError(f"cannot load the LoRA: {_first_line(exc)}", path) from exc
+        # diffusers' format converters assert on layer widths (kohya Flux LoRAs: FLUX.1's own), hence AssertionError.
+        except (*_LOAD_ERRORS, AssertionError) as exc:
+            raise ModelError(
+                f"cannot load the LoRA into this {settings.family} model (is it for another model family?): "
+                f"{_brief(exc) if str(exc) else 'its layer widths do not match'}",
+                path,
+            ) from exc
+        # diffusers only warns when none of a LoRA's layers exist in the model, and loads nothing.
+        if not any(name in adapters for adapters in pipe.get_list_adapters().values()):
+            raise ModelError(
+                f"none of this LoRA's layers are in the {settings.family} model; is it for another model family?",
+                path,
+            )
         names.append(name)
     pipe.set_adapters(names, adapter_weights=[lora.weight for lora in settings.loras])
+
+
+def _check_ip_adapter(ip_adapter: IPAdapter, settings: ModelSettings) -> None:
+    """The IP-Adapter's weights file and image encoder exist, are no refused pickles, and fit the pipeline."""
+    weights, encoder = Path(ip_adapter.path).expanduser(), ip_adapter_image_encoder(ip_adapter)
+    _check_files(weights, settings.allow_pickle)
+    if not weights.is_file():
+        raise ModelError(
+            "ip_adapter.path is the IP-Adapter's weights file (e.g. models/ip-adapter_sd15.safetensors), not a folder",
+            weights,
+        )
+    if settings.family == "flux" and settings.controlnets:
+        raise ModelError(
+            "IP-Adapter with ControlNets is not supported for Flux (diffusers' Flux ControlNet img2img pipeline "
+            "has no IP-Adapter support); use one or the other",
+            weights,
+        )
+    if not encoder.is_dir():
+        raise ModelError(
+            f"no IP-Adapter image encoder folder for {weights.name}: put its image_encoder/ folder "
+            "(a CLIPVisionModelWithProjection) beside it, or name it in ip_adapter.image_encoder",
+            encoder,
+        )
+    _check_files(encoder, settings.allow_pickle)
+
+
+def _load_ip_adapter(
+    pipe: DiffusionPipeline, ip_adapter: IPAdapter, settings: ModelSettings, dtype: torch.dtype
+) -> None:
+    """Load the image encoder, then the IP-Adapter into the UNet/transformer, at the job's scale."""
+    weights, encoder_dir = Path(ip_adapter.path).expanduser(), ip_adapter_image_encoder(ip_adapter)
+    try:
+        encoder = CLIPVisionModelWithProjection.from_pretrained(
+            encoder_dir, dtype=dtype, local_files_only=True, use_safetensors=_use_safetensors(settings)
+        )
+    except _LOAD_ERRORS as exc:
+        raise ModelError(f"cannot load the IP-Adapter's image encoder: {_brief(exc)}", encoder_dir) from exc
+    # Registered first, diffusers' loader keeps it instead of looking up an encoder on its own.
+    pipe.register_modules(image_encoder=encoder.eval())
+    try:
+        if isinstance(pipe, FluxImg2ImgPipeline):
+            pipe.load_ip_adapter(
+                str(weights.parent),
+                weight_name=weights.name,
+                image_encoder_pretrained_model_name_or_path=None,
+                local_files_only=True,
+            )
+        else:
+            pipe.load_ip_adapter(
+                str(weights.parent), subfolder="", weight_name=weights.name, image_encoder_folder=None,
+                local_files_only=True,
+            )
+    except _LOAD_ERRORS as exc:
+        raise ModelError(
+            f"cannot load the IP-Adapter into this {settings.family} model (is it for another model family, "
+            f"or not an IP-Adapter?): {_brief(exc)}",
+            weights,
+        ) from exc
+    pipe.set_ip_adapter_scale(ip_adapter.scale)
 
 
 # --- hashing ------------------------------------------------------------------------------------
@@ -377,3 +531,9 @@ def _file_sha256(file: Path) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+def _brief(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut short: PEFT's and torch's can list hundreds of layers."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

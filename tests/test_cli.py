@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,10 +19,10 @@ from stylecomp.plates import read_plate
 DAMAGED = sorted((Path(__file__).resolve().parents[2] / "shared/testdata/exr-damaged").glob("*.exr"))
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The installed ``stylecomp`` console script in a real subprocess."""
     script = Path(sys.executable).with_name("stylecomp")
-    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_inspect_beachball_json(testdata: Path) -> None:
@@ -94,24 +95,33 @@ def test_job_schema_and_validate(tmp_path: Path) -> None:
     assert f"error: {bad}: steps: Input should be a valid integer" in result.stderr
 
 
-def test_demo_command_writes_plates_outputs_job_and_contact_sheet(tmp_path: Path) -> None:
+def test_demo_command_stylizes_with_a_tiny_model_and_reuses_the_cache(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = run("demo", "--out", str(out), "--frames", "3", "--size", "160x90")
+    env = {**os.environ, "STYLECOMP_CACHE_DIR": str(tmp_path / "cache")}
+    result = run("demo", "--out", str(out), "--frames", "3", "--size", "160x90", env=env)
     assert result.returncode == 0, result.stderr
     plates = sorted((out / "plates").glob("demo.*.exr"))
-    outputs = sorted((out / "roundtrip").glob("demo.*.exr"))
+    outputs = sorted((out / "stylized").glob("demo.*.exr"))
     assert [p.name for p in plates] == ["demo.1001.exr", "demo.1002.exr", "demo.1003.exr"]
     assert [p.name for p in outputs] == [p.name for p in plates]
     assert CliRunner().invoke(cli, ["job", "validate", str(out / "demo_job.json")]).exit_code == 0
     plate, output = read_plate(plates[-1]), read_plate(outputs[-1])
-    np.testing.assert_array_equal(output.channels(["R", "G", "B", "A"]), plate.channels(["R", "G", "B", "A"]))
-    assert output.parts[0].attributes["stylecomp/shot"] == "demo"
+    stylized = output.channels(["stylized.R", "stylized.G", "stylized.B"])
+    assert np.abs(stylized - plate.channels(["R", "G", "B"])).mean() > 0.01
+    np.testing.assert_array_equal(output.channel("stylized.A"), plate.channel("A"))
     assert output.parts[0].attributes["stylecomp/frame"] == 1003
+    assert json.loads(output.parts[0].attributes["stylecomp/parameters"])["family"] == "sd15"
     from PIL import Image
 
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.width == 4 * 320 and sheet.height > 2 * 180
-    assert "contact sheet" in result.stdout and str(out) in result.stdout
+    assert "contact sheet" in result.stdout and "3 stylized, 0 from the cache" in result.stdout
+    assert "random-weight" in result.stdout, "the demo says plainly that a tiny model shows no style"
+
+    again = run("demo", "--out", str(out), "--frames", "3", "--size", "160x90", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "0 stylized, 3 from the cache" in again.stdout
+    np.testing.assert_array_equal(read_plate(outputs[-1]).channels(["stylized.R"]), stylized[..., :1])
 
 
 def test_bad_size_is_a_clear_error() -> None:

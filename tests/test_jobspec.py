@@ -19,7 +19,7 @@ def test_minimal_job_gets_pinned_colour_and_defaults() -> None:
     job = parse_job(json.dumps(MINIMAL))
     assert job.version == 1 and job.color.config == PINNED_CONFIG
     assert job.seed.policy == "fixed" and job.consistency.mechanisms == ["locked_seed"]
-    assert job.model is None and job.candidates.count == 1
+    assert job.model is None and job.candidates.count == 4
 
 
 def test_full_job_round_trips_through_a_file(tmp_path: Path) -> None:

@@ -29,14 +29,13 @@ from diffusers import (
     StableDiffusionXLImg2ImgPipeline,
     UNet2DConditionModel,
 )
-from diffusers.utils import is_peft_available
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from stylecomp import models
 from stylecomp.errors import ModelError
-from stylecomp.jobspec import ControlNet, IPAdapter, Lora, ModelSettings
+from stylecomp.jobspec import ControlNet, ModelSettings
 from stylecomp.models import detect_family, load_pipeline, model_hash, pick_device, pick_dtype
 from stylecomp.testmodels import make_test_checkpoint, make_test_model
 
@@ -371,19 +370,6 @@ def test_broken_folders_fail_without_trying_the_hub(tmp_path: Path, tiny: dict[s
         load_pipeline(ModelSettings(family="sd15", path=str(folder)))
     assert huggingface_hub.constants.HF_HUB_OFFLINE is True
     assert models.os.environ["HF_HUB_OFFLINE"] == "1"
-
-
-def test_adapters_that_cannot_be_loaded_say_so(tiny: dict[str, Path]) -> None:
-    style = IPAdapter(path="/adapters/ip.safetensors", image="/refs/style.png")
-    with pytest.raises(ModelError, match="IP-Adapter is not supported yet"):
-        load_pipeline(ModelSettings(family="sd15", path=str(tiny["sd15"]), ip_adapter=style))
-
-
-@pytest.mark.skipif(is_peft_available(), reason="peft is installed: LoRA loading would need a real LoRA test")
-def test_loras_need_peft(tiny: dict[str, Path]) -> None:
-    lora = Lora(path="/loras/ink.safetensors", weight=0.8)
-    with pytest.raises(ModelError, match="LoRAs need the 'peft' package"):
-        load_pipeline(ModelSettings(family="sd15", path=str(tiny["sd15"]), loras=[lora]))
 
 
 # --- device and dtype ----------------------------------------------------------------------------

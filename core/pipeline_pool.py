@@ -1,0 +1,37 @@
+"""Loaded diffusion pipelines, kept so that shots and jobs sharing a model load it once.
+
+Loading takes longer than stylizing a frame; the render loop, candidates and the engine
+server all take their pipelines from a pool keyed by the model settings, device and dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DiffusionPipeline
+
+from .jobspec import ModelSettings
+from .models import load_pipeline, pick_device, pick_dtype
+
+
+class PipelinePool:
+    """Pipelines by (model settings, device, dtype); ``loads`` counts how many were really loaded."""
+
+    def __init__(self, device: str | None = None, dtype: torch.dtype | None = None) -> None:
+        self.device = device or pick_device()
+        self.dtype = dtype or pick_dtype(self.device)
+        self.loads = 0
+        self._pipelines: dict[str, DiffusionPipeline] = {}
+
+    def get(self, settings: ModelSettings) -> DiffusionPipeline:
+        """The pipeline for ``settings`` (absolute paths), loading it on first use."""
+        key = settings.model_dump_json()
+        if key not in self._pipelines:
+            self._pipelines[key] = load_pipeline(settings, self.device, self.dtype)
+            self.loads += 1
+        return self._pipelines[key]
+
+    def clear(self) -> None:
+        """Drop every pipeline (and its GPU memory)."""
+        self._pipelines.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

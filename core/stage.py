@@ -1,0 +1,88 @@
+"""The stage interface: an image operation shaped like an OpenFX image effect.
+
+Any host (the CLI's render loop, a headless comp, the engine server, a farm task) drives a
+stage the same way: ask what it needs (``describe``, ``frames_needed``, the regions), open
+the sequence once (``begin_sequence``: load models, encode prompts), render frames, close it.
+Frames are numbered as on disk; windows are in the plate's pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import StyleCompError
+from .plates import Window
+
+
+class Cancelled(StyleCompError):
+    """The host asked a stage to stop; whatever the frame had done is thrown away."""
+
+    def __init__(self, where: str | None = None) -> None:
+        super().__init__("cancelled", where)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """An input of a stage: ``Source``, ``Depth``, ``Normal``, ``ObjectID``, ``Motion``, ``StyleReference``..."""
+
+    name: str
+    components: int  # channels per pixel the stage expects
+    optional: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StageDescription:
+    """What a host needs before rendering: inputs, parameters and how frames depend on each other."""
+
+    name: str
+    clips: tuple[Clip, ...]
+    parameters: Mapping[str, Any]
+    sequential: bool = False  # frames must render in order (each needs the previous output)
+    notes: tuple[str, ...] = field(default=())
+
+
+@dataclass
+class FrameInputs:
+    """One frame's clip images, each cut to the same window: ``(H, W, components)`` float32."""
+
+    frame: int
+    window: Window
+    images: dict[str, np.ndarray]
+
+    def get(self, clip: str) -> np.ndarray | None:
+        return self.images.get(clip)
+
+
+@dataclass
+class FrameResult:
+    """A rendered frame: premultiplied RGBA ``(H, W, 4)`` in ``window``, and what made it."""
+
+    rgba: np.ndarray
+    window: Window
+    provenance: dict[str, Any]
+
+
+class Stage(Protocol):
+    """The OpenFX-style contract every stylecomp stage implements."""
+
+    def describe(self) -> StageDescription: ...
+
+    def region_of_definition(self, frame: int, source_window: Window) -> Window: ...
+
+    def regions_of_interest(self, frame: int, window: Window) -> dict[str, Window]: ...
+
+    def frames_needed(self, frame: int) -> list[int]: ...
+
+    def is_identity(self, frame: int) -> bool: ...
+
+    def begin_sequence(self, first: int, last: int) -> None: ...
+
+    def render(self, frame: int, window: Window, inputs: FrameInputs, cancel: threading.Event) -> FrameResult: ...
+
+    def end_sequence(self) -> None: ...

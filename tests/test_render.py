@@ -1,0 +1,286 @@
+"""`stylecomp render`, `candidates` and `pick` on the demo shot with tiny random-weight models.
+
+Real EXR plates, real diffusers pipelines loaded from disk, the real CLI: what a user runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from stylecomp.cache import RenderCache
+from stylecomp.cli import cli
+from stylecomp.demo import write_demo
+from stylecomp.jobspec import load_job
+from stylecomp.models import model_hash
+from stylecomp.pipeline_pool import PipelinePool
+from stylecomp.plates import read_plate
+from stylecomp.render import STYLIZED_CHANNELS, render_job
+from stylecomp.testmodels import make_test_model
+
+FRAMES = (1001, 1002, 1003)
+TESTDATA_DAMAGED = "exr-damaged"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {family: make_test_model(root / family, family, controlnet=True) for family in ("sd15", "sdxl", "flux")}
+
+
+@pytest.fixture(scope="module")
+def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three demo frames at 128x72: beauty, Z, normals, vectors, IDs."""
+    folder = tmp_path_factory.mktemp("plates")
+    write_demo(folder, frames=len(FRAMES), width=128, height=72, progress=lambda done, total: None)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own render cache (and file-hash cache)."""
+    monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def write_job(folder: Path, plates: Path, model: Path, family: str = "sd15", output: str = "out/demo.####.exr",
+              **settings: object) -> Path:
+    """A job for the demo plates with depth and normals ControlNets; 4 steps at strength 0.5 (2 denoising steps)."""
+    controlnet = str(model / "controlnet")
+    job = {
+        "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"),
+                   "frames": {"first": FRAMES[0], "last": FRAMES[-1]}, "output": output}],
+        "model": {"family": family, "path": str(model), "controlnets": [
+            {"path": controlnet, "source": "depth"}, {"path": controlnet, "source": "normals", "weight": 0.5}]},
+        "prompt": "ink and watercolour", "negative_prompt": "blurry",
+        "steps": 4, "strength": 0.5, "guidance": 3.0, "seed": {"policy": "fixed", "value": 7},
+    } | settings
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "job.json"
+    path.write_text(json.dumps(job))
+    return path
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def stylized(path: Path) -> np.ndarray:
+    return read_plate(path).channels(list(STYLIZED_CHANNELS))
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Any attempt to open a network connection fails the test (and is recorded)."""
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise AssertionError(f"network access to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl", "flux"])
+def test_render_is_reproducible_and_the_cache_is_reused(
+    tmp_path: Path, plates: Path, models: dict[str, Path], family: str, no_network: list[object]
+) -> None:
+    first = write_job(tmp_path / "a", plates, models[family], family)
+    again = write_job(tmp_path / "b", plates, models[family], family)
+    third = write_job(tmp_path / "c", plates, models[family], family)
+
+    status, out, err = invoke("render", str(first))
+    assert status == 0, err
+    assert "rendered 3, from cache 0, failed 0" in out
+    status, out, err = invoke("render", str(again), "--no-cache")
+    assert status == 0 and "rendered 3, from cache 0" in out, err
+    for frame in FRAMES:
+        a, b = stylized(tmp_path / f"a/out/demo.{frame}.exr"), stylized(tmp_path / f"b/out/demo.{frame}.exr")
+        np.testing.assert_array_equal(a, b)
+
+    status, out, err = invoke("render", str(third))
+    assert status == 0 and "rendered 0, from cache 3, failed 0" in out, err
+    assert err.count("cached") == 3
+    for frame in FRAMES:
+        np.testing.assert_array_equal(stylized(tmp_path / f"c/out/demo.{frame}.exr"),
+                                      stylized(tmp_path / f"a/out/demo.{frame}.exr"))
+    assert no_network == []
+
+
+def test_output_layer_windows_alpha_and_provenance(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
+    job = write_job(tmp_path, plates, models["sd15"])
+    assert invoke("render", str(job), "--frames", "1002")[0] == 0
+    assert not (tmp_path / "out/demo.1001.exr").exists(), "--frames limits the render"
+    plate = read_plate(plates / "demo.1002.exr")
+    output = read_plate(tmp_path / "out/demo.1002.exr")
+    assert output.channel_names == list(STYLIZED_CHANNELS)
+    assert output.data_window == plate.data_window and output.display_window == plate.display_window
+    np.testing.assert_array_equal(output.channel("stylized.A"), plate.channel("A"))
+    rgb = output.channels(["stylized.R", "stylized.G", "stylized.B"])
+    assert np.isfinite(rgb).all()
+    assert np.abs(rgb - plate.channels(["R", "G", "B"])).mean() > 0.01, "strength 0.5 must change the frame"
+
+    header = output.parts[0].attributes
+    parameters = json.loads(header["stylecomp/parameters"])
+    assert header["stylecomp/model_hash"] == model_hash(models["sd15"])
+    assert header["stylecomp/seed"] == 7 and header["stylecomp/frame"] == 1002
+    assert parameters["prompt"] == "ink and watercolour" and parameters["strength"] == 0.5
+    assert parameters["steps"] == 4 and parameters["guidance"] == 3.0
+    controlnets = json.loads(header["stylecomp/controlnets"])
+    assert [(c["source"], c["weight"]) for c in controlnets] == [("depth", 1.0), ("normals", 0.5)]
+    assert controlnets[0]["hash"] == model_hash(models["sd15"] / "controlnet")
+    assert header["stylecomp/version"] and len(header["stylecomp/cache_key"]) == 64
+
+
+def test_a_frame_does_not_depend_on_the_other_frames(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
+    whole = write_job(tmp_path / "whole", plates, models["sd15"])
+    alone = write_job(tmp_path / "alone", plates, models["sd15"])
+    assert invoke("render", str(whole), "--no-cache")[0] == 0
+    assert invoke("render", str(alone), "--no-cache", "--frames", "1003")[0] == 0
+    np.testing.assert_array_equal(stylized(tmp_path / "alone/out/demo.1003.exr"),
+                                  stylized(tmp_path / "whole/out/demo.1003.exr"))
+
+
+def test_seed_policy_per_frame_offsets_by_frame_number(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
+    job = write_job(tmp_path, plates, models["sd15"], seed={"policy": "per_frame", "value": 100})
+    assert invoke("render", str(job), "--frames", "1001-1002")[0] == 0
+    seeds = [read_plate(tmp_path / f"out/demo.{f}.exr").parts[0].attributes["stylecomp/seed"] for f in (1001, 1002)]
+    assert seeds == [1101, 1102]
+
+
+def test_strength_zero_returns_the_plate(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
+    job = write_job(tmp_path, plates, models["sd15"], strength=0.0)
+    assert invoke("render", str(job), "--frames", "1001")[0] == 0
+    plate = read_plate(plates / "demo.1001.exr")
+    np.testing.assert_array_equal(stylized(tmp_path / "out/demo.1001.exr"), plate.channels(["R", "G", "B", "A"]))
+
+
+def test_a_damaged_frame_fails_alone_and_the_others_are_kept(
+    tmp_path: Path, plates: Path, models: dict[str, Path], testdata: Path
+) -> None:
+    local = tmp_path / "plates"
+    shutil.copytree(plates, local)
+    damaged = sorted((testdata / TESTDATA_DAMAGED).glob("*.exr"))[0]
+    shutil.copyfile(damaged, local / "demo.1002.exr")
+    job = write_job(tmp_path, local, models["sd15"])
+    status, out, err = invoke("render", str(job))
+    assert status == 1
+    assert "rendered 2, from cache 0, failed 1" in out
+    assert f"error: demo 1002: {local / 'demo.1002.exr'}:" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["demo.1001.exr", "demo.1003.exr"]
+
+
+def test_missing_frame_and_missing_aov_are_named(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
+    local = tmp_path / "plates"
+    shutil.copytree(plates, local)
+    (local / "demo.1003.exr").unlink()
+    job = write_job(tmp_path, local, models["sd15"])
+    status, out, err = invoke("render", str(job), "--frames", "1002-1003")
+    assert status == 1 and f"{local / 'demo.1003.exr'}: frame missing on disk" in err
+    assert "rendered 1, from cache 0, failed 1" in out
+
+    mapped = write_job(tmp_path / "mapped", plates, models["sd15"])
+    data = json.loads(mapped.read_text())
+    data["shots"][0]["aovs"] = {"depth": ["nothing.Z"]}
+    mapped.write_text(json.dumps(data))
+    status, _, err = invoke("render", str(mapped), "--frames", "1001")
+    assert status != 0 and "nothing.Z" in err
+
+
+def test_progress_json_events(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
+    job = write_job(tmp_path, plates, models["sd15"])
+    status, out, _ = invoke("render", str(job), "--frames", "1001-1002", "--progress", "json")
+    assert status == 0
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event"] for e in events] == ["start", "frame", "frame", "end"]
+    assert events[0] == {"event": "start", "shot": "demo", "frames": [1001, 1002], "total": 2, "stage": "stylize"}
+    assert [(e["frame"], e["done"], e["status"]) for e in events[1:3]] == [(1001, 1, "rendered"), (1002, 2, "rendered")]
+    assert events[1]["output"] == str(tmp_path / "out/demo.1001.exr") and events[2]["eta"] == 0
+    assert events[3] | {"seconds": 0} == {"event": "end", "rendered": 2, "cached": 0, "failed": 0,
+                                          "cancelled": False, "seconds": 0}
+
+
+def test_cancel_keeps_finished_frames_and_leaves_no_temp_files(
+    tmp_path: Path, plates: Path, models: dict[str, Path]
+) -> None:
+    job = load_job(write_job(tmp_path, plates, models["sd15"]))
+    cancel = threading.Event()
+
+    def stop_after_first(event: dict[str, object]) -> None:
+        if event["event"] == "frame":
+            cancel.set()
+
+    summary = render_job(job, pool=PipelinePool("cpu"), cache=None, report=stop_after_first, cancel=cancel)
+    assert summary.cancelled and summary.rendered == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["demo.1001.exr"]
+
+
+def test_pickle_model_is_refused_before_anything_loads(tmp_path: Path, plates: Path) -> None:
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"not even a pickle")
+    job = write_job(tmp_path, plates, checkpoint)
+    data = json.loads(job.read_text())
+    data["model"]["controlnets"] = []
+    job.write_text(json.dumps(data))
+    status, _, err = invoke("render", str(job))
+    assert status == 2
+    assert f"error: {checkpoint}: this is a pickle checkpoint" in err and "allow_pickle" in err
+
+
+def test_tiles_mode_renders_reproducibly(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
+    resolution = {"mode": "tiles", "working_size": 64, "tile_overlap": 32}
+    job = write_job(tmp_path, plates, models["sd15"], resolution=resolution)
+    other = write_job(tmp_path / "again", plates, models["sd15"], resolution=resolution)
+    assert invoke("render", str(job), "--frames", "1001")[0] == 0
+    assert invoke("render", str(other), "--frames", "1001", "--no-cache")[0] == 0
+    output = read_plate(tmp_path / "out/demo.1001.exr")
+    assert "tiles" in output.parts[0].attributes["stylecomp/resolution"]
+    np.testing.assert_array_equal(stylized(tmp_path / "out/demo.1001.exr"),
+                                  stylized(tmp_path / "again/out/demo.1001.exr"))
+
+
+def test_candidates_contact_sheet_manifest_and_pick(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
+    job = write_job(tmp_path, plates, models["sd15"])
+    status, out, err = invoke("candidates", str(job), "--frame", "1002", "--count", "3")
+    assert status == 0, err
+    manifest_path = Path(out.splitlines()[-1])
+    assert manifest_path == tmp_path / "out/candidates/demo.1002/manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["shot"] == "demo" and manifest["frame"] == 1002
+    assert [(c["index"], c["seed"]) for c in manifest["candidates"]] == [(0, 7), (1, 8), (2, 9)]
+    folder = manifest_path.parent
+    images = [stylized(folder / c["exr"]) for c in manifest["candidates"]]
+    assert np.abs(images[0] - images[1]).max() > 0.01, "candidates differ"
+    from PIL import Image
+
+    with Image.open(folder / manifest["contact_sheet"]) as sheet:
+        assert sheet.width == 4 * 320  # the plate plus three candidates
+    with Image.open(folder / manifest["candidates"][1]["thumbnail"]) as thumb:
+        assert thumb.width == 320
+
+    status, out, err = invoke("pick", str(job), "--candidate", "1")
+    assert status == 0, err
+    assert load_job(job).shots[0].overrides.seed == 8
+    assert invoke("render", str(job), "--frames", "1002", "--no-cache")[0] == 0
+    np.testing.assert_array_equal(stylized(tmp_path / "out/demo.1002.exr"), images[1])
+
+    status, _, err = invoke("pick", str(job), "--candidate", "5")
+    assert status == 2 and "no candidate 5; the manifest has 0, 1, 2" in err
+
+
+def test_cache_lookup_checks_the_header(tmp_path: Path, plates: Path) -> None:
+    cache = RenderCache(tmp_path / "renders")
+    cache.store("ab" * 32, plates / "demo.1001.exr")  # a file without a cache key is never served
+    assert cache.lookup("ab" * 32) is None
+    assert not cache.restore("ab" * 32, tmp_path / "restored.exr")
