@@ -25,7 +25,7 @@ from .errors import JobError
 from .jobspec import Job, Shot, save_job
 from .pipeline_pool import PipelinePool
 from .plates import read_plate, write_plate
-from .render import Report, frame_inputs, stylized_part
+from .render import Report, frame_inputs, rgba_part
 from .sequence import FrameSequence
 from .stylize import StylizeParameters, StylizeStage
 
@@ -83,7 +83,7 @@ def render_candidates(
         result = stage.render(frame, inputs.window, inputs, cancel)
         stage.end_sequence()
         name = f"candidate_{index:02d}"
-        write_plate(folder / f"{name}.exr", [stylized_part(result.rgba, part, job)],
+        write_plate(folder / f"{name}.exr", [rgba_part(result.rgba, result.window, part, job)],
                     provenance=result.provenance | {"frame": frame, "plate": plate_path, "candidate": index})
         preview = encoding.encode(result.rgba[..., :3], result.rgba[..., 3]).image
         _write_thumbnail(folder / f"{name}.png", preview)

@@ -396,6 +396,45 @@ def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: st
 
 @cli.command()
 @click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
+@click.option("--shot", "shots", multiple=True, help="Comp only this shot (repeat for several). Default: every shot.")
+@click.option("--frames", default=None, metavar="A-B", help="Only frames A to B (inclusive), e.g. 1001-1010, or one frame.")
+@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
+              help=_DEVICE_HELP)
+@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
+              show_default=True, help=_DTYPE_HELP)
+@click.option("--no-cache", is_flag=True, help="Stylize every frame afresh; neither read nor fill the render cache.")
+@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help=_PROGRESS_HELP)
+def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str, dtype: str, no_cache: bool,
+         progress_style: str) -> None:
+    """The headless comp: stylize JOB.json's shots (current outputs and the cache are reused),
+    blend each stylized frame with its clean plate as the job's `comp` block says (the
+    StyleCompBlend gizmo's knobs: mode, amount, weight by depth / matte / object IDs, ID
+    lines) and write RGBA EXRs to `comp.output` ({shot} = the shot name).
+
+    Exit status as for `render`: 1 when some frames failed (the others are written).
+    """
+    from .cache import RenderCache
+    from .comp import comp_job
+    from .jobspec import load_job
+
+    job_ = load_job(job_path)
+    with _cancel_on_signals() as cancel:
+        summary = comp_job(job_, shots=shots or None, frames=_frame_range(frames), pool=_pipeline_pool(device, dtype),
+                           cache=None if no_cache else RenderCache(), report=_ProgressPrinter(progress_style),
+                           cancel=cancel)
+    failed = summary.stylize.failed + summary.failed
+    if progress_style == "text":
+        click.echo(f"stylized {summary.stylize.rendered}, from cache {summary.stylize.cached}; comped "
+                   f"{summary.comped}, failed {len(failed)}" + ("  (stopped)" if summary.stylize.cancelled else ""))
+        for shot, frame, reason in failed:
+            click.echo(f"error: {shot} {frame}: {reason}", err=True)
+    if failed or summary.stylize.cancelled:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
 @click.option("--shot", "shot_name", default=None, help="Shot to vary (needed when the job has several).")
 @click.option("--frame", type=int, default=None, help="Frame to render the variants of. Default: the first cut frame.")
 @click.option("--count", type=click.IntRange(1, 64), default=None,

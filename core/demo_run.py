@@ -1,4 +1,4 @@
-"""``make demo``: render the demo shot, write its job, stylize it, make a contact sheet.
+"""``make demo``: render the demo shot, write its job, stylize and comp it, make a contact sheet.
 
 Without a model the demo builds a tiny random-weight SD 1.5 with a ControlNet (fed twice: by
 the render's depth and by its normals). Its frames are noise-like: they show every stage of
@@ -13,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .aovs import beauty
 from .cache import RenderCache
+from .comp import comp_job, comp_output
 from .conditioning import depth_condition, normal_condition
 from .contactsheet import depth_preview, id_preview, motion_preview, normals_preview, write_contact_sheet
 from .demo import write_demo
-from .jobspec import ControlNet, FrameRange, Job, ModelSettings, Resolution, SeedPolicy, Shot, load_job, save_job
+from .jobspec import Comp, ControlNet, FrameRange, Job, ModelSettings, Resolution, SeedPolicy, Shot, load_job, save_job
 from .models import detect_family
 from .pipeline_pool import PipelinePool
 from .plates import read_plate
-from .render import Event, render_job
+from .render import Event
 from .sequence import FrameSequence
 from .testmodels import make_test_model
 
@@ -46,30 +46,37 @@ def run_demo(out_dir: Path, frames: int, width: int, height: int, progress: Prog
         prompt=PROMPT, negative_prompt=NEGATIVE_PROMPT, seed=SeedPolicy(policy="fixed", value=1234),
         # The tiny model works at 256 px (downscale, then the plate's detail restored) so that a CPU keeps up.
         resolution=Resolution(mode="downscale", working_size=256) if model is None else Resolution(),
+        comp=Comp(output="comp/{shot}.####.exr", mode="detail_transfer", detail_size=6.0, amount=0.8, lines=True),
     ), job_path)
     job = load_job(job_path)  # what a user's `stylecomp render` would read back
     shot = job.shots[0]
 
-    def on_event(event: Event) -> None:
-        if event["event"] == "frame":
-            progress(f"stylizing ({event['status']})", event["done"], event["total"])
+    stage = ""
 
-    summary = render_job(job, pool=PipelinePool(device), cache=RenderCache(), report=on_event)
-    if summary.failed:
-        shot_name, frame, reason = summary.failed[0]
+    def on_event(event: Event) -> None:
+        nonlocal stage
+        if event["event"] == "start":
+            stage = "stylizing" if event["stage"] == "stylize" else "comp"
+        elif event["event"] == "frame":
+            progress(f"{stage} ({event['status']})", event["done"], event["total"])
+
+    summary = comp_job(job, pool=PipelinePool(device), cache=RenderCache(), report=on_event)
+    for shot_name, frame, reason in summary.stylize.failed + summary.failed:
         raise RuntimeError(f"the demo's frame {frame} of {shot_name} failed: {reason}")
 
-    outputs = FrameSequence(job.resolve(shot.output))
+    outputs, comps = FrameSequence(job.resolve(shot.output)), comp_output(job, shot)
     sheet = out_dir / "contact_sheet.png"
-    write_contact_sheet(sheet, _contact_tiles(job, plates, outputs))
+    write_contact_sheet(sheet, _contact_tiles(job, plates, outputs, comps))
     note = ("tiny random-weight model: the frames show the pipeline running, not a style "
             "(make demo MODEL=/path/to/model for a real one)") if model is None else f"model {model}"
     return {
         "plates": plates.pattern,
         "job": str(job_path),
-        "outputs": outputs.pattern,
+        "stylized": outputs.pattern,
+        "comp": comps.pattern,
         "contact sheet": str(sheet),
-        "frames": f"{summary.rendered} stylized, {summary.cached} from the cache, in {summary.seconds:.1f} s",
+        "frames": f"{summary.stylize.rendered} stylized, {summary.stylize.cached} from the cache, in "
+                  f"{summary.stylize.seconds:.1f} s; {summary.comped} comped",
         "model": note,
     }
 
@@ -88,21 +95,27 @@ def _model_settings(out_dir: Path, model: str | None) -> ModelSettings:
     ])
 
 
-def _contact_tiles(job: Job, plates: FrameSequence, outputs: FrameSequence) -> list[tuple[str, np.ndarray]]:
-    """Plates over their stylized frames (first, middle, last), the ControlNet inputs and the AOVs."""
+def _contact_tiles(job: Job, plates: FrameSequence, outputs: FrameSequence,
+                   comps: FrameSequence) -> list[tuple[str, np.ndarray]]:
+    """Plates over their stylized and comp frames (first, middle, last), the ControlNet inputs and the AOVs."""
     encoding = job.color.model_encoding()
     shown = (plates.frames[0], plates.frames[len(plates.frames) // 2], plates.frames[-1])
     first = read_plate(plates.path(shown[0]))
-    plate_row = [(f"plate {f}", encoding.encode(*beauty(read_plate(plates.path(f)))).image) for f in shown]
-    stylized_row = []
-    for f in shown:
-        stylized = read_plate(outputs.path(f)).channels(["stylized.R", "stylized.G", "stylized.B", "stylized.A"])
-        stylized_row.append((f"stylized {f}", encoding.encode(stylized[..., :3], stylized[..., 3]).image))
+
+    def row(label: str, files: FrameSequence, channels: list[str]) -> list[tuple[str, np.ndarray]]:
+        tiles = []
+        for f in shown:
+            rgba = read_plate(files.path(f)).channels(channels)
+            tiles.append((f"{label} {f}", encoding.encode(rgba[..., :3], rgba[..., 3]).image))
+        return tiles
+
     return [
-        *plate_row, ("ControlNet: depth", depth_condition(first.channel("Z"))),
-        *stylized_row, ("ControlNet: normals", normal_condition(first.channels(["N.X", "N.Y", "N.Z"]))),
+        *row("plate", plates, ["R", "G", "B", "A"]), ("ControlNet: depth", depth_condition(first.channel("Z"))),
+        *row("stylized", outputs, ["stylized.R", "stylized.G", "stylized.B", "stylized.A"]),
+        ("ControlNet: normals", normal_condition(first.channels(["N.X", "N.Y", "N.Z"]))),
+        *row("comp", comps, ["R", "G", "B", "A"]),
+        ("object id", id_preview(first.channel("id"))),
         ("depth Z", depth_preview(first.channel("Z"))),
         ("normals N (camera)", normals_preview(first.channels(["N.X", "N.Y", "N.Z"]))),
         ("motion backward.u/v", motion_preview(first.channels(["backward.u", "backward.v"]))),
-        ("object id", id_preview(first.channel("id"))),
     ]

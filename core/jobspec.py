@@ -221,6 +221,41 @@ class Resolution(_Strict):
     detail_restore: bool = Field(True, description="downscale: add back the detail the clean plate lost in scaling")
 
 
+class Comp(_Strict):
+    """The headless comp (``stylecomp comp``): the same blend as the StyleCompBlend gizmo, knob for knob.
+
+    ``mode`` makes the styled image from the clean and stylized renders; ``weight`` (times
+    ``amount``) says where it replaces the clean render (a Keymix); ``lines`` draws ID lines over.
+    """
+
+    output: str = Field("comp/{shot}/{shot}.####.exr", description="Comp EXRs per shot; {shot} is the shot name")
+    mode: Literal["mix", "luminance_colour", "detail_transfer"] = "mix"
+    amount: float = Field(1.0, ge=0.0, le=1.0, description="Share of the stylized result")
+    luminance_from: Literal["clean", "stylized"] = Field("clean", description="luminance_colour: luminance source")
+    detail_size: float = Field(8.0, ge=0.0, le=500.0, description="detail_transfer: blur size splitting detail off")
+    weight: Literal["none", "depth", "matte", "object_ids"] = "none"
+    depth_near: float = Field(1.0, gt=0.0)
+    depth_far: float = Field(100.0, gt=0.0)
+    depth_direction: Literal["near", "far"] = Field("near", description="Which end of [near, far] is stylized")
+    matte_channel: str | None = Field(None, description="weight=matte: the plate channel holding the matte")
+    matte_invert: bool = False
+    object_ids: list[int] = Field(default_factory=list, description="weight=object_ids: the IDs to stylize")
+    ids_invert: bool = False
+    lines: bool = Field(False, description="Draw lines where the object ID changes")
+    line_colour: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    line_opacity: float = Field(1.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _weight_has_its_input(self) -> Comp:
+        if self.weight == "depth" and self.depth_far <= self.depth_near:
+            raise ValueError("depth_far must be beyond depth_near")
+        if self.weight == "matte" and not self.matte_channel:
+            raise ValueError("weight 'matte' needs matte_channel")
+        if self.weight == "object_ids" and not self.object_ids:
+            raise ValueError("weight 'object_ids' needs object_ids")
+        return self
+
+
 class ExrSettings(_Strict):
     pixel_type: Literal["half", "float"] | None = Field(None, description="None keeps the plate's channel types")
     compression: str | None = Field(None, description="None keeps the plate's compression")
@@ -249,6 +284,7 @@ class Job(_Strict):
     consistency: Consistency = Field(default_factory=Consistency)
     candidates: Candidates = Field(default_factory=Candidates)
     resolution: Resolution = Field(default_factory=Resolution)
+    comp: Comp = Field(default_factory=Comp)
     exr: ExrSettings = Field(default_factory=ExrSettings)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

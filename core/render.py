@@ -9,7 +9,6 @@ finished frames are never lost. Progress goes to a callback as plain events (see
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -111,6 +110,7 @@ def _render_shot(
     if not frames:
         return
     stage = StylizeStage(StylizeParameters.for_shot(job, shot), job.color.model_encoding(), pool)
+    stage.identity()  # a bad model or style image stops the shot here, before any frame
     clips = [clip for clip in stage.describe().clips if clip.name != "StyleReference"]
     outputs = FrameSequence(job.resolve(shot.output))
     report({"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": len(frames),
@@ -138,7 +138,7 @@ def _render_shot(
                     stage.begin_sequence(frames[0], frames[-1])
                     begun = True
                 result = stage.render(frame, inputs.window, inputs, cancel)
-                write_plate(target, [stylized_part(result.rgba, part, job)], provenance=result.provenance | {
+                write_plate(target, [rgba_part(result.rgba, result.window, part, job)], provenance=result.provenance | {
                     "frame": frame, "plate": plate_path, "cache_key": key})
                 if cache is not None:
                     cache.store(key, target)
@@ -186,20 +186,19 @@ def frame_inputs(plate: Plate, frame: int, shot: Shot, clips: Sequence[Clip]) ->
     return FrameInputs(frame, window, images), part
 
 
-def stylized_part(rgba: np.ndarray, beauty_part: ImagePart, job: Job) -> ImagePart:
-    """The output part: the ``stylized`` RGBA layer in the plate's windows, with the plate's own header attributes."""
+def rgba_part(
+    rgba: np.ndarray, window: Window, beauty_part: ImagePart, job: Job, channels: Sequence[str] = STYLIZED_CHANNELS
+) -> ImagePart:
+    """An output part: RGBA as ``channels`` over ``window`` in the plate's display window, with the plate's own
+    header attributes (camera matrices, timecode, pixel aspect, ...), pixel type and compression unless the job
+    overrides them."""
     beauty_type = beauty_part.channel_types[0] if beauty_part.channel_types[0] in ("half", "float") else "half"
     part = ImagePart.create(
-        rgba, STYLIZED_CHANNELS, beauty_part.data_window, beauty_part.display_window,
+        rgba, channels, window, beauty_part.display_window,
         pixel_type=job.exr.pixel_type or beauty_type,
         compression=job.exr.compression or beauty_part.compression,
     )
-    for attribute in beauty_part.spec.extra_attribs:  # camera matrices, timecode, pixel aspect, ...
+    for attribute in beauty_part.spec.extra_attribs:
         if not attribute.name.startswith(_STRUCTURAL):
             part.spec.attribute(attribute.name, attribute.type, attribute.value)
     return part
-
-
-def failed_text(summary: RenderSummary) -> str:
-    """One line per failed frame, for the end of a run."""
-    return os.linesep.join(f"  {shot} {frame}: {reason}" for shot, frame, reason in summary.failed)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import OpenImageIO as oiio
 import torch
 from diffusers import DiffusionPipeline
 
@@ -29,7 +30,7 @@ from .errors import JobError, PlateError
 from .jobspec import ControlNet, Job, ModelSettings, Shot
 from .models import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
 from .pipeline_pool import PipelinePool
-from .plates import Window, read_plate
+from .plates import Window
 from .resolution import ResolutionSettings, plan, stylize_at_resolution
 from .stage import Cancelled, Clip, FrameInputs, FrameResult, StageDescription
 
@@ -330,13 +331,16 @@ def _condition(net: ControlNet, inputs: FrameInputs, display_rgb: np.ndarray) ->
 
 
 def read_style_reference(path: str, encoding: ModelEncoding) -> np.ndarray:
-    """A style image as (H, W, 3) [0, 1] display-referred: float images (EXR) go through the colour encoding."""
-    plate = read_plate(path)
-    part = plate.parts[0]
-    pixels = part.pixels
-    if pixels is None or pixels.shape[2] < 1:
-        raise PlateError("the style reference has no pixels", path)
+    """A style image (any format OpenImageIO reads) as (H, W, 3) [0, 1] display-referred.
+
+    Float images (EXR, HDR) are scene-linear and go through the job's colour encoding;
+    integer images (PNG, JPEG, TIFF) are display-referred already.
+    """
+    image = oiio.ImageBuf(path)
+    if image.has_error or image.spec().nchannels < 1:
+        raise PlateError(f"cannot read the style reference: {image.geterror() or 'no image'}", path)
+    pixels = image.get_pixels(oiio.FLOAT)  # (H, W, C), integer formats normalised to [0, 1]
     rgb = pixels[..., :3] if pixels.shape[2] >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
-    if str(part.spec.format) in ("half", "float", "double"):
+    if image.spec().format.basetype in (oiio.HALF, oiio.FLOAT, oiio.DOUBLE):
         return encoding.encode(rgb).image
-    return np.clip(rgb, 0.0, 1.0)  # integer images are already display-referred, normalised to [0, 1]
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)

@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 
-from .models import Family, detect_family, offline
+from .models import CONFIG_DIR, Family, detect_family, offline
 
 offline()
 
@@ -73,6 +73,42 @@ def make_test_model(out_dir: str | os.PathLike[str], family: Family, controlnet:
         if controlnet:
             net = _flux_controlnet(pipe.transformer) if family == "flux" else _unet_controlnet(pipe.unet)
             net.save_pretrained(out / "controlnet", safe_serialization=True)
+    return out
+
+
+def make_full_size_model(
+    out_dir: str | os.PathLike[str], family: Literal["sd15", "sdxl"], controlnet: bool = False, seed: int = 0,
+    dtype: torch.dtype = torch.float16,
+) -> Path:
+    """Write a full-size random-weight SD1.5 or SDXL (from the shipped architecture configs) for GPU tests and
+    benchmarks: true shapes and timings, noise for images. The ControlNet is copied from the UNet, as training starts."""
+    if family not in ("sd15", "sdxl"):
+        raise ValueError(f"full-size test models are SD1.5 or SDXL, not {family!r}")
+    configs, out = CONFIG_DIR / family, Path(out_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(configs / "unet"))
+        parts = {
+            "unet": unet,
+            "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "vae")),
+            "text_encoder": CLIPTextModel(CLIPTextConfig.from_pretrained(configs / "text_encoder")),
+            "tokenizer": _clip_tokenizer(),
+        }
+        if family == "sd15":
+            scheduler = PNDMScheduler.from_config(PNDMScheduler.load_config(configs / "scheduler"))
+            pipe = StableDiffusionImg2ImgPipeline(**parts, scheduler=scheduler, safety_checker=None,
+                                                  feature_extractor=None, requires_safety_checker=False)
+        else:
+            scheduler = EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(configs / "scheduler"))
+            encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(configs / "text_encoder_2"))
+            pipe = StableDiffusionXLImg2ImgPipeline(**parts, text_encoder_2=encoder_2,
+                                                    tokenizer_2=_clip_tokenizer(pad_token="!"), scheduler=scheduler)
+        pipe.to(dtype=dtype)
+        pipe.save_pretrained(out, safe_serialization=True)
+        for name in ("tokenizer", "tokenizer_2")[: 2 if family == "sdxl" else 1]:
+            _write_clip_vocab_files(out / name)
+        if controlnet:
+            ControlNetModel.from_unet(unet).to(dtype=dtype).save_pretrained(out / "controlnet", safe_serialization=True)
     return out
 
 

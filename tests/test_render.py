@@ -284,3 +284,38 @@ def test_cache_lookup_checks_the_header(tmp_path: Path, plates: Path) -> None:
     cache.store("ab" * 32, plates / "demo.1001.exr")  # a file without a cache key is never served
     assert cache.lookup("ab" * 32) is None
     assert not cache.restore("ab" * 32, tmp_path / "restored.exr")
+
+
+def test_lora_and_style_reference_reach_the_frames_and_the_cache_key(
+    tmp_path: Path, plates: Path, models: dict[str, Path]
+) -> None:
+    from PIL import Image
+
+    from stylecomp.testmodels import make_test_ip_adapter, make_test_lora
+
+    model = models["sd15"]
+    lora = make_test_lora(tmp_path / "ink.safetensors", model)
+    adapter = make_test_ip_adapter(tmp_path / "ip", model)
+    for name, colour in (("warm.png", (220, 120, 40)), ("cool.png", (30, 90, 200))):
+        Image.new("RGB", (48, 48), colour).save(tmp_path / name)
+
+    def job_with(folder: str, image: str) -> Path:
+        job = write_job(tmp_path / folder, plates, model)
+        data = json.loads(job.read_text())
+        data["model"]["controlnets"] = []
+        data["model"]["loras"] = [{"path": str(lora), "weight": 0.8}]
+        data["model"]["ip_adapter"] = {"path": str(adapter), "image": str(tmp_path / image), "scale": 0.7}
+        job.write_text(json.dumps(data))
+        return job
+
+    assert invoke("render", str(job_with("warm", "warm.png")), "--frames", "1001")[0] == 0
+    assert invoke("render", str(job_with("cool", "cool.png")), "--frames", "1001")[0] == 0
+    warm, cool = (read_plate(tmp_path / f"{name}/out/demo.1001.exr") for name in ("warm", "cool"))
+    assert np.abs(warm.channels(list(STYLIZED_CHANNELS)) - cool.channels(list(STYLIZED_CHANNELS))).max() > 1e-3
+    header, other = warm.parts[0].attributes, cool.parts[0].attributes
+    assert header["stylecomp/cache_key"] != other["stylecomp/cache_key"], "the style image is part of the key"
+    loras = json.loads(header["stylecomp/loras"])
+    assert loras == [{"path": str(lora), "weight": 0.8, "hash": model_hash(lora)}]
+    reference = json.loads(header["stylecomp/ip_adapter"])
+    assert reference["image"] == str(tmp_path / "warm.png") and reference["scale"] == 0.7
+    assert reference["hash"] == model_hash(adapter)

@@ -1,0 +1,5 @@
+"""StyleComp for Nuke: the StyleComp toolbar and menu (GUI sessions only)."""
+
+from stylecomp_nuke import menus
+
+menus.install()

@@ -1,0 +1,208 @@
+"""What the StyleCompStylize buttons do: write the inputs and the job, run the engine, show the result.
+
+Everything here runs on Nuke's main thread; the engine runs in a background thread
+(runner.EngineRun) and its result comes back here through nuke.executeInMainThread.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+from dataclasses import dataclass
+
+import nuke
+
+from . import atomic, cache, engine, gizmo, inputs, jobs, layers, manifest, node_status, presets, runner
+from .errors import StyleCompNukeError
+
+SEED_LIMIT = 2**31 - 1  # Nuke's Int knobs hold 32-bit values
+_RUNNING: set = set()  # full names of the nodes whose engine run is in progress
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A job written to the cache folder together with its inputs, ready for the engine."""
+
+    engine: str
+    job: str
+    shot: str
+    folder: cache.CacheFolder
+    first: int  # frames written and to render, handles included
+    last: int
+
+
+def render_frame(node, frame: int | None = None) -> None:
+    """Stylize one frame, the current one unless given."""
+    frame = nuke.frame() if frame is None else int(frame)
+    prepared = _prepare(node, frame, frame, handles=0)
+    if prepared is not None:
+        command = engine.render_command(prepared.engine, prepared.job, prepared.shot, frame, frame)
+        _start(node, command, f"StyleComp {prepared.shot}: frame {frame}", _rendered)
+
+
+def render_range(node) -> None:
+    """Stylize the node's frame range, handles included."""
+    first, last = int(node["range_first"].value()), int(node["range_last"].value())
+    if last < first:
+        node_status.show_error(node, f"The frame range {first}-{last} ends before it starts.")
+        return
+    prepared = _prepare(node, first, last, handles=max(0, int(node["handles"].value())))
+    if prepared is not None:
+        command = engine.render_command(prepared.engine, prepared.job, prepared.shot, prepared.first, prepared.last)
+        _start(node, command, f"StyleComp {prepared.shot}: frames {prepared.first}-{prepared.last}", _rendered)
+
+
+def candidates(node) -> None:
+    """Render variants of the current frame, then open the picker on them."""
+    frame = nuke.frame()
+    prepared = _prepare(node, frame, frame, handles=0)
+    if prepared is None:
+        return
+    count = jobs.read_look(node).candidate_count
+    command = engine.candidates_command(prepared.engine, prepared.job, prepared.shot, frame, count)
+    default_manifest = os.path.join(os.path.dirname(prepared.folder.output), "candidates",
+                                    f"{prepared.shot}.{frame}", "manifest.json")
+    _start(node, command, f"StyleComp {prepared.shot}: {count} candidates of frame {frame}",
+           functools.partial(_candidates_rendered, default_manifest))
+
+
+def apply_candidate(node_name: str, frame: int, candidate: manifest.Candidate) -> None:
+    """The picker's choice: set and lock its seed (and strength), then render its frame again."""
+    node = nuke.toNode(node_name)
+    if node is None:
+        return
+    if not 0 <= candidate.seed <= SEED_LIMIT:
+        node_status.show_error(node, f"Candidate {candidate.index}'s seed {candidate.seed} does not fit Nuke's "
+                                     f"seed knob (0 to {SEED_LIMIT}).")
+        return
+    node["seed"].setValue(candidate.seed)
+    node["lock_seed"].setValue(True)
+    if candidate.strength is not None:
+        node["strength"].setValue(candidate.strength)
+    render_frame(node, frame)
+
+
+def choose_preset(node) -> None:
+    """Pick the model preset from the presets file."""
+    try:
+        names = sorted(presets.load())
+    except StyleCompNukeError as exc:
+        nuke.message(str(exc))
+        return
+    current = node["model_preset"].value()
+    if current in names:
+        names.remove(current)
+        names.insert(0, current)
+    panel = nuke.Panel("StyleComp model preset")
+    panel.addEnumerationPulldown("preset", " ".join(names))
+    if panel.show():
+        node["model_preset"].setValue(panel.value("preset"))
+
+
+def _prepare(node, first: int, last: int, handles: int) -> Prepared | None:
+    """Write the job and inputs for frames first..last; None after showing why that was not possible."""
+    if node.fullName() in _RUNNING:
+        nuke.message(f"StyleComp {node.name()} is still running; let it finish or cancel it first.")
+        return None
+    try:
+        return _write_job(node, first, last, handles)
+    except StyleCompNukeError as exc:
+        node_status.show_error(node, str(exc))
+    except OSError as exc:
+        node_status.show_error(node, f"Cannot write to the cache folder: {exc}")
+    return None
+
+
+def _write_job(node, first: int, last: int, handles: int) -> Prepared:
+    """Find the engine, build the job from the knobs, write the inputs and the job file."""
+    executable = engine.locate()
+    plate = node.input(gizmo.PLATE_INPUT)
+    if plate is None:
+        raise StyleCompNukeError("Connect the render to the Plate input first.")
+    folder = cache.cache_folder(node)
+    styled = node.input(gizmo.STYLE_REFERENCE_INPUT) is not None
+    model = presets.model_block(node["model_preset"].value().strip(), folder.style_reference if styled else None,
+                                float(node["style_scale"].value()))
+    picks = {role: node.node(shuffle)["in"].value() for role, shuffle in gizmo.LAYER_SHUFFLES.items()}
+    aovs = layers.aov_mapping(picks, plate.channels())
+    if not node["lock_seed"].value():
+        node["seed"].setValue(random.randint(0, SEED_LIMIT))
+    script = nuke.root()["name"].value() or "an unsaved script"
+    job = jobs.build_job(shot=node.name(), plate=folder.plate, output=folder.output, frames=(first, last),
+                         handles=handles, aovs=aovs, model=model, look=jobs.read_look(node),
+                         notes=[f"written by StyleComp for Nuke from {script}, node {node.fullName()}"])
+    inputs.write_plate(node, first - handles, last + handles)
+    if styled:
+        inputs.write_style_reference(node, int(node["style_frame"].value()))
+    atomic.write_text(folder.job, jobs.dumps(job))
+    return Prepared(executable, folder.job, node.name(), folder, first - handles, last + handles)
+
+
+def _start(node, command: list, title: str, on_result) -> None:
+    """Run an engine command in the background; ``on_result(node, result)`` follows on the main thread."""
+    name = node.fullName()
+    _RUNNING.add(name)
+    node_status.show_state(node, "running...")
+    runner.EngineRun(command, title, functools.partial(_finished, name, on_result)).start()
+
+
+def _finished(node_name: str, on_result, result: runner.RunResult) -> None:
+    """Main thread, after a run: hand the result on unless the node was deleted meanwhile."""
+    _RUNNING.discard(node_name)
+    node = nuke.toNode(node_name)
+    if node is not None:
+        on_result(node, result)
+
+
+def _rendered(node, result: runner.RunResult) -> None:
+    """After a render: reload the stylized frames and say what happened."""
+    kept = len(result.frames("rendered")) + len(result.frames("cached"))
+    if result.error or (result.returncode not in (0, 1) and not result.cancelled):
+        _show_failure(node, result)
+        return
+    node.node(gizmo.READ_STYLIZED)["reload"].execute()
+    if result.cancelled:
+        node_status.show_state(node, f"cancelled; {kept} frames kept")
+    elif result.returncode == 0:
+        node_status.show_state(node, f"{len(result.frames('rendered'))} rendered, {len(result.frames('cached'))} cached")
+    else:
+        failed = result.frames("failed")
+        details = "\n".join(f"frame {e.get('frame')}: {e.get('error') or 'no reason given'}" for e in failed)
+        node_status.show_error(node, f"{len(failed)} frames failed; {kept} frames kept", details)
+
+
+def _candidates_rendered(default_manifest: str, node, result: runner.RunResult) -> None:
+    """After the candidates: open the picker on their manifest."""
+    if result.cancelled:
+        node_status.show_state(node, "candidates cancelled")
+        return
+    if result.error or result.returncode != 0:
+        _show_failure(node, result)
+        return
+    path = result.last_line if result.last_line.endswith(".json") else default_manifest
+    try:
+        found = manifest.load(path)
+    except StyleCompNukeError as exc:
+        node_status.show_error(node, str(exc))
+        return
+    node_status.show_state(node, f"{len(found.candidates)} candidates of frame {found.frame}")
+    _show_picker(node.fullName(), found)
+
+
+def _show_picker(node_name: str, found: manifest.Manifest) -> None:
+    """Open the candidate picker; choosing one calls apply_candidate."""
+    from . import picker  # Qt is only needed once there is something to pick
+
+    picker.show(found, functools.partial(apply_candidate, node_name, found.frame))
+
+
+def _show_failure(node, result: runner.RunResult) -> None:
+    """A run that could not start, or that the engine refused (exit 2) or crashed."""
+    if result.error:
+        node_status.show_error(node, result.error)
+    elif result.returncode == 2:
+        node_status.show_error(node, "The engine refused the job or its input.", "\n".join(result.error_lines()))
+    else:
+        node_status.show_error(node, f"The engine stopped with exit status {result.returncode}.",
+                               "\n".join(result.error_lines()))

@@ -1,0 +1,150 @@
+"""StyleCompBlend's node graph, evaluated node by node with numpy, matches stylecomp.blend pixel for pixel.
+
+The interpreter (tests/gizmo_eval) models each native node the gizmo uses; the expected images
+come from the engine's blend ops on the same inputs, brought onto their union data window.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests" / "nuke_standin")]
+
+import nkscript  # noqa: E402
+from gizmo_eval import evaluate  # noqa: E402
+from gizmo_eval.windows import Window  # noqa: E402
+from stylecomp import blend  # noqa: E402
+from stylecomp.plates import Window as PlateWindow  # noqa: E402
+
+GIZMO = nkscript.parse((ROOT / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8"))
+RGBA = ("rgba.red", "rgba.green", "rgba.blue", "rgba.alpha")
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+# Clean is full frame; the stylized render's data window is offset and smaller, so the union is larger
+# than either and parts of each input are outside its data window (transparent black).
+CLEAN_WINDOW = PlateWindow(0, 0, 36, 28)
+STYLIZED_WINDOW = PlateWindow(-4, 5, 30, 26)
+SAME_WINDOW = CLEAN_WINDOW
+
+
+def _premultiplied(rng: np.random.Generator, window: PlateWindow) -> np.ndarray:
+    """Premultiplied RGBA with HDR values, an opaque block, soft edges and fully transparent pixels."""
+    alpha = rng.uniform(0.0, 1.0, (window.height, window.width)).astype(np.float32)
+    alpha[:4] = 0.0
+    alpha[8:16, 6:20] = 1.0
+    colour = rng.uniform(0.0, 6.0, (window.height, window.width, 3)).astype(np.float32)
+    colour[10, 10] = (15.0, 12.0, 9.0)  # a lamp
+    return np.concatenate([colour * alpha[..., None], alpha[..., None]], axis=2)
+
+
+@pytest.fixture(scope="module")
+def scene() -> dict:
+    rng = np.random.default_rng(7)
+    depth = rng.uniform(0.2, 150.0, (CLEAN_WINDOW.height, CLEAN_WINDOW.width)).astype(np.float32)
+    depth[0, :4] = (np.nan, np.inf, -1.0, 0.0)  # background spellings
+    depth[1, :2] = (2e9, 1e9)
+    depth[2:6, 2:6] = 10.0  # exactly at near
+    ids = rng.integers(0, 7, (CLEAN_WINDOW.height, CLEAN_WINDOW.width)).astype(np.float32)
+    ids[12:20, 12:24] = 3.0  # an object wider than one pixel
+    matte = rng.uniform(-0.5, 1.5, (CLEAN_WINDOW.height, CLEAN_WINDOW.width)).astype(np.float32)
+    return {"clean": _premultiplied(rng, CLEAN_WINDOW), "stylized": _premultiplied(rng, STYLIZED_WINDOW),
+            "stylized_same": _premultiplied(rng, SAME_WINDOW), "depth": depth, "ids": ids, "matte": matte}
+
+
+def _channels(image: np.ndarray, **aovs: np.ndarray) -> dict:
+    return {**{name: image[..., i] for i, name in enumerate(RGBA)}, **aovs}
+
+
+def _window(window: PlateWindow) -> Window:
+    return Window(window.x, window.y, window.width, window.height)
+
+
+def run_gizmo(scene: dict, knobs: dict, offset: bool = True) -> np.ndarray:
+    """The gizmo's RGBA over the union window."""
+    stylized, window = (scene["stylized"], STYLIZED_WINDOW) if offset else (scene["stylized_same"], SAME_WINDOW)
+    inputs = {
+        "Clean": (_channels(scene["clean"], **{"depth.Z": scene["depth"], "other.id": scene["ids"]}),
+                  _window(CLEAN_WINDOW)),
+        "Stylized": (_channels(stylized), _window(window)),
+        "Mask": ({"rgba.alpha": scene["matte"]}, _window(CLEAN_WINDOW)),
+    }
+    out, union = evaluate(GIZMO, inputs, knobs)
+    return np.stack([out.get(name, np.zeros((union.height, union.width), np.float32)) for name in RGBA], axis=-1)
+
+
+def aligned(scene: dict, offset: bool = True) -> tuple:
+    """Clean, stylized and the AOV planes on their union window, as the engine's ops take them."""
+    stylized, window = (scene["stylized"], STYLIZED_WINDOW) if offset else (scene["stylized_same"], SAME_WINDOW)
+    clean, stylized, union = blend.align(scene["clean"], CLEAN_WINDOW, stylized, window)
+    planes = {name: blend.reframe(scene[name], CLEAN_WINDOW, union) for name in ("depth", "ids", "matte")}
+    return clean, stylized, planes
+
+
+CASES = {
+    "mix": ({"amount": 0.35}, lambda c, s, p: blend.mix(c, s, 0.35)),
+    "mix full": ({}, lambda c, s, p: blend.mix(c, s, 1.0)),
+    "luminance from clean": ({"mode": "luminance / colour"},
+                             lambda c, s, p: blend.luminance_colour(c, s, "clean")),
+    "luminance from stylized": ({"mode": "luminance / colour", "luminance_from": "stylized", "amount": 0.6},
+                                lambda c, s, p: blend.mix(c, blend.luminance_colour(c, s, "stylized"), 0.6)),
+    "detail transfer": ({"mode": "detail transfer", "detail_size": 6.0},
+                        lambda c, s, p: blend.detail_transfer(c, s, 6.0)),
+    "detail transfer size 0": ({"mode": "detail transfer", "detail_size": 0.0},
+                               lambda c, s, p: blend.detail_transfer(c, s, 0.0)),
+    "depth near": ({"weight": "depth", "depth_near": 10.0, "depth_far": 90.0},
+                   lambda c, s, p: blend.mix(c, s, blend.depth_weight(p["depth"], 10.0, 90.0, "near"))),
+    "depth far": ({"weight": "depth", "depth_near": 10.0, "depth_far": 90.0, "depth_direction": "far"},
+                  lambda c, s, p: blend.mix(c, s, blend.depth_weight(p["depth"], 10.0, 90.0, "far"))),
+    "matte": ({"weight": "matte"}, lambda c, s, p: blend.mix(c, s, blend.matte_mask(p["matte"]))),
+    "matte inverted": ({"weight": "matte", "matte_invert": True, "amount": 0.5},
+                       lambda c, s, p: blend.mix(c, s, blend.matte_mask(p["matte"], invert=True) * 0.5)),
+    "object IDs": ({"weight": "object IDs", "object_ids": "3 5"},
+                   lambda c, s, p: blend.mix(c, s, blend.id_mask(p["ids"], [3, 5]))),
+    "object IDs inverted": ({"weight": "object IDs", "object_ids": "3", "ids_invert": True},
+                            lambda c, s, p: blend.mix(c, s, blend.id_mask(p["ids"], [3], invert=True))),
+    "no object IDs": ({"weight": "object IDs", "object_ids": ""},
+                      lambda c, s, p: blend.mix(c, s, blend.id_mask(p["ids"], []))),
+    "detail by depth": ({"mode": "detail transfer", "detail_size": 4.0, "weight": "depth", "depth_near": 5.0,
+                         "depth_far": 60.0, "amount": 0.7},
+                        lambda c, s, p: blend.mix(c, blend.detail_transfer(c, s, 4.0),
+                                                  blend.depth_weight(p["depth"], 5.0, 60.0, "near") * 0.7)),
+    "ID lines": ({"lines": True, "line_colour": (0.2, 0.5, 0.9), "line_opacity": 0.75, "amount": 0.5},
+                 lambda c, s, p: blend.line_overlay(blend.mix(c, s, 0.5), object_id=p["ids"],
+                                                    colour=(0.2, 0.5, 0.9), opacity=0.75)),
+}
+
+
+@pytest.mark.parametrize("offset", [False, True], ids=["same window", "different data windows"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_gizmo_matches_engine_blend(scene: dict, case: str, offset: bool) -> None:
+    knobs, expected = CASES[case]
+    clean, stylized, planes = aligned(scene, offset)
+    want = expected(clean, stylized, planes)
+    got = run_gizmo(scene, knobs, offset)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, **TOLERANCE)
+
+
+def test_cases_are_not_trivial(scene: dict) -> None:
+    """Every case but the empty ID list changes the clean render; weighted ones keep it somewhere too."""
+    clean, stylized, planes = aligned(scene)
+    for name, (_, expected) in CASES.items():
+        result = expected(clean, stylized, planes)
+        changed = ~np.isclose(result, clean, atol=1e-4)
+        assert changed.any() == (name != "no object IDs"), name
+        if name not in ("mix full", "luminance from clean", "detail transfer", "detail transfer size 0",
+                        "no object IDs"):
+            assert (~changed).any(), name
+    assert (blend.id_mask(planes["ids"], [3, 5]) == 1).sum() > 20
+    assert np.isclose(clean[..., 3], 0).any() and np.isclose(clean[..., 3], 1).any()
+
+
+def test_amount_zero_gives_the_clean_render(scene: dict) -> None:
+    clean, _, _ = aligned(scene)
+    got = run_gizmo(scene, {"mode": "detail transfer", "detail_size": 3.0, "amount": 0.0})
+    np.testing.assert_array_equal(got, clean)

@@ -1,0 +1,450 @@
+"""The Nuke plugin's logic against the stand-in `nuke` module and a fake engine that speaks the CLI contract.
+
+The fake engine is a real executable (a small Python script): it records its arguments, prints the
+``--progress json`` events, writes output files, and stops on SIGTERM; the plugin runs it in a
+background thread exactly as it runs the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_FOLDER = ROOT / "nuke_plugin"
+sys.path[:0] = [str(ROOT / "tests" / "nuke_standin"), str(PLUGIN_FOLDER)]
+
+import nuke  # noqa: E402  (the stand-in)
+from stylecomp.jobspec import parse_job  # noqa: E402
+from stylecomp_nuke import actions, gizmo, presets  # noqa: E402
+
+standin = nuke.standin
+PLATE_CHANNELS = ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha", "depth.Z", "N.red", "N.green", "N.blue",
+                  "forward.u", "forward.v", "backward.u", "backward.v", "other.id"]
+
+FAKE_ENGINE = r'''#!{python}
+"""A fake stylecomp engine: the CLI contract, no diffusion. FAKE_ENGINE_MODE picks the behaviour."""
+import json, os, signal, sys, time
+
+log, mode, args = os.environ["FAKE_ENGINE_LOG"], os.environ.get("FAKE_ENGINE_MODE", "ok"), sys.argv[1:]
+with open(os.path.join(log, "calls.jsonl"), "a") as handle:
+    handle.write(json.dumps(args) + "\n")
+with open(os.path.join(log, "pid"), "w") as handle:
+    handle.write(str(os.getpid()))
+
+
+def stop(signum, frame):
+    open(os.path.join(log, "terminated"), "w").close()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, stop)
+
+
+def emit(**event):
+    print(json.dumps(event), flush=True)
+
+
+if args == ["--version"]:
+    print("stylecomp 0.1.0")
+    sys.exit(0)
+if mode == "bad_job":
+    print("error: " + args[1] + ": shots[0].plate: no frames found", file=sys.stderr)
+    print("error: " + args[1] + ": model.path: not a diffusers folder", file=sys.stderr)
+    sys.exit(2)
+job = json.load(open(args[1]))
+options = dict(zip(args[2::2], args[3::2]))
+shot = job["shots"][0]
+assert options["--shot"] == shot["name"] and options["--progress"] == "json"
+if args[0] == "render":
+    first, last = (int(x) for x in options["--frames"].split("-"))
+    total, counts = last - first + 1, {"rendered": 0, "cached": 0, "failed": 0}
+    emit(event="start", shot=shot["name"], frames=[first, last], total=total)
+    for done, frame in enumerate(range(first, last + 1), 1):
+        time.sleep(0.3 if mode == "slow" else 0.0)
+        output = shot["output"].replace("####", "%04d" % frame)
+        status = "failed" if mode == "fail_frame" and frame == first + 1 else "rendered"
+        event = dict(event="frame", shot=shot["name"], frame=frame, done=done, total=total, status=status,
+                     seconds=0.01, eta=0.01 * (total - done), output=output)
+        if status == "failed":
+            event["error"] = "CUDA out of memory"
+        else:
+            os.makedirs(os.path.dirname(output), exist_ok=True)
+            open(output, "w").write("stylized")
+        counts[status] += 1
+        emit(**event)
+    emit(event="end", **counts)
+    sys.exit(1 if counts["failed"] else 0)
+if args[0] == "candidates":
+    frame, count = int(options["--frame"]), int(options["--count"])
+    folder = os.path.join(os.path.dirname(shot["output"]), "candidates", "%s.%d" % (shot["name"], frame))
+    os.makedirs(folder, exist_ok=True)
+    entries = []
+    for k in range(count):
+        emit(event="frame", shot=shot["name"], frame=frame, done=k + 1, total=count, status="rendered",
+             seconds=0.01, eta=0.0, output=os.path.join(folder, "candidate_%02d.exr" % k))
+        entries.append({"index": k, "seed": 5000 + 11 * k, "strength": 0.4 + 0.1 * k, "prompt": job["prompt"],
+                        "exr": "candidate_%02d.exr" % k, "thumbnail": "candidate_%02d.png" % k})
+    manifest = {"shot": shot["name"], "frame": frame, "job": os.path.abspath(args[1]),
+                "contact_sheet": "contact_sheet.png", "candidates": entries}
+    path = os.path.join(folder, "manifest.json")
+    json.dump(manifest, open(path, "w"))
+    print(path, flush=True)
+    sys.exit(0)
+sys.exit(3)
+'''
+
+PRESETS = {
+    "toon": {"family": "sd15", "path": "$FAKE_MODELS/sd15",
+             "controlnets": [{"path": "~/models/cn-depth", "source": "depth", "weight": 1.0}],
+             "ip_adapter": {"path": "$FAKE_MODELS/ip-adapter"}},
+    "plain": {"family": "sdxl", "path": "/models/sdxl"},
+}
+
+
+@pytest.fixture
+def engine_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake engine on STYLECOMP_ENGINE, its log folder, and presets/settings isolated in tmp_path."""
+    log = tmp_path / "engine-log"
+    log.mkdir()
+    engine = tmp_path / "bin" / "stylecomp"
+    engine.parent.mkdir()
+    engine.write_text(FAKE_ENGINE.replace("{python}", sys.executable), encoding="utf-8")
+    engine.chmod(engine.stat().st_mode | stat.S_IXUSR)
+    presets_file = tmp_path / "presets.json"
+    presets_file.write_text(json.dumps(PRESETS), encoding="utf-8")
+    monkeypatch.setenv("STYLECOMP_ENGINE", str(engine))
+    monkeypatch.setenv("STYLECOMP_PRESETS", str(presets_file))
+    monkeypatch.setenv("STYLECOMP_SETTINGS", str(tmp_path / "settings.json"))
+    monkeypatch.setenv("FAKE_ENGINE_LOG", str(log))
+    monkeypatch.setenv("FAKE_MODELS", "/models")
+    monkeypatch.delenv("STYLECOMP_GIZMOS", raising=False)
+    return log
+
+
+@pytest.fixture
+def node(engine_log: Path, tmp_path: Path):
+    """A StyleCompStylize node from the real gizmo file, its Plate connected, in a saved script."""
+    standin.reset()
+    runpy.run_path(str(PLUGIN_FOLDER / "init.py"))
+    nuke.root()["name"].setValue(str(tmp_path / "shots" / "sh010_comp_v001.nk"))
+    stylize = nuke.createNode(gizmo.STYLIZE_CLASS)
+    stylize.setInput(0, standin.add_source("ReadPlate", PLATE_CHANNELS))
+    stylize["prompt"].setValue("ink and watercolour")
+    stylize["model_preset"].setValue("toon")
+    stylize["lock_seed"].setValue(True)
+    stylize["seed"].setValue(1234)
+    yield stylize
+    standin.pump(lambda: not actions._RUNNING, timeout=15)  # never leave a run behind
+
+
+def calls(log: Path) -> list:
+    path = log / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def press(stylize, button: str) -> None:
+    """Press a gizmo button (its real PyScript) and wait until the engine run is over."""
+    stylize[button].execute()
+    standin.pump(lambda: not actions._RUNNING)
+
+
+def cache(stylize) -> Path:
+    return Path(stylize["cache_dir"].value())
+
+
+def job_of(stylize):
+    text = (cache(stylize) / gizmo.JOB_FILE).read_text(encoding="utf-8")
+    return json.loads(text), parse_job(text, "job.json")
+
+
+def reloads(stylize) -> int:
+    return stylize.node(gizmo.READ_STYLIZED)["reload"].value() or 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Startup
+
+
+def test_init_adds_gizmos_without_ui(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    standin.reset()
+    standin.set_gui(False)  # nuke -t / farm: any UI call raises in the stand-in
+    runpy.run_path(str(PLUGIN_FOLDER / "init.py"))
+    assert nuke.pluginPath() == [str(ROOT / "gizmos")]
+    own = tmp_path / "my_gizmos"
+    own.mkdir()
+    monkeypatch.setenv("STYLECOMP_GIZMOS", str(own))
+    runpy.run_path(str(PLUGIN_FOLDER / "init.py"))
+    assert nuke.pluginPath()[0] == str(own)
+    assert standin.messages == [] and standin.tasks == []
+
+
+def test_init_warns_on_a_missing_gizmo_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    standin.reset()
+    monkeypatch.setenv("STYLECOMP_GIZMOS", str(tmp_path / "nowhere"))
+    runpy.run_path(str(PLUGIN_FOLDER / "init.py"))
+    assert nuke.pluginPath() == []
+    assert "STYLECOMP_GIZMOS" in capsys.readouterr().err
+
+
+def test_menu_adds_toolbar_and_menu() -> None:
+    standin.reset()
+    runpy.run_path(str(PLUGIN_FOLDER / "init.py"))
+    runpy.run_path(str(PLUGIN_FOLDER / "menu.py"))
+    toolbar = standin.menus["Nodes"].items["StyleComp"].items
+    assert set(toolbar) == {"StyleComp Stylize", "StyleComp Blend"}
+    assert toolbar["StyleComp Blend"]().Class() == gizmo.BLEND_CLASS
+    assert set(standin.menus["Nuke"].items["StyleComp"].items) == {"Set Engine Location...", "Check Engine"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def test_render_frame(node, engine_log: Path, tmp_path: Path) -> None:
+    standin.frame = 1004
+    press(node, "render_frame")
+    folder = tmp_path / "shots" / "stylecomp" / node.name()
+    assert cache(node) == folder  # the empty cache knob got the default beside the script
+    assert standin.executed == [(f"{node.name()}.{gizmo.WRITE_PLATE}", 1004, 1004, 1)]
+    assert node.node(gizmo.WRITE_PLATE)["disable"].value() is True  # disabled again for farm renders
+    assert (folder / "inputs" / "plate.1004.exr").is_file()
+    assert calls(engine_log) == [["render", str(folder / "job.json"), "--shot", node.name(), "--frames",
+                                  "1004-1004", "--progress", "json"]]
+    data, job = job_of(node)
+    shot = job.shots[0]
+    assert (shot.name, shot.plate, shot.output) == (node.name(), str(folder / "inputs/plate.####.exr"),
+                                                    str(folder / "stylized/stylized.####.exr"))
+    assert (shot.frames.first, shot.frames.last, shot.handles, shot.aovs) == (1004, 1004, 0, {})
+    assert (job.prompt, job.seed.value, job.seed.policy, job.consistency.mechanisms) == (
+        "ink and watercolour", 1234, "fixed", ["locked_seed"])
+    assert job.model.path == "/models/sd15" and job.model.controlnets[0].path == os.path.expanduser("~/models/cn-depth")
+    assert job.model.ip_adapter is None  # no StyleReference connected
+    assert (job.strength, job.steps, job.guidance, job.color.plate_space) == (0.5, 20, 7.0, "ACEScg")
+    task = standin.tasks[-1]
+    assert task.progress[-1] == 100 and any("frame 1004 rendered" in m for m in task.messages)
+    assert reloads(node) == 1
+    assert node["label"].value() == "1 rendered, 0 cached"
+    assert node["tile_color"].value() == gizmo.TILE_COLOUR
+    assert standin.messages == []
+
+
+def test_render_range_with_handles_and_aov_layers(node, engine_log: Path) -> None:
+    node["handles"].setValue(2)
+    node["consistency"].setValue("none")
+    node.node("DepthLayer")["in"].setValue("depth")
+    node.node("NormalsLayer")["in"].setValue("N")
+    node.node("MotionLayer")["in"].setValue("motion")
+    press(node, "render_range")
+    assert standin.executed[-1][1:3] == (999, 1012)  # root range 1001-1010 plus 2 handles
+    assert calls(engine_log)[-1][5] == "999-1012"
+    data, job = job_of(node)
+    assert (job.shots[0].frames.first, job.shots[0].frames.last, job.shots[0].handles) == (1001, 1010, 2)
+    assert data["shots"][0]["aovs"] == {"depth": ["depth.Z"], "normals": ["N.R", "N.G", "N.B"],
+                                        "motion": ["backward.u", "backward.v"]}
+    assert (job.seed.policy, job.consistency.mechanisms) == ("per_frame", [])
+    progress = standin.tasks[-1].progress
+    assert progress == sorted(progress) and progress[-1] == 100 and len(progress) == 14
+    assert sorted(p.name for p in (cache(node) / "stylized").iterdir())[0] == "stylized.0999.exr"
+    assert node["label"].value() == "14 rendered, 0 cached"
+
+
+def test_unlocked_seed_changes_locked_seed_stays(node) -> None:
+    node["lock_seed"].setValue(False)
+    seeds = []
+    for _ in range(2):
+        press(node, "render_frame")
+        seeds.append(node["seed"].value())
+        assert job_of(node)[1].seed.value == seeds[-1]
+    assert 1234 != seeds[0] != seeds[1]
+    node["lock_seed"].setValue(True)
+    node["seed"].setValue(77)
+    press(node, "render_frame")
+    assert node["seed"].value() == 77 and job_of(node)[1].seed.value == 77
+
+
+def test_style_reference_feeds_the_ip_adapter(node) -> None:
+    node.setInput(gizmo.STYLE_REFERENCE_INPUT, standin.add_source("ReadStyle", ["rgba.red", "rgba.green"]))
+    node["style_frame"].setValue(12)
+    node["style_scale"].setValue(0.8)
+    press(node, "render_frame")
+    assert (f"{node.name()}.{gizmo.WRITE_STYLE_REFERENCE}", 12, 12, 1) in standin.executed
+    adapter = job_of(node)[1].model.ip_adapter
+    assert (adapter.path, adapter.image, adapter.scale) == (
+        "/models/ip-adapter", str(cache(node) / "inputs" / "style_reference.png"), 0.8)
+    assert (cache(node) / "inputs" / "style_reference.png").is_file()
+
+
+def test_cancel_terminates_the_engine(node, engine_log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_MODE", "slow")
+    node["render_range"].execute()
+    standin.pump(lambda: standin.tasks and standin.tasks[-1].progress)  # the first frame is done
+    pid = int((engine_log / "pid").read_text())
+    started = time.monotonic()
+    standin.tasks[-1].cancel()
+    standin.pump(lambda: not actions._RUNNING)
+    assert time.monotonic() - started < 5.0  # it did not run the other 9 frames (0.3 s each)
+    assert (engine_log / "terminated").exists()  # the engine got SIGTERM
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # and is gone
+    kept = len(list((cache(node) / "stylized").iterdir()))
+    assert 1 <= kept < 10
+    assert node["label"].value() == f"cancelled; {kept} frames kept"
+    assert node["tile_color"].value() == gizmo.TILE_COLOUR and reloads(node) == 1
+    assert standin.messages == []
+
+
+def test_failed_frames_are_shown_on_the_node(node, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_MODE", "fail_frame")
+    press(node, "render_range")
+    assert node["tile_color"].value() == gizmo.ERROR_COLOUR
+    assert node["label"].value() == "error: 1 frames failed; 9 frames kept"
+    assert "frame 1002: CUDA out of memory" in standin.messages[-1]
+    assert reloads(node) == 1  # the other frames are shown
+    monkeypatch.setenv("FAKE_ENGINE_MODE", "ok")
+    press(node, "render_frame")  # a good render clears the error
+    assert node["tile_color"].value() == gizmo.TILE_COLOUR and not node["label"].value().startswith("error")
+
+
+def test_refused_job_is_shown_with_the_engine_errors(node, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_MODE", "bad_job")
+    press(node, "render_frame")
+    assert node["tile_color"].value() == gizmo.ERROR_COLOUR
+    assert node["label"].value() == "error: The engine refused the job or its input."
+    assert "shots[0].plate: no frames found" in standin.messages[-1]
+    assert "model.path: not a diffusers folder" in standin.messages[-1]
+    assert reloads(node) == 0
+
+
+@pytest.mark.parametrize("problem", ["unset", "missing", "not executable"])
+def test_missing_engine_is_explained(node, engine_log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                     problem: str) -> None:
+    if problem == "unset":
+        monkeypatch.delenv("STYLECOMP_ENGINE")
+    elif problem == "missing":
+        monkeypatch.setenv("STYLECOMP_ENGINE", str(tmp_path / "no" / "stylecomp"))
+    else:
+        path = tmp_path / "stylecomp.txt"
+        path.write_text("not a program")
+        monkeypatch.setenv("STYLECOMP_ENGINE", str(path))
+    press(node, "render_frame")
+    message = standin.messages[-1]
+    assert "STYLECOMP_ENGINE" in message and "Set Engine Location" in message
+    assert {"unset": "not set up", "missing": "was not found at", "not executable": "is not executable"}[problem] in message
+    assert node["tile_color"].value() == gizmo.ERROR_COLOUR and node["label"].value().startswith("error: ")
+    assert standin.executed == [] and calls(engine_log) == []
+
+
+def test_engine_that_cannot_start(node, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    broken = tmp_path / "broken-stylecomp"
+    broken.write_text("#!/no/such/interpreter\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("STYLECOMP_ENGINE", str(broken))
+    press(node, "render_frame")
+    assert f"Could not start {broken}" in standin.messages[-1]
+    assert node["tile_color"].value() == gizmo.ERROR_COLOUR and reloads(node) == 0
+
+
+def test_engine_location_setting_wins(node, engine_log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = os.environ["STYLECOMP_ENGINE"]
+    monkeypatch.setenv("STYLECOMP_ENGINE", "/nowhere/stylecomp")
+    runpy.run_path(str(PLUGIN_FOLDER / "menu.py"))
+    standin.answers.append(engine)
+    standin.menus["Nuke"].items["StyleComp"].items["Set Engine Location..."]()
+    assert json.loads(Path(os.environ["STYLECOMP_SETTINGS"]).read_text()) == {"engine": engine}
+    standin.pump(lambda: standin.messages)  # Check Engine ran `stylecomp --version`
+    assert standin.messages[-1] == f"StyleComp engine: {engine}\nstylecomp 0.1.0"
+    press(node, "render_frame")
+    assert node["label"].value() == "1 rendered, 0 cached"
+
+
+def test_bad_preset_and_missing_plate(node, engine_log: Path) -> None:
+    node["model_preset"].setValue("anime")
+    press(node, "render_frame")
+    assert "no model preset 'anime'" in standin.messages[-1] and "plain, toon" in standin.messages[-1]
+    node["model_preset"].setValue("plain")
+    node.setInput(gizmo.STYLE_REFERENCE_INPUT, standin.add_source("ReadStyle", ["rgba.red"]))
+    press(node, "render_frame")
+    assert "has no IP-Adapter" in standin.messages[-1]
+    node.setInput(gizmo.STYLE_REFERENCE_INPUT, None)
+    node.setInput(gizmo.PLATE_INPUT, None)
+    press(node, "render_frame")
+    assert "Plate input" in standin.messages[-1]
+    node.setInput(gizmo.PLATE_INPUT, standin.add_source("ReadFlat", ["rgba.red", "rgba.alpha"]))
+    node.node("NormalsLayer")["in"].setValue("N")
+    press(node, "render_frame")
+    assert "no 'N' layer for normals" in standin.messages[-1]
+    assert calls(engine_log) == []
+
+
+def test_write_failure_is_shown_and_the_write_disabled_again(node, engine_log: Path) -> None:
+    standin.execute_error = "Cancelled"
+    press(node, "render_frame")
+    assert "Writing the plate (frames 1001-1001) stopped: Cancelled" in standin.messages[-1]
+    assert node.node(gizmo.WRITE_PLATE)["disable"].value() is True
+    assert calls(engine_log) == []
+
+
+def test_one_run_per_node(node, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_MODE", "slow")
+    node["render_frame"].execute()
+    node["render_frame"].execute()
+    assert "still running" in standin.messages[-1]
+    standin.pump(lambda: not actions._RUNNING)
+
+
+def test_choose_preset(node) -> None:
+    standin.answers.append({"preset": "plain"})
+    node["choose_preset"].execute()
+    assert node["model_preset"].value() == "plain"
+    standin.answers.append(None)  # Cancel keeps it
+    node["choose_preset"].execute()
+    assert node["model_preset"].value() == "plain"
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidates
+
+
+def test_candidates_pick_locks_the_seed_and_renders(node, engine_log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shown = []
+    monkeypatch.setattr(actions, "_show_picker", lambda name, found: shown.append((name, found)))
+    node["lock_seed"].setValue(False)
+    node["candidate_count"].setValue(3)
+    standin.frame = 1003
+    press(node, "candidates")
+    assert calls(engine_log)[-1][:2] == ["candidates", str(cache(node) / "job.json")]
+    assert calls(engine_log)[-1][2:] == ["--shot", node.name(), "--frame", "1003", "--count", "3",
+                                         "--progress", "json"]
+    name, found = shown[-1]
+    assert name == node.fullName() and found.frame == 1003 and [c.seed for c in found.candidates] == [5000, 5011, 5022]
+    assert found.candidates[1].thumbnail == str(cache(node) / "stylized" / "candidates" / f"{node.name()}.1003"
+                                                / "candidate_01.png")
+    assert node["label"].value() == "3 candidates of frame 1003"
+
+    actions.apply_candidate(name, found.frame, found.candidates[1])  # what the picker calls
+    standin.pump(lambda: not actions._RUNNING)
+    assert (node["seed"].value(), node["lock_seed"].value()) == (5011, True)
+    assert node["strength"].value() == pytest.approx(0.5)
+    assert calls(engine_log)[-1][0] == "render" and calls(engine_log)[-1][5] == "1003-1003"
+    assert job_of(node)[1].seed.value == 5011 and reloads(node) == 1
+
+
+def test_presets_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default presets beside the plugin load and make valid model blocks."""
+    from stylecomp.jobspec import ModelSettings
+
+    monkeypatch.delenv("STYLECOMP_PRESETS", raising=False)
+    names = presets.load()
+    assert presets.presets_file() == str(PLUGIN_FOLDER / "model_presets.json") and names
+    for name in names:
+        ModelSettings.model_validate(presets.model_block(name))
+    ModelSettings.model_validate(presets.model_block("sd15", "/tmp/ref.png", 0.7))
