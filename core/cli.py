@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -355,17 +355,28 @@ class _ProgressPrinter:
                        or event["status"] == "failed", err=True)
 
 
+def _render_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options `render` and `comp` share: which shots and frames, where the model runs, cache, progress."""
+    options = [
+        click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False)),
+        click.option("--shot", "shots", multiple=True, help="Only this shot (repeat for several). Default: every shot."),
+        click.option("--frames", default=None, metavar="A-B",
+                     help="Only frames A to B (inclusive), e.g. 1001-1010, or one frame."),
+        click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
+                     help=_DEVICE_HELP),
+        click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
+                     show_default=True, help=_DTYPE_HELP),
+        click.option("--no-cache", is_flag=True, help="Stylize every frame afresh; neither read nor fill the render cache."),
+        click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text",
+                     show_default=True, help=_PROGRESS_HELP),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command()
-@click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
-@click.option("--shot", "shots", multiple=True, help="Render only this shot (repeat for several). Default: every shot.")
-@click.option("--frames", default=None, metavar="A-B", help="Only frames A to B (inclusive), e.g. 1001-1010, or one frame.")
-@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
-              help=_DEVICE_HELP)
-@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
-              show_default=True, help=_DTYPE_HELP)
-@click.option("--no-cache", is_flag=True, help="Render every frame afresh; neither read nor fill the render cache.")
-@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help=_PROGRESS_HELP)
+@_render_options
 def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: str, dtype: str, no_cache: bool,
            progress_style: str) -> None:
     """Stylize the shots of JOB.json into EXRs with a `stylized` RGBA layer and provenance.
@@ -395,16 +406,7 @@ def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: st
 
 
 @cli.command()
-@click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
-@click.option("--shot", "shots", multiple=True, help="Comp only this shot (repeat for several). Default: every shot.")
-@click.option("--frames", default=None, metavar="A-B", help="Only frames A to B (inclusive), e.g. 1001-1010, or one frame.")
-@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
-              help=_DEVICE_HELP)
-@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
-              show_default=True, help=_DTYPE_HELP)
-@click.option("--no-cache", is_flag=True, help="Stylize every frame afresh; neither read nor fill the render cache.")
-@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help=_PROGRESS_HELP)
+@_render_options
 def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str, dtype: str, no_cache: bool,
          progress_style: str) -> None:
     """The headless comp: stylize JOB.json's shots (current outputs and the cache are reused),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def testdata() -> Path:
     return TESTDATA
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test on any connection attempt, even one a library would swallow."""
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object, *args: object) -> None:
+        attempts.append(address)
+        raise OSError(f"network access attempted: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    yield
+    assert not attempts, f"something tried the network: {attempts}"
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A render and file-hash cache of the test's own ($STYLECOMP_CACHE_DIR)."""
+    monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -8,7 +8,6 @@ pipeline runs on a 64x64 image for 2 denoising steps. No test may touch the netw
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -32,20 +31,7 @@ STYLE_A = np.random.default_rng(1).random((48, 40, 3), dtype=np.float32)
 STYLE_B = np.random.default_rng(2).random((48, 40, 3), dtype=np.float32)
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Fail on any connection attempt (even one a library would swallow); keep the hash cache per test."""
-    attempts: list[object] = []
-
-    def refuse(self: socket.socket, address: object, *args: object) -> None:
-        attempts.append(address)
-        raise OSError(f"network access attempted: {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "cache"))
-    yield
-    assert not attempts, f"something tried the network: {attempts}"
+pytestmark = pytest.mark.usefixtures("no_network", "private_cache")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -49,20 +48,7 @@ PLATE = Image.fromarray((np.random.default_rng(7).random((64, 64, 3)) * 255).ast
 CONTROL = Image.fromarray((np.random.default_rng(8).random((64, 64, 3)) * 255).astype(np.uint8))
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Fail on any connection attempt (even one a library would swallow); keep the hash cache per test."""
-    attempts: list[object] = []
-
-    def refuse(self: socket.socket, address: object, *args: object) -> None:
-        attempts.append(address)
-        raise OSError(f"network access attempted: {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "cache"))
-    yield
-    assert not attempts, f"something tried the network: {attempts}"
+pytestmark = pytest.mark.usefixtures("no_network", "private_cache")
 
 
 @pytest.fixture(scope="session")

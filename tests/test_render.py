@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 from pathlib import Path
 
@@ -43,11 +42,7 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test gets its own render cache (and file-hash cache)."""
-    monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def write_job(folder: Path, plates: Path, model: Path, family: str = "sd15", output: str = "out/demo.####.exr",
@@ -79,22 +74,9 @@ def stylized(path: Path) -> np.ndarray:
     return read_plate(path).channels(list(STYLIZED_CHANNELS))
 
 
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Any attempt to open a network connection fails the test (and is recorded)."""
-    attempts: list[object] = []
-
-    def refuse(self: socket.socket, address: object) -> None:
-        attempts.append(address)
-        raise AssertionError(f"network access to {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
-
-
 @pytest.mark.parametrize("family", ["sd15", "sdxl", "flux"])
 def test_render_is_reproducible_and_the_cache_is_reused(
-    tmp_path: Path, plates: Path, models: dict[str, Path], family: str, no_network: list[object]
+    tmp_path: Path, plates: Path, models: dict[str, Path], family: str, no_network: None
 ) -> None:
     first = write_job(tmp_path / "a", plates, models[family], family)
     again = write_job(tmp_path / "b", plates, models[family], family)
@@ -115,7 +97,6 @@ def test_render_is_reproducible_and_the_cache_is_reused(
     for frame in FRAMES:
         np.testing.assert_array_equal(stylized(tmp_path / f"c/out/demo.{frame}.exr"),
                                       stylized(tmp_path / f"a/out/demo.{frame}.exr"))
-    assert no_network == []
 
 
 def test_output_layer_windows_alpha_and_provenance(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
