@@ -344,6 +344,8 @@ class _ProgressPrinter:
         kind = event["event"]
         if kind == "start":
             click.echo(f"{event['shot']}: {event['total']} frame(s) {event['frames'][0]}-{event['frames'][1]}", err=True)  # type: ignore[index]
+            if "note" in event:
+                click.echo(f"  note: {event['note']}", err=True)
         elif kind == "frame":
             eta = float(event.get("eta", 0))  # type: ignore[arg-type]
             line = (f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
@@ -553,6 +555,97 @@ def _progress(stage: str, done: int, total: int) -> None:
         click.echo(f"\r  {stage:<28} {done:>4}/{total}", nl=done == total, err=True)
     elif done == total or done % max(1, total // 4) == 0:
         click.echo(f"  {stage:<28} {done:>4}/{total}", err=True)
+
+
+class _BatchPrinter:
+    """Batch events as text on stderr: a line per frame (one updating line on a terminal), one per shot, overall ETA."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "start":
+            click.echo(f"{event['job']}: {event['shot']}: {event['total']} frame(s) {event['frames'][0]}-"
+                       f"{event['frames'][1]}", err=True)
+        elif kind == "frame":
+            line = (f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
+                    f"{float(event.get('seconds', 0)):6.1f} s   {_overall(event['overall'])}")
+            if event["status"] == "failed":
+                click.echo(f"{line}\n    {event['error']}", err=True)
+            else:
+                click.echo(("\r" + line) if self.tty else line, nl=not self.tty, err=True)
+        elif kind == "shot_end":
+            click.echo(("\n" if self.tty else "") + f"{event['job']} {event['shot']}: {event['done']}/{event['total']} "
+                       f"frames (rendered {event['rendered']}, cached {event['cached']}, failed {event['failed']})   "
+                       f"{_overall(event['overall'])}", err=True)
+        elif kind == "resume":
+            click.echo(f"{event['job']}: resuming: {event['complete']} complete output(s); removed "
+                       f"{len(event['removed_temp'])} temp file(s) of a killed run and "
+                       f"{len(event['removed_damaged'])} output(s) that did not read whole", err=True)
+        elif kind == "job_failed":
+            click.echo(f"error: {event['job']}: {event['error']}", err=True)
+
+
+def _overall(overall: dict) -> str:
+    eta = overall["eta"]
+    left = "--:--" if eta is None else f"{int(eta // 60)}:{int(eta % 60):02d}"
+    return f"overall {overall['done']}/{overall['total']} frames, ETA {left}"
+
+
+@cli.command()
+@click.argument("job_paths", metavar="JOB.json...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--resume", is_flag=True,
+              help="Continue a run that was killed: delete the temp files it left and outputs that do not read "
+                   "whole (pixels checked, not only the header), then render what is not done.")
+@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
+              help=_DEVICE_HELP)
+@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
+              show_default=True, help=_DTYPE_HELP)
+@click.option("--no-cache", is_flag=True, help="Stylize every frame afresh; neither read nor fill the render cache.")
+@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: a line per frame and per shot with the overall frames done/total and ETA; json: one JSON "
+                   "event per line on stdout (render's events with a job field, plus batch, shot_end, resume, "
+                   "job_failed, job_end; see the README).")
+def batch(job_paths: tuple[str, ...], resume: bool, device: str, dtype: str, no_cache: bool,
+          progress_style: str) -> None:
+    """Render the shots of many JOB.json files, one job after another; pipelines stay loaded between jobs.
+
+    As with `render`, a frame whose output is current (the cache key in its header matches)
+    is skipped and reported as cached, and the render cache is used. --resume, after a killed
+    run, also reads every existing output whole: a truncated or damaged one is deleted and
+    rendered again, temp files of the killed run are deleted, and cache entries are served
+    only if they read whole. Exit status: 0 all frames done; 1 some frames failed or the run
+    was stopped (finished frames are kept); 2 a job file is unusable (nothing renders) or a
+    job was refused while the others rendered.
+    """
+    from .batch import BatchJob, LocalExecutor, run_batch
+    from .cache import RenderCache
+    from .jobspec import load_job
+    from .resume import VerifiedCache
+
+    items, unusable = [], False
+    for path in dict.fromkeys(job_paths):
+        try:
+            items.append(BatchJob(path, load_job(path)))
+        except JobError as exc:
+            unusable = True
+            for problem in exc.problems:
+                click.echo(f"error: {path}: {problem}", err=True)
+    if unusable:
+        sys.exit(2)
+    cache = None if no_cache else VerifiedCache() if resume else RenderCache()
+    report = _ProgressPrinter("json") if progress_style == "json" else _BatchPrinter()
+    with _cancel_on_signals() as cancel:
+        summary = run_batch(items, LocalExecutor(_pipeline_pool(device, dtype), cache), resume=resume,
+                            report=report, cancel=cancel)
+    if progress_style == "text":
+        click.echo(f"{len(items)} job(s): rendered {summary.rendered}, from cache {summary.cached}, failed "
+                   f"{len(summary.failed)}, refused {len(summary.refused)} in {summary.seconds:.1f} s"
+                   + ("  (stopped)" if summary.cancelled else ""))
+        for job_path, shot, frame, reason in summary.failed:
+            click.echo(f"error: {job_path}: {shot} {frame}: {reason}", err=True)
+    sys.exit(summary.exit_status)
 
 
 def main() -> None:

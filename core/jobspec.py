@@ -190,8 +190,10 @@ class Consistency(_Strict):
     mechanisms: list[
         Literal["locked_seed", "warped_noise", "cross_frame", "latent_fusion", "pixel_fusion", "keyframes"]
     ] = Field(default_factory=lambda: ["locked_seed"])
-    keyframe_interval: int = Field(8, ge=1)
-    fusion_strength: float = Field(0.5, ge=0.0, le=1.0)
+    keyframe_interval: int = Field(8, ge=1, description="keyframes: every Nth frame is stylized fully")
+    fusion_strength: float = Field(0.5, ge=0.0, le=1.0, description="pixel_fusion: share of the previous frame")
+    vector_units: Literal["pixels", "ndc"] = Field("pixels", description="Backward motion vectors' units")
+    vector_y: Literal["up", "down"] = Field("up", description="Direction of positive v (Nuke: up)")
 
 
 class Candidates(_Strict):

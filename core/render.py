@@ -29,7 +29,7 @@ from .stage import Cancelled, Clip, FrameInputs
 from .stylize import StylizeParameters, StylizeStage
 
 STYLIZED_CHANNELS = ("stylized.R", "stylized.G", "stylized.B", "stylized.A")
-_CLIP_ROLES = {"Depth": "depth", "Normal": "normals", "ObjectID": "object_id"}
+_CLIP_ROLES = {"Depth": "depth", "Normal": "normals", "ObjectID": "object_id", "Motion": "motion"}
 # Header attributes that describe the file's structure, not the image: never copied from the plate.
 _STRUCTURAL = ("oiio:", "openexr:", "stylecomp/", "compression", "multiView", "name", "type", "view", "chunkCount")
 
@@ -110,12 +110,24 @@ def _render_shot(
     if not frames:
         return
     stage = StylizeStage(StylizeParameters.for_shot(job, shot), job.color.model_encoding(), pool)
-    stage.identity()  # a bad model or style image stops the shot here, before any frame
-    clips = [clip for clip in stage.describe().clips if clip.name != "StyleReference"]
+    stage.identity()  # a bad model, style image or consistency setting stops the shot here, before any frame
+    description = stage.describe()
+    clips = [clip for clip in description.clips if clip.name != "StyleReference"]
     outputs = FrameSequence(job.resolve(shot.output))
-    report({"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": len(frames),
-            "stage": stage.describe().name})
-    begun, render_seconds, rendered_here = False, 0.0, 0
+    start: Event = {"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": len(frames),
+                    "stage": description.name}
+    if description.sequential:
+        plates, chain = shot_frames(job, shot)
+        chain = [f for f in chain if f <= frames[-1]]
+        if chain[0] < frames[0]:
+            start["note"] = (f"sequential consistency: rendering from frame {chain[0]}, since each frame needs "
+                             "the previous one")
+        frames = chain
+        start |= {"frames": [frames[0], frames[-1]], "total": len(frames)}
+    report(start)
+    stage.begin_sequence(frames[0], frames[-1])
+    previous_key = None
+    render_seconds, rendered_here = 0.0, 0
     for done, frame in enumerate(frames, 1):
         if cancel.is_set():
             raise Cancelled(shot.name)
@@ -127,21 +139,22 @@ def _render_shot(
             plate_path = plates.path(frame)
             if frame in plates.missing:
                 raise PlateError("frame missing on disk", plate_path)
-            plate = read_plate(plate_path)
-            inputs, part = frame_inputs(plate, frame, shot, clips)
-            key = stage.cache_key(frame, inputs)
+            inputs, part = frame_inputs(read_plate(plate_path), frame, shot, clips)
+            key = stage.cache_key(frame, inputs, previous_key)
+            previous_key = key
             if key_of(target) == key or (cache is not None and cache.restore(key, target)):
                 event["status"] = "cached"
                 summary.cached += 1
+                if description.sequential:
+                    stage.advance(frame, inputs, _written_rgba(target))
             else:
-                if not begun:
-                    stage.begin_sequence(frames[0], frames[-1])
-                    begun = True
                 result = stage.render(frame, inputs.window, inputs, cancel)
                 write_plate(target, [rgba_part(result.rgba, result.window, part, job)], provenance=result.provenance | {
                     "frame": frame, "plate": plate_path, "cache_key": key})
                 if cache is not None:
                     cache.store(key, target)
+                if description.sequential:
+                    stage.advance(frame, inputs, _written_rgba(target))
                 event["status"] = "rendered"
                 summary.rendered += 1
                 rendered_here += 1
@@ -151,12 +164,17 @@ def _render_shot(
         except StyleCompError as exc:
             event |= {"status": "failed", "error": str(exc)}
             summary.failed.append((shot.name, frame, str(exc)))
+            previous_key = None  # a sequential chain starts afresh after a gap
         event["seconds"] = round(time.monotonic() - tick, 3)
         per_frame = render_seconds / rendered_here if rendered_here else event["seconds"]
         event["eta"] = round(per_frame * (len(frames) - done), 1)
         report(event)
-    if begun:
-        stage.end_sequence()
+    stage.end_sequence()
+
+
+def _written_rgba(path: str) -> np.ndarray:
+    """A stylized output's RGBA (H, W, 4) as written (half floats included): what the next frame builds on."""
+    return read_plate(path).channels(list(STYLIZED_CHANNELS))
 
 
 def frame_inputs(plate: Plate, frame: int, shot: Shot, clips: Sequence[Clip]) -> tuple[FrameInputs, ImagePart]:

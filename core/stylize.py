@@ -12,9 +12,11 @@ policy, so a frame never depends on which other frames ran or on the device's RN
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +28,14 @@ from diffusers import DiffusionPipeline
 from . import __version__
 from .color import ModelEncoding
 from .conditioning import beauty_edges, depth_condition, line_art, normal_condition
+from .consistency import KEYFRAME_HEAL, LATENT_CHANNELS, LATENT_SCALE, SEQUENTIAL, FrameMotion, check_mechanisms
 from .errors import JobError, PlateError
 from .jobspec import ControlNet, Job, ModelSettings, Shot
 from .models import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
+from .motion import VectorConvention
 from .pipeline_pool import PipelinePool
 from .plates import Window
-from .resolution import ResolutionSettings, plan, stylize_at_resolution
+from .resolution import ResolutionPlan, ResolutionSettings, plan, stylize_at_resolution
 from .stage import Cancelled, Clip, FrameInputs, FrameResult, StageDescription
 
 # The AOV clips each ControlNet source is built from: (required, optional).
@@ -41,7 +45,7 @@ _SOURCE_CLIPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lineart": ((), ("ObjectID", "Normal", "Depth")),
     "edges": ((), ()),
 }
-_CLIP_COMPONENTS = {"Source": 4, "Depth": 1, "Normal": 3, "ObjectID": 1}
+_CLIP_COMPONENTS = {"Source": 4, "Depth": 1, "Normal": 3, "ObjectID": 1, "Motion": 2}
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class StylizeParameters:
     guidance: float
     resolution: ResolutionSettings
     style_reference: str | None  # absolute path of the IP-Adapter image
+    mechanisms: frozenset[str]  # consistency mechanisms (see consistency.py)
+    keyframe_interval: int
+    fusion_strength: float
+    vectors: VectorConvention
 
     @classmethod
     def for_shot(cls, job: Job, shot: Shot) -> StylizeParameters:
@@ -86,11 +94,20 @@ class StylizeParameters:
             guidance=job.guidance,
             resolution=ResolutionSettings(**job.resolution.model_dump()),
             style_reference=reference,
+            mechanisms=frozenset(job.consistency.mechanisms),
+            keyframe_interval=job.consistency.keyframe_interval,
+            fusion_strength=job.consistency.fusion_strength,
+            vectors=VectorConvention(job.consistency.vector_units, job.consistency.vector_y),
         )
 
     def frame_seed(self, frame: int) -> int:
-        """The seed a frame renders with: the same every frame, or offset by the frame number."""
-        return self.seed if self.seed_policy == "fixed" else self.seed + frame
+        """The seed a frame renders with: the same every frame (policy fixed, or a locked seed), or offset by the frame."""
+        return self.seed if self.seed_policy == "fixed" or "locked_seed" in self.mechanisms else self.seed + frame
+
+    @property
+    def sequential(self) -> bool:
+        """Whether a frame needs the previous one (consistency along the motion vectors)."""
+        return bool(self.mechanisms & SEQUENTIAL)
 
 
 class StylizeStage:
@@ -106,6 +123,11 @@ class StylizeStage:
         self._embeds: dict[str, Any] = {}
         self._identity: dict[str, Any] = {}  # see identity()
         self._reference: np.ndarray | None = None  # the style image, (H, W, 3) [0, 1]
+        # Sequential consistency: the previous frame's inputs and output, and its initial latent noise.
+        self._first = 0
+        self._previous: tuple[FrameInputs, np.ndarray] | None = None
+        self._noise: torch.Tensor | None = None
+        self._noise_frame: int | None = None
 
     # --- description --------------------------------------------------------------------------
 
@@ -117,12 +139,20 @@ class StylizeStage:
             optional |= set(extra)
         clips = [Clip(name, _CLIP_COMPONENTS[name], optional=name not in needed) for name in
                  ("Source", "Depth", "Normal", "ObjectID") if name in needed | optional]
+        if self.params.sequential:
+            clips += [Clip("Motion", 2, description="backward motion vectors")]
+            clips += [Clip(name, 1, optional=True) for name in ("Depth", "ObjectID") if name not in needed | optional]
         if self.params.style_reference:
             clips.append(Clip("StyleReference", 3, description="style image, read once per shot"))
-        notes = ["frames are independent: any frame renders alone, in any order"]
+        if self.params.sequential:
+            notes = ["sequential: each frame needs the previous one's output, so the shot renders in order from its "
+                     "first frame (handles included)"]
+        else:
+            notes = ["frames are independent: any frame renders alone, in any order"]
         if self.params.model.family == "flux":
             notes.append("Flux is guidance-distilled: guidance is its embedded guidance and the negative prompt is unused")
-        return StageDescription(self.name, tuple(clips), self.parameters(), sequential=False, notes=tuple(notes))
+        return StageDescription(self.name, tuple(clips), self.parameters(), sequential=self.params.sequential,
+                                notes=tuple(notes))
 
     def parameters(self) -> dict[str, Any]:
         """The shot's parameters as plain JSON values (for provenance, cache keys and hosts' UIs)."""
@@ -140,6 +170,8 @@ class StylizeStage:
             "loras": [{"weight": lora.weight} for lora in p.model.loras],
             "ip_adapter_scale": p.model.ip_adapter.scale if p.model.ip_adapter else None,
             "resolution": p.resolution.__dict__,
+            "consistency": {"mechanisms": sorted(p.mechanisms), "keyframe_interval": p.keyframe_interval,
+                            "fusion_strength": p.fusion_strength},
             "color": self.encoding.description,
             "ocio_config": self.encoding.config_uri,
         }
@@ -151,7 +183,7 @@ class StylizeStage:
         return {clip.name: window for clip in self.describe().clips if clip.name != "StyleReference"}
 
     def frames_needed(self, frame: int) -> list[int]:
-        return [frame]
+        return [frame - 1] if self.params.sequential and frame > self._first else []
 
     def is_identity(self, frame: int) -> bool:
         return self.params.strength == 0.0
@@ -163,6 +195,7 @@ class StylizeStage:
         depend on besides parameters and inputs. Cheap after the first call (hashes are cached on disk)."""
         if not self._identity:
             p = self.params
+            check_mechanisms(p.mechanisms, p.resolution.mode == "tiles", "consistency.mechanisms")
             check_model(p.model)
             identity: dict[str, Any] = {
                 "model": model_hash(p.model.path),
@@ -181,24 +214,34 @@ class StylizeStage:
         return self._identity
 
     def begin_sequence(self, first: int, last: int) -> None:
-        """Load (or reuse) the pipeline; encode the prompt and the style reference once for the shot."""
-        p = self.params
+        """Start a shot's frames ``first``..``last``: check the settings; the model loads at the first render."""
         self.identity()
+        self._first, self._previous, self._noise, self._noise_frame = first, None, None, None
+
+    def _load(self) -> DiffusionPipeline:
+        """Load (or reuse) the pipeline; encode the prompt and the style reference once for the shot."""
+        if self._pipe is not None:
+            return self._pipe
+        p = self.params
         self._pipe = self.pool.get(p.model)
         self._pipe.set_progress_bar_config(disable=True)
         with torch.no_grad():
             self._embeds = _encode_prompt(self._pipe, p)
             if self._reference is not None:
                 self._embeds |= style_reference_embeds(self._pipe, self._reference, _uses_cfg(p))
+        return self._pipe
 
     def end_sequence(self) -> None:
         self._pipe, self._embeds = None, {}
 
-    def cache_key(self, frame: int, inputs: FrameInputs) -> str:
-        """A hash of everything the frame's pixels depend on: inputs, parameters, models, seed, version."""
+    def cache_key(self, frame: int, inputs: FrameInputs, previous_key: str | None = None) -> str:
+        """A hash of everything the frame's pixels depend on: inputs, parameters, models, seed, version; for a
+        sequential shot also the previous frame's key (a chain) and the shot's first frame (keyframe phase)."""
         digest = hashlib.sha256()
         record = {"stage": self.name, "parameters": self.parameters(), "identity": self.identity(),
                   "frame_seed": self.params.frame_seed(frame), "window": inputs.window.as_list()}
+        if self.params.sequential:
+            record |= {"previous": previous_key, "first": self._first}
         digest.update(json.dumps(record, sort_keys=True).encode())
         for name in sorted(inputs.images):
             image = np.ascontiguousarray(inputs.images[name], dtype=np.float32)
@@ -229,31 +272,77 @@ class StylizeStage:
     # --- one frame ----------------------------------------------------------------------------
 
     def render(self, frame: int, window: Window, inputs: FrameInputs, cancel: threading.Event) -> FrameResult:
-        """Stylize one frame; ``cancel`` is checked between denoising steps."""
+        """Stylize one frame; ``cancel`` is checked between denoising steps. A sequential shot's frames must
+        come in order, each followed by ``advance`` with what was written."""
+        p = self.params
         source = inputs.images["Source"]  # (H, W, 4) premultiplied RGBA
         rgb, alpha = source[..., :3], source[..., 3]
         if self.is_identity(frame):
             return FrameResult(source.copy(), window, self.provenance(frame))
-        if self._pipe is None:
-            raise RuntimeError("begin_sequence() must run before render()")
+        self._load()
         encoded = self.encoding.encode(rgb, alpha)
-        conditions = [(net.source, _condition(net, inputs, encoded.image)) for net in self.params.model.controlnets]
-        seed = self.params.frame_seed(frame)
+        conditions = [(net.source, _condition(net, inputs, encoded.image)) for net in p.model.controlnets]
+        layout = plan(window.width, window.height, p.model.family, p.resolution)
+        motion = self._motion(frame, inputs)
+        image, strength = encoded.image, p.strength
+        if motion is not None and p.mechanisms & {"pixel_fusion", "keyframes"}:
+            previous = self._previous[1]  # type: ignore[index]
+            previous_image = self.encoding.encode(previous[..., :3], previous[..., 3]).image
+            if "keyframes" in p.mechanisms and not self._is_keyframe(frame):
+                image, strength = motion.carry(previous_image, image, 1.0), strength * KEYFRAME_HEAL
+            elif "pixel_fusion" in p.mechanisms:
+                image = motion.carry(previous_image, image, p.fusion_strength)
+        seed = p.frame_seed(frame)
 
-        def run_model(image: np.ndarray, controls: list[np.ndarray], tile: int) -> np.ndarray:
-            return self._diffuse(image, controls, _tile_seed(seed, tile), cancel)
+        def run_model(model_image: np.ndarray, controls: list[np.ndarray], tile: int) -> np.ndarray:
+            noise = self._initial_noise(frame, seed, motion, layout) if "warped_noise" in p.mechanisms else None
+            return self._diffuse(model_image, controls, _tile_seed(seed, tile), strength, noise, cancel)
 
-        model_image = stylize_at_resolution(
-            encoded.image, conditions, run_model, self.params.model.family, self.params.resolution
-        )
+        model_image = stylize_at_resolution(image, conditions, run_model, p.model.family, p.resolution)
         out = self.encoding.decode(encoded, model_image)  # (H, W, 3) premultiplied scene-linear
         out[(alpha <= 0) & ~rgb.any(axis=2)] = 0.0  # nothing appears where the plate is empty
-        provenance = self.provenance(frame) | {"resolution": plan(
-            window.width, window.height, self.params.model.family, self.params.resolution).describe()}
+        provenance = self.provenance(frame) | {"resolution": layout.describe()}
+        if p.sequential:
+            provenance["consistency"] = "keyframe" if self._is_keyframe(frame) else (
+                "from the previous frame" if motion is not None else "first frame")
         return FrameResult(np.concatenate([out, alpha[..., None]], axis=2), window, provenance)
 
-    def _diffuse(self, image: np.ndarray, controls: list[np.ndarray], seed: int, cancel: threading.Event) -> np.ndarray:
-        """One pipeline call on an (h, w, 3) [0, 1] image of a size the model takes."""
+    def advance(self, frame: int, inputs: FrameInputs, output: np.ndarray) -> None:
+        """Remember a finished frame (rendered, or taken from the cache) for the next one of a sequential shot;
+        ``output`` is its RGBA as written. A cached frame's initial noise is rebuilt so the chain goes on."""
+        p = self.params
+        if not p.sequential:
+            return
+        if "warped_noise" in p.mechanisms and (self._noise is None or self._noise_frame != frame):
+            layout = plan(inputs.window.width, inputs.window.height, p.model.family, p.resolution)
+            self._initial_noise(frame, p.frame_seed(frame), self._motion(frame, inputs), layout)
+        self._previous = (inputs, output)
+
+    def _motion(self, frame: int, inputs: FrameInputs) -> FrameMotion | None:
+        """How frame t relates to the previous frame, when that frame came just before."""
+        if not self.params.sequential or self._previous is None or self._previous[0].frame != frame - 1:
+            return None
+        return FrameMotion.between(self._previous[0], inputs, self.params.vectors)
+
+    def _is_keyframe(self, frame: int) -> bool:
+        return (frame - self._first) % self.params.keyframe_interval == 0
+
+    def _initial_noise(self, frame: int, seed: int, motion: FrameMotion | None, layout: ResolutionPlan) -> torch.Tensor:
+        """Frame ``frame``'s initial latent noise (1, C, h, w): fresh for the first frame, else the previous
+        frame's moved along the vectors (fresh where not visible before). Remembered for the next frame."""
+        if self._noise is not None and self._noise_frame == frame:
+            return self._noise
+        shape = (1, LATENT_CHANNELS[self.params.model.family],
+                 layout.working_height // LATENT_SCALE, layout.working_width // LATENT_SCALE)
+        fresh = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+        noise = fresh if motion is None or self._noise is None else motion.carry_noise(self._noise, fresh, layout)
+        self._noise, self._noise_frame = noise, frame
+        return noise
+
+    def _diffuse(self, image: np.ndarray, controls: list[np.ndarray], seed: int, strength: float,
+                 noise: torch.Tensor | None, cancel: threading.Event) -> np.ndarray:
+        """One pipeline call on an (h, w, 3) [0, 1] image of a size the model takes; ``noise`` replaces the
+        pipeline's own initial noise (1, C, h/8, w/8) when given."""
         p, pipe = self.params, self._pipe
         height, width = image.shape[:2]
 
@@ -264,7 +353,7 @@ class StylizeStage:
 
         kwargs: dict[str, Any] = {
             "image": image[None],
-            "strength": p.strength,
+            "strength": strength,
             "num_inference_steps": p.steps,
             "guidance_scale": p.guidance,
             "generator": torch.Generator("cpu").manual_seed(seed),
@@ -280,9 +369,40 @@ class StylizeStage:
                 kwargs["control_mode"] = [None] * len(controls)  # plain (not Union) ControlNets: no mode each
         if controls or p.model.family == "flux":
             kwargs |= {"height": height, "width": width}
-        with torch.no_grad():
+        with torch.no_grad(), _noise_injected(pipe, noise):
             result = pipe(**kwargs).images  # type: ignore[misc]
         return np.asarray(result[0], dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _noise_injected(pipe: DiffusionPipeline, noise: torch.Tensor | None) -> Iterator[None]:
+    """While a pipeline call runs, its scheduler noises the image latents with ``noise`` instead of its own draw.
+
+    The img2img pipelines noise the encoded plate with one scheduler call (``add_noise`` for SD and SDXL,
+    ``scale_noise`` for Flux) before denoising; this is the one place the initial noise enters.
+    """
+    if noise is None:
+        yield
+        return
+    scheduler = pipe.scheduler
+    if hasattr(scheduler, "scale_noise"):
+        original = scheduler.scale_noise
+
+        def scale_noise(sample: torch.Tensor, timestep: torch.Tensor, _noise: torch.Tensor) -> torch.Tensor:
+            return original(sample, timestep, noise.to(sample.device, sample.dtype))
+
+        scheduler.scale_noise, name = scale_noise, "scale_noise"
+    else:
+        add = scheduler.add_noise
+
+        def add_noise(sample: torch.Tensor, _noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+            return add(sample, noise.to(sample.device, sample.dtype), timesteps)
+
+        scheduler.add_noise, name = add_noise, "add_noise"
+    try:
+        yield
+    finally:
+        delattr(scheduler, name)  # the class's own method again
 
 
 def _uses_cfg(p: StylizeParameters) -> bool:
