@@ -648,6 +648,114 @@ def batch(job_paths: tuple[str, ...], resume: bool, device: str, dtype: str, no_
     sys.exit(summary.exit_status)
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but a loopback address lets other machines in (a warning says so).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True,
+              help="Port to listen on; 0 picks a free one (the URL printed says which).")
+@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
+              help=_DEVICE_HELP)
+@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
+              show_default=True, help=_DTYPE_HELP)
+@click.option("--no-cache", is_flag=True, help="Stylize every frame afresh; neither read nor fill the render cache.")
+def serve(host: str, port: int, device: str, dtype: str, no_cache: bool) -> None:
+    """Run the engine server: an HTTP API on this machine that queues jobs and renders them one
+    after another, keeping pipelines loaded between them (for the Nuke plugin and other hosts).
+
+    Every request needs the token from the token file ($STYLECOMP_CONFIG_DIR, else
+    $XDG_CONFIG_HOME/stylecomp, else ~/.config/stylecomp: server-token, made on first start,
+    mode 0600) as `Authorization: Bearer <token>`. SIGTERM or Ctrl-C stops it: the running job
+    is cancelled between denoising steps and its finished frames stay. See the README for the API.
+    """
+    from .cache import RenderCache
+    from .server import EngineServer, bind_warning
+    from .server_token import load_or_create_token, token_file
+
+    token, repaired = load_or_create_token()
+    if repaired:
+        click.echo(f"warning: {token_file()}: permissions were looser than 0600; repaired", err=True)
+    warning = bind_warning(host)
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
+    server = EngineServer((host, port), token, _pipeline_pool(device, dtype), None if no_cache else RenderCache())
+    with _cancel_on_signals() as stop:
+        server.start()
+        click.echo(f"stylecomp engine server on {server.url} (device {server.pool.device})")
+        click.echo(f"token file: {token_file()} (send 'Authorization: Bearer <token>')")
+        while not stop.wait(0.5):
+            pass
+        click.echo("stopping: cancelling the running job between denoising steps", err=True)
+        server.stop()
+    click.echo("stopped", err=True)
+
+
+@cli.group()
+def farm() -> None:
+    """Render farms: Open Job Description job templates (AWS Deadline Cloud, `openjd run`)."""
+
+
+@farm.command("openjd")
+@click.argument("job_path", metavar="JOB.json", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "template_path", required=True, type=click.Path(dir_okay=False),
+              help="Job template to write (YAML).")
+@click.option("--chunk-size", type=click.IntRange(1), default=10, show_default=True,
+              help="Frames per task. A shot whose frames need the previous frame's output is always one task.")
+@click.option("--gpu/--no-gpu", default=True, show_default=True,
+              help="Ask for a worker with a GPU and render on CUDA, or for any worker and render on its CPU.")
+def farm_openjd(job_path: str, template_path: str, chunk_size: int, gpu: bool) -> None:
+    """Write an OpenJD 2023-09 job template for JOB.json: one step per shot, one task per frame
+    chunk running `stylecomp render JOB --shot S --frames A-B --progress json`. The template is
+    validated with openjd-model before it is written. Job parameters: JobFile, Stylecomp (the
+    executable on the worker, default `stylecomp`) and Device. Run one shot locally with
+    `openjd run TEMPLATE --step SHOT [-p Stylecomp=/path/to/stylecomp]`.
+    """
+    from .jobspec import load_job
+    from .openjd import write_job_template
+
+    template = write_job_template(load_job(job_path), job_path, template_path, chunk_size=chunk_size, gpu=gpu)
+    steps = template["steps"]
+    tasks = sum(len(step["parameterSpace"]["taskParameterDefinitions"][0]["range"]) for step in steps)
+    click.echo(f"{template_path}: {len(steps)} step(s), {tasks} task(s), {'GPU' if gpu else 'CPU'} workers")
+
+
+@cli.command()
+@click.argument("stylized")
+@click.option("--plate", required=True, metavar="PLATE", help="The plate sequence STYLIZED was made from (a frame pattern).")
+@click.option("--frames", default=None, metavar="A-B", help="Only frames A to B (inclusive). Default: every stylized frame.")
+@click.option("--vectors", default="auto", show_default=True, metavar="CONVENTION",
+              help="How the plate's motion vectors are stored: auto (each convention is tried on the plate and the "
+                   "one that reproduces it kept), or DIRECTION-UNITS-Y: backward|forward, pixels|ndc, yup|ydown, "
+                   "e.g. backward-pixels-yup.")
+@click.option("--job", "job_path", default=None, type=click.Path(dir_okay=False),
+              help="Compare in this job's colour encoding (its `color` block). Default: the built-in default.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (keys R, E_warp, E_warp_plate, D, drift, per_frame, ...).")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Write a PNG chart of the per-frame warp error of the plate and the stylized frames.")
+def flicker(stylized: str, plate: str, frames: str | None, vectors: str, job_path: str | None, as_json: bool,
+            plot_path: str | None) -> None:
+    """Measure the flicker of STYLIZED frames against their plate with the render's motion vectors.
+
+    STYLIZED and --plate are frame patterns (name.####.exr, name.%04d.exr); STYLIZED holds the
+    `stylized` layer `stylecomp render` writes, or plain RGBA (a comp). Prints R = E_warp(stylized)
+    / E_warp(plate) (1: no flicker beyond the render's own), both warp errors, D = mean |stylized -
+    plate| (0: nothing was stylized) and the drift from the first frame, in the model's [0, 1] space.
+    Plates whose vectors do not reproduce the plate itself are refused.
+    """
+    from .metrics import format_report, measure_flicker, write_plot
+
+    encoding = None
+    if job_path is not None:
+        from .jobspec import load_job
+
+        encoding = load_job(job_path).color.model_encoding()
+    report = measure_flicker(stylized, plate, frames=_frame_range(frames), vectors=vectors, encoding=encoding)
+    if plot_path:
+        write_plot(report, plot_path)
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_report(report))
+    if plot_path and not as_json:
+        click.echo(f"plot      {plot_path}")
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models load from local paths only
     cli(prog_name="stylecomp")
