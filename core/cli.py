@@ -22,6 +22,7 @@ import click
 from stylecomp_otio.plate_template import DEFAULT_OUTPUT
 
 if TYPE_CHECKING:
+    import torch
     from stylecomp_otio.report import Report
 
     from .jobspec import Job, Shot
@@ -284,13 +285,17 @@ _PROGRESS_HELP = ("text: a progress line with ETA (one line per frame in a log);
                   "stdout, for hosts such as the Nuke plugin (see the README).")
 
 
-def _pipeline_pool(device: str, dtype: str) -> PipelinePool:
+def _torch_dtype(name: str) -> torch.dtype | None:
+    """The --dtype choice as a torch dtype; None for auto (each device picks its own)."""
     import torch
 
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(name)
+
+
+def _pipeline_pool(device: str, dtype: str) -> PipelinePool:
     from .pipeline_pool import PipelinePool
 
-    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    return PipelinePool(None if device == "auto" else device, dtypes.get(dtype))
+    return PipelinePool(None if device == "auto" else device, _torch_dtype(dtype))
 
 
 def _pick_shot(job_: Job, name: str | None) -> Shot:
@@ -572,7 +577,7 @@ class _BatchPrinter:
             line = (f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
                     f"{float(event.get('seconds', 0)):6.1f} s   {_overall(event['overall'])}")
             if event["status"] == "failed":
-                click.echo(f"{line}\n    {event['error']}", err=True)
+                click.echo(("\r" if self.tty else "") + f"{line}\n    {event['error']}", err=True)
             else:
                 click.echo(("\r" + line) if self.tty else line, nl=not self.tty, err=True)
         elif kind == "shot_end":
@@ -598,6 +603,12 @@ def _overall(overall: dict) -> str:
 @click.option("--resume", is_flag=True,
               help="Continue a run that was killed: delete the temp files it left and outputs that do not read "
                    "whole (pixels checked, not only the header), then render what is not done.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: a Ray cluster, one worker per GPU (per CPU when there is none), "
+                   "shots split into frame chunks.")
+@click.option("--address", default=None, help="--executor ray: the cluster to join (default: start a local one).")
+@click.option("--chunk-size", type=click.IntRange(1), default=10, show_default=True,
+              help="--executor ray: frames per task (a sequential shot is always one chunk).")
 @click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
               help=_DEVICE_HELP)
 @click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
@@ -607,8 +618,8 @@ def _overall(overall: dict) -> str:
               help="text: a line per frame and per shot with the overall frames done/total and ETA; json: one JSON "
                    "event per line on stdout (render's events with a job field, plus batch, shot_end, resume, "
                    "job_failed, job_end; see the README).")
-def batch(job_paths: tuple[str, ...], resume: bool, device: str, dtype: str, no_cache: bool,
-          progress_style: str) -> None:
+def batch(job_paths: tuple[str, ...], resume: bool, executor: str, address: str | None, chunk_size: int,
+          device: str, dtype: str, no_cache: bool, progress_style: str) -> None:
     """Render the shots of many JOB.json files, one job after another; pipelines stay loaded between jobs.
 
     As with `render`, a frame whose output is current (the cache key in its header matches)
@@ -636,9 +647,16 @@ def batch(job_paths: tuple[str, ...], resume: bool, device: str, dtype: str, no_
         sys.exit(2)
     cache = None if no_cache else VerifiedCache() if resume else RenderCache()
     report = _ProgressPrinter("json") if progress_style == "json" else _BatchPrinter()
-    with _cancel_on_signals() as cancel:
-        summary = run_batch(items, LocalExecutor(_pipeline_pool(device, dtype), cache), resume=resume,
-                            report=report, cancel=cancel)
+    with contextlib.ExitStack() as stack:
+        cancel = stack.enter_context(_cancel_on_signals())
+        if executor == "ray":
+            from .ray_executor import RayExecutor
+
+            runner = stack.enter_context(RayExecutor(address=address, cache=cache, chunk_size=chunk_size,
+                                                     dtype=_torch_dtype(dtype)))
+        else:
+            runner = LocalExecutor(_pipeline_pool(device, dtype), cache)
+        summary = run_batch(items, runner, resume=resume, report=report, cancel=cancel)
     if progress_style == "text":
         click.echo(f"{len(items)} job(s): rendered {summary.rendered}, from cache {summary.cached}, failed "
                    f"{len(summary.failed)}, refused {len(summary.refused)} in {summary.seconds:.1f} s"

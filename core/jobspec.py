@@ -189,7 +189,7 @@ class Consistency(_Strict):
 
     mechanisms: list[
         Literal["locked_seed", "warped_noise", "cross_frame", "latent_fusion", "pixel_fusion", "keyframes"]
-    ] = Field(default_factory=lambda: ["locked_seed"])
+    ] = Field(default_factory=list, description="Empty: frames are independent (seeds as the seed policy says)")
     keyframe_interval: int = Field(8, ge=1, description="keyframes: every Nth frame is stylized fully")
     fusion_strength: float = Field(0.5, ge=0.0, le=1.0, description="pixel_fusion: share of the previous frame")
     vector_units: Literal["pixels", "ndc"] = Field("pixels", description="Backward motion vectors' units")
@@ -281,7 +281,7 @@ class Job(_Strict):
     negative_prompt: str = ""
     seed: SeedPolicy = Field(default_factory=SeedPolicy)
     strength: float = Field(0.5, ge=0.0, le=1.0)
-    steps: int = Field(20, ge=1, le=1000)
+    steps: int = Field(20, ge=1, le=500, description="Scheduler steps (strength x steps of them run)")
     guidance: float = Field(7.0, ge=0.0, le=50.0)
     consistency: Consistency = Field(default_factory=Consistency)
     candidates: Candidates = Field(default_factory=Candidates)

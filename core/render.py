@@ -161,9 +161,10 @@ def _render_shot(
                 render_seconds += time.monotonic() - tick
         except (Cancelled, ModelError):
             raise  # the whole shot stops: no frame can render without its model
-        except StyleCompError as exc:
-            event |= {"status": "failed", "error": str(exc)}
-            summary.failed.append((shot.name, frame, str(exc)))
+        except Exception as exc:  # a bad plate, or the model failing on this frame (out of memory, ...)
+            reason = str(exc) if isinstance(exc, StyleCompError) else f"{type(exc).__name__}: {exc}"
+            event |= {"status": "failed", "error": reason}
+            summary.failed.append((shot.name, frame, reason))
             previous_key = None  # a sequential chain starts afresh after a gap
         event["seconds"] = round(time.monotonic() - tick, 3)
         per_frame = render_seconds / rendered_here if rendered_here else event["seconds"]

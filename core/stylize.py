@@ -203,6 +203,8 @@ class StylizeStage:
                 "loras": [model_hash(lora.path) for lora in p.model.loras],
                 "device": torch.device(self.pool.device).type,
                 "dtype": str(self.pool.dtype).removeprefix("torch."),
+                # CPU kernels split work by thread count, and the last bits of a float sum follow the split.
+                "threads": torch.get_num_threads() if torch.device(self.pool.device).type == "cpu" else None,
                 "version": __version__,
             }
             if p.model.ip_adapter is not None and p.style_reference is not None:

@@ -18,7 +18,7 @@ MINIMAL = {"shots": [{"name": "sh010", "plate": "plates/sh010.####.exr", "output
 def test_minimal_job_gets_pinned_colour_and_defaults() -> None:
     job = parse_job(json.dumps(MINIMAL))
     assert job.version == 1 and job.color.config == PINNED_CONFIG
-    assert job.seed.policy == "fixed" and job.consistency.mechanisms == ["locked_seed"]
+    assert job.seed.policy == "fixed" and job.consistency.mechanisms == []
     assert job.model is None and job.candidates.count == 4
 
 

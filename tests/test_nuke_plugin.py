@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import shutil
 import stat
 import sys
 import time
@@ -448,3 +449,123 @@ def test_presets_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in names:
         ModelSettings.model_validate(presets.model_block(name))
     ModelSettings.model_validate(presets.model_block("sd15", "/tmp/ref.png", 0.7))
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine server: a real `stylecomp serve` in this process on loopback, a tiny real model
+
+
+@pytest.fixture(autouse=True)
+def no_server_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The command-line tests above must not find a server the developer happens to run."""
+    monkeypatch.delenv("STYLECOMP_SERVER", raising=False)
+    monkeypatch.setenv("STYLECOMP_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from stylecomp.testmodels import make_test_model
+
+    return make_test_model(tmp_path_factory.mktemp("models") / "sd15", "sd15")
+
+
+@pytest.fixture(scope="module")
+def demo_plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny_jobs import write_plates
+
+    return write_plates(tmp_path_factory.mktemp("plates"), 6)
+
+
+@pytest.fixture
+def engine_server(node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path, demo_plates: Path):
+    """A running engine server on STYLECOMP_SERVER, a `tiny` preset, and the plate Write writing real EXRs."""
+    from stylecomp.cache import RenderCache
+    from stylecomp.pipeline_pool import PipelinePool
+    from stylecomp.server import EngineServer
+    from stylecomp.server_token import load_or_create_token
+
+    monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "render-cache"))
+    server = EngineServer(("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), RenderCache())
+    server.start()
+    monkeypatch.setenv("STYLECOMP_SERVER", server.url)
+    presets_file = Path(os.environ["STYLECOMP_PRESETS"])
+    presets_file.write_text(json.dumps(PRESETS | {"tiny": {"family": "sd15", "path": str(tiny_model)},
+                                                  "pickle": {"family": "sd15", "path": str(tiny_model),
+                                                             "allow_pickle": True}}), encoding="utf-8")
+    original = nuke.execute
+
+    def execute(write, start: int, end: int, incr: int = 1, **options) -> None:
+        original(write, start, end, incr, **options)
+        for number in range(start, end + 1, incr):
+            if write.name() == gizmo.WRITE_PLATE:
+                shutil.copyfile(demo_plates / f"demo.{number}.exr", write["file"].evaluate(number))
+
+    monkeypatch.setattr(nuke, "execute", execute)
+    node["model_preset"].setValue("tiny")
+    node["steps"].setValue(4)
+    node["range_first"].setValue(1001)
+    node["range_last"].setValue(1003)
+    yield server
+    standin.pump(lambda: not actions._RUNNING, timeout=60)
+    server.stop()
+
+
+def test_render_range_goes_to_the_engine_server(node, engine_server, engine_log: Path, tiny_model: Path) -> None:
+    node["render_range"].execute()
+    standin.pump(lambda: not actions._RUNNING, timeout=60)
+    assert calls(engine_log) == [], "the command line was not used"
+    assert node["label"].value() == "3 rendered, 0 cached" and node["tile_color"].value() == gizmo.TILE_COLOUR
+    outputs = sorted((cache(node) / "stylized").iterdir())
+    assert [p.name for p in outputs] == ["stylized.1001.exr", "stylized.1002.exr", "stylized.1003.exr"]
+    from stylecomp.plates import read_plate
+
+    for path in outputs:
+        assert read_plate(path).parts[0].attributes["stylecomp/model"] == str(tiny_model)
+    task = standin.tasks[-1]
+    assert task.progress[-1] == 100 and any("frame 1003 rendered" in m for m in task.messages)
+    assert reloads(node) == 1 and standin.messages == []
+
+    node["render_frame"].execute()  # the same frame again: the server's loaded pipeline and its cache
+    standin.pump(lambda: not actions._RUNNING, timeout=60)
+    assert node["label"].value() == "0 rendered, 1 cached" and engine_server.pool.loads == 1
+    labels = [job["label"] for job in engine_server.queue.jobs()]
+    assert labels == [f"StyleComp {node.name()}: frames 1001-1003", f"StyleComp {node.name()}: frame 1001"]
+
+
+def test_cancel_stops_the_server_job_and_keeps_finished_frames(node, engine_server) -> None:
+    node["steps"].setValue(40)
+    node["strength"].setValue(1.0)
+    node["range_last"].setValue(1006)
+    node["render_range"].execute()
+    standin.pump(lambda: standin.tasks and standin.tasks[-1].progress, timeout=60)  # the first frame is done
+    standin.tasks[-1].cancel()
+    standin.pump(lambda: not actions._RUNNING, timeout=60)
+    kept = len(list((cache(node) / "stylized").iterdir()))
+    assert 1 <= kept < 6 and node["label"].value() == f"cancelled; {kept} frames kept"
+    assert [job["status"] for job in engine_server.queue.jobs()] == ["cancelled"]
+
+
+def test_a_refused_job_and_a_wrong_token_are_shown(node, engine_server, engine_log: Path) -> None:
+    node["model_preset"].setValue("pickle")
+    press(node, "render_frame")
+    assert node["label"].value() == "error: The engine refused the job or its input."
+    assert "allow_pickle is refused by the server" in standin.messages[-1]
+    engine_server.token = "another-token"
+    node["model_preset"].setValue("tiny")
+    press(node, "render_frame")
+    assert "refused the token" in standin.messages[-1] and calls(engine_log) == []
+
+
+def test_the_command_line_is_used_when_no_server_answers(node, engine_log: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    import socket
+
+    from stylecomp.server_token import load_or_create_token
+
+    load_or_create_token()  # a server ran here once ...
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("STYLECOMP_SERVER", f"http://127.0.0.1:{port}")  # ... but nothing listens now
+    press(node, "render_frame")
+    assert calls(engine_log)[-1][0] == "render" and node["label"].value() == "1 rendered, 0 cached"

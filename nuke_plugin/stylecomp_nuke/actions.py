@@ -1,7 +1,8 @@
 """What the StyleCompStylize buttons do: write the inputs and the job, run the engine, show the result.
 
-Everything here runs on Nuke's main thread; the engine runs in a background thread
-(runner.EngineRun) and its result comes back here through nuke.executeInMainThread.
+Everything here runs on Nuke's main thread; the engine runs in a background thread (its
+command line through runner.EngineRun, or a job on a running engine server through
+server_runner.ServerRun) and its result comes back here through nuke.executeInMainThread.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 
 import nuke
 
-from . import atomic, cache, engine, gizmo, inputs, jobs, layers, manifest, node_status, presets, runner
+from . import (atomic, cache, engine, gizmo, inputs, jobs, layers, manifest, node_status, presets, runner,
+               server_client, server_runner)
 from .errors import StyleCompNukeError
 
 SEED_LIMIT = 2**31 - 1  # Nuke's Int knobs hold 32-bit values
@@ -24,7 +26,9 @@ _RUNNING: set = set()  # full names of the nodes whose engine run is in progress
 class Prepared:
     """A job written to the cache folder together with its inputs, ready for the engine."""
 
-    engine: str
+    engine: str | None  # the command line; None when the job goes to the engine server
+    server: server_client.Server | None
+    document: dict  # the job, as written to ``job``
     job: str
     shot: str
     folder: cache.CacheFolder
@@ -37,8 +41,7 @@ def render_frame(node, frame: int | None = None) -> None:
     frame = nuke.frame() if frame is None else int(frame)
     prepared = _prepare(node, frame, frame, handles=0)
     if prepared is not None:
-        command = engine.render_command(prepared.engine, prepared.job, prepared.shot, frame, frame)
-        _start(node, command, f"StyleComp {prepared.shot}: frame {frame}", _rendered)
+        _render(node, prepared, f"StyleComp {prepared.shot}: frame {frame}")
 
 
 def render_range(node) -> None:
@@ -49,21 +52,21 @@ def render_range(node) -> None:
         return
     prepared = _prepare(node, first, last, handles=max(0, int(node["handles"].value())))
     if prepared is not None:
-        command = engine.render_command(prepared.engine, prepared.job, prepared.shot, prepared.first, prepared.last)
-        _start(node, command, f"StyleComp {prepared.shot}: frames {prepared.first}-{prepared.last}", _rendered)
+        _render(node, prepared, f"StyleComp {prepared.shot}: frames {prepared.first}-{prepared.last}")
 
 
 def candidates(node) -> None:
     """Render variants of the current frame, then open the picker on them."""
     frame = nuke.frame()
-    prepared = _prepare(node, frame, frame, handles=0)
+    prepared = _prepare(node, frame, frame, handles=0, use_server=False)  # the server renders jobs, not candidates
     if prepared is None:
         return
     count = jobs.read_look(node).candidate_count
     command = engine.candidates_command(prepared.engine, prepared.job, prepared.shot, frame, count)
     default_manifest = os.path.join(os.path.dirname(prepared.folder.output), "candidates",
                                     f"{prepared.shot}.{frame}", "manifest.json")
-    _start(node, command, f"StyleComp {prepared.shot}: {count} candidates of frame {frame}",
+    title = f"StyleComp {prepared.shot}: {count} candidates of frame {frame}"
+    _start(node, functools.partial(runner.EngineRun, command, title),
            functools.partial(_candidates_rendered, default_manifest))
 
 
@@ -100,13 +103,13 @@ def choose_preset(node) -> None:
         node["model_preset"].setValue(panel.value("preset"))
 
 
-def _prepare(node, first: int, last: int, handles: int) -> Prepared | None:
+def _prepare(node, first: int, last: int, handles: int, use_server: bool = True) -> Prepared | None:
     """Write the job and inputs for frames first..last; None after showing why that was not possible."""
     if node.fullName() in _RUNNING:
         nuke.message(f"StyleComp {node.name()} is still running; let it finish or cancel it first.")
         return None
     try:
-        return _write_job(node, first, last, handles)
+        return _write_job(node, first, last, handles, use_server)
     except StyleCompNukeError as exc:
         node_status.show_error(node, str(exc))
     except OSError as exc:
@@ -114,9 +117,10 @@ def _prepare(node, first: int, last: int, handles: int) -> Prepared | None:
     return None
 
 
-def _write_job(node, first: int, last: int, handles: int) -> Prepared:
-    """Find the engine, build the job from the knobs, write the inputs and the job file."""
-    executable = engine.locate()
+def _write_job(node, first: int, last: int, handles: int, use_server: bool) -> Prepared:
+    """Find the engine (a running server, else the command line), build the job, write the inputs and the job file."""
+    server = server_client.find() if use_server else None
+    executable = None if server is not None else engine.locate()
     plate = node.input(gizmo.PLATE_INPUT)
     if plate is None:
         raise StyleCompNukeError("Connect the render to the Plate input first.")
@@ -136,15 +140,26 @@ def _write_job(node, first: int, last: int, handles: int) -> Prepared:
     if styled:
         inputs.write_style_reference(node, int(node["style_frame"].value()))
     atomic.write_text(folder.job, jobs.dumps(job))
-    return Prepared(executable, folder.job, node.name(), folder, first - handles, last + handles)
+    return Prepared(executable, server, job, folder.job, node.name(), folder, first - handles, last + handles)
 
 
-def _start(node, command: list, title: str, on_result) -> None:
-    """Run an engine command in the background; ``on_result(node, result)`` follows on the main thread."""
+def _render(node, prepared: Prepared, title: str) -> None:
+    """Render the prepared frames on the engine server if there is one, else with the engine's command line."""
+    if prepared.server is not None:
+        make_run = functools.partial(server_runner.ServerRun, prepared.server, prepared.document,
+                                     prepared.folder.root, prepared.shot, prepared.first, prepared.last, title)
+    else:
+        command = engine.render_command(prepared.engine, prepared.job, prepared.shot, prepared.first, prepared.last)
+        make_run = functools.partial(runner.EngineRun, command, title)
+    _start(node, make_run, _rendered)
+
+
+def _start(node, make_run, on_result) -> None:
+    """Start ``make_run(on_finish)`` in the background; ``on_result(node, result)`` follows on the main thread."""
     name = node.fullName()
     _RUNNING.add(name)
     node_status.show_state(node, "running...")
-    runner.EngineRun(command, title, functools.partial(_finished, name, on_result)).start()
+    make_run(functools.partial(_finished, name, on_result)).start()
 
 
 def _finished(node_name: str, on_result, result: runner.RunResult) -> None:

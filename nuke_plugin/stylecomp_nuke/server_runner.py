@@ -1,0 +1,102 @@
+"""A render on the engine server, run like an engine command: a background thread, nuke.ProgressTask, a result.
+
+The thread submits the job, polls its status (taking only the events it has not seen),
+moves the progress bar, asks the server to cancel when Cancel is pressed, and hands a
+runner.RunResult to the main thread with nuke.executeInMainThread, as runner.EngineRun does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import nuke
+
+from . import progress
+from .runner import RunResult
+from .server_client import FINISHED, Server, ServerError
+
+POLL_SECONDS = 0.25  # between status requests
+SHOWN_EVENTS = ("start", "frame")  # the events the progress bar and the result take
+
+
+class ServerRun:
+    """Frames first..last of one shot on the server; ``on_finish(result)`` runs on the main thread."""
+
+    def __init__(self, server: Server, job: dict, base_dir: str, shot: str, first: int, last: int, title: str,
+                 on_finish) -> None:
+        self.server = server
+        self.job, self.base_dir, self.shot, self.first, self.last = job, base_dir, shot, first, last
+        self.title = title
+        self.on_finish = on_finish
+
+    def start(self) -> None:
+        """Submit and follow the job in a daemon thread."""
+        threading.Thread(target=self._run, name=f"stylecomp: {self.title}", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            task = nuke.ProgressTask(self.title)
+            result = self._execute(task)
+            del task  # Nuke closes the progress bar when its task goes away
+        except Exception as exc:  # never leave the node waiting for a result that will not come
+            result = RunResult(error=f"The engine server run failed: {exc!r}")
+        nuke.executeInMainThread(self.on_finish, args=(result,))
+
+    def _execute(self, task) -> RunResult:
+        result = RunResult()
+        task.setMessage("submitting to the engine server")
+        try:
+            job_id = self.server.submit(self.job, self.base_dir, self.shot, self.first, self.last, self.title)
+        except ServerError as exc:
+            if exc.status != 400:
+                result.error = str(exc)
+                return result
+            result.returncode = 2  # the job was refused: shown like the command line's `error:` lines
+            result.stderr = "\n".join(f"error: {problem}" for problem in exc.problems or [str(exc)])
+            return result
+        seen = 0
+        while True:
+            if not result.cancelled and task.isCancelled():
+                result.cancelled = True
+                task.setMessage("stopping the engine server's job")
+                try:
+                    self.server.cancel(job_id)
+                except ServerError as exc:
+                    if exc.status != 409:  # 409: it had finished meanwhile
+                        raise
+            try:
+                status = self.server.status(job_id, seen)
+            except ServerError as exc:
+                result.error = f"Lost the engine server while it rendered: {exc}"
+                return result
+            for event in status["events"]:
+                seen = event["seq"]
+                if event.get("event") in SHOWN_EVENTS:
+                    _take(event, result, task)
+            if status["status"] in FINISHED:
+                return _finish(result, status)
+            time.sleep(POLL_SECONDS)
+
+
+def _take(event: dict, result: RunResult, task) -> None:
+    """Record one event and show it on the progress bar."""
+    result.events.append(event)
+    task.setMessage(progress.describe(event))
+    share = progress.percent(event)
+    if share is not None:
+        task.setProgress(share)
+
+
+def _finish(result: RunResult, status: dict) -> RunResult:
+    """The command line's exit status for the job's end: 0 done, 1 frames failed or cancelled, 2 refused."""
+    if status["status"] == "cancelled":
+        result.cancelled, result.returncode = True, 1
+    elif status["status"] == "done":
+        result.returncode = 0
+    elif status["progress"]["failed"]:
+        result.returncode = 1
+    else:
+        result.returncode = 2
+        result.stderr = "\n".join(f"error: {error}" for error in status["errors"])
+    return result

@@ -1,0 +1,48 @@
+"""Jobs for a tiny random-weight SD 1.5 on small demo plates, shared by the batch, server and Nuke-plugin tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stylecomp.demo import write_demo
+from stylecomp.plates import read_plate
+from stylecomp.render import STYLIZED_CHANNELS
+
+FIRST = 1001
+
+
+def write_plates(folder: Path, frames: int, size: int = 64) -> Path:
+    """``frames`` demo frames from 1001 at size x size: ``folder/demo.####.exr``."""
+    write_demo(folder, frames=frames, width=size, height=size, progress=lambda done, total: None)
+    return folder
+
+
+def job_document(plates: Path, model: Path, output: str, frames: int, **settings: Any) -> dict[str, Any]:
+    """One shot ``demo`` of ``frames`` frames; no ControlNets; strength 1 so every step runs."""
+    return {
+        "version": 1,
+        "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"),
+                   "frames": {"first": FIRST, "last": FIRST + frames - 1}, "output": output}],
+        "model": {"family": "sd15", "path": str(model)},
+        "prompt": "ink and watercolour", "steps": 4, "strength": 1.0, "guidance": 3.0,
+        "seed": {"policy": "per_frame", "value": 7},
+    } | settings
+
+
+def write_job(path: Path, document: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def stylized(path: Path | str) -> np.ndarray:
+    """The stylized RGBA pixels of an output."""
+    return read_plate(path).channels(list(STYLIZED_CHANNELS))
+
+
+def cache_key(path: Path | str) -> str:
+    return read_plate(path, pixels=False).parts[0].attributes["stylecomp/cache_key"]
