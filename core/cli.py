@@ -362,6 +362,14 @@ class _ProgressPrinter:
                        or event["status"] == "failed", err=True)
 
 
+_DEVICE_OPTION = click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto",
+                              show_default=True, help=_DEVICE_HELP)
+_DTYPE_OPTION = click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
+                             show_default=True, help=_DTYPE_HELP)
+_NO_CACHE_OPTION = click.option("--no-cache", is_flag=True,
+                                help="Stylize every frame afresh; neither read nor fill the render cache.")
+
+
 def _render_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options `render` and `comp` share: which shots and frames, where the model runs, cache, progress."""
     options = [
@@ -369,11 +377,7 @@ def _render_options(command: Callable[..., None]) -> Callable[..., None]:
         click.option("--shot", "shots", multiple=True, help="Only this shot (repeat for several). Default: every shot."),
         click.option("--frames", default=None, metavar="A-B",
                      help="Only frames A to B (inclusive), e.g. 1001-1010, or one frame."),
-        click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
-                     help=_DEVICE_HELP),
-        click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
-                     show_default=True, help=_DTYPE_HELP),
-        click.option("--no-cache", is_flag=True, help="Stylize every frame afresh; neither read nor fill the render cache."),
+        _DEVICE_OPTION, _DTYPE_OPTION, _NO_CACHE_OPTION,
         click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text",
                      show_default=True, help=_PROGRESS_HELP),
     ]
@@ -453,10 +457,8 @@ def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str,
 @click.option("--prompt", "prompts", multiple=True, help="A prompt variation to cycle through (repeat for several).")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Folder for the candidates (default: <shot output folder>/candidates/<shot>.<frame>/).")
-@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
-              help=_DEVICE_HELP)
-@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
-              show_default=True, help=_DTYPE_HELP)
+@_DEVICE_OPTION
+@_DTYPE_OPTION
 @click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help=_PROGRESS_HELP)
 def candidates(job_path: str, shot_name: str | None, frame: int | None, count: int | None, strengths: str | None,
@@ -531,8 +533,7 @@ def _first_frame_on_disk(job_: Job, shot: Shot) -> int:
 @click.option("--model", default=None, type=click.Path(exists=True),
               help="A local model (diffusers folder or .safetensors) to stylize with. Default: a tiny "
                    "random-weight SD 1.5 built on the spot, which shows the pipeline, not a style.")
-@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
-              help=_DEVICE_HELP)
+@_DEVICE_OPTION
 def demo(out_dir: str, frames: int, size: str, model: str | None, device: str) -> None:
     """Render the built-in demo shot and stylize it.
 
@@ -609,11 +610,9 @@ def _overall(overall: dict) -> str:
 @click.option("--address", default=None, help="--executor ray: the cluster to join (default: start a local one).")
 @click.option("--chunk-size", type=click.IntRange(1), default=10, show_default=True,
               help="--executor ray: frames per task (a sequential shot is always one chunk).")
-@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
-              help=_DEVICE_HELP)
-@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
-              show_default=True, help=_DTYPE_HELP)
-@click.option("--no-cache", is_flag=True, help="Stylize every frame afresh; neither read nor fill the render cache.")
+@_DEVICE_OPTION
+@_DTYPE_OPTION
+@_NO_CACHE_OPTION
 @click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: a line per frame and per shot with the overall frames done/total and ETA; json: one JSON "
                    "event per line on stdout (render's events with a job field, plus batch, shot_end, resume, "
@@ -671,11 +670,9 @@ def batch(job_paths: tuple[str, ...], resume: bool, executor: str, address: str 
               help="Address to listen on. Anything but a loopback address lets other machines in (a warning says so).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True,
               help="Port to listen on; 0 picks a free one (the URL printed says which).")
-@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
-              help=_DEVICE_HELP)
-@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
-              show_default=True, help=_DTYPE_HELP)
-@click.option("--no-cache", is_flag=True, help="Stylize every frame afresh; neither read nor fill the render cache.")
+@_DEVICE_OPTION
+@_DTYPE_OPTION
+@_NO_CACHE_OPTION
 def serve(host: str, port: int, device: str, dtype: str, no_cache: bool) -> None:
     """Run the engine server: an HTTP API on this machine that queues jobs and renders them one
     after another, keeping pipelines loaded between them (for the Nuke plugin and other hosts).

@@ -43,16 +43,21 @@ class RunResult:
         return errors or lines[-10:]
 
 
-class EngineRun:
-    """One engine command: started with start(); ``on_finish(result)`` runs on the main thread."""
+class BackgroundRun:
+    """Work in a daemon thread with a nuke.ProgressTask; ``on_finish(result)`` then runs on the main thread.
 
-    def __init__(self, command: list, title: str, on_finish) -> None:
-        self.command = list(command)
+    Subclasses implement ``_execute(task) -> RunResult``; ``failure`` names the work in the message
+    shown if it raises.
+    """
+
+    failure = "The engine run failed"
+
+    def __init__(self, title: str, on_finish) -> None:
         self.title = title
         self.on_finish = on_finish
 
     def start(self) -> None:
-        """Run the command in a daemon thread."""
+        """Run the work in a daemon thread."""
         threading.Thread(target=self._run, name=f"stylecomp: {self.title}", daemon=True).start()
 
     def _run(self) -> None:
@@ -61,8 +66,19 @@ class EngineRun:
             result = self._execute(task)
             del task  # Nuke closes the progress bar when its task goes away
         except Exception as exc:  # never leave the node waiting for a result that will not come
-            result = RunResult(error=f"The engine run failed: {exc!r}")
+            result = RunResult(error=f"{self.failure}: {exc!r}")
         nuke.executeInMainThread(self.on_finish, args=(result,))
+
+    def _execute(self, task) -> RunResult:
+        raise NotImplementedError
+
+
+class EngineRun(BackgroundRun):
+    """One engine command: started with start(); ``on_finish(result)`` runs on the main thread."""
+
+    def __init__(self, command: list, title: str, on_finish) -> None:
+        super().__init__(title, on_finish)
+        self.command = list(command)
 
     def _execute(self, task) -> RunResult:
         result = RunResult()

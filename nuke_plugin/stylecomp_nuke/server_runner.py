@@ -7,41 +7,28 @@ runner.RunResult to the main thread with nuke.executeInMainThread, as runner.Eng
 
 from __future__ import annotations
 
-import threading
 import time
 
 import nuke
 
 from . import progress
-from .runner import RunResult
+from .runner import BackgroundRun, RunResult
 from .server_client import FINISHED, Server, ServerError
 
 POLL_SECONDS = 0.25  # between status requests
 SHOWN_EVENTS = ("start", "frame")  # the events the progress bar and the result take
 
 
-class ServerRun:
+class ServerRun(BackgroundRun):
     """Frames first..last of one shot on the server; ``on_finish(result)`` runs on the main thread."""
+
+    failure = "The engine server run failed"
 
     def __init__(self, server: Server, job: dict, base_dir: str, shot: str, first: int, last: int, title: str,
                  on_finish) -> None:
+        super().__init__(title, on_finish)
         self.server = server
         self.job, self.base_dir, self.shot, self.first, self.last = job, base_dir, shot, first, last
-        self.title = title
-        self.on_finish = on_finish
-
-    def start(self) -> None:
-        """Submit and follow the job in a daemon thread."""
-        threading.Thread(target=self._run, name=f"stylecomp: {self.title}", daemon=True).start()
-
-    def _run(self) -> None:
-        try:
-            task = nuke.ProgressTask(self.title)
-            result = self._execute(task)
-            del task  # Nuke closes the progress bar when its task goes away
-        except Exception as exc:  # never leave the node waiting for a result that will not come
-            result = RunResult(error=f"The engine server run failed: {exc!r}")
-        nuke.executeInMainThread(self.on_finish, args=(result,))
 
     def _execute(self, task) -> RunResult:
         result = RunResult()
