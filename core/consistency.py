@@ -11,10 +11,18 @@ Each mechanism is a job setting (``consistency.mechanisms``) and can be measured
 - ``keyframes``: every ``keyframe_interval``-th frame stylizes fully; the frames between start
   from the previous stylized frame moved along the vectors (the plate where it was not
   visible) and are re-stylized lightly, at ``KEYFRAME_HEAL`` of the strength, to heal.
+- ``latent_fusion``: during the first ``LATENT_FUSION_STEPS`` of the denoising steps, the
+  latents after each step are blended with the previous frame's latents after the same step,
+  moved along the vectors, by ``fusion_strength`` outside disocclusions.
+- ``cross_frame``: the UNet's self-attention layers also attend to the anchor (the shot's first
+  frame) and the previous frame: their keys and values include those frames' hidden states at
+  the same layer and step (SD 1.5 and SDXL; installed after any IP-Adapter, which replaces the
+  cross-attention processors only).
 
 Each of these needs the previous frame, so a shot using them renders in order from its first
-frame (``StageDescription.sequential``). ``cross_frame`` and ``latent_fusion`` are accepted by
-the job spec but not implemented yet: a job naming them is refused.
+frame (``StageDescription.sequential``). ``latent_fusion`` and ``cross_frame`` carry state
+that only rendering produces (latents, attention features), so when a frame of such a shot
+must render, the frames before it are rendered again in memory (``RENDER_STATE``).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from .errors import JobError
 from .motion import VectorConvention, visible_before, warp
@@ -30,18 +39,18 @@ from .resolution import ResolutionPlan
 from .stage import FrameInputs
 
 SEQUENTIAL = frozenset({"warped_noise", "cross_frame", "latent_fusion", "pixel_fusion", "keyframes"})
-IMPLEMENTED = frozenset({"locked_seed", "warped_noise", "pixel_fusion", "keyframes"})
+IMPLEMENTED = frozenset({"locked_seed", "warped_noise", "pixel_fusion", "keyframes", "latent_fusion", "cross_frame"})
+RENDER_STATE = frozenset({"latent_fusion", "cross_frame"})  # their state exists only after rendering a frame
+LATENT_FUSION_STEPS = 0.5  # share of the denoising steps that latent fusion runs in
 KEYFRAME_HEAL = 0.5  # strength share for the frames between keyframes
 LATENT_SCALE = 8  # pixels per latent cell: the VAEs of SD 1.5, SDXL and Flux
 LATENT_CHANNELS = {"sd15": 4, "sdxl": 4, "flux": 16}  # initial noise channels (Flux's before 2x2 packing)
 
 
-def check_mechanisms(mechanisms: frozenset[str], tiled: bool, where: str) -> None:
-    """Refuse mechanisms that cannot run (yet, or with tiles), naming them."""
-    missing = sorted(mechanisms - IMPLEMENTED)
-    if missing:
-        raise JobError(f"consistency mechanisms {', '.join(missing)} are not implemented yet; use "
-                       f"{', '.join(sorted(IMPLEMENTED))}", where)
+def check_mechanisms(mechanisms: frozenset[str], family: str, tiled: bool, where: str) -> None:
+    """Refuse mechanisms that cannot run with this model or with tiles, naming them."""
+    if "cross_frame" in mechanisms and family == "flux":
+        raise JobError("cross_frame attention works on UNet models (SD 1.5, SDXL), not on Flux's transformer", where)
     if tiled and mechanisms & SEQUENTIAL:
         raise JobError("consistency mechanisms that follow the motion vectors need resolution mode "
                        "native, downscale or auto (not tiles)", where)
@@ -77,7 +86,20 @@ class FrameMotion:
         return ((1 - weight) * current_image + weight * moved).astype(np.float32)
 
     def carry_noise(self, previous: torch.Tensor, fresh: torch.Tensor, plan: ResolutionPlan) -> torch.Tensor:
-        """Frame t's latent noise (1, C, h, w): t-1's moved along the vectors, ``fresh`` where not visible before.
+        """Frame t's latent noise (1, C, h, w): t-1's moved along the vectors (nearest cell), ``fresh`` where
+        not visible before."""
+        moved, keep = self._latent_flow(previous, plan)
+        return torch.where(keep, moved, fresh.to(moved.dtype))
+
+    def carry_latents(self, previous: torch.Tensor, current: torch.Tensor, plan: ResolutionPlan,
+                      amount: float) -> torch.Tensor:
+        """``current`` latents (B, C, h, w) with ``previous`` moved along the vectors blended in by ``amount``."""
+        moved, keep = self._latent_flow(previous, plan)
+        weight = keep.to(current.dtype) * amount
+        return (1 - weight) * current + weight * moved.to(current.device, current.dtype)
+
+    def _latent_flow(self, previous: torch.Tensor, plan: ResolutionPlan) -> tuple[torch.Tensor, torch.Tensor]:
+        """``previous`` (B, C, h, w) moved along the vectors to frame t's latent grid, and where that holds (1, 1, h, w).
 
         Latent cell (i, j) covers working pixels 8i..8i+7, 8j..8j+7 of the padded, scaled plate;
         its centre is mapped to the plate, its source read from the vectors there, and mapped back.
@@ -94,7 +116,59 @@ class FrameMotion:
         inside = (grid_x >= 0) & (grid_x <= plan.width - 1) & (grid_y >= 0) & (grid_y <= plan.height - 1)
         latent_x = ((source_x + 0.5) * sx + pad_x) / LATENT_SCALE - 0.5
         latent_y = ((source_y + 0.5) * sy + pad_y) / LATENT_SCALE - 0.5
-        noise = previous[0].permute(1, 2, 0).cpu().numpy()  # (h, w, C)
-        moved, on_screen = warp(noise, latent_x, latent_y, nearest=True)
-        keep = torch.from_numpy(visible & inside & on_screen)[None, None]  # (1, 1, h, w)
-        return torch.where(keep, torch.from_numpy(moved).permute(2, 0, 1)[None].to(fresh.dtype), fresh)
+        cells = previous.permute(2, 3, 0, 1).reshape(rows, cols, -1).float().cpu().numpy()  # (h, w, B*C)
+        moved, on_screen = warp(cells, latent_x, latent_y, nearest=True)
+        moved_tensor = torch.from_numpy(moved).reshape(rows, cols, *previous.shape[:2]).permute(2, 3, 0, 1)
+        keep = torch.from_numpy(visible & inside & on_screen)[None, None].to(previous.device)
+        return moved_tensor.to(previous.device, previous.dtype), keep
+
+
+class CrossFrameAttention:
+    """Self-attention (a UNet's attn1) whose keys and values also come from the anchor and previous frames.
+
+    Every call records the layer's input for later frames, so the processors of one UNet share
+    one ``FrameFeatures``; each layer runs once per denoising step, so its n-th call is step n.
+    """
+
+    def __init__(self, name: str, features: FrameFeatures) -> None:
+        self.name, self.features = name, features
+        self.base = AttnProcessor2_0()
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                 *args: object, **kwargs: object) -> torch.Tensor:
+        references = self.features.exchange(self.name, hidden_states)  # (B, N, C) each
+        context = torch.cat([hidden_states, *references], dim=1) if references else hidden_states
+        return self.base(attn, hidden_states, encoder_hidden_states=context, attention_mask=attention_mask, temb=temb)
+
+
+class FrameFeatures:
+    """Self-attention inputs by layer and step: the current frame's (recorded), the anchor's and the previous one's."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, list[torch.Tensor]] = {}
+        self.anchor: dict[str, list[torch.Tensor]] = {}
+        self.previous: dict[str, list[torch.Tensor]] = {}
+
+    def exchange(self, name: str, hidden_states: torch.Tensor) -> list[torch.Tensor]:
+        """Record this step's input of layer ``name``; the anchor's and previous frame's at the same step."""
+        steps = self.current.setdefault(name, [])
+        step = len(steps)
+        steps.append(hidden_states.detach())
+        found = [frame[name][step] for frame in (self.anchor, self.previous)
+                 if len(frame.get(name, ())) > step and frame[name][step].shape == hidden_states.shape]
+        return found if len(found) < 2 or found[0] is not found[1] else found[:1]
+
+    def finish_frame(self, is_anchor: bool) -> None:
+        """The frame just rendered becomes the previous one (and the anchor, for the shot's first frame)."""
+        if is_anchor:
+            self.anchor = self.current
+        self.previous, self.current = self.current, {}
+
+
+def install_cross_frame(unet: torch.nn.Module, features: FrameFeatures) -> dict[str, object]:
+    """Put CrossFrameAttention on the UNet's self-attention layers; returns the processors to restore."""
+    original = dict(unet.attn_processors)
+    unet.set_attn_processor({name: CrossFrameAttention(name, features) if name.endswith("attn1.processor") else processor
+                             for name, processor in original.items()})
+    return original

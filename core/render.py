@@ -26,6 +26,7 @@ from .pipeline_pool import PipelinePool
 from .plates import ImagePart, Plate, Window, read_plate, write_plate
 from .sequence import FrameSequence, discover
 from .stage import Cancelled, Clip, FrameInputs
+from .consistency import RENDER_STATE
 from .stylize import StylizeParameters, StylizeStage
 
 STYLIZED_CHANNELS = ("stylized.R", "stylized.G", "stylized.B", "stylized.A")
@@ -126,6 +127,9 @@ def _render_shot(
         start |= {"frames": [frames[0], frames[-1]], "total": len(frames)}
     report(start)
     stage.begin_sequence(frames[0], frames[-1])
+    # latent_fusion and cross_frame carry state only a render makes: unless every frame is done, render them all.
+    rerender = bool(stage.params.mechanisms & RENDER_STATE) and not _all_done(stage, plates, frames, outputs, shot,
+                                                                                clips, cache)
     previous_key = None
     render_seconds, rendered_here = 0.0, 0
     for done, frame in enumerate(frames, 1):
@@ -142,17 +146,19 @@ def _render_shot(
             inputs, part = frame_inputs(read_plate(plate_path), frame, shot, clips)
             key = stage.cache_key(frame, inputs, previous_key)
             previous_key = key
-            if key_of(target) == key or (cache is not None and cache.restore(key, target)):
+            current = key_of(target) == key
+            if not rerender and (current or (cache is not None and cache.restore(key, target))):
                 event["status"] = "cached"
                 summary.cached += 1
                 if description.sequential:
                     stage.advance(frame, inputs, _written_rgba(target))
             else:
                 result = stage.render(frame, inputs.window, inputs, cancel)
-                write_plate(target, [rgba_part(result.rgba, result.window, part, job)], provenance=result.provenance | {
-                    "frame": frame, "plate": plate_path, "cache_key": key})
-                if cache is not None:
-                    cache.store(key, target)
+                if not current:
+                    write_plate(target, [rgba_part(result.rgba, result.window, part, job)],
+                                provenance=result.provenance | {"frame": frame, "plate": plate_path, "cache_key": key})
+                    if cache is not None:
+                        cache.store(key, target)
                 if description.sequential:
                     stage.advance(frame, inputs, _written_rgba(target))
                 event["status"] = "rendered"
@@ -171,6 +177,23 @@ def _render_shot(
         event["eta"] = round(per_frame * (len(frames) - done), 1)
         report(event)
     stage.end_sequence()
+
+
+def _all_done(stage: StylizeStage, plates: FrameSequence, frames: list[int], outputs: FrameSequence, shot: Shot,
+              clips: Sequence[Clip], cache: RenderCache | None) -> bool:
+    """Whether every frame of a sequential shot is current on disk or in the cache (its chain of keys matches)."""
+    previous_key = None
+    for frame in frames:
+        if frame in plates.missing:
+            return False
+        try:
+            inputs, _ = frame_inputs(read_plate(plates.path(frame)), frame, shot, clips)
+        except StyleCompError:
+            return False
+        previous_key = stage.cache_key(frame, inputs, previous_key)
+        if key_of(outputs.path(frame)) != previous_key and (cache is None or cache.lookup(previous_key) is None):
+            return False
+    return True
 
 
 def _written_rgba(path: str) -> np.ndarray:

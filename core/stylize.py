@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,17 @@ from diffusers import DiffusionPipeline
 from . import __version__
 from .color import ModelEncoding
 from .conditioning import beauty_edges, depth_condition, line_art, normal_condition
-from .consistency import KEYFRAME_HEAL, LATENT_CHANNELS, LATENT_SCALE, SEQUENTIAL, FrameMotion, check_mechanisms
+from .consistency import (
+    KEYFRAME_HEAL,
+    LATENT_CHANNELS,
+    LATENT_FUSION_STEPS,
+    LATENT_SCALE,
+    SEQUENTIAL,
+    FrameFeatures,
+    FrameMotion,
+    check_mechanisms,
+    install_cross_frame,
+)
 from .errors import JobError, PlateError
 from .jobspec import ControlNet, Job, ModelSettings, Shot
 from .models import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
@@ -45,6 +55,7 @@ _SOURCE_CLIPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lineart": ((), ("ObjectID", "Normal", "Depth")),
     "edges": ((), ()),
 }
+StepHook = Callable[[int, torch.Tensor], torch.Tensor]  # (step, latents after it) -> latents to go on with
 _CLIP_COMPONENTS = {"Source": 4, "Depth": 1, "Normal": 3, "ObjectID": 1, "Motion": 2}
 
 
@@ -128,6 +139,8 @@ class StylizeStage:
         self._previous: tuple[FrameInputs, np.ndarray] | None = None
         self._noise: torch.Tensor | None = None
         self._noise_frame: int | None = None
+        self._features = FrameFeatures()  # cross_frame: self-attention inputs of the anchor and previous frames
+        self._latents: list[torch.Tensor] = []  # latent_fusion: the previous frame's latents after each step
 
     # --- description --------------------------------------------------------------------------
 
@@ -195,7 +208,7 @@ class StylizeStage:
         depend on besides parameters and inputs. Cheap after the first call (hashes are cached on disk)."""
         if not self._identity:
             p = self.params
-            check_mechanisms(p.mechanisms, p.resolution.mode == "tiles", "consistency.mechanisms")
+            check_mechanisms(p.mechanisms, p.model.family, p.resolution.mode == "tiles", "consistency.mechanisms")
             check_model(p.model)
             identity: dict[str, Any] = {
                 "model": model_hash(p.model.path),
@@ -219,6 +232,7 @@ class StylizeStage:
         """Start a shot's frames ``first``..``last``: check the settings; the model loads at the first render."""
         self.identity()
         self._first, self._previous, self._noise, self._noise_frame = first, None, None, None
+        self._features, self._latents = FrameFeatures(), []
 
     def _load(self) -> DiffusionPipeline:
         """Load (or reuse) the pipeline; encode the prompt and the style reference once for the shot."""
@@ -298,9 +312,11 @@ class StylizeStage:
 
         def run_model(model_image: np.ndarray, controls: list[np.ndarray], tile: int) -> np.ndarray:
             noise = self._initial_noise(frame, seed, motion, layout) if "warped_noise" in p.mechanisms else None
-            return self._diffuse(model_image, controls, _tile_seed(seed, tile), strength, noise, cancel)
+            fusion = self._fuse_latents(motion, layout) if "latent_fusion" in p.mechanisms else None
+            return self._diffuse(model_image, controls, _tile_seed(seed, tile), strength, noise, fusion, cancel)
 
         model_image = stylize_at_resolution(image, conditions, run_model, p.model.family, p.resolution)
+        self._features.finish_frame(is_anchor=frame == self._first or not self._features.anchor)
         out = self.encoding.decode(encoded, model_image)  # (H, W, 3) premultiplied scene-linear
         out[(alpha <= 0) & ~rgb.any(axis=2)] = 0.0  # nothing appears where the plate is empty
         provenance = self.provenance(frame) | {"resolution": layout.describe()}
@@ -341,16 +357,38 @@ class StylizeStage:
         self._noise, self._noise_frame = noise, frame
         return noise
 
+    def _fuse_latents(self, motion: FrameMotion | None, layout: ResolutionPlan) -> StepHook:
+        """latent_fusion's per-step hook: keep this frame's latents; blend the previous frame's into the early steps."""
+        previous, self._latents = self._latents, []
+        pipe = self._pipe
+
+        def fuse(step: int, latents: torch.Tensor) -> torch.Tensor:
+            flux = self.params.model.family == "flux"
+            grid = pipe._unpack_latents(latents, layout.working_height, layout.working_width,  # type: ignore[union-attr]
+                                        pipe.vae_scale_factor) if flux else latents  # type: ignore[union-attr]
+            fusing = motion is not None and step < len(previous) and step < LATENT_FUSION_STEPS * pipe._num_timesteps  # type: ignore[union-attr]
+            if fusing:
+                grid = motion.carry_latents(previous[step], grid, layout, self.params.fusion_strength)  # type: ignore[union-attr]
+            self._latents.append(grid.detach())
+            if not fusing:
+                return latents
+            return pipe._pack_latents(grid, *grid.shape) if flux else grid  # type: ignore[union-attr]
+
+        return fuse
+
     def _diffuse(self, image: np.ndarray, controls: list[np.ndarray], seed: int, strength: float,
-                 noise: torch.Tensor | None, cancel: threading.Event) -> np.ndarray:
+                 noise: torch.Tensor | None, fusion: StepHook | None, cancel: threading.Event) -> np.ndarray:
         """One pipeline call on an (h, w, 3) [0, 1] image of a size the model takes; ``noise`` replaces the
-        pipeline's own initial noise (1, C, h/8, w/8) when given."""
+        pipeline's own initial noise (1, C, h/8, w/8) and ``fusion`` sees (and may replace) the latents
+        after each step, when given."""
         p, pipe = self.params, self._pipe
         height, width = image.shape[:2]
 
-        def check_cancel(_pipe: object, _step: int, _t: object, tensors: dict[str, Any]) -> dict[str, Any]:
+        def on_step(_pipe: object, step: int, _t: object, tensors: dict[str, Any]) -> dict[str, Any]:
             if cancel.is_set():
                 raise Cancelled()
+            if fusion is not None:
+                tensors["latents"] = fusion(step, tensors["latents"])
             return tensors
 
         kwargs: dict[str, Any] = {
@@ -360,7 +398,8 @@ class StylizeStage:
             "guidance_scale": p.guidance,
             "generator": torch.Generator("cpu").manual_seed(seed),
             "output_type": "np",
-            "callback_on_step_end": check_cancel,
+            "callback_on_step_end": on_step,
+            "callback_on_step_end_tensor_inputs": ["latents"],
             **self._embeds,
         }
         if controls:
@@ -371,9 +410,27 @@ class StylizeStage:
                 kwargs["control_mode"] = [None] * len(controls)  # plain (not Union) ControlNets: no mode each
         if controls or p.model.family == "flux":
             kwargs |= {"height": height, "width": width}
-        with torch.no_grad(), _noise_injected(pipe, noise):
+        cross_frame = self._features if "cross_frame" in p.mechanisms else None
+        with torch.no_grad(), _noise_injected(pipe, noise), _cross_frame_installed(pipe, cross_frame):
             result = pipe(**kwargs).images  # type: ignore[misc]
         return np.asarray(result[0], dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _cross_frame_installed(pipe: DiffusionPipeline, features: FrameFeatures | None) -> Iterator[None]:
+    """While a pipeline call runs, the UNet's self-attention also attends to the anchor and previous frames.
+
+    Installed per call (the pipeline is shared with other shots) and after any IP-Adapter, whose
+    processors on the cross-attention layers stay as they are.
+    """
+    if features is None:
+        yield
+        return
+    original = install_cross_frame(pipe.unet, features)
+    try:
+        yield
+    finally:
+        pipe.unet.set_attn_processor(original)
 
 
 @contextlib.contextmanager

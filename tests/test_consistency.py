@@ -106,8 +106,8 @@ def consistency_job(folder: Path, plates: Path, model: Path, mechanisms: list[st
     return job
 
 
-@pytest.mark.parametrize("mechanisms", [["warped_noise"], ["pixel_fusion"], ["keyframes"],
-                                        ["locked_seed", "warped_noise", "pixel_fusion"]])
+@pytest.mark.parametrize("mechanisms", [["warped_noise"], ["pixel_fusion"], ["keyframes"], ["latent_fusion"],
+                                        ["cross_frame"], ["locked_seed", "warped_noise", "pixel_fusion"]])
 def test_sequential_mechanisms_render_in_order_and_resume_exactly(
     tmp_path: Path, plates: Path, model: Path, mechanisms: list[str]
 ) -> None:
@@ -123,33 +123,58 @@ def test_sequential_mechanisms_render_in_order_and_resume_exactly(
     header = read_plate(tmp_path / "out/demo.1002.exr").parts[0].attributes
     assert json.loads(header["stylecomp/parameters"])["consistency"]["mechanisms"] == sorted(mechanisms)
 
-    # A killed run: the last two frames are gone; the rerun takes 1001-1002 as they are and continues the chain.
+    # A killed run: the last two frames are gone; the rerun continues the chain from 1001-1002 as they are
+    # (latent fusion and cross-frame attention render those again in memory: their state exists only so).
     for frame in (1003, 1004):
         (tmp_path / f"out/demo.{frame}.exr").unlink()
     status, out, err = invoke("render", str(job), "--no-cache")
-    assert status == 0 and "rendered 2, from cache 2" in out, err
+    again = "rendered 4, from cache 0" if {"latent_fusion", "cross_frame"} & set(mechanisms) else "rendered 2, from cache 2"
+    assert status == 0 and again in out, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"demo.{f}.exr" for f in FRAMES]
     for frame in FRAMES:
         np.testing.assert_array_equal(stylized(tmp_path / f"out/demo.{frame}.exr"), reference[frame])
 
 
 def test_mechanisms_change_the_frames_after_the_first(tmp_path: Path, plates: Path, model: Path) -> None:
     outputs = {}
-    for mechanisms in (["locked_seed"], ["warped_noise"], ["pixel_fusion"]):
+    for mechanisms in (["locked_seed"], ["warped_noise"], ["pixel_fusion"], ["latent_fusion"], ["cross_frame"]):
         name = "+".join(mechanisms)
         assert invoke("render", str(consistency_job(tmp_path / name, plates, model, mechanisms)))[0] == 0
         outputs[name] = {f: stylized(tmp_path / name / f"out/demo.{f}.exr") for f in FRAMES}
-    # Pixel fusion starts like the baseline: its first frame has nothing to carry over.
-    np.testing.assert_array_equal(outputs["pixel_fusion"][1001], outputs["locked_seed"][1001])
-    for name in ("warped_noise", "pixel_fusion"):
+    # These start like the baseline: their first frame has nothing to carry over.
+    for name in ("pixel_fusion", "latent_fusion", "cross_frame"):
+        np.testing.assert_array_equal(outputs[name][1001], outputs["locked_seed"][1001])
+    for name in ("warped_noise", "pixel_fusion", "latent_fusion", "cross_frame"):
         assert np.abs(outputs[name][1003] - outputs["locked_seed"][1003]).max() > 1e-3
 
 
-def test_unimplemented_and_tiled_mechanisms_are_refused(tmp_path: Path, plates: Path, model: Path) -> None:
-    status, _, err = invoke("render", str(consistency_job(tmp_path / "a", plates, model, ["cross_frame"])))
-    assert status == 2 and "cross_frame are not implemented yet" in err
+def test_impossible_mechanisms_are_refused(tmp_path: Path, plates: Path, model: Path) -> None:
+    flux = consistency_job(tmp_path / "a", plates, model, ["cross_frame"])
+    data = json.loads(flux.read_text())
+    data["model"]["family"] = "flux"
+    flux.write_text(json.dumps(data))
+    status, _, err = invoke("render", str(flux))
+    assert status == 2 and "cross_frame attention works on UNet models" in err
     tiled = consistency_job(tmp_path / "b", plates, model, ["warped_noise"])
     data = json.loads(tiled.read_text())
     data["resolution"] = {"mode": "tiles", "working_size": 64, "tile_overlap": 16}
     tiled.write_text(json.dumps(data))
     status, _, err = invoke("render", str(tiled))
     assert status == 2 and "not tiles" in err
+
+
+def test_cross_frame_attention_sees_the_anchor_and_previous_frame() -> None:
+    from stylecomp.consistency import FrameFeatures
+
+    features = FrameFeatures()
+    first = [torch.full((2, 4, 8), float(step)) for step in range(2)]
+    assert [features.exchange("up.attn1", h) for h in first] == [[], []]
+    features.finish_frame(is_anchor=True)
+    second = [torch.full((2, 4, 8), 10.0 + step) for step in range(2)]
+    seen = [features.exchange("up.attn1", h) for h in second]
+    assert [len(found) for found in seen] == [1, 1], "the anchor is the previous frame: attended once"
+    torch.testing.assert_close(seen[1][0], first[1])
+    features.finish_frame(is_anchor=False)
+    third = features.exchange("up.attn1", torch.zeros(2, 4, 8))
+    torch.testing.assert_close(third[0], first[0])  # anchor, step 0
+    torch.testing.assert_close(third[1], second[0])  # previous frame, step 0
