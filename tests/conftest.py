@@ -50,3 +50,12 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A render and file-hash cache of the test's own ($STYLECOMP_CACHE_DIR)."""
     monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny random-weight model per family, each with a ControlNet in controlnet/, built once per run."""
+    from stylecomp.testmodels import make_test_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {family: make_test_model(root / family, family, controlnet=True) for family in ("sd15", "sdxl", "flux")}

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from stylecomp.errors import ModelError
 from stylecomp.jobspec import ControlNet, IPAdapter, Lora, ModelSettings
 from stylecomp.models import ip_adapter_image_encoder, load_pipeline, style_reference_embeds
-from stylecomp.testmodels import make_test_ip_adapter, make_test_lora, make_test_model
+from stylecomp.testmodels import make_test_ip_adapter, make_test_lora
 
 FAMILIES = ("sd15", "sdxl", "flux")
 PLATE = Image.fromarray((np.random.default_rng(7).random((64, 64, 3)) * 255).astype(np.uint8))
@@ -41,13 +41,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One tiny model per family, each with a ControlNet in controlnet/."""
-    root = tmp_path_factory.mktemp("models")
-    return {family: make_test_model(root / family, family, controlnet=True) for family in FAMILIES}
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,14 @@ from stylecomp.pipeline_pool import PipelinePool
 from stylecomp.plates import read_plate, write_plate
 from stylecomp.render import render_job
 from stylecomp.resume import VerifiedCache, prepare_resume
-from stylecomp.testmodels import make_test_model
 
 FRAMES = 6
 ENGINE = Path(sys.executable).with_name("stylecomp")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_test_model(tmp_path_factory.mktemp("models") / "sd15", "sd15")
+def model(tiny: dict[str, Path]) -> Path:
+    return tiny["sd15"]
 
 
 @pytest.fixture(scope="module")

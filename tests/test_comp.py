@@ -11,15 +11,14 @@ import pytest
 from stylecomp.blend import depth_weight, line_overlay, mix
 from stylecomp.demo import OBJECT_NAMES, write_demo
 from stylecomp.plates import ImagePart, Window, read_plate, write_plate
-from stylecomp.testmodels import make_test_model
 from test_render import invoke, stylized, write_job
 
 BALL = next(i for i, name in OBJECT_NAMES.items() if name == "ball")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15", controlnet=True)
+def model(tiny: dict[str, Path]) -> Path:
+    return tiny["sd15"]
 
 
 @pytest.fixture(scope="module")

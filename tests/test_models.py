@@ -52,13 +52,6 @@ pytestmark = pytest.mark.usefixtures("no_network", "private_cache")
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One tiny model per family, each with a ControlNet in controlnet/."""
-    root = tmp_path_factory.mktemp("tiny")
-    return {family: make_test_model(root / family, family, controlnet=True) for family in FAMILIES}
-
-
-@pytest.fixture(scope="session")
 def single_files(tmp_path_factory: pytest.TempPathFactory, tiny: dict[str, Path]) -> dict[str, Path]:
     """The tiny SD1.5/SDXL models as original-layout single files."""
     root = tmp_path_factory.mktemp("single")

@@ -22,16 +22,9 @@ from stylecomp.models import model_hash
 from stylecomp.pipeline_pool import PipelinePool
 from stylecomp.plates import read_plate
 from stylecomp.render import STYLIZED_CHANNELS, render_job
-from stylecomp.testmodels import make_test_model
 
 FRAMES = (1001, 1002, 1003)
 TESTDATA_DAMAGED = "exr-damaged"
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    return {family: make_test_model(root / family, family, controlnet=True) for family in ("sd15", "sdxl", "flux")}
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +69,11 @@ def stylized(path: Path) -> np.ndarray:
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl", "flux"])
 def test_render_is_reproducible_and_the_cache_is_reused(
-    tmp_path: Path, plates: Path, models: dict[str, Path], family: str, no_network: None
+    tmp_path: Path, plates: Path, tiny: dict[str, Path], family: str, no_network: None
 ) -> None:
-    first = write_job(tmp_path / "a", plates, models[family], family)
-    again = write_job(tmp_path / "b", plates, models[family], family)
-    third = write_job(tmp_path / "c", plates, models[family], family)
+    first = write_job(tmp_path / "a", plates, tiny[family], family)
+    again = write_job(tmp_path / "b", plates, tiny[family], family)
+    third = write_job(tmp_path / "c", plates, tiny[family], family)
 
     status, out, err = invoke("render", str(first))
     assert status == 0, err
@@ -99,8 +92,8 @@ def test_render_is_reproducible_and_the_cache_is_reused(
                                       stylized(tmp_path / f"a/out/demo.{frame}.exr"))
 
 
-def test_output_layer_windows_alpha_and_provenance(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
-    job = write_job(tmp_path, plates, models["sd15"])
+def test_output_layer_windows_alpha_and_provenance(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
+    job = write_job(tmp_path, plates, tiny["sd15"])
     assert invoke("render", str(job), "--frames", "1002")[0] == 0
     assert not (tmp_path / "out/demo.1001.exr").exists(), "--frames limits the render"
     plate = read_plate(plates / "demo.1002.exr")
@@ -114,47 +107,47 @@ def test_output_layer_windows_alpha_and_provenance(tmp_path: Path, plates: Path,
 
     header = output.parts[0].attributes
     parameters = json.loads(header["stylecomp/parameters"])
-    assert header["stylecomp/model_hash"] == model_hash(models["sd15"])
+    assert header["stylecomp/model_hash"] == model_hash(tiny["sd15"])
     assert header["stylecomp/seed"] == 7 and header["stylecomp/frame"] == 1002
     assert parameters["prompt"] == "ink and watercolour" and parameters["strength"] == 0.5
     assert parameters["steps"] == 4 and parameters["guidance"] == 3.0
     controlnets = json.loads(header["stylecomp/controlnets"])
     assert [(c["source"], c["weight"]) for c in controlnets] == [("depth", 1.0), ("normals", 0.5)]
-    assert controlnets[0]["hash"] == model_hash(models["sd15"] / "controlnet")
+    assert controlnets[0]["hash"] == model_hash(tiny["sd15"] / "controlnet")
     assert header["stylecomp/version"] and len(header["stylecomp/cache_key"]) == 64
 
 
-def test_a_frame_does_not_depend_on_the_other_frames(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
-    whole = write_job(tmp_path / "whole", plates, models["sd15"])
-    alone = write_job(tmp_path / "alone", plates, models["sd15"])
+def test_a_frame_does_not_depend_on_the_other_frames(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
+    whole = write_job(tmp_path / "whole", plates, tiny["sd15"])
+    alone = write_job(tmp_path / "alone", plates, tiny["sd15"])
     assert invoke("render", str(whole), "--no-cache")[0] == 0
     assert invoke("render", str(alone), "--no-cache", "--frames", "1003")[0] == 0
     np.testing.assert_array_equal(stylized(tmp_path / "alone/out/demo.1003.exr"),
                                   stylized(tmp_path / "whole/out/demo.1003.exr"))
 
 
-def test_seed_policy_per_frame_offsets_by_frame_number(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
-    job = write_job(tmp_path, plates, models["sd15"], seed={"policy": "per_frame", "value": 100})
+def test_seed_policy_per_frame_offsets_by_frame_number(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
+    job = write_job(tmp_path, plates, tiny["sd15"], seed={"policy": "per_frame", "value": 100})
     assert invoke("render", str(job), "--frames", "1001-1002")[0] == 0
     seeds = [read_plate(tmp_path / f"out/demo.{f}.exr").parts[0].attributes["stylecomp/seed"] for f in (1001, 1002)]
     assert seeds == [1101, 1102]
 
 
-def test_strength_zero_returns_the_plate(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
-    job = write_job(tmp_path, plates, models["sd15"], strength=0.0)
+def test_strength_zero_returns_the_plate(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
+    job = write_job(tmp_path, plates, tiny["sd15"], strength=0.0)
     assert invoke("render", str(job), "--frames", "1001")[0] == 0
     plate = read_plate(plates / "demo.1001.exr")
     np.testing.assert_array_equal(stylized(tmp_path / "out/demo.1001.exr"), plate.channels(["R", "G", "B", "A"]))
 
 
 def test_a_damaged_frame_fails_alone_and_the_others_are_kept(
-    tmp_path: Path, plates: Path, models: dict[str, Path], testdata: Path
+    tmp_path: Path, plates: Path, tiny: dict[str, Path], testdata: Path
 ) -> None:
     local = tmp_path / "plates"
     shutil.copytree(plates, local)
     damaged = sorted((testdata / TESTDATA_DAMAGED).glob("*.exr"))[0]
     shutil.copyfile(damaged, local / "demo.1002.exr")
-    job = write_job(tmp_path, local, models["sd15"])
+    job = write_job(tmp_path, local, tiny["sd15"])
     status, out, err = invoke("render", str(job))
     assert status == 1
     assert "rendered 2, from cache 0, failed 1" in out
@@ -162,16 +155,16 @@ def test_a_damaged_frame_fails_alone_and_the_others_are_kept(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["demo.1001.exr", "demo.1003.exr"]
 
 
-def test_missing_frame_and_missing_aov_are_named(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
+def test_missing_frame_and_missing_aov_are_named(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
     local = tmp_path / "plates"
     shutil.copytree(plates, local)
     (local / "demo.1003.exr").unlink()
-    job = write_job(tmp_path, local, models["sd15"])
+    job = write_job(tmp_path, local, tiny["sd15"])
     status, out, err = invoke("render", str(job), "--frames", "1002-1003")
     assert status == 1 and f"{local / 'demo.1003.exr'}: frame missing on disk" in err
     assert "rendered 1, from cache 0, failed 1" in out
 
-    mapped = write_job(tmp_path / "mapped", plates, models["sd15"])
+    mapped = write_job(tmp_path / "mapped", plates, tiny["sd15"])
     data = json.loads(mapped.read_text())
     data["shots"][0]["aovs"] = {"depth": ["nothing.Z"]}
     mapped.write_text(json.dumps(data))
@@ -179,8 +172,8 @@ def test_missing_frame_and_missing_aov_are_named(tmp_path: Path, plates: Path, m
     assert status != 0 and "nothing.Z" in err
 
 
-def test_progress_json_events(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
-    job = write_job(tmp_path, plates, models["sd15"])
+def test_progress_json_events(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
+    job = write_job(tmp_path, plates, tiny["sd15"])
     status, out, _ = invoke("render", str(job), "--frames", "1001-1002", "--progress", "json")
     assert status == 0
     events = [json.loads(line) for line in out.splitlines()]
@@ -193,9 +186,9 @@ def test_progress_json_events(tmp_path: Path, plates: Path, models: dict[str, Pa
 
 
 def test_cancel_keeps_finished_frames_and_leaves_no_temp_files(
-    tmp_path: Path, plates: Path, models: dict[str, Path]
+    tmp_path: Path, plates: Path, tiny: dict[str, Path]
 ) -> None:
-    job = load_job(write_job(tmp_path, plates, models["sd15"]))
+    job = load_job(write_job(tmp_path, plates, tiny["sd15"]))
     cancel = threading.Event()
 
     def stop_after_first(event: dict[str, object]) -> None:
@@ -219,10 +212,10 @@ def test_pickle_model_is_refused_before_anything_loads(tmp_path: Path, plates: P
     assert f"error: {checkpoint}: this is a pickle checkpoint" in err and "allow_pickle" in err
 
 
-def test_tiles_mode_renders_reproducibly(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
+def test_tiles_mode_renders_reproducibly(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
     resolution = {"mode": "tiles", "working_size": 64, "tile_overlap": 32}
-    job = write_job(tmp_path, plates, models["sd15"], resolution=resolution)
-    other = write_job(tmp_path / "again", plates, models["sd15"], resolution=resolution)
+    job = write_job(tmp_path, plates, tiny["sd15"], resolution=resolution)
+    other = write_job(tmp_path / "again", plates, tiny["sd15"], resolution=resolution)
     assert invoke("render", str(job), "--frames", "1001")[0] == 0
     assert invoke("render", str(other), "--frames", "1001", "--no-cache")[0] == 0
     output = read_plate(tmp_path / "out/demo.1001.exr")
@@ -231,8 +224,8 @@ def test_tiles_mode_renders_reproducibly(tmp_path: Path, plates: Path, models: d
                                   stylized(tmp_path / "again/out/demo.1001.exr"))
 
 
-def test_candidates_contact_sheet_manifest_and_pick(tmp_path: Path, plates: Path, models: dict[str, Path]) -> None:
-    job = write_job(tmp_path, plates, models["sd15"])
+def test_candidates_contact_sheet_manifest_and_pick(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
+    job = write_job(tmp_path, plates, tiny["sd15"])
     status, out, err = invoke("candidates", str(job), "--frame", "1002", "--count", "3")
     assert status == 0, err
     manifest_path = Path(out.splitlines()[-1])
@@ -268,13 +261,13 @@ def test_cache_lookup_checks_the_header(tmp_path: Path, plates: Path) -> None:
 
 
 def test_lora_and_style_reference_reach_the_frames_and_the_cache_key(
-    tmp_path: Path, plates: Path, models: dict[str, Path]
+    tmp_path: Path, plates: Path, tiny: dict[str, Path]
 ) -> None:
     from PIL import Image
 
     from stylecomp.testmodels import make_test_ip_adapter, make_test_lora
 
-    model = models["sd15"]
+    model = tiny["sd15"]
     lora = make_test_lora(tmp_path / "ink.safetensors", model)
     adapter = make_test_ip_adapter(tmp_path / "ip", model)
     for name, colour in (("warm.png", (220, 120, 40)), ("cool.png", (30, 90, 200))):

@@ -36,10 +36,8 @@ ENGINE = Path(sys.executable).with_name("stylecomp")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.testmodels import make_test_model
-
-    return make_test_model(tmp_path_factory.mktemp("models") / "sd15", "sd15")
+def model(tiny: dict[str, Path]) -> Path:
+    return tiny["sd15"]
 
 
 @pytest.fixture(scope="module")
