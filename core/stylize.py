@@ -7,7 +7,9 @@ ControlNets fed by depth / normals / line art / edges built from the AOVs (``con
 
 Reproducible by construction: the prompt (and any style reference) is encoded once per
 shot, and every frame (every tile) gets its own CPU generator seeded from the job's seed
-policy, so a frame never depends on which other frames ran or on the device's RNG.
+policy, so a frame never depends on which other frames ran or on the device's RNG. The
+consistency mechanisms (``consistency``) make a frame depend on the previous one on purpose:
+such a shot renders in order from its first frame, and its cache keys form a chain.
 """
 
 from __future__ import annotations
