@@ -27,6 +27,7 @@ test: $(SETUP)
 
 bench: $(SETUP)
 	$(PY) benchmarks/plate_io.py
+	$(PY) benchmarks/consistency.py
 
 clean:
 	rm -rf $(VENV) demo_out
