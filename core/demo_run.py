@@ -24,6 +24,7 @@ from .pipeline_pool import PipelinePool
 from .plates import read_plate
 from .render import Event
 from .sequence import FrameSequence
+from .stage import STYLIZED_CHANNELS
 from .testmodels import make_test_model
 
 Progress = Callable[[str, int, int], None]
@@ -111,7 +112,7 @@ def _contact_tiles(job: Job, plates: FrameSequence, outputs: FrameSequence,
 
     return [
         *row("plate", plates, ["R", "G", "B", "A"]), ("ControlNet: depth", depth_condition(first.channel("Z"))),
-        *row("stylized", outputs, ["stylized.R", "stylized.G", "stylized.B", "stylized.A"]),
+        *row("stylized", outputs, list(STYLIZED_CHANNELS)),
         ("ControlNet: normals", normal_condition(first.channels(["N.X", "N.Y", "N.Z"]))),
         *row("comp", comps, ["R", "G", "B", "A"]),
         ("object id", id_preview(first.channel("id"))),

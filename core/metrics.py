@@ -68,6 +68,7 @@ from .errors import PlateError, StyleCompError
 from .motion import DEPTH_TOLERANCE, VectorConvention
 from .plates import Plate, Window, read_plate
 from .sequence import FrameSequence, discover
+from .stage import STYLIZED_CHANNELS
 
 DIRECTIONS = ("backward", "forward")
 UNITS: tuple[Literal["pixels", "ndc"], ...] = ("pixels", "ndc")
@@ -76,9 +77,6 @@ DETECTION_PAIRS = 4
 DETECTION_PIXELS = 250_000  # reference pixels sampled per pair when scoring conventions
 CHANGING = 1e-4  # a pixel changes between frames when its encoded MSE exceeds this (RMS 0.01)
 REPRODUCES = 0.25  # score at or below which a convention reproduces the plate
-# The layer `stylecomp render` writes (render.STYLIZED_CHANNELS), spelled here because importing
-# render loads torch and diffusers; the tests check the two agree.
-STYLIZED_CHANNELS = ("stylized.R", "stylized.G", "stylized.B", "stylized.A")
 T = TypeVar("T")
 
 

@@ -25,11 +25,10 @@ from .jobspec import Job, Shot
 from .pipeline_pool import PipelinePool
 from .plates import ImagePart, Plate, Window, read_plate, write_plate
 from .sequence import FrameSequence, discover
-from .stage import Cancelled, Clip, FrameInputs
+from .stage import STYLIZED_CHANNELS, Cancelled, Clip, FrameInputs
 from .consistency import RENDER_STATE
 from .stylize import StylizeParameters, StylizeStage
 
-STYLIZED_CHANNELS = ("stylized.R", "stylized.G", "stylized.B", "stylized.A")
 _CLIP_ROLES = {"Depth": "depth", "Normal": "normals", "ObjectID": "object_id", "Motion": "motion"}
 # Header attributes that describe the file's structure, not the image: never copied from the plate.
 _STRUCTURAL = ("oiio:", "openexr:", "stylecomp/", "compression", "multiView", "name", "type", "view", "chunkCount")

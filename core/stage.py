@@ -18,6 +18,9 @@ import numpy as np
 from .errors import StyleCompError
 from .plates import Window
 
+# The layer a stylize stage's frames are written as (Nuke shows it as layer `stylized`).
+STYLIZED_CHANNELS = ("stylized.R", "stylized.G", "stylized.B", "stylized.A")
+
 
 class Cancelled(StyleCompError):
     """The host asked a stage to stop; whatever the frame had done is thrown away."""

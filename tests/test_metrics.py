@@ -68,12 +68,6 @@ def noise(seed: int) -> np.ndarray:
     return 1.0 + 0.1 * np.random.default_rng(seed).standard_normal((HEIGHT, WIDTH, 3))
 
 
-def test_stylized_channels_are_the_ones_render_writes() -> None:
-    from stylecomp.render import STYLIZED_CHANNELS as RENDERED
-
-    assert STYLIZED_CHANNELS == RENDERED
-
-
 def test_the_plate_warped_by_its_own_vectors_matches_outside_disocclusions(demo_frames: list[PlateFrame]) -> None:
     for previous, current in zip(demo_frames, demo_frames[1:]):
         sampler = Sampler.following(current.vectors, BACKWARD)
