@@ -396,7 +396,7 @@ def write_plate(
         if compression is not None:
             spec.attribute("compression", compression)
         for key, value in (provenance or {}).items():
-            spec.attribute(PROVENANCE_PREFIX + key, value if isinstance(value, (int, float)) else str(value))
+            spec.attribute(PROVENANCE_PREFIX + key, _header_value(value))
         if len(parts) > 1 and not spec.get_string_attribute("oiio:subimagename"):
             raise PlateError("every part of a multi-part EXR needs a name", path)
         specs.append(spec)
@@ -416,6 +416,14 @@ def write_plate(
             closed = out.close()
         if not closed:
             raise PlateError(f"closing: {_oiio_message(out)}", path)
+
+
+def _header_value(value: object) -> int | float | str:
+    """A provenance value as an EXR attribute: numbers as numbers, except ints beyond EXR's 32 bits (seeds go to
+    2**63), which are written as text like everything else."""
+    if isinstance(value, float) or (isinstance(value, int) and -(2**31) <= value < 2**31):
+        return value
+    return str(value)
 
 
 def _uint_channels(spec: oiio.ImageSpec) -> list[int]:

@@ -45,6 +45,16 @@ def test_rewrite_keeps_header_windows_and_pixels(testdata: Path, tmp_path: Path)
     np.testing.assert_array_equal(part.pixels, original.pixels)
 
 
+def test_provenance_keeps_seeds_beyond_32_bits(tmp_path: Path) -> None:
+    out = tmp_path / "seed.exr"
+    seed = 2**63 - 1  # the largest seed a job allows
+    write_plate(out, [ImagePart.create(np.zeros((2, 2, 3), np.float32), ["R", "G", "B"])],
+                provenance={"seed": seed, "frame": 1001, "negative": -(2**31) - 1, "scale": 0.5})
+    header = read_plate(out, pixels=False).parts[0].attributes
+    assert int(header["stylecomp/seed"]) == seed and int(header["stylecomp/negative"]) == -(2**31) - 1
+    assert header["stylecomp/frame"] == 1001 and header["stylecomp/scale"] == 0.5
+
+
 @pytest.mark.parametrize("name", ["DisplayWindow_t16.exr", "DisplayWindow_t08.exr", "Tiles_GoldenGate.exr"])
 def test_negative_origins_and_tiles_survive_a_rewrite(testdata: Path, tmp_path: Path, name: str) -> None:
     source = read_plate(testdata / "exr" / name)
