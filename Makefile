@@ -1,6 +1,6 @@
 # make demo   set everything up and stylize the built-in demo shot into demo_out/ (MODEL=/path for a real model)
 # make test   set everything up and run the test suite
-# make bench  run the benchmarks (plain-library baseline vs stylecomp, as ratios)
+# make bench  run the benchmarks (plain-library baseline vs stylecomp, as ratios; the GPU one needs CUDA)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -28,6 +28,7 @@ test: $(SETUP)
 bench: $(SETUP)
 	$(PY) benchmarks/plate_io.py
 	$(PY) benchmarks/consistency.py
+	$(PY) benchmarks/gpu_throughput.py
 
 clean:
 	rm -rf $(VENV) demo_out

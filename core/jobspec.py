@@ -11,7 +11,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -25,6 +25,7 @@ from .sequence import to_printf
 JOB_VERSION = 1
 _FLOATING_CONFIGS = ("ocio://default", "ocio://cg-config-latest", "ocio://studio-config-latest")
 _FRAME_TOKEN = re.compile(r"#+|@+|%0?\d*d")
+_ASPECT = r"^\d+(\.\d+)?:\d+(\.\d+)?$"
 
 
 class _Strict(BaseModel):
@@ -258,6 +259,118 @@ class Comp(_Strict):
         return self
 
 
+class Ideation(_Strict):
+    """Text-to-image candidates for a shot's treatment (``stylecomp ideate``): every prompt x seed x aspect ratio.
+
+    With ControlNets in ``model``, the shot's plate at ``guide_frame`` (a blocking render) guides the
+    composition through its depth, normals or lines and sets the aspect ratio. With ``init_strength``,
+    generation starts from that plate's beauty instead of pure noise (image-to-image).
+    """
+
+    generator: str = Field("diffusers", description="Generator plugin: a name in the 'stylecomp.generators' entry points")
+    generator_options: dict[str, Any] = Field(default_factory=dict, description="Settings passed to a plugin generator")
+    prompts: list[str] = Field(default_factory=list, description="Prompts to try; empty = the job's (or shot's) prompt")
+    seeds: list[Annotated[int, Field(ge=0, lt=2**63)]] = Field(default_factory=lambda: [0, 1, 2, 3], min_length=1)
+    aspect_ratios: list[Annotated[str, Field(pattern=_ASPECT)]] = Field(
+        default_factory=lambda: ["16:9"], min_length=1, description="Width:height, e.g. 16:9, 2.39:1; unused when a plate guides"
+    )
+    long_side: int | None = Field(None, ge=64, le=4096, description="None = the family's (512 SD 1.5, 1024 SDXL/Flux)")
+    guide_frame: int | None = Field(None, description="Plate frame that guides; None = the shot's first frame")
+    init_strength: float | None = Field(
+        None, gt=0.0, le=1.0, description="Start from the plate's beauty at this strength (image-to-image); None = text only"
+    )
+    output: str = Field("ideation/{shot}", description="Folder of each shot's candidates; {shot} is the shot name")
+
+
+class VideoModelSettings(_Strict):
+    """An image-to-video model from a local diffusers folder; the family is read from its model_index.json."""
+
+    path: str = Field(description="A diffusers image-to-video pipeline folder (Wan, LTX-Video, CogVideoX)")
+    allow_pickle: bool = Field(False, description="Allow .ckpt/.bin/.pt files, which can run code when loaded")
+
+
+class Animation(_Strict):
+    """Image-to-video animatic clips (``stylecomp animate``), from a stylized keyframe, a picked still or an image."""
+
+    generator: str = Field("diffusers", description="Generator plugin: a name in the 'stylecomp.generators' entry points")
+    generator_options: dict[str, Any] = Field(default_factory=dict, description="Settings passed to a plugin generator")
+    model: VideoModelSettings | None = Field(None, description="Required by the built-in generator")
+    source: Literal["stylized", "ideation", "image"] = Field(
+        "stylized", description="stylized: the shot's stylized keyframe; ideation: its picked still; image: `image`"
+    )
+    image: str | None = Field(None, description="source=image: the first frame (any format OpenImageIO reads)")
+    keyframe: int | None = Field(None, description="source=stylized: the stylized frame to start from; None = first")
+    last_image: str | None = Field(None, description="A still the clip ends on, for models with last-frame conditioning")
+    prompt: str | None = Field(None, description="None = the shot's (or job's) prompt")
+    negative_prompt: str | None = Field(None, description="None = the job's negative prompt")
+    frames: int | None = Field(None, ge=1, le=1024, description="None = the shot's cut length; rounded up to what the model allows")
+    fps: float | None = Field(None, gt=0, description="None = the shot's editorial rate, else 24")
+    seed: int = Field(0, ge=0, lt=2**63)
+    steps: int = Field(30, ge=1, le=500)
+    guidance: float = Field(5.0, ge=0.0, le=50.0)
+    long_side: int | None = Field(None, ge=64, le=4096, description="None = the model family's usual size")
+    output: str = Field("animatic/{shot}/{shot}.####.exr", description="Clip EXRs per shot; {shot} is the shot name")
+
+    @field_validator("output")
+    @classmethod
+    def _output_has_frames(cls, value: str) -> str:
+        if len(_FRAME_TOKEN.findall(os.path.basename(value))) != 1:
+            raise ValueError("needs one frame-number token in the file name (e.g. ####)")
+        return value
+
+    @model_validator(mode="after")
+    def _source_has_its_input(self) -> Animation:
+        if self.source == "image" and not self.image:
+            raise ValueError("source 'image' needs image")
+        return self
+
+
+class Performance(_Strict):
+    """How fast frames render, not what they look like: each of these changes pixels by float rounding at most.
+
+    That is why they are not part of cache keys (a frame cached by an eager run is reused by a
+    compiled one); provenance records how each frame ran. Lossy speed-ups are other settings
+    (fewer ``steps``). On by default: batching on CUDA (several frames per pipeline call is
+    where most of plain diffusers' throughput on a GPU comes from), background plate I/O,
+    channels-last and SDXL's bfloat16 VAE (both free, and what GPU convolutions prefer). Off by
+    default: ``compile``, because a cold compile costs minutes before the first frame (it pays
+    for long shots, and its persistent cache makes later starts take seconds).
+    """
+
+    batch_frames: int | None = Field(
+        None, ge=1, le=64,
+        description="Independent frames (tiles count as frames) denoised together in one pipeline call, each with "
+        "its own seed's generator; None = 4 on CUDA, 1 elsewhere (on the CPU a batch changes the last bits of a "
+        "frame and gains little). Shots with sequential consistency mechanisms render one frame at a time",
+    )
+    prefetch: int = Field(
+        1, ge=0, le=8,
+        description="Batches of plates read ahead (EXR decoding, cache keys), and of finished frames written behind "
+        "(EXR encoding, the render cache), in background threads while the model runs; 0 = read and write in "
+        "the render loop",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the UNet (Flux: transformer) and ControlNets. The first start compiles for "
+        "minutes; compiled code is kept in the stylecomp cache (torch-compile/), so later starts take seconds",
+    )
+    channels_last: bool = Field(
+        True, description="Convolution weights and activations in channels-last (NHWC) layout, which GPUs prefer"
+    )
+    vae_bfloat16: bool = Field(
+        True,
+        description="SDXL with bfloat16 weights: encode plates with the VAE in bfloat16, which cannot overflow, "
+        "instead of diffusers' float32 round trip of the VAE around every encode. float16 always upcasts "
+        "(SDXL's VAE overflows in float16); SD 1.5 and Flux never do",
+    )
+
+    def frames_per_call(self, device: str) -> int:
+        """``batch_frames``, or its default for ``device`` ("cuda", "cuda:1", "cpu", "mps")."""
+        if self.batch_frames is not None:
+            return self.batch_frames
+        return 4 if device.split(":")[0] == "cuda" else 1
+
+
 class ExrSettings(_Strict):
     pixel_type: Literal["half", "float"] | None = Field(None, description="None keeps the plate's channel types")
     compression: str | None = Field(None, description="None keeps the plate's compression")
@@ -288,6 +401,9 @@ class Job(_Strict):
     resolution: Resolution = Field(default_factory=Resolution)
     comp: Comp = Field(default_factory=Comp)
     exr: ExrSettings = Field(default_factory=ExrSettings)
+    ideation: Ideation = Field(default_factory=Ideation)
+    animation: Animation = Field(default_factory=Animation)
+    performance: Performance = Field(default_factory=Performance)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -305,6 +421,14 @@ class Job(_Strict):
         """A path from the job, absolute, with frame tokens as printf (``%04d``)."""
         expanded = os.path.expanduser(os.path.expandvars(path))
         return to_printf(self._base_dir / expanded if not os.path.isabs(expanded) else expanded)
+
+    def shot_path(self, template: str, shot: Shot) -> str:
+        """A per-shot path from the job (``comp.output``, ``animation.output``, ...) with ``{shot}`` filled in, resolved."""
+        return self.resolve(template.replace("{shot}", shot.name))
+
+    def picked_still(self, shot: Shot) -> Path:
+        """Where ``stylecomp pick`` puts the shot's chosen ideation still (animatic clips and conform read it)."""
+        return Path(self.shot_path(self.ideation.output, shot)) / "picked.exr"
 
     def dumps(self) -> str:
         return self.model_dump_json(indent=2, exclude_defaults=False) + "\n"

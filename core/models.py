@@ -74,7 +74,7 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from .atomicio import atomic_target  # noqa: E402
 from .errors import ModelError  # noqa: E402
-from .jobspec import IPAdapter, ModelSettings  # noqa: E402
+from .jobspec import IPAdapter, ModelSettings, Performance  # noqa: E402
 
 # Loading bars from both libraries would interleave with stylecomp's own per-frame progress.
 diffusers_logging.disable_progress_bar()
@@ -100,9 +100,11 @@ _PIPELINES: dict[tuple[Family, bool], type[DiffusionPipeline]] = {
 
 
 def load_pipeline(
-    settings: ModelSettings, device: str | None = None, dtype: torch.dtype | None = None
+    settings: ModelSettings, device: str | None = None, dtype: torch.dtype | None = None,
+    performance: Performance | None = None,
 ) -> DiffusionPipeline:
-    """The job's img2img pipeline with its ControlNets, LoRAs and IP-Adapter, from local files, on ``device``."""
+    """The job's img2img pipeline with its ControlNets, LoRAs and IP-Adapter, from local files, on ``device``;
+    set up to run as ``performance`` says (memory layout, VAE dtype, compiled), or as diffusers loads it if None."""
     offline()
     check_model(settings)
     path = Path(settings.path).expanduser()
@@ -130,13 +132,16 @@ def load_pipeline(
     _load_loras(pipe, settings)
     if settings.ip_adapter is not None:
         _load_ip_adapter(pipe, settings.ip_adapter, settings, dtype)
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    if performance is not None:
+        _set_up_to_run(pipe, performance, dtype)
+    return pipe
 
 
 def check_model(settings: ModelSettings) -> None:
     """Everything that can be refused (missing files, pickles, wrong family), checked without reading weights."""
     path = Path(settings.path).expanduser()
-    _check_files(path, settings.allow_pickle)
+    check_files(path, settings.allow_pickle)
     _check_family(path, settings.family, settings.allow_pickle)
     if not path.is_dir():
         _single_file_config(path, settings.family)
@@ -227,6 +232,36 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stylecomp"
 
 
+def compile_cache_dir() -> Path:
+    """Where torch.compile keeps compiled code between runs: $TORCHINDUCTOR_CACHE_DIR if set to a folder of one's
+    own, else ``torch-compile/`` in the stylecomp cache (torch's default is a temp folder, emptied by reboots;
+    importing diffusers already sets the variable to it)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    configured = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if configured and os.path.abspath(configured) != os.path.abspath(default_cache_dir()):
+        return Path(configured)
+    return cache_dir() / "torch-compile"
+
+
+def _set_up_to_run(pipe: DiffusionPipeline, performance: Performance, dtype: torch.dtype) -> None:
+    """Apply the load-time ``performance`` settings (see ``jobspec.Performance``) to a loaded pipeline."""
+    denoiser = pipe.unet if hasattr(pipe, "unet") else pipe.transformer
+    controlnet = getattr(pipe, "controlnet", None)
+    controlnets = [] if controlnet is None else list(getattr(controlnet, "nets", [controlnet]))  # Multi*: .nets
+    if performance.channels_last:
+        for module in (denoiser, *controlnets, pipe.vae):
+            module.to(memory_format=torch.channels_last)
+    if performance.vae_bfloat16 and dtype == torch.bfloat16 and pipe.vae.config.get("force_upcast"):
+        # diffusers' SDXL img2img converts the VAE to float32 and back around every encode when this is set.
+        pipe.vae.register_to_config(force_upcast=False)
+    if performance.compile:
+        # Inductor's compiled-graph caches (on by default) live here, so a second start skips the compile.
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir())
+        for module in (denoiser, *controlnets):
+            module.compile()
+
+
 # --- checks before anything is loaded -----------------------------------------------------------
 
 
@@ -236,8 +271,12 @@ def _check_family(path: Path, family: Family, allow_pickle: bool) -> None:
         raise ModelError(f"the job says model family {family!r}, but this is a {detected!r} model", path)
 
 
-def _check_files(path: Path, allow_pickle: bool) -> None:
-    """The path exists, a pipeline folder has its components and, unless allowed, no pickle weights load from it."""
+def check_files(path: Path, allow_pickle: bool) -> None:
+    """The path exists, a pipeline folder has its components and, unless allowed, no pickle weights load from it.
+
+    Public for every loader of local models (image-to-video pipelines too); a pipeline's ``image_encoder/`` is
+    not looked at here, so a loader that uses one checks that folder on its own.
+    """
     if not path.exists():
         raise ModelError("no such file or folder", path)
     if path.is_file():
@@ -379,7 +418,7 @@ def _has_vocabulary(folder: Path) -> bool:
 
 def _check_controlnet(path: Path, settings: ModelSettings) -> None:
     """A ControlNet is a diffusers folder for the base model's family, with no refused pickle weights."""
-    _check_files(path, settings.allow_pickle)
+    check_files(path, settings.allow_pickle)
     if not path.is_dir():
         raise ModelError("ControlNets load from diffusers folders (config.json + weights) only", path)
     detected = _family_from_folder(path)
@@ -400,7 +439,7 @@ def _load_controlnet(path: Path, settings: ModelSettings, dtype: torch.dtype) ->
 
 def _check_lora_file(path: Path, allow_pickle: bool) -> None:
     """A LoRA exists, is no refused pickle, and (a single file) holds readable tensors."""
-    _check_files(path, allow_pickle)
+    check_files(path, allow_pickle)
     if path.is_file():
         _checkpoint_keys(path, allow_pickle)
 
@@ -437,7 +476,7 @@ def _load_loras(pipe: DiffusionPipeline, settings: ModelSettings) -> None:
 def _check_ip_adapter(ip_adapter: IPAdapter, settings: ModelSettings) -> None:
     """The IP-Adapter's weights file and image encoder exist, are no refused pickles, and fit the pipeline."""
     weights, encoder = Path(ip_adapter.path).expanduser(), ip_adapter_image_encoder(ip_adapter)
-    _check_files(weights, settings.allow_pickle)
+    check_files(weights, settings.allow_pickle)
     if not weights.is_file():
         raise ModelError(
             "ip_adapter.path is the IP-Adapter's weights file (e.g. models/ip-adapter_sd15.safetensors), not a folder",
@@ -455,7 +494,7 @@ def _check_ip_adapter(ip_adapter: IPAdapter, settings: ModelSettings) -> None:
             "(a CLIPVisionModelWithProjection) beside it, or name it in ip_adapter.image_encoder",
             encoder,
         )
-    _check_files(encoder, settings.allow_pickle)
+    check_files(encoder, settings.allow_pickle)
 
 
 def _load_ip_adapter(

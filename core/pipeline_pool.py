@@ -9,12 +9,14 @@ from __future__ import annotations
 import torch
 from diffusers import DiffusionPipeline
 
-from .jobspec import ModelSettings
+from .jobspec import ModelSettings, Performance
 from .models import load_pipeline, pick_device, pick_dtype
+
+_AT_LOAD = {"compile", "channels_last", "vae_bfloat16"}  # the Performance settings a pipeline is loaded with
 
 
 class PipelinePool:
-    """Pipelines by (model settings, device, dtype); ``loads`` counts how many were really loaded."""
+    """Pipelines by (model settings, how they run, device, dtype); ``loads`` counts how many were really loaded."""
 
     def __init__(self, device: str | None = None, dtype: torch.dtype | None = None) -> None:
         self.device = device or pick_device()
@@ -22,11 +24,14 @@ class PipelinePool:
         self.loads = 0
         self._pipelines: dict[str, DiffusionPipeline] = {}
 
-    def get(self, settings: ModelSettings) -> DiffusionPipeline:
-        """The pipeline for ``settings`` (absolute paths), loading it on first use."""
+    def get(self, settings: ModelSettings, performance: Performance | None = None) -> DiffusionPipeline:
+        """The pipeline for ``settings`` (absolute paths), loading it on first use, set up as ``performance`` says
+        (compiled, memory layout; see ``models.load_pipeline``)."""
         key = settings.model_dump_json()
+        if performance is not None:
+            key += performance.model_dump_json(include=_AT_LOAD)
         if key not in self._pipelines:
-            self._pipelines[key] = load_pipeline(settings, self.device, self.dtype)
+            self._pipelines[key] = load_pipeline(settings, self.device, self.dtype, performance)
             self.loads += 1
         return self._pipelines[key]
 

@@ -5,15 +5,24 @@ stage asks for out of it, reuse the cache where the frame's key matches, render 
 write each output atomically with a ``stylized`` RGBA layer and provenance. A frame that
 fails (a damaged plate, a missing file) is reported and skipped; the others still render, and
 finished frames are never lost. Progress goes to a callback as plain events (see ``Event``).
+
+Independent frames render ``performance.batch_frames`` to a pipeline call; plates are read
+ahead and outputs written behind the model in background threads (``performance.prefetch``),
+and each frame's event follows once its output is written, from the writing thread, in frame
+order (events are never sent from two threads at once).
 """
 
 from __future__ import annotations
 
+import collections
+import functools
+import itertools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,7 +34,7 @@ from .jobspec import Job, Shot
 from .pipeline_pool import PipelinePool
 from .plates import ImagePart, Plate, Window, read_plate, write_plate
 from .sequence import FrameSequence, discover
-from .stage import STYLIZED_CHANNELS, Cancelled, Clip, FrameInputs
+from .stage import STYLIZED_CHANNELS, Cancelled, Clip, FrameInputs, FrameResult
 from .consistency import RENDER_STATE
 from .stylize import StylizeParameters, StylizeStage
 
@@ -35,6 +44,7 @@ _STRUCTURAL = ("oiio:", "openexr:", "stylecomp/", "compression", "multiView", "n
 
 Event = dict[str, Any]  # {"event": "start" | "frame" | "end", ...}: see the README's progress section
 Report = Callable[[Event], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -75,7 +85,7 @@ def render_job(
     """Render the job's shots (all, or those named) into their outputs; ``cache=None`` renders everything afresh."""
     pool = pool or PipelinePool()
     cancel = cancel or threading.Event()
-    selected = _select_shots(job, shots)
+    selected = select_shots(job, shots)
     summary = RenderSummary()
     started = time.monotonic()
     plans = [(shot, *shot_frames(job, shot, frames)) for shot in selected]
@@ -93,7 +103,8 @@ def render_job(
     return summary
 
 
-def _select_shots(job: Job, names: Sequence[str] | None) -> list[Shot]:
+def select_shots(job: Job, names: Sequence[str] | None) -> list[Shot]:
+    """The job's shots named in ``names`` (all when none are named), in the order given."""
     if not names:
         return list(job.shots)
     by_name = {shot.name: shot for shot in job.shots}
@@ -109,14 +120,15 @@ def _render_shot(
 ) -> None:
     if not frames:
         return
-    stage = StylizeStage(StylizeParameters.for_shot(job, shot), job.color.model_encoding(), pool)
+    stage = StylizeStage(StylizeParameters.for_shot(job, shot), job.color.model_encoding(), pool, job.performance)
     stage.identity()  # a bad model, style image or consistency setting stops the shot here, before any frame
     description = stage.describe()
+    sequential = description.sequential
     clips = [clip for clip in description.clips if clip.name != "StyleReference"]
     outputs = FrameSequence(job.resolve(shot.output))
     start: Event = {"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": len(frames),
                     "stage": description.name}
-    if description.sequential:
+    if sequential:
         plates, chain = shot_frames(job, shot)
         chain = [f for f in chain if f <= frames[-1]]
         if chain[0] < frames[0]:
@@ -129,53 +141,165 @@ def _render_shot(
     # latent_fusion and cross_frame carry state only a render makes: unless every frame is done, render them all.
     rerender = bool(stage.params.mechanisms & RENDER_STATE) and not _all_done(stage, plates, frames, outputs, shot,
                                                                                 clips, cache)
-    previous_key = None
-    render_seconds, rendered_here = 0.0, 0
-    for done, frame in enumerate(frames, 1):
-        if cancel.is_set():
-            raise Cancelled(shot.name)
-        target = outputs.path(frame)
-        event: Event = {"event": "frame", "shot": shot.name, "frame": frame, "done": done, "total": len(frames),
-                        "output": target}
-        tick = time.monotonic()
+
+    def read(frame: int) -> tuple[FrameInputs, ImagePart, str | None]:
+        """A frame's inputs, its beauty part and (independent frames) its cache key: the work of the read thread."""
+        if frame in plates.missing:
+            raise PlateError("frame missing on disk", plates.path(frame))
+        inputs, part = frame_inputs(read_plate(plates.path(frame)), frame, shot, clips)
+        return inputs, part, None if sequential else stage.cache_key(frame, inputs)
+
+    def failed(event: Event, exc: Exception) -> None:
+        reason = str(exc) if isinstance(exc, StyleCompError) else f"{type(exc).__name__}: {exc}"
+        event |= {"status": "failed", "error": reason}
+        summary.failed.append((shot.name, event["frame"], reason))
+
+    def write(key: str, part: ImagePart, inputs: FrameInputs, result: FrameResult, current: bool) -> None:
+        """Write a rendered frame (unless its output is current already) and keep it in the cache; a sequential
+        stage remembers it, as written, for the next frame."""
+        target = outputs.path(inputs.frame)
+        if not current:
+            write_plate(target, [rgba_part(result.rgba, result.window, part, job)], provenance=result.provenance | {
+                "frame": inputs.frame, "plate": plates.path(inputs.frame), "cache_key": key})
+            if cache is not None:
+                cache.store(key, target)
+        if sequential:
+            stage.advance(inputs.frame, inputs, _written_rgba(target))
+
+    def finish(event: Event, then: Callable[[], None]) -> None:
+        """Count and report a frame whose fate is known, once ``then`` (its write) is done; an error in it fails it."""
         try:
-            plate_path = plates.path(frame)
-            if frame in plates.missing:
-                raise PlateError("frame missing on disk", plate_path)
-            inputs, part = frame_inputs(read_plate(plate_path), frame, shot, clips)
-            key = stage.cache_key(frame, inputs, previous_key)
-            previous_key = key
-            current = key_of(target) == key
-            if not rerender and (current or (cache is not None and cache.restore(key, target))):
-                event["status"] = "cached"
-                summary.cached += 1
-                if description.sequential:
-                    stage.advance(frame, inputs, _written_rgba(target))
-            else:
-                result = stage.render(frame, inputs.window, inputs, cancel)
-                if not current:
-                    write_plate(target, [rgba_part(result.rgba, result.window, part, job)],
-                                provenance=result.provenance | {"frame": frame, "plate": plate_path, "cache_key": key})
-                    if cache is not None:
-                        cache.store(key, target)
-                if description.sequential:
-                    stage.advance(frame, inputs, _written_rgba(target))
-                event["status"] = "rendered"
-                summary.rendered += 1
-                rendered_here += 1
-                render_seconds += time.monotonic() - tick
-        except (Cancelled, ModelError):
-            raise  # the whole shot stops: no frame can render without its model
-        except Exception as exc:  # a bad plate, or the model failing on this frame (out of memory, ...)
-            reason = str(exc) if isinstance(exc, StyleCompError) else f"{type(exc).__name__}: {exc}"
-            event |= {"status": "failed", "error": reason}
-            summary.failed.append((shot.name, frame, reason))
-            previous_key = None  # a sequential chain starts afresh after a gap
-        event["seconds"] = round(time.monotonic() - tick, 3)
-        per_frame = render_seconds / rendered_here if rendered_here else event["seconds"]
-        event["eta"] = round(per_frame * (len(frames) - done), 1)
+            then()
+        except Exception as exc:  # the output cannot be written (disk full, ...)
+            failed(event, exc)
+        if event["status"] == "rendered":
+            summary.rendered += 1
+        elif event["status"] == "cached":
+            summary.cached += 1
         report(event)
+
+    # Each window of frames_per_call frames: read (ahead, in the background), take what is cached, render the rest
+    # in one batch, then write (behind, in the background) and report every frame of it in order. A sequential
+    # shot's window is one frame, whose write the next frame waits for, since it builds on the output as written.
+    previous_key = None
+    render_seconds, rendered_here, done = 0.0, 0, 0
+    with _FrameIO(job.performance.prefetch * stage.frames_per_call, write_behind=not sequential) as io:
+        loaded = io.read_ahead(frames, read)
+        while window := list(itertools.islice(loaded, stage.frames_per_call)):
+            if cancel.is_set():
+                raise Cancelled(shot.name)
+            tick = time.monotonic()
+            events: list[Event] = []
+            todo: list[tuple[Event, FrameInputs, ImagePart, str, bool]] = []  # frames to render
+            for frame, plate in window:
+                done += 1
+                target = outputs.path(frame)
+                event: Event = {"event": "frame", "shot": shot.name, "frame": frame, "done": done,
+                                "total": len(frames), "output": target}
+                events.append(event)
+                try:
+                    inputs, part, key = plate.result()  # raises what the read raised
+                    if sequential:
+                        key = previous_key = stage.cache_key(frame, inputs, previous_key)
+                    current = key_of(target) == key
+                    if not rerender and (current or (cache is not None and cache.restore(key, target))):
+                        event["status"] = "cached"
+                        if sequential:
+                            stage.advance(frame, inputs, _written_rgba(target))
+                    else:
+                        todo.append((event, inputs, part, key, current))
+                except (Cancelled, ModelError):
+                    raise  # the whole shot stops: no frame can render without its model
+                except Exception as exc:  # a bad plate
+                    failed(event, exc)
+            results: list[FrameResult | Exception] = []
+            if todo and sequential:
+                _, inputs, _, _, _ = todo[0]
+                try:
+                    results = [stage.render(inputs.frame, inputs.window, inputs, cancel)]
+                except (Cancelled, ModelError):
+                    raise
+                except Exception as exc:  # the model failing on this frame (out of memory, ...)
+                    results = [exc]
+            elif todo:  # independent frames: each fails alone (see render_batch)
+                results = stage.render_batch([inputs for _, inputs, _, _, _ in todo], cancel)
+            writes: dict[int, Callable[[], None]] = {}
+            for (event, inputs, part, key, current), result in zip(todo, results):
+                if isinstance(result, Exception):
+                    failed(event, result)
+                else:
+                    event["status"] = "rendered"
+                    writes[inputs.frame] = functools.partial(write, key, part, inputs, result, current)
+            if todo:
+                render_seconds += time.monotonic() - tick
+                rendered_here += len(writes)
+            seconds = (time.monotonic() - tick) / len(window)
+            for event in events:
+                per_frame = render_seconds / rendered_here if rendered_here else seconds
+                event |= {"seconds": round(seconds, 3), "eta": round(per_frame * (len(frames) - event["done"]), 1)}
+                io.write(functools.partial(finish, event, writes.get(event["frame"], lambda: None)))
+            if sequential and events[0]["status"] == "failed":
+                previous_key = None  # a sequential chain starts afresh after a gap
     stage.end_sequence()
+
+
+class _FrameIO:
+    """Plate reads ahead of the render, output writes behind it: each in one background thread.
+
+    ``read_ahead`` keeps up to ``depth`` reads running beyond the frames taken; ``write`` queues
+    work (write a frame, report it) that runs in order, at most ``depth`` behind, so outputs and
+    events keep the frames' order. Errors stay with their frame: a read's is raised by its
+    future's ``result()``, and a write job handles its own (a report that raises is re-raised
+    here). Leaving the block waits for the queued writes, so a cancelled render keeps every
+    frame it finished, written whole (``write_plate`` writes a temp file, then renames it).
+    ``depth`` 0, or ``write_behind`` False, does that work in the caller's thread instead.
+    """
+
+    def __init__(self, depth: int, write_behind: bool = True) -> None:
+        self.depth = depth
+        self._reader = ThreadPoolExecutor(1, "stylecomp-read") if depth else None
+        self._writer = ThreadPoolExecutor(1, "stylecomp-write") if depth and write_behind else None
+        self._writes: collections.deque[Future[None]] = collections.deque()
+
+    def __enter__(self) -> _FrameIO:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            while self._writes:
+                self._writes.popleft().result()
+        finally:
+            for pool in (self._reader, self._writer):
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)
+
+    def read_ahead(self, frames: Sequence[int], read: Callable[[int], T]) -> Iterator[tuple[int, Future[T]]]:
+        """``(frame, future of read(frame))`` for each frame in order."""
+        queue: collections.deque[tuple[int, Future[T]]] = collections.deque()
+        for frame in frames:
+            queue.append((frame, self._reader.submit(read, frame) if self._reader else _now(read, frame)))
+            if len(queue) > self.depth:
+                yield queue.popleft()
+        yield from queue
+
+    def write(self, work: Callable[[], None]) -> None:
+        """Run ``work`` after the work queued before it."""
+        if self._writer is None:
+            work()
+            return
+        self._writes.append(self._writer.submit(work))
+        while self._writes and (self._writes[0].done() or len(self._writes) > self.depth):
+            self._writes.popleft().result()
+
+
+def _now(function: Callable[[int], T], argument: int) -> Future[T]:
+    """``function(argument)`` run here, as a finished future."""
+    future: Future[T] = Future()
+    try:
+        future.set_result(function(argument))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
 
 
 def _all_done(stage: StylizeStage, plates: FrameSequence, frames: list[int], outputs: FrameSequence, shot: Shot,

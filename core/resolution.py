@@ -4,7 +4,9 @@ The caller hands over the plate already encoded to the model's display-referred 
 as float32 ``(H, W, 3)``, the ControlNet condition images over the same pixels, and a
 ``ModelCall`` that runs the model on one image whose sides are multiples of
 ``MULTIPLE[family]``. ``stylize_at_resolution`` returns the stylized ``(H, W, 3)`` [0, 1] image
-at the plate's size. The modes (``plan`` resolves one and says how in ``describe()``):
+at the plate's size; ``model_calls`` and ``assemble`` are its two halves, for a caller that runs
+several plates' model calls together (frames batched into one pipeline call). The modes (``plan``
+resolves one and says how in ``describe()``):
 
 - **native**: pad to the multiple (the image by reflection, conditions by replicating their
   edge; centred, so neither side carries all the padding), one call, crop back. A call that
@@ -172,6 +174,18 @@ def plan(width: int, height: int, family: Family, settings: ResolutionSettings) 
     )
 
 
+@dataclass(frozen=True)
+class ModelCalls:
+    """A plate's model calls, ready to run (one unless tiling), and what ``assemble`` needs to put their results
+    back together: call i takes ``images[i]`` and ``conditions[i]`` (in the order given), padded to the working size."""
+
+    layout: ResolutionPlan
+    images: list[np.ndarray]
+    conditions: list[list[np.ndarray]]
+    plate: np.ndarray  # the image at the plate's size
+    low: np.ndarray | None  # downscale: the image at the scaled size, for detail restore
+
+
 def stylize_at_resolution(
     image: np.ndarray,
     conditions: Sequence[tuple[ConditionKind, np.ndarray]],
@@ -180,6 +194,17 @@ def stylize_at_resolution(
     settings: ResolutionSettings,
 ) -> np.ndarray:
     """Run ``call`` on the plate at a size the model takes; the result (H, W, 3) [0, 1] at the plate's size."""
+    calls = model_calls(image, conditions, family, settings)
+    return assemble(calls, [call(tile_image, maps, index)
+                            for index, (tile_image, maps) in enumerate(zip(calls.images, calls.conditions))])
+
+
+def model_calls(
+    image: np.ndarray, conditions: Sequence[tuple[ConditionKind, np.ndarray]], family: Family,
+    settings: ResolutionSettings,
+) -> ModelCalls:
+    """The model calls ``stylize_at_resolution`` makes for this plate, not made yet: a caller can run several
+    plates' calls together, then ``assemble`` each plate from its calls' results."""
     image = _checked("image", image)
     height, width = image.shape[:2]
     kinds = [kind for kind, _ in conditions]
@@ -193,19 +218,38 @@ def stylize_at_resolution(
     layout = plan(width, height, family, settings)
     working = (layout.working_height, layout.working_width)
 
+    low = None
     if layout.mode == "native":
-        return _run(call, image, maps, working, 0)
-    if layout.mode == "downscale":
+        pieces = [(image, maps)]
+    elif layout.mode == "downscale":
         scaled = (layout.scaled_height, layout.scaled_width)
-        low = _resize(image, scaled, "bicubic")
-        low_maps = [
-            _resize(array, scaled, "max" if kind in LINE_KINDS else "bilinear") for kind, array in zip(kinds, maps)
-        ]
-        out = _resize(_run(call, low, low_maps, working, 0), (height, width), "bicubic")
+        low = resize(image, scaled, "bicubic")
+        pieces = [(low, [resize(array, scaled, "max" if kind in LINE_KINDS else "bilinear")
+                         for kind, array in zip(kinds, maps)])]
+    else:
+        pieces = [(image[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width],
+                   [array[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] for array in maps])
+                  for tile in layout.tiles]
+    # The image pads by reflection, which continues its texture so the model sees no hard border; conditions pad
+    # by replicating their edge, which continues depth and normals smoothly and invents no lines.
+    return ModelCalls(layout, [_pad(piece, working, "reflect") for piece, _ in pieces],
+                      [[_pad(array, working, "edge") for array in piece_maps] for _, piece_maps in pieces], image, low)
+
+
+def assemble(calls: ModelCalls, outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """The stylized plate (H, W, 3) [0, 1] from the results of ``calls`` (one per call, in order), each checked."""
+    layout, image = calls.layout, calls.plate
+    height, width = image.shape[:2]
+    if layout.mode == "native":
+        return _cropped(outputs[0], layout, (height, width), 0)
+    if layout.mode == "downscale":
+        low = calls.low
+        assert low is not None  # model_calls keeps it for downscale
+        out = resize(_cropped(outputs[0], layout, low.shape[:2], 0), (height, width), "bicubic")
         if layout.detail_restore:
-            out = np.clip(out + (image - _resize(low, (height, width), "bicubic")), 0.0, 1.0)
+            out = np.clip(out + (image - resize(low, (height, width), "bicubic")), 0.0, 1.0)
         return out
-    return _tiled(call, image, maps, layout)
+    return _tiled(outputs, layout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,17 +286,10 @@ def _pad(array: np.ndarray, size: tuple[int, int], mode: Literal["reflect", "edg
     return np.pad(array, pads, mode=mode)
 
 
-def _run(call: ModelCall, image: np.ndarray, maps: list[np.ndarray], size: tuple[int, int], index: int) -> np.ndarray:
-    """One model call on ``image`` and ``maps`` (h, w, 3) padded to ``size``, its result cropped back to (h, w, 3).
-
-    The image pads by reflection, which continues its texture so the model sees no hard
-    border; conditions pad by replicating their edge, which continues depth and normals
-    smoothly and invents no lines.
-    """
-    height, width = image.shape[:2]
-    top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    result = call(_pad(image, size, "reflect"), [_pad(array, size, "edge") for array in maps], index)
-    expected = (*size, 3)
+def _cropped(result: np.ndarray, layout: ResolutionPlan, size: tuple[int, int], index: int) -> np.ndarray:
+    """Call ``index``'s result, checked, cropped back to the (h, w) = ``size`` piece the call was padded from."""
+    height, width = size
+    expected = (layout.working_height, layout.working_width, 3)
     out = np.asarray(result)
     if out.shape != expected:
         raise StyleCompError(f"the model call for tile {index} returned shape {out.shape}, expected {expected}")
@@ -260,6 +297,7 @@ def _run(call: ModelCall, image: np.ndarray, maps: list[np.ndarray], size: tuple
         raise StyleCompError(f"the model call for tile {index} returned {out.dtype}, expected floats in [0, 1]")
     if not np.isfinite(out).all():
         raise StyleCompError(f"the model call for tile {index} returned NaN or Inf")
+    top, left = (expected[0] - height) // 2, (expected[1] - width) // 2
     return np.clip(out[top : top + height, left : left + width].astype(np.float32), 0.0, 1.0)
 
 
@@ -267,7 +305,7 @@ def _run(call: ModelCall, image: np.ndarray, maps: list[np.ndarray], size: tuple
 # Downscale.
 
 
-def _resize(array: np.ndarray, size: tuple[int, int], how: Literal["bicubic", "bilinear", "max"]) -> np.ndarray:
+def resize(array: np.ndarray, size: tuple[int, int], how: Literal["bicubic", "bilinear", "max"]) -> np.ndarray:
     """``array`` (h, w, 3) [0, 1] resized to ``size`` (H, W), clipped to [0, 1].
 
     ``bicubic`` (the image, both ways) and ``bilinear`` (depth and normals: no overshoot at
@@ -338,19 +376,17 @@ def _axis_weights(starts: list[int], extent: int, feather: int) -> list[np.ndarr
     return weights
 
 
-def _tiled(call: ModelCall, image: np.ndarray, maps: list[np.ndarray], layout: ResolutionPlan) -> np.ndarray:
-    """Each tile of ``layout`` through ``call``, blended by the product of its x and y ramps, normalised."""
-    height, width = image.shape[:2]
-    size = (layout.working_height, layout.working_width)
+def _tiled(outputs: Sequence[np.ndarray], layout: ResolutionPlan) -> np.ndarray:
+    """The tiles' results blended by the product of each tile's x and y ramps, normalised."""
     tiles = layout.tiles
     xs = _axis_weights([t.x for t in tiles[: layout.columns]], tiles[0].width, layout.feather)
     ys = _axis_weights([t.y for t in tiles[:: layout.columns]], tiles[0].height, layout.feather)
     # float64 sums: where every tile returns the same value, the normalised sum rounds back to it exactly
-    total = np.zeros((height, width, 3))
-    weight_sum = np.zeros((height, width, 1))
+    total = np.zeros((layout.height, layout.width, 3))
+    weight_sum = np.zeros((layout.height, layout.width, 1))
     for index, tile in enumerate(tiles):
         rows, cols = slice(tile.y, tile.y + tile.height), slice(tile.x, tile.x + tile.width)
-        out = _run(call, image[rows, cols], [array[rows, cols] for array in maps], size, index)
+        out = _cropped(outputs[index], layout, (tile.height, tile.width), index)
         weight = np.outer(ys[index // layout.columns], xs[index % layout.columns])[..., None]
         total[rows, cols] += weight * out
         weight_sum[rows, cols] += weight

@@ -10,6 +10,10 @@ shot, and every frame (every tile) gets its own CPU generator seeded from the jo
 policy, so a frame never depends on which other frames ran or on the device's RNG. The
 consistency mechanisms (``consistency``) make a frame depend on the previous one on purpose:
 such a shot renders in order from its first frame, and its cache keys form a chain.
+
+Independent frames can render several to a pipeline call (``render_batch``, the job's
+``performance.batch_frames``): each image keeps its own generator, so a frame gets what it gets
+alone up to float rounding (kernels are picked by batch size; a batch of one is the same code).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +32,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from . import __version__
-from .color import ModelEncoding
+from .color import EncodedPlate, ModelEncoding
 from .conditioning import beauty_edges, depth_condition, line_art, normal_condition
 from .consistency import (
     KEYFRAME_HEAL,
@@ -42,12 +46,12 @@ from .consistency import (
     install_cross_frame,
 )
 from .errors import JobError, PlateError
-from .jobspec import ControlNet, Job, ModelSettings, Shot
+from .jobspec import ControlNet, Job, ModelSettings, Performance, Shot
 from .models import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
 from .motion import VectorConvention
 from .pipeline_pool import PipelinePool
 from .plates import Window
-from .resolution import ResolutionPlan, ResolutionSettings, plan, stylize_at_resolution
+from .resolution import ModelCalls, ResolutionPlan, ResolutionSettings, assemble, model_calls, plan
 from .stage import Cancelled, Clip, FrameInputs, FrameResult, StageDescription
 
 # The AOV clips each ControlNet source is built from: (required, optional).
@@ -123,15 +127,34 @@ class StylizeParameters:
         return bool(self.mechanisms & SEQUENTIAL)
 
 
+@dataclass
+class _Frame:
+    """A frame between its inputs and its result: its model calls, and what turning their results into RGBA needs."""
+
+    frame: int
+    window: Window
+    rgb: np.ndarray  # the plate's premultiplied (H, W, 3)
+    alpha: np.ndarray  # (H, W)
+    encoded: EncodedPlate
+    motion: FrameMotion | None  # from the previous frame (sequential mechanisms)
+    strength: float
+    seed: int  # the frame's seed; tile i's is _tile_seed(seed, i)
+    calls: ModelCalls
+
+
 class StylizeStage:
     """img2img stylization of one shot (see the module docstring); implements ``stage.Stage``."""
 
     name = "stylize"
 
-    def __init__(self, params: StylizeParameters, encoding: ModelEncoding, pool: PipelinePool) -> None:
+    def __init__(self, params: StylizeParameters, encoding: ModelEncoding, pool: PipelinePool,
+                 performance: Performance | None = None) -> None:
         self.params = params
         self.encoding = encoding
         self.pool = pool
+        self.performance = performance or Performance()
+        # Images per pipeline call for render_batch; a sequential shot's frames render one at a time.
+        self.frames_per_call = 1 if params.sequential else self.performance.frames_per_call(pool.device)
         self._pipe: DiffusionPipeline | None = None
         self._embeds: dict[str, Any] = {}
         self._identity: dict[str, Any] = {}  # see identity()
@@ -147,16 +170,11 @@ class StylizeStage:
     # --- description --------------------------------------------------------------------------
 
     def describe(self) -> StageDescription:
-        needed, optional = {"Source"}, set()
-        for net in self.params.model.controlnets:
-            required, extra = _SOURCE_CLIPS[net.source]
-            needed |= set(required)
-            optional |= set(extra)
-        clips = [Clip(name, _CLIP_COMPONENTS[name], optional=name not in needed) for name in
-                 ("Source", "Depth", "Normal", "ObjectID") if name in needed | optional]
+        clips = control_clips(self.params.model.controlnets)
         if self.params.sequential:
+            have = {clip.name for clip in clips}
             clips += [Clip("Motion", 2, description="backward motion vectors")]
-            clips += [Clip(name, 1, optional=True) for name in ("Depth", "ObjectID") if name not in needed | optional]
+            clips += [Clip(name, 1, optional=True) for name in ("Depth", "ObjectID") if name not in have]
         if self.params.style_reference:
             clips.append(Clip("StyleReference", 3, description="style image, read once per shot"))
         if self.params.sequential:
@@ -241,7 +259,7 @@ class StylizeStage:
         if self._pipe is not None:
             return self._pipe
         p = self.params
-        self._pipe = self.pool.get(p.model)
+        self._pipe = self.pool.get(p.model, self.performance)
         self._pipe.set_progress_bar_config(disable=True)
         with torch.no_grad():
             self._embeds = _encode_prompt(self._pipe, p)
@@ -293,14 +311,94 @@ class StylizeStage:
         """Stylize one frame; ``cancel`` is checked between denoising steps. A sequential shot's frames must
         come in order, each followed by ``advance`` with what was written."""
         p = self.params
+        if self.is_identity(frame):
+            return FrameResult(inputs.images["Source"].copy(), window, self.provenance(frame))
+        self._load()
+        work = self._prepare(frame, window, inputs)
+        layout, outputs = work.calls.layout, []
+        for tile, (image, controls) in enumerate(zip(work.calls.images, work.calls.conditions)):
+            noise = (self._initial_noise(frame, work.seed, work.motion, layout)
+                     if "warped_noise" in p.mechanisms else None)
+            fusion = self._fuse_latents(work.motion, layout) if "latent_fusion" in p.mechanisms else None
+            outputs += self._diffuse([image], [controls], [_tile_seed(work.seed, tile)], work.strength, cancel,
+                                     noise, fusion)
+        self._features.finish_frame(is_anchor=frame == self._first or not self._features.anchor)
+        return self._finish(work, outputs, batch=1)
+
+    def render_batch(self, items: Sequence[FrameInputs], cancel: threading.Event) -> list[FrameResult | Exception]:
+        """Stylize independent frames (not a sequential shot's) together, each as ``render`` would up to float
+        rounding: their model calls run ``frames_per_call`` images to a pipeline call, each image with its own
+        seed's generator. A frame that fails gets its exception in place of a result and the others still
+        render; when a batched call fails (out of memory, ...), its images run one call each, and so does the
+        rest of the shot, so that the failure lands on the frame that causes it. ``Cancelled`` stops them all."""
+        if self.params.sequential:
+            raise ValueError("a sequential shot's frames render one at a time, in order (render and advance)")
+        results: list[FrameResult | Exception | None] = [None] * len(items)
+        frames: dict[int, _Frame] = {}  # by position in items
+        for index, inputs in enumerate(items):
+            if self.is_identity(inputs.frame):
+                results[index] = FrameResult(inputs.images["Source"].copy(), inputs.window,
+                                             self.provenance(inputs.frame))
+                continue
+            self._load()
+            try:
+                frames[index] = self._prepare(inputs.frame, inputs.window, inputs)
+            except Exception as exc:  # a frame whose inputs cannot be stylized (NaN in a condition, ...)
+                results[index] = exc
+        outputs: dict[tuple[int, int], tuple[np.ndarray, int]] = {}  # (index, tile) -> (image, images in its call)
+        by_size: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+        for index, work in frames.items():
+            for tile, image in enumerate(work.calls.images):
+                by_size.setdefault(image.shape, []).append((index, tile))
+        for calls in by_size.values():
+            while calls:
+                group, calls = calls[: self.frames_per_call], calls[self.frames_per_call :]
+                self._run_calls([call for call in group if not isinstance(results[call[0]], Exception)], frames,
+                                cancel, outputs, results)
+        for index, work in frames.items():
+            if results[index] is None:
+                tiles = [outputs[index, tile] for tile in range(len(work.calls.images))]
+                try:
+                    results[index] = self._finish(work, [image for image, _ in tiles], max(n for _, n in tiles))
+                except Exception as exc:  # a model result assemble refuses (NaN, ...)
+                    results[index] = exc
+        return results  # type: ignore[return-value]
+
+    def _run_calls(self, calls: list[tuple[int, int]], frames: dict[int, _Frame], cancel: threading.Event,
+                   outputs: dict[tuple[int, int], tuple[np.ndarray, int]],
+                   results: list[FrameResult | Exception | None]) -> None:
+        """One pipeline call for ``calls`` ((frame index, tile) of one working size), into ``outputs``; a failing
+        call's frames fail alone (see ``render_batch``)."""
+        if not calls:
+            return
+        works = [frames[index] for index, _ in calls]
+        try:
+            images = self._diffuse([work.calls.images[tile] for work, (_, tile) in zip(works, calls)],
+                                   [work.calls.conditions[tile] for work, (_, tile) in zip(works, calls)],
+                                   [_tile_seed(work.seed, tile) for work, (_, tile) in zip(works, calls)],
+                                   self.params.strength, cancel)
+        except Cancelled:
+            raise
+        except Exception as exc:
+            if len(calls) == 1:
+                results[calls[0][0]] = exc
+                return
+            self.frames_per_call = 1  # a batch this size failed once: the shot's other calls run one image each
+            for call in calls:
+                if not isinstance(results[call[0]], Exception):  # not an earlier tile's failure
+                    self._run_calls([call], frames, cancel, outputs, results)
+            return
+        for call, image in zip(calls, images):
+            outputs[call] = (image, len(calls))
+
+    def _prepare(self, frame: int, window: Window, inputs: FrameInputs) -> _Frame:
+        """A frame up to its model calls: encoded for the model, its conditions built, carried along the vectors
+        from the previous frame (sequential mechanisms), laid out at the model's resolution."""
+        p = self.params
         source = inputs.images["Source"]  # (H, W, 4) premultiplied RGBA
         rgb, alpha = source[..., :3], source[..., 3]
-        if self.is_identity(frame):
-            return FrameResult(source.copy(), window, self.provenance(frame))
-        self._load()
         encoded = self.encoding.encode(rgb, alpha)
-        conditions = [(net.source, _condition(net, inputs, encoded.image)) for net in p.model.controlnets]
-        layout = plan(window.width, window.height, p.model.family, p.resolution)
+        conditions = [(net.source, control_condition(net, inputs, encoded.image)) for net in p.model.controlnets]
         motion = self._motion(frame, inputs)
         image, strength = encoded.image, p.strength
         if motion is not None and p.mechanisms & {"pixel_fusion", "keyframes"}:
@@ -310,22 +408,23 @@ class StylizeStage:
                 image, strength = motion.carry(previous_image, image, 1.0), strength * KEYFRAME_HEAL
             elif "pixel_fusion" in p.mechanisms:
                 image = motion.carry(previous_image, image, p.fusion_strength)
-        seed = p.frame_seed(frame)
+        calls = model_calls(image, conditions, p.model.family, p.resolution)
+        return _Frame(frame, window, rgb, alpha, encoded, motion, strength, p.frame_seed(frame), calls)
 
-        def run_model(model_image: np.ndarray, controls: list[np.ndarray], tile: int) -> np.ndarray:
-            noise = self._initial_noise(frame, seed, motion, layout) if "warped_noise" in p.mechanisms else None
-            fusion = self._fuse_latents(motion, layout) if "latent_fusion" in p.mechanisms else None
-            return self._diffuse(model_image, controls, _tile_seed(seed, tile), strength, noise, fusion, cancel)
-
-        model_image = stylize_at_resolution(image, conditions, run_model, p.model.family, p.resolution)
-        self._features.finish_frame(is_anchor=frame == self._first or not self._features.anchor)
-        out = self.encoding.decode(encoded, model_image)  # (H, W, 3) premultiplied scene-linear
-        out[(alpha <= 0) & ~rgb.any(axis=2)] = 0.0  # nothing appears where the plate is empty
-        provenance = self.provenance(frame) | {"resolution": layout.describe()}
+    def _finish(self, work: _Frame, outputs: list[np.ndarray], batch: int) -> FrameResult:
+        """The frame's RGBA from its model calls' results; ``batch``: the most images a call of it ran with."""
+        p = self.params
+        model_image = assemble(work.calls, outputs)
+        out = self.encoding.decode(work.encoded, model_image)  # (H, W, 3) premultiplied scene-linear
+        out[(work.alpha <= 0) & ~work.rgb.any(axis=2)] = 0.0  # nothing appears where the plate is empty
+        provenance = self.provenance(work.frame) | {
+            "resolution": work.calls.layout.describe(),
+            "performance": json.dumps({"batch": batch, "compile": self.performance.compile}),
+        }
         if p.sequential:
-            provenance["consistency"] = "keyframe" if self._is_keyframe(frame) else (
-                "from the previous frame" if motion is not None else "first frame")
-        return FrameResult(np.concatenate([out, alpha[..., None]], axis=2), window, provenance)
+            provenance["consistency"] = "keyframe" if self._is_keyframe(work.frame) else (
+                "from the previous frame" if work.motion is not None else "first frame")
+        return FrameResult(np.concatenate([out, work.alpha[..., None]], axis=2), work.window, provenance)
 
     def advance(self, frame: int, inputs: FrameInputs, output: np.ndarray) -> None:
         """Remember a finished frame (rendered, or taken from the cache) for the next one of a sequential shot;
@@ -368,9 +467,13 @@ class StylizeStage:
             flux = self.params.model.family == "flux"
             grid = pipe._unpack_latents(latents, layout.working_height, layout.working_width,  # type: ignore[union-attr]
                                         pipe.vae_scale_factor) if flux else latents  # type: ignore[union-attr]
-            fusing = motion is not None and step < len(previous) and step < LATENT_FUSION_STEPS * pipe._num_timesteps  # type: ignore[union-attr]
+            steps = pipe._num_timesteps  # type: ignore[union-attr]
+            # img2img runs the tail of one schedule, so step s here ends at the timestep of the previous frame's
+            # step s + len(previous) - steps (they differ where the strength does: keyframes heal at less).
+            same = step + len(previous) - steps
+            fusing = motion is not None and 0 <= same < len(previous) and step < LATENT_FUSION_STEPS * steps
             if fusing:
-                grid = motion.carry_latents(previous[step], grid, layout, self.params.fusion_strength)  # type: ignore[union-attr]
+                grid = motion.carry_latents(previous[same], grid, layout, self.params.fusion_strength)  # type: ignore[union-attr]
             self._latents.append(grid.detach())
             if not fusing:
                 return latents
@@ -378,13 +481,16 @@ class StylizeStage:
 
         return fuse
 
-    def _diffuse(self, image: np.ndarray, controls: list[np.ndarray], seed: int, strength: float,
-                 noise: torch.Tensor | None, fusion: StepHook | None, cancel: threading.Event) -> np.ndarray:
-        """One pipeline call on an (h, w, 3) [0, 1] image of a size the model takes; ``noise`` replaces the
-        pipeline's own initial noise (1, C, h/8, w/8) and ``fusion`` sees (and may replace) the latents
-        after each step, when given."""
+    def _diffuse(self, images: list[np.ndarray], controls: list[list[np.ndarray]], seeds: list[int], strength: float,
+                 cancel: threading.Event, noise: torch.Tensor | None = None,
+                 fusion: StepHook | None = None) -> list[np.ndarray]:
+        """One pipeline call on (h, w, 3) [0, 1] images of one size the model takes, each with its ControlNets'
+        images and its own seed's generator; the results in the same order. ``noise`` replaces the pipeline's
+        own initial noise (1, C, h/8, w/8) and ``fusion`` sees (and may replace) the latents after each step,
+        when given (one image only)."""
         p, pipe = self.params, self._pipe
-        height, width = image.shape[:2]
+        height, width = images[0].shape[:2]
+        count = len(images)
 
         def on_step(_pipe: object, step: int, _t: object, tensors: dict[str, Any]) -> dict[str, Any]:
             if cancel.is_set():
@@ -394,28 +500,32 @@ class StylizeStage:
             return tensors
 
         kwargs: dict[str, Any] = {
-            "image": image[None],
+            "image": np.stack(images),
             "strength": strength,
             "num_inference_steps": p.steps,
             "guidance_scale": p.guidance,
-            "generator": torch.Generator("cpu").manual_seed(seed),
+            # A generator per image: each draws its VAE sample and noise as it would alone (diffusers' img2img).
+            "generator": [torch.Generator("cpu").manual_seed(seed) for seed in seeds],
             "output_type": "np",
             "callback_on_step_end": on_step,
             "callback_on_step_end_tensor_inputs": ["latents"],
-            **self._embeds,
+            # The prompt's embeddings once per image; the pipelines repeat IP-Adapter embeddings themselves.
+            **{name: value if "ip_adapter" in name else torch.cat([value] * count)
+               for name, value in self._embeds.items()},
         }
-        if controls:
+        if controls[0]:
             weights = [net.weight for net in p.model.controlnets]
-            kwargs["control_image"] = [c[None] for c in controls] if len(controls) > 1 else controls[0][None]
+            per_net = [np.stack([image_controls[net] for image_controls in controls]) for net in range(len(weights))]
+            kwargs["control_image"] = per_net if len(per_net) > 1 else per_net[0]
             kwargs["controlnet_conditioning_scale"] = weights if len(weights) > 1 else weights[0]
-            if p.model.family == "flux" and len(controls) > 1:
-                kwargs["control_mode"] = [None] * len(controls)  # plain (not Union) ControlNets: no mode each
-        if controls or p.model.family == "flux":
+            if p.model.family == "flux" and len(per_net) > 1:
+                kwargs["control_mode"] = [None] * len(per_net)  # plain (not Union) ControlNets: no mode each
+        if controls[0] or p.model.family == "flux":
             kwargs |= {"height": height, "width": width}
         cross_frame = self._features if "cross_frame" in p.mechanisms else None
         with torch.no_grad(), _noise_injected(pipe, noise), _cross_frame_installed(pipe, cross_frame):
             result = pipe(**kwargs).images  # type: ignore[misc]
-        return np.asarray(result[0], dtype=np.float32)
+        return [np.asarray(image, dtype=np.float32) for image in result]
 
 
 @contextlib.contextmanager
@@ -495,8 +605,19 @@ def _tile_seed(seed: int, tile: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{tile}".encode()).digest()[:8], "little") >> 1
 
 
-def _condition(net: ControlNet, inputs: FrameInputs, display_rgb: np.ndarray) -> np.ndarray:
-    """The ControlNet's (H, W, 3) [0, 1] image, built from the frame's AOV clips."""
+def control_clips(controlnets: Sequence[ControlNet]) -> list[Clip]:
+    """The clips (``Source`` and the AOVs) that ``controlnets``' condition images are built from."""
+    needed, optional = {"Source"}, set()
+    for net in controlnets:
+        required, extra = _SOURCE_CLIPS[net.source]
+        needed |= set(required)
+        optional |= set(extra)
+    return [Clip(name, _CLIP_COMPONENTS[name], optional=name not in needed) for name in
+            ("Source", "Depth", "Normal", "ObjectID") if name in needed | optional]
+
+
+def control_condition(net: ControlNet, inputs: FrameInputs, display_rgb: np.ndarray) -> np.ndarray:
+    """The ControlNet's (H, W, 3) [0, 1] image, built from the frame's AOV clips (see ``control_clips``)."""
     depth, normals, ids = inputs.get("Depth"), inputs.get("Normal"), inputs.get("ObjectID")
     if net.source == "depth":
         return depth_condition(depth[..., 0])  # type: ignore[index]
