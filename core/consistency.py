@@ -5,15 +5,18 @@ Each mechanism is a job setting (``consistency.mechanisms``) and can be measured
 - ``locked_seed``: the same seed every frame (the common baseline; the noise sticks to the screen).
 - ``warped_noise``: frame t's initial noise is frame t-1's, moved along the vectors (nearest
   sample, so every value stays an exact N(0, 1) draw); fresh noise where the surface was not
-  visible before (disocclusions, off-screen sources).
+  visible before (disocclusions, off-screen sources). It moves by whole latent cells (8 pixels),
+  so where the surface moves less than half a cell per frame the noise stays where it was.
 - ``pixel_fusion``: the previous stylized frame, moved along the vectors, is blended into the
   current one's model image by ``fusion_strength`` outside disocclusions; then img2img denoises.
 - ``keyframes``: every ``keyframe_interval``-th frame stylizes fully; the frames between start
   from the previous stylized frame moved along the vectors (the plate where it was not
   visible) and are re-stylized lightly, at ``KEYFRAME_HEAL`` of the strength, to heal.
 - ``latent_fusion``: during the first ``LATENT_FUSION_STEPS`` of the denoising steps, the
-  latents after each step are blended with the previous frame's latents after the same step,
-  moved along the vectors, by ``fusion_strength`` outside disocclusions.
+  latents after each step are blended with the previous frame's latents after the step that
+  ended at the same timestep (the same step unless the strengths differ, as with keyframes),
+  moved along the vectors (bilinear, so motion under a latent cell counts), by
+  ``fusion_strength`` outside disocclusions.
 - ``cross_frame``: the UNet's self-attention layers also attend to the anchor (the shot's first
   frame) and the previous frame: their keys and values include those frames' hidden states at
   the same layer and step (SD 1.5 and SDXL; installed after any IP-Adapter, which replaces the
@@ -88,21 +91,25 @@ class FrameMotion:
     def carry_noise(self, previous: torch.Tensor, fresh: torch.Tensor, plan: ResolutionPlan) -> torch.Tensor:
         """Frame t's latent noise (1, C, h, w): t-1's moved along the vectors (nearest cell), ``fresh`` where
         not visible before."""
-        moved, keep = self._latent_flow(previous, plan)
+        moved, keep = self._latent_flow(previous, plan, nearest=True)
         return torch.where(keep, moved, fresh.to(moved.dtype))
 
     def carry_latents(self, previous: torch.Tensor, current: torch.Tensor, plan: ResolutionPlan,
                       amount: float) -> torch.Tensor:
-        """``current`` latents (B, C, h, w) with ``previous`` moved along the vectors blended in by ``amount``."""
-        moved, keep = self._latent_flow(previous, plan)
+        """``current`` latents (B, C, h, w) with ``previous`` moved along the vectors (bilinear) blended in by
+        ``amount``."""
+        moved, keep = self._latent_flow(previous, plan, nearest=False)
         weight = keep.to(current.dtype) * amount
         return (1 - weight) * current + weight * moved.to(current.device, current.dtype)
 
-    def _latent_flow(self, previous: torch.Tensor, plan: ResolutionPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    def _latent_flow(self, previous: torch.Tensor, plan: ResolutionPlan,
+                     nearest: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``previous`` (B, C, h, w) moved along the vectors to frame t's latent grid, and where that holds (1, 1, h, w).
 
         Latent cell (i, j) covers working pixels 8i..8i+7, 8j..8j+7 of the padded, scaled plate;
         its centre is mapped to the plate, its source read from the vectors there, and mapped back.
+        ``nearest`` moves whole cells (exact values: noise), so motion under half a cell per frame moves
+        nothing; bilinear follows any motion.
         """
         _, _, rows, cols = previous.shape
         sx, sy = plan.scaled_width / plan.width, plan.scaled_height / plan.height
@@ -110,14 +117,16 @@ class FrameMotion:
         centre_x = ((np.arange(cols) + 0.5) * LATENT_SCALE - pad_x) / sx - 0.5  # plate columns (w,)
         centre_y = ((np.arange(rows) + 0.5) * LATENT_SCALE - pad_y) / sy - 0.5  # plate rows (h,)
         grid_x, grid_y = np.meshgrid(centre_x, centre_y)  # (h, w)
-        source_x = warp(self.xs[..., None], grid_x, grid_y, nearest=True)[0][..., 0]
-        source_y = warp(self.ys[..., None], grid_x, grid_y, nearest=True)[0][..., 0]
+        pixel_y, pixel_x = np.indices(self.xs.shape)
+        # each centre moves by the vector of its nearest pixel
+        source_x = grid_x + warp((self.xs - pixel_x)[..., None], grid_x, grid_y, nearest=True)[0][..., 0]
+        source_y = grid_y + warp((self.ys - pixel_y)[..., None], grid_x, grid_y, nearest=True)[0][..., 0]
         visible = warp(self.visible[..., None], grid_x, grid_y, nearest=True)[0][..., 0]
         inside = (grid_x >= 0) & (grid_x <= plan.width - 1) & (grid_y >= 0) & (grid_y <= plan.height - 1)
         latent_x = ((source_x + 0.5) * sx + pad_x) / LATENT_SCALE - 0.5
         latent_y = ((source_y + 0.5) * sy + pad_y) / LATENT_SCALE - 0.5
         cells = previous.permute(2, 3, 0, 1).reshape(rows, cols, -1).float().cpu().numpy()  # (h, w, B*C)
-        moved, on_screen = warp(cells, latent_x, latent_y, nearest=True)
+        moved, on_screen = warp(cells, latent_x, latent_y, nearest=nearest)
         moved_tensor = torch.from_numpy(moved).reshape(rows, cols, *previous.shape[:2]).permute(2, 3, 0, 1)
         keep = torch.from_numpy(visible & inside & on_screen)[None, None].to(previous.device)
         return moved_tensor.to(previous.device, previous.dtype), keep

@@ -7,6 +7,12 @@ writes itself), so they load through exactly the code path that real models take
 mirror the real ones where it matters to the pipelines: an 8x VAE, SDXL's two text encoders and
 ``text_time`` embedding, Flux's 16-channel VAE with packed 2x2 latents and its CLIP + T5 pair.
 The same seed always gives byte-identical weight files.
+
+A random VAE decodes structured noise whatever it is given, so nothing measured on its images
+(temporal consistency above all) can follow the plate. ``vae="passthrough"`` swaps in a VAE of
+the same class whose weights are set by construction, not trained: its latents are the image
+box-filtered to 1/8 and its decoder scales them back up smoothly (``_passthrough_vae``), so
+the random UNet's change is painted onto a recognisable plate.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from diffusers import (  # noqa: E402  (after the offline switch)
     StableDiffusionXLImg2ImgPipeline,
     UNet2DConditionModel,
 )
+from diffusers.models.downsampling import Downsample2D  # noqa: E402
+from diffusers.models.upsampling import Upsample2D  # noqa: E402
 from transformers import (  # noqa: E402
     CLIPTextConfig,
     CLIPTextModel,
@@ -58,14 +66,22 @@ _CLIP_MERGES = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>"), ("i", 
 _T5_WORDS = ["the", "and", "a", "of", "in", "with", "style"]
 
 
-def make_test_model(out_dir: str | os.PathLike[str], family: Family, controlnet: bool = False, seed: int = 0) -> Path:
-    """Write a tiny random-weight diffusers folder of ``family`` (plus ``controlnet/``) for tests and dry runs."""
+def make_test_model(out_dir: str | os.PathLike[str], family: Family, controlnet: bool = False, seed: int = 0,
+                    vae: Literal["random", "passthrough"] = "random") -> Path:
+    """Write a tiny random-weight diffusers folder of ``family`` (plus ``controlnet/``) for tests and dry runs.
+
+    ``vae="passthrough"``: the VAE keeps the image (see ``_passthrough_vae``); every other weight is
+    the same as with the random one."""
     if family not in _BUILDERS:
         raise ValueError(f"unknown model family {family!r}; use one of {', '.join(_BUILDERS)}")
+    if vae not in ("random", "passthrough"):
+        raise ValueError(f"unknown test VAE {vae!r}; use random or passthrough")
     out = Path(out_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         pipe = _BUILDERS[family]()
+        if vae == "passthrough":
+            pipe.vae = _passthrough_vae(pipe.vae)
         pipe.save_pretrained(out, safe_serialization=True)
         _write_clip_vocab_files(out / "tokenizer")
         if family == "sdxl":
@@ -343,6 +359,101 @@ def _vae(latent_channels: int, scaling_factor: float, **kwargs: object) -> Autoe
         scaling_factor=scaling_factor,
         **kwargs,
     )
+
+
+# The passthrough VAE's feature maps: 16 channels in 4 GroupNorm groups, one group per component
+# (R, G, B, luma), each holding (x, -x, +CARRIER, -CARRIER).
+_PASS_WIDTH, _PASS_GROUPS = 16, 4
+_CARRIER = 64.0  # the constant pair that makes a group's GroupNorm statistics (nearly) independent of the image
+# Scaled latents = _CONTRAST x the image in [-1, 1]. A random UNet removes little of the noise it is
+# given (its prediction correlates ~0.1 with its input), so at strength 0.5 about 1.6 x that noise is left
+# in the latents; at 8 the image stays recognisable under it (at 4 it barely does).
+_CONTRAST = 8.0
+_LUMA = (0.2126, 0.7152, 0.0722)
+
+
+def _passthrough_vae(like: AutoencoderKL) -> AutoencoderKL:
+    """A VAE with ``like``'s latent layout whose weights are set by construction (not trained) to keep the image.
+
+    Every feature map holds, for each component c of (R, G, B, luma), four channels (x_c, -x_c, +C, -C)
+    that form one GroupNorm group. All other weights are zero: convolutions act at their centre tap,
+    ResNet and attention branches add nothing. The encoder's strided convolutions average 2x2 pixels;
+    the decoder's upsampling convolutions apply a [1, 2, 1]/4 tent to x_c after the nearest 2x upsample
+    (bilinear 2x) and leave the carriers as they are. The GroupNorm before each ``conv_out`` sees a
+    group mean of exactly 0 and a variance of (mean(x_c^2) + C^2)/2, so it scales x_c by a constant to
+    within mean(x_c^2)/2C^2 (1e-4), and silu(x) - silu(-x) = x takes it through the SiLU exactly.
+    Latent channel k carries component k mod 4: the scaled latents (what the UNet sees) are
+    ``_CONTRAST`` x the 8x8 box average of the image in [-1, 1], sampled with a std of exp(-15);
+    decoding averages each component's channels. decode(encode(x)) is that box average upsampled
+    bilinearly three times: detail under 8 pixels is lost, and the zero padding of the upsampling
+    convolutions pulls the outermost few pixels towards mid-grey.
+    """
+    config = like.config
+    with torch.random.fork_rng(devices=[]):  # every weight is set below: leave the seed's stream to the other parts
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, down_block_types=config.down_block_types,
+            up_block_types=config.up_block_types, block_out_channels=(_PASS_WIDTH,) * len(config.block_out_channels),
+            layers_per_block=config.layers_per_block, norm_num_groups=_PASS_GROUPS,
+            latent_channels=config.latent_channels, sample_size=config.sample_size,
+            scaling_factor=config.scaling_factor, shift_factor=config.shift_factor,
+            use_quant_conv=config.use_quant_conv, use_post_quant_conv=config.use_post_quant_conv,
+        )
+    latents, shift = config.latent_channels, config.shift_factor or 0.0
+    gain = _CONTRAST / config.scaling_factor  # unscaled latent units per image unit
+    component = torch.arange(latents) % 4  # what each latent channel carries
+    carriers = torch.zeros(_PASS_WIDTH)
+    carriers[2::4], carriers[3::4] = _CARRIER, -_CARRIER
+
+    def signals(components: torch.Tensor) -> torch.Tensor:
+        """(16, n) rows x_c and -x_c from a (4, n) map of the inputs to the components."""
+        rows = torch.zeros(_PASS_WIDTH, components.shape[1])
+        rows[0::4], rows[1::4] = components, -components
+        return rows
+
+    def centre(conv: torch.nn.Conv2d, matrix: torch.Tensor, bias: torch.Tensor) -> None:
+        middle = conv.weight.shape[-1] // 2
+        conv.weight[:, :, middle, middle] = matrix
+        conv.bias.copy_(bias)
+
+    tent = torch.outer(torch.tensor([1.0, 2.0, 1.0]), torch.tensor([1.0, 2.0, 1.0])) / 16
+    with torch.no_grad():
+        for param in vae.parameters():
+            param.zero_()
+        for module in vae.modules():
+            if isinstance(module, Downsample2D):
+                for i in range(_PASS_WIDTH):
+                    module.conv.weight[i, i, :2, :2] = 0.25  # padded right/bottom: reads pixels 2i, 2i+1
+            elif isinstance(module, Upsample2D):
+                for i in range(_PASS_WIDTH):
+                    if i % 4 < 2:
+                        module.conv.weight[i, i] = tent
+                    else:
+                        module.conv.weight[i, i, 1, 1] = 1.0  # the carriers stay exact at the borders
+        for norm in (vae.encoder.conv_norm_out, vae.decoder.conv_norm_out):
+            norm.weight[0::4] = norm.weight[1::4] = _CARRIER / 2**0.5  # x_c and -x_c come out as they went in
+        to_components = torch.cat([torch.eye(3), torch.tensor([_LUMA])])  # (4, 3)
+        centre(vae.encoder.conv_in, signals(to_components), carriers)
+        means = torch.zeros(2 * latents, _PASS_WIDTH)
+        means[torch.arange(latents), 4 * component] = gain  # silu(x) - silu(-x) = x
+        means[torch.arange(latents), 4 * component + 1] = -gain
+        bias = torch.full((2 * latents,), -30.0)  # log-variance: the clamp's floor
+        bias[:latents] = shift
+        centre(vae.encoder.conv_out, means, bias)
+        average = torch.zeros(4, latents)
+        average[component, torch.arange(latents)] = 1.0
+        average /= average.sum(dim=1, keepdim=True) * gain
+        offsets = carriers.clone()
+        offsets[0::4], offsets[1::4] = -shift * average.sum(dim=1), shift * average.sum(dim=1)
+        centre(vae.decoder.conv_in, signals(average), offsets)
+        to_rgb = torch.zeros(3, _PASS_WIDTH)
+        to_rgb[torch.arange(3), 4 * torch.arange(3)] = 1.0
+        to_rgb[torch.arange(3), 4 * torch.arange(3) + 1] = -1.0
+        centre(vae.decoder.conv_out, to_rgb, torch.zeros(3))
+        if vae.quant_conv is not None:
+            centre(vae.quant_conv, torch.eye(2 * latents), torch.zeros(2 * latents))
+        if vae.post_quant_conv is not None:
+            centre(vae.post_quant_conv, torch.eye(latents), torch.zeros(latents))
+    return vae
 
 
 def _unet_controlnet(unet: UNet2DConditionModel) -> ControlNetModel:
@@ -649,3 +760,195 @@ def _open_clip_to_ldm(state: dict[str, torch.Tensor], prefix: str) -> dict[str, 
             }
             out[prefix + names[key]] = value
     return out
+
+
+# --- image-to-video models -----------------------------------------------------------------------
+#
+# Tiny Wan, LTX-Video and CogVideoX image-to-video folders for ``stylecomp.video_generator``, laid out
+# like the published diffusers repositories and with their compression factors, so frame counts and
+# pixel multiples follow the real rules: Wan 2.2 I2V-A14B (no CLIP image encoder; a high-noise and a
+# low-noise transformer switched at ``boundary_ratio``; 8x spatial, 4x temporal VAE: 4k+1 frames),
+# LTX-Video 0.9.5+ (32x spatial, 8x temporal, timestep-conditioned VAE; a scheduler without dynamic
+# shifting, which ``LTXConditionPipeline`` needs: 8k+1 frames) and CogVideoX 1.5 I2V (RoPE only, so any
+# size; latent frames in pairs; 8x/4x VAE).
+
+from diffusers import (  # noqa: E402
+    AutoencoderKLCogVideoX,
+    AutoencoderKLLTXVideo,
+    AutoencoderKLWan,
+    CogVideoXDDIMScheduler,
+    CogVideoXImageToVideoPipeline,
+    CogVideoXTransformer3DModel,
+    LTXConditionPipeline,
+    LTXVideoTransformer3DModel,
+    UniPCMultistepScheduler,
+    WanImageToVideoPipeline,
+    WanTransformer3DModel,
+)
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanResample  # noqa: E402
+from transformers import UMT5Config, UMT5EncoderModel  # noqa: E402
+
+from .video_generator import VideoFamily  # noqa: E402
+
+
+def make_test_video_model(out_dir: str | os.PathLike[str], family: VideoFamily, seed: int = 0) -> Path:
+    """Write a tiny random-weight image-to-video diffusers folder of ``family`` for tests and dry runs."""
+    if family not in _VIDEO_BUILDERS:
+        raise ValueError(f"unknown video model family {family!r}; use one of {', '.join(_VIDEO_BUILDERS)}")
+    out = Path(out_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _VIDEO_BUILDERS[family]().save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def _wan_i2v() -> WanImageToVideoPipeline:
+    tokenizer = _t5_tokenizer()
+
+    def transformer() -> WanTransformer3DModel:
+        return WanTransformer3DModel(
+            patch_size=(1, 2, 2),  # with the 8x VAE: sides are multiples of 16
+            num_attention_heads=2,
+            attention_head_dim=12,
+            in_channels=16 + 4 + 16,  # noisy latents + first/last-frame mask (one per VAE frame) + condition latents
+            out_channels=16,
+            text_dim=32,  # = UMT5 d_model
+            freq_dim=256,
+            ffn_dim=32,
+            num_layers=2,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=32,
+        )
+
+    return WanImageToVideoPipeline(
+        tokenizer=tokenizer,
+        text_encoder=UMT5EncoderModel(_t5_config(UMT5Config, tokenizer)),
+        vae=_wan_vae(),
+        scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0),
+        transformer=transformer(),
+        transformer_2=transformer(),
+        boundary_ratio=0.9,  # timesteps above 900 go to the high-noise transformer, the rest to transformer_2
+    )
+
+
+def _wan_vae() -> AutoencoderKLWan:
+    """Wan's causal VAE (8x spatial, 4x temporal), whose temporal downsamplings keep their newest frame.
+
+    With random weights alone, the strided time convolutions all but lose the last frame of each chunk of
+    four, and with it the last-frame condition of a clip; an identity on the newest-frame tap passes it on.
+    """
+    vae = AutoencoderKLWan(
+        base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    with torch.no_grad():
+        for module in vae.modules():
+            if isinstance(module, WanResample) and module.mode == "downsample3d":
+                weight = module.time_conv.weight  # (out, in, time, 1, 1)
+                weight[:, :, -1, 0, 0] += torch.eye(weight.shape[0])
+    return vae
+
+
+def _ltx_i2v() -> LTXConditionPipeline:
+    tokenizer = _t5_tokenizer()
+    scaling = (True, True, True, False)  # three 2x space-time steps after a 4x4 patchify: 32x spatial, 8x temporal
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=scaling,
+        decoder_spatio_temporal_scaling=scaling,
+        decoder_inject_noise=(False,) * 5,
+        upsample_residual=(False,) * 4,
+        upsample_factor=(1,) * 4,
+        timestep_conditioning=True,  # as LTX-Video 0.9.1 and later
+        patch_size=4,
+        patch_size_t=1,
+    )
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        cross_attention_dim=32,
+        num_layers=1,
+        caption_channels=32,  # = T5 d_model
+    )
+    return LTXConditionPipeline(
+        tokenizer=tokenizer,
+        text_encoder=T5EncoderModel(_t5_config(T5Config, tokenizer)),
+        vae=vae,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+
+
+def _cogvideox_i2v() -> CogVideoXImageToVideoPipeline:
+    tokenizer = _t5_tokenizer()
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,  # RoPE needs a multiple of 16
+        in_channels=2 * 16,  # noisy latents + the first frame's latents
+        out_channels=16,
+        time_embed_dim=8,
+        ofs_embed_dim=8,
+        text_embed_dim=32,  # = T5 d_model
+        num_layers=1,
+        sample_width=8,  # latent size the RoPE grid is scaled to (64x48 pixels)
+        sample_height=6,
+        sample_frames=49,
+        patch_size=2,
+        patch_size_t=2,
+        patch_bias=False,
+        temporal_compression_ratio=4,
+        max_text_seq_length=226,  # the pipeline's prompt length
+        use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=False,
+    )
+    vae = AutoencoderKLCogVideoX(
+        down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=16,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+    )
+    scheduler = CogVideoXDDIMScheduler(
+        **_SD_BETAS,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+        set_alpha_to_one=True,
+        clip_sample=False,
+    )
+    return CogVideoXImageToVideoPipeline(
+        tokenizer=tokenizer,
+        text_encoder=T5EncoderModel(_t5_config(T5Config, tokenizer)),
+        vae=vae,
+        transformer=transformer,
+        scheduler=scheduler,
+    )
+
+
+def _t5_config(config_class: type[T5Config] | type[UMT5Config], tokenizer: T5Tokenizer) -> T5Config | UMT5Config:
+    """A tiny T5 v1.1 (or UMT5, Wan's) encoder config for ``tokenizer``."""
+    return config_class(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+
+
+_VIDEO_BUILDERS = {"wan": _wan_i2v, "ltx": _ltx_i2v, "cogvideox": _cogvideox_i2v}
