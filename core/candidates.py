@@ -4,7 +4,8 @@ Candidate k renders with seed ``s + k * seed_stride`` (s: the shot's seed) and, 
 lists them, the k-th strength and prompt (cycled). They land in one folder with a JSON
 manifest, a thumbnail each and a labelled contact sheet; ``pick`` writes the chosen seed (and
 strength/prompt, if they varied) into the shot's overrides, so every later render of the shot
-uses exactly what the artist saw.
+uses exactly what the artist saw. Ideation (``stylecomp.ideation``) writes the same files, with
+a ``"kind": "ideation"`` manifest that ``read_manifest`` checks too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -31,6 +32,10 @@ from .stylize import StylizeParameters, StylizeStage
 
 MANIFEST = "manifest.json"
 THUMBNAIL_WIDTH = 320
+ManifestKind = Literal["candidates", "ideation"]
+# The fields every candidate entry of each kind of manifest has (``pick`` relies on them).
+_MANIFEST_FIELDS: dict[str, tuple[str, ...]] = {"candidates": ("index", "seed"),
+                                                "ideation": ("index", "seed", "prompt", "exr")}
 
 
 def candidates_folder(job: Job, shot: Shot, frame: int) -> Path:
@@ -86,7 +91,7 @@ def render_candidates(
         write_plate(folder / f"{name}.exr", [rgba_part(result.rgba, result.window, part, job)],
                     provenance=result.provenance | {"frame": frame, "plate": plate_path, "candidate": index})
         preview = encoding.encode(result.rgba[..., :3], result.rgba[..., 3]).image
-        _write_thumbnail(folder / f"{name}.png", preview)
+        write_thumbnail(folder / f"{name}.png", preview)
         label = f"#{index}  seed {params.seed}  strength {params.strength:g}"
         tiles.append((label, preview))
         entries.append({"index": index, "seed": params.seed, "frame_seed": params.frame_seed(frame),
@@ -96,8 +101,8 @@ def render_candidates(
                 "total": count, "status": "rendered", "output": str(folder / f"{name}.exr"),
                 "seconds": round(time.monotonic() - tick, 3)})
     write_contact_sheet(folder / "contact_sheet.png", tiles, columns=min(4, len(tiles)))
-    manifest = {"shot": shot.name, "frame": frame, "job": str(Path(job_path).resolve()), "plate": plate_path,
-                "contact_sheet": "contact_sheet.png", "candidates": entries}
+    manifest = {"kind": "candidates", "shot": shot.name, "frame": frame, "job": str(Path(job_path).resolve()),
+                "plate": plate_path, "contact_sheet": "contact_sheet.png", "candidates": entries}
     path = folder / MANIFEST
     with atomic_target(path) as temp:
         Path(temp).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -108,13 +113,7 @@ def render_candidates(
 def pick(job: Job, job_path: str | os.PathLike[str], shot: Shot, manifest_path: str | os.PathLike[str],
          index: int) -> dict[str, Any]:
     """Lock candidate ``index`` of a manifest into the shot's overrides and save the job; returns the candidate."""
-    manifest = read_manifest(manifest_path)
-    if manifest.get("shot") != shot.name:
-        raise JobError(f"these candidates are for shot {manifest.get('shot')!r}, not {shot.name!r}", manifest_path)
-    chosen = next((c for c in manifest["candidates"] if c.get("index") == index), None)
-    if chosen is None:
-        indices = ", ".join(str(c.get("index")) for c in manifest["candidates"])
-        raise JobError(f"no candidate {index}; the manifest has {indices}", manifest_path)
+    chosen = chosen_entry(read_manifest(manifest_path, "candidates"), shot, index, manifest_path)
     base = StylizeParameters.for_shot(job, shot)
     shot.overrides.seed = int(chosen["seed"])
     if float(chosen["strength"]) != base.strength:
@@ -125,18 +124,39 @@ def pick(job: Job, job_path: str | os.PathLike[str], shot: Shot, manifest_path: 
     return chosen
 
 
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A candidates manifest, checked for the fields ``pick`` and the Nuke picker rely on."""
+def read_manifest(path: str | os.PathLike[str], kind: ManifestKind | None = None) -> dict[str, Any]:
+    """A candidates or ideation manifest (``kind``, when only one will do), checked for the fields ``pick``
+    and the Nuke picker rely on. Manifests without a ``kind`` are candidates manifests."""
     try:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise JobError(exc.strerror or "cannot read the manifest", path) from None
     except json.JSONDecodeError as exc:
         raise JobError(f"not valid JSON: {exc.msg} at line {exc.lineno}", path) from None
-    entries = manifest.get("candidates") if isinstance(manifest, dict) else None
-    if not isinstance(entries, list) or not all(isinstance(c, dict) and {"index", "seed"} <= c.keys() for c in entries):
-        raise JobError("not a candidates manifest (no 'candidates' list with index and seed)", path)
+    if not isinstance(manifest, dict):
+        raise JobError("not a candidates or ideation manifest (not a JSON object)", path)
+    found = manifest.get("kind", "candidates")
+    if found not in _MANIFEST_FIELDS:
+        raise JobError(f"not a candidates or ideation manifest (kind {found!r})", path)
+    if kind is not None and found != kind:
+        raise JobError(f"this is {'an' if found == 'ideation' else 'a'} {found} manifest, not {kind}", path)
+    fields = _MANIFEST_FIELDS[found]
+    entries = manifest.get("candidates")
+    if not isinstance(entries, list) or not all(isinstance(c, dict) and set(fields) <= c.keys() for c in entries):
+        raise JobError(f"not {'an' if found == 'ideation' else 'a'} {found} manifest (no 'candidates' list with "
+                       f"{', '.join(fields[:-1])} and {fields[-1]})", path)
     return manifest
+
+
+def chosen_entry(manifest: dict[str, Any], shot: Shot, index: int, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Candidate ``index`` of a manifest read by ``read_manifest``; a clear error for another shot or a bad index."""
+    if manifest.get("shot") != shot.name:
+        raise JobError(f"these candidates are for shot {manifest.get('shot')!r}, not {shot.name!r}", path)
+    chosen = next((c for c in manifest["candidates"] if c.get("index") == index), None)
+    if chosen is None:
+        indices = ", ".join(str(c.get("index")) for c in manifest["candidates"])
+        raise JobError(f"no candidate {index}; the manifest has {indices or 'none'}", path)
+    return chosen
 
 
 def latest_manifest(job: Job, shot: Shot) -> Path:
@@ -148,7 +168,7 @@ def latest_manifest(job: Job, shot: Shot) -> Path:
     return found[-1]
 
 
-def _write_thumbnail(path: Path, image: np.ndarray) -> None:
+def write_thumbnail(path: Path, image: np.ndarray) -> None:
     """An (H, W, 3) [0, 1] image as a THUMBNAIL_WIDTH-wide 8-bit PNG, atomically."""
     pixels = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
     height = max(1, round(THUMBNAIL_WIDTH * image.shape[0] / image.shape[1]))

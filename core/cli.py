@@ -215,13 +215,17 @@ def timeline_jobs(timeline_path: str, plates: str | None, output_template: str, 
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Timeline to write (.otio, or any format an installed OTIO adapter writes).")
 @click.option("--rate", default=None, help=_RATE_HELP + " Default: the record rate the job noted.")
-def timeline_conform(timeline_path: str, job_path: str, out_path: str, rate: str | None) -> None:
-    """Write a copy of TIMELINE whose clips play the stylized frames of JOB.json's shots.
+@click.option("--media", type=click.Choice(["stylized", "animatic", "ideation"]), default="stylized",
+              show_default=True,
+              help="What the clips play: the stylized EXRs, the animatic clips of 'stylecomp animate', or the "
+                   "ideation stills picked with 'stylecomp pick --ideation' (held for the clip's length).")
+def timeline_conform(timeline_path: str, job_path: str, out_path: str, rate: str | None, media: str) -> None:
+    """Write a copy of TIMELINE whose clips play the stylized frames of JOB.json's shots
+    (or their animatic clips or picked ideation stills, with --media).
 
-    Each rendered shot's clip gets an image-sequence reference to its output EXRs as its
-    active media (the original stays, under its own key); record timing, transitions, markers
-    and gaps are kept exactly. Shots not rendered yet keep their original media and are
-    reported.
+    Each shot's clip gets a reference to its media as its active media (the original stays,
+    under its own key); record timing, transitions, markers and gaps are kept exactly. Shots
+    without that media yet keep their original media and are reported.
     """
     from .jobspec import load_job
     from stylecomp_otio.conform import conform
@@ -235,7 +239,7 @@ def timeline_conform(timeline_path: str, job_path: str, out_path: str, rate: str
     else:
         edit_rate = parse_rate(rate)
     cut = read_timeline(timeline_path, edit_rate)
-    report = conform(cut, job_, timeline_path)
+    report = conform(cut, job_, timeline_path, media)
     write_timeline(cut, out_path)
     _echo_report(report, job_path, f"{out_path}: {len(report.shots)} of {len(job_.shots)} shots conformed into {timeline_path}")
 
@@ -256,22 +260,42 @@ def model() -> None:
 
 @model.command("make-test")
 @click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--family", type=click.Choice(["sd15", "sdxl", "flux"]), required=True,
-              help="Architecture to build: Stable Diffusion 1.5, SDXL or Flux.")
+@click.option("--family", type=click.Choice(["sd15", "sdxl", "flux"]),
+              help="Image model to build: Stable Diffusion 1.5, SDXL or Flux.")
+@click.option("--video", type=click.Choice(["wan", "ltx", "cogvideox"]),
+              help="Image-to-video model to build instead (for `stylecomp animate`): Wan 2.2 I2V, LTX-Video or "
+                   "CogVideoX 1.5 I2V. Takes no adapters.")
 @click.option("--controlnet", is_flag=True, help="Also write a matching tiny ControlNet in DIR/controlnet.")
 @click.option("--lora", is_flag=True, help="Also write a matching tiny LoRA as DIR/lora.safetensors.")
 @click.option("--ip-adapter", is_flag=True,
               help="Also write a matching tiny IP-Adapter: DIR/ip_adapter/ip-adapter.safetensors + image_encoder/.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random weights.")
-def make_test(out_dir: str, family: str, controlnet: bool, lora: bool, ip_adapter: bool, seed: int) -> None:
+@click.option("--vae", type=click.Choice(["random", "passthrough"]), default="random", show_default=True,
+              help="random: the VAE decodes noise whatever it is given. passthrough: its weights are set by "
+                   "construction so that the latents are the image at 1/8 size and decode back to it, blurred; the "
+                   "random UNet then paints a texture over a recognisable plate (for measuring what must follow "
+                   "the plate, such as flicker).")
+def make_test(
+    out_dir: str, family: str | None, video: str | None, controlnet: bool, lora: bool, ip_adapter: bool, seed: int,
+    vae: str,
+) -> None:
     """Write a tiny random-weight model to DIR, built from the real diffusers and transformers
-    classes and loadable like any local model. Its images are noise: it shows that the
-    pipeline runs, not a style.
+    classes and loadable like any local model. With the random VAE its images are noise: it
+    shows that the pipeline runs, not a style.
     """
-    from .testmodels import make_test_ip_adapter, make_test_lora, make_test_model
+    from .testmodels import make_test_ip_adapter, make_test_lora, make_test_model, make_test_video_model
 
-    folder = make_test_model(out_dir, family, controlnet=controlnet, seed=seed)  # type: ignore[arg-type]
-    click.echo(f"{folder}: tiny {family} test model" + (" with a ControlNet in controlnet/" if controlnet else ""))
+    if video:
+        if family or controlnet or lora or ip_adapter or vae != "random":
+            raise click.UsageError("--video builds an image-to-video model alone: leave out --family, --vae and adapters")
+        folder = make_test_video_model(out_dir, video, seed=seed)  # type: ignore[arg-type]
+        click.echo(f"{folder}: tiny {video} image-to-video test model")
+        return
+    if not family:
+        raise click.UsageError("give --family (an image model) or --video (an image-to-video model)")
+    folder = make_test_model(out_dir, family, controlnet=controlnet, seed=seed, vae=vae)  # type: ignore[arg-type]
+    click.echo(f"{folder}: tiny {family} test model" + (" (passthrough VAE)" if vae == "passthrough" else "")
+               + (" with a ControlNet in controlnet/" if controlnet else ""))
     if lora:
         click.echo(f"{make_test_lora(folder / 'lora.safetensors', folder, seed=seed)}: tiny LoRA")
     if ip_adapter:
@@ -360,6 +384,11 @@ class _ProgressPrinter:
             last = event["done"] == event["total"]
             click.echo(("\r" + line) if self.tty and event["status"] != "failed" else line, nl=not self.tty or last
                        or event["status"] == "failed", err=True)
+        elif kind == "step":  # one long generation (an animatic clip): denoising progress
+            step, total = int(event["step"]), int(event["total"])  # type: ignore[call-overload]
+            if self.tty or step == total or step % max(total // 4, 1) == 0:
+                line = f"  {event['shot']}  denoising step {step}/{total}"
+                click.echo(("\r" + line) if self.tty else line, nl=not self.tty or step == total, err=True)
 
 
 _DEVICE_OPTION = click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto",
@@ -498,20 +527,39 @@ def candidates(job_path: str, shot_name: str | None, frame: int | None, count: i
 @click.option("--candidate", "index", type=int, required=True, help="The candidate number (as in the contact sheet).")
 @click.option("--shot", "shot_name", default=None, help="Shot the candidates belong to (needed when the job has several).")
 @click.option("--frame", type=int, default=None, help="Frame the candidates were rendered for (default: the latest run).")
+@click.option("--ideation", is_flag=True,
+              help="Pick from the shot's ideation candidates (`stylecomp ideate`, in ideation.output) instead.")
 @click.option("--manifest", "manifest_path", default=None, type=click.Path(dir_okay=False),
-              help="The candidates' manifest.json, if they were written somewhere other than the default folder.")
-def pick(job_path: str, index: int, shot_name: str | None, frame: int | None, manifest_path: str | None) -> None:
+              help="The candidates' manifest.json (stylization or ideation), if they were written somewhere other "
+                   "than the default folder.")
+def pick(job_path: str, index: int, shot_name: str | None, frame: int | None, ideation: bool,
+         manifest_path: str | None) -> None:
     """Lock a candidate into JOB.json: its seed (and strength/prompt, if they were varied)
     become the shot's overrides, so every later render of the shot uses them.
+
+    An ideation candidate (--ideation, or an ideation --manifest) is copied to picked.exr in the
+    shot's ideation folder (the still `stylecomp animate` and `timeline conform --media ideation`
+    use), the manifest records the pick, and its prompt becomes the shot's.
     """
-    from .candidates import candidates_folder, latest_manifest, pick as pick_candidate, MANIFEST
+    from .candidates import candidates_folder, latest_manifest, pick as pick_candidate, read_manifest, MANIFEST
+    from .ideation import ideation_manifest, pick_still
     from .jobspec import load_job
 
     job_ = load_job(job_path)
     shot = _pick_shot(job_, shot_name)
+    if ideation and frame is not None:
+        raise StyleCompError("--frame is for stylization candidates; ideation candidates have no frame")
     if manifest_path is None:
-        manifest_path = str(candidates_folder(job_, shot, frame) / MANIFEST if frame is not None
-                            else latest_manifest(job_, shot))
+        if ideation:
+            manifest_path = str(ideation_manifest(job_, shot))
+        else:
+            manifest_path = str(candidates_folder(job_, shot, frame) / MANIFEST if frame is not None
+                                else latest_manifest(job_, shot))
+    if read_manifest(manifest_path, "ideation" if ideation else None).get("kind") == "ideation":
+        chosen = pick_still(job_, job_path, shot, manifest_path, index)
+        click.echo(f"{job_path}: shot {shot.name} picked ideation candidate {index} (seed {chosen['seed']}) as "
+                   f"{job_.picked_still(shot)}; prompt {chosen['prompt']!r}")
+        return
     chosen = pick_candidate(job_, job_path, shot, manifest_path, index)
     click.echo(f"{job_path}: shot {shot.name} locked to candidate {index} (seed {chosen['seed']}, "
                f"strength {chosen['strength']:g})")
@@ -769,6 +817,129 @@ def flicker(stylized: str, plate: str, frames: str | None, vectors: str, job_pat
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_report(report))
     if plot_path and not as_json:
         click.echo(f"plot      {plot_path}")
+
+
+@cli.command()
+@click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
+@click.option("--shot", "shot_names", multiple=True, help="Shot to animate (repeat for several). Default: every shot.")
+@click.option("--keyframe", type=int, default=None,
+              help="Start from the shot's stylized frame N (rendered first if it is not on disk). "
+                   "Default: the job's animation.keyframe, else the first cut frame.")
+@click.option("--image", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Start from this image instead (EXR is read as scene-linear, PNG/JPEG/TIFF as display-referred).")
+@click.option("--frames", type=click.IntRange(1, 1024), default=None,
+              help="Clip length (rounded up to what the model allows). Default: the shot's cut length.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Seed (default: the job's animation.seed).")
+@_DEVICE_OPTION
+@_DTYPE_OPTION
+@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help=_PROGRESS_HELP)
+def animate(job_path: str, shot_names: tuple[str, ...], keyframe: int | None, image: str | None, frames: int | None,
+            seed: int | None, device: str, dtype: str, progress_style: str) -> None:
+    """Animatic clips: animate each shot's start image with a local image-to-video model
+    (Wan, LTX-Video, CogVideoX; the job's `animation` block).
+
+    The start image is the shot's stylized keyframe (by default; rendered first when missing),
+    its picked ideation still (animation.source = "ideation") or an image. Frames are numbered
+    from the shot's first cut frame and written as scene-linear EXRs to animation.output, with
+    a PNG preview sequence in preview/ beside them. Put them in the edit with
+    `stylecomp timeline conform --media animatic`.
+    """
+    from .animatic import animate as animate_shot, video_generator
+    from .jobspec import load_job
+    from .render import select_shots
+    from .stage import Cancelled
+
+    job_ = load_job(job_path)
+    settings = job_.animation
+    if keyframe is not None:
+        settings.source, settings.keyframe = "stylized", keyframe
+    if image is not None:
+        settings.image = os.path.abspath(image)
+        settings.source = "image"
+    if frames is not None:
+        settings.frames = frames
+    if seed is not None:
+        settings.seed = seed
+    shots = select_shots(job_, shot_names)
+    generator = video_generator(job_, None if device == "auto" else device, None if dtype == "auto" else dtype)
+    pool, printer, failed = _pipeline_pool(device, dtype), _ProgressPrinter(progress_style), []
+    with _cancel_on_signals() as cancel:
+        for shot in shots:
+            try:
+                clip = animate_shot(job_, job_path, shot, generator, pool, printer, cancel)
+            except Cancelled:
+                click.echo(f"{shot.name}: stopped; nothing written for it", err=True)
+                sys.exit(1)
+            except StyleCompError as exc:
+                click.echo(f"error: {shot.name}: {exc}", err=True)
+                failed.append(shot.name)
+                continue
+            if progress_style == "text":
+                click.echo(f"{shot.name}: {len(clip.frames)} frames {clip.frames[0]}-{clip.frames[-1]} -> {clip.output} "
+                           f"(preview {clip.preview})")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
+@click.option("--shot", "shot_names", multiple=True, help="Shot to make stills for (repeat for several). Default: every shot.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for the candidates, {shot} = the shot name (needed with several shots). "
+                   "Default: the job's ideation.output.")
+@_DEVICE_OPTION
+@_DTYPE_OPTION
+@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help=_PROGRESS_HELP)
+def ideate(job_path: str, shot_names: tuple[str, ...], out_dir: str | None, device: str, dtype: str,
+           progress_style: str) -> None:
+    """Treatment stills: text-to-image candidates for each shot, one per prompt x seed x aspect
+    ratio of the job's `ideation` block, made by its generator (a local model, or a plugin).
+
+    With ControlNets in the model, the shot's plate at ideation.guide_frame guides the
+    composition and sets the aspect ratio; with ideation.init_strength, generation starts from
+    the plate's beauty. Writes candidate_KK.exr (scene-linear) and .png, a labelled
+    contact_sheet.png and manifest.json per shot, and prints each manifest's path. Choose one
+    with `stylecomp pick --ideation`. Exit status: 0 all shots done; 1 some failed or the run
+    was stopped; 2 the job or its model is unusable.
+    """
+    from .errors import ModelError
+    from .generators import Generator
+    from .ideation import ideate as ideate_shot, ideation_generator
+    from .jobspec import load_job
+    from .render import select_shots
+    from .stage import Cancelled
+
+    job_ = load_job(job_path)
+    shots = select_shots(job_, shot_names)
+    if out_dir is not None and len(shots) > 1 and "{shot}" not in out_dir:
+        raise StyleCompError("--out needs {shot} in it when several shots are ideated")
+    printer, failed = _ProgressPrinter(progress_style), []
+    generators: dict[str | None, Generator] = {}  # shots differ in their model only by overrides.model
+    with _cancel_on_signals() as cancel:
+        for shot in shots:
+            try:
+                if shot.overrides.model not in generators:
+                    generators[shot.overrides.model] = ideation_generator(
+                        job_, shot, None if device == "auto" else device, None if dtype == "auto" else dtype)
+                manifest = ideate_shot(job_, job_path, shot, out_dir.replace("{shot}", shot.name) if out_dir else None,
+                                       generators[shot.overrides.model], printer, cancel)
+            except Cancelled:
+                click.echo(f"{shot.name}: stopped; its manifest is not written", err=True)
+                sys.exit(1)
+            except (JobError, ModelError):
+                raise  # the job or its model is unusable: exit status 2
+            except Exception as exc:  # a missing or damaged guide plate, a plugin failing on this shot
+                reason = str(exc) if isinstance(exc, StyleCompError) else f"{type(exc).__name__}: {exc}"
+                click.echo(f"error: {shot.name}: {reason}", err=True)
+                failed.append(shot.name)
+                continue
+            if progress_style == "text":
+                click.echo(f"{shot.name}: contact sheet {manifest.parent / 'contact_sheet.png'}")
+            click.echo(str(manifest))
+    if failed:
+        sys.exit(1)
 
 
 def main() -> None:

@@ -128,6 +128,11 @@ class ModelEncoding:
         image = np.nan_to_num(image, nan=0.0)
         return EncodedPlate(image, source, alpha, nonfinite)
 
+    def to_scene_linear(self, model_image: np.ndarray) -> np.ndarray:
+        """A generated ``(H, W, 3)`` [0, 1] image (no plate behind it) to opaque scene-linear RGB."""
+        model_image = np.clip(np.nan_to_num(np.asarray(model_image, dtype=np.float32), nan=0.0), 0.0, 1.0)
+        return self._apply(self._inverse, model_image)
+
     def decode(self, encoded: EncodedPlate, model_image: np.ndarray) -> np.ndarray:
         """The model's ``(H, W, 3)`` [0, 1] output back to premultiplied scene-linear.
 

@@ -41,7 +41,7 @@ class CompSummary:
 
 def comp_output(job: Job, shot: Shot) -> FrameSequence:
     """Where a shot's comp frames go: the job's ``comp.output`` with ``{shot}`` filled in."""
-    return FrameSequence(job.resolve(job.comp.output.replace("{shot}", shot.name)))
+    return FrameSequence(job.shot_path(job.comp.output, shot))
 
 
 def comp_job(

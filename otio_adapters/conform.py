@@ -1,11 +1,13 @@
-"""Conform: put a job's stylized shots back into the timeline it was made from.
+"""Conform: put a job's stylized shots (or animatic clips, or ideation stills) back into the timeline.
 
 Each shot with an editorial record is found again at its track and position, and checked by
-clip name and record range. When its output frames cover the whole cut, the clip gets an
+clip name and record range. When its frames cover the whole cut, the clip gets an
 ``ImageSequenceReference`` to them (start frame, rate and padding from the output pattern and
-the shot's frame numbering) as its active media, under the key ``stylized``; the original
+the shot's frame numbering) as its active media, under the media's key (``stylized`` for the
+stylized outputs, ``animatic`` for ``stylecomp animate``'s clips); a picked ideation still
+becomes an ``ExternalReference`` held for the clip's length, under ``ideation``. The original
 media stays under its own key. Source range, effects, markers, transitions and gaps are left
-as they were, so every clip keeps its record range exactly. Shots not (fully) rendered keep
+as they were, so every clip keeps its record range exactly. Shots without the media keep
 their original media and are reported.
 """
 
@@ -23,22 +25,26 @@ from .rates import frame_at
 from .report import Report
 
 STYLIZED = "stylized"  # the media-reference key of the stylized frames
+MEDIA = (STYLIZED, "animatic", "ideation")  # what a clip can be conformed to; each is also its media key
 
 
-def conform(timeline: otio.schema.Timeline, job: Job, timeline_path: str | None = None) -> Report:
-    """Point ``timeline``'s clips at the job's rendered outputs, in place; report what was done.
+def conform(timeline: otio.schema.Timeline, job: Job, timeline_path: str | None = None,
+            media: str = STYLIZED) -> Report:
+    """Point ``timeline``'s clips at the job's ``media`` (one of MEDIA), in place; report what was done.
 
     ``timeline_path`` is where the timeline came from, named in errors.
     """
+    if media not in MEDIA:
+        raise TimelineError(f"cannot conform to {media!r}; choose one of {', '.join(MEDIA)}")
     try:
-        return _conform(timeline, job)
+        return _conform(timeline, job, media)
     except TimelineError as exc:
         if exc.where is None and timeline_path:
             raise TimelineError(exc.reason, timeline_path) from None
         raise
 
 
-def _conform(timeline: otio.schema.Timeline, job: Job) -> Report:
+def _conform(timeline: otio.schema.Timeline, job: Job, media: str) -> Report:
     report = Report()
     for shot in job.shots:
         if shot.editorial is None:
@@ -46,10 +52,15 @@ def _conform(timeline: otio.schema.Timeline, job: Job) -> Report:
             report.warnings.append(f"shot {shot.name}: not made from a timeline (no editorial record); left out")
             continue
         clip = _clip_for(timeline, shot)
-        if _conform_clip(clip, shot, job, report):
+        if media == "ideation":
+            done = _conform_still(clip, shot, job, report)
+        else:
+            output = job.resolve(shot.output) if media == STYLIZED else job.shot_path(job.animation.output, shot)
+            done = _conform_clip(clip, shot, output, media, report)
+        if done:
             report.shots.append(shot.name)
         else:
-            report.skipped["unrendered shot"] += 1
+            report.skipped["unrendered shot" if media == STYLIZED else f"shot without {media}"] += 1
     return report
 
 
@@ -72,9 +83,8 @@ def _clip_for(timeline: otio.schema.Timeline, shot: Shot) -> otio.schema.Clip:
     return item
 
 
-def _conform_clip(clip: otio.schema.Clip, shot: Shot, job: Job, report: Report) -> bool:
-    """Give ``clip`` the shot's stylized frames; False (and a warning) when they are not all there."""
-    output = job.resolve(shot.output)
+def _conform_clip(clip: otio.schema.Clip, shot: Shot, output: str, key: str, report: Report) -> bool:
+    """Give ``clip`` the shot's frames of ``output`` under ``key``; False (and a warning) when they are not all there."""
     first, last = shot.frames.first, shot.frames.last  # type: ignore[union-attr]  # shots from clips have frames
     rendered = frames_on_disk(output)
     missing = [f for f in range(first, last + 1) if f not in rendered]
@@ -97,6 +107,20 @@ def _conform_clip(clip: otio.schema.Clip, shot: Shot, job: Job, report: Report) 
         report.warnings.append(f"shot {shot.name}: its transitions show frames {shown[0]}-{shown[1]}, "
                                f"but frames {low}-{high} are rendered")
     media = dict(clip.media_references())
-    media[STYLIZED] = reference(output, low, high, record.rate, record.frame_offset)
-    clip.set_media_references(media, STYLIZED)
+    media[key] = reference(output, low, high, record.rate, record.frame_offset)
+    clip.set_media_references(media, key)
+    return True
+
+
+def _conform_still(clip: otio.schema.Clip, shot: Shot, job: Job, report: Report) -> bool:
+    """Give ``clip`` the shot's picked ideation still, held for the clip's source range."""
+    still = job.picked_still(shot)
+    if not still.is_file():
+        report.warnings.append(f"shot {shot.name}: no picked ideation still at {still}; keeps its original media")
+        return False
+    if clip.source_range is None:
+        clip.source_range = clip.trimmed_range()
+    media = dict(clip.media_references())
+    media["ideation"] = otio.schema.ExternalReference(target_url=still.as_uri(), available_range=clip.source_range)
+    clip.set_media_references(media, "ideation")
     return True

@@ -127,3 +127,36 @@ def test_a_drop_frame_edl_conforms_at_the_rate_the_job_noted(tmp_path: Path) -> 
     assert [(c.media_reference.start_frame, c.media_reference.end_frame()) for c in clips] == [
         (1000, 1005), (1000, 1007)]
     assert clips[0].media_reference.rate == 30000 / 1001
+
+
+def test_animatic_clips_and_picked_stills_conform_under_their_own_keys(testdata: Path, tmp_path: Path) -> None:
+    path = testdata / "timelines/screening_example.otio"
+    job = make_job(path, tmp_path / "job.json", "--plates", PLATES, "--allow-missing")
+    animated, still_shot, bare = job.shots[0], job.shots[1], job.shots[2]
+    write_frames(job.shot_path(job.animation.output, animated), range(animated.frames.first, animated.frames.last + 1))
+    still = job.picked_still(still_shot)
+    write_frames(str(still.parent / "picked.%d.exr"), [0])
+    (still.parent / "picked.0.exr").rename(still)
+
+    result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "animatic.otio"), "--media", "animatic")
+    assert result.exit_code == 0, result.output
+    assert f"1 of {len(job.shots)} shots conformed" in result.stdout
+    out = otio.adapters.read_from_file(str(tmp_path / "animatic.otio"))
+    clips = video_clips(out)
+    ref = clips[0].media_reference
+    assert clips[0].active_media_reference_key == "animatic" and isinstance(ref, otio.schema.ImageSequenceReference)
+    assert (ref.start_frame, ref.end_frame()) == (animated.frames.first, animated.frames.last)
+    assert "DEFAULT_MEDIA" in clips[0].media_references()
+    assert clips[1].active_media_reference_key == "DEFAULT_MEDIA"
+
+    result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "ideation.otio"), "--media", "ideation")
+    assert result.exit_code == 0, result.output
+    out = otio.adapters.read_from_file(str(tmp_path / "ideation.otio"))
+    edit = read_timeline(path, job.shots[0].editorial.record.rate)
+    clips, original = video_clips(out), video_clips(edit)
+    assert clips[1].active_media_reference_key == "ideation"
+    assert otio.url_utils.filepath_from_url(clips[1].media_reference.target_url) == str(still)
+    assert clips[1].range_in_parent() == original[1].range_in_parent()  # the still is held for the whole clip
+    assert clips[1].media_reference.available_range == clips[1].trimmed_range()
+    assert clips[2].active_media_reference_key == "DEFAULT_MEDIA"
+    assert f"shot {bare.name}: no picked ideation still" in result.stderr

@@ -1,0 +1,157 @@
+"""Animatic clips: a shot's start image animated by an image-to-video model (``stylecomp animate``).
+
+The start image is the shot's stylized keyframe (rendered first when it is not on disk yet, so
+one command goes from plates to clip), its picked ideation still, or any image. The clip's
+frames are numbered from the shot's first cut frame, so ``stylecomp timeline conform --media
+animatic`` lines them up with the edit. They are written as scene-linear EXRs (through the
+job's colour encoding) with provenance in every header, plus an 8-bit PNG preview sequence.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .atomicio import atomic_target
+from .cache import RenderCache
+from .color import ModelEncoding
+from .errors import JobError, PlateError
+from .generators import Generator, Request, Setup, load_generator, write_generated
+from .jobspec import Job, Shot
+from .pipeline_pool import PipelinePool
+from .plates import read_plate
+from .render import Report, render_job, shot_frames
+from .sequence import FrameSequence
+from .stage import STYLIZED_CHANNELS
+from .stylize import read_style_reference
+
+DEFAULT_LONG_SIDE = 832  # Wan's 480p width; LTX-Video and CogVideoX work at it too
+DEFAULT_FPS = 24.0
+
+
+@dataclass(frozen=True)
+class Animatic:
+    """A written clip: its EXR pattern, frame numbers and preview PNG pattern."""
+
+    output: str
+    frames: list[int]
+    preview: str
+
+
+def video_generator(job: Job, device: str | None = None, dtype: str | None = None) -> Generator:
+    """The job's image-to-video generator (``animation.generator``), loaded once for every shot."""
+    settings = job.animation
+    if settings.generator == "diffusers" and settings.model is None:
+        raise JobError("animation.model is needed: a local image-to-video model folder (Wan, LTX-Video, CogVideoX)")
+    return load_generator(settings.generator,
+                          Setup("image_to_video", settings.model, settings.generator_options, device, dtype))
+
+
+def animate(
+    job: Job,
+    job_path: str,
+    shot: Shot,
+    generator: Generator,
+    pool: PipelinePool | None = None,
+    report: Report = lambda event: None,
+    cancel: threading.Event | None = None,
+) -> Animatic:
+    """Make the shot's animatic clip from its start image and write it; returns what was written."""
+    cancel = cancel or threading.Event()
+    settings, encoding = job.animation, job.color.model_encoding()
+    first_frame, cut_length = _cut(job, shot)
+    start, source = _start_image(job, shot, encoding, pool, report, cancel)
+    last = read_style_reference(job.resolve(settings.last_image), encoding) if settings.last_image else None
+    count = generator.frame_count(settings.frames or cut_length)
+    width, height = _size(start.shape[1], start.shape[0], settings.long_side or DEFAULT_LONG_SIDE)
+    request = Request(
+        prompt=settings.prompt if settings.prompt is not None else _shot_prompt(job, shot),
+        negative_prompt=settings.negative_prompt if settings.negative_prompt is not None else job.negative_prompt,
+        seed=settings.seed, width=width, height=height, steps=settings.steps, guidance=settings.guidance,
+        image=start, last_image=last, frames=count,
+        fps=settings.fps or (shot.editorial.rate if shot.editorial else DEFAULT_FPS),
+        on_step=lambda step, steps: report({"event": "step", "shot": shot.name, "step": step, "total": steps}),
+    )
+    frames = list(range(first_frame, first_frame + count))
+    report({"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": count,
+            "stage": "animate"})
+    tick = time.monotonic()
+    generated = generator.generate(request, cancel)
+    seconds = (time.monotonic() - tick) / max(len(generated.frames), 1)
+
+    output = FrameSequence(job.shot_path(job.animation.output, shot))
+    preview = FrameSequence(_preview_pattern(output.pattern))
+    provenance = generated.provenance | {f"start_{key}": value for key, value in source.items()} | {
+        "shot": shot.name, "job": str(Path(job_path).resolve()), "first_frame": first_frame}
+    for done, (frame, image) in enumerate(zip(frames, generated.frames, strict=True), start=1):
+        write_generated(output.path(frame), image, encoding, job.exr, provenance | {"frame": frame})
+        _write_png(preview.path(frame), image)
+        report({"event": "frame", "shot": shot.name, "frame": frame, "done": done, "total": count,
+                "status": "rendered", "output": output.path(frame), "seconds": round(seconds, 3)})
+    report({"event": "end", "rendered": count, "cached": 0, "failed": 0, "cancelled": False})
+    return Animatic(output.pattern, frames, preview.pattern)
+
+
+def _cut(job: Job, shot: Shot) -> tuple[int, int]:
+    """The shot's first frame and cut length: from its frame range, else from the plates on disk."""
+    if shot.frames is not None:
+        return shot.frames.first, shot.frames.last - shot.frames.first + 1
+    _, frames = shot_frames(job, shot)
+    return frames[0], len(frames)
+
+
+def _start_image(job: Job, shot: Shot, encoding: ModelEncoding, pool: PipelinePool | None, report: Report,
+                 cancel: threading.Event) -> tuple[np.ndarray, dict[str, Any]]:
+    """The clip's first frame, (H, W, 3) [0, 1] in the model's encoding, and where it came from."""
+    settings = job.animation
+    if settings.source == "image":
+        path = job.resolve(settings.image)  # type: ignore[arg-type]  # the job validates that it is set
+        return read_style_reference(path, encoding), {"kind": "image", "path": path}
+    if settings.source == "ideation":
+        path = str(job.picked_still(shot))
+        if not Path(path).is_file():
+            raise JobError(f"shot {shot.name} has no picked ideation still ({path}); run 'stylecomp ideate' and "
+                           "'stylecomp pick --ideation' first")
+        return read_style_reference(path, encoding), {"kind": "ideation", "path": path}
+    keyframe = settings.keyframe if settings.keyframe is not None else _cut(job, shot)[0]
+    path = FrameSequence(job.resolve(shot.output)).path(keyframe)
+    if not Path(path).is_file():
+        summary = render_job(job, shots=[shot.name], frames=(keyframe, keyframe), pool=pool, cache=RenderCache(),
+                             report=report, cancel=cancel)
+        if summary.failed or not Path(path).is_file():
+            reasons = "; ".join(reason for _, _, reason in summary.failed) or "it was not rendered"
+            raise PlateError(f"the stylized keyframe {keyframe} of shot {shot.name} could not be rendered: {reasons}",
+                             path)
+    rgba = read_plate(path).channels(list(STYLIZED_CHANNELS))
+    return encoding.encode(rgba[..., :3], rgba[..., 3]).image, {"kind": "stylized", "path": path,
+                                                                 "keyframe": keyframe}
+
+
+def _shot_prompt(job: Job, shot: Shot) -> str:
+    return shot.overrides.prompt if shot.overrides.prompt is not None else job.prompt
+
+
+def _size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """The start image's aspect ratio at ``long_side`` (the generator rounds to its model's multiple)."""
+    if width >= height:
+        return long_side, max(1, round(long_side * height / width))
+    return max(1, round(long_side * width / height)), long_side
+
+
+def _preview_pattern(pattern: str) -> str:
+    """``folder/name.%04d.exr`` -> ``folder/preview/name.%04d.png``."""
+    path = Path(pattern)
+    return str(path.parent / "preview" / path.with_suffix(".png").name)
+
+
+def _write_png(path: str, image: np.ndarray) -> None:
+    """One preview frame as an 8-bit PNG, atomically."""
+    pixels = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    with atomic_target(path) as temp:
+        Image.fromarray(pixels).save(temp, format="PNG")
