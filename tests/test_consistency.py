@@ -203,8 +203,13 @@ def test_cross_frame_attention_sees_the_anchor_and_previous_frame() -> None:
 # --- what each mechanism does to R: the demo shot through a VAE that keeps the image --------------
 
 FLICKER_FRAMES, FLICKER_SIZE = 8, (256, 144)
-FLICKER_MODES = ("none", "locked_seed", "warped_noise", "latent_fusion", "latent_fusion+pixel_fusion", "keyframes",
-                 "latent_fusion+keyframes")
+FLICKER_MODES = {  # mode: its mechanisms; without locked_seed, a seed per frame
+    "none": [],
+    "keyframes on per-frame seeds": ["keyframes"],
+    **{mode: sorted({"locked_seed", *mode.split("+")}) for mode in (
+        "locked_seed", "warped_noise", "latent_fusion", "latent_fusion+pixel_fusion", "keyframes",
+        "latent_fusion+keyframes")},
+}
 
 
 @pytest.fixture(scope="module")
@@ -232,8 +237,8 @@ def flicker(tmp_path_factory: pytest.TempPathFactory, passthrough: Path) -> dict
     """Each mode's flicker report on the demo shot's first 8 frames, rendered as the benchmark does (20 steps at
     strength 0.5, keyframes every 4th frame, fusion 0.5; no ControlNet) with the tiny SD 1.5 whose VAE keeps
     the image: its random UNet paints the noise it cannot remove over a recognisable plate, and R measures
-    how a mechanism carries that paint along the vectors. Every mode but ``none`` (a seed per frame) is
-    ``locked_seed`` plus its mechanisms, so each compares with the mode without them."""
+    how a mechanism carries that paint along the vectors. Most modes are ``locked_seed`` plus their mechanisms,
+    so each compares with the mode without them; ``none`` and keyframes alone have a seed per frame."""
     root = tmp_path_factory.mktemp("flicker")
     plates = root / "plates"
     write_demo(plates, FLICKER_FRAMES, *FLICKER_SIZE, progress=None)
@@ -241,8 +246,7 @@ def flicker(tmp_path_factory: pytest.TempPathFactory, passthrough: Path) -> dict
     reports = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STYLECOMP_CACHE_DIR", str(root / "cache"))  # the model's file hashes
-        for mode in FLICKER_MODES:
-            mechanisms = [] if mode == "none" else sorted({"locked_seed", *mode.split("+")})
+        for mode, mechanisms in FLICKER_MODES.items():
             job = {
                 "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"),
                            "output": str(root / mode / "demo.####.exr")}],
@@ -273,6 +277,18 @@ def test_pixel_fusion_flickers_less_once_the_noise_follows_the_surface(flicker: 
     # On a locked seed alone it flickers more: the UNet leaves the sampler's noise in, fixed to the screen,
     # and pixel fusion feeds the previous frame's copy of it back, moved (see the README).
     assert flicker["latent_fusion+pixel_fusion"].R < 0.98 * flicker["latent_fusion"].R
+
+
+def test_keyframes_flicker_less_than_stylizing_every_frame_afresh(flicker: dict[str, FlickerReport]) -> None:
+    # The frames between keyframes carry the previous one along the vectors and heal lightly; each keyframe is
+    # a fresh stylization, so the pair that ends on one jumps as much as any pair of the seed-per-frame shot.
+    keyed, fresh = flicker["keyframes on per-frame seeds"], flicker["none"]
+    assert keyed.R < 0.5 * fresh.R
+    first = keyed.pairs[0].frame - 1
+    between = [(a.mse, b.mse) for a, b in zip(keyed.pairs, fresh.pairs) if (a.frame - first) % 4]
+    keyframe = [(a.mse, b.mse) for a, b in zip(keyed.pairs, fresh.pairs) if not (a.frame - first) % 4]
+    assert len(between) == 6 and all(a < 0.5 * b for a, b in between)
+    assert len(keyframe) == 1 and all(a > 0.5 * b for a, b in keyframe)
 
 
 def test_latent_fusion_steadies_every_frame_of_a_keyframed_shot(flicker: dict[str, FlickerReport]) -> None:
