@@ -71,15 +71,15 @@ _SUPPORTED = (
 _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError)
 
 
-class _NoSigmasNotice(logging.Filter):
+_SCHEDULER_LOG = logging.getLogger("diffusers.schedulers.scheduling_flow_match_euler_discrete")
+
+
+def _no_sigmas_notice(record: logging.LogRecord) -> bool:
     """LTXConditionPipeline hands the scheduler its own timesteps on every call, and the scheduler warns about
     sigmas each time: nothing a user can act on."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "were passed without `sigmas`" not in record.getMessage()
+    return "were passed without `sigmas`" not in record.getMessage()
 
 
-logging.getLogger("diffusers.schedulers.scheduling_flow_match_euler_discrete").addFilter(_NoSigmasNotice())
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -154,20 +154,26 @@ class VideoGenerator:
             return tensors
 
         # 3. Denoise and decode.
+        # The notice filter is on only during the call: left on the logger, it would keep this module (and
+        # the OpenImageIO objects it reaches) alive past interpreter shutdown, and nanobind reports them as leaks.
         with self._lock:
-            result = pipe(
-                **self._conditioning(pipe, first, last, frames, request.fps),
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt,
-                width=width,
-                height=height,
-                num_frames=frames,
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance,
-                generator=generator,
-                output_type="np",
-                callback_on_step_end=after_step,
-            )
+            _SCHEDULER_LOG.addFilter(_no_sigmas_notice)
+            try:
+                result = pipe(
+                    **self._conditioning(pipe, first, last, frames, request.fps),
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt,
+                    width=width,
+                    height=height,
+                    num_frames=frames,
+                    num_inference_steps=request.steps,
+                    guidance_scale=request.guidance,
+                    generator=generator,
+                    output_type="np",
+                    callback_on_step_end=after_step,
+                )
+            finally:
+                _SCHEDULER_LOG.removeFilter(_no_sigmas_notice)
         clip = np.asarray(result.frames[0], dtype=np.float32)  # (frames, height, width, 3) in [0, 1]
         if len(clip) != frames:
             raise ModelError(f"the {self.family} pipeline made {len(clip)} frames, not {frames}", self.path)

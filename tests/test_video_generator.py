@@ -7,7 +7,10 @@ through ``load_generator("diffusers", ...)`` exactly as a user's model folder wo
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -213,3 +216,23 @@ def test_cli_builds_a_tiny_video_model(tmp_path: Path) -> None:
 
     refused = CliRunner().invoke(cli, ["model", "make-test", str(tmp_path / "x"), "--video", "ltx", "--lora"])
     assert refused.exit_code == 2 and "--video builds an image-to-video model alone" in refused.output
+
+
+def test_the_ltx_sigmas_notice_is_hidden_only_while_a_clip_renders(
+        generators: dict[str, Generator], caplog: pytest.LogCaptureFixture) -> None:
+    scheduler_log = logging.getLogger("diffusers.schedulers.scheduling_flow_match_euler_discrete")
+    filters = list(scheduler_log.filters)
+    with caplog.at_level(logging.WARNING):
+        _clip(generators["ltx"])
+    assert not [r for r in caplog.records if "sigmas" in r.getMessage()]
+    assert scheduler_log.filters == filters
+
+
+def test_no_leak_report_when_the_process_exits(testdata: Path) -> None:
+    # A filter left on diffusers' logger kept OpenImageIO objects alive past shutdown: every command that had
+    # loaded the video module then ended with nanobind's "leaked" report on stderr.
+    plate = testdata / "plates" / "beachball" / "singlepart.0001.exr"
+    script = f"import stylecomp.video_generator, stylecomp.plates; stylecomp.plates.read_plate({str(plate)!r})"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "leaked" not in done.stderr
