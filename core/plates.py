@@ -23,7 +23,7 @@ from .atomicio import atomic_target
 from .errors import PlateError
 
 PROVENANCE_PREFIX = "stylecomp/"
-_FLOAT_TYPES = {"half": oiio.TypeHalf, "float": oiio.TypeFloat}
+_FLOAT_TYPES = ("half", "float")  # names, not TypeDescs: none may outlive OIIO at exit (nanobind reports a leak)
 COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
 
 
@@ -388,7 +388,7 @@ def write_plate(
     for part in parts:
         spec = oiio.ImageSpec(part.spec)
         if pixel_type is not None:
-            target = _FLOAT_TYPES[pixel_type]
+            target = oiio.TypeDesc(pixel_type)
             formats = [target if t in ("half", "float") else oiio.TypeDesc(t) for t in part.channel_types]
             spec.set_format(target)  # resets channelformats, so set them after
             if len(set(map(str, formats))) > 1:

@@ -154,8 +154,7 @@ class VideoGenerator:
             return tensors
 
         # 3. Denoise and decode.
-        # The notice filter is on only during the call: left on the logger, it would keep this module (and
-        # the OpenImageIO objects it reaches) alive past interpreter shutdown, and nanobind reports them as leaks.
+        # The notice filter is on only during the call, so that it hides nothing of anyone else's.
         with self._lock:
             _SCHEDULER_LOG.addFilter(_no_sigmas_notice)
             try:
