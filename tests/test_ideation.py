@@ -20,6 +20,7 @@ from stylecomp.candidates import write_thumbnail
 from stylecomp.cli import cli
 from stylecomp.demo import write_demo
 from stylecomp.generators import Request, Setup, diffusers
+from stylecomp.ideation import PIXEL_MULTIPLE, candidate_size
 from stylecomp.jobspec import ControlNet, ModelSettings, load_job
 from stylecomp.models import model_hash
 from stylecomp.plates import read_plate
@@ -81,7 +82,7 @@ def header(manifest: dict[str, Any], index: int) -> dict[str, Any]:
     return read_plate(manifest["folder"] / manifest["candidates"][index]["exr"], pixels=False).parts[0].attributes
 
 
-@pytest.mark.parametrize(("family", "size"), [("sd15", (128, 64)), ("sdxl", (128, 64)), ("flux", (128, 80))])
+@pytest.mark.parametrize(("family", "size"), [("sd15", (128, 72)), ("sdxl", (128, 72)), ("flux", (128, 80))])
 def test_each_family_writes_scene_linear_stills_with_provenance_a_sheet_and_a_manifest(
     tmp_path: Path, plates: Path, tiny: dict[str, Path], family: str, size: tuple[int, int], no_network: None
 ) -> None:
@@ -89,7 +90,7 @@ def test_each_family_writes_scene_linear_stills_with_provenance_a_sheet_and_a_ma
     manifest = ideate(job)
     assert manifest["folder"] == tmp_path / "ideation/demo"
     assert manifest["kind"] == "ideation" and manifest["shot"] == "demo" and manifest["job"] == str(job.resolve())
-    # 16:9 at a long side of 128: 72 rounds to 64 (SD's multiple) or 80 (Flux's 16).
+    # 16:9 at a long side of 128: 72, a multiple of SD's 8; Flux's 16 rounds it to 80.
     assert [(c["index"], c["seed"], c["prompt"], c["aspect_ratio"], (c["width"], c["height"]))
             for c in manifest["candidates"]] == [(0, 1, "ink and watercolour", "16:9", size),
                                                  (1, 2, "ink and watercolour", "16:9", size)]
@@ -131,7 +132,7 @@ def test_same_seed_gives_the_same_pixels_and_aspect_ratios_give_their_sizes(
     again = ideate(job, "--out", str(tmp_path / "again"))
     assert first["folder"] == tmp_path / "first" and again["folder"] == tmp_path / "again"
     sizes = [(c["aspect_ratio"], c["seed"], c["width"], c["height"]) for c in first["candidates"]]
-    assert sizes == [("16:9", 3, 256, 128), ("16:9", 4, 256, 128), ("1:1", 3, 256, 256), ("1:1", 4, 256, 256),
+    assert sizes == [("16:9", 3, 256, 144), ("16:9", 4, 256, 144), ("1:1", 3, 256, 256), ("1:1", 4, 256, 256),
                      ("3:4", 3, 192, 256), ("3:4", 4, 192, 256)]
     for index, (_, _, width, height) in enumerate(sizes):
         assert still(first, index).shape == (height, width, 4)
@@ -139,13 +140,20 @@ def test_same_seed_gives_the_same_pixels_and_aspect_ratios_give_their_sizes(
     assert np.abs(still(first, 2) - still(first, 3)).max() > 0.01, "different seeds differ"
 
 
+def test_sizes_keep_the_aspect_ratio_within_the_pixel_multiple() -> None:
+    assert candidate_size(2.39, 1024, PIXEL_MULTIPLE["sdxl"]) == (1024, 432)  # 2.370:1
+    assert candidate_size(16 / 9, 512, PIXEL_MULTIPLE["sd15"]) == (512, 288)
+    assert candidate_size(9 / 16, 1024, PIXEL_MULTIPLE["flux"]) == (576, 1024)
+    assert candidate_size(100.0, 512, PIXEL_MULTIPLE["sd15"]) == (512, 8), "never below one multiple"
+
+
 def test_a_plate_guides_through_the_controlnets_and_sets_the_size(
     tmp_path: Path, plates: Path, tiny: dict[str, Path]
 ) -> None:
     guided = ideate(write_job(tmp_path / "guided", plates, tiny["sd15"], controlnets=True,
                               ideation={"seeds": [5], "aspect_ratios": ["1:1", "9:16"]}))
-    # The plate is 16:9: 128 x 72, rounded to 128 x 64; the aspect ratios do not multiply the candidates.
-    assert [(c["aspect_ratio"], c["width"], c["height"]) for c in guided["candidates"]] == [("16:9", 128, 64)]
+    # The plate is 16:9: 128 x 72; the aspect ratios do not multiply the candidates.
+    assert [(c["aspect_ratio"], c["width"], c["height"]) for c in guided["candidates"]] == [("16:9", 128, 72)]
     assert guided["guide"]["plate"] == str(plates / "demo.1001.exr") and guided["guide"]["frame"] == 1001
     assert "are not used" in guided["guide"]["note"]
     controlnets = json.loads(header(guided, 0)["stylecomp/controlnets"])
@@ -154,8 +162,8 @@ def test_a_plate_guides_through_the_controlnets_and_sets_the_size(
     with Image.open(guided["folder"] / guided["contact_sheet"]) as sheet:
         assert sheet.width == 2 * 320, "the guide frame, then the candidate"
 
-    free = ideate(write_job(tmp_path / "free", plates, tiny["sd15"], ideation={"seeds": [5], "aspect_ratios": ["2:1"]}))
-    assert (free["candidates"][0]["width"], free["candidates"][0]["height"]) == (128, 64)
+    free = ideate(write_job(tmp_path / "free", plates, tiny["sd15"], ideation={"seeds": [5], "aspect_ratios": ["16:9"]}))
+    assert (free["candidates"][0]["width"], free["candidates"][0]["height"]) == (128, 72)
     assert np.abs(still(guided, 0) - still(free, 0)).max() > 0.01, "the ControlNets steer the still"
     later = ideate(write_job(tmp_path / "later", plates, tiny["sd15"], controlnets=True,
                              ideation={"seeds": [5], "guide_frame": 1002}))
@@ -174,11 +182,11 @@ def test_init_strength_starts_from_the_plate(tmp_path: Path, plates: Path) -> No
     assert attributes["stylecomp/kind"] == "image_to_image"
     assert json.loads(attributes["stylecomp/parameters"])["strength"] == 0.25
     assert start["guide"]["frame"] == 1001
-    assert (start["candidates"][0]["width"], start["candidates"][0]["height"]) == (128, 64)
+    assert (start["candidates"][0]["width"], start["candidates"][0]["height"]) == (128, 72)
 
     encoding = load_job(tmp_path / "start/job.json").color.model_encoding()
     source = read_plate(plates / "demo.1001.exr").channels(RGBA)
-    plate = resize(encoding.encode(source[..., :3], source[..., 3]).image, (64, 128), "bicubic")
+    plate = resize(encoding.encode(source[..., :3], source[..., 3]).image, (72, 128), "bicubic")
 
     def likeness(manifest: dict[str, Any]) -> float:
         display = encoding.encode(still(manifest, 0)[..., :3]).image
