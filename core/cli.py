@@ -843,7 +843,8 @@ def animate(job_path: str, shot_names: tuple[str, ...], keyframe: int | None, im
     its picked ideation still (animation.source = "ideation") or an image. Frames are numbered
     from the shot's first cut frame and written as scene-linear EXRs to animation.output, with
     a PNG preview sequence in preview/ beside them. Put them in the edit with
-    `stylecomp timeline conform --media animatic`.
+    `stylecomp timeline conform --media animatic`. Exit status: 0 all shots done; 1 some failed
+    (the others are kept) or the run was stopped; 2 the job or its model is unusable.
     """
     from .animatic import animate as animate_shot, video_generator
     from .jobspec import load_job
