@@ -224,6 +224,29 @@ def test_style_reference_steers_the_frame(tiny: dict[str, Path], ip_adapters: di
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_cross_frame_attention_leaves_the_style_reference_in_place(
+    tiny: dict[str, Path], ip_adapters: dict[str, Path], family: str
+) -> None:
+    # cross_frame takes the self-attention layers only; the IP-Adapter's processors on the cross-attention
+    # layers stay, so the style image steers the frame as before, and every processor is back afterwards.
+    from stylecomp.consistency import CrossFrameAttention, FrameFeatures, install_cross_frame
+
+    pipe = with_ip_adapter(tiny, ip_adapters, family)
+    before = dict(pipe.unet.attn_processors)
+    frames = {}
+    for name, style in (("a", STYLE_A), ("b", STYLE_B)):
+        original = install_cross_frame(pipe.unet, FrameFeatures())
+        installed = pipe.unet.attn_processors
+        assert all(isinstance(installed[k], CrossFrameAttention) for k in installed if k.endswith("attn1.processor"))
+        assert all(installed[k] is before[k] and "IPAdapter" in type(before[k]).__name__
+                   for k in installed if k.endswith("attn2.processor"))
+        frames[name] = stylize(pipe, **style_reference_embeds(pipe, style, guidance=True))
+        pipe.unet.set_attn_processor(original)
+    assert pipe.unet.attn_processors == before
+    assert np.abs(frames["a"] - frames["b"]).max() > 0.01, "another style image must give another frame"
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
 def test_style_reference_without_guidance(tiny: dict[str, Path], ip_adapters: dict[str, Path], family: str) -> None:
     pipe = with_ip_adapter(tiny, ip_adapters, family)
     embeds = style_reference_embeds(pipe, STYLE_A, guidance=False)
