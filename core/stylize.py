@@ -329,8 +329,8 @@ class StylizeStage:
         """Stylize independent frames (not a sequential shot's) together, each as ``render`` would up to float
         rounding: their model calls run ``frames_per_call`` images to a pipeline call, each image with its own
         seed's generator. A frame that fails gets its exception in place of a result and the others still
-        render; when a batched call fails (out of memory, ...), its images run one call each, and so does the
-        rest of the shot, so that the failure lands on the frame that causes it. ``Cancelled`` stops them all."""
+        render; when a batched call fails, its images run one call each, so that the failure lands on the frame
+        that causes it, and after running out of memory so does the rest of the shot. ``Cancelled`` stops them all."""
         if self.params.sequential:
             raise ValueError("a sequential shot's frames render one at a time, in order (render and advance)")
         results: list[FrameResult | Exception | None] = [None] * len(items)
@@ -380,16 +380,22 @@ class StylizeStage:
         except Cancelled:
             raise
         except Exception as exc:
-            if len(calls) == 1:
-                results[calls[0][0]] = exc
-                return
-            self.frames_per_call = 1  # a batch this size failed once: the shot's other calls run one image each
-            for call in calls:
-                if not isinstance(results[call[0]], Exception):  # not an earlier tile's failure
-                    self._run_calls([call], frames, cancel, outputs, results)
+            failure = exc.with_traceback(None)  # its traceback's frames hold the failed call's tensors
+        else:
+            for call, image in zip(calls, images):
+                outputs[call] = (image, len(calls))
             return
-        for call, image in zip(calls, images):
-            outputs[call] = (image, len(calls))
+        # Retried outside the except block, so that the failed call's memory is free first.
+        if len(calls) == 1:
+            results[calls[0][0]] = failure
+            return
+        if isinstance(failure, torch.OutOfMemoryError):
+            self.frames_per_call = 1  # a batch this size did not fit: the shot's other calls run one image each
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        for call in calls:  # each alone: a frame that breaks the call fails alone
+            if not isinstance(results[call[0]], Exception):  # not an earlier tile's failure
+                self._run_calls([call], frames, cancel, outputs, results)
 
     def _prepare(self, frame: int, window: Window, inputs: FrameInputs) -> _Frame:
         """A frame up to its model calls: encoded for the model, its conditions built, carried along the vectors
@@ -510,7 +516,8 @@ class StylizeStage:
             "callback_on_step_end": on_step,
             "callback_on_step_end_tensor_inputs": ["latents"],
             # The prompt's embeddings once per image; the pipelines repeat IP-Adapter embeddings themselves.
-            **{name: value if "ip_adapter" in name else torch.cat([value] * count)
+            # (None: no negative prompt without classifier-free guidance, at guidance <= 1.)
+            **{name: value if value is None or "ip_adapter" in name else torch.cat([value] * count)
                for name, value in self._embeds.items()},
         }
         if controls[0]:

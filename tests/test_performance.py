@@ -194,6 +194,36 @@ def test_a_batch_the_model_cannot_run_falls_back_to_one_frame_per_call(
                                       stylized(tmp_path / f"alone/demo.{frame}.exr"))
 
 
+def test_a_batch_that_fails_otherwise_runs_alone_and_batching_goes_on(
+    tmp_path: Path, plates: Path, tiny: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = PipelinePool("cpu")
+    pipeline_class = type(pool.get(job(plates, tiny["sd15"], tmp_path, controlnets=False).model))
+    run = pipeline_class.__call__
+    calls: list[int] = []
+
+    def fails_once(pipe: Any, **kwargs: Any) -> Any:
+        calls.append(len(kwargs["image"]))
+        if len(calls) == 1:
+            raise RuntimeError("a one-off failure (injected)")
+        return run(pipe, **kwargs)
+
+    monkeypatch.setattr(pipeline_class, "__call__", fails_once)
+    summary = render_job(job(plates, tiny["sd15"], tmp_path / "out", frames=4, controlnets=False,
+                             performance={"batch_frames": 2}), pool=pool)
+    assert summary.rendered == 4 and not summary.failed
+    assert calls == [2, 1, 1, 2], "the failed pair one by one, then pairs again: only memory stops batching"
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_batches_without_classifier_free_guidance(tmp_path: Path, plates: Path, tiny: dict[str, Path],
+                                                  family: str) -> None:
+    # At guidance 1 the pipelines have no negative prompt embeddings (None): nothing to repeat per frame.
+    summary = render_job(job(plates, tiny[family], tmp_path, family=family, frames=2, controlnets=False,
+                             guidance=1.0, performance={"batch_frames": 2}), pool=PipelinePool("cpu"))
+    assert summary.rendered == 2 and not summary.failed, summary.failed
+
+
 def test_sequential_shots_render_one_frame_at_a_time(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
     mechanisms = {"mechanisms": ["pixel_fusion"]}
     pool = PipelinePool("cpu")
