@@ -4,11 +4,14 @@ The start image is the shot's stylized keyframe (rendered first when it is not o
 one command goes from plates to clip), its picked ideation still, or any image. The clip's
 frames are numbered from the shot's first cut frame, so ``stylecomp timeline conform --media
 animatic`` lines them up with the edit. They are written as scene-linear EXRs (through the
-job's colour encoding) with provenance in every header, plus an 8-bit PNG preview sequence.
+job's colour encoding) with provenance in every header, plus an 8-bit PNG preview sequence. A new
+clip replaces the shot's earlier one whole: frames of the pattern that it does not have are deleted.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -27,8 +30,8 @@ from .jobspec import Job, Shot
 from .pipeline_pool import PipelinePool
 from .plates import read_plate
 from .render import Report, render_job, shot_frames
-from .sequence import FrameSequence
-from .stage import STYLIZED_CHANNELS
+from .sequence import FrameSequence, discover
+from .stage import STYLIZED_CHANNELS, Cancelled
 from .stylize import read_style_reference
 
 DEFAULT_LONG_SIDE = 832  # Wan's 480p width; LTX-Video and CogVideoX work at it too
@@ -49,8 +52,8 @@ def video_generator(job: Job, device: str | None = None, dtype: str | None = Non
     settings = job.animation
     if settings.generator == "diffusers" and settings.model is None:
         raise JobError("animation.model is needed: a local image-to-video model folder (Wan, LTX-Video, CogVideoX)")
-    return load_generator(settings.generator,
-                          Setup("image_to_video", settings.model, settings.generator_options, device, dtype))
+    model = settings.model and settings.model.model_copy(update={"path": job.resolve(settings.model.path)})
+    return load_generator(settings.generator, Setup("image_to_video", model, settings.generator_options, device, dtype))
 
 
 def animate(
@@ -68,13 +71,14 @@ def animate(
     first_frame, cut_length = _cut(job, shot)
     start, source = _start_image(job, shot, encoding, pool, report, cancel)
     last = read_style_reference(job.resolve(settings.last_image), encoding) if settings.last_image else None
-    count = generator.frame_count(settings.frames or cut_length)
+    requested = settings.frames or cut_length
+    count = generator.frame_count(requested)
     width, height = _size(start.shape[1], start.shape[0], settings.long_side or DEFAULT_LONG_SIDE)
     request = Request(
         prompt=settings.prompt if settings.prompt is not None else _shot_prompt(job, shot),
         negative_prompt=settings.negative_prompt if settings.negative_prompt is not None else job.negative_prompt,
         seed=settings.seed, width=width, height=height, steps=settings.steps, guidance=settings.guidance,
-        image=start, last_image=last, frames=count,
+        image=start, last_image=last, frames=requested,
         fps=settings.fps or (shot.editorial.rate if shot.editorial else DEFAULT_FPS),
         on_step=lambda step, steps: report({"event": "step", "shot": shot.name, "step": step, "total": steps}),
     )
@@ -94,8 +98,21 @@ def animate(
         _write_png(preview.path(frame), image)
         report({"event": "frame", "shot": shot.name, "frame": frame, "done": done, "total": count,
                 "status": "rendered", "output": output.path(frame), "seconds": round(seconds, 3)})
-    report({"event": "end", "rendered": count, "cached": 0, "failed": 0, "cancelled": False})
+    for stale in (output, preview):  # an earlier, longer clip's frames would play on in the conformed edit
+        _remove_frames_outside(stale.pattern, frames)
+    report({"event": "end", "rendered": count, "cached": 0, "failed": 0, "cancelled": False,
+            "seconds": round(time.monotonic() - tick, 3)})
     return Animatic(output.pattern, frames, preview.pattern)
+
+
+def _remove_frames_outside(pattern: str, frames: list[int]) -> None:
+    """Delete this clip pattern's files whose frame numbers the new clip does not have."""
+    try:
+        on_disk = discover(pattern).frames
+    except PlateError:
+        return
+    for frame in set(on_disk) - set(frames):
+        os.remove(pattern % frame)
 
 
 def _cut(job: Job, shot: Shot) -> tuple[int, int]:
@@ -112,25 +129,33 @@ def _start_image(job: Job, shot: Shot, encoding: ModelEncoding, pool: PipelinePo
     settings = job.animation
     if settings.source == "image":
         path = job.resolve(settings.image)  # type: ignore[arg-type]  # the job validates that it is set
-        return read_style_reference(path, encoding), {"kind": "image", "path": path}
+        return _identified(read_style_reference(path, encoding), {"kind": "image", "path": path})
     if settings.source == "ideation":
         path = str(job.picked_still(shot))
         if not Path(path).is_file():
-            raise JobError(f"shot {shot.name} has no picked ideation still ({path}); run 'stylecomp ideate' and "
-                           "'stylecomp pick --ideation' first")
-        return read_style_reference(path, encoding), {"kind": "ideation", "path": path}
+            raise PlateError(f"shot {shot.name} has no picked ideation still; run 'stylecomp ideate' and "
+                             "'stylecomp pick --ideation' first", path)
+        return _identified(read_style_reference(path, encoding), {"kind": "ideation", "path": path})
     keyframe = settings.keyframe if settings.keyframe is not None else _cut(job, shot)[0]
     path = FrameSequence(job.resolve(shot.output)).path(keyframe)
     if not Path(path).is_file():
         summary = render_job(job, shots=[shot.name], frames=(keyframe, keyframe), pool=pool, cache=RenderCache(),
                              report=report, cancel=cancel)
+        if summary.cancelled:
+            raise Cancelled(shot.name)
         if summary.failed or not Path(path).is_file():
             reasons = "; ".join(reason for _, _, reason in summary.failed) or "it was not rendered"
             raise PlateError(f"the stylized keyframe {keyframe} of shot {shot.name} could not be rendered: {reasons}",
                              path)
     rgba = read_plate(path).channels(list(STYLIZED_CHANNELS))
-    return encoding.encode(rgba[..., :3], rgba[..., 3]).image, {"kind": "stylized", "path": path,
-                                                                 "keyframe": keyframe}
+    return _identified(encoding.encode(rgba[..., :3], rgba[..., 3]).image,
+                       {"kind": "stylized", "path": path, "keyframe": keyframe})
+
+
+def _identified(image: np.ndarray, source: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The start image and its source, with a hash of its pixels: the file at the path may be replaced later
+    (another pick, another render), the hash says which image this clip started from."""
+    return image, source | {"image_hash": hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()}
 
 
 def _shot_prompt(job: Job, shot: Shot) -> str:

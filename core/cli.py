@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .pipeline_pool import PipelinePool
 
 from . import __version__
-from .errors import JobError, StyleCompError
+from .errors import JobError, ModelError, StyleCompError
 
 
 class _Group(click.Group):
@@ -870,10 +870,13 @@ def animate(job_path: str, shot_names: tuple[str, ...], keyframe: int | None, im
             try:
                 clip = animate_shot(job_, job_path, shot, generator, pool, printer, cancel)
             except Cancelled:
-                click.echo(f"{shot.name}: stopped; nothing written for it", err=True)
+                click.echo(f"{shot.name}: stopped; its clip is not written whole", err=True)
                 sys.exit(1)
-            except StyleCompError as exc:
-                click.echo(f"error: {shot.name}: {exc}", err=True)
+            except (JobError, ModelError):
+                raise  # the job or its model is unusable: exit status 2
+            except Exception as exc:  # a keyframe that will not render, a missing still, a plugin failing on this shot
+                reason = str(exc) if isinstance(exc, StyleCompError) else f"{type(exc).__name__}: {exc}"
+                click.echo(f"error: {shot.name}: {reason}", err=True)
                 failed.append(shot.name)
                 continue
             if progress_style == "text":
@@ -905,7 +908,6 @@ def ideate(job_path: str, shot_names: tuple[str, ...], out_dir: str | None, devi
     with `stylecomp pick --ideation`. Exit status: 0 all shots done; 1 some failed or the run
     was stopped; 2 the job or its model is unusable.
     """
-    from .errors import ModelError
     from .generators import Generator
     from .ideation import ideate as ideate_shot, ideation_generator
     from .jobspec import load_job

@@ -137,6 +137,7 @@ def ideate(
     note = _guide_note(guide, settings.aspect_ratios) if guide else None
     if note:
         start["note"] = note
+    (folder / MANIFEST).unlink(missing_ok=True)  # it would describe the candidates this run replaces
     report(start)
     tiles = [(f"guide {guide.frame}", guide.beauty)] if guide else []
     entries: list[dict[str, Any]] = []
@@ -177,7 +178,8 @@ def ideate(
         manifest["guide"] = {"plate": guide.path, "frame": guide.frame, "note": note}
     path = folder / MANIFEST
     _write_json(path, manifest)
-    report({"event": "end", "rendered": len(plan), "cached": 0, "failed": 0, "cancelled": False})
+    report({"event": "end", "rendered": len(plan), "cached": 0, "failed": 0, "cancelled": False,
+            "seconds": round(time.monotonic() - began, 3)})
     return path
 
 

@@ -281,6 +281,14 @@ class Ideation(_Strict):
     )
     output: str = Field("ideation/{shot}", description="Folder of each shot's candidates; {shot} is the shot name")
 
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _sides_not_zero(cls, ratios: list[str]) -> list[str]:
+        for ratio in ratios:
+            if any(float(side) == 0 for side in ratio.split(":")):
+                raise ValueError(f"aspect ratio {ratio!r} has a zero side")
+        return ratios
+
 
 class VideoModelSettings(_Strict):
     """An image-to-video model from a local diffusers folder; the family is read from its model_index.json."""
@@ -308,7 +316,7 @@ class Animation(_Strict):
     seed: int = Field(0, ge=0, lt=2**63)
     steps: int = Field(30, ge=1, le=500)
     guidance: float = Field(5.0, ge=0.0, le=50.0)
-    long_side: int | None = Field(None, ge=64, le=4096, description="None = the model family's usual size")
+    long_side: int | None = Field(None, ge=64, le=4096, description="Longer side in pixels; None = 832")
     output: str = Field("animatic/{shot}/{shot}.####.exr", description="Clip EXRs per shot; {shot} is the shot name")
 
     @field_validator("output")
@@ -416,6 +424,16 @@ class Job(_Strict):
                 raise ValueError(f"shot name {shot.name!r} is used twice")
             seen.add(shot.name)
         return shots
+
+    @model_validator(mode="after")
+    def _per_shot_outputs(self) -> Job:
+        if len(self.shots) > 1:
+            for name, template in (("comp.output", self.comp.output), ("ideation.output", self.ideation.output),
+                                   ("animation.output", self.animation.output)):
+                if "{shot}" not in template:
+                    raise ValueError(f"{name} needs {{shot}} when the job has several shots, or they overwrite "
+                                     "each other's files")
+        return self
 
     def resolve(self, path: str) -> str:
         """A path from the job, absolute, with frame tokens as printf (``%04d``)."""

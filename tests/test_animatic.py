@@ -4,6 +4,8 @@ tiny random-weight Wan and LTX-Video models, written as scene-linear EXRs with p
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,8 @@ def test_a_stylized_keyframe_becomes_a_clip_in_one_command(
     assert header["stylecomp/start_kind"] == "stylized" and header["stylecomp/start_path"] == str(keyframe)
     assert header["stylecomp/start_keyframe"] == FIRST and header["stylecomp/frame"] == FIRST
     assert header["stylecomp/seed"] == 0 and header["stylecomp/family"] == "wan"
+    # The keyframe file may be re-rendered later; the hash says which pixels this clip started from.
+    assert len(header["stylecomp/start_image_hash"]) == 64
 
     encoding = ModelEncoding()
     for exr, png in zip(frames, sorted((tmp_path / "animatic/demo/preview").glob("demo.*.png")), strict=True):
@@ -133,7 +137,8 @@ def test_a_model_without_last_frame_conditioning_refuses_an_end_image(
     refused = animate_job(tmp_path, plates, tiny["sd15"], video["cogvideox"], source="image", image=str(start),
                           last_image=str(start))
     status, _, err = invoke("animate", str(refused))
-    assert status == 1 and "error: demo:" in err and "cannot end on a given frame" in err
+    # The job asks every shot to end on an image: no shot can be made, so the job is unusable (exit 2).
+    assert status == 2 and "cannot end on a given frame" in err
     assert not (tmp_path / "animatic").exists()
 
 
@@ -179,3 +184,35 @@ def test_an_animatic_clip_conforms_into_the_edit(
     ref = item.media_reference
     assert (ref.start_frame, ref.end_frame()) == (FIRST, FIRST + FRAMES - 1)
     assert Path(otio.url_utils.filepath_from_url(ref.target_url_for_image_number(0))).is_file()
+
+
+def test_a_shorter_clip_replaces_the_longer_one_whole_and_the_model_path_is_the_jobs(
+    tmp_path: Path, plates: Path, tiny: dict[str, Path], video: dict[str, Path]
+) -> None:
+    # The model path is relative to the job's folder, not to where the command runs.
+    job = animate_job(tmp_path, plates, tiny["sd15"], Path(os.path.relpath(video["wan"], tmp_path)),
+                      source="image", image=str(plates / f"demo.{FIRST}.exr"))
+    assert invoke("animate", str(job), "--frames", "9")[0] == 0
+    assert len(clip(tmp_path)) == 9
+    status, _, err = invoke("animate", str(job), "--frames", "5")
+    assert status == 0, err
+    # Frames 6-9 of the first clip would play on after the new one in a conformed edit.
+    assert [f.name for f in sorted((tmp_path / "animatic/demo").glob("demo.*.exr"))] == [
+        f"demo.{FIRST + i}.exr" for i in range(5)]
+    assert len(list((tmp_path / "animatic/demo/preview").glob("demo.*.png"))) == 5
+
+
+def test_stopping_while_the_keyframe_renders_stops_the_clip(
+    tmp_path: Path, plates: Path, tiny: dict[str, Path], video: dict[str, Path]
+) -> None:
+    from stylecomp.animatic import animate, video_generator
+    from stylecomp.jobspec import load_job
+    from stylecomp.stage import Cancelled
+
+    path = animate_job(tmp_path, plates, tiny["sd15"], video["wan"])
+    job = load_job(path)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        animate(job, str(path), job.shots[0], video_generator(job), cancel=stop)
+    assert not (tmp_path / "animatic").exists()

@@ -140,6 +140,22 @@ def test_same_seed_gives_the_same_pixels_and_aspect_ratios_give_their_sizes(
     assert np.abs(still(first, 2) - still(first, 3)).max() > 0.01, "different seeds differ"
 
 
+def test_a_stopped_run_leaves_no_manifest_for_the_candidates_it_replaced(
+    tmp_path: Path, plates: Path, tiny: dict[str, Path]
+) -> None:
+    from stylecomp.ideation import ideate as ideate_shot, ideation_generator
+
+    path = write_job(tmp_path, plates, tiny["sd15"])
+    first = ideate(path)
+    assert (first["folder"] / "manifest.json").is_file()
+    job = load_job(path)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        ideate_shot(job, str(path), job.shots[0], generator=ideation_generator(job, job.shots[0], "cpu"), cancel=stop)
+    assert not (first["folder"] / "manifest.json").exists(), "pick would copy new pixels under the old prompt"
+
+
 def test_sizes_keep_the_aspect_ratio_within_the_pixel_multiple() -> None:
     assert candidate_size(2.39, 1024, PIXEL_MULTIPLE["sdxl"]) == (1024, 432)  # 2.370:1
     assert candidate_size(16 / 9, 512, PIXEL_MULTIPLE["sd15"]) == (512, 288)

@@ -57,6 +57,9 @@ def test_full_job_round_trips_through_a_file(tmp_path: Path) -> None:
         ({"shots": [{**MINIMAL["shots"][0], "output": "out/sh010.exr"}]}, "shots[0]: output needs a frame token"),
         ({"shots": [{**MINIMAL["shots"][0], "aovs": {"albedo": ["R"]}}]}, "shots[0].aovs.albedo"),
         ({"exr": {"compression": "lzma"}}, "exr.compression: unknown EXR compression"),
+        ({"ideation": {"aspect_ratios": ["16:9", "0:1"]}}, "ideation.aspect_ratios: aspect ratio '0:1' has a zero side"),
+        ({"shots": [MINIMAL["shots"][0], {**MINIMAL["shots"][0], "name": "sh020"}], "ideation": {"output": "stills"}},
+         "(document): ideation.output needs {shot} when the job has several shots"),
     ],
 )
 def test_bad_fields_are_named(change: dict, message: str) -> None:
