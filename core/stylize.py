@@ -240,6 +240,8 @@ class StylizeStage:
                 "threads": torch.get_num_threads() if torch.device(self.pool.device).type == "cpu" else None,
                 "version": __version__,
             }
+            if p.model.family == "sdxl" and self.pool.dtype == torch.bfloat16:  # where vae_bfloat16 takes effect
+                identity["vae_bfloat16"] = self.performance.vae_bfloat16
             if p.model.ip_adapter is not None and p.style_reference is not None:
                 self._reference = read_style_reference(p.style_reference, self.encoding)
                 identity["ip_adapter"] = model_hash(p.model.ip_adapter.path)

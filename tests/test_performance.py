@@ -319,6 +319,9 @@ def test_sdxl_vae_encodes_in_bfloat16_and_loses_nothing_against_the_float32_upca
     error = {name: np.linalg.norm(outputs[name] - outputs["float32"]) / np.linalg.norm(outputs["float32"])
              for name in ("upcast", "bfloat16")}
     assert error["upcast"] < 2e-2 and error["bfloat16"] < 1.25 * error["upcast"]
+    # Another encode, another frame: a render cache must not hand one for the other.
+    keys = {name: header(tmp_path / f"{name}/demo.1001.exr")["stylecomp/cache_key"] for name in outputs}
+    assert keys["upcast"] != keys["bfloat16"]
 
 
 @pytest.mark.slow
