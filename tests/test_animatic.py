@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 import opentimelineio as otio
 import pytest
-from click.testing import CliRunner
 from PIL import Image
-from tiny_jobs import FIRST, job_document, stylized, write_job, write_plates
+from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
-from stylecomp.cli import cli
 from stylecomp.color import ModelEncoding
 from stylecomp.plates import ImagePart, read_plate, write_plate
 from stylecomp.testmodels import make_test_video_model
@@ -38,13 +36,6 @@ def animate_job(folder: Path, plates: Path, image_model: Path, video_model: Path
     document = job_document(plates, image_model, str(folder / "out/demo.####.exr"), FRAMES,
                             animation={"model": {"path": str(video_model)}, "long_side": 64, "steps": 2} | animation)
     return write_job(folder / "job.json", document)
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def clip(folder: Path) -> list[np.ndarray]:

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from tiny_jobs import FIRST, cache_key, job_document, stylized, write_job, write_plates
+from tiny_jobs import FIRST, cache_key, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.batch import BatchJob, LocalExecutor, run_batch
-from stylecomp.cli import cli
 from stylecomp.jobspec import load_job
 from stylecomp.pipeline_pool import PipelinePool
 from stylecomp.plates import read_plate, write_plate
@@ -46,13 +44,6 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def frame_names(first: int, last: int) -> list[str]:

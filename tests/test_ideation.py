@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
+from tiny_jobs import invoke
 
 from stylecomp.candidates import write_thumbnail
-from stylecomp.cli import cli
 from stylecomp.demo import write_demo
 from stylecomp.generators import Request, Setup, diffusers
 from stylecomp.ideation import PIXEL_MULTIPLE, candidate_size
@@ -56,13 +55,6 @@ def write_job(folder: Path, plates: Path, model: Path | None, family: str = "sd1
     path = folder / "job.json"
     path.write_text(json.dumps(job))
     return path
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def ideate(job: Path, *args: str) -> dict[str, Any]:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from tiny_jobs import invoke
 
 from stylecomp.cache import RenderCache
-from stylecomp.cli import cli
 from stylecomp.demo import write_demo
 from stylecomp.jobspec import load_job
 from stylecomp.models import model_hash
@@ -54,13 +53,6 @@ def write_job(folder: Path, plates: Path, model: Path, family: str = "sd15", out
     path = folder / "job.json"
     path.write_text(json.dumps(job))
     return path
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def stylized(path: Path) -> np.ndarray:

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from click.testing import CliRunner
 
+from stylecomp.cli import cli
 from stylecomp.demo import write_demo
 from stylecomp.plates import read_plate
 from stylecomp.render import STYLIZED_CHANNELS
@@ -46,3 +48,11 @@ def stylized(path: Path | str) -> np.ndarray:
 
 def cache_key(path: Path | str) -> str:
     return read_plate(path, pixels=False).parts[0].attributes["stylecomp/cache_key"]
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    """Run the stylecomp CLI in this process: exit status, stdout, stderr; an unexpected exception is raised."""
+    result = CliRunner().invoke(cli, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
