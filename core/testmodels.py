@@ -67,21 +67,24 @@ _T5_WORDS = ["the", "and", "a", "of", "in", "with", "style"]
 
 
 def make_test_model(out_dir: str | os.PathLike[str], family: Family, controlnet: bool = False, seed: int = 0,
-                    vae: Literal["random", "passthrough"] = "random") -> Path:
+                    vae: Literal["random", "passthrough", "pixel"] = "random") -> Path:
     """Write a tiny random-weight diffusers folder of ``family`` (plus ``controlnet/``) for tests and dry runs.
 
-    ``vae="passthrough"``: the VAE keeps the image (see ``_passthrough_vae``); every other weight is
-    the same as with the random one."""
+    ``vae="passthrough"``: the VAE keeps the image at 1/8 (see ``_passthrough_vae``); ``vae="pixel"``: it keeps
+    it at f=1 (``pixel_vae``, SD 1.5 only), as stylecomp's trained model does. Every other weight is the same as
+    with the random one."""
     if family not in _BUILDERS:
         raise ValueError(f"unknown model family {family!r}; use one of {', '.join(_BUILDERS)}")
-    if vae not in ("random", "passthrough"):
-        raise ValueError(f"unknown test VAE {vae!r}; use random or passthrough")
+    if vae not in ("random", "passthrough", "pixel") or (vae == "pixel" and family != "sd15"):
+        raise ValueError(f"unknown test VAE {vae!r} for {family}; use random or passthrough (pixel: sd15 only)")
     out = Path(out_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         pipe = _BUILDERS[family]()
         if vae == "passthrough":
             pipe.vae = _passthrough_vae(pipe.vae)
+        elif vae == "pixel":
+            pipe.vae = pixel_vae(pipe.vae.config.latent_channels, contrast=_CONTRAST)
         pipe.save_pretrained(out, safe_serialization=True)
         _write_clip_vocab_files(out / "tokenizer")
         if family == "sdxl":
@@ -372,7 +375,23 @@ _CONTRAST = 8.0
 _LUMA = (0.2126, 0.7152, 0.0722)
 
 
-def _passthrough_vae(like: AutoencoderKL) -> AutoencoderKL:
+def pixel_vae(latent_channels: int = 4, contrast: float = 1.0) -> AutoencoderKL:
+    """A passthrough VAE at f=1 (one block: no down- or upsampling): the latents are the image itself.
+
+    Scaled latents are ``contrast`` x the image in [-1, 1]. Without a mid-block attention, which at f=1
+    would span every pixel; it round-trips to about 1e-5 (see ``_passthrough_vae``). stylecomp's trained
+    model works on pixels through it: a VAE trained on a CPU costs more error than the whole style budget.
+    """
+    like = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",), block_out_channels=(_PASS_WIDTH,), layers_per_block=1,
+        norm_num_groups=_PASS_GROUPS, latent_channels=latent_channels, sample_size=64, scaling_factor=1.0,
+        mid_block_add_attention=False,
+    )
+    return _passthrough_vae(like, contrast)
+
+
+def _passthrough_vae(like: AutoencoderKL, contrast: float = _CONTRAST) -> AutoencoderKL:
     """A VAE with ``like``'s latent layout whose weights are set by construction (not trained) to keep the image.
 
     Every feature map holds, for each component c of (R, G, B, luma), four channels (x_c, -x_c, +C, -C)
@@ -383,7 +402,7 @@ def _passthrough_vae(like: AutoencoderKL) -> AutoencoderKL:
     group mean of exactly 0 and a variance of (mean(x_c^2) + C^2)/2, so it scales x_c by a constant to
     within mean(x_c^2)/2C^2 (1e-4), and silu(x) - silu(-x) = x takes it through the SiLU exactly.
     Latent channel k carries component k mod 4: the scaled latents (what the UNet sees) are
-    ``_CONTRAST`` x the 8x8 box average of the image in [-1, 1], sampled with a std of exp(-15);
+    ``contrast`` x the 8x8 box average of the image in [-1, 1], sampled with a std of exp(-15);
     decoding averages each component's channels. decode(encode(x)) is that box average upsampled
     bilinearly three times: detail under 8 pixels is lost, and the zero padding of the upsampling
     convolutions pulls the outermost few pixels towards mid-grey.
@@ -397,9 +416,10 @@ def _passthrough_vae(like: AutoencoderKL) -> AutoencoderKL:
             latent_channels=config.latent_channels, sample_size=config.sample_size,
             scaling_factor=config.scaling_factor, shift_factor=config.shift_factor,
             use_quant_conv=config.use_quant_conv, use_post_quant_conv=config.use_post_quant_conv,
+            mid_block_add_attention=config.mid_block_add_attention,
         )
     latents, shift = config.latent_channels, config.shift_factor or 0.0
-    gain = _CONTRAST / config.scaling_factor  # unscaled latent units per image unit
+    gain = contrast / config.scaling_factor  # unscaled latent units per image unit
     component = torch.arange(latents) % 4  # what each latent channel carries
     carriers = torch.zeros(_PASS_WIDTH)
     carriers[2::4], carriers[3::4] = _CARRIER, -_CARRIER
