@@ -19,6 +19,7 @@ from typing import Protocol
 from .cache import RenderCache
 from .errors import StyleCompError
 from .jobspec import Job
+from .output_guard import guard_outputs
 from .pipeline_pool import PipelinePool
 from .render import Event, Report, RenderSummary, render_job, shot_frames
 from .resume import prepare_resume
@@ -32,6 +33,7 @@ class BatchJob:
     job: Job
     shots: tuple[str, ...] | None = None
     frames: tuple[int, int] | None = None
+    overwrite: bool = False  # replace existing files that stylecomp did not write (see output_guard)
 
 
 class Executor(Protocol):
@@ -49,7 +51,7 @@ class LocalExecutor:
 
     def run(self, item: BatchJob, report: Report, cancel: threading.Event) -> RenderSummary:
         return render_job(item.job, shots=item.shots, frames=item.frames, pool=self.pool, cache=self.cache,
-                          report=report, cancel=cancel)
+                          report=report, cancel=cancel, overwrite=item.overwrite)
 
 
 @dataclass
@@ -163,6 +165,7 @@ def run_batch(
             summary.cancelled = True
             break
         try:
+            guard_outputs(item.job, item.shots, item.frames, overwrite=item.overwrite)  # before resume deletes
             if resume:
                 kept = prepare_resume(item.job, item.shots, item.frames)
                 report({"event": "resume", "job": item.label, "complete": kept.complete,

@@ -91,16 +91,28 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
+_OVERWRITE_OPTION = click.option(
+    "--overwrite", is_flag=True,
+    help="Replace existing output files that stylecomp did not write (no stylecomp provenance in their header). "
+         "Outputs that are files the job reads (plates, models, style images) are refused even so.")
+
+
 @job.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def validate(files: tuple[str, ...]) -> None:
-    """Check job FILES; name every bad field and what is wrong with it."""
+@_OVERWRITE_OPTION
+def validate(files: tuple[str, ...], overwrite: bool) -> None:
+    """Check job FILES; name every bad field and what is wrong with it. Outputs are checked too: none may be
+    a file the job reads, and an existing file stylecomp did not write is refused unless --overwrite."""
     from .jobspec import load_job
+    from .output_guard import check_outputs
 
     failed = False
     for file in files:
         try:
             job_ = load_job(file)
+            problems = check_outputs(job_, overwrite=overwrite, comp=True)
+            if problems:
+                raise JobError("; ".join(problems), file, problems)
         except JobError as exc:
             failed = True
             for problem in exc.problems:
@@ -409,6 +421,7 @@ def _render_options(command: Callable[..., None]) -> Callable[..., None]:
         _DEVICE_OPTION, _DTYPE_OPTION, _NO_CACHE_OPTION,
         click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text",
                      show_default=True, help=_PROGRESS_HELP),
+        _OVERWRITE_OPTION,
     ]
     for option in reversed(options):
         command = option(command)
@@ -418,7 +431,7 @@ def _render_options(command: Callable[..., None]) -> Callable[..., None]:
 @cli.command()
 @_render_options
 def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: str, dtype: str, no_cache: bool,
-           progress_style: str) -> None:
+           progress_style: str, overwrite: bool) -> None:
     """Stylize the shots of JOB.json into EXRs with a `stylized` RGBA layer and provenance.
 
     Frames whose output is already current, or whose result is in the render cache
@@ -435,7 +448,7 @@ def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: st
     with _cancel_on_signals() as cancel:
         summary = render_job(job_, shots=shots or None, frames=_frame_range(frames),
                              pool=_pipeline_pool(device, dtype), cache=None if no_cache else RenderCache(),
-                             report=_ProgressPrinter(progress_style), cancel=cancel)
+                             report=_ProgressPrinter(progress_style), cancel=cancel, overwrite=overwrite)
     if progress_style == "text":
         click.echo(f"rendered {summary.rendered}, from cache {summary.cached}, failed {len(summary.failed)} "
                    f"in {summary.seconds:.1f} s" + ("  (stopped)" if summary.cancelled else ""))
@@ -448,7 +461,7 @@ def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: st
 @cli.command()
 @_render_options
 def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str, dtype: str, no_cache: bool,
-         progress_style: str) -> None:
+         progress_style: str, overwrite: bool) -> None:
     """The headless comp: stylize JOB.json's shots (current outputs and the cache are reused),
     blend each stylized frame with its clean plate as the job's `comp` block says (the
     StyleCompBlend gizmo's knobs: mode, amount, weight by depth / matte / object IDs, ID
@@ -464,7 +477,7 @@ def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str,
     with _cancel_on_signals() as cancel:
         summary = comp_job(job_, shots=shots or None, frames=_frame_range(frames), pool=_pipeline_pool(device, dtype),
                            cache=None if no_cache else RenderCache(), report=_ProgressPrinter(progress_style),
-                           cancel=cancel)
+                           cancel=cancel, overwrite=overwrite)
     failed = summary.stylize.failed + summary.failed
     if progress_style == "text":
         click.echo(f"stylized {summary.stylize.rendered}, from cache {summary.stylize.cached}; comped "
@@ -665,8 +678,9 @@ def _overall(overall: dict) -> str:
               help="text: a line per frame and per shot with the overall frames done/total and ETA; json: one JSON "
                    "event per line on stdout (render's events with a job field, plus batch, shot_end, resume, "
                    "job_failed, job_end; see the README).")
+@_OVERWRITE_OPTION
 def batch(job_paths: tuple[str, ...], resume: bool, executor: str, address: str | None, chunk_size: int,
-          device: str, dtype: str, no_cache: bool, progress_style: str) -> None:
+          device: str, dtype: str, no_cache: bool, progress_style: str, overwrite: bool) -> None:
     """Render the shots of many JOB.json files, one job after another; pipelines stay loaded between jobs.
 
     As with `render`, a frame whose output is current (the cache key in its header matches)
@@ -685,7 +699,7 @@ def batch(job_paths: tuple[str, ...], resume: bool, executor: str, address: str 
     items, unusable = [], False
     for path in dict.fromkeys(job_paths):
         try:
-            items.append(BatchJob(path, load_job(path)))
+            items.append(BatchJob(path, load_job(path), overwrite=overwrite))
         except JobError as exc:
             unusable = True
             for problem in exc.problems:
@@ -765,7 +779,8 @@ def farm() -> None:
               help="Frames per task. A shot whose frames need the previous frame's output is always one task.")
 @click.option("--gpu/--no-gpu", default=True, show_default=True,
               help="Ask for a worker with a GPU and render on CUDA, or for any worker and render on its CPU.")
-def farm_openjd(job_path: str, template_path: str, chunk_size: int, gpu: bool) -> None:
+@_OVERWRITE_OPTION
+def farm_openjd(job_path: str, template_path: str, chunk_size: int, gpu: bool, overwrite: bool) -> None:
     """Write an OpenJD 2023-09 job template for JOB.json: one step per shot, one task per frame
     chunk running `stylecomp render JOB --shot S --frames A-B --progress json`. The template is
     validated with openjd-model before it is written. Job parameters: JobFile, Stylecomp (the
@@ -775,7 +790,8 @@ def farm_openjd(job_path: str, template_path: str, chunk_size: int, gpu: bool) -
     from .jobspec import load_job
     from .openjd import write_job_template
 
-    template = write_job_template(load_job(job_path), job_path, template_path, chunk_size=chunk_size, gpu=gpu)
+    template = write_job_template(load_job(job_path), job_path, template_path, chunk_size=chunk_size, gpu=gpu,
+                                  overwrite=overwrite)
     steps = template["steps"]
     tasks = sum(len(step["parameterSpace"]["taskParameterDefinitions"][0]["range"]) for step in steps)
     click.echo(f"{template_path}: {len(steps)} step(s), {tasks} task(s), {'GPU' if gpu else 'CPU'} workers")

@@ -28,6 +28,7 @@ from .atomicio import atomic_target
 from .chunks import DEFAULT_CHUNK_SIZE, ShotPlan, plan_shots
 from .errors import JobError, StyleCompError
 from .jobspec import Job
+from .output_guard import guard_outputs
 
 SPECIFICATION = "jobtemplate-2023-09"
 MAX_TASKS = 1024  # the longest list a 2023-09 task parameter range may be
@@ -37,22 +38,24 @@ LOAD_SECONDS, FRAME_SECONDS = 600, 300  # a task's time limit: model loading plu
 
 
 def job_template(job: Job, job_path: str | os.PathLike[str], template_path: str | os.PathLike[str], *,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE, gpu: bool = True) -> dict[str, Any]:
-    """The template for ``job`` (read from ``job_path``), to be written at ``template_path``."""
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, gpu: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """The template for ``job`` (read from ``job_path``), to be written at ``template_path``; refused (JobError)
+    when an output would replace a file the job reads or, without ``overwrite``, one stylecomp did not write."""
+    guard_outputs(job, overwrite=overwrite, where=os.fspath(job_path))
     plans = plan_shots(job, chunk_size=chunk_size)  # a job without a model stops here
     family = job.model.family  # type: ignore[union-attr]
     return {
         "specificationVersion": SPECIFICATION,
         "name": f"stylecomp {Path(job_path).name}"[:128],
         "parameterDefinitions": _parameters(Path(job_path), Path(template_path), gpu),
-        "steps": [_step(plan, family, gpu) for plan in plans],
+        "steps": [_step(plan, family, gpu, overwrite) for plan in plans],
     }
 
 
 def write_job_template(job: Job, job_path: str | os.PathLike[str], template_path: str | os.PathLike[str], *,
-                       chunk_size: int = DEFAULT_CHUNK_SIZE, gpu: bool = True) -> dict[str, Any]:
+                       chunk_size: int = DEFAULT_CHUNK_SIZE, gpu: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Make the template, validate it with openjd-model, and write it as YAML (atomically); returns it."""
-    template = job_template(job, job_path, template_path, chunk_size=chunk_size, gpu=gpu)
+    template = job_template(job, job_path, template_path, chunk_size=chunk_size, gpu=gpu, overwrite=overwrite)
     instantiate(template, Path(template_path).resolve().parent, {"JobFile": os.path.abspath(job_path)})
     text = yaml.safe_dump(template, sort_keys=False, width=120)
     with atomic_target(template_path) as temp:
@@ -89,7 +92,7 @@ def _parameters(job_path: Path, template_path: Path, gpu: bool) -> list[dict[str
     ]
 
 
-def _step(plan: ShotPlan, family: str, gpu: bool) -> dict[str, Any]:
+def _step(plan: ShotPlan, family: str, gpu: bool, overwrite: bool) -> dict[str, Any]:
     """One shot: its chunks as tasks, what a worker needs, and the render command."""
     name, chunks = plan.shot.name, plan.chunks
     if len(chunks) > MAX_TASKS:
@@ -115,7 +118,7 @@ def _step(plan: ShotPlan, family: str, gpu: bool) -> dict[str, Any]:
             "command": "{{Param.Stylecomp}}",
             "args": ["render", "{{Param.JobFile}}", "--shot", name,
                      "--frames", "{{Task.Param.ChunkStart}}-{{Task.Param.ChunkEnd}}",
-                     "--progress", "json", "--device", "{{Param.Device}}"],
+                     "--progress", "json", "--device", "{{Param.Device}}"] + (["--overwrite"] if overwrite else []),
             "timeout": LOAD_SECONDS + FRAME_SECONDS * max(chunk.count for chunk in chunks),
             # SIGTERM first: the render stops between denoising steps and keeps its finished frames.
             "cancelation": {"mode": "NOTIFY_THEN_TERMINATE", "notifyPeriodInSeconds": 30},

@@ -39,6 +39,7 @@ from .chunks import DEFAULT_CHUNK_SIZE, Chunk, ShotPlan, plan_shots
 from .errors import StyleCompError
 from .jobspec import Job
 from .pipeline_pool import PipelinePool
+from .output_guard import guard_outputs
 from .render import Event, Report, RenderSummary, render_job
 from .sequence import FrameSequence
 
@@ -57,11 +58,12 @@ class RayWorker:
         """The device the actor renders on (answering at all means it was placed and started)."""
         return self.pool.device
 
-    def render(self, job: Job, chunk: Chunk, cache: RenderCache | None, events: Any, tag: int) -> RenderSummary:
+    def render(self, job: Job, chunk: Chunk, cache: RenderCache | None, events: Any, tag: int,
+               overwrite: bool = False) -> RenderSummary:
         """Render one chunk; each event goes to the driver's ``events`` queue as ``(tag, event)``."""
         self.cancel_event = threading.Event()
         return render_job(job, shots=[chunk.shot], frames=(chunk.first, chunk.last), pool=self.pool, cache=cache,
-                          report=lambda event: events.put((tag, event)), cancel=self.cancel_event)
+                          report=lambda event: events.put((tag, event)), cancel=self.cancel_event, overwrite=overwrite)
 
     def cancel(self) -> None:
         """Stop the running chunk between denoising steps (its finished frames stay)."""
@@ -120,12 +122,16 @@ class RayExecutor:
         frames: tuple[int, int] | None = None,
         report: Report = lambda event: None,
         cancel: threading.Event | None = None,
+        overwrite: bool = False,
     ) -> RenderSummary:
-        """Render ``jobs`` (``shots``/``frames`` apply to each) as ``render_job`` would, with one ``end`` event."""
+        """Render ``jobs`` (``shots``/``frames`` apply to each) as ``render_job`` would, with one ``end`` event;
+        outputs are checked first (``output_guard``), before any actor starts."""
+        for job in jobs:
+            guard_outputs(job, shots, frames, overwrite=overwrite)
         plans = [plan_shots(job, shots=shots, frames=frames, chunk_size=self.chunk_size) for job in jobs]
         started = time.monotonic()
         self._start()
-        driver = _Driver(self, jobs, plans, report, cancel or threading.Event())
+        driver = _Driver(self, jobs, plans, report, cancel or threading.Event(), overwrite)
         summary = driver.run()
         self.actors = [actor for actor in self.actors if all(actor is not lost for lost in driver.lost)]
         summary.seconds = time.monotonic() - started
@@ -135,7 +141,8 @@ class RayExecutor:
 
     def run(self, item: Any, report: Report, cancel: threading.Event) -> RenderSummary:
         """One batch job (anything with ``job``, ``shots`` and ``frames``), as the batch's executors do."""
-        return self.render([item.job], shots=item.shots, frames=item.frames, report=report, cancel=cancel)
+        return self.render([item.job], shots=item.shots, frames=item.frames, report=report, cancel=cancel,
+                           overwrite=getattr(item, "overwrite", False))
 
     def close(self) -> None:
         """Stop the actors, and Ray if this executor started it."""
@@ -230,9 +237,9 @@ class _Driver:
     """One render: hands chunks to the executor's actors, forwards their events, and keeps the totals."""
 
     def __init__(self, executor: RayExecutor, jobs: Sequence[Job], plans: list[list[ShotPlan]], report: Report,
-                 cancel: threading.Event) -> None:
+                 cancel: threading.Event, overwrite: bool) -> None:
         self.executor, self.ray, self.events = executor, executor.ray, executor.events
-        self.jobs, self.report, self.cancel = jobs, report, cancel
+        self.jobs, self.report, self.cancel, self.overwrite = jobs, report, cancel, overwrite
         self.shots = {(index, plan.shot.name): _ShotProgress(plan) for index, job_plans in enumerate(plans)
                       for plan in job_plans}
         # Longest chunks first (sequential shots are one long chunk): the wall time is bounded sooner.
@@ -270,7 +277,8 @@ class _Driver:
     def _submit(self, actor: Any, job_index: int, chunk: Chunk) -> None:
         tag, self.executor.tags = self.executor.tags, self.executor.tags + 1
         self.chunks[tag] = running = _Running(actor, job_index, chunk)
-        self.running[actor.render.remote(self.jobs[job_index], chunk, self.executor.cache, self.events, tag)] = running
+        self.running[actor.render.remote(self.jobs[job_index], chunk, self.executor.cache, self.events, tag,
+                                         self.overwrite)] = running
 
     def _forward(self) -> None:
         """Pass the queued events on as render_job's, counted over each shot."""

@@ -31,6 +31,7 @@ from .blend import reframe
 from .cache import RenderCache, key_of
 from .errors import JobError, ModelError, PlateError, StyleCompError
 from .jobspec import Job, Shot
+from .output_guard import guard_outputs
 from .pipeline_pool import PipelinePool
 from .plates import ImagePart, Plate, Window, read_plate, write_plate
 from .sequence import FrameSequence, discover
@@ -81,11 +82,17 @@ def render_job(
     cache: RenderCache | None = None,
     report: Report = lambda event: None,
     cancel: threading.Event | None = None,
+    overwrite: bool = False,
 ) -> RenderSummary:
-    """Render the job's shots (all, or those named) into their outputs; ``cache=None`` renders everything afresh."""
+    """Render the job's shots (all, or those named) into their outputs; ``cache=None`` renders everything afresh.
+
+    Refuses (JobError) before any frame renders when an output would replace a file the job reads,
+    or, without ``overwrite``, a file stylecomp did not write (see ``output_guard``).
+    """
     pool = pool or PipelinePool()
     cancel = cancel or threading.Event()
     selected = select_shots(job, shots)
+    guard_outputs(job, [shot.name for shot in selected], frames, overwrite=overwrite)
     summary = RenderSummary()
     started = time.monotonic()
     plans = [(shot, *shot_frames(job, shot, frames)) for shot in selected]
@@ -93,7 +100,7 @@ def render_job(
         raise JobError(f"no shot has frames in {frames[0]}-{frames[1]}")
     for shot, plates, frame_list in plans:
         try:
-            _render_shot(job, shot, plates, frame_list, pool, cache, report, cancel, summary)
+            _render_shot(job, shot, plates, frame_list, pool, cache, report, cancel, summary, overwrite)
         except Cancelled:
             summary.cancelled = True
             break
@@ -116,7 +123,7 @@ def select_shots(job: Job, names: Sequence[str] | None) -> list[Shot]:
 
 def _render_shot(
     job: Job, shot: Shot, plates: FrameSequence, frames: list[int], pool: PipelinePool,
-    cache: RenderCache | None, report: Report, cancel: threading.Event, summary: RenderSummary,
+    cache: RenderCache | None, report: Report, cancel: threading.Event, summary: RenderSummary, overwrite: bool,
 ) -> None:
     if not frames:
         return
@@ -136,6 +143,7 @@ def _render_shot(
                              "the previous one")
         frames = chain
         start |= {"frames": [frames[0], frames[-1]], "total": len(frames)}
+        guard_outputs(job, [shot.name], (frames[0], frames[-1]), overwrite=overwrite)  # the frames before the range
     report(start)
     stage.begin_sequence(frames[0], frames[-1])
     # latent_fusion and cross_frame carry state only a render makes: unless every frame is done, render them all.

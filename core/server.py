@@ -7,7 +7,7 @@ against an explicit ``base_dir`` or are refused, and ``allow_pickle`` is refused
 renders the queue in order with one pipeline pool, so a model stays loaded between jobs.
 
     GET  /health                  200 {"status": "ok", "version", "device", "dtype", "pipelines_loaded", "queue"}
-    POST /jobs                    {"job": {...}, "base_dir"?, "shots"?, "frames"?, "label"?} -> 201 a job's status
+    POST /jobs                    {"job": {...}, "base_dir"?, "shots"?, "frames"?, "label"?, "overwrite"?} -> 201
     GET  /jobs                    200 {"jobs": [status without events, ...]}
     GET  /jobs/<id>[?since=N]     200 a job's status (events numbered after N, else the latest)
     POST /jobs/<id>/cancel        200 the status; 409 when the job has finished already
@@ -31,13 +31,14 @@ from .batch import BatchJob, LocalExecutor
 from .cache import RenderCache
 from .errors import JobError, StyleCompError
 from .jobspec import Job, parse_job
+from .output_guard import check_outputs
 from .pipeline_pool import PipelinePool
 from .render_queue import RenderQueue
 from .server_token import token_matches
 
 MAX_BODY = 1 << 20  # bytes; a job document is a few kilobytes
 DRAIN_LIMIT = 16 << 20  # a larger body is not read before the 413 is sent
-SUBMIT_FIELDS = ("job", "base_dir", "shots", "frames", "label")
+SUBMIT_FIELDS = ("job", "base_dir", "shots", "frames", "label", "overwrite")
 
 
 class HttpError(Exception):
@@ -126,7 +127,13 @@ def parse_submission(body: Any) -> BatchJob:
     label = body.get("label")
     if label is not None and (not isinstance(label, str) or len(label) > 200):
         raise HttpError(HTTPStatus.BAD_REQUEST, "'label' must be a string of at most 200 characters")
-    return BatchJob(label or ", ".join(shots or [shot.name for shot in job.shots]), job, shots, frames)
+    overwrite = body.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        raise HttpError(HTTPStatus.BAD_REQUEST, "'overwrite' must be true or false")
+    problems = check_outputs(job, shots, frames, overwrite=overwrite)
+    if problems:
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"the job's outputs are refused: {problems[0]}", problems)
+    return BatchJob(label or ", ".join(shots or [shot.name for shot in job.shots]), job, shots, frames, overwrite)
 
 
 def _check_paths(job: Job, base_dir: str | None) -> None:
