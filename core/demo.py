@@ -184,6 +184,15 @@ SCENE: tuple[SceneObject, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Lighting:
+    """A sun (unit direction towards it, scene-linear colour) and a hemispherical sky ambient."""
+
+    sun_direction: np.ndarray
+    sun_colour: np.ndarray
+    sky_ambient: np.ndarray
+
+
 # ---------------------------------------------------------------------------------------------
 # Camera: a pinhole looking down its -Z axis, +Y up, +X right.
 
@@ -233,13 +242,37 @@ def project(camera: Camera, points: np.ndarray, w: np.ndarray) -> tuple[np.ndarr
     return x, y
 
 
+@dataclass(frozen=True)
+class Scene:
+    """Everything a frame is rendered from: objects, a camera path (time, width, height) -> Camera, and light."""
+
+    objects: tuple[SceneObject, ...]
+    camera: Callable[[float, int, int], Camera]
+    lighting: Lighting
+
+
+DEMO_SCENE = Scene(SCENE, camera_at, Lighting(SUN_DIRECTION, SUN_COLOUR, SKY_AMBIENT))
+
+
+@dataclass(frozen=True)
+class SurfaceLayers:
+    """What a frame was shaded from, for computing ground-truth looks: (H, W, 3) or (H, W) float32 each."""
+
+    albedo: np.ndarray  # surface colour; the sky's own colour where there is no surface
+    direct: np.ndarray  # max(N . sun, 0): the sun's cosine term, 0 for the sky
+    ambient: np.ndarray  # the sky ambient reaching the surface (scene-linear RGB), 0 for the sky
+    emission: np.ndarray  # scene-linear emission; 0 where none
+    sky: np.ndarray  # bool: no surface
+
+
 # ---------------------------------------------------------------------------------------------
 # Rendering.
 
 
-def trace(origin: np.ndarray, dirs: np.ndarray, time: float) -> tuple[np.ndarray, np.ndarray]:
+def trace(origin: np.ndarray, dirs: np.ndarray, time: float,
+          objects: tuple[SceneObject, ...] = SCENE) -> tuple[np.ndarray, np.ndarray]:
     """Nearest hit per ray: ray parameter (N,) (inf for sky) and object index (N,) (-1 for sky)."""
-    hits = np.stack([obj.intersect(origin[None, :], dirs, time) for obj in SCENE])  # (objects, N)
+    hits = np.stack([obj.intersect(origin[None, :], dirs, time) for obj in objects])  # (objects, N)
     nearest = np.argmin(hits, axis=0)
     t = hits[nearest, np.arange(len(dirs))]
     return t, np.where(np.isfinite(t), nearest, -1)
@@ -251,37 +284,55 @@ def sky_colour(dirs: np.ndarray) -> np.ndarray:
     return mix(np.array([0.9, 0.85, 0.8]), np.array([0.25, 0.4, 0.8]), smoothstep(-0.05, 0.6, elevation))
 
 
-def shade(albedo: np.ndarray, normals: np.ndarray, emission: np.ndarray) -> np.ndarray:
+def direct_and_ambient(normals: np.ndarray, lighting: Lighting) -> tuple[np.ndarray, np.ndarray]:
+    """The sun's cosine term (N,) and the sky ambient (N, 3) at world normals (N, 3)."""
+    direct = np.maximum(normals @ lighting.sun_direction, 0.0)
+    return direct, (0.5 + 0.5 * normals[:, 1])[:, None] * lighting.sky_ambient
+
+
+def shade(albedo: np.ndarray, normals: np.ndarray, emission: np.ndarray,
+          lighting: Lighting = DEMO_SCENE.lighting) -> np.ndarray:
     """View-independent radiance (N, 3): Lambert sun + hemispherical sky ambient + emission."""
-    sun = np.maximum(normals @ SUN_DIRECTION, 0.0)[:, None] * SUN_COLOUR
-    ambient = (0.5 + 0.5 * normals[:, 1])[:, None] * SKY_AMBIENT
-    return albedo * (sun + ambient) + emission
+    direct, ambient = direct_and_ambient(normals, lighting)
+    return albedo * (direct[:, None] * lighting.sun_colour + ambient) + emission
 
 
 def render_frame(
-    frame: int, width: int = 960, height: int = 540, first_frame: int = 1001
+    frame: int, width: int = 960, height: int = 540, first_frame: int = 1001, scene: Scene = DEMO_SCENE
 ) -> dict[str, np.ndarray]:
     """Render one frame: float32 (H, W) arrays keyed by channel name (``id`` as float too)."""
+    return render_layers(frame, width, height, first_frame, scene)[0]
+
+
+def render_layers(
+    frame: int, width: int, height: int, first_frame: int, scene: Scene
+) -> tuple[dict[str, np.ndarray], SurfaceLayers]:
+    """Render one frame's channels (see ``render_frame``) and the layers it was shaded from."""
     time = float(frame - first_frame)
-    camera = camera_at(time, width, height)
-    previous_camera = camera_at(time - 1.0, width, height)
+    camera = scene.camera(time, width, height)
+    previous_camera = scene.camera(time - 1.0, width, height)
     dirs = primary_rays(camera, width, height)  # (N, 3), N = H*W
-    t, index = trace(camera.position, dirs, time)
+    t, index = trace(camera.position, dirs, time, scene.objects)
 
     count = len(dirs)
     beauty = sky_colour(dirs)  # (N, 3); surfaces overwrite their pixels below
+    albedo, direct = beauty.copy(), np.zeros(count)
+    ambient, emission = np.zeros((count, 3)), np.zeros((count, 3))
     depth = np.full(count, SKY_DEPTH)
     normals = np.tile([0.0, 0.0, 1.0], (count, 1))  # sky: the far plane facing the camera
     object_id = np.zeros(count)
     previous_points = dirs.copy()  # sky: its direction, a homogeneous point at infinity
     w = np.zeros(count)
 
-    for i, obj in enumerate(SCENE):
+    for i, obj in enumerate(scene.objects):
         rows = np.flatnonzero(index == i)
         points = camera.position + t[rows, None] * dirs[rows]  # (n, 3) world
         local = points - obj.position(time)  # object space: translation only
         world_normals = obj.normal(local)
-        beauty[rows] = shade(obj.texture(local), world_normals, np.asarray(obj.emission))
+        albedo[rows] = obj.texture(local)
+        direct[rows], ambient[rows] = direct_and_ambient(world_normals, scene.lighting)
+        emission[rows] = obj.emission
+        beauty[rows] = shade(albedo[rows], world_normals, emission[rows], scene.lighting)
         depth[rows] = t[rows]
         normals[rows] = world_normals @ camera.rotation.T
         object_id[rows] = obj.id
@@ -304,7 +355,13 @@ def render_frame(
         "backward.v": -(y_prev - y_now),  # y-up, as Nuke reads vectors
         "id": object_id,
     }
-    return {name: plane.reshape(height, width).astype(np.float32) for name, plane in planes.items()}
+
+    def image(values: np.ndarray) -> np.ndarray:
+        return values.reshape(height, width, *values.shape[1:]).astype(np.float32)
+
+    layers = SurfaceLayers(albedo=image(albedo), direct=image(direct), ambient=image(ambient),
+                           emission=image(emission), sky=(index < 0).reshape(height, width))
+    return {name: image(plane) for name, plane in planes.items()}, layers
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from transformers import (  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 # SD1.x/SDXL noise schedule (the published scheduler configs).
-_SD_BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
+SD_BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
 _BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
 # A few BPE merges, so that common words become single tokens as with the real CLIP vocabulary.
 _CLIP_MERGES = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>"), ("i", "n"), ("in", "g</w>"), ("e", "r</w>")]
@@ -86,11 +86,12 @@ def make_test_model(out_dir: str | os.PathLike[str], family: Family, controlnet:
         elif vae == "pixel":
             pipe.vae = pixel_vae(pipe.vae.config.latent_channels, contrast=_CONTRAST)
         pipe.save_pretrained(out, safe_serialization=True)
-        _write_clip_vocab_files(out / "tokenizer")
+        write_clip_vocab_files(out / "tokenizer")
         if family == "sdxl":
-            _write_clip_vocab_files(out / "tokenizer_2")
+            write_clip_vocab_files(out / "tokenizer_2")
         if controlnet:
-            net = _flux_controlnet(pipe.transformer) if family == "flux" else _unet_controlnet(pipe.unet)
+            net = (_flux_controlnet(pipe.transformer) if family == "flux"
+                   else _unet_controlnet(pipe.unet, 2 ** (len(pipe.vae.config.block_out_channels) - 1)))
             net.save_pretrained(out / "controlnet", safe_serialization=True)
     return out
 
@@ -111,7 +112,7 @@ def make_full_size_model(
             "unet": unet,
             "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "vae")),
             "text_encoder": CLIPTextModel(CLIPTextConfig.from_pretrained(configs / "text_encoder")),
-            "tokenizer": _clip_tokenizer(),
+            "tokenizer": clip_tokenizer(),
         }
         if family == "sd15":
             scheduler = PNDMScheduler.from_config(PNDMScheduler.load_config(configs / "scheduler"))
@@ -121,11 +122,11 @@ def make_full_size_model(
             scheduler = EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(configs / "scheduler"))
             encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(configs / "text_encoder_2"))
             pipe = StableDiffusionXLImg2ImgPipeline(**parts, text_encoder_2=encoder_2,
-                                                    tokenizer_2=_clip_tokenizer(pad_token="!"), scheduler=scheduler)
+                                                    tokenizer_2=clip_tokenizer(pad_token="!"), scheduler=scheduler)
         pipe.to(dtype=dtype)
         pipe.save_pretrained(out, safe_serialization=True)
         for name in ("tokenizer", "tokenizer_2")[: 2 if family == "sdxl" else 1]:
-            _write_clip_vocab_files(out / name)
+            write_clip_vocab_files(out / name)
         if controlnet:
             ControlNetModel.from_unet(unet).to(dtype=dtype).save_pretrained(out / "controlnet", safe_serialization=True)
     return out
@@ -223,8 +224,8 @@ def make_test_ip_adapter(out_dir: str | os.PathLike[str], model_dir: str | os.Pa
 
 
 def _sd15() -> StableDiffusionImg2ImgPipeline:
-    tokenizer = _clip_tokenizer()
-    text_encoder = CLIPTextModel(_clip_config(tokenizer, hidden=32))
+    tokenizer = clip_tokenizer()
+    text_encoder = CLIPTextModel(clip_text_config(tokenizer, hidden=32))
     unet = UNet2DConditionModel(
         sample_size=32,  # latents 32x32 <-> images 256x256
         in_channels=4,
@@ -236,7 +237,7 @@ def _sd15() -> StableDiffusionImg2ImgPipeline:
         cross_attention_dim=32,  # = text_encoder hidden size
         attention_head_dim=2,
     )
-    scheduler = PNDMScheduler(**_SD_BETAS, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
+    scheduler = PNDMScheduler(**SD_BETAS, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
     return StableDiffusionImg2ImgPipeline(
         vae=_vae(latent_channels=4, scaling_factor=0.18215),
         text_encoder=text_encoder,
@@ -250,10 +251,10 @@ def _sd15() -> StableDiffusionImg2ImgPipeline:
 
 
 def _sdxl() -> StableDiffusionXLImg2ImgPipeline:
-    tokenizer, tokenizer_2 = _clip_tokenizer(), _clip_tokenizer(pad_token="!")
+    tokenizer, tokenizer_2 = clip_tokenizer(), clip_tokenizer(pad_token="!")
     # Different widths for the two encoders, as in SDXL (768 / 1280): single-file loading tells them apart by it.
-    text_encoder = CLIPTextModel(_clip_config(tokenizer, hidden=32))
-    text_encoder_2 = CLIPTextModelWithProjection(_clip_config(tokenizer_2, hidden=64, projection_dim=64, act="gelu"))
+    text_encoder = CLIPTextModel(clip_text_config(tokenizer, hidden=32))
+    text_encoder_2 = CLIPTextModelWithProjection(clip_text_config(tokenizer_2, hidden=64, projection_dim=64, act="gelu"))
     time_embed_dim = 8
     unet = UNet2DConditionModel(
         sample_size=32,
@@ -273,7 +274,7 @@ def _sdxl() -> StableDiffusionXLImg2ImgPipeline:
         projection_class_embeddings_input_dim=6 * time_embed_dim + 64,
     )
     scheduler = EulerDiscreteScheduler(
-        **_SD_BETAS, timestep_spacing="leading", steps_offset=1, interpolation_type="linear", use_karras_sigmas=False
+        **SD_BETAS, timestep_spacing="leading", steps_offset=1, interpolation_type="linear", use_karras_sigmas=False
     )
     return StableDiffusionXLImg2ImgPipeline(
         vae=_vae(latent_channels=4, scaling_factor=0.13025),
@@ -290,8 +291,8 @@ def _sdxl() -> StableDiffusionXLImg2ImgPipeline:
 
 
 def _flux() -> FluxImg2ImgPipeline:
-    tokenizer = _clip_tokenizer()
-    text_encoder = CLIPTextModel(_clip_config(tokenizer, hidden=32))
+    tokenizer = clip_tokenizer()
+    text_encoder = CLIPTextModel(clip_text_config(tokenizer, hidden=32))
     tokenizer_2 = _t5_tokenizer()
     text_encoder_2 = T5EncoderModel(
         T5Config(
@@ -476,10 +477,11 @@ def _passthrough_vae(like: AutoencoderKL, contrast: float = _CONTRAST) -> Autoen
     return vae
 
 
-def _unet_controlnet(unet: UNet2DConditionModel) -> ControlNetModel:
+def _unet_controlnet(unet: UNet2DConditionModel, vae_scale: int) -> ControlNetModel:
     """A ControlNet copied from the UNet (as ControlNet training starts) whose zero convolutions are made random."""
-    # Four conditioning-embedding stages downsample the control image 8x, to the latent size.
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
+    # Each conditioning-embedding stage after the first halves the control image: 4 stages for f=8, 1 for f=1.
+    stages = (8, 16, 16, 32)[: vae_scale.bit_length()]
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=stages)
     return _randomize_zeros(net)
 
 
@@ -505,9 +507,10 @@ def _randomize_zeros(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _clip_config(
+def clip_text_config(
     tokenizer: CLIPTokenizer, hidden: int, projection_dim: int | None = None, act: str = "quick_gelu"
 ) -> CLIPTextConfig:
+    """A two-layer CLIP text encoder config of width ``hidden`` for ``tokenizer``'s vocabulary."""
     return CLIPTextConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -537,11 +540,12 @@ def _clip_vocab() -> dict[str, int]:
     return {token: i for i, token in enumerate(tokens)}
 
 
-def _clip_tokenizer(pad_token: str = _EOS) -> CLIPTokenizer:
+def clip_tokenizer(pad_token: str = _EOS) -> CLIPTokenizer:
+    """A byte-level CLIP tokenizer whose vocabulary stylecomp writes itself (no download), for any prompt."""
     return CLIPTokenizer(vocab=_clip_vocab(), merges=list(_CLIP_MERGES), pad_token=pad_token, model_max_length=77)
 
 
-def _write_clip_vocab_files(folder: Path) -> None:
+def write_clip_vocab_files(folder: Path) -> None:
     """Also write vocab.json + merges.txt, the files SD repositories ship, beside tokenizer.json."""
     (folder / "vocab.json").write_text(json.dumps(_clip_vocab(), ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
     merges = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in _CLIP_MERGES)
@@ -939,7 +943,7 @@ def _cogvideox_i2v() -> CogVideoXImageToVideoPipeline:
         temporal_compression_ratio=4,
     )
     scheduler = CogVideoXDDIMScheduler(
-        **_SD_BETAS,
+        **SD_BETAS,
         prediction_type="v_prediction",
         rescale_betas_zero_snr=True,
         timestep_spacing="trailing",
