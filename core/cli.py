@@ -318,9 +318,9 @@ def make_test(
 @model.command("train-demo")
 @click.argument("out_dir", metavar="OUT", type=click.Path(file_okay=False))
 @click.option("--steps", type=click.IntRange(1), default=None,
-              help="UNet training steps (default 5000: about 50 min on 2 CPU cores).")
+              help="UNet training steps (default 3000: about 50 min on one CPU core).")
 @click.option("--controlnet-steps", type=click.IntRange(1), default=None,
-              help="Line-art ControlNet training steps, after the UNet's (default 1800).")
+              help="Line-art ControlNet training steps, after the UNet's (default 1000).")
 @click.option("--scenes", type=click.IntRange(1), default=None, help="Random training scenes to render (default 320).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seed for the weights, the scenes and every batch: the same seed gives the same model.")
@@ -451,6 +451,9 @@ class _ProgressPrinter:
                     f"{float(event.get('seconds', 0)):6.1f} s   ETA {int(eta // 60)}:{int(eta % 60):02d}")  # type: ignore[arg-type]
             if event["status"] == "failed":
                 line += f"\n    {event['error']}"
+            if "warning" in event:
+                click.echo(("\n" if self.tty else "") + f"warning: {event['shot']} {event['frame']}: {event['warning']}",
+                           err=True)
             last = event["done"] == event["total"]
             click.echo(("\r" + line) if self.tty and event["status"] != "failed" else line, nl=not self.tty or last
                        or event["status"] == "failed", err=True)
@@ -696,6 +699,9 @@ class _BatchPrinter:
         elif kind == "frame":
             line = (f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
                     f"{float(event.get('seconds', 0)):6.1f} s   {_overall(event['overall'])}")
+            if "warning" in event:
+                click.echo(("\n" if self.tty else "") + f"warning: {event['job']}: {event['shot']} {event['frame']}: "
+                           f"{event['warning']}", err=True)
             if event["status"] == "failed":
                 click.echo(("\r" if self.tty else "") + f"{line}\n    {event['error']}", err=True)
             else:
@@ -790,10 +796,15 @@ def batch(job_paths: tuple[str, ...], resume: bool, executor: str, address: str 
               help="Address to listen on. Anything but a loopback address lets other machines in (a warning says so).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True,
               help="Port to listen on; 0 picks a free one (the URL printed says which).")
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
+              help="A folder requests may read and write in (repeat for several); every path a job names must "
+                   "resolve inside one, else the request gets 403. Also read from the config folder's server.json "
+                   "({\"roots\": [...]}). Default on a loopback address: your home and the stylecomp cache folder; "
+                   "required on any other address.")
 @_DEVICE_OPTION
 @_DTYPE_OPTION
 @_NO_CACHE_OPTION
-def serve(host: str, port: int, device: str, dtype: str, no_cache: bool) -> None:
+def serve(host: str, port: int, roots: tuple[str, ...], device: str, dtype: str, no_cache: bool) -> None:
     """Run the engine server: an HTTP API on this machine that queues jobs and renders them one
     after another, keeping pipelines loaded between them (for the Nuke plugin and other hosts).
 
@@ -803,7 +814,7 @@ def serve(host: str, port: int, device: str, dtype: str, no_cache: bool) -> None
     is cancelled between denoising steps and its finished frames stay. See the README for the API.
     """
     from .cache import RenderCache
-    from .server import EngineServer, bind_warning
+    from .server import EngineServer, bind_warning, configured_roots
     from .server_token import load_or_create_token, token_file
 
     token, repaired = load_or_create_token()
@@ -812,11 +823,15 @@ def serve(host: str, port: int, device: str, dtype: str, no_cache: bool) -> None
     warning = bind_warning(host)
     if warning:
         click.echo(f"WARNING: {warning}", err=True)
-    server = EngineServer((host, port), token, _pipeline_pool(device, dtype), None if no_cache else RenderCache())
+    chosen = [os.path.abspath(root) for root in roots] + configured_roots()
+    server = EngineServer((host, port), token, _pipeline_pool(device, dtype), None if no_cache else RenderCache(),
+                          roots=chosen or None)
     with _cancel_on_signals() as stop:
         server.start()
         click.echo(f"stylecomp engine server on {server.url} (device {server.pool.device})")
         click.echo(f"token file: {token_file()} (send 'Authorization: Bearer <token>')")
+        click.echo(f"roots: {', '.join(server.roots)}" + ("" if chosen else " (the default: your home and the "
+                   "stylecomp cache folder; name others with --root)"))
         while not stop.wait(0.5):
             pass
         click.echo("stopping: cancelling the running job between denoising steps", err=True)

@@ -189,7 +189,8 @@ class Consistency(_Strict):
     """Temporal-consistency mechanisms, each switchable on its own."""
 
     mechanisms: list[
-        Literal["locked_seed", "warped_noise", "cross_frame", "latent_fusion", "pixel_fusion", "keyframes"]
+        Literal["locked_seed", "warped_noise", "cross_frame", "flow_attention", "latent_fusion", "pixel_fusion",
+                "keyframes"]
     ] = Field(default_factory=list, description="Empty: frames are independent (seeds as the seed policy says)")
     keyframe_interval: int = Field(8, ge=1, description="keyframes: every Nth frame is stylized fully")
     fusion_strength: float = Field(0.5, ge=0.0, le=1.0, description="pixel_fusion: share of the previous frame")
@@ -417,6 +418,7 @@ class Job(_Strict):
     performance: Performance = Field(default_factory=Performance)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _expand: bool = PrivateAttr(default=True)  # $VARS and ~ in paths; off for jobs from the server's clients
 
     @field_validator("shots")
     @classmethod
@@ -440,7 +442,7 @@ class Job(_Strict):
 
     def resolve(self, path: str) -> str:
         """A path from the job, absolute, with frame tokens as printf (``%04d``)."""
-        expanded = os.path.expanduser(os.path.expandvars(path))
+        expanded = os.path.expanduser(os.path.expandvars(path)) if self._expand else path
         return to_printf(self._base_dir / expanded if not os.path.isabs(expanded) else expanded)
 
     def shot_path(self, template: str, shot: Shot) -> str:
@@ -462,18 +464,23 @@ def _field_path(location: tuple[int | str, ...]) -> str:
     return path or "(document)"
 
 
-def parse_job(text: str, where: str = "<job>", base_dir: str | os.PathLike[str] | None = None) -> Job:
-    """Parse and validate a job document. Raises JobError naming every bad field."""
+def parse_job(text: str, where: str = "<job>", base_dir: str | os.PathLike[str] | None = None,
+              expand: bool = True) -> Job:
+    """Parse and validate a job document. Raises JobError naming every bad field. ``expand`` False takes paths
+    literally ($VARS and ~ are not expanded: the engine server's clients may not read its environment)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise JobError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", where) from None
+    except RecursionError:
+        raise JobError("not a job document: JSON nested too deeply", where) from None
     try:
         job = Job.model_validate(data)
     except ValidationError as exc:
         problems = [f"{_field_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
         raise JobError("; ".join(problems), where, problems) from None
     job._base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+    job._expand = expand
     return job
 
 
@@ -484,6 +491,8 @@ def load_job(path: str | os.PathLike[str]) -> Job:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise JobError(exc.strerror or "cannot read file", path) from None
+    except UnicodeDecodeError as exc:
+        raise JobError(f"not UTF-8 text (byte {exc.start}): a job file is JSON in UTF-8", path) from None
     return parse_job(text, str(path), path.resolve().parent)
 
 

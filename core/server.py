@@ -1,10 +1,14 @@
 """The engine server: the render queue over HTTP on this machine, for hosts such as the Nuke plugin.
 
 Standard library only (http.server, json). Every request needs ``Authorization: Bearer
-<token>`` (see ``server_token``); bodies and answers are JSON. A submitted job document is
-validated with ``parse_job`` like a job file and never executed: relative paths in it resolve
-against an explicit ``base_dir`` or are refused, and ``allow_pickle`` is refused. One worker
-renders the queue in order with one pipeline pool, so a model stays loaded between jobs.
+<token>`` (see ``server_token``), HEAD and OPTIONS included; bodies and answers are JSON. A
+submitted job document is validated with ``parse_job`` like a job file and never executed:
+paths are taken literally ($VARS and ~ are not expanded), relative ones resolve against an
+explicit ``base_dir`` or are refused, every path must resolve (symlinks and ``..`` followed)
+inside one of the server's roots (403 naming the field, never echoing a resolved path), and
+``allow_pickle`` is refused. Every request is bounded (``LIMITS``: 400 within milliseconds, before
+any plate is listed), handled by a bounded pool of threads with a whole-request deadline. One
+worker renders the queue in order with one pipeline pool, so a model stays loaded between jobs.
 
     GET  /health                  200 {"status": "ok", "version", "device", "dtype", "pipelines_loaded", "queue"}
     POST /jobs                    {"job": {...}, "base_dir"?, "shots"?, "frames"?, "label"?, "overwrite"?} -> 201
@@ -15,14 +19,19 @@ renders the queue in order with one pipeline pool, so a model stays loaded betwe
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import socket
 import sys
 import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -31,14 +40,32 @@ from .batch import BatchJob, LocalExecutor
 from .cache import RenderCache
 from .errors import JobError, StyleCompError
 from .jobspec import Job, parse_job
+from .models import cache_dir
 from .output_guard import check_outputs
 from .pipeline_pool import PipelinePool
+from .plates import read_plate
 from .render_queue import RenderQueue
-from .server_token import token_matches
+from .sequence import discover
+from .server_token import config_dir, token_matches
 
 MAX_BODY = 1 << 20  # bytes; a job document is a few kilobytes
 DRAIN_LIMIT = 16 << 20  # a larger body is not read before the 413 is sent
 SUBMIT_FIELDS = ("job", "base_dir", "shots", "frames", "label", "overwrite")
+# What one submission may ask for; a request over a limit gets a 400 naming the field (documented in the README).
+LIMITS = {
+    "json_depth": 32,  # nesting of the request body
+    "shots": 64,  # shots in a job
+    "frames": 10_000,  # frames of one shot (its range with handles, within 'frames'), and frames on disk
+    "handles": 1_000,  # handles of a shot
+    "candidates": 16,  # candidates.count
+    "steps": 150,  # steps, animation.steps
+    "prompt": 4_000,  # characters of any prompt
+    "working_size": 4_096,  # resolution.working_size, and at most 2x the plate's long side (or 1024)
+}
+SERVER_CONFIG = "server.json"  # in the config folder: {"roots": [...]}
+WORKERS = 16  # threads answering requests; more connections wait in the listen backlog
+BACKLOG = 128  # connections the kernel holds while every worker is busy (a burst of submissions)
+REQUEST_DEADLINE = 30.0  # seconds a whole request may take (a slow client is cut off, however it trickles)
 
 
 class HttpError(Exception):
@@ -49,12 +76,24 @@ class HttpError(Exception):
         self.status, self.message, self.problems = status, message, problems
 
 
-class EngineServer(ThreadingHTTPServer):
-    """The HTTP server with its render queue; ``start`` serves from a thread, ``stop`` shuts everything down."""
+class EngineServer(HTTPServer):
+    """The HTTP server with its render queue; ``start`` serves from a thread, ``stop`` shuts everything down.
 
-    daemon_threads = True
+    ``roots``: the folders requests may read and write in; None serves the user's home and the stylecomp cache
+    folder, which only a loopback address may do (``default_roots``).
+    """
 
-    def __init__(self, address: tuple[str, int], token: str, pool: PipelinePool, cache: RenderCache | None) -> None:
+    request_queue_size = BACKLOG
+
+    def __init__(self, address: tuple[str, int], token: str, pool: PipelinePool, cache: RenderCache | None,
+                 roots: Sequence[str | os.PathLike[str]] | None = None) -> None:
+        if not roots and bind_warning(address[0]) is not None:
+            raise StyleCompError(f"the engine server will not listen on {address[0]} without --root: name the "
+                                 "folders its clients may read and write")
+        self.roots = [os.path.realpath(root) for root in (roots or default_roots())]
+        missing = [str(root) for root in roots or () if not os.path.isdir(root)]
+        if missing:
+            raise StyleCompError(f"--root must be an existing folder: {', '.join(missing)}")
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         try:
@@ -64,8 +103,33 @@ class EngineServer(ThreadingHTTPServer):
         self.token = token
         self.pool = pool
         self.queue = RenderQueue(LocalExecutor(pool, cache))
+        self._workers = ThreadPoolExecutor(WORKERS, "stylecomp-http")
+        self._free = threading.BoundedSemaphore(WORKERS)
+        self._deadlines = _Deadlines()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="stylecomp server", daemon=True)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Hand the connection to a free worker; while none is free, new connections wait in the listen backlog."""
+        self._free.acquire()
+        self._deadlines.watch(request, REQUEST_DEADLINE)
+        self._workers.submit(self._serve_one, request, client_address)
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 (socketserver's own policy: report, close, keep serving)
+            self.handle_error(request, client_address)
+        finally:
+            self._deadlines.forget(request)
+            self.shutdown_request(request)
+            self._free.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that broke (a client gone, cut at its deadline): one line, not a traceback."""
+        kind, exc = sys.exc_info()[:2]
+        if not isinstance(exc, OSError):
+            super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
@@ -83,6 +147,8 @@ class EngineServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join()
+        self._workers.shutdown(wait=True)
+        self._deadlines.stop()
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "device": self.pool.device,
@@ -103,8 +169,61 @@ def bind_warning(host: str) -> str | None:
             "127.0.0.1 (the default) and use an SSH tunnel or an authenticating TLS proxy for remote hosts.")
 
 
-def parse_submission(body: Any) -> BatchJob:
-    """A POST /jobs body as a batch job; HttpError(400) says what is wrong with it."""
+def configured_roots() -> list[str]:
+    """Roots from the config folder's ``server.json`` (``{"roots": ["/shows", ...]}``); [] when there is none."""
+    path = config_dir() / SERVER_CONFIG
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise StyleCompError(f"cannot read: {exc}", path) from None
+    roots = settings.get("roots", []) if isinstance(settings, dict) else None
+    if not isinstance(roots, list) or not all(isinstance(root, str) and os.path.isabs(root) for root in roots):
+        raise StyleCompError("'roots' must be a list of absolute folder paths", path)
+    return roots
+
+
+def default_roots() -> list[str]:
+    """What a loopback server without --root serves: the user's home and the stylecomp cache folder."""
+    return [str(Path.home()), str(cache_dir())]
+
+
+class _Deadlines:
+    """The whole-request deadline: a connection still open at its deadline is shut down, which ends its reads."""
+
+    def __init__(self) -> None:
+        self._open: dict[Any, float] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._reap, name="stylecomp request deadlines", daemon=True).start()
+
+    def watch(self, connection: Any, seconds: float) -> None:
+        with self._lock:
+            self._open[connection] = time.monotonic() + seconds
+
+    def forget(self, connection: Any) -> None:
+        with self._lock:
+            self._open.pop(connection, None)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _reap(self) -> None:
+        while not self._stopped.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                late = [connection for connection, deadline in self._open.items() if deadline <= now]
+                for connection in late:
+                    del self._open[connection]
+            for connection in late:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+
+def parse_submission(body: Any, roots: Sequence[str] | None = None) -> BatchJob:
+    """A POST /jobs body as a batch job; HttpError(400) says what is wrong with it, HttpError(403) names a path
+    outside ``roots`` (real paths of folders; None: no confinement)."""
     if not isinstance(body, dict):
         raise HttpError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object: {\"job\": {...}, ...}")
     unknown = sorted(set(body) - set(SUBMIT_FIELDS))
@@ -118,22 +237,88 @@ def parse_submission(body: Any) -> BatchJob:
                                  or not os.path.isdir(base_dir)):
         raise HttpError(HTTPStatus.BAD_REQUEST, "'base_dir' must be the absolute path of an existing folder")
     try:
-        job = parse_job(json.dumps(body["job"]), "job", base_dir)
+        job = parse_job(json.dumps(body["job"]), "job", base_dir, expand=False)
     except JobError as exc:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"the job does not validate: {exc.reason}", exc.problems) from None
-    _check_paths(job, base_dir)
     shots = _shots(body.get("shots"), job)
     frames = _frames(body.get("frames"))
+    _check_bounds(job, shots, frames)
+    _check_paths(job, base_dir)
+    if roots is not None:
+        _check_roots(job, base_dir, roots)
     label = body.get("label")
     if label is not None and (not isinstance(label, str) or len(label) > 200):
         raise HttpError(HTTPStatus.BAD_REQUEST, "'label' must be a string of at most 200 characters")
     overwrite = body.get("overwrite", False)
     if not isinstance(overwrite, bool):
         raise HttpError(HTTPStatus.BAD_REQUEST, "'overwrite' must be true or false")
+    _check_plates(job, shots, frames)
     problems = check_outputs(job, shots, frames, overwrite=overwrite)
     if problems:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"the job's outputs are refused: {problems[0]}", problems)
     return BatchJob(label or ", ".join(shots or [shot.name for shot in job.shots]), job, shots, frames, overwrite)
+
+
+def _check_bounds(job: Job, shots: tuple[str, ...] | None, frames: tuple[int, int] | None) -> None:
+    """Refuse what would take unbounded memory or time (LIMITS), from the document alone: no file is looked at."""
+    over = []
+    if len(job.shots) > LIMITS["shots"]:
+        over.append(f"shots: {len(job.shots)} shots, over {LIMITS['shots']}")
+    for i, shot in enumerate(job.shots):
+        if shots and shot.name not in shots:
+            continue
+        if shot.handles > LIMITS["handles"]:
+            over.append(f"shots[{i}].handles: {shot.handles}, over {LIMITS['handles']}")
+        span = shot.frame_range_with_handles()
+        if span is not None and frames is not None:
+            span = (max(span[0], frames[0]), min(span[1], frames[1]))
+        if span is not None and span[1] - span[0] + 1 > LIMITS["frames"]:
+            over.append(f"shots[{i}].frames: {span[1] - span[0] + 1} frames, over {LIMITS['frames']} a submission "
+                        "may render (split the shot with 'frames')")
+        for name, prompt in (("prompt", shot.overrides.prompt), ("negative_prompt", shot.overrides.negative_prompt)):
+            if prompt and len(prompt) > LIMITS["prompt"]:
+                over.append(f"shots[{i}].overrides.{name}: over {LIMITS['prompt']} characters")
+    if frames is not None and frames[1] - frames[0] + 1 > LIMITS["frames"]:  # plates are listed within it
+        over.insert(0, f"frames: {frames[1] - frames[0] + 1} frames, over {LIMITS['frames']}")
+    if job.candidates.count > LIMITS["candidates"]:
+        over.append(f"candidates.count: {job.candidates.count}, over {LIMITS['candidates']}")
+    for name, steps in (("steps", job.steps), ("animation.steps", job.animation.steps)):
+        if steps > LIMITS["steps"]:
+            over.append(f"{name}: {steps}, over {LIMITS['steps']}")
+    prompts = [("prompt", job.prompt), ("negative_prompt", job.negative_prompt)]
+    prompts += [(f"candidates.prompts[{i}]", p) for i, p in enumerate(job.candidates.prompts)]
+    over += [f"{name}: over {LIMITS['prompt']} characters" for name, p in prompts if len(p) > LIMITS["prompt"]]
+    size = job.resolution.working_size
+    if size is not None and size > LIMITS["working_size"]:
+        over.append(f"resolution.working_size: {size}, over {LIMITS['working_size']}")
+    if over:
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"the job is over the server's limits: {over[0]}", over)
+
+
+def _check_plates(job: Job, shots: tuple[str, ...] | None, frames: tuple[int, int] | None) -> None:
+    """Frames on disk (a shot without a range renders them all) and the working size against the plate's size."""
+    size = job.resolution.working_size
+    for i, shot in enumerate(job.shots):
+        if shots and shot.name not in shots:
+            continue
+        try:
+            found = discover(job.resolve(shot.plate), frames)
+        except StyleCompError:
+            continue  # the render reports missing plates frame by frame
+        if len(found.frames) + len(found.missing) > LIMITS["frames"]:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"shots[{i}].plate: {len(found.frames)} frames on disk, over "
+                                                    f"{LIMITS['frames']} a submission may render; give 'frames'")
+        if size is None:
+            continue
+        first = found.path(found.frames[0]) if found.frames else found.pattern
+        try:
+            window = read_plate(first, pixels=False).display_window
+        except StyleCompError:
+            continue
+        allowed = max(2 * max(window.width, window.height), 1024)
+        if size > allowed:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"resolution.working_size: {size} for a {window.width}x"
+                                                    f"{window.height} plate (shots[{i}].plate); at most {allowed}")
 
 
 def _check_paths(job: Job, base_dir: str | None) -> None:
@@ -141,14 +326,33 @@ def _check_paths(job: Job, base_dir: str | None) -> None:
     if job.model is not None and job.model.allow_pickle:
         raise HttpError(HTTPStatus.BAD_REQUEST, "model.allow_pickle is refused by the server (unpickling runs "
                                                 "code); render such a job with `stylecomp render`")
-    if not job.color.config.startswith("ocio://") and not os.path.isabs(_expanded(job.color.config)):
+    if not job.color.config.startswith("ocio://") and not os.path.isabs(job.color.config):
         raise HttpError(HTTPStatus.BAD_REQUEST, "color.config must be an ocio:// URI or an absolute path")
     if base_dir is not None:
         return
-    relative = [f"{where} ({path})" for where, path in _job_paths(job) if not os.path.isabs(_expanded(path))]
+    relative = [f"{where} ({path})" for where, path in _job_paths(job) if not os.path.isabs(path)]
     if relative:
         raise HttpError(HTTPStatus.BAD_REQUEST, "relative paths need 'base_dir' (the folder they are relative to): "
                                                 + ", ".join(relative))
+
+
+def _check_roots(job: Job, base_dir: str | None, roots: Sequence[str]) -> None:
+    """Every path a render of the job reads or writes (the server renders, never comps), resolved (symlinks,
+    ``..``), must be inside a root: else 403 naming
+    the fields (the paths are not echoed: their resolved form may say what the client may not know)."""
+    paths = [("base_dir", base_dir)] if base_dir is not None else []
+    paths += [(where, job.resolve(path)) for where, path in _job_paths(job)]
+    if not job.color.config.startswith("ocio://"):
+        paths.append(("color.config", job.color.config))
+    outside = [where for where, path in paths if not _inside(os.path.realpath(path), roots)]
+    if outside:
+        raise HttpError(HTTPStatus.FORBIDDEN, f"outside the server's roots: {', '.join(outside)}; start the server "
+                                               "with --root for the folders these are in",
+                        [f"{where}: outside the server's roots" for where in outside])
+
+
+def _inside(path: str, roots: Sequence[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 def _job_paths(job: Job) -> list[tuple[str, str]]:
@@ -165,13 +369,9 @@ def _job_paths(job: Job) -> list[tuple[str, str]]:
         paths += [(f"model.controlnets[{i}].path", net.path) for i, net in enumerate(model.controlnets)]
         if model.ip_adapter is not None:
             paths += [("model.ip_adapter.path", model.ip_adapter.path), ("model.ip_adapter.image", model.ip_adapter.image)]
-            if model.ip_adapter.image_encoder:
-                paths.append(("model.ip_adapter.image_encoder", model.ip_adapter.image_encoder))
+            paths.append(("model.ip_adapter.image_encoder", model.ip_adapter.image_encoder
+                          or os.path.join(os.path.dirname(model.ip_adapter.path), "image_encoder")))
     return paths
-
-
-def _expanded(path: str) -> str:
-    return os.path.expanduser(os.path.expandvars(path))
 
 
 def _shots(value: Any, job: Job) -> tuple[str, ...] | None:
@@ -218,6 +418,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
+    def do_HEAD(self) -> None:
+        self._handle("HEAD")
+
+    def do_OPTIONS(self) -> None:
+        self._handle("OPTIONS")
+
     def _handle(self, method: str) -> None:
         try:
             authorised = token_matches(_bearer(self.headers.get("Authorization")), self.server.token)
@@ -241,13 +447,17 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         parts = [part for part in path.split("/") if part]
         queue = self.server.queue
+        if method == "OPTIONS" and _allowed(parts):
+            return HTTPStatus.OK, {"allow": _allowed(parts)}
+        if method == "HEAD":
+            method = "GET"  # answered without its body
         match method, parts:
             case "GET", ["health"]:
                 return HTTPStatus.OK, self.server.health()
             case "GET", ["jobs"]:
                 return HTTPStatus.OK, {"jobs": queue.jobs()}
             case "POST", ["jobs"]:
-                item = parse_submission(_json(body))
+                item = parse_submission(_json(body), self.server.roots)
                 try:
                     return HTTPStatus.CREATED, queue.submit(item)
                 except StyleCompError as exc:
@@ -315,6 +525,18 @@ class _Handler(BaseHTTPRequestHandler):
         sys.stderr.write(f"stylecomp server: {self.address_string()} {format % args}\n")
 
 
+def _allowed(parts: list[str]) -> list[str]:
+    """The methods an endpoint answers; [] for no endpoint."""
+    match parts:
+        case ["health"] | ["jobs", _]:
+            return ["GET", "HEAD", "OPTIONS"]
+        case ["jobs"]:
+            return ["GET", "HEAD", "POST", "OPTIONS"]
+        case ["jobs", _, "cancel"]:
+            return ["POST", "OPTIONS"]
+    return []
+
+
 def _bearer(header: str | None) -> str | None:
     if header is None:
         return None
@@ -323,10 +545,28 @@ def _bearer(header: str | None) -> str | None:
 
 
 def _json(body: bytes) -> Any:
+    """The body as JSON, nested at most LIMITS['json_depth'] deep."""
     try:
-        return json.loads(body.decode("utf-8"))
+        value = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        value = None  # deeper than Python's recursion limit: far over the limit below
+    else:
+        if _depth(value) <= LIMITS["json_depth"]:
+            return value
+    raise HttpError(HTTPStatus.BAD_REQUEST, f"the body is nested more than {LIMITS['json_depth']} deep")
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a JSON value (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
+    return deepest
 
 
 def _since(query: str) -> int | None:

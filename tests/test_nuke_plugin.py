@@ -485,7 +485,8 @@ def engine_server(node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_mo
     from stylecomp.server_token import load_or_create_token
 
     monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "render-cache"))
-    server = EngineServer(("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), RenderCache())
+    server = EngineServer(("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), RenderCache(),
+                          roots=[tmp_path.parent])  # this run's temp folder: the model, plates and nodes
     server.start()
     monkeypatch.setenv("STYLECOMP_SERVER", server.url)
     presets_file = Path(os.environ["STYLECOMP_PRESETS"])

@@ -146,7 +146,7 @@ def test_farm_planning_refuses_an_output_equal_to_its_plate(tmp_path: Path, plat
 
 def test_server_refuses_a_submission_writing_over_its_plates(tmp_path: Path, plates: Path, model: Path) -> None:
     token, _ = load_or_create_token()
-    engine = EngineServer(("127.0.0.1", 0), token, PipelinePool("cpu"), RenderCache())
+    engine = EngineServer(("127.0.0.1", 0), token, PipelinePool("cpu"), RenderCache(), roots=[tmp_path, model.parent])
     engine.start()
     try:
         before = digests(plates)

@@ -53,9 +53,11 @@ def folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def server() -> Iterator[EngineServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineServer]:
+    """A server whose root is this run's temp folder (plates, model and outputs are all in it)."""
     token, _ = load_or_create_token()
-    engine = EngineServer(("127.0.0.1", 0), token, PipelinePool("cpu"), RenderCache())
+    engine = EngineServer(("127.0.0.1", 0), token, PipelinePool("cpu"), RenderCache(),
+                          roots=[tmp_path_factory.getbasetemp()])
     engine.start()
     yield engine
     engine.stop()
@@ -215,8 +217,8 @@ def test_status_burst_while_rendering_and_cancel(server: EngineServer, tmp_path:
 def test_serve_prints_where_and_stops_on_sigterm_keeping_finished_frames(
     tmp_path: Path, plates: Path, model: Path
 ) -> None:
-    process = subprocess.Popen([str(ENGINE), "serve", "--port", "0", "--device", "cpu"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([str(ENGINE), "serve", "--port", "0", "--device", "cpu", "--root",
+                                str(tmp_path.parent)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = process.stdout.readline().split()[4]  # type: ignore[union-attr]
         assert process.stdout.readline().startswith(f"token file: {token_file()} ")  # type: ignore[union-attr]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 
 import nuke
@@ -36,9 +35,17 @@ class CacheFolder:
 
 
 def default_root(script: str, node_name: str) -> str:
-    """``stylecomp/<node>`` beside the saved script, or in the temp folder for an unsaved one."""
-    base = os.path.dirname(os.path.abspath(script)) if script else os.path.join(tempfile.gettempdir(), "untitled")
+    """``stylecomp/<node>`` beside the saved script; for an unsaved one, in the stylecomp cache folder, which an
+    engine server started without --root serves (as it does the home folder)."""
+    base = os.path.dirname(os.path.abspath(script)) if script else os.path.join(engine_cache_dir(), "nuke", "untitled")
     return os.path.join(base, "stylecomp", node_name)
+
+
+def engine_cache_dir() -> str:
+    """The engine's cache folder, by the engine's rule: $STYLECOMP_CACHE_DIR, else $XDG_CACHE_HOME/stylecomp, else
+    ~/.cache/stylecomp."""
+    return os.environ.get("STYLECOMP_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "stylecomp")
 
 
 def cache_folder(node) -> CacheFolder:

@@ -7,6 +7,7 @@ runner.RunResult to the main thread with nuke.executeInMainThread, as runner.Eng
 
 from __future__ import annotations
 
+import os
 import time
 
 import nuke
@@ -36,6 +37,10 @@ class ServerRun(BackgroundRun):
         try:
             job_id = self.server.submit(self.job, self.base_dir, self.shot, self.first, self.last, self.title)
         except ServerError as exc:
+            if exc.status == 403:  # the server's roots leave out this node's folder or its model
+                result.error = (f"{exc} Start the engine server with --root for the folders this node uses, e.g. "
+                                f"`stylecomp serve --root {os.path.dirname(self.base_dir)}` (and the model's folder).")
+                return result
             if exc.status != 400:
                 result.error = str(exc)
                 return result
