@@ -22,7 +22,7 @@ from .blend import align, depth_weight, detail_transfer, id_mask, line_overlay, 
 from .cache import RenderCache
 from .errors import PlateError, StyleCompError
 from .jobspec import Comp, Job, Shot
-from .output_guard import guard_outputs
+from .output_guard import check_writable, guard_outputs
 from .pipeline_pool import PipelinePool
 from .plates import ImagePart, Plate, Window, read_plate, write_plate
 from .render import STYLIZED_CHANNELS, Report, RenderSummary, render_job, rgba_part, shot_frames
@@ -60,6 +60,7 @@ def comp_job(
     checked first, the comp's included (``output_guard``)."""
     cancel = cancel or threading.Event()
     guard_outputs(job, shots, frames, overwrite=overwrite, comp=True)
+    check_writable(job, shots, comp=True)
     summary = CompSummary(render_job(job, shots=shots, frames=frames, pool=pool, cache=cache, report=report,
                                      cancel=cancel, overwrite=overwrite))
     if summary.stylize.cancelled:

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +75,7 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from .atomicio import atomic_target  # noqa: E402
 from .errors import ModelError  # noqa: E402
+from .geometry import CONFIG_DIR  # noqa: E402
 from .jobspec import IPAdapter, ModelSettings, Performance  # noqa: E402
 
 # Loading bars from both libraries would interleave with stylecomp's own per-frame progress.
@@ -83,7 +85,6 @@ transformers_logging.disable_progress_bar()
 Family = Literal["sd15", "sdxl", "flux"]
 
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
-CONFIG_DIR = Path(__file__).parent / "model_configs"
 _PICKLE_REFUSAL = "can run arbitrary code when loaded; convert to .safetensors or set allow_pickle"
 # Pipeline components stylecomp never loads, so their weights are not checked (nor hashed).
 _UNUSED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
@@ -311,6 +312,10 @@ def _weight_folders(folder: Path) -> list[Path]:
     if not index.is_file():
         return [folder]
     components = _components(_read_json(index))
+    root = folder.resolve()
+    for name in components:  # a component is a folder inside the model: "../x" would hash (and load) anything
+        if not (folder / name).resolve().is_relative_to(root) or (folder / name).resolve() == root:
+            raise ModelError(f"component {name!r} in model_index.json is not a folder inside the model", folder)
     return [folder / name for name in components if (folder / name).is_dir() and name not in _UNUSED_COMPONENTS]
 
 
@@ -361,7 +366,7 @@ def _checkpoint_keys(path: Path, allow_pickle: bool) -> list[str]:
             raise ModelError(f"this is a pickle checkpoint, which {_PICKLE_REFUSAL}", path)
         try:
             state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
             raise ModelError(f"cannot read the checkpoint: {_first_line(exc)}", path) from None
         state = state.get("state_dict", state) if isinstance(state, dict) else {}
         return [str(key) for key in state]

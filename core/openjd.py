@@ -46,7 +46,7 @@ def job_template(job: Job, job_path: str | os.PathLike[str], template_path: str 
     family = job.model.family  # type: ignore[union-attr]
     return {
         "specificationVersion": SPECIFICATION,
-        "name": f"stylecomp {Path(job_path).name}"[:128],
+        "name": f"stylecomp {_literal(Path(job_path).name)}"[:128],
         "parameterDefinitions": _parameters(Path(job_path), Path(template_path), gpu),
         "steps": [_step(plan, family, gpu, overwrite) for plan in plans],
     }
@@ -72,6 +72,11 @@ def instantiate(template: dict[str, Any], template_dir: Path, values: dict[str, 
         return create_job(job_template=decoded, job_parameter_values=parameters)
     except (DecodeValidationError, ValueError) as exc:
         raise StyleCompError(f"the OpenJD template is not valid: {exc}") from None
+
+
+def _literal(text: str) -> str:
+    """Text for a field OpenJD reads as a format string: ``{{`` would start an expression, so braces become ()."""
+    return text.replace("{", "(").replace("}", ")")
 
 
 def _parameters(job_path: Path, template_path: Path, gpu: bool) -> list[dict[str, Any]]:

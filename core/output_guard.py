@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -76,6 +77,28 @@ def guard_outputs(job: Job, shots: Sequence[str] | None = None, frames: tuple[in
     problems = check_outputs(job, shots, frames, overwrite=overwrite, comp=comp)
     if problems:
         raise JobError("; ".join(problems), where, problems)
+
+
+def check_writable(job: Job, shots: Sequence[str] | None = None, *, comp: bool = False) -> None:
+    """Create each output folder and write a probe file in it, so a read-only folder stops the run before any frame
+    renders rather than after each frame's work (JobError naming the field)."""
+    problems = []
+    for index, shot in enumerate(job.shots):
+        if shots and shot.name not in shots:
+            continue
+        outputs = [(f"shots[{index}].output", job.resolve(shot.output))]
+        if comp:
+            outputs.append(("comp.output", job.shot_path(job.comp.output, shot)))
+        for name, pattern in outputs:
+            folder = os.path.dirname(pattern) or "."
+            try:
+                os.makedirs(folder, exist_ok=True)
+                with tempfile.TemporaryFile(dir=folder, prefix=".stylecomp-probe-"):
+                    pass
+            except OSError as exc:
+                problems.append(f"{name}: cannot write to the folder {folder}: {exc.strerror or exc}")
+    if problems:
+        raise JobError("; ".join(problems), None, problems)
 
 
 def _job_inputs(job: Job, disk: bool) -> _Inputs:

@@ -31,7 +31,7 @@ from .blend import reframe
 from .cache import RenderCache, key_of
 from .errors import JobError, ModelError, PlateError, StyleCompError
 from .jobspec import Job, Shot
-from .output_guard import guard_outputs
+from .output_guard import check_writable, guard_outputs
 from .pipeline_pool import PipelinePool
 from .plates import ImagePart, Plate, Window, read_plate, write_plate
 from .sequence import FrameSequence, discover
@@ -93,6 +93,7 @@ def render_job(
     cancel = cancel or threading.Event()
     selected = select_shots(job, shots)
     guard_outputs(job, [shot.name for shot in selected], frames, overwrite=overwrite)
+    check_writable(job, [shot.name for shot in selected])
     summary = RenderSummary()
     started = time.monotonic()
     plans = [(shot, *shot_frames(job, shot, frames)) for shot in selected]
@@ -191,6 +192,7 @@ def _render_shot(
     # shot's window is one frame, whose write the next frame waits for, since it builds on the output as written.
     previous_key = None
     render_seconds, rendered_here, done = 0.0, 0, 0
+    first_size: tuple[int, int] | None = None  # the shot's display window: a change mid-sequence is warned about
     with _FrameIO(job.performance.prefetch * stage.frames_per_call, write_behind=not sequential) as io:
         loaded = io.read_ahead(frames, read)
         while window := list(itertools.islice(loaded, stage.frames_per_call)):
@@ -207,6 +209,11 @@ def _render_shot(
                 events.append(event)
                 try:
                     inputs, part, key = plate.result()  # raises what the read raised
+                    size = (part.display_window.width, part.display_window.height)
+                    first_size = first_size or size
+                    if size != first_size:
+                        event["warning"] = (f"resolution changes mid-sequence: {size[0]}x{size[1]}, the shot's first "
+                                            f"frame is {first_size[0]}x{first_size[1]}")
                     if sequential:
                         key = previous_key = stage.cache_key(frame, inputs, previous_key)
                     current = key_of(target) == key
@@ -338,7 +345,9 @@ def frame_inputs(plate: Plate, frame: int, shot: Shot, clips: Sequence[Clip]) ->
     rgb, alpha = beauty(plate, shot.aovs)
     part = plate.locate(aovs["beauty"].channels[0])[0]
     window = part.data_window
-    alpha = np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha
+    # The output keeps the plate's alpha: NaN and Inf in it (as colour.encode reads them) must not reach stylized.A.
+    alpha = np.ones(rgb.shape[:2], np.float32) if alpha is None else np.nan_to_num(alpha, nan=0.0, posinf=1.0,
+                                                                                     neginf=0.0)
     images = {"Source": np.concatenate([rgb, alpha[..., None]], axis=2)}
     for clip in clips:
         if clip.name == "Source":
