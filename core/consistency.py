@@ -5,8 +5,9 @@ Each mechanism is a job setting (``consistency.mechanisms``) and can be measured
 - ``locked_seed``: the same seed every frame (the common baseline; the noise sticks to the screen).
 - ``warped_noise``: frame t's initial noise is frame t-1's, moved along the vectors (nearest
   sample, so every value stays an exact N(0, 1) draw); fresh noise where the surface was not
-  visible before (disocclusions, off-screen sources). It moves by whole latent cells (8 pixels),
-  so where the surface moves less than half a cell per frame the noise stays where it was.
+  visible before (disocclusions, off-screen sources). It moves by whole latent cells (8 pixels
+  with an f=8 VAE), so where the surface moves less than half a cell per frame the noise stays
+  where it was.
 - ``pixel_fusion``: the previous stylized frame, moved along the vectors, is blended into the
   current one's model image by ``fusion_strength`` outside disocclusions; then img2img denoises.
 - ``keyframes``: every ``keyframe_interval``-th frame stylizes fully; the frames between start
@@ -21,6 +22,9 @@ Each mechanism is a job setting (``consistency.mechanisms``) and can be measured
   frame) and the previous frame: their keys and values include those frames' hidden states at
   the same layer and step (SD 1.5 and SDXL; installed after any IP-Adapter, which replaces the
   cross-attention processors only).
+
+Latent cells are ``vae_scale_factor`` pixels across (8 for SD 1.5, SDXL and Flux, 1 for
+stylecomp's pixel-space model): the mechanisms take it from the model (``ModelGeometry``).
 
 Each of these needs the previous frame, so a shot using them renders in order from its first
 frame (``StageDescription.sequential``). ``latent_fusion`` and ``cross_frame`` carry state
@@ -46,8 +50,6 @@ IMPLEMENTED = frozenset({"locked_seed", "warped_noise", "pixel_fusion", "keyfram
 RENDER_STATE = frozenset({"latent_fusion", "cross_frame"})  # their state exists only after rendering a frame
 LATENT_FUSION_STEPS = 0.5  # share of the denoising steps that latent fusion runs in
 KEYFRAME_HEAL = 0.5  # strength share for the frames between keyframes
-LATENT_SCALE = 8  # pixels per latent cell: the VAEs of SD 1.5, SDXL and Flux
-LATENT_CHANNELS = {"sd15": 4, "sdxl": 4, "flux": 16}  # initial noise channels (Flux's before 2x2 packing)
 
 
 def check_mechanisms(mechanisms: frozenset[str], family: str, tiled: bool, where: str) -> None:
@@ -106,30 +108,40 @@ class FrameMotion:
                      nearest: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``previous`` (B, C, h, w) moved along the vectors to frame t's latent grid, and where that holds (1, 1, h, w).
 
-        Latent cell (i, j) covers working pixels 8i..8i+7, 8j..8j+7 of the padded, scaled plate;
-        its centre is mapped to the plate, its source read from the vectors there, and mapped back.
         ``nearest`` moves whole cells (exact values: noise), so motion under half a cell per frame moves
         nothing; bilinear follows any motion.
         """
         _, _, rows, cols = previous.shape
+        latent_x, latent_y, keep = self.grid_sources(rows, cols, plan, plan.geometry.vae_scale)
+        cells = previous.permute(2, 3, 0, 1).reshape(rows, cols, -1).float().cpu().numpy()  # (h, w, B*C)
+        moved, _ = warp(cells, latent_x, latent_y, nearest=nearest)
+        moved_tensor = torch.from_numpy(moved).reshape(rows, cols, *previous.shape[:2]).permute(2, 3, 0, 1)
+        return moved_tensor.to(previous.device, previous.dtype), torch.from_numpy(keep)[None, None].to(previous.device)
+
+    def grid_sources(self, rows: int, cols: int, plan: ResolutionPlan,
+                     cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where each cell of a (rows, cols) grid over the working image was in t-1, in that grid's cells
+        (columns, rows; (rows, cols) each), and where that holds: visible before, on the plate, source on the grid.
+
+        Cell (i, j) covers working pixels ``cell`` * (i, j) onwards of the padded, scaled plate (a latent cell,
+        or an attention token); its centre is mapped to the plate, its source read from the vectors there,
+        and mapped back.
+        """
         sx, sy = plan.scaled_width / plan.width, plan.scaled_height / plan.height
         pad_x, pad_y = (plan.working_width - plan.scaled_width) // 2, (plan.working_height - plan.scaled_height) // 2
-        centre_x = ((np.arange(cols) + 0.5) * LATENT_SCALE - pad_x) / sx - 0.5  # plate columns (w,)
-        centre_y = ((np.arange(rows) + 0.5) * LATENT_SCALE - pad_y) / sy - 0.5  # plate rows (h,)
-        grid_x, grid_y = np.meshgrid(centre_x, centre_y)  # (h, w)
+        centre_x = ((np.arange(cols) + 0.5) * cell - pad_x) / sx - 0.5  # plate columns (cols,)
+        centre_y = ((np.arange(rows) + 0.5) * cell - pad_y) / sy - 0.5  # plate rows (rows,)
+        grid_x, grid_y = np.meshgrid(centre_x, centre_y)  # (rows, cols)
         pixel_y, pixel_x = np.indices(self.xs.shape)
         # each centre moves by the vector of its nearest pixel
         source_x = grid_x + warp((self.xs - pixel_x)[..., None], grid_x, grid_y, nearest=True)[0][..., 0]
         source_y = grid_y + warp((self.ys - pixel_y)[..., None], grid_x, grid_y, nearest=True)[0][..., 0]
         visible = warp(self.visible[..., None], grid_x, grid_y, nearest=True)[0][..., 0]
         inside = (grid_x >= 0) & (grid_x <= plan.width - 1) & (grid_y >= 0) & (grid_y <= plan.height - 1)
-        latent_x = ((source_x + 0.5) * sx + pad_x) / LATENT_SCALE - 0.5
-        latent_y = ((source_y + 0.5) * sy + pad_y) / LATENT_SCALE - 0.5
-        cells = previous.permute(2, 3, 0, 1).reshape(rows, cols, -1).float().cpu().numpy()  # (h, w, B*C)
-        moved, on_screen = warp(cells, latent_x, latent_y, nearest=nearest)
-        moved_tensor = torch.from_numpy(moved).reshape(rows, cols, *previous.shape[:2]).permute(2, 3, 0, 1)
-        keep = torch.from_numpy(visible & inside & on_screen)[None, None].to(previous.device)
-        return moved_tensor.to(previous.device, previous.dtype), keep
+        cell_x = ((source_x + 0.5) * sx + pad_x) / cell - 0.5
+        cell_y = ((source_y + 0.5) * sy + pad_y) / cell - 0.5
+        on_grid = (cell_x >= -0.5) & (cell_x <= cols - 0.5) & (cell_y >= -0.5) & (cell_y <= rows - 0.5)
+        return cell_x, cell_y, visible & inside & on_grid
 
 
 class CrossFrameAttention:

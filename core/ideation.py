@@ -2,7 +2,8 @@
 
 Every prompt x seed x aspect ratio of the job's ``ideation`` block becomes a candidate, made by
 the job's generator (``stylecomp.generators``: the built-in ``diffusers`` one or a plugin) at
-``long_side`` on the longer side, both sides rounded to a multiple of 8 pixels (16 for Flux). With
+``long_side`` on the longer side, both sides rounded to a multiple of the model's VAE cell (8 pixels
+for SD 1.5 and SDXL, 16 for Flux's packed pairs of cells, 1 for a pixel-space model). With
 ControlNets in the model, the shot's plate at ``guide_frame`` (a blocking render) guides the
 composition through condition images built from its AOVs exactly as stylization builds them,
 and its aspect ratio sets the size; with ``init_strength`` generation starts from the plate's
@@ -37,15 +38,15 @@ from .generators import Generator, Request, Setup, load_generator, write_generat
 from .jobspec import Job, Shot, save_job
 from .plates import read_plate
 from .render import Report, frame_inputs, shot_frames
-from .resolution import LINE_KINDS, WORKING_SIZE, Family, resize
+from .geometry import model_geometry
+from .resolution import LINE_KINDS, resize
 from .sequence import FrameSequence
 from .stage import Cancelled
 from .stylize import StylizeParameters, control_clips, control_condition, read_style_reference
 
-# A still has no plate to pad and crop back to, so its sides need only be what the pipeline takes: multiples
-# of the VAE's 8 pixels (diffusers' UNets fit latents that their own downsampling does not divide), 16 for
-# Flux's 2x2 latent packing. Stylization's coarser MULTIPLE would bend a 2.39:1 frame at 512 px to 2.67:1.
-PIXEL_MULTIPLE: dict[Family, int] = {"sd15": 8, "sdxl": 8, "flux": 16}
+# A still has no plate to pad and crop back to, so its sides need only be what the pipeline takes:
+# ModelGeometry.pixel_multiple (diffusers' UNets fit latents that their own downsampling does not divide).
+# Stylization's coarser multiple would bend a 2.39:1 frame at 512 px to 2.67:1.
 # Sizes for a plugin generator when the job has no model block (16 is a multiple of every family's).
 NO_MODEL_MULTIPLE, NO_MODEL_LONG_SIDE = 16, 1024
 _SHEET_GREY = 24 / 255  # the contact sheet's background, for letterboxing tiles of other aspect ratios
@@ -125,9 +126,10 @@ def ideate(
     style = None
     if job.model is not None and job.model.ip_adapter is not None:
         style = read_style_reference(job.resolve(job.model.ip_adapter.image), encoding)
-    family = job.model.family if job.model is not None else None
-    multiple = PIXEL_MULTIPLE[family] if family else NO_MODEL_MULTIPLE
-    long_side = settings.long_side or (WORKING_SIZE[family] if family else NO_MODEL_LONG_SIDE)
+    model = StylizeParameters.for_shot(job, shot).model if job.model is not None else None
+    geometry = model_geometry(model.path, model.family) if model is not None else None
+    multiple = geometry.pixel_multiple if geometry else NO_MODEL_MULTIPLE
+    long_side = settings.long_side or (geometry.working_size if geometry else NO_MODEL_LONG_SIDE)
     aspects = [guide.aspect_ratio] if guide else settings.aspect_ratios
     plan = [(number, text, aspect, seed) for number, text in enumerate(settings.prompts or [prompt])
             for aspect in aspects for seed in settings.seeds]

@@ -30,6 +30,7 @@ from .aovs import beauty, detect_aovs
 from .blend import reframe
 from .cache import RenderCache, key_of
 from .errors import JobError, ModelError, PlateError, StyleCompError
+from .interrupt import interruptible
 from .jobspec import Job, Shot
 from .output_guard import check_writable, guard_outputs
 from .pipeline_pool import PipelinePool
@@ -99,12 +100,13 @@ def render_job(
     plans = [(shot, *shot_frames(job, shot, frames)) for shot in selected]
     if frames is not None and not any(frame_list for _, _, frame_list in plans):
         raise JobError(f"no shot has frames in {frames[0]}-{frames[1]}")
-    for shot, plates, frame_list in plans:
-        try:
-            _render_shot(job, shot, plates, frame_list, pool, cache, report, cancel, summary, overwrite)
-        except Cancelled:
-            summary.cancelled = True
-            break
+    with interruptible(cancel, enabled=not job.performance.compile):  # cancel ends a long step too
+        for shot, plates, frame_list in plans:
+            try:
+                _render_shot(job, shot, plates, frame_list, pool, cache, report, cancel, summary, overwrite)
+            except Cancelled:
+                summary.cancelled = True
+                break
     summary.seconds = time.monotonic() - started
     report({"event": "end", "rendered": summary.rendered, "cached": summary.cached, "failed": len(summary.failed),
             "cancelled": summary.cancelled, "seconds": round(summary.seconds, 3)})

@@ -2,16 +2,18 @@
 
 The caller hands over the plate already encoded to the model's display-referred [0, 1] space
 as float32 ``(H, W, 3)``, the ControlNet condition images over the same pixels, and a
-``ModelCall`` that runs the model on one image whose sides are multiples of
-``MULTIPLE[family]``. ``stylize_at_resolution`` returns the stylized ``(H, W, 3)`` [0, 1] image
-at the plate's size; ``model_calls`` and ``assemble`` are its two halves, for a caller that runs
-several plates' model calls together (frames batched into one pipeline call). The modes (``plan``
-resolves one and says how in ``describe()``):
+``ModelCall`` that runs the model on one image whose sides are multiples of the model's
+``ModelGeometry.multiple`` (``geometry``: 64 pixels for SD 1.5 and SDXL, 16 for Flux, 4 for a
+pixel-space UNet with two downsamplings); planning takes the model's geometry, or a family
+name for the family's published model. ``stylize_at_resolution`` returns the stylized
+``(H, W, 3)`` [0, 1] image at the plate's size; ``model_calls`` and ``assemble`` are its two
+halves, for a caller that runs several plates' model calls together (frames batched into one
+pipeline call). The modes (``plan`` resolves one and says how in ``describe()``):
 
 - **native**: pad to the multiple (the image by reflection, conditions by replicating their
   edge; centred, so neither side carries all the padding), one call, crop back. A call that
   returns its input unchanged gives the plate back bit for bit.
-- **downscale**: resize so the long side is the working size (the family's training size),
+- **downscale**: resize so the long side is the working size (the model's training size),
   pad as native, one call, resize back; with ``detail_restore`` the clean plate's high
   frequencies lost in the round trip are added back, ``out = up(model) + (plate - up(down(plate)))``.
   The plate is resized to the working size whatever its size, so an explicit ``downscale``
@@ -41,22 +43,15 @@ import torch
 import torch.nn.functional as F
 
 from .errors import JobError, StyleCompError
+from .geometry import MULTIPLE, WORKING_SIZE, Family, ModelGeometry
 from .plates import Window
 
-Family = Literal["sd15", "sdxl", "flux"]
 Mode = Literal["auto", "native", "downscale", "tiles"]
 ConditionKind = Literal["depth", "normals", "lineart", "edges"]
 ModelCall = Callable[[np.ndarray, list[np.ndarray], int], np.ndarray]
 """``(image (h, w, 3) [0, 1], conditions [(h, w, 3)] in the order given, tile_index) -> (h, w, 3) [0, 1]``;
-h and w are multiples of ``MULTIPLE[family]``; ``tile_index`` is 0 for a single call and
+h and w are multiples of the model's ``ModelGeometry.multiple``; ``tile_index`` is 0 for a single call and
 row-major over the tiles otherwise, so the caller can derive a per-tile seed."""
-
-MULTIPLE: dict[Family, int] = {"sd15": 64, "sdxl": 64, "flux": 16}
-"""Pixel multiple each family needs: SD's VAE downsamples 8x and its UNet 3 more times (64);
-Flux's VAE downsamples 8x and its transformer packs 2x2 latent patches (16)."""
-
-WORKING_SIZE: dict[Family, int] = {"sd15": 512, "sdxl": 1024, "flux": 1024}
-"""Long side each family was trained at."""
 
 NATIVE_LIMIT = 1.5  # auto: native while the long side is at most this many working sizes
 LINE_KINDS = ("lineart", "edges")  # thin white lines on black: resized by max pooling
@@ -64,7 +59,7 @@ LINE_KINDS = ("lineart", "edges")  # thin white lines on black: resized by max p
 
 @dataclass(frozen=True)
 class ResolutionSettings:
-    """The job's ``resolution`` block; ``working_size`` None means ``WORKING_SIZE[family]``."""
+    """The job's ``resolution`` block; ``working_size`` None means the model's (``ModelGeometry.working_size``)."""
 
     mode: Mode = "auto"
     working_size: int | None = None
@@ -82,17 +77,17 @@ class ResolutionSettings:
 
 @dataclass(frozen=True)
 class ResolutionPlan:
-    """How one plate size meets one model family: the resolved mode, sizes and tile windows."""
+    """How one plate size meets one model: the resolved mode, sizes and tile windows."""
 
     mode: Literal["native", "downscale", "tiles"]
     auto: bool  # chosen by mode "auto"
-    family: Family
+    geometry: ModelGeometry
     width: int  # the plate
     height: int
-    working_size: int  # the effective working size: the setting rounded to the family's multiple
+    working_size: int  # the effective working size: the setting rounded to the model's multiple
     scaled_width: int  # the plate after resizing (downscale); the plate's size otherwise
     scaled_height: int
-    working_width: int  # what each model call sees: multiples of MULTIPLE[family]
+    working_width: int  # what each model call sees: multiples of geometry.multiple
     working_height: int
     tiles: tuple[Window, ...]  # in plate pixels, row-major; one covering the plate unless tiling
     columns: int
@@ -101,23 +96,28 @@ class ResolutionPlan:
     feather: int  # tiles: width of the linear ramp across each seam (<= tile_overlap); 0 otherwise
     detail_restore: bool
 
+    @property
+    def family(self) -> Family:
+        return self.geometry.family
+
     def describe(self) -> str:
         """One line for logs and provenance."""
         plate = f"{self.width}x{self.height} plate"
         working = f"{self.working_width}x{self.working_height}"
+        model = self.geometry.describe()
         if self.mode == "native":
-            text = f"native: {plate} padded to {working} for {self.family} (multiple of {MULTIPLE[self.family]})"
+            text = f"native: {plate} padded to {working} for {model} (multiple of {self.geometry.multiple})"
         elif self.mode == "downscale":
             text = (
                 f"downscale: {plate} resized to {self.scaled_width}x{self.scaled_height}, padded to {working} "
-                f"for {self.family}, detail restore {'on' if self.detail_restore else 'off'}"
+                f"for {model}, detail restore {'on' if self.detail_restore else 'off'}"
             )
         elif len(self.tiles) == 1:
-            text = f"tiles: {plate} fits one tile, padded to {working} for {self.family}"
+            text = f"tiles: {plate} fits one tile, padded to {working} for {model}"
         else:
             text = (
                 f"tiles: {plate} as {self.columns}x{self.rows} = {len(self.tiles)} tiles of {working} "
-                f"for {self.family}, overlap >= {self.overlap} px, feather {self.feather} px"
+                f"for {model}, overlap >= {self.overlap} px, feather {self.feather} px"
             )
         if self.auto:
             limit = f"{NATIVE_LIMIT:g} x {self.working_size}"
@@ -126,20 +126,20 @@ class ResolutionPlan:
         return text
 
 
-def plan(width: int, height: int, family: Family, settings: ResolutionSettings) -> ResolutionPlan:
-    """Resolve the mode for a width x height plate and lay out the model calls (see the module docstring)."""
-    if family not in MULTIPLE:
-        raise StyleCompError(f"unknown model family {family!r}; use one of {', '.join(MULTIPLE)}")
+def plan(width: int, height: int, model: Family | ModelGeometry, settings: ResolutionSettings) -> ResolutionPlan:
+    """Resolve the mode for a width x height plate and lay out the model calls (see the module docstring);
+    ``model``: the model's geometry, or a family name for the family's published model."""
+    geometry = _geometry(model)
     if not (_is_int(width) and _is_int(height) and width >= 1 and height >= 1):
         raise StyleCompError(f"plate size must be positive integers, got {width!r}x{height!r}")
     width, height = int(width), int(height)
-    multiple = MULTIPLE[family]
-    requested = settings.working_size or WORKING_SIZE[family]
+    multiple = geometry.multiple
+    requested = settings.working_size or geometry.working_size
     size = max(multiple, (requested + multiple // 2) // multiple * multiple)
     mode = settings.mode
     if mode == "auto":
         mode = "native" if max(width, height) <= NATIVE_LIMIT * size else "downscale"
-    common = {"auto": settings.mode == "auto", "family": family, "width": width, "height": height,
+    common = {"auto": settings.mode == "auto", "geometry": geometry, "width": width, "height": height,
               "working_size": size, "detail_restore": settings.detail_restore}
     whole = (Window(0, 0, width, height),)
 
@@ -190,17 +190,17 @@ def stylize_at_resolution(
     image: np.ndarray,
     conditions: Sequence[tuple[ConditionKind, np.ndarray]],
     call: ModelCall,
-    family: Family,
+    model: Family | ModelGeometry,
     settings: ResolutionSettings,
 ) -> np.ndarray:
     """Run ``call`` on the plate at a size the model takes; the result (H, W, 3) [0, 1] at the plate's size."""
-    calls = model_calls(image, conditions, family, settings)
+    calls = model_calls(image, conditions, model, settings)
     return assemble(calls, [call(tile_image, maps, index)
                             for index, (tile_image, maps) in enumerate(zip(calls.images, calls.conditions))])
 
 
 def model_calls(
-    image: np.ndarray, conditions: Sequence[tuple[ConditionKind, np.ndarray]], family: Family,
+    image: np.ndarray, conditions: Sequence[tuple[ConditionKind, np.ndarray]], model: Family | ModelGeometry,
     settings: ResolutionSettings,
 ) -> ModelCalls:
     """The model calls ``stylize_at_resolution`` makes for this plate, not made yet: a caller can run several
@@ -215,7 +215,7 @@ def model_calls(
     for kind, array in zip(kinds, maps):
         if array.shape != image.shape:
             raise StyleCompError(f"{kind} condition shaped {array.shape} does not match the image {image.shape}")
-    layout = plan(width, height, family, settings)
+    layout = plan(width, height, model, settings)
     working = (layout.working_height, layout.working_width)
 
     low = None
@@ -254,6 +254,14 @@ def assemble(calls: ModelCalls, outputs: Sequence[np.ndarray]) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # Input checks and padding.
+
+
+def _geometry(model: Family | ModelGeometry) -> ModelGeometry:
+    if isinstance(model, ModelGeometry):
+        return model
+    if model not in MULTIPLE:
+        raise StyleCompError(f"unknown model family {model!r}; use one of {', '.join(MULTIPLE)}")
+    return ModelGeometry.published(model)
 
 
 def _is_int(value: object) -> bool:

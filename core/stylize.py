@@ -36,16 +36,15 @@ from .color import EncodedPlate, ModelEncoding
 from .conditioning import beauty_edges, depth_condition, line_art, normal_condition
 from .consistency import (
     KEYFRAME_HEAL,
-    LATENT_CHANNELS,
     LATENT_FUSION_STEPS,
-    LATENT_SCALE,
     SEQUENTIAL,
     FrameFeatures,
     FrameMotion,
     check_mechanisms,
     install_cross_frame,
 )
-from .errors import JobError, PlateError
+from .errors import JobError, ModelError, PlateError
+from .geometry import ModelGeometry, model_geometry, pipeline_geometry
 from .jobspec import ControlNet, Job, ModelSettings, Performance, Shot
 from .models import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
 from .motion import VectorConvention
@@ -158,6 +157,7 @@ class StylizeStage:
         self._pipe: DiffusionPipeline | None = None
         self._embeds: dict[str, Any] = {}
         self._identity: dict[str, Any] = {}  # see identity()
+        self._geometry: ModelGeometry | None = None  # see geometry()
         self._reference: np.ndarray | None = None  # the style image, (H, W, 3) [0, 1]
         # Sequential consistency: the previous frame's inputs and output, and its initial latent noise.
         self._first = 0
@@ -230,6 +230,7 @@ class StylizeStage:
             p = self.params
             check_mechanisms(p.mechanisms, p.model.family, p.resolution.mode == "tiles", "consistency.mechanisms")
             check_model(p.model)
+            self.geometry()
             identity: dict[str, Any] = {
                 "model": model_hash(p.model.path),
                 "controlnets": [model_hash(c.path) for c in p.model.controlnets],
@@ -250,6 +251,12 @@ class StylizeStage:
             self._identity = identity
         return self._identity
 
+    def geometry(self) -> ModelGeometry:
+        """The model's latent scale, channels and UNet depth, from its config files (no weights loaded)."""
+        if self._geometry is None:
+            self._geometry = model_geometry(self.params.model.path, self.params.model.family)
+        return self._geometry
+
     def begin_sequence(self, first: int, last: int) -> None:
         """Start a shot's frames ``first``..``last``: check the settings; the model loads at the first render."""
         self.identity()
@@ -263,6 +270,11 @@ class StylizeStage:
         p = self.params
         self._pipe = self.pool.get(p.model, self.performance)
         self._pipe.set_progress_bar_config(disable=True)
+        loaded, planned = pipeline_geometry(self._pipe, p.model.family), self.geometry()
+        if (loaded.vae_scale, loaded.latent_channels) != (planned.vae_scale, planned.latent_channels):
+            raise ModelError(f"the loaded model has latent scale {loaded.vae_scale} and {loaded.latent_channels} "
+                             f"latent channels, but its configs say {planned.vae_scale} and "
+                             f"{planned.latent_channels}", p.model.path)
         with torch.no_grad():
             self._embeds = _encode_prompt(self._pipe, p)
             if self._reference is not None:
@@ -416,7 +428,7 @@ class StylizeStage:
                 image, strength = motion.carry(previous_image, image, 1.0), strength * KEYFRAME_HEAL
             elif "pixel_fusion" in p.mechanisms:
                 image = motion.carry(previous_image, image, p.fusion_strength)
-        calls = model_calls(image, conditions, p.model.family, p.resolution)
+        calls = model_calls(image, conditions, self.geometry(), p.resolution)
         return _Frame(frame, window, rgb, alpha, encoded, motion, strength, p.frame_seed(frame), calls)
 
     def _finish(self, work: _Frame, outputs: list[np.ndarray], batch: int) -> FrameResult:
@@ -441,7 +453,7 @@ class StylizeStage:
         if not p.sequential:
             return
         if "warped_noise" in p.mechanisms and (self._noise is None or self._noise_frame != frame):
-            layout = plan(inputs.window.width, inputs.window.height, p.model.family, p.resolution)
+            layout = plan(inputs.window.width, inputs.window.height, self.geometry(), p.resolution)
             self._initial_noise(frame, p.frame_seed(frame), self._motion(frame, inputs), layout)
         self._previous = (inputs, output)
 
@@ -459,8 +471,9 @@ class StylizeStage:
         frame's moved along the vectors (fresh where not visible before). Remembered for the next frame."""
         if self._noise is not None and self._noise_frame == frame:
             return self._noise
-        shape = (1, LATENT_CHANNELS[self.params.model.family],
-                 layout.working_height // LATENT_SCALE, layout.working_width // LATENT_SCALE)
+        geometry = layout.geometry
+        shape = (1, geometry.latent_channels,
+                 layout.working_height // geometry.vae_scale, layout.working_width // geometry.vae_scale)
         fresh = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
         noise = fresh if motion is None or self._noise is None else motion.carry_noise(self._noise, fresh, layout)
         self._noise, self._noise_frame = noise, frame
@@ -494,8 +507,8 @@ class StylizeStage:
                  fusion: StepHook | None = None) -> list[np.ndarray]:
         """One pipeline call on (h, w, 3) [0, 1] images of one size the model takes, each with its ControlNets'
         images and its own seed's generator; the results in the same order. ``noise`` replaces the pipeline's
-        own initial noise (1, C, h/8, w/8) and ``fusion`` sees (and may replace) the latents after each step,
-        when given (one image only)."""
+        own initial noise (1, C, h/f, w/f for the VAE's scale f) and ``fusion`` sees (and may replace) the latents
+        after each step, when given (one image only)."""
         p, pipe = self.params, self._pipe
         height, width = images[0].shape[:2]
         count = len(images)

@@ -12,6 +12,7 @@ from diffusers import AutoencoderKL
 
 from stylecomp.consistency import FrameMotion
 from stylecomp.demo import write_demo
+from stylecomp.geometry import ModelGeometry, model_geometry
 from stylecomp.jobspec import parse_job
 from stylecomp.metrics import FlickerReport, measure_flicker
 from stylecomp.motion import VectorConvention, visible_before, warp
@@ -303,3 +304,42 @@ def test_the_best_combination_meets_the_goal(flicker: dict[str, FlickerReport]) 
     """Issue 4: R at least 60% below locked_seed's while D stays at least 80% of locked_seed's."""
     best, locked = flicker["latent_fusion+pixel_fusion"], flicker["locked_seed"]
     assert best.R <= 0.4 * locked.R and best.D >= 0.8 * locked.D
+
+
+# --- a pixel-space model (f=1): latent scale, channels and size multiple from the model ----------------
+
+@pytest.fixture(scope="module")
+def pixel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_test_model(tmp_path_factory.mktemp("pixel") / "sd15", "sd15", controlnet=True, vae="pixel")
+
+
+def test_geometry_comes_from_the_model_and_f8_keeps_the_family_multiple(pixel: Path, model: Path) -> None:
+    geometry = model_geometry(pixel, "sd15")
+    assert (geometry.vae_scale, geometry.latent_channels, geometry.downsamplings) == (1, 4, 1)
+    assert (geometry.multiple, geometry.working_size) == (2, 32), "f x 2^downsamplings; the UNet's sample size"
+    tiny = model_geometry(model, "sd15")  # f=8 with one UNet downsampling: still planned as SD 1.5
+    assert (tiny.vae_scale, tiny.multiple, tiny.working_size) == (8, 64, 512)
+    assert model_geometry(model / "missing.safetensors", "sd15") == ModelGeometry("sd15", sample_size=64)
+    four = ModelGeometry("sd15", vae_scale=1, downsamplings=2, sample_size=128)
+    layout = plan(130, 66, four, ResolutionSettings())
+    assert (layout.mode, layout.working_width, layout.working_height) == ("native", 132, 68)
+    assert "sd15 at f=1 (multiple of 4)" in layout.describe()
+
+
+def test_a_pixel_space_model_renders_every_mechanism_with_a_lineart_controlnet(tmp_path: Path, pixel: Path) -> None:
+    plates = tmp_path / "plates"
+    write_demo(plates, frames=3, width=36, height=24, progress=None)
+    mechanisms = ["locked_seed", "warped_noise", "pixel_fusion", "keyframes", "latent_fusion", "cross_frame"]
+    job = write_job(tmp_path, plates, pixel, consistency={"mechanisms": mechanisms, "keyframe_interval": 2})
+    data = json.loads(job.read_text())
+    data["model"]["controlnets"] = [{"path": str(pixel / "controlnet"), "source": "lineart"}]
+    data["shots"][0]["frames"] = {"first": 1001, "last": 1003}
+    job.write_text(json.dumps(data))
+    status, out, err = invoke("render", str(job), "--no-cache")
+    assert status == 0 and "rendered 3" in out, err
+    for frame in (1001, 1002, 1003):
+        image = read_plate(tmp_path / f"out/demo.{frame}.exr")
+        assert stylized(tmp_path / f"out/demo.{frame}.exr").shape == (24, 36, 4)
+        assert "sd15 at f=1 (multiple of 2)" in image.parts[0].attributes["stylecomp/resolution"]
+    first, second = (stylized(tmp_path / f"out/demo.{frame}.exr") for frame in (1001, 1002))
+    assert np.isfinite(second).all() and np.abs(second - first).max() > 0

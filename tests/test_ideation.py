@@ -19,7 +19,8 @@ from tiny_jobs import invoke
 from stylecomp.candidates import write_thumbnail
 from stylecomp.demo import write_demo
 from stylecomp.generators import Request, Setup, diffusers
-from stylecomp.ideation import PIXEL_MULTIPLE, candidate_size
+from stylecomp.geometry import ModelGeometry
+from stylecomp.ideation import candidate_size
 from stylecomp.jobspec import ControlNet, ModelSettings, load_job
 from stylecomp.models import model_hash
 from stylecomp.plates import read_plate
@@ -149,10 +150,11 @@ def test_a_stopped_run_leaves_no_manifest_for_the_candidates_it_replaced(
 
 
 def test_sizes_keep_the_aspect_ratio_within_the_pixel_multiple() -> None:
-    assert candidate_size(2.39, 1024, PIXEL_MULTIPLE["sdxl"]) == (1024, 432)  # 2.370:1
-    assert candidate_size(16 / 9, 512, PIXEL_MULTIPLE["sd15"]) == (512, 288)
-    assert candidate_size(9 / 16, 1024, PIXEL_MULTIPLE["flux"]) == (576, 1024)
-    assert candidate_size(100.0, 512, PIXEL_MULTIPLE["sd15"]) == (512, 8), "never below one multiple"
+    multiple = {family: ModelGeometry.published(family).pixel_multiple for family in ("sd15", "sdxl", "flux")}
+    assert candidate_size(2.39, 1024, multiple["sdxl"]) == (1024, 432)  # 2.370:1
+    assert candidate_size(16 / 9, 512, multiple["sd15"]) == (512, 288)
+    assert candidate_size(9 / 16, 1024, multiple["flux"]) == (576, 1024)
+    assert candidate_size(100.0, 512, multiple["sd15"]) == (512, 8), "never below one multiple"
 
 
 def test_a_plate_guides_through_the_controlnets_and_sets_the_size(
