@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Literal
 
@@ -311,6 +312,10 @@ def _weight_folders(folder: Path) -> list[Path]:
     if not index.is_file():
         return [folder]
     components = _components(_read_json(index))
+    root = folder.resolve()
+    for name in components:  # a component is a folder inside the model: "../x" would hash (and load) anything
+        if not (folder / name).resolve().is_relative_to(root) or (folder / name).resolve() == root:
+            raise ModelError(f"component {name!r} in model_index.json is not a folder inside the model", folder)
     return [folder / name for name in components if (folder / name).is_dir() and name not in _UNUSED_COMPONENTS]
 
 
@@ -361,7 +366,7 @@ def _checkpoint_keys(path: Path, allow_pickle: bool) -> list[str]:
             raise ModelError(f"this is a pickle checkpoint, which {_PICKLE_REFUSAL}", path)
         try:
             state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
             raise ModelError(f"cannot read the checkpoint: {_first_line(exc)}", path) from None
         state = state.get("state_dict", state) if isinstance(state, dict) else {}
         return [str(key) for key in state]
