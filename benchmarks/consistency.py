@@ -12,8 +12,9 @@ The model's UNet, text encoder and ControlNet have random weights. With ``--vae 
 box-filtered to 1/8 size and decode back to it, blurred (``stylecomp.testmodels``): the UNet
 then paints a texture, mostly the noise it cannot remove, over a recognisable plate, and R
 measures how each mechanism carries that texture along the vectors. With ``--vae random`` the
-VAE decodes noise whatever its input, so R measures nothing but the seed. A trained model's R
-will differ: it removes the noise and paints a style instead.
+VAE decodes noise whatever its input, so R measures nothing but the seed. With ``--vae pixel`` the
+model works on pixels (f=1, as stylecomp's own trained model does) through the same path. A
+trained model's R will differ: it removes the noise and paints a style instead.
 
     .venv/bin/python benchmarks/consistency.py [--frames 10] [--size 256x144] [--vae passthrough] \\
         [--out benchmarks/results/consistency.json]
@@ -36,10 +37,12 @@ from stylecomp.pipeline_pool import PipelinePool
 from stylecomp.render import render_job
 from stylecomp.testmodels import make_test_model
 
-MODES = ["none", "locked_seed", "warped_noise", "cross_frame", "latent_fusion", "pixel_fusion", "keyframes",
-         "warped_noise+pixel_fusion", "latent_fusion+pixel_fusion", "warped_noise+latent_fusion+pixel_fusion",
+MODES = ["none", "locked_seed", "warped_noise", "cross_frame", "flow_attention", "latent_fusion", "pixel_fusion",
+         "keyframes", "cross_frame+flow_attention", "warped_noise+pixel_fusion", "latent_fusion+pixel_fusion",
+         "warped_noise+latent_fusion+pixel_fusion", "latent_fusion+pixel_fusion+flow_attention",
          "latent_fusion+keyframes"]
 MODEL_NAMES = {"passthrough": "tiny sd15: random UNet and ControlNet, passthrough VAE",
+               "pixel": "tiny sd15 at f=1: random UNet and ControlNet, pixel-space passthrough VAE",
                "random": "tiny random-weight sd15"}
 
 

@@ -22,13 +22,22 @@ Each mechanism is a job setting (``consistency.mechanisms``) and can be measured
   frame) and the previous frame: their keys and values include those frames' hidden states at
   the same layer and step (SD 1.5 and SDXL; installed after any IP-Adapter, which replaces the
   cross-attention processors only).
+- ``flow_attention``: the UNet's self-attention layers also attend along the motion vectors: the
+  previous frame's hidden states at the same layer and step, warped (bilinear) to this frame's
+  token grid at that layer's resolution (latent size / 2^level), are extra keys and values, and
+  each token may attend only to the one warped onto its own position, and only where its surface
+  was visible in the previous frame (disoccluded and off-screen tokens are masked out). Self-
+  attention has no positional encoding, so previous-frame tokens offered to every query alike
+  (``cross_frame``) are a bag of features; tied to their own positions, they carry the previous
+  frame's features along the surface as the renderer moved it. With ``cross_frame`` too, the
+  previous frame is attended only this way, and the anchor as ``cross_frame`` does.
 
 Latent cells are ``vae_scale_factor`` pixels across (8 for SD 1.5, SDXL and Flux, 1 for
 stylecomp's pixel-space model): the mechanisms take it from the model (``ModelGeometry``).
 
 Each of these needs the previous frame, so a shot using them renders in order from its first
-frame (``StageDescription.sequential``). ``latent_fusion`` and ``cross_frame`` carry state
-that only rendering produces (latents, attention features), so when a frame of such a shot
+frame (``StageDescription.sequential``). ``latent_fusion`` and ``cross_frame`` (and ``flow_attention``)
+carry state that only rendering produces (latents, attention features), so when a frame of such a shot
 must render, the frames before it are rendered again in memory (``RENDER_STATE``).
 """
 
@@ -38,6 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from .errors import JobError
@@ -45,17 +55,19 @@ from .motion import VectorConvention, visible_before, warp
 from .resolution import ResolutionPlan
 from .stage import FrameInputs
 
-SEQUENTIAL = frozenset({"warped_noise", "cross_frame", "latent_fusion", "pixel_fusion", "keyframes"})
-IMPLEMENTED = frozenset({"locked_seed", "warped_noise", "pixel_fusion", "keyframes", "latent_fusion", "cross_frame"})
-RENDER_STATE = frozenset({"latent_fusion", "cross_frame"})  # their state exists only after rendering a frame
+ATTENTION = frozenset({"cross_frame", "flow_attention"})  # installed on the UNet's self-attention layers
+SEQUENTIAL = frozenset({"warped_noise", "latent_fusion", "pixel_fusion", "keyframes"}) | ATTENTION
+IMPLEMENTED = frozenset({"locked_seed"}) | SEQUENTIAL
+RENDER_STATE = frozenset({"latent_fusion"}) | ATTENTION  # their state exists only after rendering a frame
 LATENT_FUSION_STEPS = 0.5  # share of the denoising steps that latent fusion runs in
 KEYFRAME_HEAL = 0.5  # strength share for the frames between keyframes
 
 
 def check_mechanisms(mechanisms: frozenset[str], family: str, tiled: bool, where: str) -> None:
     """Refuse mechanisms that cannot run with this model or with tiles, naming them."""
-    if "cross_frame" in mechanisms and family == "flux":
-        raise JobError("cross_frame attention works on UNet models (SD 1.5, SDXL), not on Flux's transformer", where)
+    for name in sorted(mechanisms & ATTENTION):
+        if family == "flux":
+            raise JobError(f"{name} attention works on UNet models (SD 1.5, SDXL), not on Flux's transformer", where)
     if tiled and mechanisms & SEQUENTIAL:
         raise JobError("consistency mechanisms that follow the motion vectors need resolution mode "
                        "native, downscale or auto (not tiles)", where)
@@ -144,6 +156,45 @@ class FrameMotion:
         return cell_x, cell_y, visible & inside & on_grid
 
 
+class TokenFlow:
+    """How the previous frame's self-attention tokens move to this frame's token grids, one per attention level.
+
+    UNet level l holds the latent grid / 2^l (rounded up, as its strided convolutions round), so a
+    layer's grid is known by its token count; its sampling grid and mask are built once per frame.
+    """
+
+    def __init__(self, motion: FrameMotion, plan: ResolutionPlan) -> None:
+        self.motion, self.plan = motion, plan
+        self._grids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # tokens -> (grid (1, h, w, 2), visible (N,))
+
+    def warp(self, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``previous`` (B, N, C) moved along the vectors (bilinear) onto this frame's token grid, and whether each
+        token's surface was visible in the previous frame (N,) bool."""
+        batch, tokens, channels = previous.shape
+        rows, cols, cell = self._level(tokens)
+        if tokens not in self._grids:
+            cell_x, cell_y, keep = self.motion.grid_sources(rows, cols, self.plan, cell)
+            # align_corners=True puts -1 and 1 on the corner cells' centres; border padding clamps as motion.warp does
+            grid = np.stack([2 * cell_x / max(cols - 1, 1) - 1, 2 * cell_y / max(rows - 1, 1) - 1], axis=-1)
+            self._grids[tokens] = torch.from_numpy(grid.astype(np.float32))[None], torch.from_numpy(keep.ravel())
+        grid, visible = self._grids[tokens]
+        image = previous.transpose(1, 2).reshape(batch, channels, rows, cols)
+        moved = F.grid_sample(image.float(), grid.to(previous.device).expand(batch, -1, -1, -1), mode="bilinear",
+                              padding_mode="border", align_corners=True)  # (B, C, h, w)
+        return moved.reshape(batch, channels, tokens).transpose(1, 2).to(previous.dtype), visible.to(previous.device)
+
+    def _level(self, tokens: int) -> tuple[int, int, int]:
+        """Rows, columns and pixels per token of the level whose grid holds ``tokens`` tokens."""
+        scale = self.plan.geometry.vae_scale
+        rows, cols, cell = self.plan.working_height // scale, self.plan.working_width // scale, scale
+        while rows * cols > tokens and rows * cols > 1:
+            rows, cols, cell = -(-rows // 2), -(-cols // 2), cell * 2
+        if rows * cols != tokens:
+            raise ValueError(f"{tokens} attention tokens are no level of the {self.plan.working_width}x"
+                             f"{self.plan.working_height} image's latent grid")
+        return rows, cols, cell
+
+
 class CrossFrameAttention:
     """Self-attention (a UNet's attn1) whose keys and values also come from the anchor and previous frames.
 
@@ -163,33 +214,84 @@ class CrossFrameAttention:
         return self.base(attn, hidden_states, encoder_hidden_states=context, attention_mask=attention_mask, temb=temb)
 
 
+class FlowAttention:
+    """Self-attention (a UNet's attn1) that also attends along the motion vectors (``flow_attention``).
+
+    The previous frame's input to this layer at this step, warped onto this frame's token grid
+    (``FrameFeatures.flow``), is appended to the keys and values; a mask lets token i see only
+    warped token i, and only where its surface was visible in the previous frame. With ``anchor``
+    (``cross_frame`` on too) the anchor frame's tokens are keys and values for every token as well.
+    """
+
+    def __init__(self, name: str, features: FrameFeatures, anchor: bool) -> None:
+        self.name, self.features, self.anchor = name, features, anchor
+        self.base = AttnProcessor2_0()
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                 *args: object, **kwargs: object) -> torch.Tensor:
+        anchor, previous = self.features.record(self.name, hidden_states)  # (B, N, C) each, or None
+        references = [anchor] if self.anchor and anchor is not None else []
+        flow = self.features.flow
+        if previous is None or flow is None:  # the shot's first frame: nothing to follow
+            context = torch.cat([hidden_states, *references], dim=1) if references else hidden_states
+            return self.base(attn, hidden_states, encoder_hidden_states=context, temb=temb)
+        warped, visible = flow.warp(previous)
+        batch, tokens, _ = hidden_states.shape
+        context = torch.cat([hidden_states, *references, warped], dim=1)  # (B, K, C)
+        everyone = torch.ones(tokens, tokens * (1 + len(references)), dtype=torch.bool, device=visible.device)
+        mask = torch.cat([everyone, torch.diag(visible)], dim=1)  # (N, K): token i sees warped token i if visible
+        # one (N, K) mask for every image and head: expanded, not copied (AttnProcessor2_0 repeats a smaller one)
+        return self.base(attn, hidden_states, encoder_hidden_states=context, temb=temb,
+                         attention_mask=mask[None].expand(batch * attn.heads, -1, -1))
+
+
 class FrameFeatures:
-    """Self-attention inputs by layer and step: the current frame's (recorded), the anchor's and the previous one's."""
+    """Self-attention inputs by layer and step: the current frame's (recorded), the anchor's and the previous one's;
+    and, for ``flow_attention``, how the previous frame's tokens move to the current frame (None on its first)."""
 
     def __init__(self) -> None:
         self.current: dict[str, list[torch.Tensor]] = {}
         self.anchor: dict[str, list[torch.Tensor]] = {}
         self.previous: dict[str, list[torch.Tensor]] = {}
+        self.flow: TokenFlow | None = None
 
-    def exchange(self, name: str, hidden_states: torch.Tensor) -> list[torch.Tensor]:
-        """Record this step's input of layer ``name``; the anchor's and previous frame's at the same step."""
+    def record(self, name: str, hidden_states: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Record this step's input of layer ``name``; the anchor's and previous frame's at the same step, if any."""
         steps = self.current.setdefault(name, [])
         step = len(steps)
         steps.append(hidden_states.detach())
-        found = [frame[name][step] for frame in (self.anchor, self.previous)
-                 if len(frame.get(name, ())) > step and frame[name][step].shape == hidden_states.shape]
+
+        def at(frame: dict[str, list[torch.Tensor]]) -> torch.Tensor | None:
+            found = frame.get(name, ())
+            return found[step] if len(found) > step and found[step].shape == hidden_states.shape else None
+
+        return at(self.anchor), at(self.previous)
+
+    def exchange(self, name: str, hidden_states: torch.Tensor) -> list[torch.Tensor]:
+        """``record``, as a list of references: the anchor once when it is the previous frame."""
+        anchor, previous = self.record(name, hidden_states)
+        found = [frame for frame in (anchor, previous) if frame is not None]
         return found if len(found) < 2 or found[0] is not found[1] else found[:1]
 
     def finish_frame(self, is_anchor: bool) -> None:
         """The frame just rendered becomes the previous one (and the anchor, for the shot's first frame)."""
         if is_anchor:
             self.anchor = self.current
-        self.previous, self.current = self.current, {}
+        self.previous, self.current, self.flow = self.current, {}, None
 
 
-def install_cross_frame(unet: torch.nn.Module, features: FrameFeatures) -> dict[str, object]:
-    """Put CrossFrameAttention on the UNet's self-attention layers; returns the processors to restore."""
+def install_cross_frame(unet: torch.nn.Module, features: FrameFeatures,
+                        mechanisms: frozenset[str] = frozenset({"cross_frame"})) -> dict[str, object]:
+    """Put frame attention on the UNet's self-attention layers (``FlowAttention`` with ``flow_attention``, else
+    ``CrossFrameAttention``); returns the processors to restore."""
     original = dict(unet.attn_processors)
-    unet.set_attn_processor({name: CrossFrameAttention(name, features) if name.endswith("attn1.processor") else processor
-                             for name, processor in original.items()})
+
+    def processor(name: str) -> object:
+        if "flow_attention" in mechanisms:
+            return FlowAttention(name, features, anchor="cross_frame" in mechanisms)
+        return CrossFrameAttention(name, features)
+
+    unet.set_attn_processor({name: processor(name) if name.endswith("attn1.processor") else original_processor
+                             for name, original_processor in original.items()})
     return original

@@ -35,11 +35,13 @@ from . import __version__
 from .color import EncodedPlate, ModelEncoding
 from .conditioning import beauty_edges, depth_condition, line_art, normal_condition
 from .consistency import (
+    ATTENTION,
     KEYFRAME_HEAL,
     LATENT_FUSION_STEPS,
     SEQUENTIAL,
     FrameFeatures,
     FrameMotion,
+    TokenFlow,
     check_mechanisms,
     install_cross_frame,
 )
@@ -164,7 +166,7 @@ class StylizeStage:
         self._previous: tuple[FrameInputs, np.ndarray] | None = None
         self._noise: torch.Tensor | None = None
         self._noise_frame: int | None = None
-        self._features = FrameFeatures()  # cross_frame: self-attention inputs of the anchor and previous frames
+        self._features = FrameFeatures()  # cross_frame, flow_attention: self-attention inputs of earlier frames
         self._latents: list[torch.Tensor] = []  # latent_fusion: the previous frame's latents after each step
 
     # --- description --------------------------------------------------------------------------
@@ -334,6 +336,8 @@ class StylizeStage:
             noise = (self._initial_noise(frame, work.seed, work.motion, layout)
                      if "warped_noise" in p.mechanisms else None)
             fusion = self._fuse_latents(work.motion, layout) if "latent_fusion" in p.mechanisms else None
+            if "flow_attention" in p.mechanisms and work.motion is not None:
+                self._features.flow = TokenFlow(work.motion, layout)
             outputs += self._diffuse([image], [controls], [_tile_seed(work.seed, tile)], work.strength, cancel,
                                      noise, fusion)
         self._features.finish_frame(is_anchor=frame == self._first or not self._features.anchor)
@@ -544,23 +548,25 @@ class StylizeStage:
                 kwargs["control_mode"] = [None] * len(per_net)  # plain (not Union) ControlNets: no mode each
         if controls[0] or p.model.family == "flux":
             kwargs |= {"height": height, "width": width}
-        cross_frame = self._features if "cross_frame" in p.mechanisms else None
-        with torch.no_grad(), _noise_injected(pipe, noise), _cross_frame_installed(pipe, cross_frame):
+        attention = p.mechanisms & ATTENTION
+        with torch.no_grad(), _noise_injected(pipe, noise), _frame_attention_installed(pipe, self._features, attention):
             result = pipe(**kwargs).images  # type: ignore[misc]
         return [np.asarray(image, dtype=np.float32) for image in result]
 
 
 @contextlib.contextmanager
-def _cross_frame_installed(pipe: DiffusionPipeline, features: FrameFeatures | None) -> Iterator[None]:
-    """While a pipeline call runs, the UNet's self-attention also attends to the anchor and previous frames.
+def _frame_attention_installed(pipe: DiffusionPipeline, features: FrameFeatures,
+                               mechanisms: frozenset[str]) -> Iterator[None]:
+    """While a pipeline call runs, the UNet's self-attention also attends to earlier frames (``cross_frame``:
+    the anchor and previous frames; ``flow_attention``: the previous frame along the motion vectors).
 
     Installed per call (the pipeline is shared with other shots) and after any IP-Adapter, whose
     processors on the cross-attention layers stay as they are.
     """
-    if features is None:
+    if not mechanisms:
         yield
         return
-    original = install_cross_frame(pipe.unet, features)
+    original = install_cross_frame(pipe.unet, features, mechanisms)
     try:
         yield
     finally:

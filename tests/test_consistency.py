@@ -10,7 +10,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from stylecomp.consistency import FrameMotion
+from stylecomp.consistency import RENDER_STATE, FlowAttention, FrameFeatures, FrameMotion, TokenFlow
 from stylecomp.demo import write_demo
 from stylecomp.geometry import ModelGeometry, model_geometry
 from stylecomp.jobspec import parse_job
@@ -19,7 +19,7 @@ from stylecomp.motion import VectorConvention, visible_before, warp
 from stylecomp.pipeline_pool import PipelinePool
 from stylecomp.plates import Window, read_plate
 from stylecomp.render import render_job
-from stylecomp.resolution import ResolutionSettings, plan
+from stylecomp.resolution import ResolutionPlan, ResolutionSettings, plan
 from stylecomp.stage import FrameInputs
 from stylecomp.testmodels import make_test_model
 from test_render import invoke, stylized, write_job
@@ -128,7 +128,8 @@ def consistency_job(folder: Path, plates: Path, model: Path, mechanisms: list[st
 
 
 @pytest.mark.parametrize("mechanisms", [["warped_noise"], ["pixel_fusion"], ["keyframes"], ["latent_fusion"],
-                                        ["cross_frame"], ["locked_seed", "warped_noise", "pixel_fusion"]])
+                                        ["cross_frame"], ["flow_attention"],
+                                        ["locked_seed", "warped_noise", "pixel_fusion"]])
 def test_sequential_mechanisms_render_in_order_and_resume_exactly(
     tmp_path: Path, plates: Path, model: Path, mechanisms: list[str]
 ) -> None:
@@ -145,11 +146,11 @@ def test_sequential_mechanisms_render_in_order_and_resume_exactly(
     assert json.loads(header["stylecomp/parameters"])["consistency"]["mechanisms"] == sorted(mechanisms)
 
     # A killed run: the last two frames are gone; the rerun continues the chain from 1001-1002 as they are
-    # (latent fusion and cross-frame attention render those again in memory: their state exists only so).
+    # (latent fusion and cross-frame and flow attention render those again in memory: their state exists only so).
     for frame in (1003, 1004):
         (tmp_path / f"out/demo.{frame}.exr").unlink()
     status, out, err = invoke("render", str(job), "--no-cache")
-    again = "rendered 4, from cache 0" if {"latent_fusion", "cross_frame"} & set(mechanisms) else "rendered 2, from cache 2"
+    again = "rendered 4, from cache 0" if RENDER_STATE & set(mechanisms) else "rendered 2, from cache 2"
     assert status == 0 and again in out, err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"demo.{f}.exr" for f in FRAMES]
     for frame in FRAMES:
@@ -158,24 +159,27 @@ def test_sequential_mechanisms_render_in_order_and_resume_exactly(
 
 def test_mechanisms_change_the_frames_after_the_first(tmp_path: Path, plates: Path, model: Path) -> None:
     outputs = {}
-    for mechanisms in (["locked_seed"], ["warped_noise"], ["pixel_fusion"], ["latent_fusion"], ["cross_frame"]):
+    for mechanisms in (["locked_seed"], ["warped_noise"], ["pixel_fusion"], ["latent_fusion"], ["cross_frame"],
+                       ["flow_attention"], ["cross_frame", "flow_attention"]):
         name = "+".join(mechanisms)
         assert invoke("render", str(consistency_job(tmp_path / name, plates, model, mechanisms)))[0] == 0
         outputs[name] = {f: stylized(tmp_path / name / f"out/demo.{f}.exr") for f in FRAMES}
     # These start like the baseline: their first frame has nothing to carry over.
-    for name in ("pixel_fusion", "latent_fusion", "cross_frame"):
+    for name in ("pixel_fusion", "latent_fusion", "cross_frame", "flow_attention", "cross_frame+flow_attention"):
         np.testing.assert_array_equal(outputs[name][1001], outputs["locked_seed"][1001])
-    for name in ("warped_noise", "pixel_fusion", "latent_fusion", "cross_frame"):
+    for name in ("warped_noise", "pixel_fusion", "latent_fusion", "cross_frame", "flow_attention"):
         assert np.abs(outputs[name][1003] - outputs["locked_seed"][1003]).max() > 1e-3
+    assert np.abs(outputs["cross_frame+flow_attention"][1003] - outputs["cross_frame"][1003]).max() > 1e-3
 
 
 def test_impossible_mechanisms_are_refused(tmp_path: Path, plates: Path, model: Path) -> None:
-    flux = consistency_job(tmp_path / "a", plates, model, ["cross_frame"])
-    data = json.loads(flux.read_text())
-    data["model"]["family"] = "flux"
-    flux.write_text(json.dumps(data))
-    status, _, err = invoke("render", str(flux))
-    assert status == 2 and "cross_frame attention works on UNet models" in err
+    for mechanism in ("cross_frame", "flow_attention"):
+        flux = consistency_job(tmp_path / mechanism, plates, model, [mechanism])
+        data = json.loads(flux.read_text())
+        data["model"]["family"] = "flux"
+        flux.write_text(json.dumps(data))
+        status, _, err = invoke("render", str(flux))
+        assert status == 2 and f"{mechanism} attention works on UNet models" in err
     tiled = consistency_job(tmp_path / "b", plates, model, ["warped_noise"])
     data = json.loads(tiled.read_text())
     data["resolution"] = {"mode": "tiles", "working_size": 64, "tile_overlap": 16}
@@ -185,8 +189,6 @@ def test_impossible_mechanisms_are_refused(tmp_path: Path, plates: Path, model: 
 
 
 def test_cross_frame_attention_sees_the_anchor_and_previous_frame() -> None:
-    from stylecomp.consistency import FrameFeatures
-
     features = FrameFeatures()
     first = [torch.full((2, 4, 8), float(step)) for step in range(2)]
     assert [features.exchange("up.attn1", h) for h in first] == [[], []]
@@ -306,6 +308,58 @@ def test_the_best_combination_meets_the_goal(flicker: dict[str, FlickerReport]) 
     assert best.R <= 0.4 * locked.R and best.D >= 0.8 * locked.D
 
 
+# --- flow_attention: the previous frame's tokens along the vectors ----------------------------------
+
+def pixel_plan(width: int = 64, height: int = 32) -> ResolutionPlan:
+    """A native plan for a pixel-space model (f=1) whose UNet downsamples twice: multiples of 4 pixels."""
+    return plan(width, height, ModelGeometry("sd15", vae_scale=1, downsamplings=2, sample_size=64),
+                ResolutionSettings(mode="native"))
+
+
+def test_token_flow_moves_tokens_by_the_vectors_at_each_level_and_masks_disocclusions() -> None:
+    layout = pixel_plan()
+    assert (layout.working_width, layout.working_height, layout.geometry.multiple) == (64, 32, 4)
+    previous, current = shifted_inputs(1, 0.0), shifted_inputs(2, 8.0)
+    previous.images["Depth"][10:20, 40:50] = 5.0  # something nearer hid this surface: revealed now at 48..57
+    flow = TokenFlow(FrameMotion.between(previous, current, VectorConvention()), layout)
+    for rows, cols, cell in ((32, 64, 1), (16, 32, 2), (8, 16, 4)):  # levels 0, 1, 2 of the 32x64 latents
+        tokens = torch.randn(2, rows * cols, 3, generator=torch.Generator().manual_seed(cell))
+        warped, visible = flow.warp(tokens)
+        grid, before = warped.reshape(2, rows, cols, 3), tokens.reshape(2, rows, cols, 3)
+        shift = 8 // cell
+        # grid_sample's normalised coordinates round to a few ulps off the cell centres
+        torch.testing.assert_close(grid[:, :, shift:], before[:, :, :-shift], atol=1e-4, rtol=0)
+        seen = visible.reshape(rows, cols)
+        assert not seen[:, :shift].any(), "sources left of the frame are masked out"
+        revealed = seen[10 // cell : 20 // cell, 48 // cell : 58 // cell]
+        assert not revealed.any() and seen[:, shift:].sum() == rows * (cols - shift) - revealed.numel()
+    with pytest.raises(ValueError, match="no level"):
+        flow.warp(torch.zeros(1, 100, 3))
+
+
+def test_flow_attention_lets_each_token_see_only_its_own_warped_token() -> None:
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    torch.manual_seed(0)
+    attn = Attention(query_dim=8, heads=2, dim_head=4).eval()
+    previous, current = shifted_inputs(1, 0.0), shifted_inputs(2, 8.0)
+    features = FrameFeatures()
+    processor = FlowAttention("up.attn1", features, anchor=False)
+    first, second = torch.randn(2, 1, 64 * 32, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        alone = AttnProcessor2_0()(attn, first)
+        torch.testing.assert_close(processor(attn, first), alone)  # the first frame: nothing to follow
+        features.finish_frame(is_anchor=True)
+        features.flow = TokenFlow(FrameMotion.between(previous, current, VectorConvention()), pixel_plan())
+        out = processor(attn, second)
+        warped, visible = features.flow.warp(first)
+        for token in (5, 64 * 7 + 30):  # off-screen source (masked); seen before (one more key)
+            keys = torch.cat([second[:, :], warped[:, token : token + 1]], dim=1) if visible[token] else second
+            expected = AttnProcessor2_0()(attn, second[:, token : token + 1], encoder_hidden_states=keys)
+            torch.testing.assert_close(out[:, token], expected[:, 0])
+    assert not visible[5] and visible[64 * 7 + 30]
+
+
 # --- a pixel-space model (f=1): latent scale, channels and size multiple from the model ----------------
 
 @pytest.fixture(scope="module")
@@ -329,7 +383,8 @@ def test_geometry_comes_from_the_model_and_f8_keeps_the_family_multiple(pixel: P
 def test_a_pixel_space_model_renders_every_mechanism_with_a_lineart_controlnet(tmp_path: Path, pixel: Path) -> None:
     plates = tmp_path / "plates"
     write_demo(plates, frames=3, width=36, height=24, progress=None)
-    mechanisms = ["locked_seed", "warped_noise", "pixel_fusion", "keyframes", "latent_fusion", "cross_frame"]
+    mechanisms = ["locked_seed", "warped_noise", "pixel_fusion", "keyframes", "latent_fusion", "cross_frame",
+                  "flow_attention"]
     job = write_job(tmp_path, plates, pixel, consistency={"mechanisms": mechanisms, "keyframe_interval": 2})
     data = json.loads(job.read_text())
     data["model"]["controlnets"] = [{"path": str(pixel / "controlnet"), "source": "lineart"}]
