@@ -19,7 +19,9 @@ from typing import Any
 
 from .batch import BatchJob, BatchProgress, Executor
 from .errors import StyleCompError
+from .queue_store import QueueStore, StoredJob
 from .render import Event
+from .resume import prepare_resume
 
 FINISHED = ("done", "failed", "cancelled")
 EVENTS_KEPT = 1000  # per job; clients page through them with ``since``
@@ -42,6 +44,7 @@ class QueuedJob:
     sequence: int = 0  # number of the latest event
     errors: list[str] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
+    resume: bool = False  # it was running when the server died: resume it (whole frames kept, leftovers cleared)
 
     def snapshot(self, since: int | None = None) -> dict[str, Any]:
         """The job as JSON values; events after number ``since``, else the latest few."""
@@ -60,8 +63,9 @@ class QueuedJob:
 class RenderQueue:
     """Jobs rendered in submission order by one worker thread through ``executor``."""
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, store: QueueStore | None = None) -> None:
         self.executor = executor
+        self.store = store
         self._jobs: dict[str, QueuedJob] = {}
         self._waiting: collections.deque[QueuedJob] = collections.deque()
         self._lock = threading.Condition()
@@ -71,18 +75,29 @@ class RenderQueue:
     def start(self) -> None:
         self._worker.start()
 
-    def submit(self, item: BatchJob) -> dict[str, Any]:
-        """Queue a job; its snapshot (with its id)."""
+    def submit(self, item: BatchJob, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Queue a job (kept in the store, as ``body``, before this returns); its snapshot (with its id)."""
         progress = BatchProgress([item])  # lists the plates: outside the lock
         with self._lock:
             if self._stopping:
                 raise StyleCompError("the server is shutting down")
             queued = QueuedJob(secrets.token_hex(6), item, progress)
+            if self.store is not None:
+                self.store.add(queued.id, body or {}, queued.submitted)
             self._jobs[queued.id] = queued
             self._waiting.append(queued)
             self._forget_old()
             self._lock.notify()
             return queued.snapshot()
+
+    def restore(self, stored: StoredJob, item: BatchJob) -> None:
+        """Queue a job the store kept from before a restart (call before ``start``); a running one resumes."""
+        progress = BatchProgress([item])
+        with self._lock:
+            queued = QueuedJob(stored.id, item, progress, submitted=stored.submitted,
+                               resume=stored.status == "running")
+            self._jobs[queued.id] = queued
+            self._waiting.append(queued)
 
     def status(self, job_id: str, since: int | None = None) -> dict[str, Any] | None:
         """A job's snapshot; None for an unknown id."""
@@ -139,10 +154,13 @@ class RenderQueue:
                     return
                 queued = self._waiting.popleft()
                 queued.status, queued.started = "running", time.time()
+                self._save(queued)
             self._run(queued)
 
     def _run(self, queued: QueuedJob) -> None:
         try:
+            if queued.resume:
+                prepare_resume(queued.item.job, queued.item.shots, queued.item.frames)
             summary = self.executor.run(queued.item, lambda event: self._record(queued, event), queued.cancel)
         except StyleCompError as exc:
             errors, status = [str(exc)], "failed"
@@ -174,6 +192,12 @@ class RenderQueue:
         closing = queued.progress.finish(queued.item.label)
         closing.append({"event": "finished", "status": status, "errors": list(queued.errors)})
         self._append(queued, closing)
+        self._save(queued)
+
+    def _save(self, queued: QueuedJob) -> None:
+        """Keep the job's status in the store (the lock is held)."""
+        if self.store is not None:
+            self.store.update(queued.id, queued.status, queued.started, queued.finished, queued.errors)
 
     def _forget_old(self) -> None:
         """Drop the oldest finished jobs beyond JOBS_KEPT (the lock is held)."""

@@ -12,7 +12,7 @@ worker renders the queue in order with one pipeline pool, so a model stays loade
 
     GET  /health                  200 {"status": "ok", "version", "device", "dtype", "pipelines_loaded", "queue"}
     POST /jobs                    {"job": {...}, "base_dir"?, "shots"?, "frames"?, "label"?, "overwrite"?} -> 201
-    GET  /jobs                    200 {"jobs": [status without events, ...]}
+    GET  /jobs                    200 {"jobs": [status without events, ...]} (kept through a crash: see queue_store)
     GET  /jobs/<id>[?since=N]     200 a job's status (events numbered after N, else the latest)
     POST /jobs/<id>/cancel        200 the status; 409 when the job has finished already
 """
@@ -44,6 +44,7 @@ from .models import cache_dir
 from .output_guard import check_outputs
 from .pipeline_pool import PipelinePool
 from .plates import read_plate
+from .queue_store import QueueStore
 from .render_queue import RenderQueue
 from .sequence import discover
 from .server_token import config_dir, token_matches
@@ -62,6 +63,7 @@ LIMITS = {
     "prompt": 4_000,  # characters of any prompt
     "working_size": 4_096,  # resolution.working_size, and at most 2x the plate's long side (or 1024)
 }
+QUEUE_FILE = "server-queue.sqlite3"  # in the cache folder: the accepted jobs, kept through a crash
 SERVER_CONFIG = "server.json"  # in the config folder: {"roots": [...]}
 WORKERS = 16  # threads answering requests; more connections wait in the listen backlog
 BACKLOG = 128  # connections the kernel holds while every worker is busy (a burst of submissions)
@@ -86,7 +88,8 @@ class EngineServer(HTTPServer):
     request_queue_size = BACKLOG
 
     def __init__(self, address: tuple[str, int], token: str, pool: PipelinePool, cache: RenderCache | None,
-                 roots: Sequence[str | os.PathLike[str]] | None = None) -> None:
+                 roots: Sequence[str | os.PathLike[str]] | None = None,
+                 queue_file: str | os.PathLike[str] | None = None) -> None:
         if not roots and bind_warning(address[0]) is not None:
             raise StyleCompError(f"the engine server will not listen on {address[0]} without --root: name the "
                                  "folders its clients may read and write")
@@ -102,12 +105,24 @@ class EngineServer(HTTPServer):
             raise StyleCompError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}") from None
         self.token = token
         self.pool = pool
-        self.queue = RenderQueue(LocalExecutor(pool, cache))
+        self.store = QueueStore(queue_file or cache_dir() / QUEUE_FILE)
+        self.queue = RenderQueue(LocalExecutor(pool, cache), self.store)
+        self._restore()
         self._workers = ThreadPoolExecutor(WORKERS, "stylecomp-http")
         self._free = threading.BoundedSemaphore(WORKERS)
         self._deadlines = _Deadlines()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="stylecomp server", daemon=True)
+
+    def _restore(self) -> None:
+        """Queue again the jobs that were queued or running when the server last died, validated afresh."""
+        for stored in self.store.unfinished():
+            try:
+                self.queue.restore(stored, parse_submission(stored.body, self.roots))
+            except (HttpError, StyleCompError) as exc:
+                reason = exc.message if isinstance(exc, HttpError) else str(exc)
+                self.store.update(stored.id, "failed", None, time.time(), [f"not resumed after a restart: {reason}"])
+                sys.stderr.write(f"stylecomp server: job {stored.id} not resumed: {reason}\n")
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Hand the connection to a free worker; while none is free, new connections wait in the listen backlog."""
@@ -149,6 +164,7 @@ class EngineServer(HTTPServer):
         self._thread.join()
         self._workers.shutdown(wait=True)
         self._deadlines.stop()
+        self.store.close()
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "device": self.pool.device,
@@ -457,9 +473,10 @@ class _Handler(BaseHTTPRequestHandler):
             case "GET", ["jobs"]:
                 return HTTPStatus.OK, {"jobs": queue.jobs()}
             case "POST", ["jobs"]:
-                item = parse_submission(_json(body), self.server.roots)
+                submission = _json(body)
+                item = parse_submission(submission, self.server.roots)
                 try:
-                    return HTTPStatus.CREATED, queue.submit(item)
+                    return HTTPStatus.CREATED, queue.submit(item, submission)
                 except StyleCompError as exc:
                     raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
             case "GET", ["jobs", job_id]:

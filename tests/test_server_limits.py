@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from tiny_jobs import job_document, write_plates
 
@@ -207,3 +208,55 @@ def test_a_slow_client_is_cut_off_at_the_whole_request_deadline(server: EngineSe
                 pass
     assert closed and time.monotonic() - started < 3, "the request was ended at its deadline"
     assert call(server.url, "GET", "/health")[0] == 200
+
+
+def test_accepted_jobs_survive_kill_9_and_the_running_one_resumes(tmp_path: Path, root: Path, model: Path) -> None:
+    """kill -9 mid-render, restart: GET /jobs shows the jobs again, the running one resumes keeping its whole frames,
+    the queued ones run, and every frame matches a clean render of the same job (to a half-float step)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tiny_jobs import FIRST, stylized
+
+    from stylecomp.jobspec import parse_job
+    from stylecomp.render import render_job
+
+    plates = write_plates(root / "plates", 4)
+    engine = Path(sys.executable).with_name("stylecomp")
+    command = [str(engine), "serve", "--port", "0", "--device", "cpu", "--no-cache", "--root", str(root),
+               "--root", str(model.parent)]
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return process, process.stdout.readline().split()[4]  # type: ignore[union-attr]
+
+    documents = [job_document(plates, model, str(root / f"out{i}" / "demo.####.exr"), 4, steps=8) for i in range(3)]
+    process, url = start()
+    try:
+        ids = [call(url, "POST", "/jobs", {"job": document})[1]["id"] for document in documents]
+        while call(url, "GET", f"/jobs/{ids[0]}")[1]["progress"]["done"] < 1:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        process, url = start()
+        listed = {job["id"]: job["status"] for job in call(url, "GET", "/jobs")[1]["jobs"]}
+        assert set(listed) == set(ids) and listed[ids[2]] == "queued"
+        deadline = time.monotonic() + 600
+        while any(call(url, "GET", f"/jobs/{i}")[1]["status"] != "done" for i in ids):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    finally:
+        process.kill()
+        process.wait(30)
+    clean = parse_job(json.dumps(documents[0] | {"shots": [documents[0]["shots"][0] | {
+        "output": str(tmp_path / "clean" / "demo.####.exr")}]}))
+    render_job(clean, pool=PipelinePool("cpu"), cache=None)
+    for i in range(3):
+        names = sorted(p.name for p in (root / f"out{i}").iterdir())
+        assert names == [f"demo.{FIRST + k}.exr" for k in range(4)], "no temp file left"
+        for k in range(4):
+            frame = stylized(root / f"out{i}" / f"demo.{FIRST + k}.exr")
+            # Equal up to one half-float step: CPU kernels in another process may round a value differently.
+            for other in (root / "out1" / f"demo.{FIRST + k}.exr", tmp_path / "clean" / f"demo.{FIRST + k}.exr"):
+                np.testing.assert_allclose(frame, stylized(other), rtol=0, atol=1e-2)
