@@ -398,7 +398,7 @@ def test_gpu_benchmark_smoke_run_writes_every_number(tmp_path: Path) -> None:
         assert (result["controlnet_step_tflop"] > 0) == (family == "sd15")  # SD 1.5 runs a depth ControlNet
         assert result["fidelity"]["pass"] and result["fidelity"]["rel_l2_max"] < 1e-2
         modes = result["consistency"]
-        assert set(modes) == {"none", "locked_seed", "warped_noise", "cross_frame", "latent_fusion", "pixel_fusion",
-                              "keyframes"}
+        assert set(modes) == {"none", "locked_seed", "warped_noise", "cross_frame", "flow_attention", "latent_fusion",
+                              "pixel_fusion", "keyframes"}
         assert modes["none"]["vs_none"] == 1.0 and all(m["ms_per_frame"] > 0 for m in modes.values())
     assert "vs baseline" in done.stdout and "written" in done.stdout
