@@ -1,22 +1,18 @@
 """Consistency benchmark: every mechanism on the demo shot, measured by warp error against the plate.
 
-Renders the demo shot (stylecomp's own procedural render, exact motion vectors) with a tiny
-SD 1.5 + depth ControlNet once per mode, in one process, and measures each result with
-``stylecomp.metrics``: R = E_warp(stylized) / E_warp(plate) (1 = no flicker beyond the
-render's own), D = mean |stylized - plate| in the model's space (0 = nothing stylized), and
-seconds per frame. Mode ``none`` is per-frame seeds with no mechanism: the baseline every
-mechanism is compared with. Mechanisms not implemented yet are listed with ``null`` values.
+Renders the demo shot (stylecomp's own procedural render, exact motion vectors) once per mode, in
+one process, and measures each result with ``stylecomp.metrics``: R = E_warp(stylized) /
+E_warp(plate) (1 = no flicker beyond the render's own), D = mean |stylized - plate| in the
+model's space (0 = nothing stylized), and seconds per frame. Mode ``none`` is per-frame seeds with
+no mechanism; ``locked_seed`` is the common baseline the goals are measured against.
 
-The model's UNet, text encoder and ControlNet have random weights. With ``--vae passthrough``
-(the default) its VAE's weights are set by construction so that the latents are the image
-box-filtered to 1/8 size and decode back to it, blurred (``stylecomp.testmodels``): the UNet
-then paints a texture, mostly the noise it cannot remove, over a recognisable plate, and R
-measures how each mechanism carries that texture along the vectors. With ``--vae random`` the
-VAE decodes noise whatever its input, so R measures nothing but the seed. With ``--vae pixel`` the
-model works on pixels (f=1, as stylecomp's own trained model does) through the same path. A
-trained model's R will differ: it removes the noise and paints a style instead.
+``--model builtin`` (the default) stylizes with stylecomp's own trained model, cel-shaded, with its
+line-art ControlNet, at its recommended settings: R and D are what a studio would see. The
+``tiny-*`` models have random UNets and ControlNets and only show the plumbing: ``tiny-passthrough``
+and ``tiny-pixel`` paint noise over a recognisable plate (VAE at 1/8 or at f=1, set by
+construction), ``tiny-random`` decodes noise whatever its input.
 
-    .venv/bin/python benchmarks/consistency.py [--frames 10] [--size 256x144] [--vae passthrough] \\
+    .venv/bin/python benchmarks/consistency.py [--frames 10] [--size 256x144] [--model builtin] \\
         [--out benchmarks/results/consistency.json]
 """
 
@@ -35,24 +31,30 @@ from stylecomp.jobspec import parse_job
 from stylecomp.metrics import measure_flicker
 from stylecomp.pipeline_pool import PipelinePool
 from stylecomp.render import render_job
+from stylecomp.stylemodel import SHIPPED_MODEL
+from stylecomp.stylemodel.evaluation import RECOMMENDED, model_settings
 from stylecomp.testmodels import make_test_model
 
 MODES = ["none", "locked_seed", "warped_noise", "cross_frame", "flow_attention", "latent_fusion", "pixel_fusion",
          "keyframes", "cross_frame+flow_attention", "warped_noise+pixel_fusion", "latent_fusion+pixel_fusion",
          "warped_noise+latent_fusion+pixel_fusion", "latent_fusion+pixel_fusion+flow_attention",
          "latent_fusion+keyframes"]
-MODEL_NAMES = {"passthrough": "tiny sd15: random UNet and ControlNet, passthrough VAE",
-               "pixel": "tiny sd15 at f=1: random UNet and ControlNet, pixel-space passthrough VAE",
-               "random": "tiny random-weight sd15"}
+MODEL_NAMES = {"builtin": f"stylecomp's trained {SHIPPED_MODEL.name}, 'cel shaded', tile + line-art ControlNets",
+               "tiny-passthrough": "tiny sd15: random UNet and ControlNet, passthrough VAE",
+               "tiny-pixel": "tiny sd15 at f=1: random UNet and ControlNet, pixel-space passthrough VAE",
+               "tiny-random": "tiny random-weight sd15"}
 
 
-def job_document(plates: Path, model: Path, out: Path, mode: str) -> dict[str, object]:
+def job_document(plates: Path, model: Path, out: Path, mode: str, builtin: bool) -> dict[str, object]:
     mechanisms = [] if mode == "none" else mode.split("+")
+    settings = ({"prompt": "cel shaded", "steps": RECOMMENDED.steps, "strength": RECOMMENDED.strength,
+                 "guidance": RECOMMENDED.guidance} if builtin else
+                {"prompt": "ink and watercolour", "steps": 20, "strength": 0.5})
     return {
         "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"), "output": str(out / "demo.####.exr")}],
-        "model": {"family": "sd15", "path": str(model),
-                  "controlnets": [{"path": str(model / "controlnet"), "source": "depth"}]},
-        "prompt": "ink and watercolour", "steps": 20, "strength": 0.5,
+        "model": model_settings(model).model_dump() if builtin else {
+            "family": "sd15", "path": str(model), "controlnets": [{"path": str(model / "controlnet"), "source": "depth"}]},
+        **settings,
         "seed": {"policy": "per_frame" if mode == "none" else "fixed", "value": 1234},
         "consistency": {"mechanisms": mechanisms, "keyframe_interval": 4, "fusion_strength": 0.5},
     }
@@ -62,8 +64,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--size", default="256x144")
-    parser.add_argument("--vae", choices=sorted(MODEL_NAMES), default="passthrough",
-                        help="the tiny model's VAE (see the module docstring)")
+    parser.add_argument("--model", choices=list(MODEL_NAMES), default="builtin",
+                        help="the model to stylize with (see the module docstring)")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes to run (default: all)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "consistency.json"))
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -73,15 +76,17 @@ def main() -> int:
         root = Path(temp)
         plates = root / "plates"
         write_demo(plates, args.frames, width, height, progress=lambda done, total: None)
-        model = make_test_model(root / "model", "sd15", controlnet=True, vae=args.vae)
+        builtin = args.model == "builtin"
+        model = SHIPPED_MODEL if builtin else make_test_model(
+            root / "model", "sd15", controlnet=True, vae=args.model.removeprefix("tiny-"))
         pool = PipelinePool("cpu")
-        for mode in MODES:
+        for mode in args.modes.split(","):
             if not set(mode.split("+")) <= IMPLEMENTED | {"none"}:
                 results[mode] = {"R": None, "D": None, "s_per_frame": None}
                 print(f"{mode:<40} not implemented")
                 continue
             out = root / mode
-            job = parse_job(json.dumps(job_document(plates, model, out, mode)))
+            job = parse_job(json.dumps(job_document(plates, model, out, mode, builtin)))
             started = time.perf_counter()
             summary = render_job(job, pool=pool, cache=RenderCache(root / "cache"))
             seconds = (time.perf_counter() - started) / max(1, summary.rendered)
@@ -90,7 +95,7 @@ def main() -> int:
             print(f"{mode:<40} R {report.R:9.3f}   D {report.D:6.4f}   {seconds:6.2f} s/frame", flush=True)
     output = Path(args.out)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"frames": args.frames, "size": [width, height], "model": MODEL_NAMES[args.vae],
+    output.write_text(json.dumps({"frames": args.frames, "size": [width, height], "model": MODEL_NAMES[args.model],
                                   "modes": results}, indent=2) + "\n")
     print(f"written {output}")
     return 0

@@ -144,7 +144,8 @@ class Lora(_Strict):
 
 class ControlNet(_Strict):
     path: str
-    source: Literal["depth", "normals", "lineart", "edges"] = Field(description="Which AOV conditioning feeds it")
+    source: Literal["depth", "normals", "lineart", "edges", "tile"] = Field(
+        description="What feeds it: an AOV conditioning, the beauty's edges, or (tile) the display-referred plate itself")
     weight: float = Field(1.0, ge=0.0, le=2.0)
 
 

@@ -47,7 +47,7 @@ from .geometry import MULTIPLE, WORKING_SIZE, Family, ModelGeometry
 from .plates import Window
 
 Mode = Literal["auto", "native", "downscale", "tiles"]
-ConditionKind = Literal["depth", "normals", "lineart", "edges"]
+ConditionKind = Literal["depth", "normals", "lineart", "edges", "tile"]
 ModelCall = Callable[[np.ndarray, list[np.ndarray], int], np.ndarray]
 """``(image (h, w, 3) [0, 1], conditions [(h, w, 3)] in the order given, tile_index) -> (h, w, 3) [0, 1]``;
 h and w are multiples of the model's ``ModelGeometry.multiple``; ``tile_index`` is 0 for a single call and

@@ -61,6 +61,7 @@ _SOURCE_CLIPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "normals": (("Normal",), ()),
     "lineart": ((), ("ObjectID", "Normal", "Depth")),
     "edges": ((), ()),
+    "tile": ((), ()),
 }
 StepHook = Callable[[int, torch.Tensor], torch.Tensor]  # (step, latents after it) -> latents to go on with
 _CLIP_COMPONENTS = {"Source": 4, "Depth": 1, "Normal": 3, "ObjectID": 1, "Motion": 2}
@@ -651,6 +652,8 @@ def control_condition(net: ControlNet, inputs: FrameInputs, display_rgb: np.ndar
         return depth_condition(depth[..., 0])  # type: ignore[index]
     if net.source == "normals":
         return normal_condition(normals)  # type: ignore[arg-type]
+    if net.source == "tile":
+        return display_rgb  # the image itself, as SD 1.5's tile ControlNet takes it
     if net.source == "lineart":
         return line_art(
             object_id=None if ids is None else ids[..., 0],

@@ -5,12 +5,15 @@ Stages, in order; each one resumes from its last checkpoint and is skipped once 
 1. **data**: render ``scenes`` random training scenes (two frames each, at the working size the
    demo stylizes at), and compute each frame's plate encoding, its looks and its line art.
 2. **vae**: build the f=1 passthrough VAE by construction and measure its round trip (no training).
-3. **unet**: train the UNet on 64-pixel crops. Each sample takes one look and one of its prompts
+3. **unet**: train the UNet and the tile ControlNet (fed by the clean plate; its residuals dropped
+   for 15% of samples so the UNet also works alone) together on 64-pixel crops. Each sample takes one look and one of its prompts
    (dropped to "" 10% of the time, so classifier-free guidance works), noises a blend of the
    plate and the look, ``y = plate + u (look - plate)``, at a random timestep and asks for the
    look: ``u = 0`` is what img2img starts from, ``u = 1`` is plain denoising, and the blends are
-   what the steps in between see. L1 on the predicted sample.
-4. **controlnet**: freeze the UNet and train a ControlNet copied from it, fed by the line art.
+   what the steps in between see. The UNet predicts v; the loss is L1 between the clean sample
+   the scheduler derives from it and the look. Timesteps: 85% below 700 (img2img strengths up
+   to 0.7, where the demo works), and never below 200 unless ``u = 1`` (img2img starts no lower).
+4. **controlnet**: freeze them and train a line-art ControlNet copied from the UNet.
 
 Everything random is drawn from (seed, stage, step), so a run is deterministic and a resumed
 run is the same as an uninterrupted one. Checkpoints (``.safetensors`` + JSON) live in
@@ -39,6 +42,8 @@ from .looks import LOOKS, PROMPTS, lines
 from .scenes import TRAINING_SEEDS, random_scene
 
 STAGES = ("data", "vae", "unet", "controlnet")
+IMG2IMG_LOWEST_T = 200  # samples that start from the plate (u < 1) are noised at least this much
+DEMO_HIGHEST_T = 700  # 85% of samples below: img2img strengths up to 0.7
 Progress = Callable[[str, int, int, dict[str, float]], None]  # stage, step, total, figures (loss, ...)
 
 
@@ -52,9 +57,10 @@ class TrainingSettings:
     height: int = 144
     crop: int = 64
     batch: int = 8
-    unet_steps: int = 5000
-    controlnet_steps: int = 1800
-    unet_lr: float = 3e-4
+    unet_steps: int = 1600
+    controlnet_steps: int = 600
+    tile_dropout: float = 0.15
+    unet_lr: float = 5e-4
     controlnet_lr: float = 2e-4
     warmup: int = 100
     ema_decay: float = 0.998
@@ -166,9 +172,9 @@ class Trainer:
         started = time.monotonic()
         pairs = TrainingPairs.render(self.settings, self.progress)
         vae_error = self.measure_vae(pairs)
-        unet = self.train_unet(pairs)
-        controlnet = self.train_controlnet(pairs, unet)
-        save_model(self.out, unet, controlnet, self.text_encoder)
+        base = self.train_unet(pairs)
+        lineart = self.train_controlnet(pairs, base)
+        save_model(self.out, base["unet"], base["tile"], lineart, self.text_encoder)
         return {"vae_round_trip": vae_error, "this_run_seconds": time.monotonic() - started,
                 "stages": {name: asdict(self._state(name)) for name in ("unet", "controlnet")}}
 
@@ -182,22 +188,24 @@ class Trainer:
         error = (decoded - images).abs()
         return {"mean": float(error.mean()), "max": float(error.max())}
 
-    def train_unet(self, pairs: TrainingPairs) -> torch.nn.Module:
-        unet = self.unet_init.to(self.device)
-        return self._train("unet", unet, [unet], pairs, self.settings.unet_steps, self.settings.unet_lr, None)
+    def train_unet(self, pairs: TrainingPairs) -> torch.nn.ModuleDict:
+        """The UNet and its tile ControlNet, trained together."""
+        base = torch.nn.ModuleDict({"unet": self.unet_init, "tile": build_controlnet(self.unet_init)}).to(self.device)
+        return self._train("unet", base, pairs, self.settings.unet_steps, self.settings.unet_lr, None)
 
-    def train_controlnet(self, pairs: TrainingPairs, unet: torch.nn.Module) -> torch.nn.Module:
-        unet.requires_grad_(False)
-        controlnet = build_controlnet(unet).to(self.device)
-        return self._train("controlnet", controlnet, [controlnet], pairs, self.settings.controlnet_steps,
-                           self.settings.controlnet_lr, unet)
+    def train_controlnet(self, pairs: TrainingPairs, base: torch.nn.ModuleDict) -> torch.nn.Module:
+        """The line-art ControlNet, on top of the frozen UNet and tile ControlNet."""
+        base.requires_grad_(False)
+        controlnet = build_controlnet(base["unet"]).to(self.device)
+        return self._train("controlnet", controlnet, pairs, self.settings.controlnet_steps,
+                           self.settings.controlnet_lr, base)
 
     # --- one stage ----------------------------------------------------------------------------
 
-    def _train(self, stage: str, model: torch.nn.Module, trained: list[torch.nn.Module], pairs: TrainingPairs,
-               steps: int, lr: float, frozen_unet: torch.nn.Module | None) -> torch.nn.Module:
-        """Train ``model`` for ``steps`` (resuming from its checkpoint); returns its EMA weights."""
-        params = [p for m in trained for p in m.parameters() if p.requires_grad]
+    def _train(self, stage: str, model: torch.nn.Module, pairs: TrainingPairs, steps: int, lr: float,
+               frozen: torch.nn.ModuleDict | None) -> torch.nn.Module:
+        """Train ``model`` for ``steps`` (resuming from its checkpoint); returns it with its EMA weights."""
+        params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
         ema = {name: p.detach().clone() for name, p in model.named_parameters()}
         state = self._load(stage, model, optimizer, ema)
@@ -207,7 +215,7 @@ class Trainer:
         for step in range(state.step, steps):
             for group in optimizer.param_groups:
                 group["lr"] = lr * self._schedule(step, steps)
-            loss = self._loss(stage, model, frozen_unet, pairs, step)
+            loss = self._loss(stage, model, frozen, pairs, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -233,17 +241,19 @@ class Trainer:
         model.eval()
         return model
 
-    def _loss(self, stage: str, model: torch.nn.Module, frozen_unet: torch.nn.Module | None,
+    def _loss(self, stage: str, model: torch.nn.Module, frozen: torch.nn.ModuleDict | None,
               pairs: TrainingPairs, step: int) -> torch.Tensor:
-        """L1 between the predicted sample and the look, for the batch of (seed, stage, step)."""
+        """L1 between the clean sample derived from the predicted v and the look, for the batch of (seed, stage, step)."""
         rng = np.random.default_rng([self.settings.seed, STAGES.index(stage), step])
         batch = sample_batch(pairs, self.settings, rng)
         size = self.settings.batch
         generator = torch.Generator("cpu").manual_seed(int(rng.integers(2**63)))
         noise = torch.randn(batch.target.shape, generator=generator)
-        timesteps = torch.from_numpy(rng.integers(0, len(self.alphas), size=size))
         # u: 0 (the plate img2img starts from) 40%, 1 (the look) 30%, a blend 30%
         u = np.where(rng.random(size) < 0.4, 0.0, np.where(rng.random(size) < 0.5, 1.0, rng.random(size)))
+        lowest = np.where(u < 1.0, IMG2IMG_LOWEST_T, 0)
+        highest = np.where(rng.random(size) < 0.85, DEMO_HIGHEST_T, len(self.alphas))
+        timesteps = torch.from_numpy(lowest + (rng.random(size) * (highest - lowest)).astype(np.int64))
         u_t = torch.from_numpy(u.astype(np.float32))[:, None, None, None]
         device = self.device
         start = (batch.plate + u_t * (batch.target - batch.plate)).to(device)
@@ -251,13 +261,20 @@ class Trainer:
         alpha = self.alphas[timesteps][:, None, None, None]
         noisy = alpha.sqrt() * start + (1.0 - alpha).sqrt() * noise
         text = torch.stack([self._embedding(p) for p in batch.prompts]).to(device)
-        if frozen_unet is None:
-            predicted = model(noisy, timesteps, text).sample
-        else:
-            down, mid = model(noisy, timesteps, encoder_hidden_states=text, controlnet_cond=batch.control.to(device),
-                              return_dict=False)
-            predicted = frozen_unet(noisy, timesteps, text, down_block_additional_residuals=down,
-                                    mid_block_additional_residual=mid).sample
+        keep = torch.from_numpy((rng.random(size) >= self.settings.tile_dropout).astype(np.float32))
+        keep = keep[:, None, None, None].to(device)
+        base = model if frozen is None else frozen
+        plate_rgb = ((batch.plate[:, :3] + 1.0) / 2.0).to(device)  # the tile ControlNet's image, as pipelines feed it
+        down, mid = base["tile"](noisy, timesteps, encoder_hidden_states=text, controlnet_cond=plate_rgb,
+                                 return_dict=False)
+        down, mid = [d * keep for d in down], mid * keep
+        if frozen is not None:  # the line-art ControlNet's residuals add to the tile's, as in a multi-ControlNet
+            line_down, line_mid = model(noisy, timesteps, encoder_hidden_states=text,
+                                        controlnet_cond=batch.control.to(device), return_dict=False)
+            down, mid = [d + e for d, e in zip(down, line_down)], mid + line_mid
+        v = base["unet"](noisy, timesteps, text, down_block_additional_residuals=down,
+                         mid_block_additional_residual=mid).sample
+        predicted = alpha.sqrt() * noisy - (1.0 - alpha).sqrt() * v  # the scheduler's clean-sample estimate
         return (predicted - target).abs().mean()
 
     def _schedule(self, step: int, steps: int) -> float:
