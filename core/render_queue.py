@@ -45,6 +45,7 @@ class QueuedJob:
     errors: list[str] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
     resume: bool = False  # it was running when the server died: resume it (whole frames kept, leftovers cleared)
+    interrupted: bool = False  # the server is stopping: the store keeps it unfinished, so the next start resumes it
 
     def snapshot(self, since: int | None = None) -> dict[str, Any]:
         """The job as JSON values; events after number ``since``, else the latest few."""
@@ -117,7 +118,7 @@ class RenderQueue:
             return {"queued": len(self._waiting), "running": running, "jobs": len(self._jobs)}
 
     def cancel(self, job_id: str) -> dict[str, Any] | None:
-        """Cancel a job: a queued one at once, a running one between denoising steps. None for an unknown id."""
+        """Cancel a job: a queued one at once, a running one mid-step (within 2 s). None for an unknown id."""
         with self._lock:
             queued = self._jobs.get(job_id)
             if queued is None:
@@ -125,21 +126,23 @@ class RenderQueue:
             if queued.status in FINISHED:
                 raise StyleCompError(f"job {job_id} is already {queued.status}")
             queued.cancel.set()
+            queued.interrupted = False  # the user's cancel wins over a shutdown's
             if queued.status == "queued":
                 self._waiting.remove(queued)
                 self._finish(queued, "cancelled")
             return queued.snapshot()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Cancel the running job (finished frames stay) and every queued one, then wait for the worker."""
+        """Stop for a shutdown: the running job ends mid-step (finished frames stay), then wait for the worker.
+
+        Accepted work survives a graceful stop as it survives a crash: queued jobs stay queued in the store and
+        the running one stays running there, so the next start queues them again and resumes it.
+        """
         with self._lock:
             self._stopping = True
-            while self._waiting:
-                queued = self._waiting.popleft()
-                queued.cancel.set()
-                self._finish(queued, "cancelled")
             for queued in self._jobs.values():
-                if queued.status == "running":
+                if queued.status == "running" and not queued.cancel.is_set():
+                    queued.interrupted = True
                     queued.cancel.set()
             self._lock.notify()
         if self._worker.is_alive():
@@ -172,6 +175,10 @@ class RenderQueue:
             status = "cancelled" if summary.cancelled else "failed" if summary.failed else "done"
         with self._lock:
             queued.errors += errors
+            if queued.interrupted and status == "cancelled":
+                queued.status = "interrupted"  # not saved: the store keeps it running, to resume at the next start
+                self._append(queued, [{"event": "interrupted", "reason": "the server stopped; resumes at its next start"}])
+                return
             self._finish(queued, status)
 
     def _record(self, queued: QueuedJob, event: Event) -> None:

@@ -260,3 +260,36 @@ def test_accepted_jobs_survive_kill_9_and_the_running_one_resumes(tmp_path: Path
             # Equal up to one half-float step: CPU kernels in another process may round a value differently.
             for other in (root / "out1" / f"demo.{FIRST + k}.exr", tmp_path / "clean" / f"demo.{FIRST + k}.exr"):
                 np.testing.assert_allclose(frame, stylized(other), rtol=0, atol=1e-2)
+
+
+def test_sigterm_keeps_accepted_work_for_the_next_start(root: Path, model: Path) -> None:
+    """A graceful stop (SIGTERM) is no loss either: the queued jobs stay queued, the running one resumes."""
+    import signal
+    import subprocess
+    import sys
+
+    plates = write_plates(root / "plates", 4)
+    command = [str(Path(sys.executable).with_name("stylecomp")), "serve", "--port", "0", "--device", "cpu",
+               "--no-cache", "--root", str(root), "--root", str(model.parent)]
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return process, process.stdout.readline().split()[4]  # type: ignore[union-attr]
+
+    documents = [job_document(plates, model, str(root / f"out{i}" / "demo.####.exr"), 4, steps=8) for i in range(3)]
+    process, url = start()
+    try:
+        ids = [call(url, "POST", "/jobs", {"job": document})[1]["id"] for document in documents]
+        deadline = time.monotonic() + 300
+        while call(url, "GET", f"/jobs/{ids[0]}")[1]["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        process, url = start()
+        listed = {job["id"]: job["status"] for job in call(url, "GET", "/jobs")[1]["jobs"]}
+        assert set(listed) == set(ids) and listed[ids[0]] in ("queued", "running"), listed  # resumed at once
+        assert listed[ids[1]] == listed[ids[2]] == "queued", "not cancelled by the stop"
+    finally:
+        process.kill()
+        process.wait(30)
