@@ -1,5 +1,6 @@
 # make demo   set everything up and stylize the built-in demo shot into demo_out/ (MODEL=/path for a real model)
 # make test   set everything up and run the test suite
+# make fuzz   the fuzz tests with the long hypothesis profile (2000 cases per kind; minutes)
 # make bench  run the benchmarks (plain-library baseline vs stylecomp, as ratios; the GPU one needs CUDA)
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SETUP  := $(VENV)/.stylecomp-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test fuzz bench clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "stylecomp needs Python >= 3.11; set PYTHON=python3.11")'
@@ -25,10 +26,14 @@ demo: $(SETUP)
 test: $(SETUP)
 	$(PY) -m pytest
 
+fuzz: $(SETUP)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_fuzz.py
+
 bench: $(SETUP)
 	$(PY) benchmarks/plate_io.py
 	$(PY) benchmarks/consistency.py
 	$(PY) benchmarks/gpu_throughput.py
+	$(PY) benchmarks/reliability.py
 
 clean:
 	rm -rf $(VENV) demo_out

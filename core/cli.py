@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from stylecomp_otio.plate_template import DEFAULT_OUTPUT
@@ -33,18 +33,43 @@ from .errors import JobError, ModelError, StyleCompError
 
 
 class _Group(click.Group):
-    """A click group that turns StyleCompError into a one-line message and exit status 2."""
+    """A click group that turns StyleCompError and usage errors into a one-line message and exit status 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            _usage_error(ctx, exc)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            _usage_error(ctx, exc)
         except JobError as exc:
             for problem in exc.problems:
-                click.echo(f"error: {exc.where}: {problem}" if exc.where else f"error: {problem}", err=True)
+                click.echo(_printable(f"error: {exc.where}: {problem}" if exc.where else f"error: {problem}"),
+                           err=True)
             ctx.exit(2)
         except StyleCompError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(_printable(f"error: {exc}"), err=True)
             ctx.exit(2)
+
+
+def _printable(text: str) -> str:
+    """Text any UTF-8 stream can print: undecodable bytes from a file name or an EXR header (surrogates) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _usage_error(ctx: click.Context, exc: click.UsageError) -> NoReturn:
+    """A bad command line as one line naming the option or argument (click prints usage, hint and error)."""
+    where = (exc.ctx or ctx).command_path
+    click.echo(f"error: {' '.join(exc.format_message().split())} (see '{where} --help')", err=True)
+    ctx.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -71,9 +96,9 @@ def inspect(path: str, as_json: bool, headers_only: bool) -> None:
     from .inspection import format_report, inspect_plates
 
     report = inspect_plates(path, count_nonfinite=not headers_only)
-    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    click.echo(_printable(json.dumps(report, indent=2) if as_json else format_report(report)))
     for problem in report["errors"]:
-        click.echo(f"error: {problem['file']}: {problem['error']}", err=True)
+        click.echo(_printable(f"error: {problem['file']}: {problem['error']}"), err=True)
     if report["errors"]:
         sys.exit(2)
 
@@ -116,7 +141,7 @@ def validate(files: tuple[str, ...], overwrite: bool) -> None:
         except JobError as exc:
             failed = True
             for problem in exc.problems:
-                click.echo(f"error: {file}: {problem}", err=True)
+                click.echo(_printable(f"error: {file}: {problem}"), err=True)
             continue
         shots = ", ".join(s.name for s in job_.shots)
         click.echo(f"{file}: valid (version {job_.version}; shots: {shots})")
@@ -813,7 +838,8 @@ def serve(host: str, port: int, roots: tuple[str, ...], device: str, dtype: str,
     Every request needs the token from the token file ($STYLECOMP_CONFIG_DIR, else
     $XDG_CONFIG_HOME/stylecomp, else ~/.config/stylecomp: server-token, made on first start,
     mode 0600) as `Authorization: Bearer <token>`. SIGTERM or Ctrl-C stops it: the running job
-    is cancelled between denoising steps and its finished frames stay. See the README for the API.
+    stops mid-step and its finished frames stay; it and the queued jobs are kept in the queue file
+    and run at the next start. See the README for the API.
     """
     from .cache import RenderCache
     from .server import EngineServer, bind_warning, configured_roots
@@ -836,7 +862,8 @@ def serve(host: str, port: int, roots: tuple[str, ...], device: str, dtype: str,
                    "stylecomp cache folder; name others with --root)"))
         while not stop.wait(0.5):
             pass
-        click.echo("stopping: cancelling the running job between denoising steps", err=True)
+        click.echo("stopping: the running job stops now and resumes, with the queued ones, at the next start",
+                   err=True)
         server.stop()
     click.echo("stopped", err=True)
 

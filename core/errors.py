@@ -27,7 +27,7 @@ class JobError(StyleCompError):
 
     def __init__(self, reason: str, where: str | os.PathLike[str] | None = None, problems: list[str] | None = None) -> None:
         super().__init__(reason, where)
-        self.problems = problems or [self.reason]
+        self.problems = [" ".join(str(problem).split()) for problem in problems] if problems else [self.reason]
 
 
 class TimelineError(StyleCompError):

@@ -25,6 +25,8 @@ from .plates import PROVENANCE_PREFIX, read_plate
 from .sequence import FrameSequence, discover
 
 _PRINTF = re.compile(r"%0?\d*d")
+_LISTED = 100_000  # a frame range longer than this is checked against the plates on disk only (a typo such as
+# last: 1000000000 must not take gigabytes to validate)
 
 
 @dataclass
@@ -187,15 +189,22 @@ def _targets(job: Job, shot: Shot, frames: tuple[int, int] | None) -> list[int]:
     """The frames a render of the shot may write: its cut with handles within ``frames``, and the plates on disk."""
     from .render import shot_frames  # render imports the stylize stage (torch): only when files are looked at
 
+    wanted = shot.frame_range_with_handles()
+    if wanted is not None and frames is not None:
+        wanted = (max(wanted[0], frames[0]), min(wanted[1], frames[1]))
+    wanted = wanted or frames
+    if wanted is not None and wanted[1] - wanted[0] >= _LISTED:  # too many to list: the plates on disk within it
+        try:
+            sequence = discover(job.resolve(shot.plate))
+        except StyleCompError:
+            return []
+        return [wanted[0]] if sequence.is_single_file else [f for f in sequence.frames if wanted[0] <= f <= wanted[1]]
     try:
         frame_list = shot_frames(job, shot, frames)[1]
     except StyleCompError:
         frame_list = []
-    wanted = shot.frame_range_with_handles()
     if wanted is not None:
-        low, high = wanted if frames is None else (max(wanted[0], frames[0]), min(wanted[1], frames[1]))
-        if high - low < 100_000:
-            frame_list = sorted({*frame_list, *range(low, high + 1)})
+        frame_list = sorted({*frame_list, *range(wanted[0], wanted[1] + 1)})
     return frame_list
 
 

@@ -12,8 +12,10 @@ uint32 channels (object IDs) are held as float32 integer values, exact up to 2**
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -319,6 +321,25 @@ def read_plate(path: str | os.PathLike[str], pixels: bool = True) -> Plate:
         inp.close()
 
 
+@contextlib.contextmanager
+def _library_output_dropped() -> Iterator[None]:
+    """Drop what the OpenEXR library prints itself (one line per bad chunk, on file descriptors 1 and 2), so a
+    damaged file is the one line of the PlateError that follows, not dozens."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
 def _read_luminance_chroma(path: str) -> Plate:
     """Read a Y/RY/BY file through the OpenEXR bindings and convert it to RGB.
 
@@ -328,7 +349,7 @@ def _read_luminance_chroma(path: str) -> Plate:
     import OpenEXR  # only this rare layout needs the second EXR library
 
     try:
-        with OpenEXR.File(path) as exr:
+        with _library_output_dropped(), OpenEXR.File(path) as exr:
             header = dict(exr.header())  # the bindings clear it on close
             planes = {name: ch.pixels.astype(np.float32) for name, ch in exr.channels().items()}
     except Exception as exc:  # the bindings raise bare exceptions for damaged files

@@ -74,8 +74,10 @@ class HttpError(Exception):
     """A request the server refuses: an HTTP status and a message (and a job's problems, one per field)."""
 
     def __init__(self, status: HTTPStatus, message: str, problems: list[str] | None = None) -> None:
+        message = " ".join(message.split())  # one line, whatever the client sent (a field name with a newline)
         super().__init__(message)
-        self.status, self.message, self.problems = status, message, problems
+        self.status, self.message = status, message
+        self.problems = [" ".join(problem.split()) for problem in problems] if problems else problems
 
 
 class EngineServer(HTTPServer):
@@ -157,7 +159,8 @@ class EngineServer(HTTPServer):
         self._thread.start()
 
     def stop(self) -> None:
-        """Cancel the running job between denoising steps (finished frames stay) and the queued ones; close."""
+        """Stop the running job mid-step (finished frames stay; it resumes at the next start), keep the queued ones
+        queued in the store, and close."""
         self.queue.stop()
         self.shutdown()
         self.server_close()
