@@ -5,14 +5,15 @@ Stages, in order; each one resumes from its last checkpoint and is skipped once 
 1. **data**: render ``scenes`` random training scenes (two frames each, at the working size the
    demo stylizes at), and compute each frame's plate encoding, its looks and its line art.
 2. **vae**: build the f=1 passthrough VAE by construction and measure its round trip (no training).
-3. **unet**: train the UNet and the tile ControlNet (fed by the clean plate; its residuals dropped
-   for 15% of samples so the UNet also works alone) together on 64-pixel crops. Each sample takes one look and one of its prompts
-   (dropped to "" 10% of the time, so classifier-free guidance works), noises a blend of the
-   plate and the look, ``y = plate + u (look - plate)``, at a random timestep and asks for the
-   look: ``u = 0`` is what img2img starts from, ``u = 1`` is plain denoising, and the blends are
-   what the steps in between see. The UNet predicts v; the loss is L1 between the clean sample
-   the scheduler derives from it and the look. Timesteps: 85% below 700 (img2img strengths up
-   to 0.7, where the demo works), and never below 200 unless ``u = 1`` (img2img starts no lower).
+3. **unet**: train the UNet and the tile ControlNet (fed by the clean plate; its residuals
+   dropped for 15% of samples so the UNet also works alone) together on 64-pixel crops. Each
+   sample takes one look and one of its prompts (dropped to "" 10% of the time, so
+   classifier-free guidance works), noises a blend of the plate and the look,
+   ``y = plate + u (look - plate)``, at a random timestep and asks for the look: ``u = 0`` is
+   what img2img starts from, ``u = 1`` is plain denoising, and the blends are what the steps in
+   between see. The loss is L1 between the predicted clean sample and the look. Timesteps: 85%
+   below 700 (img2img strengths up to 0.7, where the demo works), and never below 200 unless
+   ``u = 1`` (img2img starts no lower).
 4. **controlnet**: freeze them and train a line-art ControlNet copied from the UNet.
 
 Everything random is drawn from (seed, stage, step), so a run is deterministic and a resumed
@@ -243,7 +244,7 @@ class Trainer:
 
     def _loss(self, stage: str, model: torch.nn.Module, frozen: torch.nn.ModuleDict | None,
               pairs: TrainingPairs, step: int) -> torch.Tensor:
-        """L1 between the clean sample derived from the predicted v and the look, for the batch of (seed, stage, step)."""
+        """L1 between the predicted clean sample and the look, for the batch of (seed, stage, step)."""
         rng = np.random.default_rng([self.settings.seed, STAGES.index(stage), step])
         batch = sample_batch(pairs, self.settings, rng)
         size = self.settings.batch
@@ -272,9 +273,8 @@ class Trainer:
             line_down, line_mid = model(noisy, timesteps, encoder_hidden_states=text,
                                         controlnet_cond=batch.control.to(device), return_dict=False)
             down, mid = [d + e for d, e in zip(down, line_down)], mid + line_mid
-        v = base["unet"](noisy, timesteps, text, down_block_additional_residuals=down,
-                         mid_block_additional_residual=mid).sample
-        predicted = alpha.sqrt() * noisy - (1.0 - alpha).sqrt() * v  # the scheduler's clean-sample estimate
+        predicted = base["unet"](noisy, timesteps, text, down_block_additional_residuals=down,
+                                 mid_block_additional_residual=mid).sample
         return (predicted - target).abs().mean()
 
     def _schedule(self, step: int, steps: int) -> float:
