@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -354,8 +355,10 @@ def make_test(
 @click.option("--resume", is_flag=True,
               help="Continue a killed or finished run in OUT from its checkpoints (OUT/.training/) instead of "
                    "refusing a folder that holds one.")
+@click.option("--eval-scenes", type=click.IntRange(0, 16), default=2, show_default=True,
+              help="Held-out scenes the finished model stylizes in each look, for the card's metrics (0: none).")
 def train_demo(out_dir: str, steps: int | None, controlnet_steps: int | None, scenes: int | None, seed: int,
-               device: str, resume: bool) -> None:
+               device: str, resume: bool, eval_scenes: int) -> None:
     """Train stylecomp's own style model into OUT: render random scenes with their ground-truth
     looks (cel, watercolor), build the f=1 VAE, train the UNet with its tile ControlNet, then
     the line-art ControlNet.
@@ -363,13 +366,15 @@ def train_demo(out_dir: str, steps: int | None, controlnet_steps: int | None, sc
     Deterministic from --seed; checkpoints every 250 steps, so a killed run continues with
     --resume and ends with the same weights. OUT gets a diffusers folder (loadable through
     model.path; ControlNets in OUT/controlnet_tile, source tile, and OUT/controlnet, source
-    lineart), README.md (the model card) and loss_curve.png.
+    lineart), README.md (the model card, with held-out metrics) and loss_curve.png.
     The shipped model, stylecomp/stylemodel/stylecomp-toon, was made by this command.
     """
     import torch
     from tqdm import tqdm
 
+    from .pipeline_pool import PipelinePool
     from .stylemodel.card import write_card
+    from .stylemodel.evaluation import held_out_metrics, held_out_shot
     from .stylemodel.training import Trainer, TrainingSettings
 
     out = Path(out_dir)
@@ -396,7 +401,13 @@ def train_demo(out_dir: str, steps: int | None, controlnet_steps: int | None, sc
             bars[stage].close()
 
     report = Trainer(out, settings, device=device, progress=progress).run()
-    card = write_card(out, settings, report, device)
+    metrics = None
+    if eval_scenes:
+        click.echo(f"measuring the model on {eval_scenes} held-out scene(s) per look", err=True)
+        with tempfile.TemporaryDirectory(prefix="stylecomp-eval-") as temp:
+            shots = [held_out_shot(i, Path(temp) / f"scene{i}") for i in range(eval_scenes)]
+            metrics = held_out_metrics(shots, Path(temp) / "out", model=out, pool=PipelinePool(device))
+    card = write_card(out, settings, report, device, metrics)
     click.echo(f"{out}: trained model; card {card}, loss curve {out / 'loss_curve.png'}")
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .evaluation import RECOMMENDED
 from .looks import PROMPTS, SUN_BANDS
 from .scenes import HELD_OUT_SEEDS, TRAINING_SEEDS
 from .training import StageState, TrainingSettings
@@ -89,7 +90,20 @@ def write_card(out: Path, settings: TrainingSettings, report: dict[str, Any], de
         lines.append(f"- {name}: {state.step} steps in {state.seconds / 60:.1f} min{final}")
     lines += ["", "![loss curve](loss_curve.png)", ""]
     if metrics:
-        lines += ["## Held-out metrics", "", "```", json.dumps(metrics, indent=2), "```", ""]
+        lines += [
+            "## Held-out metrics",
+            "",
+            f"Each look's prompt on {next(iter(metrics.values()))['scenes']} held-out scenes at the recommended settings (strength {RECOMMENDED.strength}, "
+            f"{RECOMMENDED.steps} steps, guidance {RECOMMENDED.guidance}, both ControlNets), display-referred; "
+            "`stylecomp.stylemodel.evaluation` says what each metric is.",
+            "",
+            "| look | L1 ratio (plate = 1) | SSIM (plate's) | outline F1 (plate's) | outline contrast |",
+            "|---|---|---|---|---|",
+            *[f"| {look} | {m['l1_ratio']:.3f} | {m['ssim']:.3f} ({m['plate_ssim']:.3f}) | "
+              f"{m['outline_f1']:.3f} ({m['plate_outline_f1']:.3f}) | {m['outline_contrast']:+.3f} |"
+              for look, m in metrics.items()],
+            "",
+        ]
     card = out / "README.md"
     card.write_text("\n".join(lines))
     return card

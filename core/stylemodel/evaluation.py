@@ -10,6 +10,8 @@ colour encoding) with the look computed from the scene's layers:
   the look.
 - ``outline_f1``: ink pixels found in the output (those within ``INK_DISTANCE`` of the ink
   colour) against the look's line mask, each allowed one pixel of slack.
+- ``outline_contrast``: how much more the output darkens the plate on the line mask than off it
+  (luma, display-referred): the outlines a model draws before they are dark enough to be ink.
 """
 
 from __future__ import annotations
@@ -41,15 +43,16 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722])
 class Settings:
     """How the model is run: the built-in model's recommended settings unless a caller changes them."""
 
-    strength: float = 0.6
-    steps: int = 20
-    guidance: float = 2.0
+    strength: float = 0.5
+    steps: int = 8  # 4 of them run: as good as 12 of 20 here (measured), and 3x faster
+    guidance: float = 1.0  # measured: guidance 2-8 moves the output further from both looks
     seed: int = 1234
     line_art: bool = True  # the line-art ControlNet; the tile ControlNet always runs
     mechanisms: tuple[str, ...] = ()
 
 
 RECOMMENDED = Settings()
+EVALUATION_PROMPTS = {"cel": "cel shaded", "watercolor": "watercolor painting"}  # one trained prompt per look
 
 
 @dataclass
@@ -97,6 +100,22 @@ def stylize(shot: HeldOutShot, prompt: str, out: Path, settings: Settings = RECO
     return discover(job.resolve(job.shots[0].output))
 
 
+def held_out_metrics(shots: list[HeldOutShot], out: Path, settings: Settings = RECOMMENDED,
+                     model: Path = SHIPPED_MODEL, pool: PipelinePool | None = None) -> dict[str, dict[str, float]]:
+    """Each look's prompt on each shot's first frame; per look, the mean of ``fidelity``'s metrics over the shots."""
+    metrics = {}
+    for look, prompt in EVALUATION_PROMPTS.items():
+        rows = []
+        for shot in shots:
+            output = stylize(shot, prompt, out / f"{look}-{shot.seed}", settings, model=model, pool=pool)
+            frame = output.frames[0]
+            rows.append(fidelity(display_output(output, frame), shot.plate_images[frame], shot.looks[look][frame],
+                                 shot.lines[frame]))
+        metrics[look] = {name: round(float(np.mean([row[name] for row in rows])), 4) for name in rows[0]}
+        metrics[look]["scenes"] = len(shots)
+    return metrics
+
+
 def model_settings(model: Path = SHIPPED_MODEL, line_art: bool = True) -> ModelSettings:
     """The job's model block for the built-in model (or one laid out like it): its tile ControlNet fed by
     the plate, and its line-art ControlNet fed by the render's IDs, normals and depth."""
@@ -122,7 +141,17 @@ def fidelity(output: np.ndarray, plate: np.ndarray, look: np.ndarray, line_mask:
         "plate_ssim": ssim(plate, look),
         "outline_f1": outline_f1(output, line_mask),
         "plate_outline_f1": outline_f1(plate, line_mask),
+        "outline_contrast": outline_contrast(output, plate, line_mask),
     }
+
+
+def outline_contrast(output: np.ndarray, plate: np.ndarray, line_mask: np.ndarray) -> float:
+    """Mean darkening of the plate (luma) on the line mask minus that off it; 0 where no line is drawn."""
+    darkening = (plate - output) @ _LUMA
+    on_line = line_mask > 0.5
+    if not on_line.any() or on_line.all():
+        return 0.0
+    return float(darkening[on_line].mean() - darkening[~on_line].mean())
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
