@@ -386,12 +386,13 @@ def write_demo(
     height: int = 540,
     first_frame: int = 1001,
     progress: Callable[[int, int], None] | None = None,
+    scene: Scene = DEMO_SCENE,
 ) -> FrameSequence:
-    """Render the shot into ``out_dir/demo.####.exr`` (one multi-layer part per frame)."""
+    """Render the shot (or another ``scene``) into ``out_dir/demo.####.exr`` (one multi-layer part per frame)."""
     os.makedirs(out_dir, exist_ok=True)
     pattern = os.path.join(os.fspath(out_dir), DEMO_PATTERN)
     for done, frame in enumerate(range(first_frame, first_frame + frames), start=1):
-        planes = render_frame(frame, width, height, first_frame)
+        planes = render_frame(frame, width, height, first_frame, scene)
         pixels = np.stack([planes[name] for name in CHANNELS], axis=-1)  # (H, W, channels)
         part = ImagePart.create(
             pixels,

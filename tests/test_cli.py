@@ -95,7 +95,7 @@ def test_job_schema_and_validate(tmp_path: Path) -> None:
     assert f"error: {bad}: steps: Input should be a valid integer" in result.stderr
 
 
-def test_demo_command_stylizes_with_a_tiny_model_and_reuses_the_cache(tmp_path: Path) -> None:
+def test_demo_command_stylizes_with_the_built_in_model_and_reuses_the_cache(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     env = {**os.environ, "STYLECOMP_CACHE_DIR": str(tmp_path / "cache")}
     result = run("demo", "--out", str(out), "--frames", "3", "--size", "160x90", env=env)
@@ -116,7 +116,8 @@ def test_demo_command_stylizes_with_a_tiny_model_and_reuses_the_cache(tmp_path: 
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.width == 4 * 320 and sheet.height > 2 * 180
     assert "contact sheet" in result.stdout and "3 stylized, 0 from the cache" in result.stdout
-    assert "random-weight" in result.stdout, "the demo says plainly that a tiny model shows no style"
+    assert "stylecomp's own trained model" in result.stdout
+    assert "flicker" in result.stdout and (out / "flicker.png").is_file()
 
     again = run("demo", "--out", str(out), "--frames", "3", "--size", "160x90", env=env)
     assert again.returncode == 0, again.stderr
