@@ -31,6 +31,7 @@ fuzz: $(SETUP)
 
 bench: $(SETUP)
 	$(PY) benchmarks/plate_io.py
+	$(PY) benchmarks/style_fidelity.py
 	$(PY) benchmarks/consistency.py
 	$(PY) benchmarks/gpu_throughput.py
 	$(PY) benchmarks/reliability.py

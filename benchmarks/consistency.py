@@ -6,8 +6,8 @@ E_warp(plate) (1 = no flicker beyond the render's own), D = mean |stylized - pla
 model's space (0 = nothing stylized), and seconds per frame. Mode ``none`` is per-frame seeds with
 no mechanism; ``locked_seed`` is the common baseline the goals are measured against.
 
-``--model builtin`` (the default) stylizes with stylecomp's own trained model, cel-shaded, with its
-line-art ControlNet, at its recommended settings: R and D are what a studio would see. The
+``--model builtin`` (the default) stylizes with stylecomp's own trained model as a watercolor, with
+its tile and line-art ControlNets, at its recommended settings: R and D are what a studio would see. The
 ``tiny-*`` models have random UNets and ControlNets and only show the plumbing: ``tiny-passthrough``
 and ``tiny-pixel`` paint noise over a recognisable plate (VAE at 1/8 or at f=1, set by
 construction), ``tiny-random`` decodes noise whatever its input.
@@ -39,7 +39,7 @@ MODES = ["none", "locked_seed", "warped_noise", "cross_frame", "flow_attention",
          "keyframes", "cross_frame+flow_attention", "warped_noise+pixel_fusion", "latent_fusion+pixel_fusion",
          "warped_noise+latent_fusion+pixel_fusion", "latent_fusion+pixel_fusion+flow_attention",
          "latent_fusion+keyframes"]
-MODEL_NAMES = {"builtin": f"stylecomp's trained {SHIPPED_MODEL.name}, 'cel shaded', tile + line-art ControlNets",
+MODEL_NAMES = {"builtin": f"stylecomp's trained {SHIPPED_MODEL.name}, 'watercolor painting', tile + line-art ControlNets",
                "tiny-passthrough": "tiny sd15: random UNet and ControlNet, passthrough VAE",
                "tiny-pixel": "tiny sd15 at f=1: random UNet and ControlNet, pixel-space passthrough VAE",
                "tiny-random": "tiny random-weight sd15"}
@@ -47,7 +47,7 @@ MODEL_NAMES = {"builtin": f"stylecomp's trained {SHIPPED_MODEL.name}, 'cel shade
 
 def job_document(plates: Path, model: Path, out: Path, mode: str, builtin: bool) -> dict[str, object]:
     mechanisms = [] if mode == "none" else mode.split("+")
-    settings = ({"prompt": "cel shaded", "steps": RECOMMENDED.steps, "strength": RECOMMENDED.strength,
+    settings = ({"prompt": "watercolor painting", "steps": RECOMMENDED.steps, "strength": RECOMMENDED.strength,
                  "guidance": RECOMMENDED.guidance} if builtin else
                 {"prompt": "ink and watercolour", "steps": 20, "strength": 0.5})
     return {
