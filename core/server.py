@@ -7,7 +7,8 @@ paths are taken literally ($VARS and ~ are not expanded), relative ones resolve 
 explicit ``base_dir`` or are refused, every path must resolve (symlinks and ``..`` followed)
 inside one of the server's roots (403 naming the field, never echoing a resolved path), and
 ``allow_pickle`` is refused. Every request is bounded (``LIMITS``: 400 within milliseconds, before
-any plate is listed), handled by a bounded pool of threads with a whole-request deadline. One
+any plate is listed), handled by a bounded pool of threads with a whole-request deadline; ``/health``
+has a lane of its own, so a monitor is answered during a burst of submissions. One
 worker renders the queue in order with one pipeline pool, so a model stays loaded between jobs.
 
     GET  /health                  200 {"status": "ok", "version", "device", "dtype", "pipelines_loaded", "queue"}
@@ -23,6 +24,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -65,8 +67,10 @@ LIMITS = {
 }
 QUEUE_FILE = "server-queue.sqlite3"  # in the cache folder: the accepted jobs, kept through a crash
 SERVER_CONFIG = "server.json"  # in the config folder: {"roots": [...]}
-WORKERS = 16  # threads answering requests; more connections wait in the listen backlog
-BACKLOG = 128  # connections the kernel holds while every worker is busy (a burst of submissions)
+WORKERS = 16  # threads answering requests
+WAITING = 128  # accepted connections waiting for a worker; beyond them, new ones wait in the listen backlog
+BACKLOG = 128  # connections the kernel holds while every worker is busy and WAITING are waiting (a burst)
+HEALTH_LANE = 2  # threads answering /health alone, so a monitor is answered while a burst waits for the workers
 REQUEST_DEADLINE = 30.0  # seconds a whole request may take (a slow client is cut off, however it trickles)
 
 
@@ -111,7 +115,9 @@ class EngineServer(HTTPServer):
         self.queue = RenderQueue(LocalExecutor(pool, cache), self.store)
         self._restore()
         self._workers = ThreadPoolExecutor(WORKERS, "stylecomp-http")
-        self._free = threading.BoundedSemaphore(WORKERS)
+        self._admitted = threading.BoundedSemaphore(WORKERS + WAITING)
+        self._health_lane = ThreadPoolExecutor(HEALTH_LANE, "stylecomp-health")
+        self._health_admitted = threading.BoundedSemaphore(4 * HEALTH_LANE)
         self._deadlines = _Deadlines()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="stylecomp server", daemon=True)
@@ -127,12 +133,18 @@ class EngineServer(HTTPServer):
                 sys.stderr.write(f"stylecomp server: job {stored.id} not resumed: {reason}\n")
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Hand the connection to a free worker; while none is free, new connections wait in the listen backlog."""
-        self._free.acquire()
-        self._deadlines.watch(request, REQUEST_DEADLINE)
-        self._workers.submit(self._serve_one, request, client_address)
+        """Hand the connection to the workers, or a /health request to its own lane (while that has room).
 
-    def _serve_one(self, request: Any, client_address: Any) -> None:
+        At most WORKERS + WAITING connections are admitted; beyond them, new ones wait in the listen backlog.
+        """
+        self._deadlines.watch(request, REQUEST_DEADLINE)
+        if _asks_for_health(request) and self._health_admitted.acquire(blocking=False):
+            self._health_lane.submit(self._serve_one, request, client_address, self._health_admitted)
+            return
+        self._admitted.acquire()
+        self._workers.submit(self._serve_one, request, client_address, self._admitted)
+
+    def _serve_one(self, request: Any, client_address: Any, admitted: threading.BoundedSemaphore) -> None:
         try:
             self.finish_request(request, client_address)
         except Exception:  # noqa: BLE001 (socketserver's own policy: report, close, keep serving)
@@ -140,7 +152,7 @@ class EngineServer(HTTPServer):
         finally:
             self._deadlines.forget(request)
             self.shutdown_request(request)
-            self._free.release()
+            admitted.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection that broke (a client gone, cut at its deadline): one line, not a traceback."""
@@ -166,6 +178,7 @@ class EngineServer(HTTPServer):
         self.server_close()
         self._thread.join()
         self._workers.shutdown(wait=True)
+        self._health_lane.shutdown(wait=True)
         self._deadlines.stop()
         self.store.close()
 
@@ -238,6 +251,18 @@ class _Deadlines:
             for connection in late:
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
+
+
+def _asks_for_health(connection: socket.socket) -> bool:
+    """Whether the request line already received starts ``GET /health`` or ``HEAD /health`` (peeked: nothing is
+    consumed, and nothing is waited for; without MSG_DONTWAIT, as on Windows, there is no separate lane)."""
+    if not hasattr(socket, "MSG_DONTWAIT"):
+        return False
+    try:
+        start = connection.recv(13, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    return re.match(rb"(GET|HEAD) /health[ ?]", start) is not None
 
 
 def parse_submission(body: Any, roots: Sequence[str] | None = None) -> BatchJob:

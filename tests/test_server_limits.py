@@ -184,6 +184,23 @@ def test_a_burst_of_submissions_is_all_accepted(server: EngineServer, root: Path
     assert server.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
 
 
+def test_health_is_answered_while_every_worker_is_busy(server: EngineServer) -> None:
+    """A monitor's /health has its own lane: with every request worker held by a stalled client (and more waiting
+    for one), it is still answered at once, not after the stalled requests' 30 s deadline."""
+    host, port = server.server_address[:2]
+    stalled = [socket.create_connection((host, port), timeout=10) for _ in range(server_module.WORKERS + 4)]
+    try:
+        for connection in stalled:
+            connection.sendall(b"POST /jobs HTTP/1.1\r\n")  # and nothing more: a worker waits on each
+        time.sleep(0.5)
+        status, answer, seconds = call(server.url, "GET", "/health")
+        assert status == 200 and answer["status"] == "ok" and seconds < 5, seconds
+        assert call(server.url, "HEAD", "/health")[0] == 200
+    finally:
+        for connection in stalled:
+            connection.close()
+
+
 def test_a_slow_client_is_cut_off_at_the_whole_request_deadline(server: EngineServer,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server_module, "REQUEST_DEADLINE", 1.0)
