@@ -68,10 +68,13 @@ LIMITS = {
 QUEUE_FILE = "server-queue.sqlite3"  # in the cache folder: the accepted jobs, kept through a crash
 SERVER_CONFIG = "server.json"  # in the config folder: {"roots": [...]}
 WORKERS = 16  # threads answering requests
-WAITING = 128  # accepted connections waiting for a worker; beyond them, new ones wait in the listen backlog
-BACKLOG = 128  # connections the kernel holds while every worker is busy and WAITING are waiting (a burst)
+WAITING = 128  # accepted connections waiting for a worker; one more is answered 503 at once
+BACKLOG = 128  # connections the kernel holds until the server accepts them (a burst)
+DEFER_ACCEPT = 5  # seconds (Linux): a connection is accepted once its request starts, so it can be routed
 HEALTH_LANE = 2  # threads answering /health alone, so a monitor is answered while a burst waits for the workers
-REQUEST_DEADLINE = 30.0  # seconds a whole request may take (a slow client is cut off, however it trickles)
+HEALTH_WAITING = 8  # /health connections waiting for the lane; more take the workers' way
+REQUEST_DEADLINE = 30.0  # seconds a whole request may take once a worker has it (a slow client is cut off)
+HEALTH_DEADLINE = 2.0  # seconds a /health request may take in its lane
 
 
 class HttpError(Exception):
@@ -117,7 +120,7 @@ class EngineServer(HTTPServer):
         self._workers = ThreadPoolExecutor(WORKERS, "stylecomp-http")
         self._admitted = threading.BoundedSemaphore(WORKERS + WAITING)
         self._health_lane = ThreadPoolExecutor(HEALTH_LANE, "stylecomp-health")
-        self._health_admitted = threading.BoundedSemaphore(4 * HEALTH_LANE)
+        self._health_admitted = threading.BoundedSemaphore(HEALTH_LANE + HEALTH_WAITING)
         self._deadlines = _Deadlines()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="stylecomp server", daemon=True)
@@ -132,19 +135,30 @@ class EngineServer(HTTPServer):
                 self.store.update(stored.id, "failed", None, time.time(), [f"not resumed after a restart: {reason}"])
                 sys.stderr.write(f"stylecomp server: job {stored.id} not resumed: {reason}\n")
 
+    def server_bind(self) -> None:
+        if hasattr(socket, "TCP_DEFER_ACCEPT"):
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT)
+        super().server_bind()
+
     def process_request(self, request: Any, client_address: Any) -> None:
         """Hand the connection to the workers, or a /health request to its own lane (while that has room).
 
-        At most WORKERS + WAITING connections are admitted; beyond them, new ones wait in the listen backlog.
+        Never blocks, so every connection is routed as it comes: at most WORKERS + WAITING are admitted, and one
+        more is answered 503 with Retry-After at once.
         """
-        self._deadlines.watch(request, REQUEST_DEADLINE)
         if _asks_for_health(request) and self._health_admitted.acquire(blocking=False):
-            self._health_lane.submit(self._serve_one, request, client_address, self._health_admitted)
-            return
-        self._admitted.acquire()
-        self._workers.submit(self._serve_one, request, client_address, self._admitted)
+            self._health_lane.submit(self._serve_one, request, client_address, self._health_admitted, HEALTH_DEADLINE)
+        elif self._admitted.acquire(blocking=False):
+            self._workers.submit(self._serve_one, request, client_address, self._admitted, REQUEST_DEADLINE)
+        else:
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            self.shutdown_request(request)
 
-    def _serve_one(self, request: Any, client_address: Any, admitted: threading.BoundedSemaphore) -> None:
+    def _serve_one(self, request: Any, client_address: Any, admitted: threading.BoundedSemaphore,
+                   deadline: float) -> None:
+        self._deadlines.watch(request, deadline)  # from when it is served: waiting for a worker does not count
         try:
             self.finish_request(request, client_address)
         except Exception:  # noqa: BLE001 (socketserver's own policy: report, close, keep serving)
@@ -251,6 +265,11 @@ class _Deadlines:
             for connection in late:
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
+
+
+_BUSY_ANSWER = json.dumps({"error": f"the server is busy ({WORKERS + WAITING} requests in hand); retry"}).encode()
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+         b"Connection: close\r\nContent-Length: " + str(len(_BUSY_ANSWER)).encode() + b"\r\n\r\n" + _BUSY_ANSWER)
 
 
 def _asks_for_health(connection: socket.socket) -> bool:

@@ -193,9 +193,48 @@ def test_health_is_answered_while_every_worker_is_busy(server: EngineServer) -> 
         for connection in stalled:
             connection.sendall(b"POST /jobs HTTP/1.1\r\n")  # and nothing more: a worker waits on each
         time.sleep(0.5)
-        status, answer, seconds = call(server.url, "GET", "/health")
-        assert status == 200 and answer["status"] == "ok" and seconds < 5, seconds
-        assert call(server.url, "HEAD", "/health")[0] == 200
+        for method in ("GET", "HEAD") * 5:
+            status, answer, seconds = call(server.url, method, "/health")
+            assert status == 200 and seconds < 2, (method, status, seconds)
+            assert method == "HEAD" or answer["status"] == "ok"
+    finally:
+        for connection in stalled:
+            connection.close()
+
+
+def test_a_connection_beyond_the_waiting_room_gets_503_at_once(root: Path, model: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "WAITING", 2)
+    engine = EngineServer(("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), None, roots=[root])
+    engine.start()
+    host, port = engine.server_address[:2]
+    stalled = [socket.create_connection((host, port), timeout=10) for _ in range(server_module.WORKERS + 2)]
+    try:
+        for connection in stalled:
+            connection.sendall(b"GET /jobs HTTP/1.1\r\n")
+        time.sleep(0.5)
+        status, answer, seconds = call(engine.url, "GET", "/jobs")
+        assert status == 503 and "busy" in answer["error"] and seconds < 2, (status, seconds)
+        assert call(engine.url, "GET", "/health")[0] == 200  # the monitor still gets its answer
+    finally:
+        for connection in stalled:
+            connection.close()
+        engine.stop()
+
+
+def test_stalled_health_requests_cannot_hold_the_health_lane(server: EngineServer) -> None:
+    """Clients without the token that start a /health request and stop are cut off at HEALTH_DEADLINE, not 30 s."""
+    host, port = server.server_address[:2]
+    stalled = [socket.create_connection((host, port), timeout=10) for _ in range(server_module.HEALTH_LANE)]
+    try:
+        for connection in stalled:
+            connection.sendall(b"GET /health HTTP/1.1\r\n")
+        started = time.monotonic()
+        status, _, seconds = call(server.url, "GET", "/health")
+        assert status == 200 and seconds < server_module.HEALTH_DEADLINE + 1.5, seconds
+        for connection in stalled:  # the server closed them at their deadline
+            connection.settimeout(5)
+            assert connection.recv(1) == b"" and time.monotonic() - started < server_module.HEALTH_DEADLINE + 1.5
     finally:
         for connection in stalled:
             connection.close()
@@ -207,7 +246,7 @@ def test_a_slow_client_is_cut_off_at_the_whole_request_deadline(server: EngineSe
     host, port = server.server_address[:2]
     started = time.monotonic()
     with socket.create_connection((host, port), timeout=10) as trickle:
-        trickle.sendall(b"GET /health HTTP/1.1\r\n")
+        trickle.sendall(b"GET /jobs HTTP/1.1\r\n")
         closed = False
         while time.monotonic() - started < 8:
             try:
