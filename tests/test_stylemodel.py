@@ -39,6 +39,7 @@ MIN_PROMPT_GAIN = 0.15  # each look's error, own prompt against the other prompt
 MIN_CONTRAST_GAIN = 0.05  # outline contrast, line-art ControlNet on minus off: measured 0.086-0.105
 MAX_IDEATE_L1_RATIO = 0.6  # ideate's watercolor stills from noise, same scenes: measured 0.39-0.48
 SEQUENCE_FRAMES = 4
+MAX_R_SHARE = 0.7  # of locked_seed's R (2.16): measured warped_noise 1.06, latent_fusion 0.74
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +177,7 @@ def test_mechanism_lowers_flicker_and_keeps_the_look(weights: str, mechanism: st
                            sequence_shot.lines[f])["l1_ratio"] for f in out.frames]
         results[mechanisms[0]] = (report.R, max(ratios))
     (base_r, _), (r, worst) = results["locked_seed"], results[mechanism]
-    assert (r < base_r and worst <= MAX_L1_RATIO) == (weights == "shipped"), results
+    assert (r <= MAX_R_SHARE * base_r and worst <= MAX_L1_RATIO) == (weights == "shipped"), results
 
 
 # --- scenes, looks and training ---------------------------------------------------------------------
@@ -191,21 +192,31 @@ def test_scenes_are_deterministic_and_held_out_seeds_are_never_trained_on() -> N
 
 
 def test_cel_look_draws_ink_exactly_on_the_line_art_and_flattens_the_light() -> None:
-    from stylecomp.color import ModelEncoding
-
     scene = random_scene(HELD_OUT_SEEDS[0])
     planes, layers = render_layers(0, 128, 72, 0, scene)
     image = LOOKS["cel"](planes, layers, scene.lighting, ModelEncoding())
     on_line = lines(planes) > 0.5
     assert on_line.any() and np.allclose(image[on_line], INK, atol=1e-6)
     assert not np.any(np.all(np.isclose(image[~on_line], INK, atol=1e-6), axis=-1))
-    # Two sun bands and a shadow: per object, few distinct light levels where the plate has a gradient.
-    ids = planes["id"]
-    ball = (ids == ids[36, 64]) & ~on_line
-    assert len(np.unique(np.round(image[ball] / np.maximum(layers.albedo[ball], 1e-3), 2), axis=0)) < ball.sum()
+    # Two sun bands and a shadow: on the surface of one colour with the most shading (most distinct plate values),
+    # the cel look has at most 3 colours, where the plate and the watercolor have hundreds.
+    encoding = ModelEncoding()
+    plate = encoding.encode(np.stack([planes[c] for c in "RGB"], axis=-1)).image
+    surface = ~layers.sky & ~on_line & (layers.emission.max(axis=-1) == 0)
+    key = np.concatenate([planes["id"][..., None], np.round(layers.albedo, 4)], axis=-1)
+    groups = [surface & np.all(key == group, axis=-1) for group in np.unique(key[surface], axis=0)]
+
+    def colours(picture: np.ndarray, where: np.ndarray) -> int:
+        return len(np.unique(np.round(picture[where], 3), axis=0))
+
+    shaded = max(groups, key=lambda where: colours(plate, where))
+    watercolor = LOOKS["watercolor"](planes, layers, scene.lighting, encoding)
+    assert colours(image, shaded) <= 3 and colours(plate, shaded) > 100 and colours(watercolor, shaded) > 100
 
 
 def test_training_is_deterministic_and_a_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    """Killed in either trained stage, then resumed through the CLI: every checkpointed tensor (weights, EMA, Adam
+    state, in float32) and the saved model are identical to an uninterrupted run's."""
     args = ["model", "train-demo", "--steps", "4", "--controlnet-steps", "2", "--scenes", "2", "--eval-scenes", "1"]
     straight = CliRunner().invoke(cli, [*args, str(tmp_path / "straight")])
     assert straight.exit_code == 0, straight.output
@@ -216,29 +227,34 @@ def test_training_is_deterministic_and_a_killed_run_resumes_to_the_same_weights(
     from stylecomp.stylemodel import training
 
     original = training.Trainer._save
+    for stage, step in (("unet", 2), ("controlnet", 1)):
+        def save_then_die(self: training.Trainer, saved: str, *rest: object) -> None:
+            original(self, saved, *rest)
+            if (saved, rest[-1].step) == (stage, step):  # type: ignore[attr-defined]
+                raise Killed()
 
-    def save_then_die(self: training.Trainer, stage: str, *rest: object) -> None:
-        original(self, stage, *rest)
-        if stage == "unet" and rest[-1].step == 2:  # type: ignore[attr-defined]
-            raise Killed()
+        settings = training.TrainingSettings(scenes=2, unet_steps=4, controlnet_steps=2, checkpoint_every=1)
+        killed = tmp_path / f"killed-{stage}"
+        training.Trainer._save = save_then_die  # type: ignore[method-assign]
+        try:
+            with pytest.raises(Killed):
+                training.Trainer(killed, settings).run()
+        finally:
+            training.Trainer._save = original  # type: ignore[method-assign]
+        refused = CliRunner().invoke(cli, [*args, str(killed)])
+        assert refused.exit_code == 2 and "--resume" in refused.output
+        resumed = CliRunner().invoke(cli, [*args, "--resume", str(killed)])
+        assert resumed.exit_code == 0, resumed.output
+        for part in (".training/unet.safetensors", ".training/controlnet.safetensors",
+                     "unet/diffusion_pytorch_model.safetensors", "controlnet_tile/diffusion_pytorch_model.safetensors",
+                     "controlnet/diffusion_pytorch_model.safetensors"):
+            a, b = load_file(str(tmp_path / "straight" / part)), load_file(str(killed / part))
+            assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a), (stage, part)
 
-    settings = training.TrainingSettings(scenes=2, unet_steps=4, controlnet_steps=2, checkpoint_every=2)
-    killed = tmp_path / "killed"
-    training.Trainer._save = save_then_die  # type: ignore[method-assign]
-    try:
-        with pytest.raises(Killed):
-            training.Trainer(killed, settings).run()
-    finally:
-        training.Trainer._save = original  # type: ignore[method-assign]
-    refused = CliRunner().invoke(cli, [*args, str(killed)])
-    assert refused.exit_code == 2 and "--resume" in refused.output
-    resumed = CliRunner().invoke(cli, [*args, "--resume", str(killed)])
-    assert resumed.exit_code == 0, resumed.output
-    for part in ("unet/diffusion_pytorch_model.safetensors", "controlnet/diffusion_pytorch_model.safetensors"):
-        a, b = load_file(str(tmp_path / "straight" / part)), load_file(str(killed / part))
-        assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a), part
     card = (killed / "README.md").read_text()
     assert "unet: 4 steps" in card and "VAE: built, not trained" in card
     metrics = json.loads((killed / "training.json").read_text())["metrics"]
     assert set(metrics) == {"cel", "watercolor"} and all(0 < m["l1_ratio"] < 10 for m in metrics.values())
     assert "| watercolor | " in card
+    other = CliRunner().invoke(cli, [*args, "--seed", "3", "--resume", str(killed)])
+    assert other.exit_code == 2 and "seed 0 (now 3)" in other.output, other.output

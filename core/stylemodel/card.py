@@ -14,8 +14,8 @@ from PIL import Image, ImageDraw
 
 from .evaluation import RECOMMENDED
 from .looks import PROMPTS, SUN_BANDS
-from .scenes import HELD_OUT_SEEDS, TRAINING_SEEDS
-from .training import StageState, TrainingSettings
+from .scenes import HELD_OUT_SEEDS
+from .training import StageState, TrainingSettings, scene_seeds
 
 _COLOURS = {"unet": (40, 90, 200), "controlnet": (210, 90, 30)}
 
@@ -75,7 +75,7 @@ def write_card(out: Path, settings: TrainingSettings, report: dict[str, Any], de
         "",
         "## Data",
         "",
-        f"{settings.scenes} random scenes (seeds {TRAINING_SEEDS.start + settings.scenes * settings.seed} on), two "
+        f"{settings.scenes} random scenes (seeds {scene_seeds(settings)[0]} on), two "
         f"frames each at {settings.width}x{settings.height}, {settings.crop}-pixel crops, batch {settings.batch}, "
         "horizontal flips. Held-out scenes for evaluation use seeds "
         f"{HELD_OUT_SEEDS.start}-{HELD_OUT_SEEDS.stop - 1}; the demo shot is never seen.",

@@ -1,6 +1,7 @@
 """``stylecomp model train-demo``: train the built-in style model from scenes stylecomp renders itself.
 
-Stages, in order; each one resumes from its last checkpoint and is skipped once complete:
+Stages, in order; data and vae take seconds and run every time, unet and controlnet resume from
+their last checkpoint and are skipped once complete:
 
 1. **data**: render ``scenes`` random training scenes (two frames each, at the working size the
    demo stylizes at), and compute each frame's plate encoding, its looks and its line art.
@@ -16,9 +17,11 @@ Stages, in order; each one resumes from its last checkpoint and is skipped once 
    ``u = 1`` (img2img starts no lower).
 4. **controlnet**: freeze them and train a line-art ControlNet copied from the UNet.
 
-Everything random is drawn from (seed, stage, step), so a run is deterministic and a resumed
-run is the same as an uninterrupted one. Checkpoints (``.safetensors`` + JSON) live in
-``OUT/.training/``; the model folder itself is written at the end, with a loss curve and a card.
+Everything random is drawn from (seed, stage, step), so a run on the CPU is deterministic and a
+resumed run is the same as an uninterrupted one (CUDA kernels may round differently from run to
+run). Checkpoints live in ``OUT/.training/``, one ``.safetensors`` per stage with its progress in
+the file's metadata, beside ``settings.json``: a resume with other settings is refused. The model
+folder itself is written at the end, with a loss curve and a card.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..atomicio import atomic_target
 from ..color import ModelEncoding
+from ..errors import StyleCompError
 from ..demo import render_layers
 from ..testmodels import clip_tokenizer, pixel_vae
 from .architecture import build_controlnet, build_scheduler, build_text_encoder, build_unet, save_model
@@ -82,7 +87,7 @@ class TrainingPairs:
         """Render ``settings.scenes`` training scenes, two frames each (deterministic)."""
         encoding = ModelEncoding()
         plates, line_maps, looks = [], [], {name: [] for name in LOOKS}
-        for index, seed in enumerate(TRAINING_SEEDS[settings.scenes * settings.seed:][:settings.scenes]):
+        for index, seed in enumerate(scene_seeds(settings)):
             scene = random_scene(seed)
             for frame in (0, 1 + seed % 40):
                 planes, layers = render_layers(frame, settings.width, settings.height, 0, scene)
@@ -94,6 +99,12 @@ class TrainingPairs:
             if progress is not None:
                 progress("data", index + 1, settings.scenes, {})
         return cls(np.stack(plates), {name: np.stack(images) for name, images in looks.items()}, np.stack(line_maps))
+
+
+def scene_seeds(settings: TrainingSettings) -> list[int]:
+    """The training scenes of a run: ``scenes`` consecutive training seeds from ``seed * scenes`` on (wrapping)."""
+    first = settings.seed * settings.scenes
+    return [TRAINING_SEEDS[(first + i) % len(TRAINING_SEEDS)] for i in range(settings.scenes)]
 
 
 @dataclass
@@ -159,6 +170,7 @@ class Trainer:
         self.out, self.settings, self.device, self.progress = out, settings, device, progress
         self.work = out / ".training"
         self.work.mkdir(parents=True, exist_ok=True)
+        self._check_settings()
         torch.manual_seed(settings.seed)
         self.text_encoder = build_text_encoder()  # from the seed, before anything else draws from it
         self.unet_init = build_unet()
@@ -295,9 +307,26 @@ class Trainer:
 
     # --- checkpoints --------------------------------------------------------------------------
 
+    def _check_settings(self) -> None:
+        """Keep the run's settings beside its checkpoints; a resume with other settings would mix two runs."""
+        file, settings = self.work / "settings.json", asdict(self.settings)
+        if not file.is_file():
+            with atomic_target(file) as temporary:
+                Path(temporary).write_text(json.dumps(settings, indent=2))
+            return
+        saved = json.loads(file.read_text())
+        changed = [f"{name} {saved.get(name)!r} (now {value!r})" for name, value in settings.items()
+                   if saved.get(name) != value and name != "checkpoint_every"]  # the only one that leaves weights be
+        if changed:
+            raise StyleCompError(f"this run was started with {', '.join(changed)}; resume it with the same "
+                                 "settings, or train into another folder", self.work)
+
     def _state(self, stage: str) -> StageState:
-        file = self.work / f"{stage}.json"
-        return StageState(**json.loads(file.read_text())) if file.is_file() else StageState()
+        file = self.work / f"{stage}.safetensors"
+        if not file.is_file():
+            return StageState()
+        with safe_open(str(file), "pt") as checkpoint:
+            return StageState(**json.loads(checkpoint.metadata()["state"]))
 
     def _load(self, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
               ema: dict[str, torch.Tensor]) -> StageState:
@@ -318,14 +347,13 @@ class Trainer:
 
     def _save(self, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
               ema: dict[str, torch.Tensor], state: StageState) -> None:
-        """Write the checkpoint atomically: tensors first, then the JSON that says it is complete."""
+        """Write the checkpoint atomically, as one file: tensors, with the stage's progress in the metadata."""
         tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
         tensors |= {f"ema.{k}": v.contiguous() for k, v in ema.items()}
         for index, values in optimizer.state_dict()["state"].items():
             tensors |= {f"adam.{index}.{key}": torch.as_tensor(values[key]).contiguous()
                         for key in ("step", "exp_avg", "exp_avg_sq")}
         with atomic_target(self.work / f"{stage}.safetensors") as temporary:
-            save_file({k: v.cpu() for k, v in tensors.items()}, str(temporary))
-        with atomic_target(self.work / f"{stage}.json") as temporary:
-            Path(temporary).write_text(json.dumps(asdict(state)))
+            save_file({k: v.cpu() for k, v in tensors.items()}, str(temporary),
+                      metadata={"state": json.dumps(asdict(state))})
 
