@@ -56,7 +56,9 @@ def run_demo(out_dir: Path, frames: int, width: int, height: int, progress: Prog
                     output="stylized/demo.####.exr")],
         model=_model_settings(model),
         prompt=PROMPT, seed=SeedPolicy(policy="fixed", value=RECOMMENDED.seed),
-        strength=RECOMMENDED.strength, steps=RECOMMENDED.steps, guidance=RECOMMENDED.guidance,
+        # The built-in model's own settings; another model gets the job defaults (20 steps, guidance 7).
+        **(dict(strength=RECOMMENDED.strength, steps=RECOMMENDED.steps, guidance=RECOMMENDED.guidance)
+           if built_in else {}),
         consistency=Consistency(mechanisms=MECHANISMS if built_in else []),
         # The built-in model works at 256 px (downscale, then the plate's detail restored), as it was trained.
         resolution=Resolution(mode="downscale", working_size=256) if built_in else Resolution(),

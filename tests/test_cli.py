@@ -118,6 +118,12 @@ def test_demo_command_stylizes_with_the_built_in_model_and_reuses_the_cache(tmp_
     assert "contact sheet" in result.stdout and "3 stylized, 0 from the cache" in result.stdout
     assert "stylecomp's own trained model" in result.stdout
     assert "flicker" in result.stdout and (out / "flicker.png").is_file()
+    # The comp keys the stylized globe, crate and ball (ids 2, 3, 5) over the clean ground, sky and lamp.
+    comp = read_plate(out / "comp" / "demo.1003.exr").channels(["R", "G", "B"])
+    ids = plate.channel("id")
+    clean, styled = np.isin(ids, [0, 1, 4]), np.isin(ids, [2, 3, 5])
+    np.testing.assert_allclose(comp[clean], plate.channels(["R", "G", "B"])[clean], rtol=1e-3, atol=1e-4)
+    assert np.abs(comp[styled] - plate.channels(["R", "G", "B"])[styled]).mean() > 0.01
 
     again = run("demo", "--out", str(out), "--frames", "3", "--size", "160x90", env=env)
     assert again.returncode == 0, again.stderr
