@@ -139,7 +139,7 @@ def test_rank_coverage_sums_to_one_on_objects_and_zero_on_the_sky(testdata: Path
         index = plate.channel("ViewLayer.IndexOB.X")
         solid = interior(index) & (index > 0)
         assert total.max() <= 1.0 + 1e-5
-        assert np.mean(np.abs(total[solid] - 1.0) < 1e-3) > 0.999  # measured: all but 10-23 of ~110 000
+        assert np.mean(np.abs(total[solid] - 1.0) < 1e-3) > 0.999  # measured: all but 3-27 of 109 000-118 000
         sky = interior(index) & (index == 0)
         # a few hold a sample or two of a thin object Blender's index pass missed (measured: 99.89% are 0)
         assert sky.sum() > 1000 and np.mean(total[sky] == 0.0) > 0.995
