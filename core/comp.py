@@ -22,8 +22,7 @@ from . import __version__
 from .aovs import beauty, detect_aovs, object_ids
 from .blend import align, depth_weight, detail_transfer, id_mask, line_overlay, luminance_colour, matte_mask, mix, reframe
 from .cache import RenderCache
-from .cryptomatte import matte as cryptomatte_matte
-from .cryptomatte import select_layer
+from .cryptomatte import matte as cryptomatte_matte, select_layer
 from .errors import PlateError, StyleCompError
 from .jobspec import Comp, Job, Shot
 from .output_guard import check_writable, guard_outputs
