@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cryptomatte import dominant_ids, find_layers, object_layer
 from .errors import PlateError
-from .plates import Plate
+from .plates import Plate, Window
 
 ROLES = ("beauty", "depth", "normals", "motion", "object_id")
 
@@ -158,3 +159,19 @@ def beauty(plate: Plate, mapping: Mapping[str, Sequence[str]] | None = None) -> 
     rgb = plate.channels(match.channels[:3])
     alpha = plate.channel(match.channels[3]) if len(match.channels) == 4 else None
     return rgb, alpha
+
+
+def object_ids(plate: Plate, mapping: Mapping[str, Sequence[str]] | None = None) -> tuple[np.ndarray, Window] | None:
+    """The plate's object-ID plane (H, W) over its data window, for consumers that compare IDs; None without one.
+
+    Cryptomatte's dominant object (``cryptomatte.dominant_ids``) is preferred to an integer ID
+    pass: it tells every named object apart and means the same object in every frame, where an
+    index pass often lumps objects together (Blender's pass index defaults to 0 for all). An
+    ``object_id`` entry in ``mapping`` picks the integer pass instead.
+    """
+    if "object_id" not in (mapping or {}) and (layer := object_layer(find_layers(plate))) is not None:
+        return dominant_ids(plate, layer)
+    match = detect_aovs(plate.channel_names, mapping).get("object_id")
+    if match is None:
+        return None
+    return plate.channel(match.channels[0]), plate.locate(match.channels[0])[0].data_window

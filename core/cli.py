@@ -565,8 +565,8 @@ def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str,
          progress_style: str, overwrite: bool) -> None:
     """The headless comp: stylize JOB.json's shots (current outputs and the cache are reused),
     blend each stylized frame with its clean plate as the job's `comp` block says (the
-    StyleCompBlend gizmo's knobs: mode, amount, weight by depth / matte / object IDs, ID
-    lines) and write RGBA EXRs to `comp.output` ({shot} = the shot name).
+    StyleCompBlend gizmo's knobs: mode, amount, weight by depth / matte / object IDs /
+    Cryptomatte names, ID lines) and write RGBA EXRs to `comp.output` ({shot} = the shot name).
 
     Exit status as for `render`: 1 when some frames failed (the others are written).
     """

@@ -3,8 +3,10 @@
 The blend is the StyleCompBlend gizmo's, knob for knob (the job's ``comp`` block): ``mode``
 makes the styled image (mix, luminance/colour, detail transfer), ``weight`` times ``amount``
 says where it replaces the clean render (Keymix), ``lines`` lays ID lines over the result.
-Depth, mattes and IDs come from the clean plate. Data windows may differ: the result covers
-their union, as Nuke's ``bbox union`` merges do.
+Depth, mattes and IDs come from the clean plate; ``weight: cryptomatte`` mattes objects by name
+(``mattes``, wildcards) with their Cryptomatte coverage, and lines follow Cryptomatte's dominant
+object where the plate has one. Data windows may differ: the result covers their union, as
+Nuke's ``bbox union`` merges do.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__
-from .aovs import beauty, detect_aovs
+from .aovs import beauty, detect_aovs, object_ids
 from .blend import align, depth_weight, detail_transfer, id_mask, line_overlay, luminance_colour, matte_mask, mix, reframe
 from .cache import RenderCache
+from .cryptomatte import matte as cryptomatte_matte, select_layer
 from .errors import PlateError, StyleCompError
 from .jobspec import Comp, Job, Shot
 from .output_guard import check_writable, guard_outputs
@@ -61,6 +64,7 @@ def comp_job(
     cancel = cancel or threading.Event()
     guard_outputs(job, shots, frames, overwrite=overwrite, comp=True)
     check_writable(job, shots, comp=True)
+    check_mattes(job, shots, frames)
     summary = CompSummary(render_job(job, shots=shots, frames=frames, pool=pool, cache=cache, report=report,
                                      cancel=cancel, overwrite=overwrite))
     if summary.stylize.cancelled:
@@ -87,6 +91,23 @@ def comp_job(
                 summary.failed.append((shot.name, frame, str(exc)))
             report(event | {"seconds": round(time.monotonic() - tick, 3), "eta": 0})
     return summary
+
+
+def check_mattes(job: Job, shots: Sequence[str] | None = None, frames: tuple[int, int] | None = None) -> None:
+    """Check ``comp.mattes`` against each shot's first plate frame's Cryptomatte manifest before anything renders.
+
+    Raises PlateError naming the plate, the pattern that matches nothing and the names there are.
+    """
+    if job.comp.weight != "cryptomatte":
+        return
+    for shot in job.shots:
+        if shots and shot.name not in shots:
+            continue
+        plates, frame_list = shot_frames(job, shot, frames)
+        present = [frame for frame in frame_list if frame not in plates.missing]
+        if present:
+            plate = read_plate(plates.path(present[0]), pixels=False)
+            select_layer(plate, job.comp.cryptomatte_layer).resolve(job.comp.mattes)
 
 
 def write_comp_frame(job: Job, shot: Shot, plate_path: str, stylized_path: str, output: str, frame: int) -> None:
@@ -120,8 +141,19 @@ def blend_frame(plate: Plate, stylized: Plate, shot: Shot, settings: Comp) -> tu
                 raise PlateError(f"comp weight {settings.weight!r} needs a {role} AOV; none found", plate.path)
             channel = match.channels[0]
         source = plate.locate(channel)[0]
-        values = plate.channel(channel).astype(np.float32)
-        return reframe(values, source.data_window, window) if source.data_window != window else values
+        return onto(plate.channel(channel), source.data_window)
+
+    def onto(values: np.ndarray, source: Window) -> np.ndarray:
+        """A plane over ``source`` moved onto the union window."""
+        values = values.astype(np.float32)
+        return reframe(values, source, window) if source != window else values
+
+    def ids() -> np.ndarray:
+        """The ID plane lines are drawn from: Cryptomatte's dominant object, else the ID pass."""
+        found = object_ids(plate, shot.aovs)
+        if found is None:
+            raise PlateError("comp lines need object IDs (Cryptomatte or an ID pass); none found", plate.path)
+        return onto(*found)
 
     if settings.mode == "luminance_colour":
         styled = luminance_colour(clean, styled, settings.luminance_from)
@@ -135,8 +167,11 @@ def blend_frame(plate: Plate, stylized: Plate, shot: Shot, settings: Comp) -> tu
         weight = weight * matte_mask(plane("matte", settings.matte_channel), settings.matte_invert)
     elif settings.weight == "object_ids":
         weight = weight * id_mask(plane("object_id"), settings.object_ids, settings.ids_invert)
+    elif settings.weight == "cryptomatte":
+        coverage = onto(*cryptomatte_matte(plate, select_layer(plate, settings.cryptomatte_layer), settings.mattes))
+        weight = weight * matte_mask(coverage, settings.mattes_invert)
     out = mix(clean, styled, weight)
     if settings.lines:
-        out = line_overlay(out, object_id=plane("object_id"), colour=settings.line_colour,
+        out = line_overlay(out, object_id=ids(), colour=settings.line_colour,
                            opacity=settings.line_opacity)
     return out, part, window

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .aovs import detect_aovs
+from .cryptomatte import describe, find_layers
 from .errors import PlateError
 from .plates import Plate, nonfinite_counts, read_plate
 from .sequence import discover
@@ -97,6 +98,7 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
         "pixel_aspect": first.parts[0].pixel_aspect,
         "compression": first.parts[0].compression,
         "aovs": {role: match.as_dict() for role, match in aovs.items()},
+        "cryptomatte": describe(find_layers(first)),
         "attributes": {k: _json_safe(v) for k, v in first.parts[0].attributes.items()},
         "errors": errors,
     }
@@ -159,4 +161,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("    none detected (map them in the job's shot 'aovs')")
     for role, match in report["aovs"].items():
         lines.append(f"    {role:<10}  {' '.join(match['channels'])}")
+    for layer in report.get("cryptomatte", []):
+        names = ", ".join(layer["names"]) if layer["names"] is not None else f"none: {layer['problem']}"
+        lines.append(f"  Cryptomatte  {layer['name']} (key {layer['key']}, {layer['ranks']} ranks): {names}")
     return "\n".join(lines)

@@ -238,7 +238,7 @@ class Comp(_Strict):
     amount: float = Field(1.0, ge=0.0, le=1.0, description="Share of the stylized result")
     luminance_from: Literal["clean", "stylized"] = Field("clean", description="luminance_colour: luminance source")
     detail_size: float = Field(8.0, ge=0.0, le=500.0, description="detail_transfer: blur size splitting detail off")
-    weight: Literal["none", "depth", "matte", "object_ids"] = "none"
+    weight: Literal["none", "depth", "matte", "object_ids", "cryptomatte"] = "none"
     depth_near: float = Field(1.0, gt=0.0)
     depth_far: float = Field(100.0, gt=0.0)
     depth_direction: Literal["near", "far"] = Field("near", description="Which end of [near, far] is stylized")
@@ -246,6 +246,11 @@ class Comp(_Strict):
     matte_invert: bool = False
     object_ids: list[int] = Field(default_factory=list, description="weight=object_ids: the IDs to stylize")
     ids_invert: bool = False
+    mattes: list[str] = Field(default_factory=list, description="weight=cryptomatte: object names to stylize; "
+                              "wildcards as in fnmatch (bld*)")
+    mattes_invert: bool = False
+    cryptomatte_layer: str | None = Field(None, description="weight=cryptomatte: the layer (CryptoObject, "
+                                          "CryptoMaterial, ...); None = the object layer")
     lines: bool = Field(False, description="Draw lines where the object ID changes")
     line_colour: tuple[float, float, float] = (0.0, 0.0, 0.0)
     line_opacity: float = Field(1.0, ge=0.0, le=1.0)
@@ -258,6 +263,8 @@ class Comp(_Strict):
             raise ValueError("weight 'matte' needs matte_channel")
         if self.weight == "object_ids" and not self.object_ids:
             raise ValueError("weight 'object_ids' needs object_ids")
+        if self.weight == "cryptomatte" and not self.mattes:
+            raise ValueError("weight 'cryptomatte' needs mattes (object names, wildcards allowed)")
         return self
 
 

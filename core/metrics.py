@@ -60,7 +60,7 @@ from typing import Literal, TypeVar
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .aovs import beauty, detect_aovs
+from .aovs import beauty, detect_aovs, object_ids
 from .atomicio import atomic_target
 from .blend import reframe
 from .color import ModelEncoding
@@ -253,8 +253,8 @@ def read_plate_frame(path: str, frame: int, display: Window, encoding: ModelEnco
     depth = ids = None
     if "depth" in found:
         depth = np.nan_to_num(_on_display(plate, found["depth"].channels)[..., 0], nan=0.0)
-    if "object_id" in found:
-        ids = np.nan_to_num(_on_display(plate, found["object_id"].channels)[..., 0])
+    if (plane := object_ids(plate, aovs)) is not None:  # Cryptomatte's dominant object, or the ID pass
+        ids = np.nan_to_num(reframe(plane[0], plane[1], plate.display_window))
     vectors = np.nan_to_num(_on_display(plate, found["motion"].channels[:2]), nan=0.0, posinf=0.0, neginf=0.0)
     return PlateFrame(frame, image, alpha, vectors, depth, ids)
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .aovs import beauty, detect_aovs
+from .aovs import beauty, detect_aovs, object_ids
 from .blend import reframe
 from .cache import RenderCache, key_of
 from .errors import JobError, ModelError, PlateError, StyleCompError
@@ -355,15 +355,19 @@ def frame_inputs(plate: Plate, frame: int, shot: Shot, clips: Sequence[Clip]) ->
         if clip.name == "Source":
             continue
         match = aovs.get(_CLIP_ROLES[clip.name])
-        if match is None:
+        ids = object_ids(plate, shot.aovs) if clip.name == "ObjectID" else None  # Cryptomatte or an ID pass
+        if match is None and ids is None:
             if clip.optional:
                 continue
             raise PlateError(
                 f"the ControlNets need a {_CLIP_ROLES[clip.name]} AOV and none was found; map its channels in "
                 f"the shot's 'aovs' (channels: {', '.join(plate.channel_names[:16])})", plate.path)
-        names = match.channels[: clip.components]
-        pixels = plate.channels(names)
-        aov_window = plate.locate(names[0])[0].data_window
+        if ids is not None:
+            pixels, aov_window = ids[0][..., None], ids[1]
+        else:
+            names = match.channels[: clip.components]
+            pixels = plate.channels(names)
+            aov_window = plate.locate(names[0])[0].data_window
         if aov_window != window:
             pixels = reframe(pixels, aov_window, window)
         images[clip.name] = pixels

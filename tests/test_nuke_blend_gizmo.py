@@ -148,3 +148,49 @@ def test_amount_zero_gives_the_clean_render(scene: dict) -> None:
     clean, _, _ = aligned(scene)
     got = run_gizmo(scene, {"mode": "detail transfer", "detail_size": 3.0, "amount": 0.0})
     np.testing.assert_array_equal(got, clean)
+
+
+def test_cryptomatte_recipe_matches_the_headless_comp(testdata: Path) -> None:
+    """The README's recipe on the Blender shot: a Cryptomatte node's matte (its alpha) into Mask, weight matte;
+    its layer's rank-0 ID (CryptoObject00.red) shuffled into other.id for the ID lines. The gizmo must give what
+    `stylecomp comp` gives with weight cryptomatte and lines."""
+    import json
+    import struct
+
+    from stylecomp.comp import blend_frame
+    from stylecomp.jobspec import parse_job
+    from stylecomp.plates import ImagePart, Plate, read_plate
+    from stylecomp.render import STYLIZED_CHANNELS
+
+    path = testdata / "plates" / "blender_street" / "street.1008.exr"
+    plate = read_plate(path)
+    clean = plate.channels([f"ViewLayer.Combined.{c}" for c in "RGBA"])
+    styled = np.concatenate([clean[..., [1, 2, 0]] * 1.5 + 0.05, clean[..., 3:]], axis=2).astype(np.float32)
+    window = plate.data_window
+
+    # What Nuke's Cryptomatte node writes to its Matte Output (alpha): per rank, the coverage where the rank's ID
+    # is one of the Matte List's, summed; the IDs are the manifest's hex values as float32 bits.
+    manifest = json.loads(plate.parts[0].attributes["cryptomatte/542cafa/manifest"])
+    listed = np.float32([struct.unpack("<f", bytes.fromhex(manifest[name])[::-1])[0]
+                         for name in ("car", "bld0", "bld1", "bld2", "bld3")])
+    ranks = plate.channels([f"ViewLayer.CryptoObject{level:02d}.{c}" for level in range(3) for c in "rgba"])
+    matte = sum(np.where(np.isin(ranks[..., 2 * r], listed), ranks[..., 2 * r + 1], 0.0) for r in range(6))
+    inputs = {
+        "Clean": (_channels(clean, **{"other.id": ranks[..., 0]}), _window(window)),
+        "Stylized": (_channels(styled), _window(window)),
+        "Mask": ({"rgba.alpha": matte.astype(np.float32)}, _window(window)),
+    }
+    knobs = {"weight": "matte", "amount": 0.9, "lines": True, "line_colour": (1.0, 0.0, 0.0), "line_opacity": 0.5}
+    out, union = evaluate(GIZMO, inputs, knobs)
+    got = np.stack([out[name] for name in RGBA], axis=-1)
+
+    job = parse_job(json.dumps({"shots": [{"name": "street", "plate": str(path), "output": "out.exr"}],
+                                "comp": {"weight": "cryptomatte", "mattes": ["car", "bld*"], "amount": 0.9,
+                                         "lines": True, "line_colour": [1.0, 0.0, 0.0], "line_opacity": 0.5}}))
+    stylized = Plate("stylized", [ImagePart.create(styled, list(STYLIZED_CHANNELS), window, plate.display_window,
+                                                   pixel_type="float")])
+    want, _, engine_window = blend_frame(plate, stylized, job.shots[0], job.comp)
+    assert engine_window == window and (union.width, union.height) == (window.width, window.height)
+    np.testing.assert_allclose(got, want, **TOLERANCE)
+    assert ((matte > 0.01) & (matte < 0.99)).sum() > 50, "soft Cryptomatte edges reach the blend"
+    assert not np.allclose(want, clean, atol=1e-3) and np.isclose(want, clean, atol=1e-6).all(axis=2).any()
