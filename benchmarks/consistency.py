@@ -12,6 +12,10 @@ its tile and line-art ControlNets, at its recommended settings: R and D are what
 and ``tiny-pixel`` paint noise over a recognisable plate (VAE at 1/8 or at f=1, set by
 construction), ``tiny-random`` decodes noise whatever its input.
 
+With the built-in model, the looks' own ground truth (computed exactly for each frame from its
+scene layers) is measured too, as ``ground_truth``: the R a model that learned a look perfectly
+would score on this shot.
+
     .venv/bin/python benchmarks/consistency.py [--frames 10] [--size 256x144] [--model builtin] \\
         [--out benchmarks/results/consistency.json]
 """
@@ -24,15 +28,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from stylecomp.cache import RenderCache
+from stylecomp.color import ModelEncoding
 from stylecomp.consistency import IMPLEMENTED
-from stylecomp.demo import write_demo
+from stylecomp.demo import DEMO_SCENE, render_layers, write_demo
 from stylecomp.jobspec import parse_job
 from stylecomp.metrics import measure_flicker
 from stylecomp.pipeline_pool import PipelinePool
+from stylecomp.plates import ImagePart, write_plate
 from stylecomp.render import render_job
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.evaluation import RECOMMENDED, model_settings
+from stylecomp.stylemodel.looks import LOOKS
 from stylecomp.testmodels import make_test_model
 
 MODES = ["none", "locked_seed", "warped_noise", "cross_frame", "flow_attention", "latent_fusion", "pixel_fusion",
@@ -60,6 +69,21 @@ def job_document(plates: Path, model: Path, out: Path, mode: str, builtin: bool)
     }
 
 
+def ground_truth(plates: Path, out: Path, look: str, frames: list[int], width: int, height: int) -> Path:
+    """Write the look's ground truth for each demo frame as the ``stylized`` layer (the look's change carried onto
+    the scene-linear plate, as stylization returns it); returns the frame pattern."""
+    encoding = ModelEncoding()
+    out.mkdir(parents=True)
+    for frame in frames:
+        planes, layers = render_layers(frame, width, height, frames[0], DEMO_SCENE)
+        encoded = encoding.encode(np.stack([planes[c] for c in "RGB"], axis=-1))
+        linear = encoding.decode(encoded, LOOKS[look](planes, layers, DEMO_SCENE.lighting, encoding))
+        rgba = np.concatenate([linear, planes["A"][..., None]], axis=-1).astype(np.float32)
+        write_plate(out / f"demo.{frame:04d}.exr",
+                    [ImagePart.create(rgba, ["stylized.R", "stylized.G", "stylized.B", "stylized.A"])])
+    return out / "demo.####.exr"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=10)
@@ -72,11 +96,17 @@ def main() -> int:
     width, height = (int(v) for v in args.size.split("x"))
 
     results: dict[str, dict[str, float | None]] = {}
+    truth: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as temp:
         root = Path(temp)
         plates = root / "plates"
-        write_demo(plates, args.frames, width, height, progress=lambda done, total: None)
+        sequence = write_demo(plates, args.frames, width, height, progress=lambda done, total: None)
         builtin = args.model == "builtin"
+        for look in LOOKS if builtin else ():
+            pattern = ground_truth(plates, root / f"truth-{look}", look, sequence.frames, width, height)
+            report = measure_flicker(pattern, plates / "demo.####.exr")
+            truth[look] = {"R": round(report.R, 4), "D": round(report.D, 4)}
+            print(f"{'ground truth: ' + look:<40} R {report.R:9.3f}   D {report.D:6.4f}", flush=True)
         model = SHIPPED_MODEL if builtin else make_test_model(
             root / "model", "sd15", controlnet=True, vae=args.model.removeprefix("tiny-"))
         pool = PipelinePool("cpu")
@@ -96,7 +126,7 @@ def main() -> int:
     output = Path(args.out)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"frames": args.frames, "size": [width, height], "model": MODEL_NAMES[args.model],
-                                  "modes": results}, indent=2) + "\n")
+                                  "modes": results, **({"ground_truth": truth} if truth else {})}, indent=2) + "\n")
     print(f"written {output}")
     return 0
 

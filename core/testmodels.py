@@ -392,6 +392,12 @@ def pixel_vae(latent_channels: int = 4, contrast: float = 1.0) -> AutoencoderKL:
     return _passthrough_vae(like, contrast)
 
 
+def pixel_latents(images: torch.Tensor) -> torch.Tensor:
+    """What ``pixel_vae()``'s scaled latents hold for (B, 3, H, W) images in [-1, 1]: (B, 4, H, W) R, G, B, luma."""
+    luma = torch.einsum("bchw,c->bhw", images, torch.tensor(_LUMA, dtype=images.dtype))[:, None]
+    return torch.cat([images, luma], dim=1)
+
+
 def _passthrough_vae(like: AutoencoderKL, contrast: float = _CONTRAST) -> AutoencoderKL:
     """A VAE with ``like``'s latent layout whose weights are set by construction (not trained) to keep the image.
 

@@ -32,8 +32,8 @@ from stylecomp.stylemodel.looks import INK, LOOKS, lines
 from stylecomp.stylemodel.scenes import HELD_OUT_SEEDS, TRAINING_SEEDS, random_scene
 from stylecomp.demo import render_layers
 
-# Measured with the shipped weights on held-out scenes 0-2 at the recommended settings: watercolor's
-# L1 ratio 0.40 (cel's 1.08: the cel look is not learned well enough yet, so no test claims it).
+# Measured with the shipped weights on held-out scenes 0-1 at the recommended settings (the model card):
+# watercolor's L1 ratio 0.40 (cel's 1.12: the cel look is not learned well enough yet, so no test claims it).
 MAX_L1_RATIO = 0.6
 MIN_PROMPT_GAIN = 0.15  # each look's error, own prompt against the other prompt: measured 22-44% lower
 MIN_CONTRAST_GAIN = 0.05  # outline contrast, line-art ControlNet on minus off: measured 0.086-0.105

@@ -36,7 +36,7 @@ from ..testmodels import SD_BETAS, clip_text_config, clip_tokenizer, pixel_vae, 
 
 TEXT_WIDTH = 32
 WORKING_SIZE = 256  # the long side it was trained at; saved as the UNet's sample_size, which sets stylecomp's default
-SAVED_DTYPE = torch.float16  # UNet and ControlNet: halves the files (about 19 MB in all); loading upcasts
+SAVED_DTYPE = torch.float16  # UNet and ControlNet: halves the files (about 23 MB in all); loading upcasts
 
 
 def build_unet() -> UNet2DConditionModel:

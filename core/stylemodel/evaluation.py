@@ -31,12 +31,11 @@ from ..render import render_job
 from ..sequence import FrameSequence, discover
 from ..stage import STYLIZED_CHANNELS
 from . import SHIPPED_MODEL
-from .looks import INK, LOOKS, lines
+from .looks import INK, LOOKS, LUMA, gaussian, lines
 from .scenes import HELD_OUT_SEEDS, random_scene
 
 SIZE = (256, 144)  # held-out frames at the model's working size: stylized natively, no resampling
 INK_DISTANCE = 0.12  # largest per-channel distance from the ink colour that counts as a drawn line
-_LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def fidelity(output: np.ndarray, plate: np.ndarray, look: np.ndarray, line_mask:
 
 def outline_contrast(output: np.ndarray, plate: np.ndarray, line_mask: np.ndarray) -> float:
     """Mean darkening of the plate (luma) on the line mask minus that off it; 0 where no line is drawn."""
-    darkening = (plate - output) @ _LUMA
+    darkening = (plate - output) @ LUMA
     on_line = line_mask > 0.5
     if not on_line.any() or on_line.all():
         return 0.0
@@ -156,15 +155,11 @@ def outline_contrast(output: np.ndarray, plate: np.ndarray, line_mask: np.ndarra
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM of two (H, W, 3) [0, 1] images' luma (Wang et al. 2004: Gaussian sigma 1.5, K1 0.01, K2 0.03)."""
-    x, y = a @ _LUMA, b @ _LUMA
+    x, y = a @ LUMA, b @ LUMA
     c1, c2 = 0.01**2, 0.03**2
 
     def blur(image: np.ndarray) -> np.ndarray:
-        taps = np.exp(-0.5 * (np.arange(-5, 6) / 1.5) ** 2)
-        taps /= taps.sum()
-        padded = np.pad(image, 5, mode="reflect")
-        rows = sum(w * padded[i:i + image.shape[0]] for i, w in enumerate(taps))
-        return sum(w * rows[:, i:i + image.shape[1]] for i, w in enumerate(taps))
+        return gaussian(image[..., None], 1.5)[..., 0]  # 11 taps, as Wang et al.
 
     mx, my = blur(x), blur(y)
     vx, vy, cov = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my

@@ -30,7 +30,7 @@ Look = Callable[[dict[str, np.ndarray], SurfaceLayers, Lighting, ModelEncoding],
 SUN_BANDS = (0.15, 0.55)  # cosines where the cel sun steps from shadow to half and from half to full
 INK = np.array([0.05, 0.04, 0.07])
 PAPER = np.array([0.96, 0.94, 0.88])
-_LUMA = np.array([0.2126, 0.7152, 0.0722])
+LUMA = np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 weights, on display-referred RGB
 
 
 def lines(planes: dict[str, np.ndarray]) -> np.ndarray:
@@ -58,11 +58,11 @@ def watercolor(planes: dict[str, np.ndarray], layers: SurfaceLayers, lighting: L
     """Soft, lifted washes on paper with darkened edges."""
     light = (0.35 + 0.65 * layers.direct[..., None]) * lighting.sun_colour * 0.7 + layers.ambient
     linear = np.where(layers.sky[..., None], layers.albedo, layers.albedo * light + layers.emission)
-    wash = _blur(_display(linear, encoding), 1.2)
+    wash = gaussian(_display(linear, encoding), 1.2)
     wash = 0.15 * PAPER + 0.85 * wash
-    grey = (wash @ _LUMA)[..., None]
+    grey = (wash @ LUMA)[..., None]
     wash = grey + 0.8 * (wash - grey)
-    edges = np.clip(_blur(lines(planes)[..., None], 1.0) * 2.5, 0.0, 1.0)
+    edges = np.clip(gaussian(lines(planes)[..., None], 1.0) * 2.5, 0.0, 1.0)
     wash *= 1.0 - 0.35 * edges
     wash *= 1.0 - 0.04 * _paper_grain(wash.shape[:2])[..., None]
     return np.clip(wash, 0.0, 1.0).astype(np.float32)
@@ -78,11 +78,11 @@ PROMPTS: dict[str, tuple[str, ...]] = {
 def _paper_grain(shape: tuple[int, int]) -> np.ndarray:
     """A fixed paper texture (H, W) in [0, 1], the same for every frame: paper does not move."""
     noise = np.random.default_rng(7).random(shape)
-    grain = _blur(noise[..., None], 0.7)[..., 0]
+    grain = gaussian(noise[..., None], 0.7)[..., 0]
     return (grain - grain.min()) / max(float(grain.max() - grain.min()), 1e-6)
 
 
-def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur of (H, W, C) with mirrored edges."""
     radius = int(np.ceil(3.0 * sigma))
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)

@@ -42,7 +42,7 @@ from ..atomicio import atomic_target
 from ..color import ModelEncoding
 from ..errors import StyleCompError
 from ..demo import render_layers
-from ..testmodels import clip_tokenizer, pixel_vae
+from ..testmodels import clip_tokenizer, pixel_latents, pixel_vae
 from .architecture import build_controlnet, build_scheduler, build_text_encoder, build_unet, save_model
 from .looks import LOOKS, PROMPTS, lines
 from .scenes import TRAINING_SEEDS, random_scene
@@ -117,14 +117,9 @@ class Batch:
     prompts: list[str]
 
 
-_LUMA = torch.tensor([0.2126, 0.7152, 0.0722])
-
-
 def _latents(images: np.ndarray) -> torch.Tensor:
     """(B, h, w, 3) [0, 1] -> (B, 4, h, w): what the passthrough VAE's scaled latents hold."""
-    rgb = torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2) * 2.0 - 1.0
-    luma = torch.einsum("bchw,c->bhw", rgb, _LUMA)[:, None]
-    return torch.cat([rgb, luma], dim=1)
+    return pixel_latents(torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2) * 2.0 - 1.0)
 
 
 def sample_batch(pairs: TrainingPairs, settings: TrainingSettings, rng: np.random.Generator) -> Batch:
