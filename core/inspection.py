@@ -1,8 +1,9 @@
 """What is in a plate or frame sequence: frames, parts, layers, windows, NaN/Inf, AOVs.
 
 ``inspect_plates`` builds the report that ``stylecomp inspect`` prints as text or JSON.
-Frames that cannot be read are listed under ``errors`` with the reason, after everything
-that could be read has been reported.
+Frames that cannot be read are listed under ``errors`` with the reason and under ``damaged``,
+not under ``frames``: a damaged frame is not present. With pixels read and a motion AOV over
+two frames or more, ``vectors`` says which convention reproduces the plate (``metrics``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from .aovs import detect_aovs
 from .errors import PlateError
 from .plates import Plate, nonfinite_counts, read_plate
-from .sequence import discover
+from .sequence import FrameSequence, discover
 
 
 def _json_safe(value: object) -> object:
@@ -55,12 +56,15 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
     by_channel: dict[str, dict[str, int]] = {}
     by_frame: dict[str, dict[str, int]] = {}
     frames = sequence.frames or (None,)
+    damaged: list[int] = []
     for frame in frames:
         file = sequence.path(frame) if frame is not None else sequence.pattern
         try:
             plate = read_plate(file, pixels=count_nonfinite)
         except PlateError as exc:
             errors.append({"file": file, "error": exc.reason})
+            if frame is not None:
+                damaged.append(frame)
             continue
         first = first or plate
         data_windows[frame if frame is not None else 0] = plate.data_window.as_list()
@@ -85,10 +89,12 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
         raise PlateError(f"none of the {len(errors)} frames can be read; first: {errors[0]['error']}", path)
 
     aovs = detect_aovs(first.channel_names)
+    present = [f for f in sequence.frames if f not in damaged]
     report: dict[str, Any] = {
         "path": sequence.pattern,
-        "frames": list(sequence.frames),
+        "frames": present,
         "missing": list(sequence.missing),
+        "damaged": damaged,
         "parts": _part_report(first),
         "views": first.views,
         "layers": [{"name": layer.name, "channels": list(layer.channels)} for layer in first.layers()],
@@ -104,7 +110,29 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
         report["data_window_by_frame"] = {str(f): w for f, w in data_windows.items()}
     if count_nonfinite:
         report["nonfinite"] = {"nan": nan_total, "inf": inf_total, "by_channel": by_channel, "by_frame": by_frame}
+        if "motion" in aovs and len(present) > 1:
+            report["vectors"] = _vector_report(sequence, present, first)
     return report
+
+
+def _vector_report(sequence: FrameSequence, frames: list[int], first: Plate) -> dict[str, Any]:
+    """The convention that reproduces the plate (``metrics.check_conventions`` on its own frames), or why none."""
+    from .color import ModelEncoding  # OCIO and the metric only when a plate has vectors
+    from .metrics import REPRODUCES, check_conventions, detection_pairs, read_plate_frame
+
+    steps = [(a, b) for a, b in zip(frames, frames[1:]) if b == a + 1]  # vectors span one frame, not a gap
+    if not steps:
+        return {"convention": None, "error": "no two consecutive readable frames"}
+    steps = [steps[i - 1] for i in detection_pairs(list(range(len(steps) + 1)))]
+    encoding = ModelEncoding()
+    try:
+        loaded = {f: read_plate_frame(sequence.path(f), f, first.display_window, encoding)
+                  for step in steps for f in step}
+    except PlateError as exc:
+        return {"convention": None, "error": f"{exc.where}: {exc.reason}"}
+    check = check_conventions([(loaded[a], loaded[b]) for a, b in steps])
+    return {"convention": check.best if check.reproduces(check.best) else None, "best": check.best,
+            "scores": check.scores, "reproduces_at_most": REPRODUCES, "changing_pixels": check.changing}
 
 
 def _frames_label(frames: list[int]) -> str:
@@ -132,6 +160,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"  frames       {_frames_label(report['frames'])}")
     missing = report["missing"]
     lines.append(f"  missing      {_frames_label(missing) if missing else 'none'}")
+    if report.get("damaged"):
+        lines.append(f"  damaged      {_frames_label(report['damaged'])}")
     lines.append(f"  display      {window(report['display_window'])}   pixel aspect {report['pixel_aspect']:g}")
     lines.append(f"  data         {window(report['data_window'])}"
                  + ("   (varies by frame)" if "data_window_by_frame" in report else ""))
@@ -159,4 +189,12 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("    none detected (map them in the job's shot 'aovs')")
     for role, match in report["aovs"].items():
         lines.append(f"    {role:<10}  {' '.join(match['channels'])}")
+    if "vectors" in report:
+        vectors = report["vectors"]
+        if "error" in vectors:
+            lines.append(f"  vectors      not checked: {vectors['error']}")
+        else:
+            best = f"{vectors['best']} (score {vectors['scores'][vectors['best']]:.3f})"
+            lines.append(f"  vectors      {best}: reproduces the plate" if vectors["convention"]
+                         else f"  vectors      reproduce the plate under no convention; best {best}")
     return "\n".join(lines)
