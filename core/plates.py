@@ -13,8 +13,10 @@ uint32 channels (object IDs) are held as float32 integer values, exact up to 2**
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -321,23 +323,54 @@ def read_plate(path: str | os.PathLike[str], pixels: bool = True) -> Plate:
         inp.close()
 
 
+_quiet_lock = threading.Lock()
+_quiet_users = 0  # readers inside _library_output_dropped; the first redirects, the last restores
+_quiet_saved: list[int] = []
+
+
 @contextlib.contextmanager
 def _library_output_dropped() -> Iterator[None]:
-    """Drop what the OpenEXR library prints itself (one line per bad chunk, on file descriptors 1 and 2), so a
-    damaged file is the one line of the PlateError that follows, not dozens."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    null = os.open(os.devnull, os.O_WRONLY)
+    """Drop what the OpenEXR library prints itself (a line per bad chunk on file descriptor 2, ``Warning:`` lines
+    on 1), so a damaged file is the one line of the PlateError that follows, not dozens, and ``--json`` stays JSON.
+
+    The library writes to the descriptors, not to ``sys.stderr``, so only an fd-level redirect silences it.
+    Descriptors are process-wide: concurrent readers (worker threads) share one redirect, counted under a
+    lock, so none restores it while another is still inside, and none saves /dev/null as "the terminal".
+    C stdio buffers are flushed before restoring, or the library's buffered text would reach the real
+    stdout later. Only the rare path that needs the OpenEXR bindings is wrapped, so the window in which
+    another thread's own output is dropped stays that short.
+    """
+    global _quiet_users
+    with _quiet_lock:
+        if _quiet_users == 0:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _quiet_saved[:] = [os.dup(1), os.dup(2)]
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
+        _quiet_users += 1
     try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
         yield
     finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, null):
-            os.close(fd)
+        with _quiet_lock:
+            _quiet_users -= 1
+            if _quiet_users == 0:
+                _libc_flush()
+                os.dup2(_quiet_saved[0], 1)
+                os.dup2(_quiet_saved[1], 2)
+                for fd in _quiet_saved:
+                    os.close(fd)
+                _quiet_saved.clear()
+
+
+def _libc_flush() -> None:
+    """fflush(NULL): empty every C stdio buffer (the library's std::cout text) into the current descriptors."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to flush (not on Linux/macOS)
+        pass
 
 
 def _read_luminance_chroma(path: str) -> Plate:
