@@ -29,6 +29,11 @@ def _json_safe(value: object) -> object:
     return str(value)
 
 
+# Header attributes that describe how the file is split into parts, not the image: shown by "parts" and "views".
+_LAYOUT_ATTRIBUTES = frozenset({"name", "view", "multiView", "oiio:subimagename", "oiio:subimages",
+                                "openexr:chunkCount"})
+
+
 def _part_report(plate: Plate) -> list[dict[str, Any]]:
     return [
         {
@@ -103,7 +108,7 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
         "pixel_aspect": first.parts[0].pixel_aspect,
         "compression": first.parts[0].compression,
         "aovs": {role: match.as_dict() for role, match in aovs.items()},
-        "attributes": {k: _json_safe(v) for k, v in first.parts[0].attributes.items()},
+        "attributes": {k: _json_safe(v) for k, v in first.parts[0].attributes.items() if k not in _LAYOUT_ATTRIBUTES},
         "errors": errors,
     }
     if len({tuple(w) for w in data_windows.values()}) > 1:
