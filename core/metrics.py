@@ -79,7 +79,7 @@ DETECTION_PAIRS = 4
 DETECTION_PIXELS = 250_000  # reference pixels sampled per pair when scoring conventions
 CHANGING = 1e-4  # a pixel changes between frames when its encoded MSE exceeds this (RMS 0.01)
 REPRODUCES = 0.25  # score at or below which a convention reproduces the plate
-NOISE_MARGIN = 25.0  # a pixel changes when its frame-to-frame error exceeds the frames' noise floor this many times
+NOISE_MARGIN = 9.0  # a pixel changes when its frame-to-frame error exceeds the frames' noise floor this many times
 T = TypeVar("T")
 
 
