@@ -1,8 +1,9 @@
 """What is in a plate or frame sequence: frames, parts, layers, windows, NaN/Inf, AOVs.
 
 ``inspect_plates`` builds the report that ``stylecomp inspect`` prints as text or JSON.
-Frames that cannot be read are listed under ``errors`` with the reason, after everything
-that could be read has been reported.
+Frames that cannot be read are listed under ``errors`` with the reason and under ``damaged``,
+not under ``frames``: a damaged frame is not present. With pixels read and a motion AOV over
+two frames or more, ``vectors`` says which convention reproduces the plate (``metrics``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .aovs import detect_aovs
 from .cryptomatte import describe, find_layers
 from .errors import PlateError
 from .plates import Plate, nonfinite_counts, read_plate
-from .sequence import discover
+from .sequence import FrameSequence, discover
 
 
 def _json_safe(value: object) -> object:
@@ -27,6 +28,11 @@ def _json_safe(value: object) -> object:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+# Header attributes that describe how the file is split into parts, not the image: shown by "parts" and "views".
+_LAYOUT_ATTRIBUTES = frozenset({"name", "view", "multiView", "oiio:subimagename", "oiio:subimages",
+                                "openexr:chunkCount"})
 
 
 def _part_report(plate: Plate) -> list[dict[str, Any]]:
@@ -56,12 +62,15 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
     by_channel: dict[str, dict[str, int]] = {}
     by_frame: dict[str, dict[str, int]] = {}
     frames = sequence.frames or (None,)
+    damaged: list[int] = []
     for frame in frames:
         file = sequence.path(frame) if frame is not None else sequence.pattern
         try:
             plate = read_plate(file, pixels=count_nonfinite)
         except PlateError as exc:
             errors.append({"file": file, "error": exc.reason})
+            if frame is not None:
+                damaged.append(frame)
             continue
         first = first or plate
         data_windows[frame if frame is not None else 0] = plate.data_window.as_list()
@@ -86,10 +95,12 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
         raise PlateError(f"none of the {len(errors)} frames can be read; first: {errors[0]['error']}", path)
 
     aovs = detect_aovs(first.channel_names)
+    present = [f for f in sequence.frames if f not in damaged]
     report: dict[str, Any] = {
         "path": sequence.pattern,
-        "frames": list(sequence.frames),
+        "frames": present,
         "missing": list(sequence.missing),
+        "damaged": damaged,
         "parts": _part_report(first),
         "views": first.views,
         "layers": [{"name": layer.name, "channels": list(layer.channels)} for layer in first.layers()],
@@ -99,14 +110,36 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
         "compression": first.parts[0].compression,
         "aovs": {role: match.as_dict() for role, match in aovs.items()},
         "cryptomatte": describe(find_layers(first)),
-        "attributes": {k: _json_safe(v) for k, v in first.parts[0].attributes.items()},
+        "attributes": {k: _json_safe(v) for k, v in first.parts[0].attributes.items() if k not in _LAYOUT_ATTRIBUTES},
         "errors": errors,
     }
     if len({tuple(w) for w in data_windows.values()}) > 1:
         report["data_window_by_frame"] = {str(f): w for f, w in data_windows.items()}
     if count_nonfinite:
         report["nonfinite"] = {"nan": nan_total, "inf": inf_total, "by_channel": by_channel, "by_frame": by_frame}
+        if "motion" in aovs and len(present) > 1:
+            report["vectors"] = _vector_report(sequence, present, first)
     return report
+
+
+def _vector_report(sequence: FrameSequence, frames: list[int], first: Plate) -> dict[str, Any]:
+    """The convention that reproduces the plate (``metrics.check_conventions`` on its own frames), or why none."""
+    from .color import ModelEncoding  # OCIO and the metric only when a plate has vectors
+    from .metrics import REPRODUCES, check_conventions, detection_pairs, read_plate_frame
+
+    steps = [(a, b) for a, b in zip(frames, frames[1:]) if b == a + 1]  # vectors span one frame, not a gap
+    if not steps:
+        return {"convention": None, "error": "no two consecutive readable frames"}
+    steps = [steps[i - 1] for i in detection_pairs(list(range(len(steps) + 1)))]
+    encoding = ModelEncoding()
+    try:
+        loaded = {f: read_plate_frame(sequence.path(f), f, first.display_window, encoding)
+                  for step in steps for f in step}
+    except PlateError as exc:
+        return {"convention": None, "error": f"{exc.where}: {exc.reason}"}
+    check = check_conventions([(loaded[a], loaded[b]) for a, b in steps])
+    return {"convention": check.best if check.reproduces(check.best) else None, "best": check.best,
+            "scores": check.scores, "reproduces_at_most": REPRODUCES, "changing_pixels": check.changing}
 
 
 def _frames_label(frames: list[int]) -> str:
@@ -134,6 +167,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"  frames       {_frames_label(report['frames'])}")
     missing = report["missing"]
     lines.append(f"  missing      {_frames_label(missing) if missing else 'none'}")
+    if report.get("damaged"):
+        lines.append(f"  damaged      {_frames_label(report['damaged'])}")
     lines.append(f"  display      {window(report['display_window'])}   pixel aspect {report['pixel_aspect']:g}")
     lines.append(f"  data         {window(report['data_window'])}"
                  + ("   (varies by frame)" if "data_window_by_frame" in report else ""))
@@ -164,4 +199,12 @@ def format_report(report: dict[str, Any]) -> str:
     for layer in report.get("cryptomatte", []):
         names = ", ".join(layer["names"]) if layer["names"] is not None else f"none: {layer['problem']}"
         lines.append(f"  Cryptomatte  {layer['name']} (key {layer['key']}, {layer['ranks']} ranks): {names}")
+    if "vectors" in report:
+        vectors = report["vectors"]
+        if "error" in vectors:
+            lines.append(f"  vectors      not checked: {vectors['error']}")
+        else:
+            best = f"{vectors['best']} (score {vectors['scores'][vectors['best']]:.3f})"
+            lines.append(f"  vectors      {best}: reproduces the plate" if vectors["convention"]
+                         else f"  vectors      reproduce the plate under no convention; best {best}")
     return "\n".join(lines)

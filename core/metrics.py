@@ -42,7 +42,9 @@ bilinear neighbour of the chain's position). ``drift`` is the mean of drift_t ov
 Nuke, or down), so a name means what the job's ``consistency.vector_units/vector_y`` mean. Each
 candidate warps the plate by its own vectors (unmasked, positions clamped) over up to
 ``DETECTION_PAIRS`` pairs spread through the range, and is scored on the pixels that change between
-frames: median warped error / median error with no motion (``check_conventions``). ``auto`` takes
+frames by more than their noise: median warped error / median error with no motion (``check_conventions``).
+A two-way pass (Cycles' 4-channel ``Vector``) gives each direction its own pair: XY points to the previous
+frame, ZW is the negated vector to the next (measured on blender_street; see the README). ``auto`` takes
 the lowest score. A convention reproduces the plate when its score is at most ``REPRODUCES``; if the
 chosen one (auto or named) does not, the measurement is refused: vectors that do not describe the
 motion make a warp error that measures nothing.
@@ -77,6 +79,7 @@ DETECTION_PAIRS = 4
 DETECTION_PIXELS = 250_000  # reference pixels sampled per pair when scoring conventions
 CHANGING = 1e-4  # a pixel changes between frames when its encoded MSE exceeds this (RMS 0.01)
 REPRODUCES = 0.25  # score at or below which a convention reproduces the plate
+NOISE_MARGIN = 9.0  # a pixel changes when its frame-to-frame error exceeds the frames' noise floor this many times
 T = TypeVar("T")
 
 
@@ -112,9 +115,15 @@ class PlateFrame:
     frame: int
     image: np.ndarray  # (H, W, 3) encoded [0, 1]
     alpha: np.ndarray | None  # (H, W), or None without alpha
-    vectors: np.ndarray  # (H, W, 2) u, v as stored
+    vectors: np.ndarray  # (H, W, 2) u, v as stored; (H, W, 4) for a two-way pass: the pair to t-1, then to t+1
     depth: np.ndarray | None  # (H, W), non-finite values made finite
     ids: np.ndarray | None  # (H, W) integer-valued
+
+    def field(self, direction: str) -> np.ndarray:
+        """The (H, W, 2) vectors a convention of ``direction`` reads: a two-way pass gives its pair for that way."""
+        if self.vectors.shape[2] == 4 and direction == "forward":
+            return self.vectors[..., 2:]
+        return self.vectors[..., :2]
 
 
 @dataclass(frozen=True)
@@ -255,7 +264,11 @@ def read_plate_frame(path: str, frame: int, display: Window, encoding: ModelEnco
         depth = np.nan_to_num(_on_display(plate, found["depth"].channels)[..., 0], nan=0.0)
     if (plane := object_ids(plate, aovs)) is not None:  # Cryptomatte's dominant object, or the ID pass
         ids = np.nan_to_num(reframe(plane[0], plane[1], plate.display_window))
-    vectors = np.nan_to_num(_on_display(plate, found["motion"].channels[:2]), nan=0.0, posinf=0.0, neginf=0.0)
+    motion = found["motion"].channels
+    vectors = np.nan_to_num(_on_display(plate, motion if len(motion) == 4 else motion[:2]),
+                            nan=0.0, posinf=0.0, neginf=0.0)
+    if vectors.shape[2] == 4:  # Cycles' Vector: ZW is (this frame - next frame), the forward vector negated
+        vectors[..., 2:] *= -1
     return PlateFrame(frame, image, alpha, vectors, depth, ids)
 
 
@@ -306,28 +319,48 @@ class ConventionCheck:
         return self.scores[name] <= REPRODUCES
 
 
+def noise_variance(image: np.ndarray) -> float:
+    """The variance of a frame's pixel noise (mean over channels), estimated from the frame alone.
+
+    Immerkær's operator (the second differences [[1, -2, 1], [-2, 4, -2], [1, -2, 1]], whose weights' squares sum
+    to 36) cancels smooth shading; the median of its absolute response over ``(H, W, C)`` ignores the edges and
+    texture that a mean would count as noise (Gaussian: sigma = median|response| / 0.6745 / 6).
+    """
+    if image.shape[0] < 3 or image.shape[1] < 3:
+        return 0.0
+    response = (4 * image[1:-1, 1:-1] - 2 * (image[:-2, 1:-1] + image[2:, 1:-1] + image[1:-1, :-2] + image[1:-1, 2:])
+                + image[:-2, :-2] + image[:-2, 2:] + image[2:, :-2] + image[2:, 2:])
+    sigma = np.median(np.abs(response), axis=(0, 1)) / 0.6745 / 6  # (C,)
+    return float(np.mean(sigma.astype(np.float64) ** 2))
+
+
 def check_conventions(pairs: Sequence[tuple[PlateFrame, PlateFrame]], requested: str = "auto") -> ConventionCheck:
     """Score every convention on (at least one) plate pairs: unmasked, positions clamped, ~``DETECTION_PIXELS`` a pair.
 
     Per reference pixel x, e_0(x) = mean over RGB of (I_s(x) − I_r(x))² and e_c(x) the same with I_s
-    sampled at x + d_c(x). Over the changing pixels (e_0 > ``CHANGING``) of all pairs, the score is
-    median(e_c) / median(e_0): 0 when the vectors explain the motion, about 1 or more when they do not.
-    A plate that does not change scores 0 everywhere: any convention reproduces it.
+    sampled at x + d_c(x). The score is median(e_c) / median(e_0) over the pixels that change between the
+    frames: 0 when the vectors explain the motion, about 1 or more when they do not. Path-traced plates are
+    noisy, and noise alone changes every pixel: its share of e_0 is the floor F = σ_r² + σ_s²
+    (``noise_variance``), whatever the vectors. A pixel counts as changing only when e_0 > ``NOISE_MARGIN``·F
+    (and > ``CHANGING``): where the motion, not the noise, makes the difference, so that each convention is
+    judged against zero motion on the same pixels however noisy the render. A plate that does not change
+    scores 0 everywhere: any convention reproduces it.
     """
     if requested != "auto":
         MotionConvention.parse(requested)
     height, width = pairs[0][0].image.shape[:2]
     stride = max(1, math.ceil(math.sqrt(width * height / DETECTION_PIXELS)))
+    floors = {id(frame): noise_variance(frame.image) for pair in pairs for frame in pair}
     warped: dict[str, list[np.ndarray]] = {name: [] for name in CONVENTION_NAMES}
     static: dict[str, list[np.ndarray]] = {name: [] for name in CONVENTION_NAMES}
     for previous, current in pairs:
         for convention in CONVENTIONS:
             reference, source = pair_roles(previous, current, convention)
-            xs, ys = convention.vectors.source_positions(reference.vectors)  # (H, W) each
+            xs, ys = convention.vectors.source_positions(reference.field(convention.direction))  # (H, W) each
             sampler = Sampler(xs[::stride, ::stride], ys[::stride, ::stride], width, height)  # (h, w)
             target = reference.image[::stride, ::stride]  # (h, w, 3)
             still = np.mean((source.image[::stride, ::stride] - target) ** 2, axis=-1)  # (h, w)
-            changing = still > CHANGING
+            changing = still > max(CHANGING, NOISE_MARGIN * (floors[id(reference)] + floors[id(source)]))
             static[convention.name].append(still[changing])
             warped[convention.name].append(np.mean((sampler.bilinear(source.image) - target) ** 2, axis=-1)[changing])
     scores = {}
@@ -512,7 +545,7 @@ def measure_pairs(
         differences.append(difference(styl, plate))
         reference, source = pair_roles(previous[0], plate, convention)
         ref_styl, src_styl = pair_roles(previous[1], styl, convention)
-        sampler = Sampler.following(reference.vectors, convention)
+        sampler = Sampler.following(reference.field(convention.direction), convention)
         seen = visibility(sampler, reference, source, tolerance)
         valid = seen.valid
         mse, l1 = masked_errors(sampler.bilinear(src_styl.image), ref_styl.image, valid)

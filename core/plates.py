@@ -13,8 +13,10 @@ uint32 channels (object IDs) are held as float32 integer values, exact up to 2**
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -174,23 +176,28 @@ class Plate:
     def _build_index(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Map (qualified channel name, view) to (part index, channel index).
 
-        A channel in a named part other than the first is qualified by the part name unless
-        it already carries a layer prefix, as Nuke shows parts as layers. The view is the
-        part's ``view`` attribute, or for single-part multi-view files the ``multiView``
-        prefix (unprefixed channels belong to the first, default view).
+        Channels are named as the same shot's single-part file would name them, by OpenEXR's multi-view rules
+        (ImfMultiView): the view is the penultimate component (``forward.left.u``, ``left.R``), a bare name
+        (``R``) is in the default view (the first), and a layered name without a view (``disparityL.x``)
+        belongs to no view (''). A part with a ``view`` attribute (a multi-part stereo file, parts like
+        ``rgba_left`` or ``depth_right``) holds that view's channels: its view is inserted into their names
+        (``R`` of ``rgba_left`` is ``left.R``, ``forward.u`` of ``forward_right`` is ``forward.right.u``), so
+        both layouts read alike. Otherwise a bare channel in a named part other than the first is qualified
+        by the part name, as Nuke shows parts as layers.
         """
         index: dict[tuple[str, str], tuple[int, int]] = {}
+        views = self.views
         for p, part in enumerate(self.parts):
-            views = part.spec.getattribute("multiView") or ()
-            views = (views,) if isinstance(views, str) else tuple(views)
             for c, channel in enumerate(part.channel_names):
-                qualified = channel
-                if p > 0 and part.name and "." not in channel:
-                    qualified = f"{part.name}.{channel}"
-                view = part.view
-                if not view and views:
-                    prefix = channel.split(".", 1)[0] if "." in channel else ""
-                    view = prefix if prefix in views else views[0]
+                if part.view:
+                    view = part.view
+                    in_name = _view_of(channel, views)
+                    qualified = channel if in_name == view else _insert_view(channel, view, views)
+                else:
+                    qualified = channel
+                    if p > 0 and part.name and "." not in channel:
+                        qualified = f"{part.name}.{channel}"
+                    view = _view_of(qualified, views)
                 index.setdefault((qualified, view), (p, c))
         return index
 
@@ -201,7 +208,12 @@ class Plate:
 
     @property
     def views(self) -> list[str]:
-        return [v for v in dict.fromkeys(view for _, view in self._index) if v]
+        """The views, default first: a ``multiView`` header attribute's, else the parts' ``view`` in file order."""
+        for part in self.parts:
+            declared = part.spec.getattribute("multiView")
+            if declared:
+                return [declared] if isinstance(declared, str) else list(declared)
+        return list(dict.fromkeys(part.view for part in self.parts if part.view))
 
     def layers(self) -> list[Layer]:
         """Channels grouped by prefix; unprefixed R, G, B, A are ``rgba`` and Z is ``depth``."""
@@ -215,10 +227,15 @@ class Plate:
         return [Layer(name, tuple(chs)) for name, chs in groups.items()]
 
     def locate(self, name: str, view: str = "") -> tuple[ImagePart, int]:
-        """The part holding channel ``name`` (in ``view``, if given) and its index there."""
-        candidates = [(name, view)] if view else [(name, v) for v in ["", *self.views]]
+        """The part holding channel ``name`` (in ``view``, if given) and its index there.
+
+        With a view, ``name`` may be as stored (``left.R``) or without the view (``R``, ``forward.u``); a
+        channel that belongs to no view (``disparityL.x``) is found in every view.
+        """
         if view:
-            candidates.append((f"{view}.{name}", view))
+            candidates = [(name, view), (_insert_view(name, view, self.views), view), (name, "")]
+        else:
+            candidates = [(name, v) for v in ["", *self.views]]
         for key in candidates:
             if key in self._index:
                 p, c = self._index[key]
@@ -251,11 +268,33 @@ class Plate:
 
     @property
     def data_window(self) -> Window:
-        return self.parts[0].data_window
+        """The union of the parts' data windows: where any channel has pixels."""
+        windows = [part.data_window for part in self.parts]
+        x0, y0 = min(w.x for w in windows), min(w.y for w in windows)
+        x1, y1 = max(w.x + w.width for w in windows), max(w.y + w.height for w in windows)
+        return Window(x0, y0, x1 - x0, y1 - y0)
 
     @property
     def display_window(self) -> Window:
         return self.parts[0].display_window
+
+
+def _view_of(channel: str, views: Sequence[str]) -> str:
+    """The view of a channel name by OpenEXR's rules: the penultimate component if it is a view; a bare name is
+    in the default (first) view; a layered name without a view component is in none ('')."""
+    components = channel.split(".")
+    if len(components) == 1:
+        return views[0] if views else ""
+    return components[-2] if components[-2] in views else ""
+
+
+def _insert_view(channel: str, view: str, views: Sequence[str]) -> str:
+    """``channel`` named in ``view`` (OpenEXR's insertViewName): the view becomes the penultimate component,
+    except for a bare name in the default view, which stays bare."""
+    if "." not in channel and views and view == views[0]:
+        return channel
+    layer, _, component = channel.rpartition(".")
+    return f"{layer}.{view}.{component}" if layer else f"{view}.{component}"
 
 
 def _open(path: str) -> oiio.ImageInput | None:
@@ -321,23 +360,54 @@ def read_plate(path: str | os.PathLike[str], pixels: bool = True) -> Plate:
         inp.close()
 
 
+_quiet_lock = threading.Lock()
+_quiet_users = 0  # readers inside _library_output_dropped; the first redirects, the last restores
+_quiet_saved: list[int] = []
+
+
 @contextlib.contextmanager
 def _library_output_dropped() -> Iterator[None]:
-    """Drop what the OpenEXR library prints itself (one line per bad chunk, on file descriptors 1 and 2), so a
-    damaged file is the one line of the PlateError that follows, not dozens."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    null = os.open(os.devnull, os.O_WRONLY)
+    """Drop what the OpenEXR library prints itself (a line per bad chunk on file descriptor 2, ``Warning:`` lines
+    on 1), so a damaged file is the one line of the PlateError that follows, not dozens, and ``--json`` stays JSON.
+
+    The library writes to the descriptors, not to ``sys.stderr``, so only an fd-level redirect silences it.
+    Descriptors are process-wide: concurrent readers (worker threads) share one redirect, counted under a
+    lock, so none restores it while another is still inside, and none saves /dev/null as "the terminal".
+    C stdio buffers are flushed before restoring, or the library's buffered text would reach the real
+    stdout later. Only the rare path that needs the OpenEXR bindings is wrapped, so the window in which
+    another thread's own output is dropped stays that short.
+    """
+    global _quiet_users
+    with _quiet_lock:
+        if _quiet_users == 0:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _quiet_saved[:] = [os.dup(1), os.dup(2)]
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
+        _quiet_users += 1
     try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
         yield
     finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, null):
-            os.close(fd)
+        with _quiet_lock:
+            _quiet_users -= 1
+            if _quiet_users == 0:
+                _libc_flush()
+                os.dup2(_quiet_saved[0], 1)
+                os.dup2(_quiet_saved[1], 2)
+                for fd in _quiet_saved:
+                    os.close(fd)
+                _quiet_saved.clear()
+
+
+def _libc_flush() -> None:
+    """fflush(NULL): empty every C stdio buffer (the library's std::cout text) into the current descriptors."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to flush (not on Linux/macOS)
+        pass
 
 
 def _read_luminance_chroma(path: str) -> Plate:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +126,108 @@ def test_braces_in_the_job_files_name_make_a_valid_openjd_template(tmp_path: Pat
     status, out, err = invoke("farm", "openjd", str(job), "-o", str(tmp_path / "template.yaml"))
     assert status == 0, err
     assert "stylecomp shot ((x)).json" in (tmp_path / "template.yaml").read_text()
+
+
+# Every shared damaged file at the real CLI. One process imports stylecomp once and forks a child per file, whose
+# descriptors 1 and 2 are files: what the OpenEXR library writes there itself is caught as a terminal would see it.
+CLI_PER_FILE = r"""
+import json, os, sys
+from stylecomp.cli import main
+results = []
+for path in sys.argv[2:]:
+    for args in (["inspect", path], ["inspect", "--json", path]):
+        out, err = (os.path.join(sys.argv[1], name) for name in ("out", "err"))
+        pid = os.fork()
+        if pid == 0:
+            for fd, name in ((1, out), (2, err)):
+                os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+            sys.argv = ["stylecomp", *args]
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        status = os.waitpid(pid, 0)[1]
+        with open(out, errors="replace") as o, open(err, errors="replace") as e:
+            results.append({"args": args, "exit": os.waitstatus_to_exitcode(status), "stdout": o.read(),
+                            "stderr": e.read()})
+print(json.dumps(results))
+"""
+
+
+def _run_cli_per_file(folder: Path, paths: list[Path]) -> list[dict[str, object]]:
+    done = subprocess.run([sys.executable, "-c", CLI_PER_FILE, str(folder), *map(str, paths)], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_every_shared_damaged_file_is_one_error_line_at_the_cli(testdata: Path, tmp_path: Path) -> None:
+    damaged = sorted((testdata / "exr-damaged").glob("*.exr"))
+    assert len(damaged) >= 80
+    failures = []
+    for result in _run_cli_per_file(tmp_path, damaged):
+        stdout, stderr = str(result["stdout"]), str(result["stderr"])
+        lines = stderr.splitlines()
+        ok = result["exit"] == 2 and len(lines) == 1 and lines[0].startswith(f"error: {result['args'][-1]}: ")
+        if stdout.strip():
+            try:
+                json.loads(stdout)
+            except json.JSONDecodeError:
+                ok = False
+        if not ok:
+            failures.append(result)
+    assert not failures, failures[:3]
+
+
+def test_damaged_frames_in_a_sequence_keep_json_valid_and_are_not_present(testdata: Path, tmp_path: Path) -> None:
+    """Two damaged frames (one that makes the OpenEXR library print on both descriptors) among good ones."""
+    street = testdata / "plates" / "blender_street"
+    for frame in (1001, 1002, 1003, 1006):
+        shutil.copy(street / f"street.{frame}.exr", tmp_path / f"s.{frame}.exr")
+    shutil.copy(next((testdata / "exr-damaged").glob("poc-4d912f49*.exr")), tmp_path / "s.1004.exr")
+    shutil.copy(testdata / "exr-damaged" / "NULL_pointer.exr", tmp_path / "s.1005.exr")
+    pattern = str(tmp_path / "s.####.exr")
+    as_json, text = _run_cli_per_file(tmp_path / "..", [Path(pattern)])
+    assert as_json["args"][1] == "--json" or text["args"][1] == "--json"
+    as_json, text = (as_json, text) if as_json["args"][1] == "--json" else (text, as_json)
+    report = json.loads(str(as_json["stdout"]))
+    assert report["frames"] == [1001, 1002, 1003, 1006] and report["damaged"] == [1004, 1005]
+    assert report["missing"] == []
+    for result in (as_json, text):
+        lines = str(result["stderr"]).splitlines()
+        assert result["exit"] == 2 and len(lines) == 2, result
+        assert lines[0].startswith(f"error: {tmp_path / 's.1004.exr'}: ") and lines[1].startswith(
+            f"error: {tmp_path / 's.1005.exr'}: ")
+    assert "  damaged      1004-1005 (2 frames)" in str(text["stdout"])
+    assert "  frames       1001-1003, 1006 (4 frames)" in str(text["stdout"])
+
+
+THREADED_READS = r"""
+import os, sys, threading
+from stylecomp.errors import PlateError
+from stylecomp.plates import read_plate
+def read():
+    for _ in range(10):
+        try:
+            read_plate(sys.argv[1])
+        except PlateError:
+            pass
+threads = [threading.Thread(target=read) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+os.write(1, b"stdout works\n")
+os.write(2, b"stderr works\n")
+"""
+
+
+def test_concurrent_damaged_reads_print_nothing_and_leave_the_terminal_working(testdata: Path) -> None:
+    damaged = next((testdata / "exr-damaged").glob("poc-4d912f49*.exr"))
+    done = subprocess.run([sys.executable, "-c", THREADED_READS, str(damaged)], capture_output=True, text=True,
+                          timeout=300)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "stdout works\n", "stderr works\n")

@@ -46,7 +46,7 @@ def test_inspect_reports_missing_frames_and_a_damaged_frame(testdata: Path, tmp_
     result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "bb.%04d.exr"), "--json", "--headers-only"])
     assert result.exit_code == 2
     report = json.loads(result.stdout)
-    assert report["frames"] == [1, 2, 5, 6] and report["missing"] == [3, 4]
+    assert report["frames"] == [1, 2, 5] and report["missing"] == [3, 4] and report["damaged"] == [6]
     assert report["errors"][0]["file"].endswith("bb.0006.exr")
     assert result.stderr.startswith(f"error: {tmp_path / 'bb.0006.exr'}: ")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +177,98 @@ def test_multipart_stereo_views(tmp_path: Path) -> None:
     assert plate.channel("G", view="right")[0, 0] == 2.0
     assert plate.channel("G", view="left")[0, 0] == 1.0
     assert plate.channel("right.G")[0, 0] == 2.0  # the second part's channels carry its name
+
+
+def split_into_parts(source: Path, target: Path) -> None:
+    """Write a single-part multi-view EXR as OpenEXR's multi-part layout, with OpenImageIO: one part per layer and
+    view (``rgba_right``, ``depth_left``, ``forward_left``, ``disparityL``), each part's channels without their
+    view (``left.R`` becomes ``R`` of ``rgba_left``, ``forward.left.u`` becomes ``forward.u`` of
+    ``forward_left``) and its view in the part's ``view`` attribute. Parts follow the channels' order."""
+    image = oiio.ImageBuf(str(source))
+    views = list(image.spec().getattribute("multiView"))
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for index, name in enumerate(image.spec().channelnames):
+        components = name.split(".")
+        if len(components) > 1 and components[-2] in views:
+            view, plain = components[-2], ".".join(components[:-2] + components[-1:])
+        else:
+            view, plain = (views[0] if len(components) == 1 else ""), name
+        layer = {"R": "rgba", "G": "rgba", "B": "rgba", "A": "rgba", "Z": "depth"}.get(plain, plain.split(".")[0])
+        groups.setdefault((layer, view), []).append((index, plain))
+    buffers, specs = [], []
+    for (layer, view), channels in groups.items():
+        buffer = oiio.ImageBufAlgo.channels(image, tuple(i for i, _ in channels), tuple(n for _, n in channels))
+        spec = buffer.spec()
+        spec.erase_attribute("multiView")
+        spec.attribute("oiio:subimagename", f"{layer}_{view}" if view else layer)
+        if view:
+            spec.attribute("view", view)
+        buffers.append(buffer)
+        specs.append(spec)
+    out = oiio.ImageOutput.create(str(target))
+    assert out.open(str(target), specs), out.geterror()
+    for index, (buffer, spec) in enumerate(zip(buffers, specs)):
+        assert index == 0 or out.open(str(target), spec, "AppendSubimage"), out.geterror()
+        assert out.write_image(buffer.get_pixels(oiio.FLOAT)), out.geterror()
+    assert out.close()
+
+
+@pytest.fixture(scope="module")
+def multipart_beachball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("multipart")
+    for source in sorted((Path(__file__).resolve().parents[2] / "shared/testdata/plates/beachball").glob("*.exr")):
+        split_into_parts(source, folder / source.name.replace("singlepart", "multipart"))
+    return folder
+
+
+def test_multipart_beachball_reads_like_the_single_part_one(testdata: Path, multipart_beachball: Path) -> None:
+    single = read_plate(testdata / "plates/beachball/singlepart.0001.exr")
+    multi = read_plate(multipart_beachball / "multipart.0001.exr")
+    assert len(multi.parts) == 10 and {"rgba_left", "depth_right", "forward_left"} <= {p.name for p in multi.parts}
+    assert multi.channel_names == single.channel_names and multi.views == single.views == ["right", "left"]
+    assert multi.data_window == single.data_window and multi.display_window == single.display_window
+    for name, view in [("R", "left"), ("Z", "right"), ("Z", "left"), ("A", ""), ("forward.u", "left"),
+                       ("forward.v", "right"), ("whitebarmask.mask", "left"), ("disparityL.x", "left"),
+                       ("left.G", ""), ("forward.right.u", "")]:
+        np.testing.assert_array_equal(multi.channel(name, view), single.channel(name, view), err_msg=f"{name} {view}")
+    np.testing.assert_array_equal(multi.channel("R", "left"), single.channel("left.R"))
+    np.testing.assert_array_equal(multi.channel("forward.u", "left"), single.channel("forward.left.u"))
+    assert not np.array_equal(multi.channel("Z", "left"), multi.channel("Z", "right"))
+
+
+def _inspect(pattern: Path) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-m", "stylecomp.cli", "inspect", "--json", str(pattern)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_multipart_beachball_inspects_like_the_single_part_one(testdata: Path, multipart_beachball: Path) -> None:
+    single = _inspect(testdata / "plates/beachball/singlepart.####.exr")
+    multi = _inspect(multipart_beachball / "multipart.####.exr")
+    assert [p["name"] for p in multi["parts"]][:2] == ["rgba_right", "depth_right"]
+    assert multi["aovs"]["depth"]["channels"] == ["Z"] and multi["views"] == ["right", "left"]
+    multi["attributes"].pop("DateTime")  # OpenImageIO stamps the files it writes
+    for report in (single, multi):
+        del report["parts"], report["path"]
+    assert multi == single
+
+
+def test_data_window_is_the_union_of_the_parts(tmp_path: Path) -> None:
+    parts = [_part("rgba", ["R", "G", "B"], 0.5, Window(4, 2, 20, 10)),
+             _part("depth", ["Z"], 7.0, Window(-3, 6, 10, 20))]
+    write_plate(tmp_path / "two.exr", parts)
+    plate = read_plate(tmp_path / "two.exr")
+    assert plate.data_window == Window(-3, 2, 27, 24)
+    assert plate.locate("depth.Z")[0].data_window == Window(-3, 6, 10, 20)
+
+
+def test_single_part_views_follow_openexr_naming(testdata: Path) -> None:
+    """The view is the penultimate component: forward.left.u is in view left, disparityL.x in none (every view)."""
+    plate = read_plate(testdata / "plates/beachball/singlepart.0001.exr")
+    np.testing.assert_array_equal(plate.channel("forward.u", view="left"), plate.channel("forward.left.u"))
+    np.testing.assert_array_equal(plate.channel("whitebarmask.mask", view="right"),
+                                  plate.channel("whitebarmask.right.mask"))
+    np.testing.assert_array_equal(plate.channel("disparityR.y", view="left"), plate.channel("disparityR.y"))
+    with pytest.raises(PlateError, match="no channel 'forward.u' in view 'middle'"):
+        plate.channel("forward.u", view="middle")
