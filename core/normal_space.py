@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
@@ -22,7 +21,6 @@ from .blend import reframe
 from .errors import PlateError
 from .plates import Plate, Window
 
-NormalSpace = Literal["auto", "camera", "world"]
 NORMAL_SPACES: tuple[str, ...] = ("auto", "camera", "world")
 
 # Header attributes holding the camera, matched case-insensitively, also behind Nuke's "exr/"
