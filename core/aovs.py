@@ -78,12 +78,19 @@ class AovMatch:
         return {"layer": self.layer, "channels": list(self.channels), "source": self.source}
 
 
+# Nuke writes the channels of custom layers as layer.red/.green/.blue/.alpha.
+_NUKE_COMPONENTS = {"red": "r", "green": "g", "blue": "b", "alpha": "a"}
+
+
 def _layers(channel_names: Iterable[str]) -> dict[str, dict[str, str]]:
-    """{layer: {lower-case component: channel}}; undotted channels are in layer ''."""
+    """{layer: {lower-case component: channel}}; undotted channels are in layer ''; Nuke's red is r."""
     layers: dict[str, dict[str, str]] = {}
     for channel in channel_names:
         layer, _, component = channel.rpartition(".")
-        layers.setdefault(layer, {}).setdefault(component.lower(), channel)
+        component = component.lower()
+        if layer:
+            component = _NUKE_COMPONENTS.get(component, component)
+        layers.setdefault(layer, {}).setdefault(component, channel)
     return layers
 
 

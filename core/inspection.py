@@ -16,6 +16,7 @@ import numpy as np
 from .aovs import detect_aovs
 from .cryptomatte import describe, find_layers
 from .errors import PlateError
+from .normal_space import header_rotation, plate_normals
 from .plates import Plate, nonfinite_counts, read_plate
 from .sequence import FrameSequence, discover
 
@@ -50,6 +51,19 @@ def _part_report(plate: Plate) -> list[dict[str, Any]]:
         }
         for part in plate.parts
     ]
+
+
+def _normals_report(plate: Plate, aovs: dict[str, Any]) -> dict[str, Any]:
+    """The normals' space and where their world-to-camera rotation comes from (see ``normal_space``)."""
+    if plate.parts[0].pixels is None:  # headers only: no depth fit
+        attributes = {k: v for part in plate.parts for k, v in part.attributes.items()}
+        header = header_rotation(attributes)
+        return {"space": "not measured (headers only)", "header_matrix": header[1] if header else None}
+    window = plate.locate(aovs["normals"].channels[0])[0].data_window
+    try:
+        return plate_normals(plate, aovs, window).as_dict()
+    except PlateError as exc:
+        return {"space": "world", "error": exc.reason}
 
 
 def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
@@ -110,6 +124,7 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
         "compression": first.parts[0].compression,
         "aovs": {role: match.as_dict() for role, match in aovs.items()},
         "cryptomatte": describe(find_layers(first)),
+        "normals": _normals_report(first, aovs) if "normals" in aovs else None,
         "attributes": {k: _json_safe(v) for k, v in first.parts[0].attributes.items() if k not in _LAYOUT_ATTRIBUTES},
         "errors": errors,
     }
@@ -207,4 +222,17 @@ def format_report(report: dict[str, Any]) -> str:
             best = f"{vectors['best']} (score {vectors['scores'][vectors['best']]:.3f})"
             lines.append(f"  vectors      {best}: reproduces the plate" if vectors["convention"]
                          else f"  vectors      reproduce the plate under no convention; best {best}")
+    normals = report.get("normals")
+    if normals:
+        text = f"{normals['space']}" + (f" ({normals['decided_by']})" if "decided_by" in normals else "")
+        if "rotation_source" in normals:
+            text += f"; to camera by the rotation {normals['rotation_source']}"
+        if "residual_degrees" in normals:
+            text += (f" (residual {normals['residual_degrees']:g} deg over {normals['fit_pixels']} px, "
+                     f"focal {normals['focal_pixels']:g} px)")
+        if normals.get("header_matrix"):
+            text += f"; header matrix {normals['header_matrix']}"
+        if "error" in normals:
+            text += f"; {normals['error']}"
+        lines.append(f"  normals      {text}")
     return "\n".join(lines)

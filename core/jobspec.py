@@ -87,6 +87,10 @@ class Shot(_Strict):
     aovs: dict[Literal[ROLES], list[str]] = Field(  # type: ignore[valid-type]
         default_factory=dict, description="Explicit channel names per AOV role; overrides detection"
     )
+    normals_space: Literal["auto", "camera", "world"] = Field(
+        "auto", description="Space of the normals AOV: auto (layer name, renderer, depth fit), camera or world; world "
+        "normals turn to camera space with the header's worldToCamera, else a rotation fitted to the depth pass"
+    )
     output: str = Field(description="Output pattern for the stylized EXRs, with a frame token")
     notes: list[str] = Field(default_factory=list, description="Free-form notes (e.g. editorial markers)")
     overrides: ShotOverrides = Field(default_factory=ShotOverrides, description="Settings replacing the job's")

@@ -31,6 +31,7 @@ from .blend import reframe
 from .cache import RenderCache, key_of
 from .errors import JobError, ModelError, PlateError, StyleCompError
 from .interrupt import interruptible
+from .normal_space import plate_normals
 from .jobspec import Job, Shot
 from .output_guard import check_writable, guard_outputs
 from .pipeline_pool import PipelinePool
@@ -362,6 +363,9 @@ def frame_inputs(plate: Plate, frame: int, shot: Shot, clips: Sequence[Clip]) ->
             raise PlateError(
                 f"the ControlNets need a {_CLIP_ROLES[clip.name]} AOV and none was found; map its channels in "
                 f"the shot's 'aovs' (channels: {', '.join(plate.channel_names[:16])})", plate.path)
+        if clip.name == "Normal":  # every consumer of normals gets them in camera space
+            images[clip.name] = plate_normals(plate, aovs, window, shot.normals_space, shot.name).normals
+            continue
         if ids is not None:
             pixels, aov_window = ids[0][..., None], ids[1]
         else:

@@ -81,3 +81,23 @@ def test_beauty_pixels_and_luminance_only(testdata: Path) -> None:
     np.testing.assert_array_equal(rgb[..., 1], grey.channel("Y"))
     with pytest.raises(PlateError, match="no beauty channels"):
         beauty(read_plate(testdata / "exr/TestImages_WideFloatRange.exr"))
+
+
+def test_nuke_layer_spellings_for_every_role(tmp_path: Path) -> None:
+    """Nuke writes custom layers' channels as layer.red/.green/.blue/.alpha: read back from a real EXR."""
+    from stylecomp.plates import ImagePart, write_plate
+
+    expected = {
+        "beauty": ("beauty.red", "beauty.green", "beauty.blue", "beauty.alpha"),
+        "depth": ("depth.red",),
+        "normals": ("N.red", "N.green", "N.blue"),
+        "motion": ("motion.red", "motion.green"),
+        "object_id": ("id.red",),
+    }
+    names = [channel for channels in expected.values() for channel in channels] + ["depth.green"]
+    pixels = np.arange(4 * 4 * len(names), dtype=np.float32).reshape(4, 4, len(names))
+    write_plate(tmp_path / "nuke.exr", [ImagePart.create(pixels, names, pixel_type="float")])
+    plate = read_plate(tmp_path / "nuke.exr")
+    found = detect_aovs(plate.channel_names)
+    assert {role: match.channels for role, match in found.items()} == expected
+    np.testing.assert_array_equal(plate.channels(found["normals"].channels), pixels[..., 5:8])
