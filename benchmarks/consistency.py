@@ -14,10 +14,11 @@ construction), ``tiny-random`` decodes noise whatever its input.
 
 With the built-in model, the looks' own ground truth (computed exactly for each frame from its
 scene layers) is measured too, as ``ground_truth``: the R a model that learned a look perfectly
-would score on this shot.
+would score on this shot. ``--plates`` measures a rendered shot instead, such as the Blender one
+in the shared test data (results in ``consistency_blender_street.json`` by convention).
 
     .venv/bin/python benchmarks/consistency.py [--frames 10] [--size 256x144] [--model builtin] \\
-        [--out benchmarks/results/consistency.json]
+        [--plates PATTERN] [--out benchmarks/results/consistency.json]
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from stylecomp.demo import DEMO_SCENE, render_layers, write_demo
 from stylecomp.jobspec import parse_job
 from stylecomp.metrics import measure_flicker
 from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import ImagePart, write_plate
+from stylecomp.plates import ImagePart, read_plate, write_plate
+from stylecomp.sequence import discover
 from stylecomp.render import render_job
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.evaluation import RECOMMENDED, model_settings
@@ -54,13 +56,13 @@ MODEL_NAMES = {"builtin": f"stylecomp's trained {SHIPPED_MODEL.name}, 'watercolo
                "tiny-random": "tiny random-weight sd15"}
 
 
-def job_document(plates: Path, model: Path, out: Path, mode: str, builtin: bool) -> dict[str, object]:
+def job_document(plates: str, model: Path, out: Path, mode: str, builtin: bool) -> dict[str, object]:
     mechanisms = [] if mode == "none" else mode.split("+")
     settings = ({"prompt": "watercolor painting", "steps": RECOMMENDED.steps, "strength": RECOMMENDED.strength,
                  "guidance": RECOMMENDED.guidance} if builtin else
                 {"prompt": "ink and watercolour", "steps": 20, "strength": 0.5})
     return {
-        "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"), "output": str(out / "demo.####.exr")}],
+        "shots": [{"name": "shot", "plate": plates, "output": str(out / "shot.####.exr")}],
         "model": model_settings(model).model_dump() if builtin else {
             "family": "sd15", "path": str(model), "controlnets": [{"path": str(model / "controlnet"), "source": "depth"}]},
         **settings,
@@ -69,7 +71,7 @@ def job_document(plates: Path, model: Path, out: Path, mode: str, builtin: bool)
     }
 
 
-def ground_truth(plates: Path, out: Path, look: str, frames: list[int], width: int, height: int) -> Path:
+def ground_truth(out: Path, look: str, frames: list[int], width: int, height: int) -> Path:
     """Write the look's ground truth for each demo frame as the ``stylized`` layer (the look's change carried onto
     the scene-linear plate, as stylization returns it); returns the frame pattern."""
     encoding = ModelEncoding()
@@ -91,6 +93,9 @@ def main() -> int:
     parser.add_argument("--model", choices=list(MODEL_NAMES), default="builtin",
                         help="the model to stylize with (see the module docstring)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes to run (default: all)")
+    parser.add_argument("--plates", default=None,
+                        help="a rendered shot to measure instead of the demo (a frame pattern, e.g. "
+                             "../shared/testdata/plates/blender_street/street.####.exr); --frames and --size unused")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "consistency.json"))
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -99,12 +104,17 @@ def main() -> int:
     truth: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as temp:
         root = Path(temp)
-        plates = root / "plates"
-        sequence = write_demo(plates, args.frames, width, height, progress=lambda done, total: None)
         builtin = args.model == "builtin"
-        for look in LOOKS if builtin else ():
-            pattern = ground_truth(plates, root / f"truth-{look}", look, sequence.frames, width, height)
-            report = measure_flicker(pattern, plates / "demo.####.exr")
+        if args.plates:
+            sequence = discover(str(Path(args.plates).resolve()))
+            window = read_plate(sequence.path(sequence.frames[0]), pixels=False).display_window
+            args.frames, width, height = len(sequence.frames), window.width, window.height
+        else:
+            sequence = write_demo(root / "plates", args.frames, width, height, progress=lambda done, total: None)
+        plates = sequence.pattern
+        for look in LOOKS if builtin and not args.plates else ():
+            pattern = ground_truth(root / f"truth-{look}", look, sequence.frames, width, height)
+            report = measure_flicker(pattern, plates)
             truth[look] = {"R": round(report.R, 4), "D": round(report.D, 4)}
             print(f"{'ground truth: ' + look:<40} R {report.R:9.3f}   D {report.D:6.4f}", flush=True)
         model = SHIPPED_MODEL if builtin else make_test_model(
@@ -120,12 +130,13 @@ def main() -> int:
             started = time.perf_counter()
             summary = render_job(job, pool=pool, cache=RenderCache(root / "cache"))
             seconds = (time.perf_counter() - started) / max(1, summary.rendered)
-            report = measure_flicker(out / "demo.####.exr", plates / "demo.####.exr")
+            report = measure_flicker(out / "shot.####.exr", plates)
             results[mode] = {"R": round(report.R, 4), "D": round(report.D, 4), "s_per_frame": round(seconds, 3)}
             print(f"{mode:<40} R {report.R:9.3f}   D {report.D:6.4f}   {seconds:6.2f} s/frame", flush=True)
     output = Path(args.out)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"frames": args.frames, "size": [width, height], "model": MODEL_NAMES[args.model],
+    output.write_text(json.dumps({"plates": args.plates or "the demo shot", "frames": args.frames,
+                                  "size": [width, height], "model": MODEL_NAMES[args.model],
                                   "modes": results, **({"ground_truth": truth} if truth else {})}, indent=2) + "\n")
     print(f"written {output}")
     return 0
