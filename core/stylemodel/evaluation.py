@@ -43,8 +43,8 @@ class Settings:
     """How the model is run: the built-in model's recommended settings unless a caller changes them."""
 
     strength: float = 0.5
-    steps: int = 8  # 4 of them run: as good as 12 of 20 here (measured), and 3x faster
-    guidance: float = 1.0  # measured: guidance 2-8 moves the output further from both looks
+    steps: int = 8  # 4 of them run: as close to both looks as 20 steps, at 38% of the time (style_fidelity sweep)
+    guidance: float = 1.0  # guidance 2: watercolor 4% closer, cel 25% further, 2x the time; 4: worse for both
     seed: int = 1234
     line_art: bool = True  # the line-art ControlNet; the tile ControlNet always runs
     mechanisms: tuple[str, ...] = ()
