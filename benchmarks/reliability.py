@@ -104,15 +104,21 @@ def burst(work: Path, model: Path, clients: int = 50, each: int = 4) -> dict[str
         # The token goes through the environment, never the command line (which `ps` shows).
         poller = subprocess.Popen([sys.executable, __file__, "--poll-health", url], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, env=os.environ | {"STYLECOMP_TOKEN": token})
-        assert poller.stdout.readline().strip() == "polling"  # type: ignore[union-attr]
-        threads = [threading.Thread(target=client) for _ in range(clients)]
-        for thread in threads:
-            thread.start()
-        began = time.monotonic()
-        for thread in threads:
-            thread.join()
-        seconds = time.monotonic() - began
-        health = [tuple(answer) for answer in json.loads(poller.communicate("", timeout=60)[0])]
+        try:
+            if poller.stdout.readline().strip() != "polling":  # type: ignore[union-attr]
+                raise RuntimeError("the /health poller did not start")
+            threads = [threading.Thread(target=client) for _ in range(clients)]
+            for thread in threads:
+                thread.start()
+            began = time.monotonic()
+            for thread in threads:
+                thread.join()
+            seconds = time.monotonic() - began
+            health = [tuple(answer) for answer in json.loads(poller.communicate("", timeout=60)[0])]
+        finally:
+            if poller.poll() is None:
+                poller.kill()
+                poller.wait()
     statuses = Counter(str(status) for status, _ in answers)
     return {"submissions": len(answers), "clients": clients, "accepted": statuses.get("201", 0),
             "dropped": sum(n for status, n in statuses.items() if not status.isdigit()),
