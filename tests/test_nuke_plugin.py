@@ -39,6 +39,9 @@ with open(os.path.join(log, "calls.jsonl"), "a") as handle:
     handle.write(json.dumps(args) + "\n")
 with open(os.path.join(log, "pid"), "w") as handle:
     handle.write(str(os.getpid()))
+with open(os.path.join(log, "env.json"), "w") as handle:
+    json.dump({name: os.environ.get(name) for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP",
+                                                       "PYTHONNOUSERSITE", "FAKE_ENGINE_LOG")}, handle)
 
 
 def stop(signum, frame):
@@ -570,3 +573,21 @@ def test_the_command_line_is_used_when_no_server_answers(node, engine_log: Path,
     monkeypatch.setenv("STYLECOMP_SERVER", f"http://127.0.0.1:{port}")  # ... but nothing listens now
     press(node, "render_frame")
     assert calls(engine_log)[-1][0] == "render" and node["label"].value() == "1 rendered, 0 cached"
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 18: what the stand-in used to hide
+
+
+def test_the_engine_does_not_inherit_nukes_python(node, engine_log: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    """A launcher's PYTHONPATH/PYTHONHOME are for Nuke's Python; the engine's virtualenv must not see them."""
+    (tmp_path / "nuke_python").mkdir()
+    monkeypatch.setenv("PYTHONHOME", str(tmp_path / "nuke_python"))  # a Python here would not even start
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "nuke_site_packages"))
+    monkeypatch.setenv("PYTHONSTARTUP", str(tmp_path / "startup.py"))
+    press(node, "render_frame")
+    assert json.loads((engine_log / "env.json").read_text()) == {
+        "PYTHONPATH": None, "PYTHONHOME": None, "PYTHONSTARTUP": None, "PYTHONNOUSERSITE": "1",
+        "FAKE_ENGINE_LOG": str(engine_log)}  # the rest of the environment is kept
+    assert node["label"].value() == "1 rendered, 0 cached"
