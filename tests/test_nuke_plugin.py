@@ -139,6 +139,8 @@ def node(engine_log: Path, tmp_path: Path):
     standin.reset()
     runpy.run_path(str(PLUGIN_FOLDER / "init.py"))
     nuke.root()["name"].setValue(str(tmp_path / "shots" / "sh010_comp_v001.nk"))
+    nuke.root()["first_frame"].setValue(1001)  # a script set up for the plate (a new one says 1-100)
+    nuke.root()["last_frame"].setValue(1010)
     stylize = nuke.createNode(gizmo.STYLIZE_CLASS)
     stylize.setInput(0, standin.add_source("ReadPlate", PLATE_CHANNELS))
     stylize["prompt"].setValue("ink and watercolour")
@@ -591,3 +593,57 @@ def test_the_engine_does_not_inherit_nukes_python(node, engine_log: Path, monkey
         "PYTHONPATH": None, "PYTHONHOME": None, "PYTHONSTARTUP": None, "PYTHONNOUSERSITE": "1",
         "FAKE_ENGINE_LOG": str(engine_log)}  # the rest of the environment is kept
     assert node["label"].value() == "1 rendered, 0 cached"
+
+
+def test_the_standin_read_follows_its_frame_range(node) -> None:
+    """The stand-in's Read is Nuke's: before/after modes outside first..last, on_error inside."""
+    read = node.node(gizmo.READ_STYLIZED)
+    node["cache_dir"].setValue(str(Path(os.environ["FAKE_ENGINE_LOG"]).parent / "read_model"))
+    folder = Path(read["file"].evaluate(1)).parent
+    folder.mkdir(parents=True)
+    for frame in (11, 12, 13):
+        (folder / f"stylized.{frame:04d}.exr").write_text("stylized")
+    read["first"].setValue(11)
+    read["last"].setValue(14)  # 14 is missing: on_error black
+    shown = {}
+    for mode in ("black", "hold", "loop", "bounce"):
+        read["before"].setValue(mode)
+        read["after"].setValue(mode)
+        shown[mode] = [standin.shown(read, frame) for frame in (8, 9, 10, 12, 14, 15, 16)]
+    names = {mode: [path and int(Path(path).suffixes[0][1:]) for path in paths] for mode, paths in shown.items()}
+    assert names == {"black": [None, None, None, 12, None, None, None],
+                     "hold": [11, 11, 11, 12, None, None, None],
+                     "loop": [12, 13, None, 12, None, 11, 12],  # 14 is missing: black
+                     "bounce": [None, 13, 12, 12, None, 13, 12]}
+    read["on_error"].setValue("error")
+    with pytest.raises(RuntimeError):
+        standin.shown(read, 14)
+
+
+def test_render_frame_outside_the_scripts_range_is_shown(node, engine_log: Path) -> None:
+    """A new script's range is 1-100 while the plate starts at 1001: the frame rendered at 1050 must show."""
+    nuke.root()["first_frame"].setValue(1)
+    nuke.root()["last_frame"].setValue(100)
+    standin.frame = 1050
+    press(node, "render_frame")
+    read = node.node(gizmo.READ_STYLIZED)
+    assert standin.shown(read, 1050) == str(cache(node) / "stylized" / "stylized.1050.exr")
+    standin.frame = 1052
+    press(node, "render_frame")
+    assert [standin.shown(read, frame) is not None for frame in (1049, 1050, 1051, 1052, 1053)] == [
+        False, True, False, True, False]  # frames not rendered stay black
+    assert node["label"].value() == "1 rendered, 0 cached"
+
+
+def test_a_candidate_applied_outside_the_scripts_range_is_shown(node, engine_log: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    nuke.root()["first_frame"].setValue(1)
+    nuke.root()["last_frame"].setValue(100)
+    shown = []
+    monkeypatch.setattr(actions, "_show_picker", lambda name, found: shown.append((name, found)))
+    standin.frame = 1060
+    press(node, "candidates")
+    name, found = shown[-1]
+    actions.apply_candidate(name, found.frame, found.candidates[2])
+    standin.pump(lambda: not actions._RUNNING)
+    assert standin.shown(node.node(gizmo.READ_STYLIZED), 1060) == str(cache(node) / "stylized" / "stylized.1060.exr")
