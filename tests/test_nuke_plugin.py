@@ -647,3 +647,16 @@ def test_a_candidate_applied_outside_the_scripts_range_is_shown(node, engine_log
     actions.apply_candidate(name, found.frame, found.candidates[2])
     standin.pump(lambda: not actions._RUNNING)
     assert standin.shown(node.node(gizmo.READ_STYLIZED), 1060) == str(cache(node) / "stylized" / "stylized.1060.exr")
+
+
+def test_proxy_mode_writes_the_plate_at_full_resolution(node, engine_log: Path) -> None:
+    """With proxy on, a Write renders proxy-scale images (the gizmo's Writes have no proxy file): the plugin writes
+    the engine's plate and style reference at full size."""
+    node.setInput(gizmo.STYLE_REFERENCE_INPUT, standin.add_source("ReadStyle", ["rgba.red", "rgba.green"]))
+    nuke.root()["proxy"].setValue(True)
+    standin.frame = 1002
+    press(node, "render_frame")
+    assert (cache(node) / "inputs" / "plate.1002.exr").read_bytes() == nuke.FULL_FRAME
+    assert (cache(node) / "inputs" / "style_reference.png").read_bytes() == nuke.FULL_FRAME
+    assert nuke.root()["proxy"].value() is True  # the artist's proxy mode is back
+    assert node["label"].value() == "1 rendered, 0 cached"
