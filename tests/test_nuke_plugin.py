@@ -660,3 +660,52 @@ def test_proxy_mode_writes_the_plate_at_full_resolution(node, engine_log: Path) 
     assert (cache(node) / "inputs" / "style_reference.png").read_bytes() == nuke.FULL_FRAME
     assert nuke.root()["proxy"].value() is True  # the artist's proxy mode is back
     assert node["label"].value() == "1 rendered, 0 cached"
+
+
+def test_a_pasted_copy_gets_its_own_cache_folder(node, engine_log: Path, tmp_path: Path) -> None:
+    """Copy/paste copies the filled-in cache folder; the copy must not write the original's job and frames."""
+    standin.frame = 1001
+    press(node, "render_frame")
+    original = cache(node)
+    copy = standin.paste_copy(node)
+    assert copy["cache_dir"].value() == str(original)  # what Nuke's paste gives
+    standin.frame = 1002
+    press(copy, "render_frame")
+    assert cache(copy) == tmp_path / "shots" / "stylecomp" / copy.name() != original
+    assert job_of(copy)[1].shots[0].plate == str(cache(copy) / gizmo.PLATE_PATTERN)
+    assert job_of(node)[1].shots[0].name == node.name()  # the original's job is untouched
+    assert sorted(p.name for p in (original / "stylized").iterdir()) == ["stylized.1001.exr"]
+    assert standin.shown(copy.node(gizmo.READ_STYLIZED), 1002) == str(cache(copy) / "stylized" / "stylized.1002.exr")
+    press(node, "render_frame")
+    assert cache(node) == original  # the original keeps its folder
+
+
+def test_a_typed_cache_folder_is_kept_and_can_be_shared(node, engine_log: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared" / "sh010"
+    node["cache_dir"].setValue(str(shared))
+    copy = standin.paste_copy(node)
+    press(node, "render_frame")
+    press(copy, "render_frame")
+    assert cache(node) == cache(copy) == shared
+
+
+def test_cache_folders_are_stored_with_forward_slashes(node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows backslashes would reach the Write and Read through [value ...] and TCL would eat them."""
+    import ntpath
+
+    from stylecomp_nuke import cache as cache_module
+
+    nuke.root()["name"].setValue(r"C:\shows\sh010\comp\sh010_comp_v001.nk")
+    with monkeypatch.context() as windows:
+        windows.setattr(os, "path", ntpath)
+        automatic = cache_module.cache_folder(node)
+    assert node["cache_dir"].value() == automatic.root == f"C:/shows/sh010/comp/stylecomp/{node.name()}"
+    assert automatic.plate == f"C:/shows/sh010/comp/stylecomp/{node.name()}/inputs/plate.####.exr"
+    node["cache_dir"].setValue(r"\\server\share\sh010\stylecomp")  # typed by the artist
+    with monkeypatch.context() as windows:
+        windows.setattr(os, "path", ntpath)
+        typed = cache_module.cache_folder(node)
+    assert node["cache_dir"].value() == typed.root == "//server/share/sh010/stylecomp"
+    assert node.node(gizmo.WRITE_PLATE)["file"].evaluate(1001) == "//server/share/sh010/stylecomp/inputs/plate.1001.exr"
+    assert node.node(gizmo.READ_STYLIZED)["file"].evaluate(1001) == (
+        "//server/share/sh010/stylecomp/stylized/stylized.1001.exr")
