@@ -4,6 +4,9 @@ Gizmos are built from the real .gizmo files (user knobs with their defaults, int
 their knobs), so a knob the plugin reads that the gizmo lacks fails here as it would in Nuke.
 Like Nuke, knob changes, messages, node creation and nuke.execute must happen on the main
 thread; nuke.executeInMainThread queues calls that the test runs with ``standin.pump``.
+It also models what Nuke does that the plugin must not trip over: a new script's 1-100 range, a
+Read's first/last with before/after and on_error (``standin.shown``), Writes rendering at proxy
+scale when root.proxy is on, and copy/paste copying knob values (``standin.paste_copy``).
 Test controls live on ``standin`` (messages, progress tasks, executed Writes, scripted answers).
 """
 
