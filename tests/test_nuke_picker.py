@@ -1,4 +1,8 @@
-"""The candidate picker under PySide2 and PySide6 through Qt.py, offscreen, one subprocess per binding."""
+"""The candidate picker under bare PySide2 and bare PySide6, as Nuke ships them, offscreen, one subprocess each.
+
+Nuke does not ship Qt.py: each subprocess makes ``import Qt`` (and the other binding) fail, so the
+picker must find the binding on its own.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent(r'''
-    import json, os, sys
+    import importlib, json, os, sys
+    binding, other = sys.argv[3], {"PySide2": "PySide6", "PySide6": "PySide2"}[sys.argv[3]]
+
+
+    class NukeShipsNoSuchModule:
+        """A meta-path guard: Qt.py and the binding this Nuke lacks cannot be imported."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("Qt", other):
+                raise ModuleNotFoundError("No module named %r (not shipped with Nuke)" % name, name=name)
+            return None
+
+
+    sys.meta_path.insert(0, NukeShipsNoSuchModule())
     sys.path.insert(0, sys.argv[1])
-    from Qt import QtCore, QtGui, QtTest, QtWidgets, __binding__
+    QtCore, QtGui, QtTest, QtWidgets = (importlib.import_module(binding + "." + part)
+                                        for part in ("QtCore", "QtGui", "QtTest", "QtWidgets"))
 
     app = QtWidgets.QApplication([])
     folder = sys.argv[2]
@@ -59,7 +77,7 @@ SCRIPT = textwrap.dedent(r'''
     second.use_button.click()
     app.processEvents()
     print(json.dumps({
-        "binding": __binding__, "title": first.windowTitle(), "labels": [item.text() for item in items],
+        "binding": picker.QtWidgets.__name__.split(".")[0], "qt_py": "Qt" in sys.modules, "title": first.windowTitle(), "labels": [item.text() for item in items],
         "shown": shown, "double_click": after_double_click, "seeds": [c.seed for c in picked],
         "closed": [not first.isVisible(), not second.isVisible()], "open": len(picker._OPEN),
     }))
@@ -72,13 +90,13 @@ def test_picker_shows_thumbnails_and_reports_the_choice(binding: str, tmp_path: 
         pytest.skip(f"{binding} is not installed")
     script = tmp_path / "run_picker.py"
     script.write_text(SCRIPT, encoding="utf-8")
-    env = dict(os.environ, QT_PREFERRED_BINDING=binding, QT_QPA_PLATFORM="offscreen",
-               XDG_RUNTIME_DIR=str(tmp_path))
-    done = subprocess.run([sys.executable, str(script), str(ROOT / "nuke_plugin"), str(tmp_path)], env=env,
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(tmp_path))
+    env.pop("QT_PREFERRED_BINDING", None)
+    done = subprocess.run([sys.executable, str(script), str(ROOT / "nuke_plugin"), str(tmp_path), binding], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["binding"] == binding
+    assert result["binding"] == binding and result["qt_py"] is False
     assert result["title"] == "StyleComp candidates: sh010, frame 1001"
     assert result["labels"] == [f"#{k}  seed {1000 + 7 * k}\nstrength 0.5" for k in range(3)] + [
         "#3  seed 1021\nstrength 0.5\n(no thumbnail)"]

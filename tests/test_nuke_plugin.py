@@ -39,6 +39,9 @@ with open(os.path.join(log, "calls.jsonl"), "a") as handle:
     handle.write(json.dumps(args) + "\n")
 with open(os.path.join(log, "pid"), "w") as handle:
     handle.write(str(os.getpid()))
+with open(os.path.join(log, "env.json"), "w") as handle:
+    json.dump({name: os.environ.get(name) for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP",
+                                                       "PYTHONNOUSERSITE", "FAKE_ENGINE_LOG")}, handle)
 
 
 def stop(signum, frame):
@@ -136,6 +139,8 @@ def node(engine_log: Path, tmp_path: Path):
     standin.reset()
     runpy.run_path(str(PLUGIN_FOLDER / "init.py"))
     nuke.root()["name"].setValue(str(tmp_path / "shots" / "sh010_comp_v001.nk"))
+    nuke.root()["first_frame"].setValue(1001)  # a script set up for the plate (a new one says 1-100)
+    nuke.root()["last_frame"].setValue(1010)
     stylize = nuke.createNode(gizmo.STYLIZE_CLASS)
     stylize.setInput(0, standin.add_source("ReadPlate", PLATE_CHANNELS))
     stylize["prompt"].setValue("ink and watercolour")
@@ -570,3 +575,137 @@ def test_the_command_line_is_used_when_no_server_answers(node, engine_log: Path,
     monkeypatch.setenv("STYLECOMP_SERVER", f"http://127.0.0.1:{port}")  # ... but nothing listens now
     press(node, "render_frame")
     assert calls(engine_log)[-1][0] == "render" and node["label"].value() == "1 rendered, 0 cached"
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 18: what the stand-in used to hide
+
+
+def test_the_engine_does_not_inherit_nukes_python(node, engine_log: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    """A launcher's PYTHONPATH/PYTHONHOME are for Nuke's Python; the engine's virtualenv must not see them."""
+    (tmp_path / "nuke_python").mkdir()
+    monkeypatch.setenv("PYTHONHOME", str(tmp_path / "nuke_python"))  # a Python here would not even start
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "nuke_site_packages"))
+    monkeypatch.setenv("PYTHONSTARTUP", str(tmp_path / "startup.py"))
+    press(node, "render_frame")
+    assert json.loads((engine_log / "env.json").read_text()) == {
+        "PYTHONPATH": None, "PYTHONHOME": None, "PYTHONSTARTUP": None, "PYTHONNOUSERSITE": "1",
+        "FAKE_ENGINE_LOG": str(engine_log)}  # the rest of the environment is kept
+    assert node["label"].value() == "1 rendered, 0 cached"
+
+
+def test_the_standin_read_follows_its_frame_range(node) -> None:
+    """The stand-in's Read is Nuke's: before/after modes outside first..last, on_error inside."""
+    read = node.node(gizmo.READ_STYLIZED)
+    node["cache_dir"].setValue(str(Path(os.environ["FAKE_ENGINE_LOG"]).parent / "read_model"))
+    folder = Path(read["file"].evaluate(1)).parent
+    folder.mkdir(parents=True)
+    for frame in (11, 12, 13):
+        (folder / f"stylized.{frame:04d}.exr").write_text("stylized")
+    read["first"].setValue(11)
+    read["last"].setValue(14)  # 14 is missing: on_error black
+    shown = {}
+    for mode in ("black", "hold", "loop", "bounce"):
+        read["before"].setValue(mode)
+        read["after"].setValue(mode)
+        shown[mode] = [standin.shown(read, frame) for frame in (8, 9, 10, 12, 14, 15, 16)]
+    names = {mode: [path and int(Path(path).suffixes[0][1:]) for path in paths] for mode, paths in shown.items()}
+    assert names == {"black": [None, None, None, 12, None, None, None],
+                     "hold": [11, 11, 11, 12, None, None, None],
+                     "loop": [12, 13, None, 12, None, 11, 12],  # 14 is missing: black
+                     "bounce": [None, 13, 12, 12, None, 13, 12]}
+    read["on_error"].setValue("error")
+    with pytest.raises(RuntimeError):
+        standin.shown(read, 14)
+
+
+def test_render_frame_outside_the_scripts_range_is_shown(node, engine_log: Path) -> None:
+    """A new script's range is 1-100 while the plate starts at 1001: the frame rendered at 1050 must show."""
+    nuke.root()["first_frame"].setValue(1)
+    nuke.root()["last_frame"].setValue(100)
+    standin.frame = 1050
+    press(node, "render_frame")
+    read = node.node(gizmo.READ_STYLIZED)
+    assert standin.shown(read, 1050) == str(cache(node) / "stylized" / "stylized.1050.exr")
+    standin.frame = 1052
+    press(node, "render_frame")
+    assert [standin.shown(read, frame) is not None for frame in (1049, 1050, 1051, 1052, 1053)] == [
+        False, True, False, True, False]  # frames not rendered stay black
+    assert node["label"].value() == "1 rendered, 0 cached"
+
+
+def test_a_candidate_applied_outside_the_scripts_range_is_shown(node, engine_log: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    nuke.root()["first_frame"].setValue(1)
+    nuke.root()["last_frame"].setValue(100)
+    shown = []
+    monkeypatch.setattr(actions, "_show_picker", lambda name, found: shown.append((name, found)))
+    standin.frame = 1060
+    press(node, "candidates")
+    name, found = shown[-1]
+    actions.apply_candidate(name, found.frame, found.candidates[2])
+    standin.pump(lambda: not actions._RUNNING)
+    assert standin.shown(node.node(gizmo.READ_STYLIZED), 1060) == str(cache(node) / "stylized" / "stylized.1060.exr")
+
+
+def test_proxy_mode_writes_the_plate_at_full_resolution(node, engine_log: Path) -> None:
+    """With proxy on, a Write renders proxy-scale images (the gizmo's Writes have no proxy file): the plugin writes
+    the engine's plate and style reference at full size."""
+    node.setInput(gizmo.STYLE_REFERENCE_INPUT, standin.add_source("ReadStyle", ["rgba.red", "rgba.green"]))
+    nuke.root()["proxy"].setValue(True)
+    standin.frame = 1002
+    press(node, "render_frame")
+    assert (cache(node) / "inputs" / "plate.1002.exr").read_bytes() == nuke.FULL_FRAME
+    assert (cache(node) / "inputs" / "style_reference.png").read_bytes() == nuke.FULL_FRAME
+    assert nuke.root()["proxy"].value() is True  # the artist's proxy mode is back
+    assert node["label"].value() == "1 rendered, 0 cached"
+
+
+def test_a_pasted_copy_gets_its_own_cache_folder(node, engine_log: Path, tmp_path: Path) -> None:
+    """Copy/paste copies the filled-in cache folder; the copy must not write the original's job and frames."""
+    standin.frame = 1001
+    press(node, "render_frame")
+    original = cache(node)
+    copy = standin.paste_copy(node)
+    assert copy["cache_dir"].value() == str(original)  # what Nuke's paste gives
+    standin.frame = 1002
+    press(copy, "render_frame")
+    assert cache(copy) == tmp_path / "shots" / "stylecomp" / copy.name() != original
+    assert job_of(copy)[1].shots[0].plate == str(cache(copy) / gizmo.PLATE_PATTERN)
+    assert job_of(node)[1].shots[0].name == node.name()  # the original's job is untouched
+    assert sorted(p.name for p in (original / "stylized").iterdir()) == ["stylized.1001.exr"]
+    assert standin.shown(copy.node(gizmo.READ_STYLIZED), 1002) == str(cache(copy) / "stylized" / "stylized.1002.exr")
+    press(node, "render_frame")
+    assert cache(node) == original  # the original keeps its folder
+
+
+def test_a_typed_cache_folder_is_kept_and_can_be_shared(node, engine_log: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared" / "sh010"
+    node["cache_dir"].setValue(str(shared))
+    copy = standin.paste_copy(node)
+    press(node, "render_frame")
+    press(copy, "render_frame")
+    assert cache(node) == cache(copy) == shared
+
+
+def test_cache_folders_are_stored_with_forward_slashes(node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows backslashes would reach the Write and Read through [value ...] and TCL would eat them."""
+    import ntpath
+
+    from stylecomp_nuke import cache as cache_module
+
+    nuke.root()["name"].setValue(r"C:\shows\sh010\comp\sh010_comp_v001.nk")
+    with monkeypatch.context() as windows:
+        windows.setattr(os, "path", ntpath)
+        automatic = cache_module.cache_folder(node)
+    assert node["cache_dir"].value() == automatic.root == f"C:/shows/sh010/comp/stylecomp/{node.name()}"
+    assert automatic.plate == f"C:/shows/sh010/comp/stylecomp/{node.name()}/inputs/plate.####.exr"
+    node["cache_dir"].setValue(r"\\server\share\sh010\stylecomp")  # typed by the artist
+    with monkeypatch.context() as windows:
+        windows.setattr(os, "path", ntpath)
+        typed = cache_module.cache_folder(node)
+    assert node["cache_dir"].value() == typed.root == "//server/share/sh010/stylecomp"
+    assert node.node(gizmo.WRITE_PLATE)["file"].evaluate(1001) == "//server/share/sh010/stylecomp/inputs/plate.1001.exr"
+    assert node.node(gizmo.READ_STYLIZED)["file"].evaluate(1001) == (
+        "//server/share/sh010/stylecomp/stylized/stylized.1001.exr")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import re
 from dataclasses import dataclass
 
 import nuke
@@ -151,7 +152,7 @@ def _render(node, prepared: Prepared, title: str) -> None:
     else:
         command = engine.render_command(prepared.engine, prepared.job, prepared.shot, prepared.first, prepared.last)
         make_run = functools.partial(runner.EngineRun, command, title)
-    _start(node, make_run, _rendered)
+    _start(node, make_run, functools.partial(_rendered, prepared.folder))
 
 
 def _start(node, make_run, on_result) -> None:
@@ -170,13 +171,18 @@ def _finished(node_name: str, on_result, result: runner.RunResult) -> None:
         on_result(node, result)
 
 
-def _rendered(node, result: runner.RunResult) -> None:
-    """After a render: reload the stylized frames and say what happened."""
+def _rendered(folder: cache.CacheFolder, node, result: runner.RunResult) -> None:
+    """After a render: show and reload the stylized frames and say what happened."""
     kept = len(result.frames("rendered")) + len(result.frames("cached"))
     if result.error or (result.returncode not in (0, 1) and not result.cancelled):
         _show_failure(node, result)
         return
-    node.node(gizmo.READ_STYLIZED)["reload"].execute()
+    read = node.node(gizmo.READ_STYLIZED)
+    frames = stylized_frames(folder)
+    if frames:
+        read["first"].setValue(frames[0])
+        read["last"].setValue(frames[-1])
+    read["reload"].execute()
     if result.cancelled:
         node_status.show_state(node, f"cancelled; {kept} frames kept")
     elif result.returncode == 0:
@@ -185,6 +191,24 @@ def _rendered(node, result: runner.RunResult) -> None:
         failed = result.frames("failed")
         details = "\n".join(f"frame {e.get('frame')}: {e.get('error') or 'no reason given'}" for e in failed)
         node_status.show_error(node, f"{len(failed)} frames failed; {kept} frames kept", details)
+
+
+def stylized_frames(folder: cache.CacheFolder) -> list:
+    """The frame numbers of the stylized EXRs in the cache folder, sorted.
+
+    The internal Read's frame range is set to span them: outside first..last a Read shows its
+    before/after mode (black here), so a range tied to the node's frame range would hide a frame
+    rendered outside it (a new script says 1-100 while plates start at 1001). Within the span a
+    frame not rendered shows black through the Read's on_error.
+    """
+    directory, pattern = os.path.split(folder.output)
+    head, _, tail = pattern.partition("####")
+    match = re.compile(re.escape(head) + r"(-?\d+)" + re.escape(tail) + "$").match
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(int(found.group(1)) for found in map(match, names) if found)
 
 
 def _candidates_rendered(default_manifest: str, node, result: runner.RunResult) -> None:

@@ -1,7 +1,8 @@
 """The engine's inputs, written by the gizmo's own Write nodes (all layers, 32-bit float EXR, raw).
 
 The Writes stay disabled in the gizmo so a farm render of the script never runs them; they
-are enabled only while nuke.execute writes the frames.
+are enabled only while nuke.execute writes the frames. A Write renders at the active scale, so
+proxy mode is switched off while they write: the engine gets the plate at full resolution.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ def write_style_reference(node, frame: int) -> None:
 
 
 def _execute(write, first: int, last: int, what: str) -> None:
-    """Render an internal Write for first..last, leaving it disabled again afterwards."""
+    """Render an internal Write for first..last at full resolution, leaving it disabled (and proxy mode as it
+    was) afterwards."""
+    proxy = nuke.root()["proxy"]
+    in_proxy = bool(proxy.value())
+    if in_proxy:  # with proxy on, the Write would render proxy-scale images, or look for a proxy path it lacks
+        proxy.setValue(False)
     write["disable"].setValue(False)
     try:
         nuke.execute(write, first, last, 1)
@@ -31,3 +37,5 @@ def _execute(write, first: int, last: int, what: str) -> None:
         raise StyleCompNukeError(f"Writing {what} (frames {first}-{last}) stopped: {exc}") from None
     finally:
         write["disable"].setValue(True)
+        if in_proxy:
+            proxy.setValue(True)

@@ -1,13 +1,17 @@
 """The candidate picker: thumbnails and seeds of a frame's candidates; choosing one calls back.
 
-Qt through Qt.py, so it runs on PySide2 (Nuke 15 and older) and PySide6 (Nuke 16+).
+Qt through the binding Nuke ships: PySide6 in Nuke 16+, PySide2 in Nuke 13-15. Nuke does not
+ship Qt.py, so the picker imports the binding itself and uses only API both bindings share.
 """
 
 from __future__ import annotations
 
 import os
 
-from Qt import QtCore, QtGui, QtWidgets
+try:
+    from PySide6 import QtCore, QtGui, QtWidgets
+except ImportError:
+    from PySide2 import QtCore, QtGui, QtWidgets
 
 from .manifest import Candidate, Manifest
 

@@ -115,10 +115,24 @@ class EngineRun(BackgroundRun):
 
 def _launch(command: list) -> subprocess.Popen:
     """Start the engine with piped output, in its own process group so a stop reaches its helpers too."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = engine_environment(os.environ)
     options = {"creationflags": subprocess.CREATE_NO_WINDOW} if os.name == "nt" else {"start_new_session": True}
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, encoding="utf-8", errors="replace", bufsize=1, env=env, **options)
+
+
+def engine_environment(host: dict) -> dict:
+    """The engine's environment: the host's, less Nuke's Python settings.
+
+    Nuke and studio launchers (rez, conda, wrappers) export PYTHONPATH, PYTHONHOME and the like for
+    Nuke's own Python; inherited, they make the engine's virtualenv import the wrong packages or
+    fail to start. Every PYTHON* variable (and macOS's __PYVENV_LAUNCHER__) is dropped, the user
+    site folder is switched off, and output is unbuffered so progress lines arrive as they happen.
+    """
+    env = {name: value for name, value in host.items()
+           if not name.upper().startswith("PYTHON") and name != "__PYVENV_LAUNCHER__"}
+    env.update(PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1")
+    return env
 
 
 def _forward(stream, put) -> None:

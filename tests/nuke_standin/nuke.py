@@ -4,6 +4,9 @@ Gizmos are built from the real .gizmo files (user knobs with their defaults, int
 their knobs), so a knob the plugin reads that the gizmo lacks fails here as it would in Nuke.
 Like Nuke, knob changes, messages, node creation and nuke.execute must happen on the main
 thread; nuke.executeInMainThread queues calls that the test runs with ``standin.pump``.
+It also models what Nuke does that the plugin must not trip over: a new script's 1-100 range, a
+Read's first/last with before/after and on_error (``standin.shown``), Writes rendering at proxy
+scale when root.proxy is on, and copy/paste copying knob values (``standin.paste_copy``).
 Test controls live on ``standin`` (messages, progress tasks, executed Writes, scripted answers).
 """
 
@@ -259,7 +262,7 @@ _KNOB_CLASSES = {cls.__name__: cls for cls in (String_Knob, File_Knob, Int_Knob,
 _TYPED_KNOBS = {  # knobs of internal nodes that the plugin reads or presses, by class
     ("Write", "file"): File_Knob, ("Read", "file"): File_Knob, ("Read", "reload"): Script_Knob,
     ("Shuffle", "in"): Channel_Knob, ("Copy", "from0"): Channel_Knob, ("Read", "first"): Int_Knob,
-    ("Read", "last"): Int_Knob,
+    ("Read", "last"): Int_Knob, ("Write", "proxy"): File_Knob,
 }
 
 
@@ -318,7 +321,8 @@ def _build_gizmo(cls: str, path: str, name: str, parent) -> Node:
 
 
 _root = Node("Root", "root")
-for _knob in (File_Knob("name", ""), Int_Knob("first_frame", 1001), Int_Knob("last_frame", 1010)):
+for _knob in (File_Knob("name", ""), Int_Knob("first_frame", 1), Int_Knob("last_frame", 100),  # a new script's
+              Boolean_Knob("proxy", False)):
     _root.add_knob(_knob)
 _this: list = []
 
@@ -362,7 +366,11 @@ def pluginPath() -> list:
 
 
 def execute(node, start: int, end: int, incr: int = 1, views=None, continueOnError: bool = False) -> None:
-    """Render a Write: writes a small file per frame where its file knob points."""
+    """Render a Write: writes a small file per frame where its file knob points.
+
+    Like Nuke, a Write renders at the active scale: with root.proxy on it writes proxy-scale
+    images, to its proxy file when it has one, else (the quiet failure) where ``file`` points.
+    """
     _main_thread("execute")
     node = toNode(node) if isinstance(node, str) else node
     if node.Class() != "Write":
@@ -372,11 +380,16 @@ def execute(node, start: int, end: int, incr: int = 1, views=None, continueOnErr
     standin.executed.append((node.fullName(), start, end, incr))
     if standin.execute_error:
         raise RuntimeError(standin.execute_error)
+    proxy = _root["proxy"].value()
+    knob = node["proxy"] if proxy and node["proxy"].value() else node["file"]
     for number in range(start, end + 1, incr):
-        path = node["file"].evaluate(number)
+        path = knob.evaluate(number)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as handle:
-            handle.write(b"stand-in frame")
+            handle.write(PROXY_FRAME if proxy else FULL_FRAME)
+
+
+FULL_FRAME, PROXY_FRAME = b"stand-in frame", b"stand-in frame at proxy scale"
 
 
 def message(text: str) -> None:
@@ -484,6 +497,7 @@ class _Standin:
         self.main_queue: queue.Queue = queue.Queue()
         _root._children.clear()
         _root["name"]._value = ""
+        _root["first_frame"]._value, _root["last_frame"]._value, _root["proxy"]._value = 1, 100, False
 
     def set_gui(self, gui: bool) -> None:
         global GUI
@@ -494,6 +508,51 @@ class _Standin:
         node = Node("Read", name, _root, channels)
         _root._children[name] = node
         return node
+
+    def shown(self, read: Node, frame: int):
+        """The file a Read shows at ``frame``, or None where it shows black.
+
+        As Nuke's Read: frames before ``first`` / after ``last`` follow ``before`` / ``after`` (hold: the
+        end frame; loop: wrap around; bounce: go back and forth; black: nothing); a missing file inside
+        the range follows ``on_error`` (black, or error).
+        """
+        first, last = read["first"].value(), read["last"].value()
+        length = last - first + 1
+        mode = read["before"].value() if frame < first else read["after"].value() if frame > last else None
+        if mode == "black":
+            return None
+        if mode == "hold":
+            frame = first if frame < first else last
+        elif mode == "loop":
+            frame = first + (frame - first) % length
+        elif mode == "bounce":
+            offset = (frame - first) % (2 * length - 2) if length > 1 else 0
+            frame = first + (offset if offset < length else 2 * length - 2 - offset)
+        path = read["file"].evaluate(frame)
+        if os.path.isfile(path):
+            return path
+        if read["on_error"].value() == "black":
+            return None
+        raise RuntimeError(f"{read.fullName()}: {path}: no such file")
+
+    def paste_copy(self, node: Node) -> Node:
+        """What copy and paste (or a template) makes of a gizmo node: a new node named as Nuke names a
+        paste (the class's next free number), whose knobs and internal nodes' knobs hold the copied
+        values and expressions."""
+        _main_thread("nodePaste")
+        path = next(os.path.join(folder, node.Class() + ".gizmo") for folder in self.plugin_paths
+                    if os.path.isfile(os.path.join(folder, node.Class() + ".gizmo")))
+        number = 1 + sum(1 for other in _root.nodes() if other.Class() == node.Class())
+        while _root.node(f"{node.Class()}{number}") is not None:
+            number += 1
+        copy = _build_gizmo(node.Class(), path, f"{node.Class()}{number}", _root)
+        for source, target in [(node, copy)] + [(child, copy.node(child.name())) for child in node.nodes()]:
+            for name, knob in source.knobs().items():
+                if name != "name" and target.knob(name) is not None and not isinstance(knob, Link_Knob):
+                    target[name]._value, target[name]._expression = knob._value, knob._expression
+        copy._inputs = dict(node._inputs)
+        _root._children[copy.name()] = copy
+        return copy
 
     def pump(self, until, timeout: float = 20.0) -> None:
         """Run queued main-thread calls until ``until()`` is true."""
