@@ -108,7 +108,8 @@ USER_KNOB_TYPES = {
 }
 
 # Knobs of the root node that expressions may read.
-ROOT_KNOBS = frozenset({"name", "first_frame", "last_frame", "fps", "format"})
+ROOT_KNOBS = frozenset({"name", "first_frame", "last_frame", "fps", "format",
+                        "colorManagement", "OCIO_config", "workingSpaceLUT"})
 
 
 def default_inputs(cls: str) -> int:
