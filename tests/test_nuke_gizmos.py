@@ -308,3 +308,25 @@ def test_consistency_modes_match_the_plugin(stylize: nkscript.Gizmo) -> None:
     assert stylize.group.user_knob("show").items == ("stylized", "plate", "depth", "normals", "motion")
     assert [source.name for source in stylize.node("ShowSwitch").inputs] == [
         "MaskSwitch", "Plate", "DepthLayer", "NormalsLayer", "MotionLayer"]
+
+
+def test_plate_write_names_its_channels_explicitly(stylize: nkscript.Gizmo) -> None:
+    """The engine finds AOVs by channel name, so WriteInputs fixes how Nuke names them rather than leaving it
+    to knob defaults or a studio's knobDefault (exrWriter's knobs, NDK examples/exrWriter.cpp): one part
+    (OpenEXR 1 layout), layer.view.channel order, the layer in every channel name, never cut at 31 characters."""
+    from stylecomp_nuke import gizmo as names
+
+    knobs = {name: word.text for name, word in stylize.node(names.WRITE_PLATE).knobs.items()}
+    assert {name: knobs.get(name) for name in ("interleave", "standard_layer_name_format", "write_full_layer_names",
+                                               "truncateChannelNames")} == {
+        "interleave": "channels, layers and views", "standard_layer_name_format": "true",
+        "write_full_layer_names": "true", "truncateChannelNames": "false"}
+
+
+def test_shuffles_are_the_legacy_class_with_explicit_output(stylize: nkscript.Gizmo) -> None:
+    """Legacy Shuffle on purpose (README, Nuke setup): the plugin and the layer pickers use its one-word ``in``
+    knob. Each names its output too, so what lands in rgba never depends on a default."""
+    shuffles = [node for node in stylize.nodes if node.cls.startswith("Shuffle")]
+    assert shuffles and {node.cls for node in shuffles} == {"Shuffle"}
+    assert {node.name: node.knobs["out"].text if "out" in node.knobs else None for node in shuffles} == {
+        node.name: "rgba" for node in shuffles}
