@@ -45,15 +45,19 @@ LUMINANCE_WEIGHTS = {"ACEScg": ACESCG_LUMINANCE, "Rec.709": REC709_LUMINANCE}
 """Luminance weights by name, the items of StyleCompBlend's ``luminance weights`` knob."""
 
 
-def luminance_weights_for(working_space: str) -> str:
-    """The LUMINANCE_WEIGHTS name for a colour space's name: ACEScg if the name says ACEScg, else Rec.709.
+def luminance_weights_for(working_space: str, ocio_config: str = "") -> str:
+    """The LUMINANCE_WEIGHTS name for a working space (and the OCIO config it comes from): ACEScg or Rec.709.
 
-    The same rule as StyleCompBlend's ``luminance weights: working space`` (a TCL
-    ``string match -nocase *acescg*`` on the root's ``workingSpaceLUT``): ``ACEScg`` (the
-    studio/cg configs), ``ACES - ACEScg`` (aces_1.x), ``Utility - Linear - ACEScg`` are AP1;
-    ``linear`` (nuke-default), ``scene_linear`` (a role name) and anything else get Rec.709.
+    The same rule as StyleCompBlend's ``luminance weights: working space``, which reads the root's
+    ``workingSpaceLUT`` and ``OCIO_config``: ACEScg when the space's name says ACEScg (``ACEScg``
+    in the cg/studio configs, ``ACES - ACEScg`` in aces_1.x) or when it is the ``scene_linear`` role
+    of a config whose name says ACES (its scene_linear is ACEScg); Rec.709 otherwise, which is
+    right for nuke-default's ``linear``. Case is ignored.
     """
-    return "ACEScg" if "acescg" in working_space.lower() else "Rec.709"
+    space, config = working_space.lower(), ocio_config.lower()
+    acescg = "acescg" in space or (space == "scene_linear" and "aces" in config)
+    return "ACEScg" if acescg else "Rec.709"
+
 
 NUKE_BLUR_SIZE_PER_SIGMA = 2.4
 """Nuke's Blur ``size`` knob is the filter's diameter; its Gaussian has sigma = size / 2.4, the

@@ -208,26 +208,37 @@ def test_cryptomatte_recipe_matches_the_headless_comp(testdata: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # The script's working space picks the luminance weights, in the gizmo and the engine alike.
 
-WORKING_SPACES = [
-    ("ACES - ACEScg", "working space", "ACEScg"),  # aces_1.x configs
-    ("ACEScg", "working space", "ACEScg"),  # the cg/studio configs
-    ("linear", "working space", "Rec.709"),  # nuke-default
-    ("scene_linear", "working space", "Rec.709"),  # a role name says nothing about primaries
-    ("linear", "ACEScg", "ACEScg"),  # an explicit choice wins
-    ("ACES - ACEScg", "Rec.709", "Rec.709"),
+WORKING_SPACES = [  # (OCIO_config, workingSpaceLUT, the gizmo's luminance weights knob, the weights that apply)
+    ("aces_1.2", "ACES - ACEScg", "working space", "ACEScg"),
+    ("cg-config-v1.0.0_aces-v1.3_ocio-v2.1", "ACEScg", "working space", "ACEScg"),
+    ("aces_1.2", "scene_linear", "working space", "ACEScg"),  # the role, in an ACES config
+    ("nuke-default", "linear", "working space", "Rec.709"),
+    ("nuke-default", "scene_linear", "working space", "Rec.709"),
+    ("aces_1.2", "ACES - ACES2065-1", "working space", "Rec.709"),  # AP0 has no weights here: pick one
+    ("nuke-default", "linear", "ACEScg", "ACEScg"),  # an explicit choice wins
+    ("aces_1.2", "ACES - ACEScg", "Rec.709", "Rec.709"),
 ]
 
 
-@pytest.mark.parametrize(("space", "knob", "weights"), WORKING_SPACES, ids=[f"{w[0]}-{w[1]}" for w in WORKING_SPACES])
-def test_luminance_weights_follow_the_working_space(scene: dict, space: str, knob: str, weights: str) -> None:
+@pytest.mark.parametrize(("config", "space", "knob", "weights"), WORKING_SPACES,
+                         ids=[f"{w[0]}-{w[1]}-{w[2]}" for w in WORKING_SPACES])
+def test_luminance_weights_follow_the_working_space(scene: dict, config: str, space: str, knob: str,
+                                                    weights: str) -> None:
     if knob == "working space":
-        assert blend.luminance_weights_for(space) == weights  # the engine's rule is the gizmo's
-    root = {**NUKE_DEFAULT_ROOT, "workingSpaceLUT": space}
+        assert blend.luminance_weights_for(space, config) == weights  # the engine's rule is the gizmo's
+    root = {"colorManagement": "OCIO", "OCIO_config": config, "workingSpaceLUT": space}
     clean, stylized, _ = aligned(scene)
     got = run_gizmo(scene, {"mode": "luminance / colour", "luminance_weights": knob}, root=root)
     np.testing.assert_allclose(got, blend.luminance_colour(clean, stylized, "clean", weights), **TOLERANCE)
     other = "Rec.709" if weights == "ACEScg" else "ACEScg"
     assert not np.allclose(got, blend.luminance_colour(clean, stylized, "clean", other), atol=1e-3)
+
+
+def test_nuke_default_colour_management_gives_rec709(scene: dict) -> None:
+    """A script on Nuke's own colour management (nuke-default, working space linear) gets Rec.709 weights."""
+    clean, stylized, _ = aligned(scene)
+    got = run_gizmo(scene, {"mode": "luminance / colour", "luminance_from": "stylized"}, root=NUKE_DEFAULT_ROOT)
+    np.testing.assert_allclose(got, blend.luminance_colour(clean, stylized, "stylized", "Rec.709"), **TOLERANCE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,3 +305,32 @@ def test_damaged_matte_pixels_keep_the_clean_render(scene: dict) -> None:
     got = run_gizmo(scene, {"weight": "matte"}, offset=False)
     np.testing.assert_array_equal(got[20, 0], clean[20, 0])
     assert np.isfinite(got).all()
+
+
+@pytest.mark.parametrize(("root", "weights"), [(NUKE_DEFAULT_ROOT, "Rec.709"), (None, "ACEScg")],
+                         ids=["nuke-default", "aces"])
+def test_headless_comp_luminance_weights_match_the_gizmo(testdata: Path, root: dict | None, weights: str) -> None:
+    """`stylecomp comp` with ``luminance_weights`` set as the script's working space implies gives the gizmo's image."""
+    import json
+
+    from stylecomp.comp import blend_frame
+    from stylecomp.jobspec import parse_job
+    from stylecomp.plates import ImagePart, Plate, read_plate
+    from stylecomp.render import STYLIZED_CHANNELS
+
+    path = testdata / "plates" / "blender_street" / "street.1008.exr"
+    plate = read_plate(path)
+    clean = plate.channels([f"ViewLayer.Combined.{c}" for c in "RGBA"])
+    styled = np.concatenate([clean[..., [2, 0, 1]] * 1.3 + 0.02, clean[..., 3:]], axis=2).astype(np.float32)
+    window = plate.data_window
+    inputs = {"Clean": (_channels(clean), _window(window)), "Stylized": (_channels(styled), _window(window))}
+    out, _ = evaluate(GIZMO, inputs, {"mode": "luminance / colour", "luminance_from": "stylized"}, root)
+    got = np.stack([out[name] for name in RGBA], axis=-1)
+
+    job = parse_job(json.dumps({"shots": [{"name": "street", "plate": str(path), "output": "out.exr"}],
+                                "comp": {"mode": "luminance_colour", "luminance_from": "stylized",
+                                         "luminance_weights": weights}}))
+    stylized = Plate("stylized", [ImagePart.create(styled, list(STYLIZED_CHANNELS), window, plate.display_window,
+                                                   pixel_type="float")])
+    want, _, _ = blend_frame(plate, stylized, job.shots[0], job.comp)
+    np.testing.assert_allclose(got, want, **TOLERANCE)
