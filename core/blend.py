@@ -60,9 +60,11 @@ def luminance_weights_for(working_space: str, ocio_config: str = "") -> str:
 
 
 NUKE_BLUR_SIZE_PER_SIGMA = 2.4
-"""Nuke's Blur ``size`` knob is the filter's diameter; its Gaussian has sigma = size / 2.4, the
-relation Natron's Nuke-compatible Blur documents (openfx-misc CImgBlur); Nuke NDK ports use
-sigma ~= 0.425 * size. The gizmo cross-check against a real Nuke render should confirm it."""
+"""Nuke's Blur ``size`` knob is the filter's diameter; its Gaussian is taken to have sigma = size / 2.4.
+Source: Natron's Nuke-compatible Blur, whose ``size`` hint reads "Size (diameter) of the filter kernel
+... The standard deviation of the corresponding Gaussian is size/2.4" (NatronGitHub/openfx-misc,
+CImg/Blur/CImgBlur.cpp, kParamSizeHint). Foundry's Blur reference does not state the relation, so it
+is unconfirmed for Nuke itself until a Nuke render of the gizmo is compared (README, Nuke setup)."""
 
 KERNEL_EXTENT = 1.5  # kernel half-width as a multiple of size (3.6 sigma), as Nuke-compatible blurs
 ID_LIMIT = 2**24  # object IDs are held as float32: integers are exact up to here

@@ -13,7 +13,7 @@ import numpy as np
 import nkexpr
 import nkscript
 
-BLUR_SIZE_PER_SIGMA = 2.4  # a Nuke Blur's size is its diameter; sigma = size / 2.4 (Natron's Nuke-compatible Blur)
+BLUR_SIZE_PER_SIGMA = 2.4  # size is the diameter, sigma = size / 2.4: openfx-misc CImg/Blur/CImgBlur.cpp (Natron)
 BLUR_EXTENT = 1.5  # taps reach 1.5 * size (3.6 sigma) each side
 RGB = ("rgba.red", "rgba.green", "rgba.blue")
 _SHORT = {"r": "rgba.red", "g": "rgba.green", "b": "rgba.blue", "a": "rgba.alpha"}
