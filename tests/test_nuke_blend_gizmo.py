@@ -334,3 +334,13 @@ def test_headless_comp_luminance_weights_match_the_gizmo(testdata: Path, root: d
                                                    pixel_type="float")])
     want, _, _ = blend_frame(plate, stylized, job.shots[0], job.comp)
     np.testing.assert_allclose(got, want, **TOLERANCE)
+
+
+def test_interpreter_refuses_a_temporary_named_t(scene: dict) -> None:
+    """In Nuke ``t`` is the frame, so the old DepthWeight (temporary ``t``) is ambiguous; the interpreter says so."""
+    old = (ROOT / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8").replace(
+        "temp_name0 ramp", "temp_name0 t").replace("ramp", "t")
+    inputs = {"Clean": (_channels(scene["clean"], **{"depth.Z": scene["depth"]}), _window(CLEAN_WINDOW)),
+              "Stylized": (_channels(scene["stylized_same"]), _window(SAME_WINDOW))}
+    with pytest.raises(ValueError, match="temporary 't'"):
+        evaluate(nkscript.parse(old), inputs, {"weight": "depth"})

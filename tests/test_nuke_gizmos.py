@@ -49,7 +49,7 @@ def _name_problems(gizmo: nkscript.Gizmo, where: str, name: str, pixel: bool, te
     """Whether a name an expression reads exists: a parent knob, root knob, node knob, or (pixel) a channel."""
     head, _, rest = name.partition(".")
     knob, _, component = rest.partition(".")
-    if name in temps or (pixel and name in SHORT_CHANNELS) or name in ("frame", "pi"):
+    if name in temps or (pixel and name in SHORT_CHANNELS) or name in ("frame", "t", "pi"):
         return []
     if head == "parent":
         spec = gizmo.group.user_knob(knob)
@@ -120,7 +120,8 @@ def _node_problems(gizmo: nkscript.Gizmo, node: nkscript.Node) -> list[str]:
         return [f"{where}: node class is not in the known set"]
     problems = [f"{where}: has no knob {knob!r}" for knob in node.knobs if not node_classes.knob_exists(node.cls, knob)]
     temps = {node.knobs[f"temp_name{i}"].text for i in range(4) if f"temp_name{i}" in node.knobs}
-    problems += [f"{where}: temporary {name!r} is one of Nuke's expression names" for name in sorted(temps & RESERVED_NAMES)]
+    problems += [f"{where}: temporary {name!r} is one of Nuke's expression names"
+                 for name in sorted(temps & RESERVED_NAMES)]
     for knob, word in node.knobs.items():
         allowed = node_classes.ENUMS.get((node.cls, knob))
         if node.cls == "Write" and "file_type" in node.knobs:

@@ -1,4 +1,4 @@
-"""Every file of the Nuke plugin runs on the oldest supported Nuke's Python and imports only the stdlib, Qt, nuke, itself.
+"""Every file of the Nuke plugin runs on the oldest supported Nuke's Python; it imports only stdlib, Qt, nuke, itself.
 
 The oldest supported Nuke is 13.0, which runs Python 3.7 (README, "Nuke setup"; the VFX Reference Platform
 CY2020/CY2021 Python). So the plugin is parsed with ``feature_version=(3, 7)``, which rejects 3.8+ syntax (walrus,

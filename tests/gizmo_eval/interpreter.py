@@ -22,8 +22,9 @@ from .windows import place, union
 class Evaluation:
     """One evaluation of a gizmo: its knob values, its inputs on one window, results per node."""
 
-    def __init__(self, gizmo: nkscript.Gizmo, inputs: dict, knobs: dict, shape: tuple, root: dict) -> None:
-        self.gizmo, self.inputs, self.shape, self.root = gizmo, inputs, shape, root
+    def __init__(self, gizmo: nkscript.Gizmo, inputs: dict, knobs: dict, shape: tuple, root: dict,
+                 frame: float) -> None:
+        self.gizmo, self.inputs, self.shape, self.root, self.frame = gizmo, inputs, shape, root, frame
         self.layers = {layer[0]: tuple(layer[1:]) for layer in gizmo.layers}
         self.user = {knob.name: knob for knob in gizmo.group.user_knobs}
         self.values: dict = {}
@@ -80,7 +81,9 @@ class Evaluation:
         return default if word is None else word.text
 
     def resolve(self, name: str):
-        """A name in a knob expression: ``parent.knob[.component]`` or ``Node.knob``."""
+        """A name in a knob expression: ``frame``/``t``/``x`` (the frame), ``parent.knob[.c]`` or ``Node.knob``."""
+        if name in ("frame", "t", "x"):
+            return self.frame
         head, _, rest = name.partition(".")
         knob, _, component = rest.partition(".")
         if head == "parent":
@@ -157,17 +160,19 @@ ACES_ROOT = {"colorManagement": "OCIO", "OCIO_config": "aces_1.2", "workingSpace
 """The root knobs of a script colour-managed with an ACES config (Nuke's Project Settings > Color)."""
 
 
-def evaluate(gizmo: nkscript.Gizmo, inputs: dict, knobs: dict | None = None, root: dict | None = None) -> tuple:
+def evaluate(gizmo: nkscript.Gizmo, inputs: dict, knobs: dict | None = None, root: dict | None = None,
+             frame: float = 1001.0) -> tuple:
     """The gizmo's output over the union window of its inputs: (channels dict, Window).
 
     ``inputs`` maps an Input node's name to (channels dict, Window); ``knobs`` sets user knobs
     (enumerations by item name; link knobs set the knob they link to); ``root`` gives the root
-    knobs ``[value root.x]`` reads (ACES_ROOT by default).
+    knobs ``[value root.x]`` reads (ACES_ROOT by default); ``frame`` is what ``frame`` and ``t`` give.
     """
-    window = union([frame for _, frame in inputs.values()])
-    placed = {name: {channel: place(plane, frame, window) for channel, plane in channels.items()}
-              for name, (channels, frame) in inputs.items()}
-    evaluation = Evaluation(gizmo, placed, knobs or {}, (window.height, window.width), root or ACES_ROOT)
+    window = union([box for _, box in inputs.values()])
+    placed = {name: {channel: place(plane, box, window) for channel, plane in channels.items()}
+              for name, (channels, box) in inputs.items()}
+    evaluation = Evaluation(gizmo, placed, knobs or {}, (window.height, window.width), root or ACES_ROOT,
+                            frame)
     output = next(node for node in gizmo.nodes if node.cls == "Output")
     return evaluation.image(output), window
 

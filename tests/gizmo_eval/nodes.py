@@ -16,6 +16,8 @@ import nkscript
 BLUR_SIZE_PER_SIGMA = 2.4  # size is the diameter, sigma = size / 2.4: openfx-misc CImg/Blur/CImgBlur.cpp (Natron)
 BLUR_EXTENT = 1.5  # taps reach 1.5 * size (3.6 sigma) each side
 RGB = ("rgba.red", "rgba.green", "rgba.blue")
+FRAME_NAMES = ("frame", "t")  # the frame in any Nuke expression (nuke.expr's documentation; 'x' too outside pixels)
+PIXEL_NAMES = ("x", "y")  # the pixel's position in an Expression node: not modelled here
 _SHORT = {"r": "rgba.red", "g": "rgba.green", "b": "rgba.blue", "a": "rgba.alpha"}
 
 
@@ -54,6 +56,10 @@ def expression(ev, node) -> dict:
     def resolve(name: str):
         if name in variables:
             return variables[name]
+        if name in FRAME_NAMES:
+            return ev.frame
+        if name in PIXEL_NAMES:
+            raise NotImplementedError(f"{node.name}: the pixel position {name!r} is not modelled")
         if name in _SHORT:
             return ev.plane(image, _SHORT[name])
         head = name.partition(".")[0]
@@ -67,6 +73,8 @@ def expression(ev, node) -> dict:
 
     for i in range(4):
         name, text = ev.text(node, f"temp_name{i}", ""), ev.text(node, f"temp_expr{i}", "")
+        if name in FRAME_NAMES + PIXEL_NAMES + tuple(_SHORT):
+            raise ValueError(f"{node.name}: temporary {name!r} has a meaning in Nuke's expressions already")
         if name:
             variables[name] = run(text)
     out = dict(image)
