@@ -35,12 +35,36 @@ from .plates import Window
 
 ACESCG_LUMINANCE = np.array([0.2722287168, 0.6740817658, 0.0536895174], dtype=np.float32)
 """Luminance weights of ACEScg (AP1 primaries, ACES white): the Y row of the AP1-to-XYZ matrix
-(SMPTE ST 2065-1 / ACES S-2014-004). Plates are ACEScg, so Rec.709 weights would be wrong."""
+(SMPTE ST 2065-1 / ACES S-2014-004). The engine's plates are ACEScg by default."""
+
+REC709_LUMINANCE = np.array([0.2126390059, 0.7151686788, 0.0721923154], dtype=np.float32)
+"""Luminance weights of linear Rec.709 / sRGB primaries (D65): the Y row of the RGB-to-XYZ matrix
+(ITU-R BT.709). Nuke's ``nuke-default`` working space ``linear`` has these primaries."""
+
+LUMINANCE_WEIGHTS = {"ACEScg": ACESCG_LUMINANCE, "Rec.709": REC709_LUMINANCE}
+"""Luminance weights by name, the items of StyleCompBlend's ``luminance weights`` knob."""
+
+
+def luminance_weights_for(working_space: str, ocio_config: str = "") -> str:
+    """The LUMINANCE_WEIGHTS name for a working space (and the OCIO config it comes from): ACEScg or Rec.709.
+
+    The same rule as StyleCompBlend's ``luminance weights: working space``, which reads the root's
+    ``workingSpaceLUT`` and ``OCIO_config``: ACEScg when the space's name says ACEScg (``ACEScg``
+    in the cg/studio configs, ``ACES - ACEScg`` in aces_1.x) or when it is the ``scene_linear`` role
+    of a config whose name says ACES (its scene_linear is ACEScg); Rec.709 otherwise, which is
+    right for nuke-default's ``linear``. Case is ignored.
+    """
+    space, config = working_space.lower(), ocio_config.lower()
+    acescg = "acescg" in space or (space == "scene_linear" and "aces" in config)
+    return "ACEScg" if acescg else "Rec.709"
+
 
 NUKE_BLUR_SIZE_PER_SIGMA = 2.4
-"""Nuke's Blur ``size`` knob is the filter's diameter; its Gaussian has sigma = size / 2.4, the
-relation Natron's Nuke-compatible Blur documents (openfx-misc CImgBlur); Nuke NDK ports use
-sigma ~= 0.425 * size. The gizmo cross-check against a real Nuke render should confirm it."""
+"""Nuke's Blur ``size`` knob is the filter's diameter; its Gaussian is taken to have sigma = size / 2.4.
+Source: Natron's Nuke-compatible Blur, whose ``size`` hint reads "Size (diameter) of the filter kernel
+... The standard deviation of the corresponding Gaussian is size/2.4" (NatronGitHub/openfx-misc,
+CImg/Blur/CImgBlur.cpp, kParamSizeHint). Foundry's Blur reference does not state the relation, so it
+is unconfirmed for Nuke itself until a Nuke render of the gizmo is compared (README, Nuke setup)."""
 
 KERNEL_EXTENT = 1.5  # kernel half-width as a multiple of size (3.6 sigma), as Nuke-compatible blurs
 ID_LIMIT = 2**24  # object IDs are held as float32: integers are exact up to here
@@ -93,9 +117,16 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0)
 
 
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    """ACEScg luminance (...) of colours (..., 3): the dot product with ACESCG_LUMINANCE."""
-    return np.asarray(rgb, dtype=np.float32) @ ACESCG_LUMINANCE
+def _weights(name: str) -> np.ndarray:
+    """The LUMINANCE_WEIGHTS entry ``name``; StyleCompError naming the choices otherwise."""
+    if name not in LUMINANCE_WEIGHTS:
+        raise StyleCompError(f"luminance weights must be one of {sorted(LUMINANCE_WEIGHTS)}, got {name!r}")
+    return LUMINANCE_WEIGHTS[name]
+
+
+def luminance(rgb: np.ndarray, weights: str = "ACEScg") -> np.ndarray:
+    """Luminance (...) of colours (..., 3): the dot product with LUMINANCE_WEIGHTS[weights]."""
+    return np.asarray(rgb, dtype=np.float32) @ _weights(weights)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,13 +270,18 @@ def matte_mask(matte: np.ndarray, invert: bool = False) -> np.ndarray:
 
 
 def luminance_colour(
-    clean: np.ndarray, stylized: np.ndarray, luminance_from: Literal["clean", "stylized"] = "clean"
+    clean: np.ndarray,
+    stylized: np.ndarray,
+    luminance_from: Literal["clean", "stylized"] = "clean",
+    weights: str = "ACEScg",
 ) -> np.ndarray:
     """Luminance of one input with the colour (chroma) of the other, as RGBA (H, W, 4) with the clean alpha.
 
     On unpremultiplied colour, ``out = C + (Y(L) - Y(C))``: every channel of the colour source
-    ``C`` is shifted by the luminance difference, with ``Y`` the ACEScg luminance
-    (ACESCG_LUMINANCE). As the weights sum to 1, ``Y(out) = Y(L)`` exactly and the chroma
+    ``C`` is shifted by the luminance difference, with ``Y`` the luminance of the plates' space
+    (``weights``: a LUMINANCE_WEIGHTS name, ACEScg by default; ``luminance_weights_for`` picks it
+    from a colour space's name as the gizmo does from Nuke's working space). As the weights sum
+    to 1, ``Y(out) = Y(L)`` exactly and the chroma
     ``out - Y(out) = C - Y(C)`` is the colour source's exactly; the op is linear, so it maps
     onto matrices. Very saturated colour under a darker luminance can give negative channels,
     kept as scene-linear comps keep them. The result is premultiplied by the clean alpha.
@@ -265,7 +301,7 @@ def luminance_colour(
         raise StyleCompError(f"luminance_from must be 'clean' or 'stylized', got {luminance_from!r}")
     clean_colour, stylized_colour = _unpremultiply(clean), _unpremultiply(stylized)  # (H, W, 3) each
     lum, colour = (clean_colour, stylized_colour) if luminance_from == "clean" else (stylized_colour, clean_colour)
-    out = colour + (luminance(lum) - luminance(colour))[..., None]  # (H, W, 3)
+    out = colour + (luminance(lum, weights) - luminance(colour, weights))[..., None]  # (H, W, 3)
     return _premultiply(out, clean[..., 3])
 
 

@@ -156,7 +156,7 @@ def blend_frame(plate: Plate, stylized: Plate, shot: Shot, settings: Comp) -> tu
         return onto(*found)
 
     if settings.mode == "luminance_colour":
-        styled = luminance_colour(clean, styled, settings.luminance_from)
+        styled = luminance_colour(clean, styled, settings.luminance_from, settings.luminance_weights)
     elif settings.mode == "detail_transfer":
         styled = detail_transfer(clean, styled, settings.detail_size)
     weight: float | np.ndarray = settings.amount

@@ -241,6 +241,8 @@ class Comp(_Strict):
     mode: Literal["mix", "luminance_colour", "detail_transfer"] = "mix"
     amount: float = Field(1.0, ge=0.0, le=1.0, description="Share of the stylized result")
     luminance_from: Literal["clean", "stylized"] = Field("clean", description="luminance_colour: luminance source")
+    luminance_weights: Literal["ACEScg", "Rec.709"] = Field(
+        "ACEScg", description="luminance_colour: the plates' primaries (the gizmo reads Nuke's working space)")
     detail_size: float = Field(8.0, ge=0.0, le=500.0, description="detail_transfer: blur size splitting detail off")
     weight: Literal["none", "depth", "matte", "object_ids", "cryptomatte"] = "none"
     depth_near: float = Field(1.0, gt=0.0)

@@ -7,6 +7,7 @@ import pytest
 
 from stylecomp.blend import (
     ACESCG_LUMINANCE,
+    LUMINANCE_WEIGHTS,
     NUKE_BLUR_SIZE_PER_SIGMA,
     align,
     depth_weight,
@@ -16,6 +17,7 @@ from stylecomp.blend import (
     line_overlay,
     luminance,
     luminance_colour,
+    luminance_weights_for,
     matte_mask,
     mix,
     reframe,
@@ -99,6 +101,25 @@ def test_luminance_from_clean_keeps_clean_luminance_and_stylized_chroma() -> Non
     chroma_stylized = STYLIZED[..., :3] - luminance(STYLIZED[..., :3])[..., None]
     assert np.allclose(chroma_out, chroma_stylized, atol=2e-6)
     assert np.array_equal(out[..., 3], CLEAN[..., 3])
+
+
+def test_rec709_weights_keep_rec709_luminance() -> None:
+    """Under Rec.709 primaries (nuke-default's working space) the op keeps the Rec.709 luminance, not ACEScg's."""
+    assert np.isclose(LUMINANCE_WEIGHTS["Rec.709"].sum(), 1.0, atol=1e-6)
+    out = luminance_colour(CLEAN, STYLIZED, luminance_from="clean", weights="Rec.709")
+    assert np.allclose(luminance(out[..., :3], "Rec.709"), luminance(CLEAN[..., :3], "Rec.709"), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(luminance(out[..., :3]), luminance(CLEAN[..., :3]), atol=1e-3)
+    with pytest.raises(StyleCompError, match="luminance weights"):
+        luminance_colour(CLEAN, STYLIZED, weights="Rec.2020")
+
+
+@pytest.mark.parametrize(("space", "config", "weights"), [
+    ("ACES - ACEScg", "aces_1.2", "ACEScg"), ("ACEScg", "", "ACEScg"), ("scene_linear", "aces_1.3", "ACEScg"),
+    ("scene_linear", "nuke-default", "Rec.709"), ("linear", "nuke-default", "Rec.709"),
+    ("ACES - ACES2065-1", "aces_1.2", "Rec.709"),
+])
+def test_luminance_weights_for_a_working_space(space: str, config: str, weights: str) -> None:
+    assert luminance_weights_for(space, config) == weights
 
 
 def test_luminance_from_stylized_swaps_the_roles() -> None:

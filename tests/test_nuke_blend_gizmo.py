@@ -52,6 +52,7 @@ def scene() -> dict:
     ids = rng.integers(0, 7, (CLEAN_WINDOW.height, CLEAN_WINDOW.width)).astype(np.float32)
     ids[12:20, 12:24] = 3.0  # an object wider than one pixel
     matte = rng.uniform(-0.5, 1.5, (CLEAN_WINDOW.height, CLEAN_WINDOW.width)).astype(np.float32)
+    matte[20, :3] = (np.nan, np.inf, -np.inf)  # a damaged matte: NaN counts as 0 in the engine
     return {"clean": _premultiplied(rng, CLEAN_WINDOW), "stylized": _premultiplied(rng, STYLIZED_WINDOW),
             "stylized_same": _premultiplied(rng, SAME_WINDOW), "depth": depth, "ids": ids, "matte": matte}
 
@@ -64,16 +65,24 @@ def _window(window: PlateWindow) -> Window:
     return Window(window.x, window.y, window.width, window.height)
 
 
-def run_gizmo(scene: dict, knobs: dict, offset: bool = True) -> np.ndarray:
-    """The gizmo's RGBA over the union window."""
+NUKE_DEFAULT_ROOT = {"colorManagement": "Nuke", "OCIO_config": "nuke-default", "workingSpaceLUT": "linear"}
+"""Project Settings > Color of a script on Nuke's own colour management (its working space is linear Rec.709)."""
+
+
+def run_gizmo(scene: dict, knobs: dict, offset: bool = True, root: dict | None = None,
+              stylized_alpha: bool = True) -> np.ndarray:
+    """The gizmo's RGBA over the union window (the Stylized input without alpha if ``stylized_alpha`` is off)."""
     stylized, window = (scene["stylized"], STYLIZED_WINDOW) if offset else (scene["stylized_same"], SAME_WINDOW)
+    stylized_channels = _channels(stylized)
+    if not stylized_alpha:
+        del stylized_channels["rgba.alpha"]
     inputs = {
         "Clean": (_channels(scene["clean"], **{"depth.Z": scene["depth"], "other.id": scene["ids"]}),
                   _window(CLEAN_WINDOW)),
-        "Stylized": (_channels(stylized), _window(window)),
+        "Stylized": (stylized_channels, _window(window)),
         "Mask": ({"rgba.alpha": scene["matte"]}, _window(CLEAN_WINDOW)),
     }
-    out, union = evaluate(GIZMO, inputs, knobs)
+    out, union = evaluate(GIZMO, inputs, knobs, root)
     return np.stack([out.get(name, np.zeros((union.height, union.width), np.float32)) for name in RGBA], axis=-1)
 
 
@@ -194,3 +203,144 @@ def test_cryptomatte_recipe_matches_the_headless_comp(testdata: Path) -> None:
     np.testing.assert_allclose(got, want, **TOLERANCE)
     assert ((matte > 0.01) & (matte < 0.99)).sum() > 50, "soft Cryptomatte edges reach the blend"
     assert not np.allclose(want, clean, atol=1e-3) and np.isclose(want, clean, atol=1e-6).all(axis=2).any()
+
+
+# ---------------------------------------------------------------------------------------------
+# The script's working space picks the luminance weights, in the gizmo and the engine alike.
+
+WORKING_SPACES = [  # (OCIO_config, workingSpaceLUT, the gizmo's luminance weights knob, the weights that apply)
+    ("aces_1.2", "ACES - ACEScg", "working space", "ACEScg"),
+    ("cg-config-v1.0.0_aces-v1.3_ocio-v2.1", "ACEScg", "working space", "ACEScg"),
+    ("aces_1.2", "scene_linear", "working space", "ACEScg"),  # the role, in an ACES config
+    ("nuke-default", "linear", "working space", "Rec.709"),
+    ("nuke-default", "scene_linear", "working space", "Rec.709"),
+    ("aces_1.2", "ACES - ACES2065-1", "working space", "Rec.709"),  # AP0 has no weights here: pick one
+    ("nuke-default", "linear", "ACEScg", "ACEScg"),  # an explicit choice wins
+    ("aces_1.2", "ACES - ACEScg", "Rec.709", "Rec.709"),
+]
+
+
+@pytest.mark.parametrize(("config", "space", "knob", "weights"), WORKING_SPACES,
+                         ids=[f"{w[0]}-{w[1]}-{w[2]}" for w in WORKING_SPACES])
+def test_luminance_weights_follow_the_working_space(scene: dict, config: str, space: str, knob: str,
+                                                    weights: str) -> None:
+    if knob == "working space":
+        assert blend.luminance_weights_for(space, config) == weights  # the engine's rule is the gizmo's
+    root = {"colorManagement": "OCIO", "OCIO_config": config, "workingSpaceLUT": space}
+    clean, stylized, _ = aligned(scene)
+    got = run_gizmo(scene, {"mode": "luminance / colour", "luminance_weights": knob}, root=root)
+    np.testing.assert_allclose(got, blend.luminance_colour(clean, stylized, "clean", weights), **TOLERANCE)
+    other = "Rec.709" if weights == "ACEScg" else "ACEScg"
+    assert not np.allclose(got, blend.luminance_colour(clean, stylized, "clean", other), atol=1e-3)
+
+
+def test_nuke_default_colour_management_gives_rec709(scene: dict) -> None:
+    """A script on Nuke's own colour management (nuke-default, working space linear) gets Rec.709 weights."""
+    clean, stylized, _ = aligned(scene)
+    got = run_gizmo(scene, {"mode": "luminance / colour", "luminance_from": "stylized"}, root=NUKE_DEFAULT_ROOT)
+    np.testing.assert_allclose(got, blend.luminance_colour(clean, stylized, "stylized", "Rec.709"), **TOLERANCE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keymix as Nuke's (the NDK's Keymix.cpp): mask * mix clamped, NaN selects A, only A's channels change.
+
+KEYMIX_SCRIPT = """version 14.0 v5
+Gizmo {
+ inputs 3
+}
+ Input {
+  inputs 0
+  name M
+  number 2
+ }
+ Input {
+  inputs 0
+  name A
+  number 1
+ }
+ Input {
+  inputs 0
+  name B
+ }
+ Keymix {
+  inputs 3
+  channels rgba
+  mix 0.5
+  name K
+ }
+ Output {
+  name Output1
+ }
+end_group
+"""
+
+
+def test_keymix_model_follows_the_ndk() -> None:
+    keymix = nkscript.parse(KEYMIX_SCRIPT)
+    window = Window(0, 0, 5, 1)
+    mask = np.float32([[0.0, 0.5, 2.0, np.nan, -1.0]])
+    a = {"rgba.red": np.full((1, 5), 10.0, np.float32), "rgba.green": np.full((1, 5), 10.0, np.float32)}
+    b = {name: np.full((1, 5), 2.0, np.float32) for name in RGBA}
+    out, _ = evaluate(keymix, {"A": (a, window), "B": (b, window), "M": ({"rgba.alpha": mask}, window)})
+    # mask * mix = 0, 0.25, 1 (2 * 0.5: clamped after the product, not before), NaN (selects A), -0.5 (B)
+    np.testing.assert_array_equal(out["rgba.red"], [[2.0, 4.0, 10.0, 10.0, 2.0]])
+    np.testing.assert_array_equal(out["rgba.green"], out["rgba.red"])
+    for absent in ("rgba.blue", "rgba.alpha"):  # channels A does not have keep B's values
+        np.testing.assert_array_equal(out[absent], b[absent])
+
+
+def test_stylized_without_alpha_keeps_the_clean_alpha(scene: dict) -> None:
+    """Keymix changes only the channels A has: a Stylized input with RGB only keeps the clean alpha, which is
+    the engine's mix with the clean alpha given to the stylized render."""
+    clean, stylized, _ = aligned(scene, offset=False)
+    got = run_gizmo(scene, {"amount": 0.6}, offset=False, stylized_alpha=False)
+    with_clean_alpha = np.concatenate([stylized[..., :3], clean[..., 3:]], axis=2)
+    np.testing.assert_allclose(got, blend.mix(clean, with_clean_alpha, 0.6), **TOLERANCE)
+    np.testing.assert_array_equal(got[..., 3], clean[..., 3])
+
+
+def test_damaged_matte_pixels_keep_the_clean_render(scene: dict) -> None:
+    """NaN in the matte would select A (stylized) in Keymix; the gizmo's weight turns it into 0 as the engine does."""
+    clean, _, _ = aligned(scene, offset=False)
+    got = run_gizmo(scene, {"weight": "matte"}, offset=False)
+    np.testing.assert_array_equal(got[20, 0], clean[20, 0])
+    assert np.isfinite(got).all()
+
+
+@pytest.mark.parametrize(("root", "weights"), [(NUKE_DEFAULT_ROOT, "Rec.709"), (None, "ACEScg")],
+                         ids=["nuke-default", "aces"])
+def test_headless_comp_luminance_weights_match_the_gizmo(testdata: Path, root: dict | None, weights: str) -> None:
+    """`stylecomp comp` with ``luminance_weights`` set as the script's working space implies gives the gizmo's image."""
+    import json
+
+    from stylecomp.comp import blend_frame
+    from stylecomp.jobspec import parse_job
+    from stylecomp.plates import ImagePart, Plate, read_plate
+    from stylecomp.render import STYLIZED_CHANNELS
+
+    path = testdata / "plates" / "blender_street" / "street.1008.exr"
+    plate = read_plate(path)
+    clean = plate.channels([f"ViewLayer.Combined.{c}" for c in "RGBA"])
+    styled = np.concatenate([clean[..., [2, 0, 1]] * 1.3 + 0.02, clean[..., 3:]], axis=2).astype(np.float32)
+    window = plate.data_window
+    inputs = {"Clean": (_channels(clean), _window(window)), "Stylized": (_channels(styled), _window(window))}
+    out, _ = evaluate(GIZMO, inputs, {"mode": "luminance / colour", "luminance_from": "stylized"}, root)
+    got = np.stack([out[name] for name in RGBA], axis=-1)
+
+    job = parse_job(json.dumps({"shots": [{"name": "street", "plate": str(path), "output": "out.exr"}],
+                                "comp": {"mode": "luminance_colour", "luminance_from": "stylized",
+                                         "luminance_weights": weights}}))
+    stylized = Plate("stylized", [ImagePart.create(styled, list(STYLIZED_CHANNELS), window, plate.display_window,
+                                                   pixel_type="float")])
+    want, _, _ = blend_frame(plate, stylized, job.shots[0], job.comp)
+    np.testing.assert_allclose(got, want, **TOLERANCE)
+
+
+def test_interpreter_refuses_a_temporary_named_t(scene: dict) -> None:
+    """In Nuke ``t`` is the frame, so the old DepthWeight (temporary ``t``) is ambiguous; the interpreter says so."""
+    old = (ROOT / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8").replace(
+        "temp_name0 ramp", "temp_name0 t").replace("ramp", "t")
+    inputs = {"Clean": (_channels(scene["clean"], **{"depth.Z": scene["depth"]}), _window(CLEAN_WINDOW)),
+              "Stylized": (_channels(scene["stylized_same"]), _window(SAME_WINDOW))}
+    with pytest.raises(ValueError, match="temporary 't'"):
+        evaluate(nkscript.parse(old), inputs, {"weight": "depth"})

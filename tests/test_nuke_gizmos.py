@@ -25,6 +25,10 @@ GIZMOS = sorted((ROOT / "gizmos").glob("*.gizmo"))
 PLUGIN = ROOT / "nuke_plugin" / "stylecomp_nuke"
 SHORT_CHANNELS = {"r", "g", "b", "a"}
 TCL_PLACEHOLDER = "1"
+RESERVED_NAMES = {"frame", "t", "x", "y", "r", "g", "b", "a", "pi"}
+"""Names Nuke's expressions already give a meaning: 'frame', 't' and 'x' are the frame, 'y' the curve's value
+(nuke.expr, https://learn.foundry.com/nuke/developers/150/pythondevguide/_autosummary/nuke.expr.html); in an
+Expression node x, y are the pixel and r, g, b, a its channels. A temporary with one of these names is ambiguous."""
 
 
 def _layers(gizmo: nkscript.Gizmo) -> dict[str, tuple[str, ...]]:
@@ -45,7 +49,7 @@ def _name_problems(gizmo: nkscript.Gizmo, where: str, name: str, pixel: bool, te
     """Whether a name an expression reads exists: a parent knob, root knob, node knob, or (pixel) a channel."""
     head, _, rest = name.partition(".")
     knob, _, component = rest.partition(".")
-    if name in temps or (pixel and name in SHORT_CHANNELS) or name in ("frame", "pi"):
+    if name in temps or (pixel and name in SHORT_CHANNELS) or name in ("frame", "t", "pi"):
         return []
     if head == "parent":
         spec = gizmo.group.user_knob(knob)
@@ -116,6 +120,8 @@ def _node_problems(gizmo: nkscript.Gizmo, node: nkscript.Node) -> list[str]:
         return [f"{where}: node class is not in the known set"]
     problems = [f"{where}: has no knob {knob!r}" for knob in node.knobs if not node_classes.knob_exists(node.cls, knob)]
     temps = {node.knobs[f"temp_name{i}"].text for i in range(4) if f"temp_name{i}" in node.knobs}
+    problems += [f"{where}: temporary {name!r} is one of Nuke's expression names"
+                 for name in sorted(temps & RESERVED_NAMES)]
     for knob, word in node.knobs.items():
         allowed = node_classes.ENUMS.get((node.cls, knob))
         if node.cls == "Write" and "file_type" in node.knobs:
@@ -199,7 +205,9 @@ MUTATIONS = [
     ("Premult {\n  channels rgb\n  name DetailPremult", "Grade {\n  channels rgb\n  name DetailPremult", "not in the known"),
     ("\\[value parent.object_ids]", "\\[value parent.object_id]", "[value parent.object_id]"),
     ("expr3 1\n", "expr3 \"1 +\"\n", "does not parse"),
-    ("clamp(a) : clamp(a)", "clamp(a) : clip(a)", "calls clip()"),
+    ("clamp((a - parent.depth_near)", "clip((a - parent.depth_near)", "calls clip()"),
+    ("temp_name0 ramp", "temp_name0 t", "temporary 't' is one of Nuke's expression names"),
+    ("temp_name0 matte\n", "temp_name0 frame\n", "temporary 'frame'"),
 ]
 
 
@@ -222,8 +230,10 @@ def test_stack_wiring_follows_nuke_input_order() -> None:
     assert gizmo.group.user_knob("mode").items == ("mix", "luminance / colour", "detail transfer")
 
 
-def test_blend_colour_matrices_use_acescg_luminance() -> None:
-    from stylecomp.blend import ACESCG_LUMINANCE
+@pytest.mark.parametrize(("weights", "suffix"), [("ACEScg", ""), ("Rec.709", "709")])
+def test_blend_colour_matrices_use_the_engine_luminance(weights: str, suffix: str) -> None:
+    """Each pair of ColorMatrix nodes holds the engine's weights for its space, and the Switch after it picks it."""
+    from stylecomp.blend import LUMINANCE_WEIGHTS
 
     gizmo = _parse(ROOT / "gizmos" / "StyleCompBlend.gizmo")
 
@@ -231,9 +241,12 @@ def test_blend_colour_matrices_use_acescg_luminance() -> None:
         rows = nkscript.words(gizmo.node(name).knobs["matrix"].text)
         return np.array([[float(w.text) for w in nkscript.words(row.text)] for row in rows])
 
-    weights = ACESCG_LUMINANCE.astype(np.float64)
-    np.testing.assert_allclose(matrix("LuminanceGrey"), np.tile(weights, (3, 1)), atol=1e-9)
-    np.testing.assert_allclose(matrix("ColourMinusLuminance"), np.eye(3) - np.tile(weights, (3, 1)), atol=1e-9)
+    row = LUMINANCE_WEIGHTS[weights].astype(np.float64)
+    np.testing.assert_allclose(matrix("LuminanceGrey" + suffix), np.tile(row, (3, 1)), atol=1e-9)
+    np.testing.assert_allclose(matrix("ColourMinusLuminance" + suffix), np.eye(3) - np.tile(row, (3, 1)), atol=1e-9)
+    index = ("ACEScg", "Rec.709").index(weights)  # Switch input 0 is the ACEScg matrix
+    assert gizmo.node("GreyWeights").inputs[index].name == "LuminanceGrey" + suffix
+    assert gizmo.node("ChromaWeights").inputs[index].name == "ColourMinusLuminance" + suffix
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,3 +309,25 @@ def test_consistency_modes_match_the_plugin(stylize: nkscript.Gizmo) -> None:
     assert stylize.group.user_knob("show").items == ("stylized", "plate", "depth", "normals", "motion")
     assert [source.name for source in stylize.node("ShowSwitch").inputs] == [
         "MaskSwitch", "Plate", "DepthLayer", "NormalsLayer", "MotionLayer"]
+
+
+def test_plate_write_names_its_channels_explicitly(stylize: nkscript.Gizmo) -> None:
+    """The engine finds AOVs by channel name, so WriteInputs fixes how Nuke names them rather than leaving it
+    to knob defaults or a studio's knobDefault (exrWriter's knobs, NDK examples/exrWriter.cpp): one part
+    (OpenEXR 1 layout), layer.view.channel order, the layer in every channel name, never cut at 31 characters."""
+    from stylecomp_nuke import gizmo as names
+
+    knobs = {name: word.text for name, word in stylize.node(names.WRITE_PLATE).knobs.items()}
+    assert {name: knobs.get(name) for name in ("interleave", "standard_layer_name_format", "write_full_layer_names",
+                                               "truncateChannelNames")} == {
+        "interleave": "channels, layers and views", "standard_layer_name_format": "true",
+        "write_full_layer_names": "true", "truncateChannelNames": "false"}
+
+
+def test_shuffles_are_the_legacy_class_with_explicit_output(stylize: nkscript.Gizmo) -> None:
+    """Legacy Shuffle on purpose (README, Nuke setup): the plugin and the layer pickers use its one-word ``in``
+    knob. Each names its output too, so what lands in rgba never depends on a default."""
+    shuffles = [node for node in stylize.nodes if node.cls.startswith("Shuffle")]
+    assert shuffles and {node.cls for node in shuffles} == {"Shuffle"}
+    assert {node.name: node.knobs["out"].text if "out" in node.knobs else None for node in shuffles} == {
+        node.name: "rgba" for node in shuffles}

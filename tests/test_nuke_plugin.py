@@ -23,6 +23,7 @@ PLUGIN_FOLDER = ROOT / "nuke_plugin"
 sys.path[:0] = [str(ROOT / "tests" / "nuke_standin"), str(PLUGIN_FOLDER)]
 
 import nuke  # noqa: E402  (the stand-in)
+from stylecomp.color import ModelEncoding  # noqa: E402
 from stylecomp.jobspec import parse_job  # noqa: E402
 from stylecomp_nuke import actions, gizmo, presets  # noqa: E402
 
@@ -215,6 +216,23 @@ def test_menu_adds_toolbar_and_menu() -> None:
 # Rendering
 
 
+@pytest.mark.parametrize(("management", "working", "typed", "expected"), [
+    ("Nuke", "linear", "", "Linear Rec.709 (sRGB)"),
+    ("OCIO", "ACES - ACEScg", "", "ACES - ACEScg"),
+    ("OCIO", "scene_linear", "", "scene_linear"),
+    ("OCIO", "ACEScg", "Linear Rec.709 (sRGB)", "Linear Rec.709 (sRGB)"),  # a typed space wins
+])
+def test_the_plate_colour_space_follows_the_working_space(node, engine_log: Path, management: str, working: str,
+                                                          typed: str, expected: str) -> None:
+    nuke.root()["colorManagement"].setValue(management)
+    nuke.root()["workingSpaceLUT"].setValue(working)
+    node["plate_space"].setValue(typed)
+    standin.frame = 1004
+    press(node, "render_frame")
+    assert job_of(node)[1].color.plate_space == expected
+    ModelEncoding(plate_space=expected)  # a name the engine's OCIO config knows
+
+
 def test_render_frame(node, engine_log: Path, tmp_path: Path) -> None:
     standin.frame = 1004
     press(node, "render_frame")
@@ -234,7 +252,8 @@ def test_render_frame(node, engine_log: Path, tmp_path: Path) -> None:
         "ink and watercolour", 1234, "fixed", ["locked_seed"])
     assert job.model.path == "/models/sd15" and job.model.controlnets[0].path == os.path.expanduser("~/models/cn-depth")
     assert job.model.ip_adapter is None  # no StyleReference connected
-    assert (job.strength, job.steps, job.guidance, job.color.plate_space) == (0.5, 20, 7.0, "ACEScg")
+    # An empty plate colour space is the script's working space: nuke-default's linear is linear Rec.709.
+    assert (job.strength, job.steps, job.guidance, job.color.plate_space) == (0.5, 20, 7.0, "Linear Rec.709 (sRGB)")
     task = standin.tasks[-1]
     assert task.progress[-1] == 100 and any("frame 1004 rendered" in m for m in task.messages)
     assert reloads(node) == 1

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import nuke
+
 CONSISTENCY_MODES = ("none", "locked_seed", "warped_noise", "cross_frame", "latent_fusion", "pixel_fusion",
                      "keyframes")
 JOB_VERSION = 1
+NUKE_DEFAULT_LINEAR = "Linear Rec.709 (sRGB)"  # nuke-default's "linear", named as the engine's OCIO config names it
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,19 @@ def read_look(node) -> Look:
         keyframe_interval=int(node["keyframe_interval"].value()),
         fusion_strength=float(node["fusion_strength"].value()),
         candidate_count=max(1, int(node["candidate_count"].value())),
-        plate_space=node["plate_space"].value().strip(),
+        plate_space=node["plate_space"].value().strip() or working_space(),
     )
+
+
+def working_space() -> str:
+    """The script's working space (Project Settings > Color), which the internal Write writes untouched (raw),
+    named as the engine's config knows it: nuke-default's ``linear`` is linear Rec.709; an OCIO working space
+    (``ACEScg``, ``ACES - ACEScg``, the ``scene_linear`` role) goes by its own name."""
+    root = nuke.root()
+    space = root["workingSpaceLUT"].value().strip()
+    if root["colorManagement"].value() == "Nuke" or space.lower() in ("", "linear"):
+        return NUKE_DEFAULT_LINEAR
+    return space
 
 
 def build_job(*, shot: str, plate: str, output: str, frames: tuple, handles: int, aovs: dict, model: dict,

@@ -22,8 +22,9 @@ from .windows import place, union
 class Evaluation:
     """One evaluation of a gizmo: its knob values, its inputs on one window, results per node."""
 
-    def __init__(self, gizmo: nkscript.Gizmo, inputs: dict, knobs: dict, shape: tuple) -> None:
-        self.gizmo, self.inputs, self.shape = gizmo, inputs, shape
+    def __init__(self, gizmo: nkscript.Gizmo, inputs: dict, knobs: dict, shape: tuple, root: dict,
+                 frame: float) -> None:
+        self.gizmo, self.inputs, self.shape, self.root, self.frame = gizmo, inputs, shape, root, frame
         self.layers = {layer[0]: tuple(layer[1:]) for layer in gizmo.layers}
         self.user = {knob.name: knob for knob in gizmo.group.user_knobs}
         self.values: dict = {}
@@ -71,7 +72,8 @@ class Evaluation:
         word = self.word(node, knob)
         if word is None:
             return []
-        return [float(nkexpr.evaluate(nkexpr.parse(text), self.resolve)) if is_expression else _number(text)
+        return [float(nkexpr.evaluate(nkexpr.parse(nkscript.tcl_substitute(text, self.tcl_value)), self.resolve))
+                if is_expression else _number(text)
                 for text, is_expression in nkscript.value_items(word)]
 
     def text(self, node: nkscript.Node, knob: str, default: str) -> str:
@@ -79,7 +81,9 @@ class Evaluation:
         return default if word is None else word.text
 
     def resolve(self, name: str):
-        """A name in a knob expression: ``parent.knob[.component]`` or ``Node.knob``."""
+        """A name in a knob expression: ``frame``/``t``/``x`` (the frame), ``parent.knob[.c]`` or ``Node.knob``."""
+        if name in ("frame", "t", "x"):
+            return self.frame
         head, _, rest = name.partition(".")
         knob, _, component = rest.partition(".")
         if head == "parent":
@@ -91,10 +95,12 @@ class Evaluation:
         return self.scalar(node, knob, 0.0)
 
     def tcl_value(self, path: str) -> str:
-        """What ``[value path]`` gives: user knobs of the gizmo (``parent.x``) as written."""
+        """What ``[value path]`` gives: user knobs of the gizmo (``parent.x``) as written, root knobs as given."""
         head, _, knob = path.partition(".")
+        if head == "root":
+            return str(self.root[knob])
         if head != "parent":
-            raise KeyError(f"[value {path}]: only parent knobs are modelled")
+            raise KeyError(f"[value {path}]: only parent and root knobs are modelled")
         value = self.values.get(knob)
         return "" if value is None else str(value)
 
@@ -150,16 +156,23 @@ def _literal(word: nkscript.Word):
     return items[0][0] if len(items) == 1 else tuple(text for text, _ in items)
 
 
-def evaluate(gizmo: nkscript.Gizmo, inputs: dict, knobs: dict | None = None) -> tuple:
+ACES_ROOT = {"colorManagement": "OCIO", "OCIO_config": "aces_1.2", "workingSpaceLUT": "ACES - ACEScg"}
+"""The root knobs of a script colour-managed with an ACES config (Nuke's Project Settings > Color)."""
+
+
+def evaluate(gizmo: nkscript.Gizmo, inputs: dict, knobs: dict | None = None, root: dict | None = None,
+             frame: float = 1001.0) -> tuple:
     """The gizmo's output over the union window of its inputs: (channels dict, Window).
 
     ``inputs`` maps an Input node's name to (channels dict, Window); ``knobs`` sets user knobs
-    (enumerations by item name; link knobs set the knob they link to).
+    (enumerations by item name; link knobs set the knob they link to); ``root`` gives the root
+    knobs ``[value root.x]`` reads (ACES_ROOT by default); ``frame`` is what ``frame`` and ``t`` give.
     """
-    window = union([frame for _, frame in inputs.values()])
-    placed = {name: {channel: place(plane, frame, window) for channel, plane in channels.items()}
-              for name, (channels, frame) in inputs.items()}
-    evaluation = Evaluation(gizmo, placed, knobs or {}, (window.height, window.width))
+    window = union([box for _, box in inputs.values()])
+    placed = {name: {channel: place(plane, box, window) for channel, plane in channels.items()}
+              for name, (channels, box) in inputs.items()}
+    evaluation = Evaluation(gizmo, placed, knobs or {}, (window.height, window.width), root or ACES_ROOT,
+                            frame)
     output = next(node for node in gizmo.nodes if node.cls == "Output")
     return evaluation.image(output), window
 

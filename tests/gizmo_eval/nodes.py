@@ -13,9 +13,11 @@ import numpy as np
 import nkexpr
 import nkscript
 
-BLUR_SIZE_PER_SIGMA = 2.4  # a Nuke Blur's size is its diameter; sigma = size / 2.4 (Natron's Nuke-compatible Blur)
+BLUR_SIZE_PER_SIGMA = 2.4  # size is the diameter, sigma = size / 2.4: openfx-misc CImg/Blur/CImgBlur.cpp (Natron)
 BLUR_EXTENT = 1.5  # taps reach 1.5 * size (3.6 sigma) each side
 RGB = ("rgba.red", "rgba.green", "rgba.blue")
+FRAME_NAMES = ("frame", "t")  # the frame in any Nuke expression (nuke.expr's documentation; 'x' too outside pixels)
+PIXEL_NAMES = ("x", "y")  # the pixel's position in an Expression node: not modelled here
 _SHORT = {"r": "rgba.red", "g": "rgba.green", "b": "rgba.blue", "a": "rgba.alpha"}
 
 
@@ -54,6 +56,10 @@ def expression(ev, node) -> dict:
     def resolve(name: str):
         if name in variables:
             return variables[name]
+        if name in FRAME_NAMES:
+            return ev.frame
+        if name in PIXEL_NAMES:
+            raise NotImplementedError(f"{node.name}: the pixel position {name!r} is not modelled")
         if name in _SHORT:
             return ev.plane(image, _SHORT[name])
         head = name.partition(".")[0]
@@ -67,6 +73,8 @@ def expression(ev, node) -> dict:
 
     for i in range(4):
         name, text = ev.text(node, f"temp_name{i}", ""), ev.text(node, f"temp_expr{i}", "")
+        if name in FRAME_NAMES + PIXEL_NAMES + tuple(_SHORT):
+            raise ValueError(f"{node.name}: temporary {name!r} has a meaning in Nuke's expressions already")
         if name:
             variables[name] = run(text)
     out = dict(image)
@@ -138,15 +146,27 @@ def merge2(ev, node) -> dict:
 
 
 def keymix(ev, node) -> dict:
-    """Keymix: B + (A - B) * m on ``channels``, m = the mask channel (inverted if asked), clamped, times mix."""
+    """Keymix as Foundry's NDK example Keymix.cpp has it: A where m >= 1, B where m <= 0, B + (A - B) * m between.
+
+    ``m`` is the mask channel (``1 - mask`` when ``invertMask``) times ``mix``: the product is
+    what is clamped, and a NaN ``m`` fails both tests, so it selects A. Only ``channels`` that A
+    has are changed (``_validate``: ``outchans &= input1().channels()``); every other channel,
+    alpha included when A has none, is B's. Source: the NDK reference's examples/Keymix.cpp
+    (https://learn.foundry.com/nuke/developers/16.0/ndkreference/examples/Keymix.cpp).
+    """
     b, a, mask = ev.input(node, 0), ev.input(node, 1), ev.input(node, 2)
     m = ev.plane(mask, ev.text(node, "maskChannel", "rgba.alpha"))
     if ev.scalar(node, "invertMask", 0.0):
         m = 1 - m
-    m = np.clip(m, 0, 1) * np.float32(ev.scalar(node, "mix", 1.0))
+    m = (m * np.float32(ev.scalar(node, "mix", 1.0))).astype(np.float32)
     out = dict(b)
     for channel in ev.channel_set(ev.text(node, "channels", "all"), {**a, **b}):
-        out[channel] = (ev.plane(b, channel) * (1 - m) + ev.plane(a, channel) * m).astype(np.float32)
+        if channel not in a:
+            continue
+        a_value, b_value = ev.plane(a, channel), ev.plane(b, channel)
+        with np.errstate(invalid="ignore"):
+            between = np.where(m < 1, b_value * (1 - m) + a_value * m, a_value)
+            out[channel] = np.where(m <= 0, b_value, between).astype(np.float32)
     return out
 
 

@@ -8,6 +8,7 @@ stay as written (``Word``); helpers read expressions (``{{expr}}``) and TCL (``[
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 
@@ -268,7 +269,8 @@ def expressions(word: Word) -> list[str]:
 def tcl_substitute(text: str, value_of) -> str:
     """Run the TCL command substitutions in ``text``; braced parts are left alone.
 
-    Supported: ``[value PATH]`` (``value_of(PATH)``) and ``[regsub -all {RE} STRING {SUB}]``;
+    Supported: ``[value PATH]`` (``value_of(PATH)``), ``[regsub -all {RE} STRING {SUB}]`` and
+    ``[string match -nocase PATTERN STRING]`` (1 or 0; TCL's glob patterns, as ``fnmatch``);
     a substituted command is one word, as in TCL.
     """
     out, pos = [], 0
@@ -292,6 +294,8 @@ def _run_tcl(command: str, value_of) -> str:
         return str(value_of(parts[1]))
     if parts[0] == "regsub" and parts[1] == "-all" and len(parts) == 5:
         return re.sub(parts[2], parts[4].replace("&", r"\g<0>"), parts[3])
+    if parts[:3] == ["string", "match", "-nocase"] and len(parts) == 5:
+        return "1" if fnmatch.fnmatchcase(parts[4].lower(), parts[3].lower()) else "0"
     raise ScriptError(f"unsupported TCL command [{command}]")
 
 

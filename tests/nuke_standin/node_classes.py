@@ -76,6 +76,7 @@ WRITE_TYPE_ENUMS: dict[tuple[str, str], frozenset] = {
     ("exr", "compression"): frozenset({"none", "Zip (1 scanline)", "Zip (16 scanlines)", "PIZ Wavelet (32 scanlines)",
                                        "RLE", "B44", "B44A", "DWAA", "DWAB"}),
     ("png", "datatype"): frozenset({"8 bit", "16 bit"}),
+    ("exr", "interleave"): frozenset({"channels, layers and views", "channels and layers", "channels"}),
 }
 
 # Knobs holding a channel set (a layer, none/all, or {chan -chan ...}) or one channel.
@@ -108,7 +109,8 @@ USER_KNOB_TYPES = {
 }
 
 # Knobs of the root node that expressions may read.
-ROOT_KNOBS = frozenset({"name", "first_frame", "last_frame", "fps", "format"})
+ROOT_KNOBS = frozenset({"name", "first_frame", "last_frame", "fps", "format",
+                        "colorManagement", "OCIO_config", "workingSpaceLUT"})
 
 
 def default_inputs(cls: str) -> int:

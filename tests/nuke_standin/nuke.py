@@ -322,7 +322,11 @@ def _build_gizmo(cls: str, path: str, name: str, parent) -> Node:
 
 _root = Node("Root", "root")
 for _knob in (File_Knob("name", ""), Int_Knob("first_frame", 1), Int_Knob("last_frame", 100),  # a new script's
-              Boolean_Knob("proxy", False)):
+              Boolean_Knob("proxy", False),
+              # Project Settings > Color, as a new script under nuke-default colour management has them.
+              Enumeration_Knob("colorManagement", ("Nuke", "OCIO"), "Nuke"),
+              Enumeration_Knob("OCIO_config", ("nuke-default", "aces_1.2", "custom"), "nuke-default"),
+              Enumeration_Knob("workingSpaceLUT", ("linear", "ACES - ACEScg", "ACEScg", "scene_linear"), "linear")):
     _root.add_knob(_knob)
 _this: list = []
 
@@ -498,6 +502,8 @@ class _Standin:
         _root._children.clear()
         _root["name"]._value = ""
         _root["first_frame"]._value, _root["last_frame"]._value, _root["proxy"]._value = 1, 100, False
+        for knob, value in (("colorManagement", "Nuke"), ("OCIO_config", "nuke-default"), ("workingSpaceLUT", "linear")):
+            _root[knob]._value = value
 
     def set_gui(self, gui: bool) -> None:
         global GUI
