@@ -170,6 +170,9 @@ def test_auto_tells_camera_from_world_normals_by_the_depth_fit(tmp_path: Path) -
         result = plate_normals(plate, detect_aovs(plate.channel_names), plate.data_window)
         assert (result.space, result.decided_by) == (space, "depth fit")
         assert mean_angle(result.normals, camera, usable) < 0.05
+    # The deciding fit samples every second pixel of this 480 px frame; its focal length is in the frame's pixels.
+    decided = plate_normals(camera_plate, detect_aovs(camera_plate.channel_names), camera_plate.data_window).fit
+    assert decided is not None and abs(decided.focal_pixels - 466.7) < 5.0, decided
 
 
 def street_job(tmp_path: Path, model: Path, plate: Path, normals_space: str = "auto") -> Path:
