@@ -38,7 +38,7 @@ _OIIO_CAMERA_TRANSFORM = "worldtocamera"
 WORLD_LAYER_HINTS = ("world",)  # a normals layer named n_world, normal_world, world_normals...
 CAMERA_LAYER_HINTS = ("cam",)  # n_cam, normal_camera, camera_normals...
 IDENTITY_DEGREES = 3.0  # auto: a depth fit this close to the identity means the normals are camera space
-DECISION_SIZE = 256  # pixels along the longer side that the deciding depth fit samples
+FIT_SIZE = 256  # pixels along the longer side that a depth fit samples
 MIN_FIT_PIXELS = 500  # planar pixels the depth fit needs
 _PLANAR = 1e-3  # second difference of inverse depth, relative to it, that still counts as a plane
 _SMOOTH_COS = math.cos(math.radians(2.0))  # neighbouring normals this close: inside a surface
@@ -197,7 +197,7 @@ def estimate_rotation(
     normals: np.ndarray,
     depth: np.ndarray,
     size: tuple[float, float] | None = None,
-    origin: tuple[float, float] = (0, 0),
+    origin: tuple[float, float] = (0.0, 0.0),
 ) -> DepthFit:
     """Estimate world-to-camera from normals (H, W, 3) and camera Z depth (H, W) of the same pixels.
 
@@ -272,18 +272,20 @@ def _is_blender(attributes: Mapping[str, object]) -> bool:
     return any(name.lower().removeprefix("exr/") == "blendermultichannel" for name in attributes)
 
 
-def _deciding_fit(normals: np.ndarray, depth: np.ndarray, size: tuple[int, int] | None,
-                  origin: tuple[int, int]) -> DepthFit | None:
-    """The depth fit that decides ``auto``, on every n-th pixel so that at most DECISION_SIZE span the longer side
-    (a 3 degree question does not need the full frame: at 960x540, 9 s a frame less here); None if it fails."""
-    step = max(1, math.ceil(max(depth.shape) / DECISION_SIZE))
+def sampled_fit(normals: np.ndarray, depth: np.ndarray, size: tuple[int, int] | None = None,
+                origin: tuple[int, int] = (0, 0)) -> DepthFit:
+    """``estimate_rotation`` on every n-th pixel, so that at most FIT_SIZE span the longer side.
+
+    Sample k*i's centre, k*i + 0.5, is i + 0.5/k on the sampled grid: the origin carries that
+    shift, so the fit is as close as at full size (measured on the street shot: 3e-5 to 5e-5
+    degrees both ways) at a fraction of the cost (0.04 s against 0.7 s a frame at 480x270).
+    """
+    step = max(1, math.ceil(max(depth.shape) / FIT_SIZE))
     width, height = size or (depth.shape[1], depth.shape[0])
-    try:
-        coarse = estimate_rotation(normals[::step, ::step], depth[::step, ::step],
-                                   (width / step, height / step), (origin[0] / step, origin[1] / step))
-    except PlateError:
-        return None
-    return DepthFit(coarse.rotation, coarse.residual_degrees, coarse.focal_pixels * step, coarse.pixels)
+    shift = 0.5 / step - 0.5
+    fit = estimate_rotation(normals[::step, ::step], depth[::step, ::step], (width / step, height / step),
+                            (origin[0] / step + shift, origin[1] / step + shift))
+    return DepthFit(fit.rotation, fit.residual_degrees, fit.focal_pixels * step, fit.pixels)
 
 
 def camera_normals(
@@ -318,11 +320,13 @@ def camera_normals(
         elif _is_blender(attributes):
             space, decided_by = "world", "Blender header"
         elif depth is not None:
-            fit = _deciding_fit(vectors, depth, size, origin)
+            try:
+                fit = sampled_fit(vectors, depth, size, origin)
+            except PlateError:
+                fit = None
             if fit is not None:
                 near_identity = angle_between(fit.rotation, np.eye(3)) < IDENTITY_DEGREES
                 space, decided_by = ("camera" if near_identity else "world"), "depth fit"
-                fit = fit if near_identity else None  # world: the rotation is fitted again at full size
             else:
                 space, decided_by = "camera", "assumed"
         else:
@@ -342,7 +346,7 @@ def camera_normals(
                     "matrix nor a depth AOV to estimate the camera from; add a depth pass (or map it in 'aovs'), "
                     "or set the shot's normals_space to 'camera' if they are camera space")
             try:
-                fit = estimate_rotation(vectors, depth, size, origin)
+                fit = sampled_fit(vectors, depth, size, origin)
             except PlateError as exc:
                 raise PlateError(f"shot {shot!r}: world-space normals, no camera matrix in the header, and the "
                                  f"depth fit failed: {exc}; add worldToCamera to the header or set normals_space "

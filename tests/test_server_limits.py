@@ -79,10 +79,11 @@ def test_paths_outside_the_roots_are_refused_naming_the_field(server: EngineServ
     plates = write_plates(root / "plates", 1)
     inside = job_document(plates, model, str(root / "out" / "demo.####.exr"), 1)
     (root / "escape").symlink_to(tmp_path)  # a symlink inside the root that leads out of it
+    keys = str(Path.home() / ".ssh" / "authorized_keys")  # a file outside the roots a token holder must not write
     cases = {
         "shots[0].output": inside | {"shots": [inside["shots"][0] | {"plate": str(plates / "demo.1001.exr"),
                                                                       "frames": None,
-                                                                      "output": "/root/.ssh/authorized_keys"}]},
+                                                                      "output": keys}]},
         "shots[0].plate": inside | {"shots": [inside["shots"][0] | {"plate": "/etc/passwd", "frames": None}]},
         "model.path": inside | {"model": {"family": "sd15", "path": "/usr/lib"}},
         "shots[0].output ": inside | {"shots": [inside["shots"][0] | {"output": str(root / "escape" / "x.####.exr")}]},
