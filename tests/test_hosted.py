@@ -1,0 +1,430 @@
+"""Hosted video services (Sora, Veo, Kling, Runway, Luma) as generators, against a local stand-in on 127.0.0.1.
+
+The stand-in (tests/hosted_services.py) speaks each service's documented shapes; these tests check what the
+plugins send, that a job is paid for once (resume, re-run, a killed run), retries and their cap, one-line
+errors with the service's message, cancel, verified downloads, and that no key reaches any artefact.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hosted_services import KEYS, SERVICES, Services, frame_index, jwt_claims
+from PIL import Image
+
+from stylecomp.errors import HostedError, ModelError
+from stylecomp.generators import Generated, Request, Setup, load_generator
+from stylecomp.hosted.credentials import Secret, credential
+from stylecomp.stage import Cancelled
+
+HERE = Path(__file__).resolve().parent
+FAST = {"poll_interval": 0.01, "poll_max_interval": 0.05, "retry_backoff": 0.01, "request_timeout": 10}
+
+
+@pytest.fixture(autouse=True)
+def local_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Refuse every connection that is not to this machine: no test may reach a real service."""
+    connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> None:
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1"):
+            raise OSError(f"network access attempted: {address}")
+        connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """The stand-in's keys in the environment; a private config folder (no real keys file is read)."""
+    monkeypatch.setenv("STYLECOMP_CONFIG_DIR", str(tmp_path / "config"))
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    return KEYS
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    stand_in = Services(image_dir=tmp_path / "published").start()
+    yield stand_in
+    stand_in.stop()
+
+
+def options(services: Services, service: str, **changes: Any) -> dict[str, Any]:
+    """generator_options pointing ``service`` at the stand-in, with fast polling."""
+    base = {"base_url": services.base_url(service)} | FAST
+    if service == "luma":
+        base |= {"image_dir": str(services.image_dir), "image_url": f"http://127.0.0.1:{services.port}/published"}
+    return base | changes
+
+
+def generator(services: Services, service: str, **changes: Any) -> Any:
+    return load_generator(service, Setup("image_to_video", None, options(services, service, **changes)))
+
+
+def start_image(width: int = 64, height: int = 48, shift: float = 0.0) -> np.ndarray:
+    ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)
+    image = np.stack([np.tile(ramp, (height, 1)), np.full((height, width), 0.3 + shift, np.float32),
+                      np.tile(ramp[::-1], (height, 1))], axis=2)
+    return np.clip(image, 0, 1)
+
+
+def request(folder: Path, **changes: Any) -> Request:
+    fields: dict[str, Any] = {
+        "prompt": "ink and watercolour street", "negative_prompt": "blurry", "seed": 7, "width": 64, "height": 48,
+        "steps": 1, "guidance": 1.0, "image": start_image(), "frames": 5, "fps": 24.0,
+        "job_record": str(folder / "clip" / "demo.remote-job.json"),
+    }
+    return Request(**(fields | changes))
+
+
+def record(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "clip" / "demo.remote-job.json").read_text())
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def eight_bit(image: np.ndarray) -> np.ndarray:
+    return (image * 255 + 0.5).astype(np.uint8)
+
+
+EXPECTED_START = eight_bit(start_image())
+
+
+# --- a clip from each service ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_clip_is_submitted_once_verified_and_retimed_to_the_shot(
+        services: Services, tmp_path: Path, service: str) -> None:
+    result = generator(services, service).generate(request(tmp_path), threading.Event())
+
+    assert services.submits[service] == 1
+    assert len(result.frames) == 5 and result.frames[0].shape == (48, 64, 3)
+    # The stand-in's clips run at 8 fps: at the shot's 24 fps each clip frame is held for three.
+    assert [frame_index(frame) for frame in result.frames] == [0, 0, 0, 1, 1]
+    provenance = result.provenance
+    job_id = next(iter(services.jobs))
+    assert provenance["service"] == service and provenance["remote_job_id"].endswith(job_id)
+    assert provenance["clip_fps"] == 8 and provenance["fps"] == 24.0 and provenance["resumed"] is False
+    assert "ink and watercolour street" in json.loads(provenance["request"]).values()
+    assert provenance["reproducible"] == (service in ("veo", "runway"))
+    assert ("seed" in provenance) == (service in ("veo", "runway"))
+    entry = record(tmp_path)
+    assert entry["state"] == "downloaded" and entry["job_id"] == provenance["remote_job_id"]
+    assert (tmp_path / "clip" / "demo.remote-job.mp4").is_file()
+    assert sorted(p.name for p in (tmp_path / "clip").iterdir()) == ["demo.remote-job.json", "demo.remote-job.mp4"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_rerun_reuses_the_paid_clip_and_a_changed_request_pays_again(
+        services: Services, tmp_path: Path, service: str) -> None:
+    plugin = generator(services, service)
+    first = plugin.generate(request(tmp_path), threading.Event())
+    asked = len(services.seen)
+    again = plugin.generate(request(tmp_path), threading.Event())
+    assert len(services.seen) == asked, "a verified download is reused without asking the service"
+    assert again.provenance["resumed"] is True and again.provenance["remote_job_id"] == first.provenance[
+        "remote_job_id"]
+    assert all(np.array_equal(a, b) for a, b in zip(first.frames, again.frames, strict=True))
+
+    plugin.generate(request(tmp_path, prompt="pencil sketch street"), threading.Event())
+    plugin.generate(request(tmp_path, image=start_image(shift=0.2)), threading.Event())
+    assert services.submits[service] == 3
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_run_that_gives_up_waiting_resumes_the_same_job(services: Services, tmp_path: Path, service: str) -> None:
+    services.hold = True
+    with pytest.raises(HostedError, match="still .* run again to keep waiting"):
+        generator(services, service, wait=0.1).generate(request(tmp_path), threading.Event())
+    assert record(tmp_path)["state"] == "submitted"
+    services.hold = False
+    result = generator(services, service).generate(request(tmp_path), threading.Event())
+    assert services.submits[service] == 1
+    assert result.provenance["resumed"] is True and len(result.frames) == 5
+
+
+# --- what each plugin sends -------------------------------------------------------------------------------
+
+
+def test_sora_sends_a_multipart_form_with_the_start_frame_at_the_clip_size(services: Services, tmp_path: Path) -> None:
+    generator(services, "sora").generate(request(tmp_path), threading.Event())
+    submit = services.requests("sora", "POST")[0]
+    assert submit.path == "/sora/v1/videos" and submit.headers["authorization"] == f"Bearer {KEYS['OPENAI_API_KEY']}"
+    form = submit.form()
+    assert {key: form[key] for key in ("model", "prompt", "seconds", "size")} == {
+        "model": "sora-2", "prompt": "ink and watercolour street", "seconds": "4", "size": "1280x720"}
+    assert png_pixels(form["input_reference"]).shape == (720, 1280, 3), "input_reference must match size"
+    assert "seed" not in form and "negative_prompt" not in form
+    assert services.requests("sora", "GET", "/content"), "the clip comes from /videos/{id}/content"
+
+
+def test_veo_sends_both_frames_base64_and_the_seed_with_its_key_header(services: Services, tmp_path: Path) -> None:
+    end = start_image(shift=0.5)
+    result = generator(services, "veo").generate(request(tmp_path, last_image=end), threading.Event())
+    submit = services.requests("veo", "POST")[0]
+    assert submit.path == "/veo/v1beta/models/veo-3.1-generate-preview:predictLongRunning"
+    assert submit.headers["x-goog-api-key"] == KEYS["GEMINI_API_KEY"] and "authorization" not in submit.headers
+    body = submit.json()
+    instance = body["instances"][0]
+    assert instance["prompt"] == "ink and watercolour street" and instance["image"]["mimeType"] == "image/png"
+    assert np.array_equal(png_pixels(base64.b64decode(instance["image"]["bytesBase64Encoded"])), EXPECTED_START)
+    assert np.array_equal(png_pixels(base64.b64decode(instance["lastFrame"]["bytesBase64Encoded"])),
+                          eight_bit(end))
+    assert body["parameters"] == {"aspectRatio": "16:9", "resolution": "720p", "durationSeconds": 4, "seed": 7,
+                                  "negativePrompt": "blurry"}
+    assert result.provenance["seed"] == 7 and result.provenance["last_frame"] is True
+    # The download is redirected to storage on another host: the key goes to the API host only.
+    fetches = [seen for seen in services.seen if seen.path.startswith("/files/")]
+    assert [("x-goog-api-key" in seen.headers) for seen in fetches] == [True, False]
+
+
+def test_kling_signs_each_request_with_an_hs256_jwt_of_the_access_key(services: Services, tmp_path: Path) -> None:
+    before = time.time()
+    generator(services, "kling").generate(request(tmp_path, last_image=start_image(shift=0.4)), threading.Event())
+    submit = services.requests("kling", "POST")[0]
+    assert submit.path == "/kling/v1/videos/image2video"
+    token = submit.headers["authorization"].removeprefix("Bearer ")
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    assert header == {"alg": "HS256", "typ": "JWT"}
+    claims = jwt_claims(token, KEYS["KLING_SECRET_KEY"])
+    assert claims is not None, "the signature verifies with the secret key"
+    assert claims["iss"] == KEYS["KLING_ACCESS_KEY"] and set(claims) == {"iss", "exp", "nbf"}
+    assert before - 6 <= claims["nbf"] <= time.time() and claims["exp"] - claims["nbf"] == 1805
+    assert jwt_claims(token, "another secret") is None
+    body = submit.json()
+    assert body["model_name"] == "kling-v2-1" and body["duration"] == "5" and body["mode"] == "pro"
+    assert np.array_equal(png_pixels(base64.b64decode(body["image"])), EXPECTED_START), "plain base64, no data: URI"
+    assert "image_tail" in body and "seed" not in body and body["negative_prompt"] == "blurry"
+    polls = services.requests("kling", "GET")
+    assert polls and polls[0].path.startswith("/kling/v1/videos/image2video/")
+
+
+def test_runway_sends_first_and_last_prompt_images_with_its_version_header(services: Services, tmp_path: Path) -> None:
+    generator(services, "runway").generate(request(tmp_path, last_image=start_image(shift=0.4), seed=2**40 + 5),
+                                           threading.Event())
+    submit = services.requests("runway", "POST")[0]
+    assert submit.path == "/runway/v1/image_to_video"
+    assert submit.headers["x-runway-version"] == "2024-11-06"
+    assert submit.headers["authorization"] == f"Bearer {KEYS['RUNWAYML_API_SECRET']}"
+    body = submit.json()
+    assert [image["position"] for image in body["promptImage"]] == ["first", "last"]
+    uri = body["promptImage"][0]["uri"]
+    assert uri.startswith("data:image/png;base64,")
+    assert np.array_equal(png_pixels(base64.b64decode(uri.split(",", 1)[1])), EXPECTED_START)
+    assert body["model"] == "gen4_turbo" and body["ratio"] == "1280:720" and body["duration"] == 5
+    assert body["seed"] == 5, "the seed is taken into Runway's 0 .. 2**32 - 1"
+
+
+def test_luma_publishes_the_keyframes_and_sends_their_urls(services: Services, tmp_path: Path) -> None:
+    generator(services, "luma").generate(request(tmp_path, last_image=start_image(shift=0.4), frames=120),
+                                         threading.Event())
+    submit = services.requests("luma", "POST")[0]
+    assert submit.path == "/luma/dream-machine/v1/generations"
+    assert submit.headers["authorization"] == f"Bearer {KEYS['LUMAAI_API_KEY']}"
+    body = submit.json()
+    assert body["model"] == "ray-2" and body["duration"] == "5s" and body["aspect_ratio"] == "16:9"
+    frame0 = body["keyframes"]["frame0"]
+    assert frame0["type"] == "image" and frame0["url"].startswith(f"http://127.0.0.1:{services.port}/published/")
+    published = services.image_dir / frame0["url"].rsplit("/", 1)[1]
+    assert np.array_equal(png_pixels(published.read_bytes()), EXPECTED_START)
+    assert body["keyframes"]["frame1"]["type"] == "image"
+
+
+def test_the_clip_length_is_the_shortest_the_service_makes_that_covers_the_shot(
+        services: Services, tmp_path: Path) -> None:
+    result = generator(services, "kling").generate(request(tmp_path, frames=150), threading.Event())
+    assert services.requests("kling", "POST")[0].json()["duration"] == "10"  # 150 frames at 24 fps: 6.25 s
+    assert len(result.frames) == 150 and frame_index(result.frames[-1]) == 49  # 149 / 24 s at 8 fps
+    with pytest.raises(ModelError, match="at most 10 s; 300 frames at 24 fps need 12.50 s"):
+        generator(services, "kling").generate(request(tmp_path, frames=300), threading.Event())
+
+
+# --- retries, errors, cancel, timeouts --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_429_and_500_are_retried(services: Services, tmp_path: Path, service: str) -> None:
+    services.faults = [("submit", 429, {"Retry-After": "0"}), ("status", 500, {}), ("status", 503, {})]
+    result = generator(services, service).generate(request(tmp_path), threading.Event())
+    assert len(result.frames) == 5 and not services.faults
+    assert services.submits[service] == 1, "a refused submit made no job"
+
+
+def test_retry_after_is_obeyed_and_retries_stop_at_the_cap(services: Services, tmp_path: Path) -> None:
+    services.faults = [("status", 429, {"Retry-After": "1"})]
+    tick = time.monotonic()
+    generator(services, "runway", retry_backoff=0.01).generate(request(tmp_path), threading.Event())
+    assert time.monotonic() - tick >= 1.0, "waited what Retry-After asked, not the 0.01 s backoff"
+
+    services.faults = [("status", 503, {})] * 3
+    with pytest.raises(HostedError) as caught:
+        generator(services, "runway", retries=2).generate(request(tmp_path / "capped"), threading.Event())
+    assert str(caught.value) == "runway: HTTP 503 from GET /runway/v1/tasks/runway-0002 after 3 tries: internal error"
+    assert not services.faults
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_bad_input_is_one_line_with_the_services_own_message(services: Services, tmp_path: Path, service: str) -> None:
+    services.bad_input = services.echo_auth = True  # and the error body quotes the credentials back
+    with pytest.raises(HostedError) as caught:
+        generator(services, service).generate(request(tmp_path), threading.Event())
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{service}: HTTP 400 from POST ")
+    assert {"sora": "Invalid value for 'seconds'", "veo": "durationSeconds must be one of 4, 6, 8",
+            "kling": "duration value is invalid", "runway": "Invalid duration",
+            "luma": "duration must be 5s or 9s"}[service] in message
+    assert "***" in message and not any(key in message for key in KEYS.values())
+    assert not (tmp_path / "clip" / "demo.remote-job.json").exists(), "a refused job is not recorded"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_job_that_fails_remotely_is_reported_and_forgotten(services: Services, tmp_path: Path, service: str) -> None:
+    services.outcome = "fail"
+    with pytest.raises(HostedError) as caught:
+        generator(services, service).generate(request(tmp_path), threading.Event())
+    reason = {"sora": "blocked by moderation", "veo": "Prompt blocked", "kling": "risk control system",
+              "runway": "Content moderation", "luma": "prompt not allowed"}[service]
+    assert f"{service}: job " in str(caught.value) and reason in str(caught.value)
+    assert not (tmp_path / "clip" / "demo.remote-job.json").exists()
+    services.outcome = "succeed"
+    generator(services, service).generate(request(tmp_path), threading.Event())
+    assert services.submits[service] == 2, "running again submits anew"
+
+
+def _cancel_while_running(services: Services, plugin: Any, folder: Path, service: str) -> None:
+    services.hold = True
+    cancel = threading.Event()
+
+    def cancel_after_first_poll() -> None:
+        while not services.requests(service, "GET"):
+            time.sleep(0.005)
+        cancel.set()
+
+    threading.Thread(target=cancel_after_first_poll, daemon=True).start()
+    with pytest.raises(Cancelled):
+        plugin.generate(request(folder), cancel)
+
+
+@pytest.mark.parametrize("service", ["runway", "luma"])
+def test_cancel_asks_the_service_to_stop_where_its_api_can(services: Services, tmp_path: Path, service: str) -> None:
+    _cancel_while_running(services, generator(services, service), tmp_path, service)
+    deletes = services.requests(service, "DELETE")
+    assert len(deletes) == 1 and deletes[0].path.endswith(next(iter(services.jobs)))
+    assert not (tmp_path / "clip" / "demo.remote-job.json").exists(), "a cancelled job is forgotten"
+
+
+@pytest.mark.parametrize("service", ["sora", "veo", "kling"])
+def test_where_a_service_cannot_cancel_the_next_run_takes_the_job_up(
+        services: Services, tmp_path: Path, service: str) -> None:
+    _cancel_while_running(services, generator(services, service), tmp_path, service)
+    assert not services.requests(service, "DELETE")
+    assert record(tmp_path)["state"] == "submitted"
+    services.hold = False
+    generator(services, service).generate(request(tmp_path), threading.Event())
+    assert services.submits[service] == 1
+
+
+def test_every_request_has_a_timeout(services: Services, tmp_path: Path) -> None:
+    services.delay = 1.0
+    tick = time.monotonic()
+    with pytest.raises(HostedError, match=r"kling: GET /kling/v1/videos/image2video/kling-0001 failed after 1 tries"):
+        generator(services, "kling", request_timeout=0.2, retries=0).generate(request(tmp_path), threading.Event())
+    assert time.monotonic() - tick < 0.9
+
+
+# --- downloads ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", ["kling", "runway", "luma", "veo"])
+def test_a_cut_download_is_fetched_again_and_never_kept_half(services: Services, tmp_path: Path, service: str) -> None:
+    services.truncate = 1
+    result = generator(services, service).generate(request(tmp_path), threading.Event())
+    assert len(result.frames) == 5 and services.truncate == 0
+
+    services.truncate = 10
+    with pytest.raises(HostedError, match=r"failed after 2 tries: the download stopped at \d+ of \d+ bytes"):
+        generator(services, service, retries=1).generate(request(tmp_path / "cut"), threading.Event())
+    assert sorted(p.name for p in (tmp_path / "cut" / "clip").iterdir()) == ["demo.remote-job.json"]
+    assert record(tmp_path / "cut")["state"] == "submitted", "the job is kept: the next run downloads again"
+
+
+def test_a_download_that_is_not_a_video_is_refused(services: Services, tmp_path: Path) -> None:
+    services.corrupt = True
+    with pytest.raises(HostedError, match="kling: the downloaded clip is not a readable video"):
+        generator(services, "kling").generate(request(tmp_path), threading.Event())
+    assert sorted(p.name for p in (tmp_path / "clip").iterdir()) == ["demo.remote-job.json"]
+
+
+def test_a_kept_download_that_changed_on_disk_is_fetched_again(services: Services, tmp_path: Path) -> None:
+    plugin = generator(services, "runway")
+    plugin.generate(request(tmp_path), threading.Event())
+    clip = tmp_path / "clip" / "demo.remote-job.mp4"
+    clip.write_bytes(clip.read_bytes()[:100])
+    result = plugin.generate(request(tmp_path), threading.Event())
+    assert len(result.frames) == 5 and services.submits["runway"] == 1
+    assert len([seen for seen in services.seen if seen.path.startswith("/files/")]) == 2
+
+
+# --- options and credentials --------------------------------------------------------------------------------
+
+
+def test_bad_options_and_missing_settings_are_refused_before_anything_is_sent(
+        services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ModelError, match="unknown kling generator_options: colour .*it takes base_url"):
+        generator(services, "kling", colour="red")
+    with pytest.raises(ModelError, match="luma takes keyframes by URL only"):
+        load_generator("luma", Setup("image_to_video", None, {"base_url": services.base_url("luma")}))
+    with pytest.raises(ModelError, match="sora cannot end a clip on a given frame"):
+        generator(services, "sora").generate(request(tmp_path, last_image=start_image()), threading.Event())
+    with pytest.raises(ModelError, match="makes clips .image_to_video., not text_to_image"):
+        load_generator("veo", Setup("text_to_image", None, {}))
+    monkeypatch.delenv("KLING_SECRET_KEY")
+    with pytest.raises(ModelError, match="kling needs KLING_SECRET_KEY: set that environment variable, or put it in"):
+        generator(services, "kling")
+    assert not services.seen
+
+
+def test_keys_come_from_the_environment_else_an_owner_only_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RUNWAYML_API_SECRET")
+    keys_file = tmp_path / "config" / "hosted-keys.json"
+    keys_file.parent.mkdir()
+    keys_file.write_text(json.dumps({"RUNWAYML_API_SECRET": "from-the-file-1234"}))
+    keys_file.chmod(0o600)
+    secret = credential("RUNWAYML_API_SECRET", "runway")
+    assert secret.reveal() == "from-the-file-1234"
+    assert str(secret) == "***" and repr(secret) == "Secret(***)" and "1234" not in f"{secret} {secret!r}"
+    monkeypatch.setenv("RUNWAYML_API_SECRET", "from-the-env-5678")
+    assert credential("RUNWAYML_API_SECRET", "runway").reveal() == "from-the-env-5678"
+
+    monkeypatch.delenv("RUNWAYML_API_SECRET")
+    keys_file.chmod(0o644)
+    with pytest.raises(ModelError) as caught:
+        credential("RUNWAYML_API_SECRET", "runway")
+    assert str(caught.value) == (f"{keys_file}: the hosted keys file is mode 0644; others may have read the keys: "
+                                 "rotate them, then chmod 600 the file")
+    keys_file.chmod(0o600)
+    keys_file.write_text('{"RUNWAYML_API_SECRET": "from-the-file-1234",')
+    with pytest.raises(ModelError, match="not valid JSON") as caught:
+        credential("RUNWAYML_API_SECRET", "runway")
+    assert "1234" not in str(caught.value)
+    assert isinstance(Secret("x"), Secret)
