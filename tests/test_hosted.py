@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -25,13 +26,16 @@ import numpy as np
 import pytest
 from hosted_services import KEYS, SERVICES, Services, frame_index, jwt_claims
 from PIL import Image
+from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
+from stylecomp.color import ModelEncoding
 from stylecomp.errors import HostedError, ModelError
 from stylecomp.generators import Generated, Request, Setup, load_generator
 from stylecomp.hosted.credentials import Secret, credential
+from stylecomp.plates import read_plate
 from stylecomp.stage import Cancelled
 
-HERE = Path(__file__).resolve().parent
+FRAMES = 5
 FAST = {"poll_interval": 0.01, "poll_max_interval": 0.05, "retry_backoff": 0.01, "request_timeout": 10}
 
 
@@ -428,3 +432,103 @@ def test_keys_come_from_the_environment_else_an_owner_only_file(
         credential("RUNWAYML_API_SECRET", "runway")
     assert "1234" not in str(caught.value)
     assert isinstance(Secret("x"), Secret)
+
+
+# --- the real path: stylecomp animate JOB --generator kling -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_plates(tmp_path_factory.mktemp("plates"), FRAMES)
+
+
+def animate_job(folder: Path, plates: Path, image_model: Path, services: Services, service: str,
+                **animation: Any) -> Path:
+    settings = {"generator_options": options(services, service), "long_side": 64} | animation
+    document = job_document(plates, image_model, str(folder / "out/demo.####.exr"), FRAMES, animation=settings)
+    return write_job(folder / "job.json", document)
+
+
+def test_animate_with_kling_turns_a_stylized_keyframe_into_conformed_animatic_exrs(
+        services: Services, tmp_path: Path, plates: Path, tiny: dict[str, Path], private_cache: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    job = animate_job(tmp_path, plates, tiny["sd15"], services, "kling")
+    status, out, err = invoke("animate", str(job), "--generator", "kling", "--progress", "json")
+    assert status == 0, err
+
+    keyframe = tmp_path / f"out/demo.{FIRST}.exr"
+    assert keyframe.is_file(), "the keyframe is stylized first, by the local model"
+    submitted = base64.b64decode(services.requests("kling", "POST")[0].json()["image"])
+    sent = png_pixels(submitted).astype(np.float32) / 255
+    encoding = ModelEncoding()
+    rgba = stylized(keyframe)
+    assert np.abs(encoding.encode(rgba[..., :3], rgba[..., 3]).image - sent).max() <= 1 / 255 + 1e-6, \
+        "the stylized keyframe, in the model's encoding, is what Kling was sent"
+
+    frames = sorted((tmp_path / "animatic/demo").glob("demo.*.exr"))
+    assert [f.name for f in frames] == [f"demo.{FIRST + i}.exr" for i in range(FRAMES)]
+    previews = sorted((tmp_path / "animatic/demo/preview").glob("demo.*.png"))
+    for exr, png, index in zip(frames, previews, [0, 0, 0, 1, 1], strict=True):
+        pixels = read_plate(exr).channels(["R", "G", "B", "A"])
+        preview = np.asarray(Image.open(png), np.float32) / 255
+        assert np.all(pixels[..., 3] == 1.0) and frame_index(preview) == index
+        assert np.abs(encoding.encode(pixels[..., :3]).image - preview).max() < 3 / 255, "scene-linear EXR"
+    header = read_plate(frames[0], pixels=False).parts[0].attributes
+    assert header["stylecomp/service"] == "kling" and header["stylecomp/model"] == "kling-v2-1"
+    assert header["stylecomp/remote_job_id"] == "kling-0001" and header["stylecomp/start_kind"] == "stylized"
+    assert header["stylecomp/service_api"] == "Kling AI API: Image to Video (v1)"
+    assert json.loads(header["stylecomp/request"])["duration"] == "5" and header["stylecomp/submitted_at"]
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [e["frame"] for e in events if e.get("event") == "frame" and e.get("stage") != "render"][-5:] == [
+        FIRST + i for i in range(FRAMES)]
+
+    # Running again pays nothing: the recorded job's verified clip is reused.
+    assert invoke("animate", str(job), "--generator", "kling")[0] == 0
+    assert services.submits["kling"] == 1
+
+    # No key, and no token made from one, in anything the run left or said.
+    secrets = [*KEYS.values(), *[s.headers["authorization"].split()[1] for s in services.requests("kling")]]
+    texts = {"stdout": out, "stderr": err, "log": caplog.text}
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            texts[str(path)] = path.read_bytes().decode("latin-1")
+    for path in frames:
+        texts[f"{path} header"] = json.dumps(read_plate(path, pixels=False).parts[0].attributes, default=str)
+    assert len(texts) > 15
+    leaks = [(where, secret) for where, text in texts.items() for secret in secrets if secret in text]
+    assert not leaks
+
+
+def test_a_run_killed_between_submit_and_download_resumes_without_a_second_submit(
+        services: Services, tmp_path: Path) -> None:
+    start = tmp_path / "start.png"
+    Image.fromarray(eight_bit(start_image())).save(start)
+    plates_dir = write_plates(tmp_path / "plates", FRAMES)
+    job = write_job(tmp_path / "job.json", job_document(
+        plates_dir, tmp_path / "no-model", str(tmp_path / "out/demo.####.exr"), FRAMES,
+        animation={"generator": "kling", "generator_options": options(services, "kling"), "source": "image",
+                   "image": str(start)}))
+    services.hold = True
+    command = [sys.executable, "-c", "from stylecomp.cli import main; main()", "animate", str(job)]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    record_file = tmp_path / "animatic/demo/demo.remote-job.json"
+    deadline = time.monotonic() + 120
+    while not (services.requests("kling", "GET") and record_file.is_file()):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode() if \
+            process.poll() is not None else "no submit"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    out, err = process.communicate(timeout=30)
+    assert services.submits["kling"] == 1 and json.loads(record_file.read_text())["job_id"] == "kling-0001"
+    assert not list((tmp_path / "animatic/demo").glob("*.exr"))
+
+    services.hold = False
+    status, _, err2 = invoke("animate", str(job))
+    assert status == 0, err2
+    assert services.submits["kling"] == 1, "the resumed run polled the recorded job"
+    assert len(list((tmp_path / "animatic/demo").glob("demo.*.exr"))) == FRAMES
+    header = read_plate(tmp_path / f"animatic/demo/demo.{FIRST}.exr", pixels=False).parts[0].attributes
+    assert header["stylecomp/resumed"] == 1 and header["stylecomp/remote_job_id"] == "kling-0001"
+    assert not any(key.encode() in out + err for key in KEYS.values())
