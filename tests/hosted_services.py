@@ -82,8 +82,9 @@ def jwt_claims(token: str, secret: str) -> dict[str, Any] | None:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
     expected = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, decode(signature)) or json.loads(decode(header)) != {"alg": "HS256",
-                                                                                               "typ": "JWT"}:
+    if not hmac.compare_digest(expected, decode(signature)):
+        return None
+    if json.loads(decode(header)) != {"alg": "HS256", "typ": "JWT"}:
         return None
     return json.loads(decode(payload))
 
@@ -97,6 +98,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -268,8 +270,8 @@ class Services:
             return reply.cut(data)
         reply.raw(200, data, "video/mp4")
 
-    def _file_url(self, job: Job, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}/files/{job.id}.mp4?signature=stand-in"
+    def _file_url(self, job: Job) -> str:
+        return f"http://127.0.0.1:{self.port}/files/{job.id}.mp4?signature=stand-in"
 
     # --- the services --------------------------------------------------------------------------------
 
@@ -323,8 +325,8 @@ class Services:
                 "task_id": job.id, "task_status": "submitted", "created_at": 1, "updated_at": 1}})
         job = self.jobs[route.rsplit("/", 1)[1]]
         state = self._state(job)
-        data: dict[str, Any] = {"task_id": job.id, "task_status": {"running": "processing", "succeed": "succeed",
-                                                                    "fail": "failed"}[state]}
+        status = {"running": "processing", "succeed": "succeed", "fail": "failed"}[state]
+        data: dict[str, Any] = {"task_id": job.id, "task_status": status}
         if state == "succeed":
             data["task_result"] = {"videos": [{"id": "v1", "url": self._file_url(job), "duration": str(job.seconds)}]}
         if state == "fail":

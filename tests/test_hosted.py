@@ -30,7 +30,7 @@ from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_pl
 
 from stylecomp.color import ModelEncoding
 from stylecomp.errors import HostedError, ModelError
-from stylecomp.generators import Generated, Request, Setup, load_generator
+from stylecomp.generators import Request, Setup, load_generator
 from stylecomp.hosted.credentials import Secret, credential
 from stylecomp.plates import read_plate
 from stylecomp.stage import Cancelled
@@ -129,7 +129,7 @@ def test_a_clip_is_submitted_once_verified_and_retimed_to_the_shot(
     assert provenance["service"] == service and provenance["remote_job_id"].endswith(job_id)
     assert provenance["clip_fps"] == 8 and provenance["fps"] == 24.0 and provenance["resumed"] is False
     assert "ink and watercolour street" in json.loads(provenance["request"]).values()
-    assert provenance["reproducible"] == (service in ("veo", "runway"))
+    assert provenance["seed_sent"] == (service in ("veo", "runway"))
     assert ("seed" in provenance) == (service in ("veo", "runway"))
     entry = record(tmp_path)
     assert entry["state"] == "downloaded" and entry["job_id"] == provenance["remote_job_id"]
@@ -345,6 +345,17 @@ def test_where_a_service_cannot_cancel_the_next_run_takes_the_job_up(
     services.hold = False
     generator(services, service).generate(request(tmp_path), threading.Event())
     assert services.submits[service] == 1
+
+
+def test_a_slow_job_is_polled_with_backoff_up_to_the_cap(services: Services, tmp_path: Path) -> None:
+    services.running_polls = 6
+    generator(services, "luma", poll_interval=0.02, poll_max_interval=0.06).generate(request(tmp_path),
+                                                                                     threading.Event())
+    polls = [seen.at for seen in services.requests("luma", "GET", "/generations/")]
+    assert len(polls) == 7
+    gaps = np.diff(polls)
+    # Waits of 0.02, 0.03, 0.045, then 0.06 (the cap): growing, and never far past the cap.
+    assert gaps[0] < gaps[2] and gaps[0] >= 0.02 and all(gap < 0.06 + 0.05 for gap in gaps)
 
 
 def test_every_request_has_a_timeout(services: Services, tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ import datetime
 import hashlib
 import io
 import json
-import os
 import tempfile
 import threading
 import time
@@ -223,7 +222,7 @@ class HostedGenerator:
             "submitted_at": entry["submitted_at"],
             "downloaded_at": entry["downloaded_at"],
             "resumed": resumed,
-            "reproducible": self.service.takes_seed,
+            "seed_sent": self.service.takes_seed,
             "not_sent": ",".join(self.service.not_sent(request)) or "-",
             "clip_frames": len(clip.frames),
             "clip_fps": clip.fps,
@@ -379,4 +378,3 @@ def _now() -> str:
 def orientation(frames: Frames, landscape: str, portrait: str) -> str:
     """``landscape`` or ``portrait``, from the start frame's shape."""
     return landscape if frames.width >= frames.height else portrait
-

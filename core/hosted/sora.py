@@ -52,7 +52,8 @@ class Sora(Service):
         video = http.json("GET", f"videos/{job_id}", self.headers())
         state = str(video.get("status"))
         error = video.get("error") or {}
-        return Status(_STATES.get(state, "running"), state, f"videos/{job_id}/content" if state == "completed" else None,
+        content = f"videos/{job_id}/content" if state == "completed" else None
+        return Status(_STATES.get(state, "running"), state, content,
                       str(error.get("message", "")) if isinstance(error, dict) else str(error))
 
     def download_headers(self) -> dict[str, str]:

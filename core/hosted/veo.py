@@ -6,8 +6,8 @@ with ``instances[0].image`` and ``instances[0].lastFrame`` as ``{bytesBase64Enco
 ``parameters`` (aspectRatio, resolution, durationSeconds 4/6/8, negativePrompt, seed), authenticated by the
 ``x-goog-api-key`` header. It returns an operation; ``GET {operation name}`` until ``done``, then the video
 is at ``response.generateVideoResponse.generatedSamples[0].video.uri`` (fetched with the key; a redirect to
-storage drops it). Veo takes a seed, but Google documents it as improving, not guaranteeing, repeatability.
-The Gemini API documents no cancel for video operations.
+storage drops it). Veo takes a seed (uint32); a hosted model can change under the same name, so the same
+seed is not promised to give the same clip. The Gemini API documents no cancel for video operations.
 """
 
 from __future__ import annotations
