@@ -139,6 +139,7 @@ class Services:
     delay: float = 0.0  # seconds before answering a status request
     truncate: int = 0  # the next N downloads stop halfway
     corrupt: bool = False  # downloads are not video
+    short: bool = False  # downloads are a clip of half the length asked for
     image_dir: Path | None = None  # Luma: where published keyframes are
     seen: list[Seen] = field(default_factory=list)
     submits: Counter[str] = field(default_factory=Counter)
@@ -264,7 +265,8 @@ class Services:
 
     def _file(self, reply: _Reply, path: str) -> None:
         job = self.jobs[path.rsplit("/", 1)[1].removesuffix(".mp4")]
-        data = b"\x00\x00\x00\x18ftypmp42 this is not a video" * 40 if self.corrupt else self.clip(job.seconds)
+        clip = self.clip(job.seconds / 2 if self.short else job.seconds)
+        data = b"\x00\x00\x00\x18ftypmp42 this is not a video" * 40 if self.corrupt else clip
         if self.truncate:
             self.truncate -= 1
             return reply.cut(data)

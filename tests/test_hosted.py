@@ -389,6 +389,12 @@ def test_a_download_that_is_not_a_video_is_refused(services: Services, tmp_path:
     assert sorted(p.name for p in (tmp_path / "clip").iterdir()) == ["demo.remote-job.json"]
 
 
+def test_a_clip_shorter_than_the_shot_is_refused(services: Services, tmp_path: Path) -> None:
+    services.short = True
+    with pytest.raises(HostedError, match=r"runway: the clip lasts 2.500 s; 100 frames at 24 fps need 4.167 s"):
+        generator(services, "runway").generate(request(tmp_path, frames=100), threading.Event())
+
+
 def test_a_kept_download_that_changed_on_disk_is_fetched_again(services: Services, tmp_path: Path) -> None:
     plugin = generator(services, "runway")
     plugin.generate(request(tmp_path), threading.Event())

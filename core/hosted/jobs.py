@@ -21,6 +21,7 @@ A ``Service`` says how one API is spoken (its submit body, how it reports a job,
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import hashlib
 import io
@@ -41,7 +42,7 @@ from ..atomicio import atomic_target
 from ..errors import HostedError, ModelError
 from ..generators import Generated, Request, Setup
 from ..stage import Cancelled
-from .clip import read_clip, retime
+from .clip import Clip, read_clip, retime
 from .credentials import Secret, credential
 from .transport import Http, Retry
 
@@ -224,18 +225,18 @@ class HostedGenerator:
             "resumed": resumed,
             "seed_sent": self.service.takes_seed,
             "not_sent": ",".join(self.service.not_sent(request)) or "-",
-            "clip_frames": len(clip.frames),
+            "clip_frames": len(clip.times),
             "clip_fps": clip.fps,
             "clip_seconds": round(clip.seconds, 6),
             "frames": request.frames,
             "fps": fps,
-            "width": clip.frames[0].shape[1],
-            "height": clip.frames[0].shape[0],
+            "width": clip.width,
+            "height": clip.height,
             "last_frame": request.last_image is not None,
         }
         if self.service.takes_seed:
             provenance["seed"] = int(parameters["seed"])
-        return Generated(frames=retime(clip, request.frames, fps), provenance=provenance)
+        return Generated(frames=retime(clip, request.frames, fps, name), provenance=provenance)
 
     def _seconds(self, request: Request) -> int:
         """The shortest clip length the service makes that covers the request."""
@@ -270,7 +271,7 @@ class HostedGenerator:
                 raise Cancelled()
             interval = min(interval * 1.5, float(self.settings["poll_max_interval"]))
 
-    def _download(self, http: Http, status: Status, clip_path: Path) -> Any:
+    def _download(self, http: Http, status: Status, clip_path: Path) -> Clip:
         """Stream the clip to a temp file, check it, then rename it into place."""
         assert status.video is not None
         with atomic_target(clip_path) as temp:
@@ -279,7 +280,7 @@ class HostedGenerator:
             if size == 0:
                 raise HostedError(f"{self.service.name}: the downloaded clip is empty")
             clip = read_clip(temp, self.service.name)
-        return clip
+        return dataclasses.replace(clip, path=clip_path)
 
 
 class JobRecord:
