@@ -150,6 +150,12 @@ class HostedGenerator:
             raise ModelError(f"unknown {service.name} generator_options: {', '.join(unknown)} "
                              f"(it takes {', '.join(sorted(known))})")
         settings = known | dict(setup.options)
+        for option in ("poll_interval", "poll_max_interval", "wait", "request_timeout", "retries", "retry_backoff",
+                       "retry_max_wait"):
+            if isinstance(settings[option], bool) or not isinstance(settings[option], (int, float)) or \
+                    settings[option] < 0:
+                raise ModelError(f"{service.name} generator_options.{option} must be a number of at least 0, "
+                                 f"not {settings[option]!r}")
         self.settings = settings
         keys = {name: credential(name, service.name) for name in service.credentials}
         self.service = service(str(settings["model"] or service.default_model),
@@ -191,7 +197,6 @@ class HostedGenerator:
         http = self.http(cancel)
 
         clip_path = record.clip_path()
-        clip = None
         if entry and entry.get("state") == "downloaded" and _sha256_file(clip_path) == entry.get("clip_sha256"):
             clip = read_clip(clip_path, name)
         else:
@@ -206,8 +211,11 @@ class HostedGenerator:
                 status = self._wait(http, job_id, cancel, record)
                 clip = self._download(http, status, clip_path)
             except Cancelled:
-                if self.service.cancel(self.http(threading.Event()), job_id):
-                    record.remove()
+                try:
+                    if self.service.cancel(self.http(threading.Event()), job_id):
+                        record.remove()
+                except HostedError:
+                    pass  # the run stops all the same; the job stays recorded, and the next run picks it up
                 raise
             entry |= {"state": "downloaded", "downloaded_at": _now(), "clip_sha256": _sha256_file(clip_path)}
             record.save(entry)
