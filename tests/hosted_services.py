@@ -289,8 +289,8 @@ class Services:
         if route.endswith("/content"):
             return reply.raw(200, self.clip(job.seconds), "video/mp4")
         state = self._state(job)
-        video = {"id": job.id, "object": "video", "status": {"running": "in_progress", "succeed": "completed",
-                                                             "fail": "failed"}[state], "progress": 50}
+        status = {"running": "in_progress", "succeed": "completed", "fail": "failed"}[state]
+        video = {"id": job.id, "object": "video", "status": status, "progress": 100 if state == "succeed" else 50}
         if state == "fail":
             video["error"] = {"code": "moderation_blocked", "message": "The request was blocked by moderation"}
         reply.json(200, video)
@@ -349,6 +349,8 @@ class Services:
         state = self._state(job)
         task: dict[str, Any] = {"id": job.id, "createdAt": "2026-12-07T12:00:00Z", "status": {
             "running": "RUNNING", "succeed": "SUCCEEDED", "fail": "FAILED", "cancelled": "CANCELLED"}[state]}
+        if state == "running":
+            task["progress"] = round(job.polls / (self.running_polls + 1), 2)
         if state == "succeed":
             task["output"] = [self._file_url(job)]
         if state == "fail":

@@ -358,6 +358,16 @@ def test_a_slow_job_is_polled_with_backoff_up_to_the_cap(services: Services, tmp
     assert gaps[0] < gaps[2] and gaps[0] >= 0.02 and all(gap < 0.06 + 0.05 for gap in gaps)
 
 
+@pytest.mark.parametrize("service", ["sora", "runway"])
+def test_where_the_service_says_how_far_a_job_is_that_is_progress(
+        services: Services, tmp_path: Path, service: str) -> None:
+    services.running_polls = 3
+    steps: list[tuple[int, int]] = []
+    generator(services, service).generate(request(tmp_path, on_step=lambda *step: steps.append(step)),
+                                          threading.Event())
+    assert steps == {"sora": [(50, 100)] * 3 + [(100, 100)], "runway": [(25, 100), (50, 100), (75, 100)]}[service]
+
+
 def test_every_request_has_a_timeout(services: Services, tmp_path: Path) -> None:
     services.delay = 1.0
     tick = time.monotonic()
@@ -425,6 +435,16 @@ def test_bad_options_and_missing_settings_are_refused_before_anything_is_sent(
     with pytest.raises(ModelError, match="kling needs KLING_SECRET_KEY: set that environment variable, or put it in"):
         generator(services, "kling")
     assert not services.seen
+
+
+def test_animate_without_a_key_stops_before_any_work_with_one_line(
+        services: Services, tmp_path: Path, plates: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LUMAAI_API_KEY")
+    job = animate_job(tmp_path, plates, tmp_path / "no-model", services, "luma")
+    status, out, err = invoke("animate", str(job), "--generator", "luma")
+    assert status == 2 and not services.seen and not (tmp_path / "out").exists()
+    assert err.strip().splitlines() == [f"error: luma needs LUMAAI_API_KEY: set that environment variable, or put it "
+                                        f"in {tmp_path / 'config' / 'hosted-keys.json'} (a JSON object, mode 0600)"]
 
 
 def test_keys_come_from_the_environment_else_an_owner_only_file(

@@ -70,6 +70,7 @@ class Status:
     detail: str  # the service's own state name
     video: str | None = None
     message: str = ""
+    percent: int | None = None  # how far the service says it is, where it says
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class HostedGenerator:
                 record.save(entry)
             job_id = str(entry["job_id"])
             try:
-                status = self._wait(http, job_id, cancel, record)
+                status = self._wait(http, job_id, cancel, record, request)
                 clip = self._download(http, status, clip_path)
             except Cancelled:
                 try:
@@ -256,13 +257,17 @@ class HostedGenerator:
         raise ModelError(f"{self.service.name} makes clips of at most {longest} s; {request.frames} frames at "
                          f"{request.fps:g} fps need {needed:.2f} s (set animation.frames lower)")
 
-    def _wait(self, http: Http, job_id: str, cancel: threading.Event, record: JobRecord) -> Status:
-        """Poll until the job ends, backing off; a remote failure forgets the job and is reported in one line."""
+    def _wait(self, http: Http, job_id: str, cancel: threading.Event, record: JobRecord, request: Request) -> Status:
+        """Poll until the job ends, backing off; a remote failure forgets the job and is reported in one line.
+
+        Where the service says how far a job is, that is passed on as progress (step = percent of 100)."""
         interval = float(self.settings["poll_interval"])
         deadline = time.monotonic() + float(self.settings["wait"])
         name = self.service.name
         while True:
             status = self.service.status(http, job_id)
+            if status.percent is not None and request.on_step is not None:
+                request.on_step(max(0, min(100, status.percent)), 100)
             if status.state == "succeeded":
                 if not status.video:
                     raise HostedError(f"{name}: job {job_id} finished without a video")

@@ -58,8 +58,9 @@ class Runway(Service):
         state = str(task.get("status"))
         output = task.get("output") or []
         message = task.get("failure") or ("cancelled" if state == "CANCELLED" else "")
+        progress = task.get("progress")  # 0 to 1 while RUNNING
         return Status(_STATES.get(state, "running"), state, output[0] if state == "SUCCEEDED" and output else None,
-                      str(message))
+                      str(message), round(progress * 100) if isinstance(progress, (int, float)) else None)
 
     def cancel(self, http: Http, job_id: str) -> bool:
         """DELETE /v1/tasks/{id}: Runway cancels a running task (and deletes a finished one)."""

@@ -53,8 +53,10 @@ class Sora(Service):
         state = str(video.get("status"))
         error = video.get("error") or {}
         content = f"videos/{job_id}/content" if state == "completed" else None
-        return Status(_STATES.get(state, "running"), state, content,
-                      str(error.get("message", "")) if isinstance(error, dict) else str(error))
+        message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
+        progress = video.get("progress")
+        return Status(_STATES.get(state, "running"), state, content, message,
+                      int(progress) if isinstance(progress, (int, float)) else None)
 
     def download_headers(self) -> dict[str, str]:
         """The content endpoint needs the key too."""
