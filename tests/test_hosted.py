@@ -57,6 +57,8 @@ def local_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     """The stand-in's keys in the environment; a private config folder (no real keys file is read)."""
     monkeypatch.setenv("STYLECOMP_CONFIG_DIR", str(tmp_path / "config"))
+    for proxy in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)  # the stand-in is reached directly
     for name, value in KEYS.items():
         monkeypatch.setenv(name, value)
     return KEYS
@@ -148,6 +150,9 @@ def test_a_rerun_reuses_the_paid_clip_and_a_changed_request_pays_again(
     assert again.provenance["resumed"] is True and again.provenance["remote_job_id"] == first.provenance[
         "remote_job_id"]
     assert all(np.array_equal(a, b) for a, b in zip(first.frames, again.frames, strict=True))
+    recut = plugin.generate(request(tmp_path, frames=12), threading.Event())
+    assert len(recut.frames) == 12 and frame_index(recut.frames[-1]) == 3, "a re-cut of the same length is free"
+    assert services.submits[service] == 1
 
     plugin.generate(request(tmp_path, prompt="pencil sketch street"), threading.Event())
     plugin.generate(request(tmp_path, image=start_image(shift=0.2)), threading.Event())

@@ -75,9 +75,6 @@ class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
         return new
 
 
-_OPENER = urllib.request.build_opener(_SameHostRedirects)
-
-
 class Http:
     """One service's HTTP client: the base URL, how to read its error bodies, and which secrets to mask."""
 
@@ -149,7 +146,9 @@ class Http:
                 raise Cancelled()
             request = urllib.request.Request(self.url(path), data=data, headers=dict(headers), method=method)
             try:
-                with _OPENER.open(request, timeout=self.retry.timeout) as response:
+                # A new opener per request: it reads the proxy settings ($https_proxy, $no_proxy) as they are now.
+                opener = urllib.request.build_opener(_SameHostRedirects)
+                with opener.open(request, timeout=self.retry.timeout) as response:
                     return read(response)
             except urllib.error.HTTPError as exc:
                 body = _read_error_body(exc)
