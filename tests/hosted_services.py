@@ -137,6 +137,7 @@ class Services:
     bad_input: bool = False  # the submit answers 400 with the service's error body
     echo_auth: bool = False  # error bodies quote the request's auth header (a careless proxy)
     delay: float = 0.0  # seconds before answering a status request
+    submit_delay: float = 0.0  # seconds before a submit makes its job and answers
     truncate: int = 0  # the next N downloads stop halfway
     corrupt: bool = False  # downloads are not video
     short: bool = False  # downloads are a clip of half the length asked for
@@ -242,6 +243,7 @@ class Services:
         return None
 
     def _new_job(self, service: str, seconds: float) -> Job:
+        time.sleep(self.submit_delay)
         job = Job(service, f"{service}-{next(self._ids):04d}", seconds)
         self.jobs[job.id] = job
         self.submits[service] += 1

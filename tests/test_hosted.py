@@ -381,6 +381,19 @@ def test_every_request_has_a_timeout(services: Services, tmp_path: Path) -> None
     assert time.monotonic() - tick < 0.9
 
 
+def test_a_run_that_dies_while_submitting_is_owned_up_to_by_the_next(
+        services: Services, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    services.submit_delay = 0.6  # the service makes the job, but only after the client gave up on the answer
+    with pytest.raises(HostedError, match="runway: POST /runway/v1/image_to_video failed after 1 tries: timed out"):
+        generator(services, "runway", request_timeout=0.2, retries=0).generate(request(tmp_path), threading.Event())
+    assert record(tmp_path)["state"] == "submitting" and "job_id" not in record(tmp_path)
+    time.sleep(0.6)
+    services.submit_delay = 0.0
+    generator(services, "runway").generate(request(tmp_path), threading.Event())
+    assert "an earlier run stopped while submitting this clip" in caplog.text
+    assert services.submits["runway"] == 2, "the unanswered submit made a job stylecomp could not know of"
+
+
 # --- downloads ---------------------------------------------------------------------------------------------
 
 

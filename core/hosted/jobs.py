@@ -8,7 +8,9 @@ A ``Service`` says how one API is spoken (its submit body, how it reports a job,
    fingerprint means this clip was paid for already: its job is polled, or its verified download
    reused, instead of submitting again.
 2. Otherwise the job is submitted, and its id is written to the record (atomically) the moment the
-   submit returns, before anything else can fail.
+   submit returns, before anything else can fail. The record says "submitting" while the submit is
+   on its way: a run that dies then cannot know whether the service made a job, and the next run says
+   so before submitting again (a refusal, which makes nothing, removes the record).
 3. Polling starts at ``poll_interval`` seconds and backs off to ``poll_max_interval``; the transport
    obeys Retry-After and retries 429/5xx with a cap. A stopped run asks the service to cancel where
    its API can (and forgets the job then); where it cannot, the record stays and the next run picks
@@ -26,6 +28,7 @@ import datetime
 import hashlib
 import io
 import json
+import logging
 import tempfile
 import threading
 import time
@@ -44,9 +47,10 @@ from ..generators import Generated, Request, Setup
 from ..stage import Cancelled
 from .clip import Clip, read_clip, retime
 from .credentials import Secret, credential
-from .transport import Http, Retry
+from .transport import Http, Refused, Retry
 
 RECORD_VERSION = 1
+_LOG = logging.getLogger(__name__)
 
 # Options every hosted generator takes (generator_options), with their defaults.
 COMMON_OPTIONS: dict[str, Any] = {
@@ -192,6 +196,10 @@ class HostedGenerator:
         fingerprint = _fingerprint(name, parameters, frames)
         record = JobRecord(Path(request.job_record) if request.job_record else None)
         entry = record.load()
+        if entry is not None and entry.get("fingerprint") == fingerprint and entry.get("state") == "submitting":
+            _LOG.warning("%s: an earlier run stopped while submitting this clip, before the service answered; it "
+                         "may have made (and billed) a job that stylecomp cannot find. Submitting again", name)
+            entry = None
         resumed = entry is not None and entry.get("fingerprint") == fingerprint
         if not resumed:
             entry = None
@@ -202,10 +210,15 @@ class HostedGenerator:
             clip = read_clip(clip_path, name)
         else:
             if entry is None:
-                job_id = self.service.submit(http, parameters, frames)
-                entry = {"version": RECORD_VERSION, "service": name, "job_id": job_id, "fingerprint": fingerprint,
-                         "submitted_at": _now(), "base_url": _safe_url(self.base_url), "parameters": parameters,
-                         "state": "submitted"}
+                entry = {"version": RECORD_VERSION, "service": name, "fingerprint": fingerprint,
+                         "base_url": _safe_url(self.base_url), "parameters": parameters, "state": "submitting"}
+                record.save(entry)  # a run that dies before the answer leaves this, and the next run says so
+                try:
+                    job_id = self.service.submit(http, parameters, frames)
+                except Refused:
+                    record.remove()  # the service made nothing
+                    raise
+                entry |= {"job_id": job_id, "submitted_at": _now(), "state": "submitted"}
                 record.save(entry)
             job_id = str(entry["job_id"])
             try:

@@ -19,10 +19,9 @@ import json
 import time
 from typing import Any
 
-from ..errors import HostedError
 from ..generators import Request, Setup
 from .jobs import Frames, HostedGenerator, Service, Status, base64_png
-from .transport import Http
+from .transport import Http, Refused
 
 _STATES = {"submitted": "running", "processing": "running", "succeed": "succeeded", "failed": "failed"}
 TOKEN_SECONDS = 1800
@@ -95,7 +94,7 @@ class Kling(Service):
 def _data(http: Http, answer: Any) -> dict[str, Any]:
     """``data`` of a Kling answer; a non-zero code is an error even with HTTP 200."""
     if not isinstance(answer, dict) or answer.get("code") != 0 or not isinstance(answer.get("data"), dict):
-        raise HostedError(http.redact(f"kling: the request was refused: {Kling.error_message(answer) or 'no message'}"))
+        raise Refused(http.redact(f"kling: the request was refused: {Kling.error_message(answer) or 'no message'}"))
     return answer["data"]
 
 

@@ -75,6 +75,10 @@ class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
         return new
 
 
+class Refused(HostedError):
+    """The service answered no (a 4xx other than 408/409/425/429): nothing was made, so nothing is billed."""
+
+
 class Http:
     """One service's HTTP client: the base URL, how to read its error bodies, and which secrets to mask."""
 
@@ -155,7 +159,8 @@ class Http:
                 if exc.code not in RETRIED or attempt == self.retry.retries:
                     reason = self.error_message(body) or (exc.reason if isinstance(exc.reason, str) else "")
                     retried = f" after {attempt + 1} tries" if exc.code in RETRIED else ""
-                    raise HostedError(self.redact(f"{self.service}: HTTP {exc.code} from {method} {where}{retried}: "
+                    error = HostedError if exc.code in RETRIED or exc.code >= 500 else Refused
+                    raise error(self.redact(f"{self.service}: HTTP {exc.code} from {method} {where}{retried}: "
                                                   f"{reason or 'no message'}", headers)) from None
                 wait = _retry_after(exc.headers.get("Retry-After"))
             except (urllib.error.URLError, http.client.HTTPException, _Truncated, OSError) as exc:
