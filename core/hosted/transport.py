@@ -160,8 +160,8 @@ class Http:
                     reason = self.error_message(body) or (exc.reason if isinstance(exc.reason, str) else "")
                     retried = f" after {attempt + 1} tries" if exc.code in RETRIED else ""
                     error = HostedError if exc.code in RETRIED or exc.code >= 500 else Refused
-                    raise error(self.redact(f"{self.service}: HTTP {exc.code} from {method} {where}{retried}: "
-                                                  f"{reason or 'no message'}", headers)) from None
+                    message = f"{self.service}: HTTP {exc.code} from {method} {where}{retried}: {reason or 'no message'}"
+                    raise error(self.redact(message, headers)) from None
                 wait = _retry_after(exc.headers.get("Retry-After"))
             except (urllib.error.URLError, http.client.HTTPException, _Truncated, OSError) as exc:
                 if attempt == self.retry.retries:
