@@ -160,7 +160,7 @@ class Http:
                     reason = self.error_message(body) or (exc.reason if isinstance(exc.reason, str) else "")
                     retried = f" after {attempt + 1} tries" if exc.code in RETRIED else ""
                     error = HostedError if exc.code in RETRIED or exc.code >= 500 else Refused
-                    message = f"{self.service}: HTTP {exc.code} from {method} {where}{retried}: {reason or 'no message'}"
+                    message = f"{self.service}: HTTP {exc.code} from {method} {where}{retried}: {reason or 'no reply'}"
                     raise error(self.redact(message, headers)) from None
                 wait = _retry_after(exc.headers.get("Retry-After"))
             except (urllib.error.URLError, http.client.HTTPException, _Truncated, OSError) as exc:
