@@ -6,6 +6,8 @@ frames are numbered from the shot's first cut frame, so ``stylecomp timeline con
 animatic`` lines them up with the edit. They are written as scene-linear EXRs (through the
 job's colour encoding) with provenance in every header, plus an 8-bit PNG preview sequence. A new
 clip replaces the shot's earlier one whole: frames of the pattern that it does not have are deleted.
+Hosted generators (``stylecomp.hosted``) keep ``{shot}.remote-job.json`` and the verified download beside the
+clip, so that running again does not pay for the same clip twice.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def animate(
     requested = settings.frames or cut_length
     count = generator.frame_count(requested)
     width, height = _size(start.shape[1], start.shape[0], settings.long_side or DEFAULT_LONG_SIDE)
+    output = FrameSequence(job.shot_path(job.animation.output, shot))
     request = Request(
         prompt=settings.prompt if settings.prompt is not None else _shot_prompt(job, shot),
         negative_prompt=settings.negative_prompt if settings.negative_prompt is not None else job.negative_prompt,
@@ -81,6 +84,7 @@ def animate(
         image=start, last_image=last, frames=requested,
         fps=settings.fps or (shot.editorial.rate if shot.editorial else DEFAULT_FPS),
         on_step=lambda step, steps: report({"event": "step", "shot": shot.name, "step": step, "total": steps}),
+        job_record=str(Path(output.pattern).parent / f"{shot.name}.remote-job.json"),
     )
     frames = list(range(first_frame, first_frame + count))
     report({"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": count,
@@ -89,7 +93,6 @@ def animate(
     generated = generator.generate(request, cancel)
     seconds = (time.monotonic() - tick) / max(len(generated.frames), 1)
 
-    output = FrameSequence(job.shot_path(job.animation.output, shot))
     preview = FrameSequence(_preview_pattern(output.pattern))
     provenance = generated.provenance | {f"start_{key}": value for key, value in source.items()} | {
         "shot": shot.name, "job": str(Path(job_path).resolve()), "first_frame": first_frame}

@@ -961,21 +961,28 @@ def flicker(stylized: str, plate: str, frames: str | None, vectors: str, job_pat
 @click.option("--frames", type=click.IntRange(1, 1024), default=None,
               help="Clip length (rounded up to what the model allows). Default: the shot's cut length.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Seed (default: the job's animation.seed).")
+@click.option("--generator", default=None,
+              help="Generator plugin to use instead of the job's animation.generator: diffusers (local models), "
+                   "sora, veo, kling, runway, luma (hosted; options from animation.generator_options), or another "
+                   "installed plugin.")
 @_DEVICE_OPTION
 @_DTYPE_OPTION
 @click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help=_PROGRESS_HELP)
 def animate(job_path: str, shot_names: tuple[str, ...], keyframe: int | None, image: str | None, frames: int | None,
-            seed: int | None, device: str, dtype: str, progress_style: str) -> None:
+            seed: int | None, generator: str | None, device: str, dtype: str, progress_style: str) -> None:
     """Animatic clips: animate each shot's start image with a local image-to-video model
-    (Wan, LTX-Video, CogVideoX; the job's `animation` block).
+    (Wan, LTX-Video, CogVideoX; the job's `animation` block) or a hosted service (--generator
+    sora, veo, kling, runway or luma; keys from the environment or the 0600 hosted-keys.json).
 
     The start image is the shot's stylized keyframe (by default; rendered first when missing),
     its picked ideation still (animation.source = "ideation") or an image. Frames are numbered
     from the shot's first cut frame and written as scene-linear EXRs to animation.output, with
     a PNG preview sequence in preview/ beside them. Put them in the edit with
-    `stylecomp timeline conform --media animatic`. Exit status: 0 all shots done; 1 some failed
-    (the others are kept) or the run was stopped; 2 the job or its model is unusable.
+    `stylecomp timeline conform --media animatic`. A hosted job is recorded beside the clip as
+    soon as it is submitted; running again polls it (or reuses its download) instead of paying
+    twice. Exit status: 0 all shots done; 1 some failed (the others are kept) or the run was
+    stopped; 2 the job or its model is unusable.
     """
     from .animatic import animate as animate_shot, video_generator
     from .jobspec import load_job
@@ -993,13 +1000,15 @@ def animate(job_path: str, shot_names: tuple[str, ...], keyframe: int | None, im
         settings.frames = frames
     if seed is not None:
         settings.seed = seed
+    if generator is not None:
+        settings.generator = generator
     shots = select_shots(job_, shot_names)
-    generator = video_generator(job_, None if device == "auto" else device, None if dtype == "auto" else dtype)
+    clip_maker = video_generator(job_, None if device == "auto" else device, None if dtype == "auto" else dtype)
     pool, printer, failed = _pipeline_pool(device, dtype), _ProgressPrinter(progress_style), []
     with _cancel_on_signals() as cancel:
         for shot in shots:
             try:
-                clip = animate_shot(job_, job_path, shot, generator, pool, printer, cancel)
+                clip = animate_shot(job_, job_path, shot, clip_maker, pool, printer, cancel)
             except Cancelled:
                 click.echo(f"{shot.name}: stopped; its clip is not written whole", err=True)
                 sys.exit(1)

@@ -36,3 +36,7 @@ class TimelineError(StyleCompError):
 
 class ModelError(StyleCompError):
     """A diffusion model, ControlNet or LoRA that cannot be found, trusted or loaded."""
+
+
+class HostedError(StyleCompError):
+    """A hosted video service (Sora, Veo, Kling, Runway, Luma) that refused a job, failed it or sent a bad clip."""

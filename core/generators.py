@@ -67,6 +67,8 @@ class Request:
     control: Mapping[str, np.ndarray] = field(default_factory=dict)  # ControlNet images by source ("depth", ...)
     style_image: np.ndarray | None = None  # style reference for an IP-Adapter
     on_step: Callable[[int, int], None] | None = None  # told (step, steps) after each denoising step: progress
+    job_record: str | None = None  # image_to_video: a file beside the output where a hosted generator records its
+    # remote job, so that a re-run polls that job (or reuses its download) instead of paying for a second one
 
 
 @dataclass(frozen=True)

@@ -315,7 +315,8 @@ class VideoModelSettings(_Strict):
 class Animation(_Strict):
     """Image-to-video animatic clips (``stylecomp animate``), from a stylized keyframe, a picked still or an image."""
 
-    generator: str = Field("diffusers", description="Generator plugin: a name in the 'stylecomp.generators' entry points")
+    generator: str = Field("diffusers", description="Generator plugin: a name in the 'stylecomp.generators' entry "
+                           "points (diffusers; hosted: sora, veo, kling, runway, luma)")
     generator_options: dict[str, Any] = Field(default_factory=dict, description="Settings passed to a plugin generator")
     model: VideoModelSettings | None = Field(None, description="Required by the built-in generator")
     source: Literal["stylized", "ideation", "image"] = Field(
