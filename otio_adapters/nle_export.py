@@ -1,0 +1,128 @@
+"""Conformed timelines as the files editors' applications open: FCP 7 XML (Premiere, Resolve) and
+CMX 3600 EDL (Avid), each written from a copy made for what that format can say.
+
+- **FCP 7 XML** has no image-sequence media: otio-fcp-adapter cannot write an
+  ``ImageSequenceReference``. Each clip playing an image sequence plays, in the copy, an
+  ``ExternalReference`` to the sequence's first frame, with the sequence's available range, which
+  is how Premiere and Resolve export a numbered-still sequence (a ``<file>`` whose ``<pathurl>``
+  is the first frame).
+- **EDL** holds one video track, a reel and a clip name per event, and no media paths beyond a
+  ``* FROM CLIP:`` comment. Each stylized clip's reel is its sequence's name (the shot name, in
+  full: strict CMX 3600 readers want at most 8 characters, Avid's File_32 and File_129 EDL types
+  take the full name), and ``OUT.media.csv`` beside the EDL lists every clip's reel, name, frame
+  pattern and frames, for relinking by hand or script.
+- **Nested compositions** are flattened into their track for both (OpenTimelineIO's
+  ``flatten_stack`` and ``track_trimmed_to_range``): otio-cmx3600-adapter leaves them out of an
+  EDL without a word, and otio-fcp-adapter fails on a stack that holds clips rather than tracks,
+  or on a track inside a track. Where a nested stack layers clips, only the top one is left;
+  each clip left out is named in a warning.
+- **AAF** is refused: otio-aaf-adapter writes each clip's media from the AAF mobs it was read
+  from, so a written ``.aaf`` still plays the original media, not the stylized frames.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+from pathlib import Path
+
+import opentimelineio as otio
+from stylecomp.errors import TimelineError
+
+from .image_sequences import pattern_of
+
+MEDIA_LIST_FIELDS = ("reel", "clip", "media", "first_frame", "last_frame")
+
+
+def _sequence_clips(timeline: otio.schema.Timeline) -> list[otio.schema.Clip]:
+    return [clip for clip in timeline.find_clips() if isinstance(clip.media_reference, otio.schema.ImageSequenceReference)]
+
+
+def _flat(composition: otio.core.Composition, warnings: list[str]) -> list[otio.core.Composable]:
+    """What a nested composition shows, as items of its parent track, as long as the composition: nested ones
+    flattened in turn. Its own effects cannot follow (a warning says so)."""
+    if composition.effects:
+        names = ", ".join(effect.effect_name or effect.schema_name() for effect in composition.effects)
+        warnings.append(f"nested composition {composition.name!r}: its effects ({names}) are left out of the "
+                        "flattened export; its clips play at their own speed, then a gap fills its length")
+    if isinstance(composition, otio.schema.Stack):
+        layers = otio.schema.Stack()
+        for child in composition:  # flatten_stack takes tracks: a clip placed in the stack is a track of its own
+            layers.append(child.clone() if isinstance(child, otio.schema.Track)
+                          else otio.schema.Track(children=[child.clone()]))
+        track = otio.algorithms.flatten_stack(layers)
+    else:
+        track = composition.clone()
+    shown = otio.algorithms.track_trimmed_to_range(track, composition.trimmed_range())
+    items: list[otio.core.Composable] = []
+    for item in shown:
+        items.extend(_flat(item, warnings) if isinstance(item, otio.core.Composition) else [item.clone()])
+    missing = composition.trimmed_range().duration - shown.available_range().duration
+    if missing.value > 0:  # a time warp or freeze frame that OpenTimelineIO's ranges leave out
+        items.append(otio.schema.Gap(duration=missing))
+    return items
+
+
+def flattened(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.schema.Timeline:
+    """A copy whose tracks hold no nested compositions; each clip that drops out is added to ``warnings``."""
+    out = copy.deepcopy(timeline)
+    for track in out.tracks:
+        if not isinstance(track, otio.schema.Track):
+            continue
+        items = []
+        for item in list(track):
+            items.extend(_flat(item, warnings) if isinstance(item, otio.core.Composition) else [item.clone()])
+        track[:] = items
+    before = [clip.name for clip in timeline.find_clips()]
+    after = [clip.name for clip in out.find_clips()]
+    for name in set(before):
+        if after.count(name) < before.count(name):
+            warnings.append(f"clip {name!r} is under another layer of its nested stack and is left out of the "
+                            "flattened export")
+    return out
+
+
+def for_fcp_xml(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.schema.Timeline:
+    """A flattened copy in which each clip playing an image sequence plays its first frame's file, with its range."""
+    out = flattened(timeline, warnings)
+    for clip in _sequence_clips(out):
+        sequence = clip.media_reference
+        first = otio.schema.ExternalReference(
+            target_url=sequence.target_url_for_image_number(0), available_range=sequence.available_range,
+        )
+        first.name = sequence.name or clip.name
+        clip.media_reference = first  # replaces the active reference only; the copy is written, never kept
+    return out
+
+
+def for_edl(timeline: otio.schema.Timeline, path: str, warnings: list[str]) -> tuple[otio.schema.Timeline, str]:
+    """A copy whose image-sequence clips carry their sequence's name as reel, and the media list (CSV text)."""
+    video = list(timeline.video_tracks())
+    if len(video) != 1:
+        names = ", ".join(repr(track.name) for track in video) or "none"
+        raise TimelineError(f"an EDL holds one video track, and this timeline has {len(video)} ({names}); "
+                            "write .otio or .xml instead", path)
+    out = flattened(timeline, warnings)
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(MEDIA_LIST_FIELDS)
+    for clip in _sequence_clips(out):
+        sequence = clip.media_reference
+        reel = sequence.name or clip.name
+        clip.metadata.setdefault("cmx_3600", {})["reel"] = reel
+        writer.writerow((reel, clip.name, pattern_of(sequence), sequence.start_frame, sequence.end_frame()))
+    return out, rows.getvalue()
+
+
+def media_list_path(edl_path: str) -> str:
+    """Where an EDL's media list goes: ``cut.edl`` -> ``cut.media.csv``."""
+    return str(Path(edl_path).with_suffix(".media.csv"))
+
+
+def refuse_aaf(path: str) -> None:
+    """AAF cannot carry the conform: say why, and what to write instead."""
+    raise TimelineError(
+        "otio-aaf-adapter writes each clip's media from the AAF it was read from, not new media, so an .aaf would "
+        "still play the original media; write .edl for Avid (with its media list) or .otio", path,
+    )
