@@ -84,6 +84,6 @@ class ClipPlace:
         return [effect for composition in self.enclosing() for effect in composition.effects]
 
     def describe(self) -> str:
-        """``clip 'name' (track 'V', item 3)``, ``... item 3 > 0`` when nested: how errors and warnings name the clip."""
+        """``clip 'name' (track 'V', item 3)``, ``item 3 > 0`` when nested: how errors and warnings name the clip."""
         position = " > ".join(map(str, (self.item_index, *self.nesting)))
         return f"clip {self.clip.name!r} (track {self.track_name!r}, item {position})"

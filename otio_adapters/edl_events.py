@@ -79,13 +79,13 @@ def _grouping_problem(event: Event) -> str | None:
     """Why the adapter cannot read lines that share an event number, if that is the trouble."""
     if len(event.lines) < 2:
         return None
-    first, *rest = event.lines
-    wrong = next((line for line in rest if not line.is_transition), None)
+    wrong = next((line for line in event.lines[1:] if not line.is_transition), None)
     if wrong is None:
         return None
-    return (f"event {event.number} has {len(event.lines)} lines ({', '.join(str(line.number) for line in event.lines)}) "
-            f"and line {wrong.number} is not a dissolve or wipe: lines that share an event number are a cut and the "
-            f"transition from it; number line {wrong.number} as the event it belongs to")
+    numbers = ", ".join(str(line.number) for line in event.lines)
+    return (f"event {event.number} has {len(event.lines)} lines ({numbers}) and line {wrong.number} is not a "
+            "dissolve or wipe: lines that share an event number are a cut and the transition from it; number "
+            f"line {wrong.number} as the event it belongs to")
 
 
 def explain_failure(text: str, read: Callable[[str], object], error: Exception) -> str:

@@ -36,7 +36,8 @@ MEDIA_LIST_FIELDS = ("reel", "clip", "media", "first_frame", "last_frame")
 
 
 def _sequence_clips(timeline: otio.schema.Timeline) -> list[otio.schema.Clip]:
-    return [clip for clip in timeline.find_clips() if isinstance(clip.media_reference, otio.schema.ImageSequenceReference)]
+    return [clip for clip in timeline.find_clips()
+            if isinstance(clip.media_reference, otio.schema.ImageSequenceReference)]
 
 
 def _flat(composition: otio.core.Composition, warnings: list[str]) -> list[otio.core.Composable]:

@@ -255,7 +255,8 @@ def _check_plate(job: Job, shot: Shot, place: ClipPlace, options: JobOptions, re
     missing = [f for f in range(first, last + 1) if f not in on_disk]
     if missing:
         problem = (f"no plate frames at {pattern}" if not on_disk else
-                   f"the plate {pattern} lacks {len(missing)} of the cut's frames {first}-{last} (from frame {missing[0]})")
+                   f"the plate {pattern} lacks {len(missing)} of the cut's frames {first}-{last} "
+                   f"(from frame {missing[0]})")
         if not options.allow_missing:
             raise TimelineError(f"{place.describe()}: {problem} (pass --allow-missing to write the job anyway)")
         report.note(shot_report, f"{problem}; written anyway (--allow-missing)")

@@ -203,7 +203,8 @@ def test_handles_clamp_to_the_plate_frames_on_disk(tmp_path: Path) -> None:
     result = jobs(str(path), "--plates", PLATES, "--handles", "5", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 0, result.output
     shot = load_job(tmp_path / "j.json").shots[0]
-    assert (shot.frames.first, shot.frames.last, shot.handle_frames(), shot.editorial.rate) == (1001, 1010, (3, 2), 25.0)
+    assert (shot.frames.first, shot.frames.last, shot.editorial.rate) == (1001, 1010, 25.0)
+    assert shot.handle_frames() == (3, 2)
     assert "clip 'sh010' (track 'V', item 0): handles before the cut clamped from 5 to 3: the plate" in result.stderr
     assert "clip 'sh010' (track 'V', item 0): handles after the cut clamped from 5 to 2: the plate" in result.stderr
 
