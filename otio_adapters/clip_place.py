@@ -5,8 +5,8 @@ A clip inside nested compositions (a stack or track placed in a track) plays in 
 track through every level of nesting. Its record range is found with OpenTimelineIO's own
 time transforms (``transformed_time_range`` up to the top-level track), clamped to the part
 each enclosing composition shows; its source range is that record range transformed back
-into the clip. OpenTimelineIO's transforms ignore time effects, so a clip under a time warp
-keeps its own timing (see `enclosing_effects`).
+into the clip. OpenTimelineIO's transforms ignore time effects, so a clip under a time-warped
+composition keeps its own timing (`timeline_to_job` warns about it).
 """
 
 from __future__ import annotations
@@ -78,10 +78,6 @@ class ClipPlace:
         if record is None:
             raise TimelineError(f"{self.describe()}: no frame of it is shown by the compositions it is nested in")
         return self.track.transformed_time_range(record, self.clip)
-
-    def enclosing_effects(self) -> list[otio.schema.Effect]:
-        """The effects of the compositions the clip is nested in (time warps among them)."""
-        return [effect for composition in self.enclosing() for effect in composition.effects]
 
     def describe(self) -> str:
         """``clip 'name' (track 'V', item 3)``, ``item 3 > 0`` when nested: how errors and warnings name the clip."""

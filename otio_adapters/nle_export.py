@@ -5,7 +5,8 @@ CMX 3600 EDL (Avid), each written from a copy made for what that format can say.
   ``ImageSequenceReference``. Each clip playing an image sequence plays, in the copy, an
   ``ExternalReference`` to the sequence's first frame, with the sequence's available range, which
   is how Premiere and Resolve export a numbered-still sequence (a ``<file>`` whose ``<pathurl>``
-  is the first frame).
+  is the first frame). Its clip item loses what ties it to the original media in Premiere
+  (master clip, links to the original's audio items, in and out in Premiere's ticks).
 - **EDL** holds one video track, a reel and a clip name per event, and no media paths beyond a
   ``* FROM CLIP:`` comment. Each stylized clip's reel is its sequence's name (the shot name, in
   full: strict CMX 3600 readers want at most 8 characters, Avid's File_32 and File_129 EDL types
@@ -33,6 +34,9 @@ from stylecomp.errors import TimelineError
 from .image_sequences import pattern_of
 
 MEDIA_LIST_FIELDS = ("reel", "clip", "media", "first_frame", "last_frame")
+# A Premiere clip item's ties to the media it was cut from: its master clip, its links to that clip's
+# audio items, and its in and out in Premiere's ticks, which would pick frames of the original.
+_TIED_TO_ORIGINAL = ("masterclipid", "link", "pproTicksIn", "pproTicksOut")
 
 
 def _sequence_clips(timeline: otio.schema.Timeline) -> list[otio.schema.Clip]:
@@ -94,6 +98,10 @@ def for_fcp_xml(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.sch
         )
         first.name = sequence.name or clip.name
         clip.media_reference = first  # replaces the active reference only; the copy is written, never kept
+        premiere = clip.metadata.get("fcp_xml", {})
+        for key in _TIED_TO_ORIGINAL:
+            if key in premiere:
+                del premiere[key]
     return out
 
 

@@ -86,6 +86,8 @@ def drop_frame_separators(edl: str) -> str:
 def _one_timeline(result: object, path: str, which: int | None) -> otio.schema.Timeline:
     """The file's timeline, or its ``which``-th (from 1) when it holds several (an FCP X library)."""
     if isinstance(result, otio.schema.Timeline):
+        if which not in (None, 1):
+            raise TimelineError(f"--timeline {which}: it holds one timeline", path)
         return result
     if isinstance(result, otio.schema.SerializableCollection):
         timelines = [item for item in result.find_children(descended_from_type=otio.schema.Timeline)]

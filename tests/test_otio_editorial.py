@@ -227,21 +227,24 @@ def test_conform_to_nle_formats_round_trips_through_otio(testdata: Path, tmp_pat
     assert f"{len(job.shots)} of {len(job.shots)} shots conformed" in result.stdout
     rate = job.shots[0].editorial.record.rate
     back = otio.adapters.read_from_file(str(out), **({"rate": rate} if suffix == "edl" else {}))
-    played = [(c.name, c.range_in_parent(), c.media_reference) for track in back.video_tracks() for c in track
-              if isinstance(c, otio.schema.Clip)]
+    played = [c for track in back.video_tracks() for c in track if isinstance(c, otio.schema.Clip)]
     for shot in job.shots:
         record = time_range_of(shot.editorial.record)
-        found = [ref for clip, where, ref in played if clip == shot.editorial.clip and where == record]
+        found = [c for c in played if c.name == shot.editorial.clip and c.range_in_parent() == record]
         assert len(found) == 1, f"{shot.name}: no clip {shot.editorial.clip!r} at {record} in {out}"
-        ref = found[0]
+        clip, ref = found[0], found[0].media_reference
         if suffix == "edl":  # the EDL names the sequence with the frames the cut plays ('* FROM CLIP:')
             assert isinstance(ref, otio.schema.ImageSequenceReference)
             assert (ref.start_frame, ref.end_frame()) == (shot.frames.first, shot.frames.last)
+            assert ref.frame_for_time(clip.source_range.start_time) == shot.frames.first
             files = [ref.target_url_for_image_number(i) for i in range(ref.number_of_images_in_sequence())]
-        else:  # FCP 7 XML names the first frame of the rendered sequence
+        else:  # FCP 7 XML names the first frame of the rendered sequence; its in point counts images from it
             assert isinstance(ref, otio.schema.ExternalReference)
             files = [ref.target_url]
-            assert files[0].endswith(f"{shot.name}.{shot.frame_range_with_handles()[0]:04d}.exr")
+            low = shot.frame_range_with_handles()[0]
+            assert files[0].endswith(f"{shot.name}.{low:04d}.exr")
+            shown = clip.source_range.start_time - ref.available_range.start_time
+            assert low + round(shown.value) == shot.frames.first
         assert all(Path(otio.url_utils.filepath_from_url(url)).is_file() for url in files), files
     if suffix == "edl":
         with open(tmp_path / "review.media.csv", newline="") as listing:
@@ -256,6 +259,8 @@ def test_conform_to_nle_formats_round_trips_through_otio(testdata: Path, tmp_pat
         assert len(items) == len([c for track in read_timeline(path, rate).video_tracks() for c in track.find_clips()])
         for item in items:
             assert all(item.find(tag) is not None for tag in ("name", "start", "end", "in", "out", "file"))
+            if "/stylized/" in item.findtext("file/pathurl", ""):  # nothing ties it to the original media
+                assert all(item.find(tag) is None for tag in ("masterclipid", "link", "pproTicksIn", "pproTicksOut"))
 
 
 def test_an_aaf_conform_is_refused_and_nothing_is_written(testdata: Path, tmp_path: Path) -> None:
@@ -298,3 +303,17 @@ def test_json_report_after_jobs_and_conform(tmp_path: Path) -> None:
     assert [s["status"] for s in report["shots"]] == ["conformed"] * 5 + ["unrendered"]
     assert report["written"] == [str(tmp_path / "out.otio")]
     assert report["shots"][-1]["notes"][0].startswith("not rendered in")
+
+
+def test_a_file_of_several_timelines_or_none_is_one_line(testdata: Path, tmp_path: Path) -> None:
+    library = testdata / "timelines/fcpx_library.fcpxml"
+    names = "(1 'OpenTimeline_Project', 2 'OpenTimeline_Project 1')"
+    for args, message in [([], f"holds 2 timelines {names}; choose one with --timeline N"),
+                          (["--timeline", "3"], f"--timeline 3: it holds 2 timelines {names}")]:
+        result = jobs(str(library), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"), *args)
+        assert result.exit_code == 2 and result.stderr == f"error: {library}: {message}\n"
+    clips = testdata / "timelines/fcpx_clips.fcpxml"
+    result = jobs(str(clips), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {clips}: holds no timeline (browser clips or media only); export a project "
+                             "or sequence\n")
