@@ -7,11 +7,13 @@ CMX 3600 EDL (Avid), each written from a copy made for what that format can say.
   is how Premiere and Resolve export a numbered-still sequence (a ``<file>`` whose ``<pathurl>``
   is the first frame). Its clip item loses what ties it to the original media in Premiere
   (master clip, links to the original's audio items, in and out in Premiere's ticks).
-- **EDL** holds one video track, a reel and a clip name per event, and no media paths beyond a
+- **EDL** holds one video track (each further video track goes to ``OUT.vN.edl`` beside it),
+  a reel and a clip name per event, and no media paths beyond a
   ``* FROM CLIP:`` comment. Each stylized clip's reel is its sequence's name (the shot name, in
   full: strict CMX 3600 readers want at most 8 characters, Avid's File_32 and File_129 EDL types
-  take the full name), and ``OUT.media.csv`` beside the EDL lists every clip's reel, name, frame
-  pattern and frames, for relinking by hand or script.
+  take the full name), and ``OUT.media.csv`` beside each EDL lists every clip's reel, name, frame
+  pattern and frames, for relinking by hand or script. Fades (a transition to or from a gap)
+  are left out, each with a warning: otio-cmx3600-adapter cannot write them.
 - **Nested compositions** are flattened into their track for both (OpenTimelineIO's
   ``flatten_stack`` and ``track_trimmed_to_range``): otio-cmx3600-adapter leaves them out of an
   EDL without a word, and otio-fcp-adapter fails on a stack that holds clips rather than tracks,
@@ -89,8 +91,20 @@ def flattened(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.schem
 
 
 def for_fcp_xml(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.schema.Timeline:
-    """A flattened copy in which each clip playing an image sequence plays its first frame's file, with its range."""
+    """A flattened copy in which each clip playing an image sequence plays its first frame's file, with its range.
+
+    A timeline read from an EDL starts its tracks at minus the first record timecode (the cmx_3600
+    adapter's way); otio-fcp-adapter ignores that and would start the sequence at 00:00:00:00, so
+    the copy starts the timeline there instead.
+    """
     out = flattened(timeline, warnings)
+    tracks = [track for track in out.tracks if isinstance(track, otio.schema.Track)]
+    starts = [track.source_range.start_time if track.source_range else None for track in tracks]
+    start = starts[0] if starts and all(other == starts[0] for other in starts) else None
+    if out.global_start_time is None and start is not None and start.value < 0:
+        out.global_start_time = -start
+        for track in tracks:
+            track.source_range = None
     for clip in _sequence_clips(out):
         sequence = clip.media_reference
         first = otio.schema.ExternalReference(
@@ -105,23 +119,52 @@ def for_fcp_xml(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.sch
     return out
 
 
-def for_edl(timeline: otio.schema.Timeline, path: str, warnings: list[str]) -> tuple[otio.schema.Timeline, str]:
-    """A copy whose image-sequence clips carry their sequence's name as reel, and the media list (CSV text)."""
-    video = list(timeline.video_tracks())
-    if len(video) != 1:
-        names = ", ".join(repr(track.name) for track in video) or "none"
-        raise TimelineError(f"an EDL holds one video track, and this timeline has {len(video)} ({names}); "
-                            "write .otio or .xml instead", path)
-    out = flattened(timeline, warnings)
-    rows = io.StringIO()
-    writer = csv.writer(rows, lineterminator="\n")
-    writer.writerow(MEDIA_LIST_FIELDS)
-    for clip in _sequence_clips(out):
-        sequence = clip.media_reference
-        reel = sequence.name or clip.name
-        clip.metadata.setdefault("cmx_3600", {})["reel"] = reel
-        writer.writerow((reel, clip.name, pattern_of(sequence), sequence.start_frame, sequence.end_frame()))
-    return out, rows.getvalue()
+def for_edl(timeline: otio.schema.Timeline, path: str,
+            warnings: list[str]) -> list[tuple[str, otio.schema.Timeline, str]]:
+    """One EDL per video track (an EDL holds one): its path, a flattened copy of the timeline holding just
+    that track, with each image-sequence clip's sequence name as reel, and its media list (CSV text).
+
+    The first video track goes to ``path``, the N-th to ``name.vN.edl`` beside it.
+    """
+    flat = flattened(timeline, warnings)
+    video = list(flat.video_tracks())
+    edls = []
+    for number, track in enumerate(video, 1):
+        if all(isinstance(clip.media_reference, otio.schema.GeneratorReference) for clip in track.find_clips()):
+            warnings.append(f"video track {number} ({track.name!r}) holds no clip with media (only gaps, titles or "
+                            "other generators): no EDL for it")
+            continue
+        single = otio.schema.Timeline(name=flat.name, global_start_time=flat.global_start_time)
+        single.tracks.append(_without_fades(track.clone(), number, warnings))
+        rows = io.StringIO()
+        writer = csv.writer(rows, lineterminator="\n")
+        writer.writerow(MEDIA_LIST_FIELDS)
+        for clip in _sequence_clips(single):
+            sequence = clip.media_reference
+            reel = sequence.name or clip.name
+            clip.metadata.setdefault("cmx_3600", {})["reel"] = reel
+            writer.writerow((reel, clip.name, pattern_of(sequence), sequence.start_frame, sequence.end_frame()))
+        target = path if number == 1 else str(Path(path).with_suffix(f".v{number}.edl"))
+        edls.append((target, single, rows.getvalue()))
+    if not edls:
+        raise TimelineError("has no video track with media to write as an EDL", path)
+    return edls
+
+
+def _without_fades(track: otio.schema.Track, number: int, warnings: list[str]) -> otio.schema.Track:
+    """The track without transitions to or from a gap (fades), which otio-cmx3600-adapter cannot write.
+
+    A transition takes no time of its own in a track, so every clip keeps its record range.
+    """
+    items = list(track)
+    for index in range(len(items) - 1, -1, -1):
+        item = items[index]
+        neighbours = items[index - 1 : index] + items[index + 1 : index + 2]
+        if isinstance(item, otio.schema.Transition) and any(isinstance(n, otio.schema.Gap) for n in neighbours):
+            warnings.append(f"video track {number} ({track.name!r}), item {index}: the {item.name or 'transition'} "
+                            "to or from a gap (a fade) is left out of the EDL; the EDL adapter cannot write it")
+            del track[index]
+    return track
 
 
 def media_list_path(edl_path: str) -> str:

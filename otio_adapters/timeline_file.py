@@ -185,32 +185,32 @@ def write_timeline(timeline: otio.schema.Timeline, path: str | os.PathLike[str],
     """Write in the format the suffix names, atomically (temp file + rename); the files written.
 
     ``.otio`` (or any suffix an installed adapter writes) as it is; ``.xml`` (FCP 7 XML) and
-    ``.edl`` (CMX 3600) through `nle_export`, which also writes an EDL's media list beside it
-    and adds to ``warnings`` each clip its flattening leaves out; ``.aaf`` is refused
-    (see `nle_export.refuse_aaf`).
+    ``.edl`` (CMX 3600: one per video track, each with its media list) through `nle_export`,
+    which adds to ``warnings`` each clip its flattening leaves out; ``.aaf`` is refused (see
+    `nle_export.refuse_aaf`).
     """
     path = os.fspath(path)
     adapter = _adapter_for(path)
     if adapter.name == "AAF":
         refuse_aaf(path)
-    out, files, extra = timeline, [path], {}
     warnings = warnings if warnings is not None else []
-    if adapter.name == "fcp_xml":
-        out = for_fcp_xml(timeline, warnings)
-    elif adapter.name == "cmx_3600":
-        out, media_list = for_edl(timeline, path, warnings)
-        extra = {"reelname_len": None}
-    try:
-        with atomic_target(path) as temp:
-            otio.adapters.write_to_file(out, temp, adapter_name=adapter.name, **extra)
-        if adapter.name == "cmx_3600":
-            with atomic_target(media_list_path(path)) as temp:
-                Path(temp).write_text(media_list, encoding="utf-8")
-            files.append(media_list_path(path))
+    if adapter.name == "cmx_3600":
+        files = [(edl, out, {"reelname_len": None}, listing) for edl, out, listing in for_edl(timeline, path, warnings)]
+    else:
+        files = [(path, for_fcp_xml(timeline, warnings) if adapter.name == "fcp_xml" else timeline, {}, None)]
+    written: list[str] = []
+    target = path
+    try:  # every file to a temp file first; all are renamed into place once all are written
+        with contextlib.ExitStack() as renames:
+            for target, out, options, listing in files:
+                temp = renames.enter_context(atomic_target(target))
+                otio.adapters.write_to_file(out, temp, adapter_name=adapter.name, **options)
+                written.append(target)
+                if listing is not None:
+                    Path(renames.enter_context(atomic_target(media_list_path(target)))).write_text(listing, "utf-8")
+                    written.append(media_list_path(target))
     except OSError as exc:
-        raise TimelineError(exc.strerror or str(exc), path) from None
-    except TimelineError:
-        raise
+        raise TimelineError(exc.strerror or str(exc), target) from None
     except Exception as exc:  # an adapter's own write error
-        raise TimelineError(f"cannot write it as {adapter.name}: {exc}", path) from None
-    return files
+        raise TimelineError(f"cannot write it as {adapter.name}: {exc}", target) from None
+    return written

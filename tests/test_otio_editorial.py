@@ -13,6 +13,7 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
+from conftest import TESTDATA
 from test_otio_conform import conform, render
 from test_otio_jobs import PLATES, jobs, make_job
 
@@ -213,31 +214,60 @@ def _render_all(path: Path, tmp_path: Path, *args: str) -> Job:
 
 
 ROUND_TRIPS = [("screening_example.edl", "edl"), ("screening_example.edl", "xml"), ("nested_example.otio", "edl"),
-               ("nested_example.otio", "xml"), ("premiere_example.otio", "xml")]
+               ("nested_example.otio", "xml"), ("premiere_example.otio", "xml"), ("premiere_example.otio", "edl")]
+
+
+def recorded(timeline: otio.schema.Timeline, track: otio.schema.Track, record: TR, transitions: tuple) -> TR:
+    """A record range in timeline time (the timeline's start, and an EDL track's start at its first record
+    timecode, counted in), widened by the transitions around the clip: a CMX 3600 dissolve starts where the
+    cut was, so an EDL moves the cut point of the clips on either side, not the frames they show."""
+    start = (timeline.global_start_time or RT(0, record.start_time.rate)) + record.start_time
+    start -= track.source_range.start_time if track.source_range else RT(0, record.start_time.rate)
+    before, after = (t or RT(0, record.start_time.rate) for t in transitions)
+    return TR(start - before, record.duration + before + after)
 
 
 @pytest.mark.parametrize("name, suffix", ROUND_TRIPS)
-def test_conform_to_nle_formats_round_trips_through_otio(testdata: Path, tmp_path: Path, name: str,
-                                                         suffix: str) -> None:
-    path = DATA / name if (DATA / name).exists() else testdata / "timelines" / name
+def test_conform_to_nle_formats_round_trips_through_otio(tmp_path: Path, name: str, suffix: str) -> None:
+    path = DATA / name if (DATA / name).exists() else TESTDATA / "timelines" / name
+    if not path.exists():
+        pytest.skip(f"shared test data not found at {TESTDATA} (set STYLECOMP_TESTDATA)")
     job = _render_all(path, tmp_path, "--unique-names")
     out = tmp_path / f"review.{suffix}"
     result = conform(str(path), str(tmp_path / "job.json"), "-o", str(out))
     assert result.exit_code == 0, result.output
     assert f"{len(job.shots)} of {len(job.shots)} shots conformed" in result.stdout
     rate = job.shots[0].editorial.record.rate
-    back = otio.adapters.read_from_file(str(out), **({"rate": rate} if suffix == "edl" else {}))
-    played = [c for track in back.video_tracks() for c in track if isinstance(c, otio.schema.Clip)]
+    written = sorted(tmp_path.glob(f"review*.{suffix}"))  # an EDL per video track: review.edl, review.v2.edl, ...
+    assert [f"also written: {f}" in result.stdout for f in written[1:]] == [True] * (len(written) - 1)
+    backs = [otio.adapters.read_from_file(str(f), **({"rate": rate} if suffix == "edl" else {})) for f in written]
+    played = [(back, c) for back in backs for track in back.video_tracks() for c in track
+              if isinstance(c, otio.schema.Clip)]
+    original = read_timeline(path, rate)
     for shot in job.shots:
-        record = time_range_of(shot.editorial.record)
-        found = [c for c in played if c.name == shot.editorial.clip and c.range_in_parent() == record]
+        track, clip = original.tracks[shot.editorial.track_index], clip_at(original, shot)
+        around = clip.parent().handles_of_child(clip) if isinstance(clip.parent(), otio.schema.Track) else (None, None)
+        record = recorded(original, track, time_range_of(shot.editorial.record), around)
+        found = [c for back, c in played if c.name == shot.editorial.clip
+                 and recorded(back, c.parent(), c.range_in_parent(), c.parent().handles_of_child(c)) == record]
         assert len(found) == 1, f"{shot.name}: no clip {shot.editorial.clip!r} at {record} in {out}"
         clip, ref = found[0], found[0].media_reference
-        if suffix == "edl":  # the EDL names the sequence with the frames the cut plays ('* FROM CLIP:')
-            assert isinstance(ref, otio.schema.ImageSequenceReference)
-            assert (ref.start_frame, ref.end_frame()) == (shot.frames.first, shot.frames.last)
-            assert ref.frame_for_time(clip.source_range.start_time) == shot.frames.first
-            files = [ref.target_url_for_image_number(i) for i in range(ref.number_of_images_in_sequence())]
+        if suffix == "edl":  # the EDL names the sequence with the frames its event plays ('* FROM CLIP:')
+            assert clip.metadata["cmx_3600"]["reel"] == shot.name  # what Avid relinks by
+            to_clip = [c for c in clip.metadata["cmx_3600"].get("comments", []) if c.startswith("TO CLIP: ")]
+            low, high = shot.frame_range_with_handles()
+            if to_clip:  # OTIO's EDL reader gives the clip after a dissolve the FROM CLIP's media: read TO CLIP
+                named = re.fullmatch(rf"TO CLIP: (.*/{re.escape(shot.name)}\.)\[(\d+)-(\d+)\]\.exr", to_clip[0])
+                assert named and low <= int(named.group(2)) <= int(named.group(3)) <= high, to_clip
+                files = [Path(job.resolve(shot.output) % f).as_uri() for f in range(int(named[2]), int(named[3]) + 1)]
+                assert files[0].startswith(named.group(1))
+            else:
+                assert isinstance(ref, otio.schema.ImageSequenceReference)
+                assert low <= ref.start_frame <= ref.end_frame() <= high
+                # The frame at its record start: its first cut frame, less what a dissolve moved the cut point by.
+                moved = clip.parent().handles_of_child(clip)[0] or RT(0, rate)
+                assert ref.frame_for_time(clip.source_range.start_time) == shot.frames.first - round(moved.value)
+                files = [ref.target_url_for_image_number(i) for i in range(ref.number_of_images_in_sequence())]
         else:  # FCP 7 XML names the first frame of the rendered sequence; its in point counts images from it
             assert isinstance(ref, otio.schema.ExternalReference)
             files = [ref.target_url]
@@ -247,16 +277,18 @@ def test_conform_to_nle_formats_round_trips_through_otio(testdata: Path, tmp_pat
             assert low + round(shown.value) == shot.frames.first
         assert all(Path(otio.url_utils.filepath_from_url(url)).is_file() for url in files), files
     if suffix == "edl":
-        with open(tmp_path / "review.media.csv", newline="") as listing:
-            rows = list(csv.DictReader(listing))
-        assert [(r["reel"], r["media"], int(r["first_frame"]), int(r["last_frame"])) for r in rows] == [
-            (s.name, job.resolve(s.output).replace("%04d", "####"), *s.frame_range_with_handles()) for s in job.shots]
-        assert "also written: " + str(tmp_path / "review.media.csv") in result.stdout
+        rows = []
+        for edl in written:
+            listing = edl.with_suffix(".media.csv")
+            assert f"also written: {listing}" in result.stdout
+            rows += list(csv.DictReader(listing.open(newline="")))
+        assert sorted((r["reel"], r["media"], int(r["first_frame"]), int(r["last_frame"])) for r in rows) == sorted(
+            (s.name, job.resolve(s.output).replace("%04d", "####"), *s.frame_range_with_handles()) for s in job.shots)
     else:
         root = ET.parse(out).getroot()
         assert (root.tag, root.get("version")) == ("xmeml", "4")
         items = root.findall(".//sequence/media/video/track/clipitem")
-        assert len(items) == len([c for track in read_timeline(path, rate).video_tracks() for c in track.find_clips()])
+        assert len(items) == len([c for track in original.video_tracks() for c in track.find_clips()])
         for item in items:
             assert all(item.find(tag) is not None for tag in ("name", "start", "end", "in", "out", "file"))
             if "/stylized/" in item.findtext("file/pathurl", ""):  # nothing ties it to the original media
@@ -272,12 +304,21 @@ def test_an_aaf_conform_is_refused_and_nothing_is_written(testdata: Path, tmp_pa
                                     "from the AAF it was read from")
 
 
-def test_an_edl_of_a_multitrack_timeline_is_refused(tmp_path: Path) -> None:
+def test_an_edl_per_video_track_without_fades_or_generator_tracks(tmp_path: Path) -> None:
     path = DATA / "premiere_example.otio"
     _render_all(path, tmp_path, "--unique-names")
     result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "review.edl"))
-    assert result.exit_code == 2 and not (tmp_path / "review.edl").exists()
-    assert "an EDL holds one video track, and this timeline has 4" in result.stderr
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("review*")) == [
+        "review.edl", "review.media.csv", "review.v2.edl", "review.v2.media.csv", "review.v4.edl",
+        "review.v4.media.csv"]
+    assert ("video track 2 (''), item 5: the Cross Dissolve to or from a gap (a fade) is left out of the EDL"
+            in result.stderr)
+    assert "video track 3 ('') holds no clip with media (only gaps, titles or other generators): no EDL for it" \
+        in result.stderr
+    # The dissolve between two clips of track 4 stays: a D event from the one to the other.
+    v4 = (tmp_path / "review.v4.edl").read_text()
+    assert re.search(r"^002 +sc01_sh010_anim\.mov_3 +V +D 025 ", v4, re.M), v4
 
 
 def test_json_report_after_jobs_and_conform(tmp_path: Path) -> None:
