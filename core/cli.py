@@ -275,8 +275,9 @@ def timeline_jobs(timeline_path: str, plates: str | None, output_template: str, 
 @click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Timeline to write, in the format its suffix names: .otio; .xml (FCP 7 XML, for Premiere and "
-                   "Resolve); .edl (CMX 3600, for Avid; one video track, with OUT.media.csv beside it listing each "
-                   "reel's frames); or any other format an installed OTIO adapter writes. .aaf is refused.")
+                   "Resolve); .edl (CMX 3600, for Avid: one per video track, OUT.edl, OUT.v2.edl, ..., each with "
+                   "OUT.media.csv beside it listing each reel's frames); or any other format an installed OTIO "
+                   "adapter writes. .aaf is refused.")
 @click.option("--rate", default=None, help=_RATE_HELP + " Default: the record rate the job noted.")
 @click.option("--media", type=click.Choice(["stylized", "animatic", "ideation"]), default="stylized",
               show_default=True,

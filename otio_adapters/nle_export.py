@@ -39,6 +39,7 @@ MEDIA_LIST_FIELDS = ("reel", "clip", "media", "first_frame", "last_frame")
 # A Premiere clip item's ties to the media it was cut from: its master clip, its links to that clip's
 # audio items, and its in and out in Premiere's ticks, which would pick frames of the original.
 _TIED_TO_ORIGINAL = ("masterclipid", "link", "pproTicksIn", "pproTicksOut")
+_MARK = "stylecomp_export_clip"  # clip metadata key used only while flattening, removed before writing
 
 
 def _sequence_clips(timeline: otio.schema.Timeline) -> list[otio.schema.Clip]:
@@ -46,9 +47,12 @@ def _sequence_clips(timeline: otio.schema.Timeline) -> list[otio.schema.Clip]:
             if isinstance(clip.media_reference, otio.schema.ImageSequenceReference)]
 
 
-def _flat(composition: otio.core.Composition, warnings: list[str]) -> list[otio.core.Composable]:
-    """What a nested composition shows, as items of its parent track, as long as the composition: nested ones
-    flattened in turn. Its own effects cannot follow (a warning says so)."""
+def _flat(composition: otio.core.Composition, kind: str, warnings: list[str]) -> list[otio.core.Composable]:
+    """What a nested composition shows in a track of ``kind``, as items of that track, as long as the
+    composition: nested ones flattened in turn, tracks of another kind (audio in video) left out. Its own
+    effects cannot follow (a warning says so)."""
+    if isinstance(composition, otio.schema.Track) and composition.kind != kind:
+        return [otio.schema.Gap(duration=composition.trimmed_range().duration)]
     if composition.effects:
         names = ", ".join(effect.effect_name or effect.schema_name() for effect in composition.effects)
         warnings.append(f"nested composition {composition.name!r}: its effects ({names}) are left out of the "
@@ -56,37 +60,56 @@ def _flat(composition: otio.core.Composition, warnings: list[str]) -> list[otio.
     if isinstance(composition, otio.schema.Stack):
         layers = otio.schema.Stack()
         for child in composition:  # flatten_stack takes tracks: a clip placed in the stack is a track of its own
-            layers.append(child.clone() if isinstance(child, otio.schema.Track)
-                          else otio.schema.Track(children=[child.clone()]))
+            if not isinstance(child, otio.schema.Track):
+                layers.append(otio.schema.Track(children=[child.clone()], kind=kind))
+            elif child.kind == kind:
+                layers.append(child.clone())
         track = otio.algorithms.flatten_stack(layers)
     else:
         track = composition.clone()
     shown = otio.algorithms.track_trimmed_to_range(track, composition.trimmed_range())
     items: list[otio.core.Composable] = []
     for item in shown:
-        items.extend(_flat(item, warnings) if isinstance(item, otio.core.Composition) else [item.clone()])
+        items.extend(_flat(item, kind, warnings) if isinstance(item, otio.core.Composition) else [item.clone()])
     missing = composition.trimmed_range().duration - shown.available_range().duration
-    if missing.value > 0:  # a time warp or freeze frame that OpenTimelineIO's ranges leave out
+    if missing.value > 1e-6:  # a time warp or freeze frame that OpenTimelineIO's ranges leave out
         items.append(otio.schema.Gap(duration=missing))
     return items
 
 
+def _in_video(clip: otio.schema.Clip) -> bool:
+    """Whether every track holding the clip, nested ones included, is a video track."""
+    item = clip.parent()
+    while item is not None:
+        if isinstance(item, otio.schema.Track) and item.kind != otio.schema.TrackKind.Video:
+            return False
+        item = item.parent()
+    return True
+
+
 def flattened(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.schema.Timeline:
-    """A copy whose tracks hold no nested compositions; each clip that drops out is added to ``warnings``."""
+    """A copy whose tracks hold no nested compositions; each video clip that drops out is added to ``warnings``."""
     out = copy.deepcopy(timeline)
+    clips = [f"clip {clip.name!r} of nested composition {clip.parent().name!r}" if _in_video(clip) else None
+             for clip in out.find_clips()]
+    for number, clip in enumerate(out.find_clips()):  # marks that survive cloning, to tell which clips made it
+        clip.metadata[_MARK] = number
     for track in out.tracks:
         if not isinstance(track, otio.schema.Track):
             continue
         items = []
         for item in list(track):
-            items.extend(_flat(item, warnings) if isinstance(item, otio.core.Composition) else [item.clone()])
+            items.extend(_flat(item, track.kind, warnings) if isinstance(item, otio.core.Composition)
+                         else [item.clone()])
         track[:] = items
-    before = [clip.name for clip in timeline.find_clips()]
-    after = [clip.name for clip in out.find_clips()]
-    for name in set(before):
-        if after.count(name) < before.count(name):
-            warnings.append(f"clip {name!r} is under another layer of its nested stack and is left out of the "
-                            "flattened export")
+    kept = set()
+    for clip in out.find_clips():
+        kept.add(clip.metadata[_MARK])
+        del clip.metadata[_MARK]
+    for number, clip in enumerate(clips):
+        if clip is not None and number not in kept:  # only nested clips can drop out
+            warnings.append(f"{clip} is not in the flattened export: another layer of the stack covers it, or the "
+                            "composition does not show it")
     return out
 
 

@@ -90,7 +90,7 @@ def _one_timeline(result: object, path: str, which: int | None) -> otio.schema.T
             raise TimelineError(f"--timeline {which}: it holds one timeline", path)
         return result
     if isinstance(result, otio.schema.SerializableCollection):
-        timelines = [item for item in result.find_children(descended_from_type=otio.schema.Timeline)]
+        timelines = list(result.find_children(descended_from_type=otio.schema.Timeline))
         if which is not None and 1 <= which <= len(timelines):
             return timelines[which - 1]
         if len(timelines) == 1 and which is None:
@@ -117,6 +117,7 @@ class _AdapterLog(logging.Handler):
 
 @contextlib.contextmanager
 def _adapter_log(adapter: str, warnings: list[str] | None) -> Iterator[None]:
+    """Collect what is logged inside the block; add it to ``warnings`` (counted, once per message), if given."""
     root = logging.getLogger()
     handler = _AdapterLog()
     root.addHandler(handler)
@@ -168,7 +169,7 @@ def read_timeline(path: str | os.PathLike[str], rate: float | None = None, *, ig
     except Exception as exc:  # an adapter's own parse error, whatever its type: name it and the file
         reason, hint = str(exc), ""
         if text is not None and adapter.name == "cmx_3600":
-            def read(part: str) -> object:
+            def read(part: str) -> object:  # the same read of part of the text, for finding the failing event
                 with _adapter_log(adapter.name, None):
                     return otio.adapters.read_from_string(part, adapter_name=adapter.name, rate=rate)
             reason = explain_failure(text, read, exc)

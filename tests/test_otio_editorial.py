@@ -214,7 +214,8 @@ def _render_all(path: Path, tmp_path: Path, *args: str) -> Job:
 
 
 ROUND_TRIPS = [("screening_example.edl", "edl"), ("screening_example.edl", "xml"), ("nested_example.otio", "edl"),
-               ("nested_example.otio", "xml"), ("premiere_example.otio", "xml"), ("premiere_example.otio", "edl")]
+               ("nested_example.otio", "xml"), ("premiere_example.otio", "xml"), ("premiere_example.otio", "edl"),
+               ("fcpx_project.fcpxml", "xml"), ("fcpx_project.fcpxml", "edl")]
 
 
 def recorded(timeline: otio.schema.Timeline, track: otio.schema.Track, record: TR, transitions: tuple) -> TR:
@@ -288,7 +289,7 @@ def test_conform_to_nle_formats_round_trips_through_otio(tmp_path: Path, name: s
         root = ET.parse(out).getroot()
         assert (root.tag, root.get("version")) == ("xmeml", "4")
         items = root.findall(".//sequence/media/video/track/clipitem")
-        assert len(items) == len([c for track in original.video_tracks() for c in track.find_clips()])
+        assert len(items) == len(played) >= len(job.shots)  # each clip item reads back as a clip
         for item in items:
             assert all(item.find(tag) is not None for tag in ("name", "start", "end", "in", "out", "file"))
             if "/stylized/" in item.findtext("file/pathurl", ""):  # nothing ties it to the original media
