@@ -75,6 +75,10 @@ class Editorial(_Strict):
     source: TimeSpan = Field(description="The clip's source range, in its media's time")
     rate: float = Field(gt=0, description="Media frame rate that plate frame numbers count at")
     frame_offset: int = Field(description="Plate frame number = media frame at `rate` + frame_offset")
+    nesting: list[int] = Field(
+        default_factory=list, description="For a clip inside nested compositions (stacks, tracks) at item_index: "
+        "its position in each, from the outermost down"
+    )
 
 
 class Shot(_Strict):
@@ -84,6 +88,8 @@ class Shot(_Strict):
     plate: str = Field(description="Plate file pattern: name.####.exr, name.%04d.exr, name.@@@@.exr or one file")
     frames: FrameRange | None = Field(None, description="Cut range; omitted = every frame found on disk")
     handles: int = Field(0, ge=0, description="Extra frames rendered before and after the cut range")
+    head_handles: int | None = Field(None, ge=0, description="Frames before the cut, replacing `handles` there")
+    tail_handles: int | None = Field(None, ge=0, description="Frames after the cut, replacing `handles` there")
     aovs: dict[Literal[ROLES], list[str]] = Field(  # type: ignore[valid-type]
         default_factory=dict, description="Explicit channel names per AOV role; overrides detection"
     )
@@ -111,10 +117,16 @@ class Shot(_Strict):
             raise ValueError("output needs a frame token (e.g. ####) because the plate is a sequence")
         return self
 
+    def handle_frames(self) -> tuple[int, int]:
+        """Handles before and after the cut: head_handles and tail_handles where set, else handles."""
+        head = self.handles if self.head_handles is None else self.head_handles
+        return head, self.handles if self.tail_handles is None else self.tail_handles
+
     def frame_range_with_handles(self) -> tuple[int, int] | None:
         if self.frames is None:
             return None
-        return self.frames.first - self.handles, self.frames.last + self.handles
+        head, tail = self.handle_frames()
+        return self.frames.first - head, self.frames.last + tail
 
 
 class ColorSettings(_Strict):

@@ -330,8 +330,8 @@ def _check_bounds(job: Job, shots: tuple[str, ...] | None, frames: tuple[int, in
     for i, shot in enumerate(job.shots):
         if shots and shot.name not in shots:
             continue
-        if shot.handles > LIMITS["handles"]:
-            over.append(f"shots[{i}].handles: {shot.handles}, over {LIMITS['handles']}")
+        if max(shot.handle_frames()) > LIMITS["handles"]:
+            over.append(f"shots[{i}].handles: {max(shot.handle_frames())}, over {LIMITS['handles']}")
         span = shot.frame_range_with_handles()
         if span is not None and frames is not None:
             span = (max(span[0], frames[0]), min(span[1], frames[1]))

@@ -1,7 +1,8 @@
 """stylecomp settings carried in OTIO metadata under the ``stylecomp`` key.
 
 On a clip: per-shot overrides of the job's settings (``prompt``, ``negative_prompt``, ``seed``,
-``model``, ``strength``), and the shot's ``handles``, ``output`` (a path template, like
+``model``, ``strength``), and the shot's ``handles`` (``head_handles``, ``tail_handles`` for one
+side), ``output`` (a path template, like
 ``--output``), ``aovs`` and ``notes``. ``editorial`` is written by the ``stylecomp_jobs``
 adapter, which reads a job as a timeline, to keep where each shot was first cut (``null``
 for a shot that was not cut from an edit); without it, the clip's own place is recorded.
@@ -29,6 +30,8 @@ class ClipSettings(ShotOverrides):
     """What a clip's ``stylecomp`` metadata may hold: the shot's overrides plus shot fields."""
 
     handles: int | None = Field(None, ge=0, description="Replaces --handles for this clip")
+    head_handles: int | None = Field(None, ge=0, description="Replaces the handles before the cut")
+    tail_handles: int | None = Field(None, ge=0, description="Replaces the handles after the cut")
     output: str | None = Field(None, description="Output path template replacing --output for this clip")
     aovs: dict[Literal[ROLES], list[str]] | None = None  # type: ignore[valid-type]
     notes: list[str] | None = None

@@ -32,6 +32,6 @@ def editorial_for(place: ClipPlace, source: otio.opentime.TimeRange, numbering: 
     """The editorial record of the clip at ``place``, which plays ``source`` of its media."""
     return Editorial(
         timeline=timeline_path, track=place.track_name, track_index=place.track_index,
-        item_index=place.item_index, clip=place.clip.name, record=span_of(place.clip.range_in_parent()),
-        source=span_of(source), rate=numbering.rate, frame_offset=numbering.offset,
+        item_index=place.item_index, clip=place.clip.name, record=span_of(place.record_range()),
+        source=span_of(source), rate=numbering.rate, frame_offset=numbering.offset, nesting=list(place.nesting),
     )

@@ -62,7 +62,7 @@ class FrameNumbering:
         if count < 1:
             raise TimelineError(f"{place.describe()}: its source range {source} holds no whole frame at {self.rate:g} fps")
         speed = 1.0
-        for effect in place.clip.effects:
+        for effect in place.clip.effects:  # a nested clip's enclosing time warps are not applied: see clip_place
             if isinstance(effect, otio.schema.LinearTimeWarp):
                 speed *= effect.time_scalar
         span = max(1, math.ceil(count * abs(speed) - 1e-9))

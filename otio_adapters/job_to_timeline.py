@@ -27,13 +27,14 @@ def _clip(shot: Shot, rate: float) -> otio.schema.Clip:
     rate, offset = (record.rate, record.frame_offset) if record is not None else (rate, 0)
     first, last = shot.frames.first, shot.frames.last
     settings = ClipSettings(
-        **shot.overrides.model_dump(), handles=shot.handles, output=shot.output,
+        **shot.overrides.model_dump(), handles=shot.handles, head_handles=shot.head_handles,
+        tail_handles=shot.tail_handles, output=shot.output,
         aovs=shot.aovs or None, notes=shot.notes or None, editorial=record,
     )
     metadata = settings.model_dump(mode="json", exclude_none=True)
     metadata["editorial"] = metadata.get("editorial")  # null too: a shot not cut from an edit stays so
     try:
-        media = reference(shot.plate, first - shot.handles, last + shot.handles, rate, offset)
+        media = reference(shot.plate, *shot.frame_range_with_handles(), rate, offset)
     except TimelineError as exc:
         raise TimelineError(f"shot {shot.name}: plate {shot.plate}: {exc.reason}") from None
     return otio.schema.Clip(

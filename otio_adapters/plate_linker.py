@@ -38,8 +38,8 @@ def link_media_reference(
         raise TimelineError("the stylecomp_plates media linker needs a 'plates' template in media_linker_argument_map")
     check_template(template, "plates")
     place = ClipPlace.of(in_clip)
-    try:
-        source = in_clip.trimmed_range()
+    try:  # the part a nested clip's compositions show, as `timeline jobs` numbers it
+        source = place.source_range() if place.record_range() is not None else in_clip.trimmed_range()
     except otio.exceptions.CannotComputeAvailableRangeError:
         _log.warning("%s: no source range and no available range; media left as it was", place.describe())
         return in_clip.media_reference

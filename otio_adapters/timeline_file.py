@@ -6,20 +6,29 @@
   under ``FCM: DROP FRAME`` written with ``:`` get the ``;`` before it reads them, so their
   durations count drop-frame as the EDL says.
 - OTIO JSON written by a newer OpenTimelineIO is read through `newer_otio`.
+- A broken EDL is named by the event the adapter stopped at (`edl_events`); what an adapter
+  logs while reading (pyaaf2 logs to the root logger) becomes warnings instead of stderr noise.
+- Writing picks the format by suffix; FCP 7 XML and EDL get an export copy (`nle_export`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import os
 import re
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import opentimelineio as otio
 from stylecomp.atomicio import atomic_target
 from stylecomp.errors import TimelineError
 
+from .edl_events import explain_failure, mismatched
 from .newer_otio import read_newer_otio_json
+from .nle_export import for_edl, for_fcp_xml, media_list_path, refuse_aaf
 
 NTSC_DROP_FRAME_RATES = (30000 / 1001, 60000 / 1001)
 _FCM = re.compile(r"^\s*FCM:\s*(.*?)\s*$", re.IGNORECASE)
@@ -74,33 +83,82 @@ def drop_frame_separators(edl: str) -> str:
     return "".join(lines)
 
 
-def _one_timeline(result: object, path: str) -> otio.schema.Timeline:
+def _one_timeline(result: object, path: str, which: int | None) -> otio.schema.Timeline:
+    """The file's timeline, or its ``which``-th (from 1) when it holds several (an FCP X library)."""
     if isinstance(result, otio.schema.Timeline):
+        if which not in (None, 1):
+            raise TimelineError(f"--timeline {which}: it holds one timeline", path)
         return result
     if isinstance(result, otio.schema.SerializableCollection):
-        timelines = [item for item in result if isinstance(item, otio.schema.Timeline)]
-        if len(timelines) == 1:
+        timelines = list(result.find_children(descended_from_type=otio.schema.Timeline))
+        if which is not None and 1 <= which <= len(timelines):
+            return timelines[which - 1]
+        if len(timelines) == 1 and which is None:
             return timelines[0]
-        raise TimelineError(f"holds {len(timelines)} timelines; stylecomp reads a file with one", path)
+        names = ", ".join(f"{n} {t.name!r}" for n, t in enumerate(timelines, 1))
+        if which is not None:
+            raise TimelineError(f"--timeline {which}: it holds {len(timelines)} timelines ({names or 'none'})", path)
+        if timelines:
+            raise TimelineError(f"holds {len(timelines)} timelines ({names}); choose one with --timeline N", path)
+        raise TimelineError("holds no timeline (browser clips or media only); export a project or sequence", path)
     raise TimelineError(f"holds a {type(result).__name__}, not a timeline", path)
 
 
-def read_timeline(path: str | os.PathLike[str], rate: float | None = None) -> otio.schema.Timeline:
-    """Read a timeline in any format OTIO reads; ``rate`` is for formats without one (EDL)."""
+class _AdapterLog(logging.Handler):
+    """Collects what adapters log while they read (pyaaf2 logs to the root logger), instead of stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages[" ".join(record.getMessage().split())] += 1
+
+
+@contextlib.contextmanager
+def _adapter_log(adapter: str, warnings: list[str] | None) -> Iterator[None]:
+    """Collect what is logged inside the block; add it to ``warnings`` (counted, once per message), if given."""
+    root = logging.getLogger()
+    handler = _AdapterLog()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        if warnings is not None:
+            warnings.extend(f"the {adapter} adapter logged: {message}" + (f" ({n} times)" if n > 1 else "")
+                            for message, n in handler.messages.items())
+
+
+def read_timeline(path: str | os.PathLike[str], rate: float | None = None, *, ignore_timecode_mismatch: bool = False,
+                  which: int | None = None, warnings: list[str] | None = None) -> otio.schema.Timeline:
+    """Read a timeline in any format OTIO reads; ``rate`` is for formats without one (EDL).
+
+    ``ignore_timecode_mismatch`` passes the EDL adapter's tolerance for events whose source and
+    record durations differ; each such event is added to ``warnings``, as is what an adapter logs.
+    ``which`` picks one timeline (from 1) of a file holding several.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise TimelineError("no such file", path)
     adapter = _adapter_for(path)
+    if ignore_timecode_mismatch and adapter.name != "cmx_3600":
+        raise TimelineError(f"--ignore-timecode-mismatch is for EDLs (cmx_3600), not {adapter.name}", path)
+    text = None
     try:
-        if _takes_rate(adapter) and hasattr(adapter.module(), "read_from_string"):
-            text = _read_text(path)
-            drop = says_drop_frame(text)
-            rate = rate or (NTSC_DROP_FRAME_RATES[0] if drop else 24.0)
-            if drop and any(abs(rate - r) < 1e-6 for r in NTSC_DROP_FRAME_RATES):
-                text = drop_frame_separators(text)
-            result = otio.adapters.read_from_string(text, adapter_name=adapter.name, rate=rate)
-        else:
-            result = otio.adapters.read_from_file(path, adapter_name=adapter.name)
+        with _adapter_log(adapter.name, warnings):
+            if _takes_rate(adapter) and hasattr(adapter.module(), "read_from_string"):
+                text = _read_text(path)
+                drop = says_drop_frame(text)
+                rate = rate or (NTSC_DROP_FRAME_RATES[0] if drop else 24.0)
+                if drop and any(abs(rate - r) < 1e-6 for r in NTSC_DROP_FRAME_RATES):
+                    text = drop_frame_separators(text)
+                extra = {"ignore_timecode_mismatch": True} if ignore_timecode_mismatch else {}
+                result = otio.adapters.read_from_string(text, adapter_name=adapter.name, rate=rate, **extra)
+                if ignore_timecode_mismatch and warnings is not None:
+                    warnings.extend(mismatched(text, rate))
+            else:
+                result = otio.adapters.read_from_file(path, adapter_name=adapter.name)
     except otio.exceptions.UnsupportedSchemaError:
         if adapter.name != "otio_json":
             raise TimelineError(f"cannot read it as {adapter.name}: written by a newer OpenTimelineIO", path) from None
@@ -109,21 +167,51 @@ def read_timeline(path: str | os.PathLike[str], rate: float | None = None) -> ot
         except TimelineError as exc:
             raise TimelineError(exc.reason, path) from None
     except Exception as exc:  # an adapter's own parse error, whatever its type: name it and the file
-        hint = ""
+        reason, hint = str(exc), ""
+        if text is not None and adapter.name == "cmx_3600":
+            def read(part: str) -> object:  # the same read of part of the text, for finding the failing event
+                with _adapter_log(adapter.name, None):
+                    return otio.adapters.read_from_string(part, adapter_name=adapter.name, rate=rate)
+            reason = explain_failure(text, read, exc)
+            if "duration don't match" in reason:
+                hint = " (pass --ignore-timecode-mismatch to read it with each clip's source length)"
         if _takes_rate(adapter) and "rate" in str(exc).lower():
             hint = " (an EDL carries no frame rate: pass the right one, e.g. --rate 25)"
-        raise TimelineError(f"cannot read it as {adapter.name}: {exc}{hint}", path) from None
-    return _one_timeline(result, path)
+        raise TimelineError(f"cannot read it as {adapter.name}: {reason}{hint}", path) from None
+    return _one_timeline(result, path, which)
 
 
-def write_timeline(timeline: otio.schema.Timeline, path: str | os.PathLike[str]) -> None:
-    """Write with the adapter OTIO picks for the suffix, atomically (temp file + rename)."""
+def write_timeline(timeline: otio.schema.Timeline, path: str | os.PathLike[str],
+                   warnings: list[str] | None = None) -> list[str]:
+    """Write in the format the suffix names, atomically (temp file + rename); the files written.
+
+    ``.otio`` (or any suffix an installed adapter writes) as it is; ``.xml`` (FCP 7 XML) and
+    ``.edl`` (CMX 3600: one per video track, each with its media list) through `nle_export`,
+    which adds to ``warnings`` each clip its flattening leaves out; ``.aaf`` is refused (see
+    `nle_export.refuse_aaf`).
+    """
     path = os.fspath(path)
     adapter = _adapter_for(path)
-    try:
-        with atomic_target(path) as temp:
-            otio.adapters.write_to_file(timeline, temp, adapter_name=adapter.name)
+    if adapter.name == "AAF":
+        refuse_aaf(path)
+    warnings = warnings if warnings is not None else []
+    if adapter.name == "cmx_3600":
+        files = [(edl, out, {"reelname_len": None}, listing) for edl, out, listing in for_edl(timeline, path, warnings)]
+    else:
+        files = [(path, for_fcp_xml(timeline, warnings) if adapter.name == "fcp_xml" else timeline, {}, None)]
+    written: list[str] = []
+    target = path
+    try:  # every file to a temp file first; all are renamed into place once all are written
+        with contextlib.ExitStack() as renames:
+            for target, out, options, listing in files:
+                temp = renames.enter_context(atomic_target(target))
+                otio.adapters.write_to_file(out, temp, adapter_name=adapter.name, **options)
+                written.append(target)
+                if listing is not None:
+                    Path(renames.enter_context(atomic_target(media_list_path(target)))).write_text(listing, "utf-8")
+                    written.append(media_list_path(target))
     except OSError as exc:
-        raise TimelineError(exc.strerror or str(exc), path) from None
+        raise TimelineError(exc.strerror or str(exc), target) from None
     except Exception as exc:  # an adapter's own write error
-        raise TimelineError(f"cannot write it as {adapter.name}: {exc}", path) from None
+        raise TimelineError(f"cannot write it as {adapter.name}: {exc}", target) from None
+    return written

@@ -123,7 +123,8 @@ def test_25_fps_edl_needs_its_rate(testdata: Path, tmp_path: Path) -> None:
     path = testdata / "timelines/25fps.edl"
     result = jobs(str(path), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 2 and not (tmp_path / "j.json").exists()
-    assert result.stderr.startswith(f"error: {path}: cannot read it as cmx_3600: Frame rate mismatch")
+    assert result.stderr.startswith(f"error: {path}: cannot read it as cmx_3600: event 004 (line 13, clip "
+                                    "'sq001_s004'): Frame rate mismatch")  # the first event with a frame 24
     assert "--rate 25" in result.stderr and result.stderr.count("\n") == 1
     job = make_job(path, tmp_path / "j.json", "--plates", PLATES, "--allow-missing", "--rate", "25")
     # 00:00:06:11, 00:00:08:00, 00:00:03:11, 00:00:01:24 at 25 fps
@@ -185,11 +186,14 @@ def test_handles_clamp_to_the_media_available_range(testdata: Path, tmp_path: Pa
     result = jobs(str(path), "--plates", PLATES, "--allow-missing", "--handles", "4", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 0, result.output
     job = load_job(tmp_path / "j.json")
-    # Clip-001 plays 3-5 of media 0-7: 3 frames before it, 2 after; Clip-004 plays all of its media.
-    assert [s.handles for s in job.shots] == [2, 0, 0, 0]
-    assert ("clip 'Clip-001' (track 'Track-001', item 0): handles clamped from 4 to 2: its media has frames "
-            "998-1005 and the cut plays 1001-1003") in result.stderr
-    assert "clip 'Clip-004' (track 'Track-001', item 3): handles clamped from 4 to 0" in result.stderr
+    # Each side is clamped on its own: Clip-001 plays 3-5 of media 0-7 (3 frames before it, 2 after),
+    # Clip-002 2-7 (2 before, none after), Clip-003 0-3 (none before, 4 after); Clip-004 all of its media.
+    assert [s.handle_frames() for s in job.shots] == [(3, 2), (2, 0), (0, 4), (0, 0)]
+    assert job.shots[0].frame_range_with_handles() == (998, 1005)
+    assert ("clip 'Clip-001' (track 'Track-001', item 0): handles before the cut clamped from 4 to 3: its media has "
+            "frames 998-1005 and the cut plays 1001-1003") in result.stderr
+    assert "clip 'Clip-001' (track 'Track-001', item 0): handles after the cut clamped from 4 to 2" in result.stderr
+    assert "clip 'Clip-004' (track 'Track-001', item 3): handles before the cut clamped from 4 to 0" in result.stderr
 
 
 def test_handles_clamp_to_the_plate_frames_on_disk(tmp_path: Path) -> None:
@@ -199,8 +203,10 @@ def test_handles_clamp_to_the_plate_frames_on_disk(tmp_path: Path) -> None:
     result = jobs(str(path), "--plates", PLATES, "--handles", "5", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 0, result.output
     shot = load_job(tmp_path / "j.json").shots[0]
-    assert (shot.frames.first, shot.frames.last, shot.handles, shot.editorial.rate) == (1001, 1010, 2, 25.0)
-    assert "clip 'sh010' (track 'V', item 0): handles clamped from 5 to 2: the plate" in result.stderr
+    assert (shot.frames.first, shot.frames.last, shot.editorial.rate) == (1001, 1010, 25.0)
+    assert shot.handle_frames() == (3, 2)
+    assert "clip 'sh010' (track 'V', item 0): handles before the cut clamped from 5 to 3: the plate" in result.stderr
+    assert "clip 'sh010' (track 'V', item 0): handles after the cut clamped from 5 to 2: the plate" in result.stderr
 
 
 def test_transitions_raise_handles_to_the_frames_they_play(testdata: Path, tmp_path: Path) -> None:
@@ -208,9 +214,9 @@ def test_transitions_raise_handles_to_the_frames_they_play(testdata: Path, tmp_p
                   "--unique-names", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 0, result.output
     job = load_job(tmp_path / "j.json")
-    assert [(s.name, s.frames.last - s.frames.first + 1, s.handles) for s in job.shots] == [
-        ("clip_A", 9, 10), ("clip_B", 10, 0), ("clip_B_2", 1, 0)]
-    assert "handles raised from 0 to 10" in result.stderr
+    assert [(s.name, s.frames.last - s.frames.first + 1, s.handle_frames()) for s in job.shots] == [
+        ("clip_A", 9, (0, 10)), ("clip_B", 10, (0, 0)), ("clip_B_2", 1, (0, 0))]
+    assert "handles raised from 0 to 10 after the cut" in result.stderr
     assert "skipped: 1 transition" in result.stdout
 
 
@@ -346,8 +352,11 @@ def test_unreadable_timelines_are_one_line_errors(tmp_path: Path) -> None:
     broken.write_text('{"OTIO_SCHEMA": "Timeline.1", "tracks": ')
     xml = tmp_path / "cut.xml"
     xml.write_text("<xmeml/>")
+    text = tmp_path / "cut.txt"
+    text.write_text("sh010 1001 1010\n")
     for path, message in [(garbage, "cannot read it as cmx_3600: "), (broken, "cannot read it as otio_json: "),
-                          (xml, "no OpenTimelineIO adapter here handles '.xml'"),
+                          (xml, "cannot read it as fcp_xml: No top-level sequences found"),
+                          (text, "no OpenTimelineIO adapter here handles '.txt'"),
                           (tmp_path / "absent.otio", "no such file")]:
         result = jobs(str(path), "--plates", PLATES, "-o", str(tmp_path / "j.json"))
         assert result.exit_code == 2, result.output
