@@ -344,3 +344,63 @@ def test_interpreter_refuses_a_temporary_named_t(scene: dict) -> None:
               "Stylized": (_channels(scene["stylized_same"]), _window(SAME_WINDOW))}
     with pytest.raises(ValueError, match="temporary 't'"):
         evaluate(nkscript.parse(old), inputs, {"weight": "depth"})
+
+
+# ---------------------------------------------------------------------------------------------
+# A blend amount per region, from the regions.<name> channels a regions job writes into the stylized EXR.
+
+
+def _region_weights(coverages: list) -> list:
+    """The engine's overlap rule: regions in order, later ones win, coverage-weighted:
+    w_i = c_i * prod_{j>i} (1 - c_j)."""
+    weights = []
+    for i, coverage in enumerate(coverages):
+        weight = coverage.copy()
+        for later in coverages[i + 1:]:
+            weight = weight * (1 - later)
+        weights.append(weight.astype(np.float32))
+    return weights
+
+
+@pytest.mark.parametrize("offset", [False, True], ids=["same window", "different data windows"])
+def test_amount_per_region_from_the_regions_channels(scene: dict, offset: bool) -> None:
+    stylized, window = (scene["stylized"], STYLIZED_WINDOW) if offset else (scene["stylized_same"], SAME_WINDOW)
+    rng = np.random.default_rng(11)
+    coverages = [rng.uniform(0.0, 1.0, (window.height, window.width)).astype(np.float32) for _ in range(3)]
+    for coverage, rows in zip(coverages, (slice(0, 6), slice(4, 14), slice(12, 20))):  # overlapping, hard edges
+        coverage[:rows.start] = 0.0
+        coverage[rows.stop:] = 0.0
+    coverages[1][6:10] = 1.0
+    car, bld, sky = _region_weights(coverages)
+    inputs = {
+        "Clean": (_channels(scene["clean"]), _window(CLEAN_WINDOW)),
+        "Stylized": (_channels(stylized, **{"regions.car": car, "regions.bld": bld, "regions.sky": sky}),
+                     _window(window)),
+        "Mask": ({"rgba.alpha": scene["matte"]}, _window(CLEAN_WINDOW)),
+    }
+    knobs = {"use_regions": True, "weight": "matte", "amount": 0.3,  # rows 1, 2 and 6 (any row takes any region)
+             "region1_channel": "regions.car", "region1_amount": 0.9, "region2_channel": "regions.bld",
+             "region2_amount": 0.0, "region6_channel": "regions.sky", "region6_amount": 0.5}
+    out, union = evaluate(GIZMO, inputs, knobs)
+    got = np.stack([out[name] for name in RGBA], axis=-1)
+
+    clean, aligned_stylized, planes = aligned(scene, offset)
+    union_window = PlateWindow(union.x, union.y, union.width, union.height)
+    car, bld, sky = (blend.reframe(weight, window, union_window) for weight in (car, bld, sky))
+    amount = 0.9 * car + 0.0 * bld + 0.5 * sky + 0.3 * (1 - car - bld - sky)
+    want = blend.mix(clean, aligned_stylized, blend.matte_mask(planes["matte"]) * amount)
+    np.testing.assert_allclose(got, want, **TOLERANCE)
+    # The amounts matter: the region with amount 0 keeps the clean render where it alone covers the pixel.
+    alone = (bld == 1) & (blend.matte_mask(planes["matte"]) > 0)
+    assert alone.sum() > 10
+    np.testing.assert_allclose(got[alone], clean[alone], **TOLERANCE)
+    plain = run_gizmo(scene, {"weight": "matte", "amount": 0.3}, offset)
+    assert not np.allclose(got, plain, atol=1e-3)
+
+
+def test_regions_on_without_rows_is_the_plain_amount(scene: dict) -> None:
+    """Amount per region with no channel picked (or a Stylized input without regions) blends by amount alone."""
+    np.testing.assert_allclose(run_gizmo(scene, {"use_regions": True, "amount": 0.4, "weight": "depth",
+                                                 "depth_near": 10.0, "depth_far": 90.0}),
+                               run_gizmo(scene, {"amount": 0.4, "weight": "depth", "depth_near": 10.0,
+                                                 "depth_far": 90.0}), **TOLERANCE)

@@ -317,9 +317,8 @@ def test_buttons_call_plugin_functions(stylize: nkscript.Gizmo) -> None:
 def test_regions_table_has_a_row_per_engine_region(stylize: nkscript.Gizmo) -> None:
     """One row of knobs per region the engine takes (its documented limit), each row's strength following the
     shot's strength until it is set."""
-    from stylecomp_nuke import regions
-
     from stylecomp.jobspec import MAX_REGIONS
+    from stylecomp_nuke import regions
 
     assert regions.ROWS == MAX_REGIONS
     kinds = {"matte": 1, "pick": 22, "prompt": 1, "strength": 7, "lora": 2, "lora_weight": 7}
