@@ -404,3 +404,22 @@ def test_regions_on_without_rows_is_the_plain_amount(scene: dict) -> None:
                                                  "depth_near": 10.0, "depth_far": 90.0}),
                                run_gizmo(scene, {"amount": 0.4, "weight": "depth", "depth_near": 10.0,
                                                  "depth_far": 90.0}), **TOLERANCE)
+
+
+def test_stylize_gizmo_passes_the_regions_layer_on(scene: dict) -> None:
+    """StyleCompStylize's output: the stylized RGBA (mixed with the plate), the plate's own layers, and the
+    stylized EXR's regions layer, so StyleCompBlend downstream finds regions.<name>. The internal Read's image is
+    the EXR's channels as Nuke names them (stylized.red ..., regions.car)."""
+    stylize = nkscript.parse((ROOT / "gizmos" / "StyleCompStylize.gizmo").read_text(encoding="utf-8"))
+    clean, styled = scene["clean"], scene["stylized_same"]
+    car = np.clip(scene["matte"], 0.0, 1.0)
+    read = {**{f"stylized.{c}": styled[..., i] for i, c in enumerate(("red", "green", "blue", "alpha"))},
+            "regions.car": car, "regions.bld": 1 - car}
+    inputs = {"Plate": (_channels(clean, **{"depth.Z": scene["depth"]}), _window(CLEAN_WINDOW)),
+              "ReadStylized": (read, _window(SAME_WINDOW))}
+    out, _ = evaluate(stylize, inputs, {"mix_amount": 0.25})
+    got = np.stack([out[name] for name in RGBA], axis=-1)
+    np.testing.assert_allclose(got, clean * 0.75 + styled * 0.25, **TOLERANCE)
+    np.testing.assert_array_equal(out["regions.car"], car)
+    np.testing.assert_array_equal(out["regions.bld"], 1 - car)
+    np.testing.assert_array_equal(out["depth.Z"], scene["depth"])  # the plate's layers stay

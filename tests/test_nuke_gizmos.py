@@ -336,7 +336,7 @@ def test_consistency_modes_match_the_plugin(stylize: nkscript.Gizmo) -> None:
     assert stylize.group.user_knob("consistency").items == jobs.CONSISTENCY_MODES
     assert stylize.group.user_knob("show").items == ("stylized", "plate", "depth", "normals", "motion")
     assert [source.name for source in stylize.node("ShowSwitch").inputs] == [
-        "MaskSwitch", "Plate", "DepthLayer", "NormalsLayer", "MotionLayer"]
+        "CopyRegions", "Plate", "DepthLayer", "NormalsLayer", "MotionLayer"]
 
 
 def test_plate_write_names_its_channels_explicitly(stylize: nkscript.Gizmo) -> None:
