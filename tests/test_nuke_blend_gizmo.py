@@ -20,6 +20,7 @@ from gizmo_eval import evaluate  # noqa: E402
 from gizmo_eval.windows import Window  # noqa: E402
 from stylecomp import blend  # noqa: E402
 from stylecomp.plates import Window as PlateWindow  # noqa: E402
+from stylecomp.regions import overlap_weights  # noqa: E402
 
 GIZMO = nkscript.parse((ROOT / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8"))
 RGBA = ("rgba.red", "rgba.green", "rgba.blue", "rgba.alpha")
@@ -350,18 +351,6 @@ def test_interpreter_refuses_a_temporary_named_t(scene: dict) -> None:
 # A blend amount per region, from the regions.<name> channels a regions job writes into the stylized EXR.
 
 
-def _region_weights(coverages: list) -> list:
-    """The engine's overlap rule: regions in order, later ones win, coverage-weighted:
-    w_i = c_i * prod_{j>i} (1 - c_j)."""
-    weights = []
-    for i, coverage in enumerate(coverages):
-        weight = coverage.copy()
-        for later in coverages[i + 1:]:
-            weight = weight * (1 - later)
-        weights.append(weight.astype(np.float32))
-    return weights
-
-
 @pytest.mark.parametrize("offset", [False, True], ids=["same window", "different data windows"])
 def test_amount_per_region_from_the_regions_channels(scene: dict, offset: bool) -> None:
     stylized, window = (scene["stylized"], STYLIZED_WINDOW) if offset else (scene["stylized_same"], SAME_WINDOW)
@@ -371,7 +360,8 @@ def test_amount_per_region_from_the_regions_channels(scene: dict, offset: bool) 
         coverage[:rows.start] = 0.0
         coverage[rows.stop:] = 0.0
     coverages[1][6:10] = 1.0
-    car, bld, sky = _region_weights(coverages)
+    weights = overlap_weights(np.stack(coverages, axis=2))  # the engine's rule: later regions win
+    car, bld, sky = (weights[..., i] for i in range(3))
     inputs = {
         "Clean": (_channels(scene["clean"]), _window(CLEAN_WINDOW)),
         "Stylized": (_channels(stylized, **{"regions.car": car, "regions.bld": bld, "regions.sky": sky}),

@@ -8,12 +8,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_nuke_plugin import PLUGIN_FOLDER, calls, engine_log, job_of, node, press  # noqa: F401  (fixtures)
 
-import nuke  # the stand-in, put on sys.path by test_nuke_plugin
+import nkscript  # the stand-in's modules and the plugin, put on sys.path by test_nuke_plugin
+import nuke
+from gizmo_eval import evaluate
+from gizmo_eval.windows import Window
+from stylecomp import blend
 from stylecomp.cryptomatte import find_layers
+from stylecomp.jobspec import Shot
 from stylecomp.plates import read_plate
+from stylecomp.regions import frame_regions
 from stylecomp_nuke import cryptomatte, regions
 
 standin = nuke.standin
@@ -155,3 +162,39 @@ def test_the_table_survives_saving_and_opening_the_script(node, tmp_path: Path) 
     assert nuke.root()["first_frame"].value() == 1001 and opened["prompt"].value() == "ink and watercolour"
     opened["strength"].setValue(0.7)  # an untouched row still follows the shot's strength after loading
     assert [region["strength"] for region in regions.read_regions(opened)] == [0.6, 0.7, 0.0]
+
+
+def test_the_tables_regions_blend_per_region_on_the_street_plate(node, engine_log: Path, testdata: Path) -> None:
+    """From the table to the comp: the job the table writes, the engine's region weights for it on the Blender
+    street frame (what it writes as regions.<name>), and StyleCompBlend's amount per region on those channels."""
+    path = testdata / STREET
+    _street_plate(node, testdata)
+    node[regions.knob_name(1, "matte")].setValue("bld*")
+    node[regions.knob_name(2, "matte")].setValue("car")  # a later row: wins where the car covers a building
+    node[regions.knob_name(2, "prompt")].setValue("cel shading")
+    press(node, "render_frame")
+    job = job_of(node)[1]
+    shot = Shot(**{**job.shots[0].model_dump(), "plate": str(path), "frames": None})
+    plate = read_plate(path)
+    window = plate.data_window
+    found = frame_regions(job, shot, job.shot_regions(shot), plate, 1008, window)
+    assert found.channels() == ["regions.bld", "regions.car"]
+    bld, car = found.weights[..., 0], found.weights[..., 1]
+    assert ((car > 0.01) & (car < 0.99)).sum() > 50 and (bld == 1).sum() > 1000  # soft car edges, whole buildings
+
+    clean = plate.channels([f"ViewLayer.Combined.{c}" for c in "RGBA"])
+    styled = np.concatenate([clean[..., [2, 0, 1]] * 1.4 + 0.03, clean[..., 3:]], axis=2).astype(np.float32)
+    rgba = ("rgba.red", "rgba.green", "rgba.blue", "rgba.alpha")
+    box = Window(window.x, window.y, window.width, window.height)
+    inputs = {"Clean": ({name: clean[..., i] for i, name in enumerate(rgba)}, box),
+              "Stylized": ({**{name: styled[..., i] for i, name in enumerate(rgba)},
+                            **dict(zip(found.channels(), (bld, car)))}, box)}
+    gizmo = nkscript.parse((PLUGIN_FOLDER.parent / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8"))
+    knobs = {"use_regions": True, "amount": 0.0, "region1_channel": "regions.car", "region1_amount": 1.0,
+             "region2_channel": "regions.bld", "region2_amount": 0.5}
+    out, _ = evaluate(gizmo, inputs, knobs)
+    got = np.stack([out[name] for name in rgba], axis=-1)
+    np.testing.assert_allclose(got, blend.mix(clean, styled, car * 1.0 + bld * 0.5), rtol=1e-5, atol=1e-5)
+    untouched = (car == 0) & (bld == 0)  # the road and sky: amount 0
+    assert untouched.sum() > 1000 and np.array_equal(got[untouched], clean[untouched])
+    assert not np.allclose(got[car == 1], clean[car == 1], atol=1e-3)
