@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import OpenImageIO as oiio
 import pytest
 from test_nuke_plugin import PLUGIN_FOLDER, calls, engine_log, job_of, node, press  # noqa: F401  (fixtures)
 
@@ -17,7 +18,7 @@ import nuke
 from gizmo_eval import evaluate
 from gizmo_eval.windows import Window
 from stylecomp import blend
-from stylecomp.cryptomatte import find_layers
+from stylecomp.cryptomatte import find_layers, matte, select_layer
 from stylecomp.jobspec import Shot
 from stylecomp.plates import read_plate
 from stylecomp.regions import frame_regions
@@ -198,3 +199,23 @@ def test_the_tables_regions_blend_per_region_on_the_street_plate(node, engine_lo
     untouched = (car == 0) & (bld == 0)  # the road and sky: amount 0
     assert untouched.sum() > 1000 and np.array_equal(got[untouched], clean[untouched])
     assert not np.allclose(got[car == 1], clean[car == 1], atol=1e-3)
+
+
+def test_a_plate_written_by_nuke_keeps_its_cryptomatte_regions(testdata: Path, tmp_path: Path) -> None:
+    """Nuke names Blender's layer ``ViewLayer.CryptoObject`` ``ViewLayer_CryptoObject`` (no dots in its layer
+    names), so the plate the gizmo's Write gives the engine has its rank channels under that name while the header
+    keeps Blender's: the engine still finds the layer, and the car's matte is the same."""
+    source = testdata / STREET
+    buffer = oiio.ImageBuf(str(source))
+    names = list(buffer.spec().channelnames)
+    renamed = [name.replace("ViewLayer.CryptoObject", "ViewLayer_CryptoObject") for name in names]
+    assert renamed != names
+    written = oiio.ImageBufAlgo.channels(buffer, tuple(range(len(names))), newchannelnames=tuple(renamed))
+    path = tmp_path / "plate.1008.exr"
+    assert written.write(str(path)), written.geterror()
+
+    original, as_nuke = read_plate(source), read_plate(path)
+    layer = select_layer(as_nuke)
+    assert layer.name == "ViewLayer.CryptoObject" and layer.channels[0].startswith("ViewLayer_CryptoObject00.")
+    np.testing.assert_array_equal(matte(as_nuke, layer, ["car", "bld*"])[0],
+                                  matte(original, select_layer(original), ["car", "bld*"])[0])
