@@ -6,6 +6,7 @@ engine's job spec accepts, bad rows refused with one line, and the table survivi
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from stylecomp.cryptomatte import find_layers, matte, select_layer
 from stylecomp.jobspec import Shot
 from stylecomp.plates import read_plate
 from stylecomp.regions import frame_regions
-from stylecomp_nuke import cryptomatte, regions
+from stylecomp_nuke import actions, cryptomatte, regions
 
 standin = nuke.standin
 STREET = Path("plates") / "blender_street" / "street.1008.exr"
@@ -219,3 +220,52 @@ def test_a_plate_written_by_nuke_keeps_its_cryptomatte_regions(testdata: Path, t
     assert layer.name == "ViewLayer.CryptoObject" and layer.channels[0].startswith("ViewLayer_CryptoObject00.")
     np.testing.assert_array_equal(matte(as_nuke, layer, ["car", "bld*"])[0],
                                   matte(original, select_layer(original), ["car", "bld*"])[0])
+
+
+def test_the_gizmo_renders_per_object_looks_with_the_engine(node, testdata: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             private_cache: Path) -> None:
+    """Render Frame with the real engine (its command line, a tiny random-weight SD 1.5) on the Blender street
+    frame: the road at strength 0 comes back as the plate bit for bit, the car region's weight comes back as
+    regions.car, and the header records the regions with the Cryptomatte names they resolved to. The stand-in's
+    Write hands the engine the real frame (as a script that reads the EXR and writes it again would)."""
+    from stylecomp.plates import PROVENANCE_PREFIX
+    from stylecomp.testmodels import make_test_model
+
+    model = make_test_model(tmp_path / "sd15", "sd15")
+    presets = tmp_path / "real_presets.json"
+    presets.write_text(json.dumps({"tiny": {"family": "sd15", "path": str(model)}}), encoding="utf-8")
+    monkeypatch.setenv("STYLECOMP_PRESETS", str(presets))
+    monkeypatch.setenv("STYLECOMP_ENGINE", str(Path(sys.executable).parent / "stylecomp"))
+    source = testdata / STREET
+    standin.rendered = lambda write, frame: source.read_bytes()
+    _street_plate(node, testdata)
+    node["model_preset"].setValue("tiny")
+    node["steps"].setValue(2)
+    node["guidance"].setValue(1.0)
+    node["strength"].setValue(0.8)
+    node[regions.knob_name(1, "matte")].setValue("road")
+    node[regions.knob_name(1, "strength")].setValue(0.0)
+    node[regions.knob_name(2, "matte")].setValue("car")
+    node[regions.knob_name(2, "prompt")].setValue("cel shading, bold ink")
+    standin.frame = 1008
+    node["render_frame"].execute()
+    standin.pump(lambda: not actions._RUNNING, timeout=300)
+    assert node["label"].value() == "1 rendered, 0 cached", standin.messages
+
+    plate, out = read_plate(source), read_plate(Path(node["cache_dir"].value()) / "stylized" / "stylized.1008.exr")
+    job = job_of(node)[1]
+    shot = Shot(**{**job.shots[0].model_dump(), "plate": str(source), "frames": None})
+    want = frame_regions(job, shot, job.shot_regions(shot), plate, 1008, plate.data_window)
+    got = out.channels(["regions.road", "regions.car"])
+    np.testing.assert_allclose(got, want.weights, atol=1e-6)
+    road = want.weights[..., 0] == 1.0
+    assert road.sum() > 10000
+    stylized = out.channels(["stylized.R", "stylized.G", "stylized.B"])
+    clean = plate.channels([f"ViewLayer.Combined.{c}" for c in "RGB"])
+    assert np.array_equal(stylized[road], clean[road])  # strength 0: the plate, bit for bit
+    car = want.weights[..., 1] == 1.0
+    assert car.sum() > 100 and not np.allclose(stylized[car], clean[car], atol=1e-3)  # the car is restyled
+    recorded = json.loads(out.parts[0].attributes[PROVENANCE_PREFIX + "regions"])
+    assert [(entry["name"], entry["resolved"]) for entry in recorded] == [
+        ("road", {"ViewLayer.CryptoObject": ["road"]}), ("car", {"ViewLayer.CryptoObject": ["car"]})]

@@ -376,7 +376,7 @@ def pluginPath() -> list:
 
 
 def execute(node, start: int, end: int, incr: int = 1, views=None, continueOnError: bool = False) -> None:
-    """Render a Write: writes a small file per frame where its file knob points.
+    """Render a Write: writes a small file per frame (or what ``standin.rendered`` gives) where its file knob points.
 
     Like Nuke, a Write renders at the active scale: with root.proxy on it writes proxy-scale
     images, to its proxy file when it has one, else (the quiet failure) where ``file`` points.
@@ -396,7 +396,7 @@ def execute(node, start: int, end: int, incr: int = 1, views=None, continueOnErr
         path = knob.evaluate(number)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as handle:
-            handle.write(PROXY_FRAME if proxy else FULL_FRAME)
+            handle.write(PROXY_FRAME if proxy else standin.rendered(node, number) if standin.rendered else FULL_FRAME)
 
 
 FULL_FRAME, PROXY_FRAME = b"stand-in frame", b"stand-in frame at proxy scale"
@@ -595,6 +595,7 @@ class _Standin:
         self.tasks: list = []
         self.executed: list = []
         self.execute_error: str | None = None
+        self.rendered = None  # (write, frame) -> the bytes a full-scale frame holds; None: FULL_FRAME
         self.answers: list = []
         self.choices: list = []  # (title, prompt, options, default) of each nuke.choice
         self.menus: dict = {}
