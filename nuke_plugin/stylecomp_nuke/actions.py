@@ -156,7 +156,8 @@ def _write_job(node, first: int, last: int, handles: int, use_server: bool) -> P
     script = nuke.root()["name"].value() or "an unsaved script"
     job = jobs.build_job(shot=node.name(), plate=folder.plate, output=folder.output, frames=(first, last),
                          handles=handles, aovs=aovs, model=model, look=jobs.read_look(node),
-                         regions=regions.read_regions(node), notes=[f"written by StyleComp for Nuke from {script}, node {node.fullName()}"])
+                         regions=regions.read_regions(node),
+                         notes=[f"written by StyleComp for Nuke from {script}, node {node.fullName()}"])
     inputs.write_plate(node, first - handles, last + handles)
     if styled:
         inputs.write_style_reference(node, int(node["style_frame"].value()))

@@ -59,7 +59,7 @@ def working_space() -> str:
 
 
 def build_job(*, shot: str, plate: str, output: str, frames: tuple, handles: int, aovs: dict, model: dict,
-              look: Look, notes: list, regions: list = ()) -> dict:
+              look: Look, notes: list, regions: list) -> dict:
     """One-shot job: consistency ``none`` gives every frame its own seed, any other mode one fixed seed;
     ``regions`` (the regions table, stylecomp.jobspec.Region as dicts) become the shot's."""
     mechanisms = [] if look.consistency == "none" else [look.consistency]
