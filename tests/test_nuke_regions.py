@@ -21,9 +21,10 @@ from gizmo_eval.windows import Window
 from stylecomp import blend
 from stylecomp.cryptomatte import find_layers, matte, select_layer
 from stylecomp.jobspec import Shot
-from stylecomp.plates import read_plate
+from stylecomp.plates import PROVENANCE_PREFIX, read_plate
 from stylecomp.regions import frame_regions
-from stylecomp_nuke import actions, cryptomatte, regions
+from stylecomp.testmodels import make_test_model
+from stylecomp_nuke import actions, cryptomatte, gizmo, regions
 
 standin = nuke.standin
 STREET = Path("plates") / "blender_street" / "street.1008.exr"
@@ -222,16 +223,11 @@ def test_a_plate_written_by_nuke_keeps_its_cryptomatte_regions(testdata: Path, t
                                   matte(original, select_layer(original), ["car", "bld*"])[0])
 
 
-def test_the_gizmo_renders_per_object_looks_with_the_engine(node, testdata: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch,
-                                                             private_cache: Path) -> None:
-    """Render Frame with the real engine (its command line, a tiny random-weight SD 1.5) on the Blender street
-    frame: the road at strength 0 comes back as the plate bit for bit, the car region's weight comes back as
-    regions.car, and the header records the regions with the Cryptomatte names they resolved to. The stand-in's
-    Write hands the engine the real frame (as a script that reads the EXR and writes it again would)."""
-    from stylecomp.plates import PROVENANCE_PREFIX
-    from stylecomp.testmodels import make_test_model
-
+@pytest.fixture
+def real_engine(node, testdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path):
+    """The node on the Blender street frame with the real engine (its command line) and a tiny random-weight
+    SD 1.5 preset; the stand-in's Write hands the engine the real frame (as a script that reads the EXR and writes
+    it again would)."""
     model = make_test_model(tmp_path / "sd15", "sd15")
     presets = tmp_path / "real_presets.json"
     presets.write_text(json.dumps({"tiny": {"family": "sd15", "path": str(model)}}), encoding="utf-8")
@@ -243,14 +239,26 @@ def test_the_gizmo_renders_per_object_looks_with_the_engine(node, testdata: Path
     node["model_preset"].setValue("tiny")
     node["steps"].setValue(2)
     node["guidance"].setValue(1.0)
+    standin.frame = 1008
+    return node
+
+
+def _render_with_the_engine(node) -> None:
+    node["render_frame"].execute()
+    standin.pump(lambda: not actions._RUNNING, timeout=300)
+
+
+def test_the_gizmo_renders_per_object_looks_with_the_engine(real_engine, testdata: Path) -> None:
+    """Render Frame on the Blender street frame: the road at strength 0 comes back as the plate bit for bit, the
+    car region's weight comes back as regions.car, and the header records the regions with the Cryptomatte names
+    they resolved to."""
+    node, source = real_engine, testdata / STREET
     node["strength"].setValue(0.8)
     node[regions.knob_name(1, "matte")].setValue("road")
     node[regions.knob_name(1, "strength")].setValue(0.0)
     node[regions.knob_name(2, "matte")].setValue("car")
     node[regions.knob_name(2, "prompt")].setValue("cel shading, bold ink")
-    standin.frame = 1008
-    node["render_frame"].execute()
-    standin.pump(lambda: not actions._RUNNING, timeout=300)
+    _render_with_the_engine(node)
     assert node["label"].value() == "1 rendered, 0 cached", standin.messages
 
     plate, out = read_plate(source), read_plate(Path(node["cache_dir"].value()) / "stylized" / "stylized.1008.exr")
@@ -269,3 +277,13 @@ def test_the_gizmo_renders_per_object_looks_with_the_engine(node, testdata: Path
     recorded = json.loads(out.parts[0].attributes[PROVENANCE_PREFIX + "regions"])
     assert [(entry["name"], entry["resolved"]) for entry in recorded] == [
         ("road", {"ViewLayer.CryptoObject": ["road"]}), ("car", {"ViewLayer.CryptoObject": ["car"]})]
+
+
+def test_a_name_the_manifest_lacks_is_the_engines_one_line_with_the_nearest_names(real_engine) -> None:
+    node = real_engine
+    node[regions.knob_name(1, "matte")].setValue("cars")
+    _render_with_the_engine(node)
+    assert node["tile_color"].value() == gizmo.ERROR_COLOUR
+    assert node["label"].value() == "error: The engine refused the job or its input."
+    assert "region 'cars': no Cryptomatte name matches 'cars' on any frame; nearest names: car" in standin.messages[-1]
+    assert list((Path(node["cache_dir"].value()) / "stylized").glob("*.exr")) == []  # nothing rendered
