@@ -148,6 +148,7 @@ def test_a_bad_row_is_one_line_and_nothing_runs(node, engine_log: Path, row: int
 
 def test_the_table_survives_saving_and_opening_the_script(node, tmp_path: Path) -> None:
     _fill(node)
+    node["depth_layer"].setValue("depth")  # a link knob: saved on the gizmo, set on its Shuffle when opened
     before = regions.read_regions(node)
     name = node.name()
     script = tmp_path / "shots" / "sh010_comp_v002.nk"
@@ -162,6 +163,7 @@ def test_the_table_survives_saving_and_opening_the_script(node, tmp_path: Path) 
     nuke.scriptOpen(str(script))
     opened = nuke.toNode(name)
     assert regions.read_regions(opened) == before
+    assert opened.node("DepthLayer")["in"].value() == "depth"
     assert nuke.root()["first_frame"].value() == 1001 and opened["prompt"].value() == "ink and watercolour"
     opened["strength"].setValue(0.7)  # an untouched row still follows the shot's strength after loading
     assert [region["strength"] for region in regions.read_regions(opened)] == [0.6, 0.7, 0.0]
