@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
     from stylecomp_otio.report import Report
 
-    from .jobspec import Job, Shot
+    from .jobspec import Job, Region, Shot
     from .pipeline_pool import PipelinePool
 
 from . import __version__
@@ -524,6 +524,8 @@ class _ProgressPrinter:
             click.echo(f"{event['shot']}: {event['total']} frame(s) {event['frames'][0]}-{event['frames'][1]}", err=True)  # type: ignore[index]
             if "note" in event:
                 click.echo(f"  note: {event['note']}", err=True)
+            if "warning" in event:
+                click.echo(f"warning: {event['shot']}: {event['warning']}", err=True)
         elif kind == "frame":
             eta = float(event.get("eta", 0))  # type: ignore[arg-type]
             line = (f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
@@ -551,6 +553,33 @@ _NO_CACHE_OPTION = click.option("--no-cache", is_flag=True,
                                 help="Stylize every frame afresh; neither read nor fill the render cache.")
 
 
+def _parse_regions(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Region]:
+    """--region values as Region models; a bad one is a usage error naming it."""
+    from .regions import parse_region
+
+    regions = []
+    for text in values:
+        try:
+            regions.append(parse_region(text))
+        except ValueError as exc:
+            raise click.BadParameter(f"{text!r}: {exc}", ctx, param) from None
+    return regions
+
+
+def _apply_regions(job_: Job, regions: list[Region]) -> None:
+    """Replace every shot's regions with the command line's (when it gives any)."""
+    from pydantic import ValidationError
+
+    if not regions:
+        return
+    try:
+        job_.regions = regions
+    except ValidationError as exc:
+        raise JobError(f"--region: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    for shot in job_.shots:
+        shot.regions = []
+
+
 def _render_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options `render` and `comp` share: which shots and frames, where the model runs, cache, progress."""
     options = [
@@ -562,6 +591,12 @@ def _render_options(command: Callable[..., None]) -> Callable[..., None]:
         click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text",
                      show_default=True, help=_PROGRESS_HELP),
         _OVERWRITE_OPTION,
+        click.option("--region", "regions", multiple=True, metavar="'NAME: key=value; ...'", callback=_parse_regions,
+                     help="A per-object region replacing the job's and shots' regions (repeat for several), e.g. "
+                     "'car: prompt=cel shading, bold ink; strength=0.6'. Selects the Cryptomatte name NAME unless "
+                     "match=bld*,tower, ids=3,4, matte=mask.A or matte_sequence=mattes/car.####.exr says otherwise; "
+                     "other keys: negative_prompt, strength, seed, invert, layer, channel, loras=path[:weight], "
+                     "controlnet_weights=lineart:0.5."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -571,7 +606,7 @@ def _render_options(command: Callable[..., None]) -> Callable[..., None]:
 @cli.command()
 @_render_options
 def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: str, dtype: str, no_cache: bool,
-           progress_style: str, overwrite: bool) -> None:
+           progress_style: str, overwrite: bool, regions: list[Region]) -> None:
     """Stylize the shots of JOB.json into EXRs with a `stylized` RGBA layer and provenance.
 
     Frames whose output is already current, or whose result is in the render cache
@@ -585,6 +620,7 @@ def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: st
     from .render import render_job
 
     job_ = load_job(job_path)
+    _apply_regions(job_, regions)
     with _cancel_on_signals() as cancel:
         summary = render_job(job_, shots=shots or None, frames=_frame_range(frames),
                              pool=_pipeline_pool(device, dtype), cache=None if no_cache else RenderCache(),
@@ -601,7 +637,7 @@ def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: st
 @cli.command()
 @_render_options
 def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str, dtype: str, no_cache: bool,
-         progress_style: str, overwrite: bool) -> None:
+         progress_style: str, overwrite: bool, regions: list[Region]) -> None:
     """The headless comp: stylize JOB.json's shots (current outputs and the cache are reused),
     blend each stylized frame with its clean plate as the job's `comp` block says (the
     StyleCompBlend gizmo's knobs: mode, amount, weight by depth / matte / object IDs /
@@ -614,6 +650,7 @@ def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str,
     from .jobspec import load_job
 
     job_ = load_job(job_path)
+    _apply_regions(job_, regions)
     with _cancel_on_signals() as cancel:
         summary = comp_job(job_, shots=shots or None, frames=_frame_range(frames), pool=_pipeline_pool(device, dtype),
                            cache=None if no_cache else RenderCache(), report=_ProgressPrinter(progress_style),

@@ -145,8 +145,22 @@ def _manifest(plate: Plate, key: str, name: str, attributes: dict[str, object]) 
     return {str(k): int(v, 16) for k, v in entries.items()}, None
 
 
+def nuke_layer_name(name: str) -> str:
+    """The layer name Nuke gives a Cryptomatte layer: characters other than letters, digits, ``_`` and ``-``
+    become ``_`` (Blender's ``ViewLayer.CryptoObject`` -> ``ViewLayer_CryptoObject``), a leading digit gets a
+    ``_``. A plate written by Nuke's Write has its rank channels under this name while its header keeps the
+    renderer's (Psyop's Cryptomatte gizmo reads such files the same way)."""
+    legal = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    return "_" + legal if legal[:1].isdigit() else legal
+
+
 def _rank_channels(plate: Plate, name: str) -> tuple[str, ...]:
-    """``<name>00.r``, ``.g``, ... in rank order: (id, coverage) pairs over consecutive levels."""
+    """``<name>00.r``, ``.g``, ... in rank order: (id, coverage) pairs over consecutive levels; under the Nuke
+    layer name when the renderer's is not in the file."""
+    return _rank_channels_named(plate, name) or _rank_channels_named(plate, nuke_layer_name(name))
+
+
+def _rank_channels_named(plate: Plate, name: str) -> tuple[str, ...]:
     by_level: dict[int, dict[int, str]] = {}
     pattern = re.compile(re.escape(name) + r"(\d{2})\.([A-Za-z]+)")
     for channel in plate.channel_names:

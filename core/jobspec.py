@@ -81,6 +81,73 @@ class Editorial(_Strict):
     )
 
 
+class Lora(_Strict):
+    path: str
+    weight: float = 1.0
+
+
+MAX_REGIONS = 8
+"""Regions per shot at most: every region adds a prompt's tokens to each cross-attention and may add a UNet pass."""
+
+
+class RegionSelect(_Strict):
+    """Which pixels a region covers: exactly one of ``cryptomatte``, ``ids``, ``matte`` or ``matte_sequence``."""
+
+    cryptomatte: list[str] | None = Field(
+        None, min_length=1, description="Cryptomatte names, fnmatch wildcards allowed (bld*), from any layer")
+    layer: str | None = Field(None, description="cryptomatte: only this layer (CryptoObject, ...); None = any")
+    ids: list[int] | None = Field(None, min_length=1, description="IDs of the shot's integer object-ID AOV")
+    matte: str | None = Field(None, description="A channel of the plate holding the matte (mask.A)")
+    matte_sequence: str | None = Field(
+        None, description="A separate matte sequence (mattes/car.####.exr), read at the plate's frame numbers")
+    channel: str | None = Field(None, description="matte_sequence: the channel holding the matte; None = A")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RegionSelect:
+        given = [name for name in ("cryptomatte", "ids", "matte", "matte_sequence") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("select needs exactly one of cryptomatte, ids, matte, matte_sequence"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if self.layer is not None and self.cryptomatte is None:
+            raise ValueError("select.layer goes with cryptomatte")
+        if self.channel is not None and self.matte_sequence is None:
+            raise ValueError("select.channel goes with matte_sequence")
+        return self
+
+
+class Region(_Strict):
+    """A part of the frame, chosen by a matte, with its own settings; what it leaves None comes from the shot.
+
+    Regions apply in list order and later ones win, coverage-weighted: region i gets
+    c_i * prod_{j>i} (1 - c_j) of a pixel, the shot's own settings the rest.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                      description="Region name: the output's regions.<name> channel and reports use it")
+    select: RegionSelect = Field(description="The matte that chooses the region's pixels")
+    invert: bool = Field(False, description="Use 1 - the matte")
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    strength: float | None = Field(None, ge=0.0, le=1.0, description="0 = leave the plate alone there, bit for bit")
+    loras: list[Lora] | None = Field(None, description="LoRAs replacing model.loras inside the region")
+    ip_adapter_image: str | None = Field(None, description="Style reference image replacing ip_adapter.image")
+    controlnet_weights: dict[Literal["depth", "normals", "lineart", "edges", "tile"],
+                             Annotated[float, Field(ge=0.0, le=2.0)]] | None = Field(
+        None, description="ControlNet weights by source ({\"lineart\": 0.5}) replacing the controlnets' own")
+    seed: int | None = Field(None, ge=0, lt=2**63, description="Seed of the region's noise")
+
+
+def _unique_regions(regions: list[Region]) -> list[Region]:
+    if len(regions) > MAX_REGIONS:
+        raise ValueError(f"{len(regions)} regions; at most {MAX_REGIONS} per shot")
+    seen: set[str] = set()
+    for region in regions:
+        if region.name in seen:
+            raise ValueError(f"region name {region.name!r} is used twice")
+        seen.add(region.name)
+    return regions
+
+
 class Shot(_Strict):
     """One shot: where its plates are, which frames, which channels mean what, where to write."""
 
@@ -101,6 +168,12 @@ class Shot(_Strict):
     notes: list[str] = Field(default_factory=list, description="Free-form notes (e.g. editorial markers)")
     overrides: ShotOverrides = Field(default_factory=ShotOverrides, description="Settings replacing the job's")
     editorial: Editorial | None = Field(None, description="Where the shot came from in an edit, for conforming")
+    regions: list[Region] = Field(default_factory=list, description="Per-object settings; empty = the job's regions")
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, regions: list[Region]) -> list[Region]:
+        return _unique_regions(regions)
 
     @field_validator("plate", "output")
     @classmethod
@@ -151,11 +224,6 @@ class ColorSettings(_Strict):
                 f"{value!r} changes between OpenColorIO releases; pin a config by full name, e.g. {PINNED_CONFIG}"
             )
         return value
-
-
-class Lora(_Strict):
-    path: str
-    weight: float = 1.0
 
 
 class ControlNet(_Strict):
@@ -443,6 +511,7 @@ class Job(_Strict):
     ideation: Ideation = Field(default_factory=Ideation)
     animation: Animation = Field(default_factory=Animation)
     performance: Performance = Field(default_factory=Performance)
+    regions: list[Region] = Field(default_factory=list, description="Regions of every shot whose own list is empty")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _expand: bool = PrivateAttr(default=True)  # $VARS and ~ in paths; off for jobs from the server's clients
@@ -457,6 +526,11 @@ class Job(_Strict):
             seen.add(shot.name)
         return shots
 
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, regions: list[Region]) -> list[Region]:
+        return _unique_regions(regions)
+
     @model_validator(mode="after")
     def _per_shot_outputs(self) -> Job:
         if len(self.shots) > 1:
@@ -466,6 +540,10 @@ class Job(_Strict):
                     raise ValueError(f"{name} needs {{shot}} when the job has several shots, or they overwrite "
                                      "each other's files")
         return self
+
+    def shot_regions(self, shot: Shot) -> list[Region]:
+        """The regions that apply to ``shot``: its own, or the job's when it has none."""
+        return shot.regions or self.regions
 
     def resolve(self, path: str) -> str:
         """A path from the job, absolute, with frame tokens as printf (``%04d``)."""

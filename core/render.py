@@ -36,6 +36,7 @@ from .jobspec import Job, Shot
 from .output_guard import check_writable, guard_outputs
 from .pipeline_pool import PipelinePool
 from .plates import ImagePart, Plate, Window, read_plate, write_plate
+from .regions import check_regions, frame_regions
 from .sequence import FrameSequence, discover
 from .stage import STYLIZED_CHANNELS, Cancelled, Clip, FrameInputs, FrameResult
 from .consistency import RENDER_STATE
@@ -101,10 +102,13 @@ def render_job(
     plans = [(shot, *shot_frames(job, shot, frames)) for shot in selected]
     if frames is not None and not any(frame_list for _, _, frame_list in plans):
         raise JobError(f"no shot has frames in {frames[0]}-{frames[1]}")
+    # Every shot's regions are checked before any frame renders: a bad selector writes nothing.
+    warnings = {shot.name: check_regions(job, shot, frame_list, plates) for shot, plates, frame_list in plans}
     with interruptible(cancel, enabled=not job.performance.compile):  # cancel ends a long step too
         for shot, plates, frame_list in plans:
             try:
-                _render_shot(job, shot, plates, frame_list, pool, cache, report, cancel, summary, overwrite)
+                _render_shot(job, shot, plates, frame_list, pool, cache, report, cancel, summary, overwrite,
+                             warnings[shot.name])
             except Cancelled:
                 summary.cancelled = True
                 break
@@ -128,6 +132,7 @@ def select_shots(job: Job, names: Sequence[str] | None) -> list[Shot]:
 def _render_shot(
     job: Job, shot: Shot, plates: FrameSequence, frames: list[int], pool: PipelinePool,
     cache: RenderCache | None, report: Report, cancel: threading.Event, summary: RenderSummary, overwrite: bool,
+    warnings: Sequence[str] = (),
 ) -> None:
     if not frames:
         return
@@ -139,6 +144,8 @@ def _render_shot(
     outputs = FrameSequence(job.resolve(shot.output))
     start: Event = {"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": len(frames),
                     "stage": description.name}
+    if warnings:
+        start["warning"] = "; ".join(warnings)
     if sequential:
         plates, chain = shot_frames(job, shot)
         chain = [f for f in chain if f <= frames[-1]]
@@ -151,14 +158,14 @@ def _render_shot(
     report(start)
     stage.begin_sequence(frames[0], frames[-1])
     # latent_fusion and cross_frame carry state only a render makes: unless every frame is done, render them all.
-    rerender = bool(stage.params.mechanisms & RENDER_STATE) and not _all_done(stage, plates, frames, outputs, shot,
+    rerender = bool(stage.params.mechanisms & RENDER_STATE) and not _all_done(job, stage, plates, frames, outputs, shot,
                                                                                 clips, cache)
 
     def read(frame: int) -> tuple[FrameInputs, ImagePart, str | None]:
         """A frame's inputs, its beauty part and (independent frames) its cache key: the work of the read thread."""
         if frame in plates.missing:
             raise PlateError("frame missing on disk", plates.path(frame))
-        inputs, part = frame_inputs(read_plate(plates.path(frame)), frame, shot, clips)
+        inputs, part = shot_inputs(job, shot, read_plate(plates.path(frame)), frame, clips)
         return inputs, part, None if sequential else stage.cache_key(frame, inputs)
 
     def failed(event: Event, exc: Exception) -> None:
@@ -171,8 +178,13 @@ def _render_shot(
         stage remembers it, as written, for the next frame."""
         target = outputs.path(inputs.frame)
         if not current:
-            write_plate(target, [rgba_part(result.rgba, result.window, part, job)], provenance=result.provenance | {
-                "frame": inputs.frame, "plate": plates.path(inputs.frame), "cache_key": key})
+            pixels, channels = result.rgba, list(STYLIZED_CHANNELS)
+            if result.regions is not None:  # each region's weight beside the RGBA: regions.<name>
+                pixels = np.concatenate([pixels, result.regions.weights.astype(np.float32)], axis=2)
+                channels += result.regions.channels()
+            write_plate(target, [rgba_part(pixels, result.window, part, job, channels)],
+                        provenance=result.provenance | {"frame": inputs.frame, "plate": plates.path(inputs.frame),
+                                                        "cache_key": key})
             if cache is not None:
                 cache.store(key, target)
         if sequential:
@@ -320,15 +332,15 @@ def _now(function: Callable[[int], T], argument: int) -> Future[T]:
     return future
 
 
-def _all_done(stage: StylizeStage, plates: FrameSequence, frames: list[int], outputs: FrameSequence, shot: Shot,
-              clips: Sequence[Clip], cache: RenderCache | None) -> bool:
+def _all_done(job: Job, stage: StylizeStage, plates: FrameSequence, frames: list[int], outputs: FrameSequence,
+              shot: Shot, clips: Sequence[Clip], cache: RenderCache | None) -> bool:
     """Whether every frame of a sequential shot is current on disk or in the cache (its chain of keys matches)."""
     previous_key = None
     for frame in frames:
         if frame in plates.missing:
             return False
         try:
-            inputs, _ = frame_inputs(read_plate(plates.path(frame)), frame, shot, clips)
+            inputs, _ = shot_inputs(job, shot, read_plate(plates.path(frame)), frame, clips)
         except StyleCompError:
             return False
         previous_key = stage.cache_key(frame, inputs, previous_key)
@@ -340,6 +352,14 @@ def _all_done(stage: StylizeStage, plates: FrameSequence, frames: list[int], out
 def _written_rgba(path: str) -> np.ndarray:
     """A stylized output's RGBA (H, W, 4) as written (half floats included): what the next frame builds on."""
     return read_plate(path).channels(list(STYLIZED_CHANNELS))
+
+
+def shot_inputs(job: Job, shot: Shot, plate: Plate, frame: int, clips: Sequence[Clip]) -> tuple[FrameInputs, ImagePart]:
+    """``frame_inputs``, with the shot's region weights when it has regions."""
+    inputs, part = frame_inputs(plate, frame, shot, clips)
+    if regions := job.shot_regions(shot):
+        inputs.regions = frame_regions(job, shot, regions, plate, frame, inputs.window)
+    return inputs, part
 
 
 def frame_inputs(plate: Plate, frame: int, shot: Shot, clips: Sequence[Clip]) -> tuple[FrameInputs, ImagePart]:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .errors import StyleCompError
 from .plates import Window
+
+if TYPE_CHECKING:
+    from .regions import FrameRegions
 
 # The layer a stylize stage's frames are written as (Nuke shows it as layer `stylized`).
 STYLIZED_CHANNELS = ("stylized.R", "stylized.G", "stylized.B", "stylized.A")
@@ -57,6 +60,7 @@ class FrameInputs:
     frame: int
     window: Window
     images: dict[str, np.ndarray]
+    regions: FrameRegions | None = None  # the shot's regions: their weights over the same window
 
     def get(self, clip: str) -> np.ndarray | None:
         return self.images.get(clip)
@@ -69,6 +73,7 @@ class FrameResult:
     rgba: np.ndarray
     window: Window
     provenance: dict[str, Any]
+    regions: FrameRegions | None = None  # written beside the RGBA as regions.<name>
 
 
 class Stage(Protocol):

@@ -47,11 +47,13 @@ from .consistency import (
 )
 from .errors import JobError, ModelError, PlateError
 from .geometry import ModelGeometry, model_geometry, pipeline_geometry
-from .jobspec import ControlNet, Job, ModelSettings, Performance, Shot
+from .jobspec import ControlNet, Job, Lora, ModelSettings, Performance, Region, Shot
 from .models import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
 from .motion import VectorConvention
 from .pipeline_pool import PipelinePool
 from .plates import Window
+from .region_diffusion import Column, RegionalCall, controlnets_vary, regional_call
+from .regions import FrameRegions
 from .resolution import ModelCalls, ResolutionPlan, ResolutionSettings, assemble, model_calls, plan
 from .stage import Cancelled, Clip, FrameInputs, FrameResult, StageDescription
 
@@ -85,6 +87,8 @@ class StylizeParameters:
     keyframe_interval: int
     fusion_strength: float
     vectors: VectorConvention
+    regions: tuple[Region, ...] = ()  # with absolute paths; model.loras holds every region's LoRAs too
+    own_loras: tuple[Lora, ...] = ()  # the shot's own LoRAs (model.loras without the regions' additions)
 
     @classmethod
     def for_shot(cls, job: Job, shot: Shot) -> StylizeParameters:
@@ -101,6 +105,15 @@ class StylizeParameters:
             if model.ip_adapter.image_encoder is not None:
                 model.ip_adapter.image_encoder = job.resolve(model.ip_adapter.image_encoder)
             reference = job.resolve(model.ip_adapter.image)
+        own_loras = tuple(model.loras)
+        regions = tuple(region.model_copy(deep=True) for region in job.shot_regions(shot))
+        for region in regions:
+            for lora in region.loras or []:
+                lora.path = job.resolve(lora.path)
+                if all(lora.path != loaded.path for loaded in model.loras):
+                    model.loras.append(Lora(path=lora.path, weight=0.0))
+            if region.ip_adapter_image is not None:
+                region.ip_adapter_image = job.resolve(region.ip_adapter_image)
         overrides = shot.overrides
         return cls(
             model=model,
@@ -117,6 +130,8 @@ class StylizeParameters:
             keyframe_interval=job.consistency.keyframe_interval,
             fusion_strength=job.consistency.fusion_strength,
             vectors=VectorConvention(job.consistency.vector_units, job.consistency.vector_y),
+            regions=regions,
+            own_loras=own_loras,
         )
 
     def frame_seed(self, frame: int) -> int:
@@ -142,6 +157,9 @@ class _Frame:
     strength: float
     seed: int  # the frame's seed; tile i's is _tile_seed(seed, i)
     calls: ModelCalls
+    regions: FrameRegions | None = None
+    regional: list[RegionalCall] | None = None  # per model call, with regions
+    strengths: np.ndarray | None = None  # with regions: (H, W) each pixel's strength at the plate's size
 
 
 class StylizeStage:
@@ -155,10 +173,14 @@ class StylizeStage:
         self.encoding = encoding
         self.pool = pool
         self.performance = performance or Performance()
-        # Images per pipeline call for render_batch; a sequential shot's frames render one at a time.
-        self.frames_per_call = 1 if params.sequential else self.performance.frames_per_call(pool.device)
+        # Images per pipeline call for render_batch; a sequential shot's frames (and a shot with regions, whose
+        # calls each install their own mattes) render one at a time.
+        self.frames_per_call = (1 if params.sequential or params.regions
+                                else self.performance.frames_per_call(pool.device))
+        self._segments = _segments(params)  # regions: the distinct (prompt, negative prompt) pairs, the shot's first
         self._pipe: DiffusionPipeline | None = None
         self._embeds: dict[str, Any] = {}
+        self._regional_embeds: dict[str, Any] = {}  # regions: every segment's embeddings, on the token axis
         self._identity: dict[str, Any] = {}  # see identity()
         self._geometry: ModelGeometry | None = None  # see geometry()
         self._reference: np.ndarray | None = None  # the style image, (H, W, 3) [0, 1]
@@ -210,6 +232,8 @@ class StylizeStage:
                             "fusion_strength": p.fusion_strength},
             "color": self.encoding.description,
             "ocio_config": self.encoding.config_uri,
+            **({"regions": [region.model_dump(mode="json", exclude_none=True) for region in p.regions]}
+               if p.regions else {}),
         }
 
     def region_of_definition(self, frame: int, source_window: Window) -> Window:
@@ -222,7 +246,7 @@ class StylizeStage:
         return [frame - 1] if self.params.sequential and frame > self._first else []
 
     def is_identity(self, frame: int) -> bool:
-        return self.params.strength == 0.0
+        return self.params.strength == 0.0 and not any(region.strength for region in self.params.regions)
 
     # --- the sequence -------------------------------------------------------------------------
 
@@ -232,6 +256,7 @@ class StylizeStage:
         if not self._identity:
             p = self.params
             check_mechanisms(p.mechanisms, p.model.family, p.resolution.mode == "tiles", "consistency.mechanisms")
+            check_region_settings(p, len(self._segments))
             check_model(p.model)
             self.geometry()
             identity: dict[str, Any] = {
@@ -280,12 +305,18 @@ class StylizeStage:
                              f"{planned.latent_channels}", p.model.path)
         with torch.no_grad():
             self._embeds = _encode_prompt(self._pipe, p)
+            if len(self._segments) > 1:
+                parts = [self._embeds] + [_encode_prompt(self._pipe, p, *pair) for pair in self._segments[1:]]
+                self._regional_embeds = {name: value if value is None or name.startswith("pooled") or
+                                         name.startswith("negative_pooled") else
+                                         torch.cat([part[name] for part in parts], dim=1)
+                                         for name, value in self._embeds.items()}
             if self._reference is not None:
                 self._embeds |= style_reference_embeds(self._pipe, self._reference, _uses_cfg(p))
         return self._pipe
 
     def end_sequence(self) -> None:
-        self._pipe, self._embeds = None, {}
+        self._pipe, self._embeds, self._regional_embeds = None, {}, {}
 
     def cache_key(self, frame: int, inputs: FrameInputs, previous_key: str | None = None) -> str:
         """A hash of everything the frame's pixels depend on: inputs, parameters, models, seed, version; for a
@@ -300,6 +331,9 @@ class StylizeStage:
             image = np.ascontiguousarray(inputs.images[name], dtype=np.float32)
             digest.update(f"\0{name}{image.shape}".encode())
             digest.update(image.tobytes())
+        if inputs.regions is not None:
+            digest.update(f"\0regions{inputs.regions.names}".encode())
+            digest.update(np.ascontiguousarray(inputs.regions.weights, dtype=np.float32).tobytes())
         return digest.hexdigest()
 
     def provenance(self, frame: int) -> dict[str, Any]:
@@ -329,7 +363,7 @@ class StylizeStage:
         come in order, each followed by ``advance`` with what was written."""
         p = self.params
         if self.is_identity(frame):
-            return FrameResult(inputs.images["Source"].copy(), window, self.provenance(frame))
+            return self._untouched(inputs)
         self._load()
         work = self._prepare(frame, window, inputs)
         layout, outputs = work.calls.layout, []
@@ -340,7 +374,7 @@ class StylizeStage:
             if "flow_attention" in p.mechanisms and work.motion is not None:
                 self._features.flow = TokenFlow(work.motion, layout)
             outputs += self._diffuse([image], [controls], [_tile_seed(work.seed, tile)], work.strength, cancel,
-                                     noise, fusion)
+                                     noise, fusion, work.regional[tile] if work.regional else None)
         self._features.finish_frame(is_anchor=frame == self._first or not self._features.anchor)
         return self._finish(work, outputs, batch=1)
 
@@ -356,8 +390,7 @@ class StylizeStage:
         frames: dict[int, _Frame] = {}  # by position in items
         for index, inputs in enumerate(items):
             if self.is_identity(inputs.frame):
-                results[index] = FrameResult(inputs.images["Source"].copy(), inputs.window,
-                                             self.provenance(inputs.frame))
+                results[index] = self._untouched(inputs)
                 continue
             self._load()
             try:
@@ -395,7 +428,8 @@ class StylizeStage:
             images = self._diffuse([work.calls.images[tile] for work, (_, tile) in zip(works, calls)],
                                    [work.calls.conditions[tile] for work, (_, tile) in zip(works, calls)],
                                    [_tile_seed(work.seed, tile) for work, (_, tile) in zip(works, calls)],
-                                   self.params.strength, cancel)
+                                   self.params.strength, cancel,
+                                   regional=works[0].regional[calls[0][1]] if works[0].regional else None)
         except Cancelled:
             raise
         except Exception as exc:
@@ -434,7 +468,32 @@ class StylizeStage:
             elif "pixel_fusion" in p.mechanisms:
                 image = motion.carry(previous_image, image, p.fusion_strength)
         calls = model_calls(image, conditions, self.geometry(), p.resolution)
-        return _Frame(frame, window, rgb, alpha, encoded, motion, strength, p.frame_seed(frame), calls)
+        work = _Frame(frame, window, rgb, alpha, encoded, motion, strength, p.frame_seed(frame), calls)
+        if p.regions and inputs.regions is not None:
+            heal = strength / p.strength if p.strength else 1.0  # keyframes heal every region alike
+            self._regional_frame(work, inputs.regions, heal)
+        return work
+
+    def _regional_frame(self, work: _Frame, regions: FrameRegions, heal: float) -> None:
+        """Lay the frame's region weights out like its model calls (pad, downscale or tiles) with each column's
+        settings; and each pixel's strength at the plate's size."""
+        p = self.params
+        weights = np.concatenate([1.0 - regions.weights.sum(axis=2, keepdims=True), regions.weights], axis=2)
+        weights = np.clip(weights, 0.0, 1.0).astype(np.float32)
+        columns = _columns(p, self._segments, heal)
+        work.strengths = weights @ np.array([c.strength for c in columns], np.float32)
+        pieces: list[list[np.ndarray]] = []
+        for start in range(0, weights.shape[2], 3):  # model_calls lays out 3-channel images
+            chunk = np.zeros((*weights.shape[:2], 3), np.float32)
+            chunk[..., : min(3, weights.shape[2] - start)] = weights[..., start : start + 3]
+            pieces.append(model_calls(chunk, [], self.geometry(), p.resolution).images)
+        sets = _lora_sets(p)
+        work.regional = []
+        for tile in range(len(work.calls.images)):
+            laid = np.clip(np.concatenate([piece[tile] for piece in pieces], axis=2)[..., : weights.shape[2]], 0, 1)
+            laid /= np.maximum(laid.sum(axis=2, keepdims=True), 1e-6)
+            work.regional.append(RegionalCall(laid.astype(np.float32), columns, sets))
+        work.regions = regions
 
     def _finish(self, work: _Frame, outputs: list[np.ndarray], batch: int) -> FrameResult:
         """The frame's RGBA from its model calls' results; ``batch``: the most images a call of it ran with."""
@@ -442,6 +501,9 @@ class StylizeStage:
         model_image = assemble(work.calls, outputs)
         out = self.encoding.decode(work.encoded, model_image)  # (H, W, 3) premultiplied scene-linear
         out[(work.alpha <= 0) & ~work.rgb.any(axis=2)] = 0.0  # nothing appears where the plate is empty
+        if work.strengths is not None:
+            untouched = work.strengths <= 0.0
+            out[untouched] = work.rgb[untouched]  # the plate's own values, bit for bit
         provenance = self.provenance(work.frame) | {
             "resolution": work.calls.layout.describe(),
             "performance": json.dumps({"batch": batch, "compile": self.performance.compile}),
@@ -449,7 +511,17 @@ class StylizeStage:
         if p.sequential:
             provenance["consistency"] = "keyframe" if self._is_keyframe(work.frame) else (
                 "from the previous frame" if work.motion is not None else "first frame")
-        return FrameResult(np.concatenate([out, work.alpha[..., None]], axis=2), work.window, provenance)
+        if work.regions is not None:
+            provenance["regions"] = work.regions.describe()
+        return FrameResult(np.concatenate([out, work.alpha[..., None]], axis=2), work.window, provenance,
+                           work.regions)
+
+    def _untouched(self, inputs: FrameInputs) -> FrameResult:
+        """A frame at strength 0 everywhere: the plate itself (and its region weights)."""
+        provenance = self.provenance(inputs.frame)
+        if inputs.regions is not None:
+            provenance["regions"] = inputs.regions.describe()
+        return FrameResult(inputs.images["Source"].copy(), inputs.window, provenance, inputs.regions)
 
     def advance(self, frame: int, inputs: FrameInputs, output: np.ndarray) -> None:
         """Remember a finished frame (rendered, or taken from the cache) for the next one of a sequential shot;
@@ -509,20 +581,27 @@ class StylizeStage:
 
     def _diffuse(self, images: list[np.ndarray], controls: list[list[np.ndarray]], seeds: list[int], strength: float,
                  cancel: threading.Event, noise: torch.Tensor | None = None,
-                 fusion: StepHook | None = None) -> list[np.ndarray]:
+                 fusion: StepHook | None = None, regional: RegionalCall | None = None) -> list[np.ndarray]:
         """One pipeline call on (h, w, 3) [0, 1] images of one size the model takes, each with its ControlNets'
         images and its own seed's generator; the results in the same order. ``noise`` replaces the pipeline's
         own initial noise (1, C, h/f, w/f for the VAE's scale f) and ``fusion`` sees (and may replace) the latents
-        after each step, when given (one image only)."""
+        after each step, when given (one image only). ``regional``: the image's regions (one image only)."""
         p, pipe = self.params, self._pipe
         height, width = images[0].shape[:2]
         count = len(images)
+        embeds = self._embeds
+        if regional is not None:
+            strength = float(regional.strength_map().max())
+            if strength <= 0.0:
+                return [images[0].copy()]  # every pixel untouched: _finish puts the plate's own values back
+            if regional.segments > 1:
+                embeds = self._regional_embeds
 
         def on_step(_pipe: object, step: int, _t: object, tensors: dict[str, Any]) -> dict[str, Any]:
             if cancel.is_set():
                 raise Cancelled()
-            if fusion is not None:
-                tensors["latents"] = fusion(step, tensors["latents"])
+            if step_hook is not None:
+                tensors["latents"] = step_hook(step, tensors["latents"])
             return tensors
 
         kwargs: dict[str, Any] = {
@@ -538,19 +617,29 @@ class StylizeStage:
             # The prompt's embeddings once per image; the pipelines repeat IP-Adapter embeddings themselves.
             # (None: no negative prompt without classifier-free guidance, at guidance <= 1.)
             **{name: value if value is None or "ip_adapter" in name else torch.cat([value] * count)
-               for name, value in self._embeds.items()},
+               for name, value in embeds.items()},
         }
         if controls[0]:
             weights = [net.weight for net in p.model.controlnets]
             per_net = [np.stack([image_controls[net] for image_controls in controls]) for net in range(len(weights))]
             kwargs["control_image"] = per_net if len(per_net) > 1 else per_net[0]
+            if regional is not None and controlnets_vary(regional):
+                weights = [1.0] * len(weights)  # scaled per pixel instead (region_diffusion)
             kwargs["controlnet_conditioning_scale"] = weights if len(weights) > 1 else weights[0]
             if p.model.family == "flux" and len(per_net) > 1:
                 kwargs["control_mode"] = [None] * len(per_net)  # plain (not Union) ControlNets: no mode each
         if controls[0] or p.model.family == "flux":
             kwargs |= {"height": height, "width": width}
         attention = p.mechanisms & ATTENTION
-        with torch.no_grad(), _noise_injected(pipe, noise), _frame_attention_installed(pipe, self._features, attention):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            if regional is not None:
+                adapters = [f"lora{number}" for number in range(len(p.model.loras))]  # as models._load_loras names them
+                step_hook = stack.enter_context(regional_call(pipe, regional, noise, fusion, adapters))
+            else:
+                step_hook = fusion
+                stack.enter_context(_noise_injected(pipe, noise))
+            stack.enter_context(_frame_attention_installed(pipe, self._features, attention))
             result = pipe(**kwargs).images  # type: ignore[misc]
         return [np.asarray(image, dtype=np.float32) for image in result]
 
@@ -610,21 +699,90 @@ def _uses_cfg(p: StylizeParameters) -> bool:
     return p.model.family != "flux" and p.guidance > 1.0
 
 
-def _encode_prompt(pipe: DiffusionPipeline, p: StylizeParameters) -> dict[str, Any]:
-    """The prompt's embeddings, once per shot, as the keyword arguments each family's pipeline takes."""
+def _encode_prompt(pipe: DiffusionPipeline, p: StylizeParameters, prompt: str | None = None,
+                   negative_prompt: str | None = None) -> dict[str, Any]:
+    """The prompt's embeddings (the shot's, or ``prompt`` and ``negative_prompt``), once per shot, as the keyword
+    arguments each family's pipeline takes."""
     device, cfg = pipe._execution_device, _uses_cfg(p)
+    prompt = p.prompt if prompt is None else prompt
+    negative_prompt = p.negative_prompt if negative_prompt is None else negative_prompt
     if p.model.family == "sd15":
-        positive, negative = pipe.encode_prompt(p.prompt, device, 1, cfg, negative_prompt=p.negative_prompt)
+        positive, negative = pipe.encode_prompt(prompt, device, 1, cfg, negative_prompt=negative_prompt)
         return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
     if p.model.family == "sdxl":
         positive, negative, pooled, negative_pooled = pipe.encode_prompt(
-            prompt=p.prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=cfg,
-            negative_prompt=p.negative_prompt,
+            prompt=prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=cfg,
+            negative_prompt=negative_prompt,
         )
         return {"prompt_embeds": positive, "negative_prompt_embeds": negative,
                 "pooled_prompt_embeds": pooled, "negative_pooled_prompt_embeds": negative_pooled}
-    positive, pooled, _text_ids = pipe.encode_prompt(prompt=p.prompt, prompt_2=None, device=device)
+    positive, pooled, _text_ids = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device)
     return {"prompt_embeds": positive, "pooled_prompt_embeds": pooled}
+
+
+def _segments(p: StylizeParameters) -> list[tuple[str, str]]:
+    """The distinct (prompt, negative prompt) pairs of the shot and its regions, the shot's first."""
+    pairs = [(p.prompt, p.negative_prompt)]
+    for region in p.regions:
+        pair = (_or(region.prompt, p.prompt), _or(region.negative_prompt, p.negative_prompt))
+        if pair not in pairs:
+            pairs.append(pair)
+    return pairs
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _lora_weights(p: StylizeParameters, loras: Sequence[Lora]) -> tuple[float, ...]:
+    """Each loaded adapter's weight (model.loras' order) when ``loras`` are the active set."""
+    weights = {lora.path: lora.weight for lora in loras}
+    return tuple(weights.get(loaded.path, 0.0) for loaded in p.model.loras)
+
+
+def _lora_sets(p: StylizeParameters) -> tuple[tuple[float, ...], ...]:
+    """The distinct LoRA sets (adapter weights), the shot's own first."""
+    sets = [_lora_weights(p, p.own_loras)]
+    for region in p.regions:
+        if region.loras is not None and (weights := _lora_weights(p, region.loras)) not in sets:
+            sets.append(weights)
+    return tuple(sets)
+
+
+def _columns(p: StylizeParameters, segments: list[tuple[str, str]], heal: float) -> tuple[Column, ...]:
+    """Column 0 (the shot's own settings) and one per region: strength (times ``heal``), prompt segment, LoRA
+    set, seed and ControlNet weights."""
+    sets = _lora_sets(p)
+    own_scales = tuple(net.weight for net in p.model.controlnets)
+    columns = [Column(p.strength * heal, 0, 0, p.seed, own_scales)]
+    for region in p.regions:
+        pair = (_or(region.prompt, p.prompt), _or(region.negative_prompt, p.negative_prompt))
+        lora_set = 0 if region.loras is None else sets.index(_lora_weights(p, region.loras))
+        scales = tuple((region.controlnet_weights or {}).get(net.source, net.weight) for net in p.model.controlnets)
+        columns.append(Column(_or(region.strength, p.strength) * heal, segments.index(pair), lora_set,
+                              _or(region.seed, p.seed), scales))
+    return tuple(columns)
+
+
+def check_region_settings(p: StylizeParameters, segments: int) -> None:
+    """Refuse (JobError, one line) region settings this model cannot honour, before any frame renders."""
+    if not p.regions:
+        return
+    if p.model.family == "flux":
+        raise JobError("regions need an SD 1.5 or SDXL model; Flux is not supported yet", "regions")
+    sources = {net.source for net in p.model.controlnets}
+    for region in p.regions:
+        where = f"regions.{region.name}"
+        if region.ip_adapter_image is not None:
+            raise JobError("ip_adapter_image per region is not supported yet (the model's ip_adapter applies to "
+                           "the whole frame)", where)
+        unknown = sorted(set(region.controlnet_weights or {}) - sources)
+        if unknown:
+            raise JobError(f"controlnet_weights names {', '.join(unknown)}, but the model has no such ControlNet "
+                           f"(its sources: {', '.join(sorted(sources)) or 'none'})", where)
+    if segments > 1 and p.model.ip_adapter is not None:
+        raise JobError("regional prompts cannot run with an IP-Adapter yet (both replace the cross-attention)",
+                       "regions")
 
 
 def _tile_seed(seed: int, tile: int) -> int:

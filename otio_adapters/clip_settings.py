@@ -2,8 +2,8 @@
 
 On a clip: per-shot overrides of the job's settings (``prompt``, ``negative_prompt``, ``seed``,
 ``model``, ``strength``), and the shot's ``handles`` (``head_handles``, ``tail_handles`` for one
-side), ``output`` (a path template, like
-``--output``), ``aovs`` and ``notes``. ``editorial`` is written by the ``stylecomp_jobs``
+side), ``output`` (a path template, like ``--output``), ``aovs``, ``notes`` and ``regions``
+(per-object settings, in a job's shape). ``editorial`` is written by the ``stylecomp_jobs``
 adapter, which reads a job as a timeline, to keep where each shot was first cut (``null``
 for a shot that was not cut from an edit); without it, the clip's own place is recorded.
 On the timeline: any job setting but ``shots`` (``prompt``, ``model``, ``seed``, ...).
@@ -19,7 +19,7 @@ import opentimelineio as otio
 from pydantic import Field, ValidationError
 from stylecomp.aovs import ROLES
 from stylecomp.errors import TimelineError
-from stylecomp.jobspec import Editorial, ShotOverrides
+from stylecomp.jobspec import Editorial, Region, ShotOverrides
 
 from .clip_place import ClipPlace
 
@@ -35,6 +35,7 @@ class ClipSettings(ShotOverrides):
     output: str | None = Field(None, description="Output path template replacing --output for this clip")
     aovs: dict[Literal[ROLES], list[str]] | None = None  # type: ignore[valid-type]
     notes: list[str] | None = None
+    regions: list[Region] | None = None
     editorial: Editorial | None = None
 
     def overrides(self) -> ShotOverrides:

@@ -2,8 +2,8 @@
 
 One video track, one clip per shot in job order, back to back. Each clip's media is an
 ``ImageSequenceReference`` to the shot's plate covering its frames with handles; its source
-range is the cut. What a timeline cannot say (output, handles, AOVs, notes, overrides and the
-shot's editorial record) goes in the clip's ``stylecomp`` metadata, and the job's other
+range is the cut. What a timeline cannot say (output, handles, AOVs, notes, regions, overrides
+and the shot's editorial record) goes in the clip's ``stylecomp`` metadata, and the job's other
 settings in the timeline's, so that `timeline_to_job` gives the same job back.
 """
 
@@ -29,7 +29,7 @@ def _clip(shot: Shot, rate: float) -> otio.schema.Clip:
     settings = ClipSettings(
         **shot.overrides.model_dump(), handles=shot.handles, head_handles=shot.head_handles,
         tail_handles=shot.tail_handles, output=shot.output,
-        aovs=shot.aovs or None, notes=shot.notes or None, editorial=record,
+        aovs=shot.aovs or None, notes=shot.notes or None, regions=shot.regions or None, editorial=record,
     )
     metadata = settings.model_dump(mode="json", exclude_none=True)
     metadata["editorial"] = metadata.get("editorial")  # null too: a shot not cut from an edit stays so

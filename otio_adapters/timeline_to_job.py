@@ -13,8 +13,8 @@
 - Plates and outputs come from path templates (`plate_template`); without a plates template
   a clip's own image-sequence media is its plate. Missing plates are errors unless
   ``allow_missing``; two clips making the same shot name are an error unless ``unique_names``.
-- Clip metadata ``stylecomp`` gives per-shot overrides and fields (`clip_settings`); markers
-  become notes.
+- Clip metadata ``stylecomp`` gives per-shot overrides and fields, regions included
+  (`clip_settings`); markers become notes.
 """
 
 from __future__ import annotations
@@ -168,12 +168,14 @@ def _shot(place: ClipPlace, options: JobOptions, places: dict[str, ClipPlace], r
             aovs=settings.aovs or {},
             output=fill(output, place, name, output_label),
             notes=[*(settings.notes or []), *_marker_notes(place)],
+            regions=settings.regions or [],
             overrides=settings.overrides(),
             editorial=(settings.editorial if "editorial" in settings.model_fields_set
                        else editorial_for(place, source, numbering, options.timeline_path)),
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
         raise TimelineError(f"{place.describe()}: {problems}") from None
 
 

@@ -20,6 +20,7 @@ from gizmo_eval import evaluate  # noqa: E402
 from gizmo_eval.windows import Window  # noqa: E402
 from stylecomp import blend  # noqa: E402
 from stylecomp.plates import Window as PlateWindow  # noqa: E402
+from stylecomp.regions import overlap_weights  # noqa: E402
 
 GIZMO = nkscript.parse((ROOT / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8"))
 RGBA = ("rgba.red", "rgba.green", "rgba.blue", "rgba.alpha")
@@ -344,3 +345,71 @@ def test_interpreter_refuses_a_temporary_named_t(scene: dict) -> None:
               "Stylized": (_channels(scene["stylized_same"]), _window(SAME_WINDOW))}
     with pytest.raises(ValueError, match="temporary 't'"):
         evaluate(nkscript.parse(old), inputs, {"weight": "depth"})
+
+
+# ---------------------------------------------------------------------------------------------
+# A blend amount per region, from the regions.<name> channels a regions job writes into the stylized EXR.
+
+
+@pytest.mark.parametrize("offset", [False, True], ids=["same window", "different data windows"])
+def test_amount_per_region_from_the_regions_channels(scene: dict, offset: bool) -> None:
+    stylized, window = (scene["stylized"], STYLIZED_WINDOW) if offset else (scene["stylized_same"], SAME_WINDOW)
+    rng = np.random.default_rng(11)
+    coverages = [rng.uniform(0.0, 1.0, (window.height, window.width)).astype(np.float32) for _ in range(3)]
+    for coverage, rows in zip(coverages, (slice(0, 6), slice(4, 14), slice(12, 20))):  # overlapping, hard edges
+        coverage[:rows.start] = 0.0
+        coverage[rows.stop:] = 0.0
+    coverages[1][6:10] = 1.0
+    weights = overlap_weights(np.stack(coverages, axis=2))  # the engine's rule: later regions win
+    car, bld, sky = (weights[..., i] for i in range(3))
+    inputs = {
+        "Clean": (_channels(scene["clean"]), _window(CLEAN_WINDOW)),
+        "Stylized": (_channels(stylized, **{"regions.car": car, "regions.bld": bld, "regions.sky": sky}),
+                     _window(window)),
+        "Mask": ({"rgba.alpha": scene["matte"]}, _window(CLEAN_WINDOW)),
+    }
+    knobs = {"use_regions": True, "weight": "matte", "amount": 0.3,  # rows 1, 2 and 6 (any row takes any region)
+             "region1_channel": "regions.car", "region1_amount": 0.9, "region2_channel": "regions.bld",
+             "region2_amount": 0.0, "region6_channel": "regions.sky", "region6_amount": 0.5}
+    out, union = evaluate(GIZMO, inputs, knobs)
+    got = np.stack([out[name] for name in RGBA], axis=-1)
+
+    clean, aligned_stylized, planes = aligned(scene, offset)
+    union_window = PlateWindow(union.x, union.y, union.width, union.height)
+    car, bld, sky = (blend.reframe(weight, window, union_window) for weight in (car, bld, sky))
+    amount = 0.9 * car + 0.0 * bld + 0.5 * sky + 0.3 * (1 - car - bld - sky)
+    want = blend.mix(clean, aligned_stylized, blend.matte_mask(planes["matte"]) * amount)
+    np.testing.assert_allclose(got, want, **TOLERANCE)
+    # The amounts matter: the region with amount 0 keeps the clean render where it alone covers the pixel.
+    alone = (bld == 1) & (blend.matte_mask(planes["matte"]) > 0)
+    assert alone.sum() > 10
+    np.testing.assert_allclose(got[alone], clean[alone], **TOLERANCE)
+    plain = run_gizmo(scene, {"weight": "matte", "amount": 0.3}, offset)
+    assert not np.allclose(got, plain, atol=1e-3)
+
+
+def test_regions_on_without_rows_is_the_plain_amount(scene: dict) -> None:
+    """Amount per region with no channel picked (or a Stylized input without regions) blends by amount alone."""
+    np.testing.assert_allclose(run_gizmo(scene, {"use_regions": True, "amount": 0.4, "weight": "depth",
+                                                 "depth_near": 10.0, "depth_far": 90.0}),
+                               run_gizmo(scene, {"amount": 0.4, "weight": "depth", "depth_near": 10.0,
+                                                 "depth_far": 90.0}), **TOLERANCE)
+
+
+def test_stylize_gizmo_passes_the_regions_layer_on(scene: dict) -> None:
+    """StyleCompStylize's output: the stylized RGBA (mixed with the plate), the plate's own layers, and the
+    stylized EXR's regions layer, so StyleCompBlend downstream finds regions.<name>. The internal Read's image is
+    the EXR's channels as Nuke names them (stylized.red ..., regions.car)."""
+    stylize = nkscript.parse((ROOT / "gizmos" / "StyleCompStylize.gizmo").read_text(encoding="utf-8"))
+    clean, styled = scene["clean"], scene["stylized_same"]
+    car = np.clip(scene["matte"], 0.0, 1.0)
+    read = {**{f"stylized.{c}": styled[..., i] for i, c in enumerate(("red", "green", "blue", "alpha"))},
+            "regions.car": car, "regions.bld": 1 - car}
+    inputs = {"Plate": (_channels(clean, **{"depth.Z": scene["depth"]}), _window(CLEAN_WINDOW)),
+              "ReadStylized": (read, _window(SAME_WINDOW))}
+    out, _ = evaluate(stylize, inputs, {"mix_amount": 0.25})
+    got = np.stack([out[name] for name in RGBA], axis=-1)
+    np.testing.assert_allclose(got, clean * 0.75 + styled * 0.25, **TOLERANCE)
+    np.testing.assert_array_equal(out["regions.car"], car)
+    np.testing.assert_array_equal(out["regions.bld"], 1 - car)
+    np.testing.assert_array_equal(out["depth.Z"], scene["depth"])  # the plate's layers stay

@@ -51,7 +51,7 @@ def _name_problems(gizmo: nkscript.Gizmo, where: str, name: str, pixel: bool, te
     knob, _, component = rest.partition(".")
     if name in temps or (pixel and name in SHORT_CHANNELS) or name in ("frame", "t", "pi"):
         return []
-    if head == "parent":
+    if head == "parent" or (head == "this" and not pixel):  # this: the gizmo's own knob, in its knobs' expressions
         spec = gizmo.group.user_knob(knob)
         if spec is None:
             return [f"{where}: reads parent.{knob}, which the gizmo does not have"]
@@ -198,10 +198,11 @@ MUTATIONS = [
     ("maskChannel rgba.alpha", "maskChanel rgba.alpha", "has no knob 'maskChanel'"),
     ("operation from", "operation subtract", "operation 'subtract'"),
     ("which {{parent.mode}}", "which {{parent.modes}}", "reads parent.modes"),
-    ("mix {{parent.amount}}", "mix {{BlendKeymixx.mix}}", "neither a knob nor a channel"),
+    ("which {{parent.use_regions}}", "which {{RegionSwitchh.which}}", "neither a knob nor a channel"),
     ("T DepthToAlpha.from0", "T DepthToAlpha.from9", "links to missing"),
     ("from0 depth.Z", "from0 deep.Z", "unknown channel"),
-    (" push $Nweight\n", " push 0\n", "input 2 is not connected"),
+    (" push $NregionWeight\n", " push 0\n", "input 2 is not connected"),
+    ("T RegionWeights5to8.from3", "T RegionWeights5to8.from4", "links to missing"),
     ("Premult {\n  channels rgb\n  name DetailPremult", "Grade {\n  channels rgb\n  name DetailPremult", "not in the known"),
     ("\\[value parent.object_ids]", "\\[value parent.object_id]", "[value parent.object_id]"),
     ("expr3 1\n", "expr3 \"1 +\"\n", "does not parse"),
@@ -222,7 +223,10 @@ def test_checker_catches_mistakes(old: str, new: str, complaint: str) -> None:
 def test_stack_wiring_follows_nuke_input_order() -> None:
     gizmo = _parse(ROOT / "gizmos" / "StyleCompBlend.gizmo")
     keymix = gizmo.node("BlendKeymix")
-    assert [source.name for source in keymix.inputs] == ["Clean", "ModeSwitch", "WeightSwitch"]  # B, A, mask
+    assert [source.name for source in keymix.inputs] == ["Clean", "ModeSwitch", "RegionSwitch"]  # B, A, mask
+    assert [source.name for source in gizmo.node("RegionSwitch").inputs] == ["WeightSwitch", "RegionWeighted"]
+    for copy in ("RegionWeights1to4", "RegionWeights5to8"):  # B: black rgba, so an unused row weighs 0
+        assert [source.name for source in gizmo.node(copy).inputs] == ["RegionBlack", "Stylized"]
     detail = gizmo.node("CleanDetail")
     assert [source.name for source in detail.inputs] == ["CleanUnpremult", "CleanLow"]  # from: B - A
     assert [source.name for source in gizmo.node("ModeSwitch").inputs] == [
@@ -295,11 +299,35 @@ def test_knobs_the_plugin_reads_exist(stylize: nkscript.Gizmo) -> None:
 def test_buttons_call_plugin_functions(stylize: nkscript.Gizmo) -> None:
     from stylecomp_nuke import actions  # imports the stand-in `nuke`
 
+    from stylecomp_nuke import regions
+
     buttons = {spec.name: spec.target for spec in stylize.group.user_knobs if spec.type == 22}
-    assert set(buttons) == {"choose_preset", "render_frame", "render_range", "candidates"}
+    picks = {regions.knob_name(row, "pick"): row for row in range(1, regions.ROWS + 1)}
+    assert set(buttons) == {"choose_preset", "render_frame", "render_range", "candidates", *picks}
     for name, command in buttons.items():
+        if name in picks:
+            called = re.findall(r"stylecomp_nuke\.actions\.(\w+)\(nuke\.thisNode\(\), (\d+)\)", command)
+            assert called == [("pick_region_name", str(picks[name]))], command
+            continue
         called = re.findall(r"stylecomp_nuke\.actions\.(\w+)\(nuke\.thisNode\(\)\)", command)
         assert called == [name] and callable(getattr(actions, name)), command
+    assert callable(actions.pick_region_name)
+
+
+def test_regions_table_has_a_row_per_engine_region(stylize: nkscript.Gizmo) -> None:
+    """One row of knobs per region the engine takes (its documented limit), each row's strength following the
+    shot's strength until it is set."""
+    from stylecomp.jobspec import MAX_REGIONS
+    from stylecomp_nuke import regions
+
+    assert regions.ROWS == MAX_REGIONS
+    kinds = {"matte": 1, "pick": 22, "prompt": 1, "strength": 7, "lora": 2, "lora_weight": 7}
+    for row in range(1, regions.ROWS + 1):
+        for field, kind in kinds.items():
+            spec = stylize.group.user_knob(regions.knob_name(row, field))
+            assert spec is not None and spec.type == kind, (row, field)
+        assert stylize.group.knobs[regions.knob_name(row, "strength")] == nkscript.Word("{this.strength}", "braced")
+    assert stylize.group.user_knob(regions.knob_name(regions.ROWS + 1, "matte")) is None
 
 
 def test_consistency_modes_match_the_plugin(stylize: nkscript.Gizmo) -> None:
@@ -308,7 +336,7 @@ def test_consistency_modes_match_the_plugin(stylize: nkscript.Gizmo) -> None:
     assert stylize.group.user_knob("consistency").items == jobs.CONSISTENCY_MODES
     assert stylize.group.user_knob("show").items == ("stylized", "plate", "depth", "normals", "motion")
     assert [source.name for source in stylize.node("ShowSwitch").inputs] == [
-        "MaskSwitch", "Plate", "DepthLayer", "NormalsLayer", "MotionLayer"]
+        "CopyRegions", "Plate", "DepthLayer", "NormalsLayer", "MotionLayer"]
 
 
 def test_plate_write_names_its_channels_explicitly(stylize: nkscript.Gizmo) -> None:

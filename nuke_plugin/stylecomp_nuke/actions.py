@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import nuke
 
-from . import (atomic, cache, engine, gizmo, inputs, jobs, layers, manifest, node_status, presets, runner,
-               server_client, server_runner)
+from . import (atomic, cache, cryptomatte, engine, gizmo, inputs, jobs, layers, manifest, node_status, presets,
+               regions, runner, server_client, server_runner)
 from .errors import StyleCompNukeError
 
 SEED_LIMIT = 2**31 - 1  # Nuke's Int knobs hold 32-bit values
@@ -104,6 +104,26 @@ def choose_preset(node) -> None:
         node["model_preset"].setValue(panel.value("preset"))
 
 
+def pick_region_name(node, row: int) -> None:
+    """Offer the Plate's Cryptomatte names (from its manifests) and add the chosen one to region ``row``."""
+    plate = node.input(gizmo.PLATE_INPUT)
+    if plate is None:
+        nuke.message("Connect the render to the Plate input first: its Cryptomatte names are offered here.")
+        return
+    try:
+        names = cryptomatte.names(plate.metadata())
+    except StyleCompNukeError as exc:
+        nuke.message(str(exc))
+        return
+    if not names:
+        nuke.message("The Plate's metadata has no Cryptomatte manifest (exr/cryptomatte/<key>/manifest); type the "
+                     "names, or read the render with all its metadata.")
+        return
+    index = nuke.choice(f"StyleComp region {row}", "Cryptomatte name to add to the region", names)
+    if index is not None:
+        regions.add_name(node, row, names[index])
+
+
 def _prepare(node, first: int, last: int, handles: int, use_server: bool = True) -> Prepared | None:
     """Write the job and inputs for frames first..last; None after showing why that was not possible."""
     if node.fullName() in _RUNNING:
@@ -136,6 +156,7 @@ def _write_job(node, first: int, last: int, handles: int, use_server: bool) -> P
     script = nuke.root()["name"].value() or "an unsaved script"
     job = jobs.build_job(shot=node.name(), plate=folder.plate, output=folder.output, frames=(first, last),
                          handles=handles, aovs=aovs, model=model, look=jobs.read_look(node),
+                         regions=regions.read_regions(node),
                          notes=[f"written by StyleComp for Nuke from {script}, node {node.fullName()}"])
     inputs.write_plate(node, first - handles, last + handles)
     if styled:

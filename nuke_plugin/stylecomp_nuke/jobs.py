@@ -59,8 +59,9 @@ def working_space() -> str:
 
 
 def build_job(*, shot: str, plate: str, output: str, frames: tuple, handles: int, aovs: dict, model: dict,
-              look: Look, notes: list) -> dict:
-    """One-shot job: consistency ``none`` gives every frame its own seed, any other mode one fixed seed."""
+              look: Look, notes: list, regions: list) -> dict:
+    """One-shot job: consistency ``none`` gives every frame its own seed, any other mode one fixed seed;
+    ``regions`` (the regions table, stylecomp.jobspec.Region as dicts) become the shot's."""
     mechanisms = [] if look.consistency == "none" else [look.consistency]
     job = {
         "version": JOB_VERSION,
@@ -72,6 +73,7 @@ def build_job(*, shot: str, plate: str, output: str, frames: tuple, handles: int
             "aovs": aovs,
             "output": output,
             "notes": list(notes),
+            **({"regions": list(regions)} if regions else {}),
         }],
         "model": model,
         "prompt": look.prompt,

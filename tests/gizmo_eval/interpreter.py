@@ -164,7 +164,7 @@ def evaluate(gizmo: nkscript.Gizmo, inputs: dict, knobs: dict | None = None, roo
              frame: float = 1001.0) -> tuple:
     """The gizmo's output over the union window of its inputs: (channels dict, Window).
 
-    ``inputs`` maps an Input node's name to (channels dict, Window); ``knobs`` sets user knobs
+    ``inputs`` maps an Input (or Read) node's name to (channels dict, Window); ``knobs`` sets user knobs
     (enumerations by item name; link knobs set the knob they link to); ``root`` gives the root
     knobs ``[value root.x]`` reads (ACES_ROOT by default); ``frame`` is what ``frame`` and ``t`` give.
     """

@@ -1,4 +1,4 @@
-"""Numpy models of the Nuke nodes StyleCompBlend is built from, one function per class.
+"""Numpy models of the Nuke nodes the StyleComp gizmos are built from, one function per class.
 
 Each takes the Evaluation and the parsed node and returns the node's output image. Input
 numbering follows Nuke: Merge2/Copy/Keymix input 0 is B, input 1 is A, Keymix input 2 the mask.
@@ -27,7 +27,7 @@ def passthrough(ev, node) -> dict:
 
 
 def input_node(ev, node) -> dict:
-    """An Input: the image given for it, black when unconnected."""
+    """An Input (or a Read): the image given for it by name, black when unconnected (or not given)."""
     return dict(ev.inputs.get(node.name, {}))
 
 
@@ -38,14 +38,48 @@ def switch(ev, node) -> dict:
 
 
 def copy(ev, node) -> dict:
-    """Copy: B with channel to0..to3 replaced by A's from0..from3."""
+    """Copy: B with channel to0..to3 replaced by A's from0..from3, and A's ``channels`` (a channel set: all, a
+    layer) copied as they are."""
     b, a = ev.input(node, 0), ev.input(node, 1)
     for i in range(4):
         source = ev.text(node, f"from{i}", "rgba.alpha" if i == 0 else "none")
         target = ev.text(node, f"to{i}", "rgba.alpha" if i == 0 else "none")
         if source != "none" and target != "none":
             b[target] = ev.plane(a, source)
+    for channel in ev.channel_set(ev.text(node, "channels", "none").strip("{}"), a):
+        b[channel] = ev.plane(a, channel)
     return b
+
+
+def remove(ev, node) -> dict:
+    """Remove: drop ``channels`` (operation remove, the default) or keep only them (keep)."""
+    image = ev.input(node, 0)
+    listed = set(ev.channel_set(ev.text(node, "channels", "all").strip("{}"), image))
+    keep = ev.text(node, "operation", "remove") == "keep"
+    return {channel: plane for channel, plane in image.items() if (channel in listed) == keep}
+
+
+def shuffle(ev, node) -> dict:
+    """Shuffle (the legacy class): the ``in`` layer's channels into the ``out`` layer's, in order; ``in none``
+    gives black. Per-channel routing (the red/green/blue/alpha knobs) is not modelled."""
+    if any(ev.word(node, knob) is not None for knob in ("red", "green", "blue", "alpha", "in2", "out2")):
+        raise NotImplementedError(f"{node.name}: only Shuffle's in/out are modelled")
+    image = ev.input(node, 0)
+    sources = ev.channel_set(ev.text(node, "in", "rgba"), image)
+    for i, target in enumerate(ev.channel_set(ev.text(node, "out", "rgba"), image)):
+        image[target] = ev.plane(image, sources[i]) if i < len(sources) else np.zeros(ev.shape, np.float32)
+    return image
+
+
+def dissolve(ev, node) -> dict:
+    """Dissolve: input 0 * (1 - which) + input 1 * which on ``channels`` (which clamped to 0..1); every other
+    channel is input 0's, as a Merge keeps B's."""
+    first, second = ev.input(node, 0), ev.input(node, 1)
+    which = np.float32(min(max(ev.scalar(node, "which", 0.0), 0.0), 1.0))
+    out = dict(first)
+    for channel in ev.channel_set(ev.text(node, "channels", "all"), {**first, **second}):
+        out[channel] = (ev.plane(first, channel) * (1 - which) + ev.plane(second, channel) * which).astype(np.float32)
+    return out
 
 
 def expression(ev, node) -> dict:
@@ -219,7 +253,8 @@ def transform(ev, node) -> dict:
 
 
 OPERATIONS = {
-    "Input": input_node, "Output": passthrough, "Dot": passthrough, "NoOp": passthrough, "Switch": switch,
+    "Input": input_node, "Read": input_node, "Output": passthrough, "Dot": passthrough, "NoOp": passthrough,
+    "Switch": switch, "Remove": remove, "Shuffle": shuffle, "Dissolve": dissolve,
     "Copy": copy, "Expression": expression, "Premult": premult, "Unpremult": unpremult,
     "ColorMatrix": color_matrix, "Merge2": merge2, "Keymix": keymix, "Blur": blur, "Transform": transform,
 }

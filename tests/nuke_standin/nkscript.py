@@ -240,6 +240,25 @@ def parse(text: str) -> Gizmo:
     return Gizmo(version, layers, group, nodes)
 
 
+def script_nodes(text: str) -> list[Node]:
+    """The top-level node blocks of a saved script (``Root {...}``, ``StyleCompStylize {...}``), in order;
+    ``version`` and comment lines are skipped. Wiring (the stack) is not read."""
+    nodes = []
+    for command in commands(text):
+        if command[0].text == "version":
+            continue
+        if len(command) != 2 or command[1].kind != "braced":
+            raise ScriptError(f"unexpected command {command[0].text!r}")
+        nodes.append(_node(command[0].text, command[1].text))
+    return nodes
+
+
+def quote(text: str) -> str:
+    """``text`` as a double-quoted TCL word, as Nuke writes string knobs (what ``_quoted`` reads back)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("[", "\\[").replace("$", "\\$")
+    return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
 # ---------------------------------------------------------------------------------------------
 # Knob values: literals, expressions ({{expr}}), TCL substitutions ([value x]).
 

@@ -29,6 +29,7 @@ KNOBS: dict[str, frozenset] = {
     "Dissolve": _MASKED | {"which", "channels"},
     "Expression": _MASKED | {f"{kind}{i}" for kind in ("temp_name", "temp_expr", "channel", "expr")
                              for i in range(4)},
+    "Remove": frozenset({"operation", "channels", "channels2", "channels3", "channels4"}),
     "Unpremult": frozenset({"channels", "alpha", "invert"}),
     "Premult": frozenset({"channels", "alpha", "invert"}),
     "Blur": _MASKED | {"channels", "size", "filter", "quality", "crop"},
@@ -60,6 +61,7 @@ ENUMS: dict[tuple[str, str], frozenset] = {
     ("Merge2", "bbox"): _BBOX3 | {"intersection"},
     ("Copy", "bbox"): _BBOX3 | {"intersection"},
     ("Keymix", "bbox"): _BBOX3,
+    ("Remove", "operation"): frozenset({"remove", "keep"}),
     ("Blur", "filter"): frozenset({"box", "triangle", "quadratic", "gaussian"}),
     ("Transform", "filter"): frozenset({"impulse", "cubic", "keys", "simon", "rifman", "mitchell", "parzen", "notch",
                                         "lanczos4", "lanczos6", "sinc4"}),

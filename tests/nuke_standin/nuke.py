@@ -173,9 +173,10 @@ class Link_Knob(Knob):
 class Node:
     """A node: class, name, knobs, inputs, channels; a gizmo or group also holds children."""
 
-    def __init__(self, cls: str, name: str, parent=None, channels=()) -> None:
+    def __init__(self, cls: str, name: str, parent=None, channels=(), metadata=None) -> None:
         self._class, self._parent, self._inputs, self._children = cls, parent, {}, {}
         self._channels = list(channels)
+        self._metadata = dict(metadata or {})
         self._knobs: dict[str, Knob] = {}
         for knob in ("name", "label", "help"):
             self.add_knob(String_Knob(knob, ""))
@@ -220,6 +221,11 @@ class Node:
 
     def channels(self) -> list:
         return list(self._channels)
+
+    def metadata(self, key: str | None = None, time: float | None = None, view: str | None = None):
+        """As Nuke's Node.metadata: the whole dict (``exr/...``, ``input/...`` keys), or one key's value (None
+        when absent)."""
+        return dict(self._metadata) if key is None else self._metadata.get(key)
 
     def node(self, name: str):
         first, _, rest = name.partition(".")
@@ -370,7 +376,7 @@ def pluginPath() -> list:
 
 
 def execute(node, start: int, end: int, incr: int = 1, views=None, continueOnError: bool = False) -> None:
-    """Render a Write: writes a small file per frame where its file knob points.
+    """Render a Write: writes a small file per frame (or what ``standin.rendered`` gives) where its file knob points.
 
     Like Nuke, a Write renders at the active scale: with root.proxy on it writes proxy-scale
     images, to its proxy file when it has one, else (the quiet failure) where ``file`` points.
@@ -390,10 +396,97 @@ def execute(node, start: int, end: int, incr: int = 1, views=None, continueOnErr
         path = knob.evaluate(number)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as handle:
-            handle.write(PROXY_FRAME if proxy else FULL_FRAME)
+            handle.write(PROXY_FRAME if proxy else standin.rendered(node, number) if standin.rendered else FULL_FRAME)
 
 
 FULL_FRAME, PROXY_FRAME = b"stand-in frame", b"stand-in frame at proxy scale"
+
+
+_SAVED_ROOT_KNOBS = ("first_frame", "last_frame", "proxy", "colorManagement", "OCIO_config", "workingSpaceLUT")
+_LAYOUT_KNOBS = ("inputs", "xpos", "ypos", "selected")
+
+
+def _saved_word(knob: Knob) -> str:
+    """A knob's value as a saved script holds it: an expression as ``{{...}}``, strings quoted."""
+    if knob._expression is not None:
+        text = knob._expression
+        return "{{" + (nkscript.quote(text) if re.search(r'[\s"]', text) else text) + "}}"
+    value = knob.value() if isinstance(knob, Link_Knob) else knob._value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "{" + " ".join(repr(float(item)) for item in value) + "}"
+    return nkscript.quote("" if value is None else str(value))
+
+
+def _gizmo_file(cls: str) -> str | None:
+    return next((os.path.join(folder, cls + ".gizmo") for folder in standin.plugin_paths
+                 if os.path.isfile(os.path.join(folder, cls + ".gizmo"))), None)
+
+
+def scriptSave(filename: str | None = None) -> bool:
+    """Save the script as Nuke does: the root's knobs, then each gizmo node with the knobs whose value or
+    expression differs from a new node's (a gizmo's insides come from its .gizmo file again on load).
+    Not modelled: the stand-in's sources (``standin.add_source``) and the wiring, which tests set up again."""
+    _main_thread("scriptSave")
+    path = filename or _root["name"].value()
+    lines = ["#! nuke -nx", "version 13.0 v1", "Root {", " inputs 0", f" name {nkscript.quote(path)}"]
+    lines += [f" {name} {_saved_word(_root[name])}" for name in _SAVED_ROOT_KNOBS]
+    lines.append("}")
+    for node in _root.nodes():
+        gizmo = _gizmo_file(node.Class())
+        if gizmo is None:
+            continue
+        fresh = _build_gizmo(node.Class(), gizmo, node.name(), None)
+        lines.append(node.Class() + " {")
+        for name, knob in node.knobs().items():
+            default = fresh.knob(name)
+            if name != "name" and default is not None and _saved_word(default) == _saved_word(knob):
+                continue
+            lines.append(f" {name} {_saved_word(knob)}")
+        lines.append("}")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    _root["name"]._value = path
+    return True
+
+
+def scriptClear() -> None:
+    """Close the script: no nodes, and the root of a new script."""
+    _main_thread("scriptClear")
+    standin.clear_script()
+
+
+def scriptOpen(filename: str) -> None:
+    """Read a saved script into the (cleared) session: gizmos are built from their .gizmo files, then given the
+    saved knob values; a knob the node does not have is an error, as Nuke reports it."""
+    _main_thread("scriptOpen")
+    with open(filename, encoding="utf-8") as handle:
+        saved = nkscript.script_nodes(handle.read())
+    for block in saved:
+        if block.cls == "Root":
+            for name, word in block.knobs.items():
+                if name not in _LAYOUT_KNOBS:
+                    _knob_from_word(_root[name], word)
+            continue
+        gizmo = _gizmo_file(block.cls)
+        if gizmo is None:
+            raise RuntimeError(f"{filename}: {block.cls}: unknown command")
+        node = _build_gizmo(block.cls, gizmo, block.name, _root)
+        for name, word in block.knobs.items():
+            if name in _LAYOUT_KNOBS or name == "name":
+                continue
+            knob = node.knob(name)
+            if knob is None:
+                raise RuntimeError(f"{filename}: {block.name}: no knob named {name!r}")
+            if isinstance(knob, Link_Knob):
+                knob.setValue(nkscript.value_items(word)[0][0])
+            else:
+                knob._expression = None
+                _knob_from_word(knob, word)
+        _root._children[node.name()] = node
 
 
 def message(text: str) -> None:
@@ -405,6 +498,13 @@ def message(text: str) -> None:
 
 def executeInMainThread(call, args=(), kwargs=None) -> None:
     standin.main_queue.put((call, tuple(args), dict(kwargs or {})))
+
+
+def choice(title: str, prompt: str, options, default: int = 0):
+    """nuke.choice: a combo box of ``options``; answers with an index, or None when cancelled."""
+    _ui("choice")
+    standin.choices.append((title, prompt, list(options), default))
+    return standin.answers.pop(0)
 
 
 def getFilename(message: str, pattern: str | None = None, default: str | None = None):
@@ -495,10 +595,16 @@ class _Standin:
         self.tasks: list = []
         self.executed: list = []
         self.execute_error: str | None = None
+        self.rendered = None  # (write, frame) -> the bytes a full-scale frame holds; None: FULL_FRAME
         self.answers: list = []
+        self.choices: list = []  # (title, prompt, options, default) of each nuke.choice
         self.menus: dict = {}
         self.plugin_paths: list = []
         self.main_queue: queue.Queue = queue.Queue()
+        self.clear_script()
+
+    def clear_script(self) -> None:
+        """No nodes, and the root knobs of a new script."""
         _root._children.clear()
         _root["name"]._value = ""
         _root["first_frame"]._value, _root["last_frame"]._value, _root["proxy"]._value = 1, 100, False
@@ -509,11 +615,27 @@ class _Standin:
         global GUI
         GUI = gui
 
-    def add_source(self, name: str, channels) -> Node:
-        """A node outside the gizmo (e.g. a Read of the plate) offering ``channels``."""
-        node = Node("Read", name, _root, channels)
+    def add_source(self, name: str, channels, metadata: dict | None = None) -> Node:
+        """A node outside the gizmo (e.g. a Read of the plate) offering ``channels`` and ``metadata``."""
+        node = Node("Read", name, _root, channels, metadata)
         _root._children[name] = node
         return node
+
+    @staticmethod
+    def exr_metadata(path: str) -> dict:
+        """The metadata Nuke's Read shows for an EXR: each header attribute that is not part of the image's
+        structure as ``exr/<name>`` (so ``exr/cryptomatte/<key>/manifest``, as the Cryptomatte gizmo reads it),
+        and ``input/filename``. Only the custom attributes are modelled (not Nuke's renaming of standard ones)."""
+        import OpenImageIO as oiio
+
+        image = oiio.ImageInput.open(path)
+        if image is None:
+            raise RuntimeError(f"{path}: {oiio.geterror()}")
+        try:
+            attributes = {a.name: a.value for a in image.spec().extra_attribs if not a.name.startswith("oiio:")}
+        finally:
+            image.close()
+        return {"input/filename": path, **{f"exr/{name}": value for name, value in attributes.items()}}
 
     def shown(self, read: Node, frame: int):
         """The file a Read shows at ``frame``, or None where it shows black.

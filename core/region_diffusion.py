@@ -1,0 +1,284 @@
+"""Regions inside the diffusion: per-pixel strength, masked cross-attention, LoRA sets and seeds by matte.
+
+One model call (one image at the working size) gets a ``RegionalCall``: per pixel, the weight of
+the shot's own settings (column 0) and of each region (columns 1..N, ``regions.overlap_weights``),
+and per column its strength, prompt segment, LoRA set and noise seed. During the pipeline call:
+
+- Per-pixel strength, the Differential Diffusion way (arXiv 2306.00950): the pipeline runs at the
+  largest strength, and after each step the latents of pixels whose own strength has not started
+  yet are put back to the plate's latents noised to the next timestep; a strength-0 pixel ends as
+  the plate's latents (``StylizeStage`` then copies the plate's own values there).
+- Regional prompts: every distinct prompt is a segment of the text embeddings, concatenated on the
+  token axis; a cross-attention processor lets each query attend to each segment separately and
+  blends the results by the segment's weight, area-averaged down to that attention layer's
+  resolution (a hard matte gives exactly masked attention). One UNet pass for all prompts.
+- LoRA sets: one UNet pass per distinct set (adapters switched between passes), the noise
+  predictions blended by the sets' weights in latent space.
+- Seeds: each seed's noise blended by weight, renormalised to unit variance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DiffusionPipeline
+
+StepHook = Callable[[int, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Column:
+    """The settings one weight column stands for: the shot's own (column 0) or a region's."""
+
+    strength: float
+    segment: int  # index of its prompt among the call's text segments
+    lora_set: int  # index of its LoRA set among RegionalCall.lora_sets
+    seed: int
+    controlnet_scales: tuple[float, ...]  # per ControlNet of the model, in order
+
+
+@dataclass
+class RegionalCall:
+    """One model call's regions: weights per pixel at the working size and what each column means."""
+
+    weights: np.ndarray  # (h, w, 1 + N) float32, column 0 = the shot's own settings; rows sum to 1
+    columns: tuple[Column, ...]
+    lora_sets: tuple[tuple[float, ...], ...] = ((),)  # per set, the weight of each loaded adapter
+    _cache: dict[Any, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def strength_map(self) -> np.ndarray:
+        """(h, w): each pixel's strength, its columns' strengths weighted."""
+        return self.weights @ np.array([c.strength for c in self.columns], np.float32)
+
+    def grouped(self, key: Callable[[Column], int], count: int) -> np.ndarray:
+        """(h, w, count): the weights summed per group (segment, LoRA set, ...)."""
+        out = np.zeros((*self.weights.shape[:2], count), np.float32)
+        for index, column in enumerate(self.columns):
+            out[..., key(column)] += self.weights[..., index]
+        return out
+
+    @property
+    def segments(self) -> int:
+        return 1 + max(c.segment for c in self.columns)
+
+    def at(self, name: str, maps: np.ndarray, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+        """``maps`` (h, w, K) area-averaged to (1, K, height, width), as a tensor like ``like``; cached by name."""
+        key = (name, height, width, like.device, like.dtype)
+        if key not in self._cache:
+            tensor = torch.from_numpy(np.ascontiguousarray(maps.transpose(2, 0, 1)))[None]
+            self._cache[key] = F.adaptive_avg_pool2d(tensor, (height, width)).to(like.device, like.dtype)
+        return self._cache[key]
+
+
+class RegionalCrossAttention:
+    """A cross-attention processor: each query attends to each prompt segment separately, the results blended
+    by the segment weights at the layer's resolution (``segment_weights(tokens)`` gives (1, tokens, segments))."""
+
+    def __init__(self, segments: int, segment_weights: Callable[[int], torch.Tensor]) -> None:
+        self.segments = segments
+        self.segment_weights = segment_weights
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                 *args: Any, **kwargs: Any) -> torch.Tensor:
+        if encoder_hidden_states is None or attention_mask is not None or attn.spatial_norm is not None:
+            raise ValueError("regional prompts need plain cross-attention (no mask, no spatial norm)")
+        residual, input_ndim = hidden_states, hidden_states.ndim
+        if input_ndim == 4:
+            batch, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+        batch, tokens, _ = hidden_states.shape
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        if attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        query = attn.to_q(hidden_states)
+        key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        weights = self.segment_weights(tokens).to(query.device, query.dtype)  # (1, tokens, segments)
+        length = key.shape[2] // self.segments
+        out = torch.zeros_like(query)
+        for segment in range(self.segments):
+            part = slice(segment * length, (segment + 1) * length)
+            attended = F.scaled_dot_product_attention(query, key[:, :, part], value[:, :, part])
+            out = out + attended * weights[:, None, :, segment, None]
+        hidden_states = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+def attention_grid(tokens: int, height: int, width: int) -> tuple[int, int]:
+    """The (rows, columns) of an attention layer with ``tokens`` queries in a UNet whose input is height x width:
+    each level halves the sides, rounding up as a stride-2 convolution with padding 1 does."""
+    rows, cols = height, width
+    while rows * cols > tokens:
+        rows, cols = math.ceil(rows / 2), math.ceil(cols / 2)
+    if rows * cols != tokens:
+        raise ValueError(f"{tokens} attention queries fit no level of a {height}x{width} latent")
+    return rows, cols
+
+
+@contextlib.contextmanager
+def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tensor | None,
+                  step_hook: StepHook | None, adapters: Sequence[str]) -> Iterator[StepHook]:
+    """While one pipeline call runs: the call's regions in its noise, cross-attention, UNet passes and ControlNets.
+
+    Yields the per-step hook (latents after step -> latents to go on with) that applies per-pixel
+    strength, then ``step_hook`` (latent fusion). ``noise`` replaces the pipeline's own draw, as
+    ``stylize._noise_injected`` does. SD 1.5 and SDXL (UNet pipelines).
+    """
+    unet, scheduler = pipe.unet, pipe.scheduler
+    height, width = call.weights.shape[:2]
+    scale = pipe.vae_scale_factor
+    latent_size = (math.ceil(height / scale), math.ceil(width / scale))
+    captured: dict[str, torch.Tensor] = {}
+    strengths = call.strength_map()
+
+    # The initial noise: the pipeline's own draw (or ``noise``), each region's seed blended in by weight.
+    add_noise = scheduler.add_noise
+
+    def noised(sample: torch.Tensor, drawn: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        if "plate" not in captured:
+            base = drawn if noise is None else noise.to(sample.device, sample.dtype)
+            captured["plate"], captured["noise"] = sample, _seed_noise(call, base, latent_size)
+            return add_noise(sample, captured["noise"], timesteps)
+        return add_noise(sample, drawn, timesteps)
+
+    scheduler.add_noise = noised
+
+    def per_pixel_strength(step: int, latents: torch.Tensor) -> torch.Tensor:
+        steps = len(scheduler.timesteps)
+        full = steps - pipe._num_timesteps + step + 1  # the full schedule's index of the next step
+        # A pixel of strength s starts denoising at full index int(steps - steps * s), as img2img would start it.
+        start = steps - np.floor(steps * _area(strengths, latent_size) + 1e-6)
+        waiting = torch.from_numpy(start >= full).to(latents.device)[None, None]
+        if waiting.any():
+            plate = captured["plate"]
+            if full < steps:
+                target = add_noise(plate, captured["noise"], scheduler.timesteps[full : full + 1])
+            else:
+                target = plate
+            latents = torch.where(waiting, target.to(latents.dtype), latents)
+        return step_hook(step, latents) if step_hook is not None else latents
+
+    segments = call.segments
+    segment_maps = call.grouped(lambda c: c.segment, segments)
+    lora_maps = call.grouped(lambda c: c.lora_set, len(call.lora_sets))
+
+    def segment_weights(tokens: int) -> torch.Tensor:
+        rows, cols = attention_grid(tokens, *latent_size)
+        maps = call.at("segments", segment_maps, rows, cols, torch.zeros(()))
+        return maps.flatten(2).transpose(1, 2)  # (1, tokens, segments)
+
+    models = [unet, *_controlnets(pipe)]
+    originals = [model.attn_processors for model in models]
+    if segments > 1:
+        for model in models:
+            model.set_attn_processor({name: RegionalCrossAttention(segments, segment_weights)
+                                      if name.endswith("attn2.processor") else processor
+                                      for name, processor in model.attn_processors.items()})
+    unet_forward = unet.forward
+    if len(call.lora_sets) > 1:
+        def forward(sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            total = None
+            for index, adapter_weights in enumerate(call.lora_sets):
+                pipe.set_adapters(list(adapters), adapter_weights=list(adapter_weights))
+                result = unet_forward(sample, *args, **kwargs)
+                prediction = result[0] if isinstance(result, tuple) else result.sample
+                share = call.at("lora", lora_maps, *prediction.shape[-2:], prediction)[:, index : index + 1]
+                total = prediction * share if total is None else total + prediction * share
+            return (total,) if isinstance(result, tuple) else type(result)(sample=total)
+
+        unet.forward = forward
+    elif adapters:
+        pipe.set_adapters(list(adapters), adapter_weights=list(call.lora_sets[0]))
+    restore_controlnets = _scaled_controlnets(pipe, call)
+    try:
+        yield per_pixel_strength
+    finally:
+        restore_controlnets()
+        if "forward" in unet.__dict__:
+            del unet.forward
+        if segments > 1:
+            for model, original in zip(models, originals):
+                model.set_attn_processor(original)
+        del scheduler.add_noise  # the class's own method again
+
+
+def _seed_noise(call: RegionalCall, base: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
+    """``base`` where the shot's seed rules, each other seed's own noise by weight, renormalised to unit variance."""
+    seeds = sorted({c.seed for c in call.columns[1:]} - {call.columns[0].seed})
+    if not seeds:
+        return base
+    index = {call.columns[0].seed: 0} | {seed: i + 1 for i, seed in enumerate(seeds)}
+    maps = call.grouped(lambda c: index[c.seed], len(index))
+    shares = call.at("seeds", maps, *latent_size, base)
+    total = base * shares[:, :1]
+    for i, seed in enumerate(seeds, start=1):
+        drawn = torch.randn(base.shape, generator=torch.Generator("cpu").manual_seed(seed)).to(base.device, base.dtype)
+        total = total + drawn * shares[:, i : i + 1]
+    return total / shares.square().sum(dim=1, keepdim=True).sqrt().clamp_min(1e-6)
+
+
+def _area(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) averaged over each latent pixel's area: (size)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[None, None]
+    return F.adaptive_avg_pool2d(tensor, size)[0, 0].numpy()
+
+
+def _controlnets(pipe: DiffusionPipeline) -> list[torch.nn.Module]:
+    net = getattr(pipe, "controlnet", None)
+    if net is None:
+        return []
+    return list(getattr(net, "nets", [net]))
+
+
+def controlnets_vary(call: RegionalCall) -> bool:
+    """Whether some region sets its own ControlNet weights: then the pipeline runs its nets at scale 1 and
+    ``regional_call`` scales their residuals per pixel."""
+    return len({c.controlnet_scales for c in call.columns}) > 1
+
+
+def _scaled_controlnets(pipe: DiffusionPipeline, call: RegionalCall) -> Callable[[], None]:
+    """Scale each ControlNet's residuals per pixel by its columns' weights, area-averaged to each residual's size
+    (when ``controlnets_vary``; the pipeline's scale is 1 then). Returns the undo."""
+    nets = _controlnets(pipe)
+    if not nets or not controlnets_vary(call):
+        return lambda: None
+    for index, net in enumerate(nets):
+        relative = call.weights @ np.array([c.controlnet_scales[index] for c in call.columns], np.float32)
+        original = net.forward
+
+        def forward(*args: Any, _original: Callable[..., Any] = original, _map: np.ndarray = relative,
+                    _name: str = f"controlnet{index}", **kwargs: Any) -> Any:
+            down, mid = _original(*args, **{**kwargs, "return_dict": False})
+            down = [r * call.at(_name, _map[..., None], *r.shape[-2:], r) for r in down]
+            mid = mid * call.at(_name, _map[..., None], *mid.shape[-2:], mid)
+            return down, mid
+
+        net.forward = forward
+
+    def undo() -> None:
+        for net in nets:
+            if "forward" in net.__dict__:
+                del net.forward
+
+    return undo
