@@ -92,23 +92,26 @@ def explain_failure(text: str, read: Callable[[str], object], error: Exception) 
     """What is wrong with an EDL the adapter failed on: the event it stopped at, and why.
 
     ``read`` reads EDL text and raises as the failed read did: the first event whose text makes it
-    fail is found by bisection over prefixes of the file that end between events.
+    fail is found by bisection over prefixes of the file that end between events. Its error is the
+    adapter's, unless that event's lines are badly grouped (the adapter's error then says nothing).
     """
     lines, found = events(text)
-    for event in found:
-        if problem := _grouping_problem(event):
-            return problem
+    errors: dict[int, Exception] = {}  # the adapter's error for each failing prefix, by its number of events
     low, high = 0, len(found)  # the prefix with `low` events reads; find the first event that does not
     while low < high:
         middle = (low + high + 1) // 2
         try:
             read("".join(lines[: found[middle - 1].end]))
-        except Exception:  # the adapter's own error, whatever its type: this prefix fails
+        except Exception as exc:  # the adapter's own error, whatever its type: this prefix fails
+            errors[middle] = exc
             high = middle - 1
         else:
             low = middle
-    where = f"{found[low].describe()}: " if low < len(found) else ""
-    return f"{where}{error}"
+    if low == len(found):
+        return str(error)
+    if problem := _grouping_problem(found[low]):
+        return problem
+    return f"{found[low].describe()}: {errors.get(low + 1, error)}"
 
 
 def mismatched(text: str, rate: float) -> list[str]:

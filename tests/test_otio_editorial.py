@@ -134,6 +134,21 @@ def test_a_broken_edl_is_one_line_naming_the_file_and_event(tmp_path: Path) -> N
                                     "incorrect edit type X")
 
 
+def test_a_broken_edl_is_blamed_on_the_event_the_adapter_stopped_at(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.edl"  # event 002's durations differ (2 s of source, 1 s of record); 003 is doubled
+    bad.write_text("TITLE: T\nFCM: NON-DROP FRAME\n\n"
+                   "001  A001 V C        01:00:00:00 01:00:01:00 00:00:00:00 00:00:01:00\n* FROM CLIP NAME: sh010\n"
+                   "002  A002 V C        01:00:00:00 01:00:02:00 00:00:01:00 00:00:02:00\n* FROM CLIP NAME: sh020\n"
+                   "003  A003 V C        01:00:00:00 01:00:01:00 00:00:02:00 00:00:03:00\n"
+                   "003  A004 V C        01:00:00:00 01:00:01:00 00:00:03:00 00:00:04:00\n* FROM CLIP NAME: sh030\n")
+    result = jobs(str(bad), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and not (tmp_path / "j.json").exists()
+    assert result.stderr.startswith(f"error: {bad}: cannot read it as cmx_3600: event 002 (line 6, clip 'sh020'): "
+                                    "Source and record duration don't match"), result.stderr
+    assert result.stderr.endswith("(pass --ignore-timecode-mismatch to read it with each clip's source length)\n")
+    assert "event 003" not in result.stderr
+
+
 def test_a_mismatched_edl_reads_with_the_flag_and_names_each_clip(tmp_path: Path) -> None:
     path = DATA / "timecode_mismatch.edl"
     refused = jobs(str(path), "--rate", "25", "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
