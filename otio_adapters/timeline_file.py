@@ -18,6 +18,7 @@ import inspect
 import logging
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,19 +106,24 @@ def _one_timeline(result: object, path: str, which: int | None) -> otio.schema.T
 
 
 class _AdapterLog(logging.Handler):
-    """Collects what adapters log while they read (pyaaf2 logs to the root logger), instead of stderr."""
+    """Collects what adapters log while they read (pyaaf2 logs to the root logger), instead of stderr.
+
+    Only records of the reading thread count: in a server, other threads log to the root logger too.
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
         self.messages: Counter[str] = Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages[" ".join(record.getMessage().split())] += 1
+        if record.thread == self.thread:
+            self.messages[" ".join(record.getMessage().split())] += 1
 
 
 @contextlib.contextmanager
 def _adapter_log(adapter: str, warnings: list[str] | None) -> Iterator[None]:
-    """Collect what is logged inside the block; add it to ``warnings`` (counted, once per message), if given."""
+    """Collect what this thread logs inside the block; add it to ``warnings`` (counted, once per message), if given."""
     root = logging.getLogger()
     handler = _AdapterLog()
     root.addHandler(handler)

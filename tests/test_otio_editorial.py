@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -220,6 +222,28 @@ def test_adapter_log_lines_become_warnings(testdata: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "the AAF adapter logged: Fraction(0,0) not mathematically plausible" in result.stderr
     assert "WARNING:root" not in result.stderr
+
+
+def test_adapter_log_leaves_out_what_other_threads_log(testdata: Path) -> None:
+    class OtherThread(logging.Filter):
+        """When the adapter logs, another thread (a server's, say) logs a warning while the read goes on."""
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            if "Fraction(0,0)" in record.getMessage():
+                other = threading.Thread(target=logging.getLogger("stylecomp.server").warning, args=("busy",))
+                other.start()
+                other.join()
+            return True
+
+    root, other = logging.getLogger(), OtherThread()
+    root.addFilter(other)
+    try:
+        warnings: list[str] = []
+        read_timeline(testdata / "timelines/2997fps-DFTC.aaf", warnings=warnings)
+    finally:
+        root.removeFilter(other)
+    assert any(w.startswith("the AAF adapter logged: Fraction(0,0)") for w in warnings), warnings
+    assert not any("busy" in w for w in warnings), warnings
 
 
 def _render_all(path: Path, tmp_path: Path, *args: str) -> Job:
