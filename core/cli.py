@@ -311,7 +311,7 @@ def timeline_conform(timeline_path: str, job_path: str, out_path: str, rate: str
     report.warnings[:0] = read_warnings
     written = write_timeline(cut, out_path, report.warnings)
     conformed = len(report.done("conformed"))
-    _echo_report(report, job_path, as_json, f"{out_path}: {conformed} of {len(job_.shots)} shots conformed into "
+    _echo_report(report, job_path, as_json, f"{written[0]}: {conformed} of {len(job_.shots)} shots conformed into "
                  f"{timeline_path}" + "".join(f"\n  also written: {extra}" for extra in written[1:]),
                  {"timeline": timeline_path, "job": job_path, "written": written})
 

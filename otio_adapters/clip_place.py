@@ -79,6 +79,21 @@ class ClipPlace:
             raise TimelineError(f"{self.describe()}: no frame of it is shown by the compositions it is nested in")
         return self.track.transformed_time_range(record, self.clip)
 
+    def shown_range(self) -> otio.opentime.TimeRange:
+        """The part of the clip's media that plays, the frames transitions play included: its visible range
+        (its trimmed range outside a track), clamped to the visible range of each composition holding it.
+
+        A transition next to a nested composition plays frames of it beyond its trimmed range, so the
+        clip's frames there too; a composition that trims the clip hides the clip's frames it trims.
+        """
+        def visible(item: otio.core.Item) -> otio.opentime.TimeRange:
+            return item.visible_range() if isinstance(item.parent(), otio.schema.Track) else item.trimmed_range()
+
+        shown = visible(self.clip)
+        for composition in self.enclosing():
+            shown = shown.clamped(composition.transformed_time_range(visible(composition), self.clip))
+        return shown
+
     def describe(self) -> str:
         """``clip 'name' (track 'V', item 3)``, ``item 3 > 0`` when nested: how errors and warnings name the clip."""
         position = " > ".join(map(str, (self.item_index, *self.nesting)))

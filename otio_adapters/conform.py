@@ -110,8 +110,8 @@ def _conform_clip(clip: otio.schema.Clip, shot: Shot, output: str, key: str, rep
     record = shot.editorial
     if clip.source_range is None:  # it played its whole media; keep that range when the media changes
         clip.source_range = clip.trimmed_range()
-    if not clip.effects and isinstance(clip.parent(), otio.schema.Track):  # transitions live in tracks only
-        visible = clip.visible_range()
+    if not clip.effects:
+        visible = ClipPlace.of(clip).shown_range()
         shown = (frame_at(visible.start_time, record.rate) + record.frame_offset,
                  frame_at(visible.end_time_exclusive(), record.rate) + record.frame_offset - 1)
         if shown[0] < low or shown[1] > high:

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import copy
 import csv
+import glob
 import io
+import re
 from pathlib import Path
 
 import opentimelineio as otio
@@ -188,6 +190,17 @@ def _without_fades(track: otio.schema.Track, number: int, warnings: list[str]) -
                             "to or from a gap (a fade) is left out of the EDL; the EDL adapter cannot write it")
             del track[index]
     return track
+
+
+def stale_edls(path: str, written: list[str]) -> list[str]:
+    """The EDLs an earlier conform to ``path`` left beside it (``OUT.edl``, ``OUT.vN.edl`` and their media
+    lists) that ``written`` does not hold: they would pass for part of this conform."""
+    edl = Path(path)
+    earlier = [edl, *(p for p in edl.parent.glob(f"{glob.escape(edl.stem)}.v*.edl")
+                      if re.fullmatch(rf"{re.escape(edl.stem)}\.v\d+\.edl", p.name))]
+    kept = {Path(w).resolve() for w in written}
+    return [str(p) for e in earlier for p in (e, Path(media_list_path(str(e))))
+            if p.is_file() and p.resolve() not in kept]
 
 
 def media_list_path(edl_path: str) -> str:

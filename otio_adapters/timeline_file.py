@@ -29,7 +29,7 @@ from stylecomp.errors import TimelineError
 
 from .edl_events import explain_failure, mismatched
 from .newer_otio import read_newer_otio_json
-from .nle_export import for_edl, for_fcp_xml, media_list_path, refuse_aaf
+from .nle_export import for_edl, for_fcp_xml, media_list_path, refuse_aaf, stale_edls
 
 NTSC_DROP_FRAME_RATES = (30000 / 1001, 60000 / 1001)
 _FCM = re.compile(r"^\s*FCM:\s*(.*?)\s*$", re.IGNORECASE)
@@ -193,8 +193,9 @@ def write_timeline(timeline: otio.schema.Timeline, path: str | os.PathLike[str],
 
     ``.otio`` (or any suffix an installed adapter writes) as it is; ``.xml`` (FCP 7 XML) and
     ``.edl`` (CMX 3600: one per video track, each with its media list) through `nle_export`,
-    which adds to ``warnings`` each clip its flattening leaves out; ``.aaf`` is refused (see
-    `nle_export.refuse_aaf`).
+    which adds to ``warnings`` each clip its flattening leaves out; EDLs of an earlier conform to
+    the same path that this one does not write are removed, each with a warning. ``.aaf`` is
+    refused (see `nle_export.refuse_aaf`).
     """
     path = os.fspath(path)
     adapter = _adapter_for(path)
@@ -220,4 +221,13 @@ def write_timeline(timeline: otio.schema.Timeline, path: str | os.PathLike[str],
         raise TimelineError(exc.strerror or str(exc), target) from None
     except Exception as exc:  # an adapter's own write error
         raise TimelineError(f"cannot write it as {adapter.name}: {exc}", target) from None
+    if adapter.name == "cmx_3600":
+        for stale in stale_edls(path, written):
+            try:
+                os.remove(stale)
+            except OSError as exc:
+                warnings.append(f"{stale}: left from an earlier conform, not written now, and not removed: "
+                                f"{exc.strerror or exc}")
+            else:
+                warnings.append(f"{stale}: left from an earlier conform and not written now: removed")
     return written

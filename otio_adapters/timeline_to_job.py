@@ -7,7 +7,8 @@
   their composition shows are skipped and counted in the report.
 - Frames are plate frame numbers (`frame_numbers`): an image-sequence media's own numbers,
   else the cut starting at ``start_frame``. A speed effect's shot covers the media it plays.
-- Handles, before and after the cut on their own, are raised to cover transitions, then clamped
+- Handles, before and after the cut on their own, are raised to cover transitions (those next to
+  the compositions a clip is nested in too: `ClipPlace.shown_range`), then clamped
   to what the media has (its available range, and the plate frames on disk), with a warning
   naming the clip and why; a side that needs no clamp keeps its handles.
 - Plates and outputs come from path templates (`plate_template`); without a plates template
@@ -211,11 +212,9 @@ def _handles(place: ClipPlace, settings: ClipSettings, default: int, numbering: 
     frames the media has there."""
     both = settings.handles if settings.handles is not None else default
     wanted = [both if side is None else side for side in (settings.head_handles, settings.tail_handles)]
-    needed = (0, 0)
-    if isinstance(place.clip.parent(), otio.schema.Track):  # transitions live in tracks only
-        visible = place.clip.visible_range()
-        needed = (numbering.frame(source.start_time) - numbering.frame(visible.start_time),
-                  numbering.frame(visible.end_time_exclusive()) - numbering.frame(source.end_time_exclusive()))
+    shown = place.shown_range()
+    needed = (numbering.frame(source.start_time) - numbering.frame(shown.start_time),
+              numbering.frame(shown.end_time_exclusive()) - numbering.frame(source.end_time_exclusive()))
     handles = [max(wanted[0], needed[0]), max(wanted[1], needed[1])]
     raised = [f"from {wanted[side]} to {handles[side]} {name} the cut" for side, name in enumerate(("before", "after"))
               if handles[side] > wanted[side]]

@@ -108,6 +108,44 @@ def test_premiere_transition_frames_are_inside_the_shot(tmp_path: Path) -> None:
     assert (ref.start_frame, ref.end_frame()) == (989, 1082)
 
 
+def _cut(*items: otio.core.Composable) -> otio.schema.Timeline:
+    """A one-track timeline at 24 fps of ``items``."""
+    timeline = otio.schema.Timeline(name="cut")
+    timeline.tracks.append(otio.schema.Track(name="V", children=list(items)))
+    return timeline
+
+
+def _movie_clip(name: str, start: int, duration: int) -> otio.schema.Clip:
+    """A clip playing ``duration`` frames from ``start`` of a 100-frame movie."""
+    media = otio.schema.ExternalReference(target_url=f"{name}.mov", available_range=TR(RT(0, 24), RT(100, 24)))
+    return otio.schema.Clip(name=name, media_reference=media, source_range=TR(RT(start, 24), RT(duration, 24)))
+
+
+@pytest.mark.parametrize("nested", ["trimmed head", "transition next to it"])
+def test_handles_of_a_nested_clip_cover_only_the_frames_transitions_play(tmp_path: Path, nested: str) -> None:
+    if nested == "trimmed head":  # a nested track shows frames 10-29 of its clip's 0-47; no transition anywhere
+        inner = otio.schema.Track(name="inner", children=[_movie_clip("n", 0, 48)],
+                                  source_range=TR(RT(10, 24), RT(20, 24)))
+        timeline, source_start, expected = _cut(_movie_clip("a", 0, 24), inner), 10, (0, 0)
+    else:  # a stack shows frames 10-29 of its time (its clip's 30-49); a top-level dissolve plays 6 more before
+        inner = otio.schema.Stack(name="inner", children=[_movie_clip("n", 20, 40)],
+                                  source_range=TR(RT(10, 24), RT(20, 24)))
+        dissolve = otio.schema.Transition(in_offset=RT(6, 24), out_offset=RT(6, 24))
+        timeline, source_start, expected = _cut(_movie_clip("a", 0, 24), dissolve, inner), 30, (6, 0)
+    path = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(timeline, str(path))
+    job = make_job(path, tmp_path / "job.json", "--plates", PLATES, "--allow-missing")
+    shot = next(s for s in job.shots if s.editorial.clip == "n")
+    assert (shot.editorial.source.start, shot.editorial.source.duration) == (source_start, 20)
+    assert (shot.frames.first, shot.frames.last) == (1001, 1020) and shot.handle_frames() == expected
+    render(job, [s.name for s in job.shots])
+    result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "out.otio"))
+    assert result.exit_code == 0, result.output
+    assert "transitions show frames" not in result.stderr
+    ref = otio.adapters.read_from_file(str(tmp_path / "out.otio")).tracks[0][-1][0].media_reference
+    assert (ref.start_frame, ref.end_frame()) == (1001 - expected[0], 1020)
+
+
 def test_effects_otio_warns_only_about_real_clamps(tmp_path: Path) -> None:
     result = jobs(str(DATA / "effects.otio"), "--plates", PLATES, "--allow-missing", "--unique-names",
                   "-o", str(tmp_path / "j.json"))
@@ -359,6 +397,30 @@ def test_an_edl_per_video_track_without_fades_or_generator_tracks(tmp_path: Path
     # The dissolve between two clips of track 4 stays: a D event from the one to the other.
     v4 = (tmp_path / "review.v4.edl").read_text()
     assert re.search(r"^002 +sc01_sh010_anim\.mov_3 +V +D 025 ", v4, re.M), v4
+
+
+def test_an_edl_conform_names_the_files_it_wrote_and_removes_stale_ones(tmp_path: Path) -> None:
+    timeline = read_timeline(DATA / "premiere_example.otio")
+    titles = timeline.tracks[2]  # only a gap and a title: no EDL for it
+    del timeline.tracks[2]
+    timeline.tracks.insert(0, titles)
+    path = tmp_path / "titles_first.otio"
+    otio.adapters.write_to_file(timeline, str(path))
+    _render_all(path, tmp_path, "--unique-names")
+    stale = ["review.edl", "review.media.csv", "review.v9.edl", "review.v9.media.csv"]
+    for name in [*stale, "review.v9.notes.edl"]:  # the last is no name a conform writes: it stays
+        (tmp_path / name).write_text("from an earlier run\n")
+    result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "review.edl"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("review*")) == [
+        "review.v2.edl", "review.v2.media.csv", "review.v3.edl", "review.v3.media.csv", "review.v4.edl",
+        "review.v4.media.csv", "review.v9.notes.edl"]
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{tmp_path / 'review.v2.edl'}: 6 of 6 shots conformed into {path}"
+    assert lines[1:6] == [f"  also written: {tmp_path / name}" for name in (
+        "review.v2.media.csv", "review.v3.edl", "review.v3.media.csv", "review.v4.edl", "review.v4.media.csv")]
+    for name in stale:
+        assert f"{tmp_path / name}: left from an earlier conform and not written now: removed" in result.stderr
 
 
 def test_json_report_after_jobs_and_conform(tmp_path: Path) -> None:
