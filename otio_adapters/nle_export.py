@@ -17,8 +17,9 @@ CMX 3600 EDL (Avid), each written from a copy made for what that format can say.
 - **Nested compositions** are flattened into their track for both (OpenTimelineIO's
   ``flatten_stack`` and ``track_trimmed_to_range``): otio-cmx3600-adapter leaves them out of an
   EDL without a word, and otio-fcp-adapter fails on a stack that holds clips rather than tracks,
-  or on a track inside a track. Where a nested stack layers clips, only the top one is left;
-  each clip left out is named in a warning.
+  or on a track inside a track. A stack placed directly among the timeline's tracks is flattened
+  as a video track holding it (and an audio track, when it holds audio tracks). Where a nested
+  stack layers clips, only the top one is left; each clip left out is named in a warning.
 - **AAF** is refused: otio-aaf-adapter writes each clip's media from the AAF mobs it was read
   from, so a written ``.aaf`` still plays the original media, not the stylized frames.
 """
@@ -89,6 +90,19 @@ def _in_video(clip: otio.schema.Clip) -> bool:
     return True
 
 
+def _stack_as_tracks(tracks: otio.schema.Stack, index: int) -> None:
+    """Replace the stack at ``index`` of the timeline's tracks by a track holding it for each kind it shows
+    (video: its clips and video tracks; audio: its audio tracks), for the flattening to take apart."""
+    stack = tracks[index]
+    del tracks[index]
+    kinds = [kind for kind in (otio.schema.TrackKind.Video, otio.schema.TrackKind.Audio)
+             if any(child.kind == kind if isinstance(child, otio.schema.Track) else kind == otio.schema.TrackKind.Video
+                    for child in stack)]
+    for offset, kind in enumerate(kinds):
+        tracks.insert(index + offset, otio.schema.Track(name=stack.name, kind=kind,
+                                                        children=[stack.clone() if offset else stack]))
+
+
 def flattened(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.schema.Timeline:
     """A copy whose tracks hold no nested compositions; each video clip that drops out is added to ``warnings``."""
     out = copy.deepcopy(timeline)
@@ -96,6 +110,9 @@ def flattened(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.schem
              for clip in out.find_clips()]
     for number, clip in enumerate(out.find_clips()):  # marks that survive cloning, to tell which clips made it
         clip.metadata[_MARK] = number
+    for index in range(len(out.tracks) - 1, -1, -1):
+        if isinstance(out.tracks[index], otio.schema.Stack):
+            _stack_as_tracks(out.tracks, index)
     for track in out.tracks:
         if not isinstance(track, otio.schema.Track):
             continue

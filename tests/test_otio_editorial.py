@@ -423,6 +423,27 @@ def test_an_edl_conform_names_the_files_it_wrote_and_removes_stale_ones(tmp_path
         assert f"{tmp_path / name}: left from an earlier conform and not written now: removed" in result.stderr
 
 
+@pytest.mark.parametrize("suffix", ["xml", "edl"])
+def test_a_stack_among_the_timelines_tracks_is_flattened_into_the_export(tmp_path: Path, suffix: str) -> None:
+    timeline = _cut(_movie_clip("a", 0, 24))
+    nested_video = otio.schema.Track(name="NV", children=[otio.schema.Gap(duration=RT(5, 24)),
+                                                          _movie_clip("b", 10, 30)])
+    nested_audio = otio.schema.Track(name="NA", kind=otio.schema.TrackKind.Audio,
+                                     children=[_movie_clip("snd", 0, 30)])
+    timeline.tracks.append(otio.schema.Stack(name="nested", children=[nested_video, nested_audio]))
+    path = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(timeline, str(path))
+    _render_all(path, tmp_path)  # one shot, clip 'a': the stack is no track, so its clips make none
+    result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / f"review.{suffix}"))
+    assert result.exit_code == 0, result.output
+    assert "1 of 1 shots conformed" in result.stdout and "warning" not in result.stderr
+    backs = [otio.adapters.read_from_file(str(f), **({"rate": 24} if suffix == "edl" else {}))
+             for f in sorted(tmp_path.glob(f"review*.{suffix}"))]
+    played = sorted((c.name, recorded(back, track, c.range_in_parent(), (None, None)).start_time.value,
+                     c.duration().value) for back in backs for track in back.video_tracks() for c in track.find_clips())
+    assert played == [("a", 0, 24), ("b", 5, 30)]
+
+
 def test_json_report_after_jobs_and_conform(tmp_path: Path) -> None:
     path = DATA / "premiere_example.otio"
     made = jobs(str(path), "--plates", PLATES, "--allow-missing", "--unique-names", "--json",
