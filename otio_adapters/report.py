@@ -16,7 +16,7 @@ class ShotReport:
     clip: str  # the clip as messages name it: ``clip 'x' (track 'V', item 3)``
     frames: tuple[int, int] | None = None  # first and last cut frame (plate frame numbers)
     handles: tuple[int, int] = (0, 0)  # frames before and after the cut
-    status: str = "made"  # jobs: made; conform: conformed, unrendered, missing media
+    status: str = "made"  # jobs: made; conform: conformed, unrendered, no animatic, no ideation
     notes: list[str] = field(default_factory=list)  # each clamp, raise, speed effect or problem, with its reason
     subject: str = ""  # what its warnings start with; the clip when empty
 
