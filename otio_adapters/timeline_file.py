@@ -108,7 +108,8 @@ def _one_timeline(result: object, path: str, which: int | None) -> otio.schema.T
 class _AdapterLog(logging.Handler):
     """Collects what adapters log while they read (pyaaf2 logs to the root logger), instead of stderr.
 
-    Only records of the reading thread count: in a server, other threads log to the root logger too.
+    Only records of the reading thread count: in a server, other threads log to the root logger too,
+    and theirs go where they would have gone without this handler.
     """
 
     def __init__(self) -> None:
@@ -119,6 +120,16 @@ class _AdapterLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread == self.thread:
             self.messages[" ".join(record.getMessage().split())] += 1
+        elif logging.lastResort is not None and not self._handled_elsewhere(record):
+            logging.lastResort.handle(record)  # what Python does with a record no handler takes
+
+    def _handled_elsewhere(self, record: logging.LogRecord) -> bool:
+        logger: logging.Logger | None = logging.getLogger(None if record.name == "root" else record.name)
+        while logger is not None:
+            if any(handler is not self for handler in logger.handlers):
+                return True
+            logger = logger.parent if logger.propagate else None
+        return False
 
 
 @contextlib.contextmanager

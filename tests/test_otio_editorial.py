@@ -262,26 +262,33 @@ def test_adapter_log_lines_become_warnings(testdata: Path, tmp_path: Path) -> No
     assert "WARNING:root" not in result.stderr
 
 
-def test_adapter_log_leaves_out_what_other_threads_log(testdata: Path) -> None:
+def test_adapter_log_leaves_out_what_other_threads_log(testdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
     class OtherThread(logging.Filter):
-        """When the adapter logs, another thread (a server's, say) logs a warning while the read goes on."""
+        """When the adapter first logs, another thread (a server's, say) logs a warning while the read goes on."""
+
+        logged = False
 
         def filter(self, record: logging.LogRecord) -> bool:
-            if "Fraction(0,0)" in record.getMessage():
+            if "Fraction(0,0)" in record.getMessage() and not self.logged:
+                self.logged = True
                 other = threading.Thread(target=logging.getLogger("stylecomp.server").warning, args=("busy",))
                 other.start()
                 other.join()
             return True
 
     root, other = logging.getLogger(), OtherThread()
+    handlers = root.handlers[:]  # pytest's own log capture: without it, as in the CLI, no handler takes the record
+    root.handlers.clear()
     root.addFilter(other)
     try:
         warnings: list[str] = []
         read_timeline(testdata / "timelines/2997fps-DFTC.aaf", warnings=warnings)
     finally:
         root.removeFilter(other)
-    assert any(w.startswith("the AAF adapter logged: Fraction(0,0)") for w in warnings), warnings
+        root.handlers[:] = handlers
+    assert other.logged and any(w.startswith("the AAF adapter logged: Fraction(0,0)") for w in warnings), warnings
     assert not any("busy" in w for w in warnings), warnings
+    assert capsys.readouterr().err == "busy\n"  # printed as Python prints a record no handler takes
 
 
 def _render_all(path: Path, tmp_path: Path, *args: str) -> Job:
