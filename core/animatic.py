@@ -7,7 +7,8 @@ animatic`` lines them up with the edit. They are written as scene-linear EXRs (t
 job's colour encoding) with provenance in every header, plus an 8-bit PNG preview sequence. A new
 clip replaces the shot's earlier one whole: frames of the pattern that it does not have are deleted.
 Hosted generators (``stylecomp.hosted``) keep ``{shot}.remote-job.json`` and the verified download beside the
-clip, so that running again does not pay for the same clip twice.
+clip, so that running again does not pay for the same clip twice (and ``{shot}.remote-job.lock``, which keeps two
+runs from submitting it at once).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ One real ``http.server`` in a thread answers each service's documented request a
 under its own prefix (``/sora/v1``, ``/veo/v1beta``, ``/kling``, ``/runway``, ``/luma/dream-machine/v1``):
 auth in the service's header form (Kling's HS256 JWT verified), job states, the service's error bodies.
 Knobs make a job slow or held, fail remotely, answer 429/500 or bad input, time out, cut a download
-short or serve a broken one. Every request is recorded, so tests can check what a plugin sent. Clips
-are real MP4s (PyAV, 8 fps) whose frame index is drawn as 8 black/white blocks, so a test can tell
-which frame it is looking at after decoding.
+short, slow or broken, or answer a submit or status with malformed JSON. Every request is recorded,
+so tests can check what a plugin sent. Clips are real MP4s (PyAV, 8 fps) whose frame index is drawn
+as 8 black/white blocks, so a test can tell which frame it is looking at after decoding.
 """
 
 from __future__ import annotations
@@ -138,6 +138,8 @@ class Services:
     echo_auth: bool = False  # error bodies quote the request's auth header (a careless proxy)
     delay: float = 0.0  # seconds before answering a status request
     submit_delay: float = 0.0  # seconds before a submit makes its job and answers
+    download_delay: float = 0.0  # seconds before a clip download answers
+    answers: dict[str, Any] = field(default_factory=dict)  # "submit"/"status": this JSON instead (the job is made)
     truncate: int = 0  # the next N downloads stop halfway
     corrupt: bool = False  # downloads are not video
     short: bool = False  # downloads are a clip of half the length asked for
@@ -215,13 +217,16 @@ class Services:
         if path.startswith("/published/"):
             return reply.raw(200, (self.image_dir / path.rsplit("/", 1)[1]).read_bytes(), "image/png")
         route = path[len(PREFIX[service]):]
-        kind = "submit" if method == "POST" else "download" if route.endswith("/content") else "status"
+        kind = {"POST": "submit", "DELETE": "cancel"}.get(method) or (
+            "download" if route.endswith("/content") else "status")
         if self.faults and self.faults[0][0] in (kind, "any"):
             _, code, extra = self.faults.pop(0)
             return reply.json(code, _error(service, code, "slow down" if code == 429 else "internal error"), extra)
         problem = self._auth_problem(service, headers)
         if problem:
             return reply.json(401, _error(service, 401, problem))
+        if kind in self.answers:
+            reply = _Replaced(handler, self.answers[kind])
         getattr(self, f"_{service}")(reply, method, route, headers, body)
 
     def _auth_problem(self, service: str, headers: dict[str, str]) -> str | None:
@@ -266,6 +271,7 @@ class Services:
         reply.json(400, _error(service, 400, message))
 
     def _file(self, reply: _Reply, path: str) -> None:
+        time.sleep(self.download_delay)
         job = self.jobs[path.rsplit("/", 1)[1].removesuffix(".mp4")]
         clip = self.clip(job.seconds / 2 if self.short else job.seconds)
         data = b"\x00\x00\x00\x18ftypmp42 this is not a video" * 40 if self.corrupt else clip
@@ -413,6 +419,17 @@ class _Reply:
         handler.wfile.write(data[: len(data) // 2])
         handler.wfile.flush()
         handler.close_connection = True
+
+
+class _Replaced(_Reply):
+    """Answers with a given JSON value instead of the service's (a malformed answer), after the job is made."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler, answer: Any) -> None:
+        super().__init__(handler)
+        self.answer = answer
+
+    def json(self, code: int, document: Any, headers: dict[str, str] | None = None) -> None:
+        super().json(code, self.answer, headers)
 
 
 def _error(service: str, code: int, message: str) -> dict[str, Any]:

@@ -136,7 +136,8 @@ def test_a_clip_is_submitted_once_verified_and_retimed_to_the_shot(
     entry = record(tmp_path)
     assert entry["state"] == "downloaded" and entry["job_id"] == provenance["remote_job_id"]
     assert (tmp_path / "clip" / "demo.remote-job.mp4").is_file()
-    assert sorted(p.name for p in (tmp_path / "clip").iterdir()) == ["demo.remote-job.json", "demo.remote-job.mp4"]
+    assert sorted(p.name for p in (tmp_path / "clip").iterdir()) == [
+        "demo.remote-job.json", "demo.remote-job.lock", "demo.remote-job.mp4"]
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -384,14 +385,159 @@ def test_every_request_has_a_timeout(services: Services, tmp_path: Path) -> None
 def test_a_run_that_dies_while_submitting_is_owned_up_to_by_the_next(
         services: Services, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     services.submit_delay = 0.6  # the service makes the job, but only after the client gave up on the answer
-    with pytest.raises(HostedError, match="runway: POST /runway/v1/image_to_video failed after 1 tries: timed out"):
-        generator(services, "runway", request_timeout=0.2, retries=0).generate(request(tmp_path), threading.Event())
+    with pytest.raises(HostedError, match="runway: POST /runway/v1/image_to_video got no answer .timed out.; the "
+                                          "service may have made the job, so it is not sent again"):
+        generator(services, "runway", request_timeout=0.2).generate(request(tmp_path), threading.Event())
     assert record(tmp_path)["state"] == "submitting" and "job_id" not in record(tmp_path)
     time.sleep(0.6)
     services.submit_delay = 0.0
     generator(services, "runway").generate(request(tmp_path), threading.Event())
     assert "an earlier run stopped while submitting this clip" in caplog.text
     assert services.submits["runway"] == 2, "the unanswered submit made a job stylecomp could not know of"
+
+
+@pytest.mark.parametrize("fault", ["timeout", 500, 502, 504])
+def test_a_submit_that_may_have_made_a_job_is_not_sent_again(
+        services: Services, tmp_path: Path, fault: str | int) -> None:
+    """The service may have made (and billed) the job before the answer was lost: a retry would pay again."""
+    if fault == "timeout":
+        services.submit_delay = 0.5
+    else:
+        services.faults = [("submit", int(fault), {})]
+    with pytest.raises(HostedError) as caught:
+        generator(services, "runway", request_timeout=0.2).generate(request(tmp_path), threading.Event())
+    time.sleep(0.5 if fault == "timeout" else 0)
+    assert len(services.requests("runway", "POST")) == 1 and "\n" not in str(caught.value)
+    assert str(caught.value).endswith("the service may have made the job, so it is not sent again")
+    assert services.submits["runway"] == (1 if fault == "timeout" else 0)
+    assert record(tmp_path)["state"] == "submitting", "the next run warns that a job may exist"
+
+
+def test_a_submit_is_retried_only_when_the_service_says_it_made_nothing(services: Services, tmp_path: Path) -> None:
+    services.faults = [("submit", 503, {"Retry-After": "0"}), ("submit", 429, {})]
+    generator(services, "runway").generate(request(tmp_path / "a"), threading.Event())
+    assert len(services.requests("runway", "POST")) == 3 and services.submits["runway"] == 1
+
+    services.faults = [("submit", 409, {})]
+    with pytest.raises(HostedError, match="runway: HTTP 409 from POST /runway/v1/image_to_video: internal error"):
+        generator(services, "runway").generate(request(tmp_path / "b"), threading.Event())
+    assert len(services.requests("runway", "POST")) == 4, "a conflict is not retried"
+    assert not (tmp_path / "b" / "clip" / "demo.remote-job.json").exists(), "a refusal made nothing"
+
+
+def test_a_retry_after_longer_than_the_cap_stops_saying_how_long(services: Services, tmp_path: Path) -> None:
+    services.faults = [("status", 429, {"Retry-After": "300"})]
+    tick = time.monotonic()
+    with pytest.raises(HostedError) as caught:
+        generator(services, "runway", retry_max_wait=1).generate(request(tmp_path), threading.Event())
+    assert str(caught.value) == ("runway: HTTP 429 from GET /runway/v1/tasks/runway-0001: the service asks to wait "
+                                 "300 s before trying again, longer than retry_max_wait (1 s)")
+    assert time.monotonic() - tick < 5 and record(tmp_path)["state"] == "submitted"
+
+    services.faults = [("submit", 503, {"Retry-After": "300"})]
+    with pytest.raises(HostedError, match="HTTP 503 from POST .* asks to wait 300 s"):
+        generator(services, "runway", retry_max_wait=1).generate(request(tmp_path / "b"), threading.Event())
+    assert not (tmp_path / "b" / "clip" / "demo.remote-job.json").exists(), "a turned-away submit made nothing"
+
+
+@pytest.mark.parametrize("service", ["runway", "luma"])
+def test_a_run_stopped_while_a_finished_clip_downloads_keeps_the_paid_job(
+        services: Services, tmp_path: Path, service: str) -> None:
+    services.download_delay = 0.3
+    cancel = threading.Event()
+
+    def cancel_when_the_download_starts() -> None:
+        while not [seen for seen in services.seen if seen.path.startswith("/files/")]:
+            time.sleep(0.005)
+        cancel.set()
+
+    threading.Thread(target=cancel_when_the_download_starts, daemon=True).start()
+    with pytest.raises(Cancelled):
+        generator(services, service).generate(request(tmp_path), cancel)
+    assert not services.requests(service, "DELETE"), "a finished generation is not deleted"
+    entry = record(tmp_path)
+    assert entry["state"] == "succeeded" and entry["video"].endswith(".mp4") and "signature" not in entry["video"]
+
+    services.download_delay = 0.0
+    result = generator(services, service).generate(request(tmp_path), threading.Event())
+    assert len(result.frames) == 5 and result.provenance["resumed"] is True
+    assert services.submits[service] == 1
+
+
+def test_a_stopped_run_asks_to_cancel_once_without_retries(services: Services, tmp_path: Path) -> None:
+    services.faults = [("cancel", 503, {"Retry-After": "0"})]
+    _cancel_while_running(services, generator(services, "runway"), tmp_path, "runway")
+    assert len(services.requests("runway", "DELETE")) == 1
+    assert record(tmp_path)["state"] == "submitted", "an unanswered cancel keeps the job for the next run"
+
+
+def test_two_runs_of_one_shot_submit_once(services: Services, tmp_path: Path) -> None:
+    services.submit_delay = 0.5
+    results: list[Any] = []
+    first = threading.Thread(target=lambda: results.append(
+        generator(services, "runway").generate(request(tmp_path), threading.Event())))
+    first.start()
+    while not services.requests("runway", "POST"):
+        time.sleep(0.005)
+    with pytest.raises(HostedError) as caught:
+        generator(services, "runway").generate(request(tmp_path), threading.Event())
+    assert str(caught.value).startswith("another run is submitting demo to runway (")
+    first.join(timeout=30)
+    assert len(results) == 1 and services.submits["runway"] == 1
+
+
+def test_a_changed_request_names_the_paid_job_it_replaces(
+        services: Services, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    services.hold = True
+    with pytest.raises(HostedError, match="still"):
+        generator(services, "runway", wait=0.05).generate(request(tmp_path), threading.Event())
+    services.hold = False
+    generator(services, "runway").generate(request(tmp_path, prompt="pencil sketch street"), threading.Event())
+    assert "the request for this clip changed; runway job runway-0001 (submitted) is paid for but not downloaded" \
+        in caplog.text
+    assert services.submits["runway"] == 2
+
+
+def test_the_key_goes_only_to_the_base_urls_host(services: Services, tmp_path: Path) -> None:
+    # The API at localhost names a video on 127.0.0.1: another host, so no key goes with the download.
+    plugin = generator(services, "veo", base_url=services.base_url("veo", host="localhost"))
+    with pytest.raises(HostedError, match="veo: HTTP 403 from GET /files/redirect/veo-0001.mp4"):
+        plugin.generate(request(tmp_path), threading.Event())
+    fetches = [seen for seen in services.seen if seen.path.startswith("/files/")]
+    assert fetches and not any("x-goog-api-key" in seen.headers for seen in fetches)
+
+
+@pytest.mark.parametrize(("service", "answer", "field"), [
+    ("sora", {"object": "video"}, "id"), ("veo", {"done": False}, "name"), ("runway", {"id": None}, "id"),
+    ("luma", ["not", "an", "object"], "id"), ("kling", {"code": 0, "data": {"task_status": "submitted"}}, "task_id")])
+def test_a_malformed_submit_answer_is_one_line_and_owned_up_to(
+        services: Services, tmp_path: Path, service: str, answer: Any, field: str) -> None:
+    services.answers["submit"] = answer
+    with pytest.raises(HostedError) as caught:
+        generator(services, service).generate(request(tmp_path), threading.Event())
+    assert str(caught.value) == f"{service}: the submit answer has no {field}"
+    assert record(tmp_path)["state"] == "submitting", "a job may have been made: the next run says so"
+
+
+@pytest.mark.parametrize(("service", "answer", "message"), [
+    ("sora", None, "sora: the status answer is not a JSON object"),
+    ("veo", {"done": True, "response": {"generateVideoResponse": {"generatedSamples": [{"video": {}}]}}},
+     "veo: the status answer has no response.generateVideoResponse.generatedSamples.0.video.uri"),
+    ("veo", {"done": True, "error": "quota exhausted"}, r"veo: job .* failed \(error\): quota exhausted"),
+    ("runway", {"status": "SUCCEEDED", "output": []}, "runway: the status answer has no output.0")])
+def test_a_malformed_status_answer_is_one_line(
+        services: Services, tmp_path: Path, service: str, answer: Any, message: str) -> None:
+    services.answers["status"] = answer
+    with pytest.raises(HostedError, match=f"^{message}$"):
+        generator(services, service).generate(request(tmp_path), threading.Event())
+
+
+def test_runway_refuses_a_prompt_longer_than_it_takes(services: Services, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="^runway takes a prompt of at most 1000 characters; this prompt has 1001$"):
+        generator(services, "runway").generate(request(tmp_path, prompt="x" * 1001), threading.Event())
+    assert not services.seen and not (tmp_path / "clip").exists()
+    generator(services, "runway").generate(request(tmp_path, prompt="x" * 1000), threading.Event())
+    assert services.requests("runway", "POST")[0].json()["promptText"] == "x" * 1000
 
 
 # --- downloads ---------------------------------------------------------------------------------------------
@@ -406,15 +552,16 @@ def test_a_cut_download_is_fetched_again_and_never_kept_half(services: Services,
     services.truncate = 10
     with pytest.raises(HostedError, match=r"failed after 2 tries: the download stopped at \d+ of \d+ bytes"):
         generator(services, service, retries=1).generate(request(tmp_path / "cut"), threading.Event())
-    assert sorted(p.name for p in (tmp_path / "cut" / "clip").iterdir()) == ["demo.remote-job.json"]
-    assert record(tmp_path / "cut")["state"] == "submitted", "the job is kept: the next run downloads again"
+    assert sorted(p.name for p in (tmp_path / "cut" / "clip").iterdir()) == ["demo.remote-job.json",
+                                                                            "demo.remote-job.lock"]
+    assert record(tmp_path / "cut")["state"] == "succeeded", "the job is kept: the next run downloads again"
 
 
 def test_a_download_that_is_not_a_video_is_refused(services: Services, tmp_path: Path) -> None:
     services.corrupt = True
     with pytest.raises(HostedError, match="kling: the downloaded clip is not a readable video"):
         generator(services, "kling").generate(request(tmp_path), threading.Event())
-    assert sorted(p.name for p in (tmp_path / "clip").iterdir()) == ["demo.remote-job.json"]
+    assert sorted(p.name for p in (tmp_path / "clip").iterdir()) == ["demo.remote-job.json", "demo.remote-job.lock"]
 
 
 def test_a_clip_shorter_than_the_shot_is_refused(services: Services, tmp_path: Path) -> None:

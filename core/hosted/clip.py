@@ -46,12 +46,14 @@ def read_clip(path: str | os.PathLike[str], service: str) -> Clip:
             stream = container.streams.video[0]
             declared, rate = stream.frames, float(stream.average_rate or stream.guessed_rate or 0)
             width, height = stream.codec_context.width, stream.codec_context.height
+            if rate <= 0:
+                raise HostedError(f"{service}: the downloaded clip declares no frame rate", path)
             for frame in container.decode(stream):
                 times.append(float(frame.time) if frame.time is not None else len(times) / rate)
     except av.FFmpegError as exc:
         raise HostedError(f"{service}: the downloaded clip is not a readable video ({exc.strerror or exc})",
                           path) from None
-    if not times or rate <= 0:
+    if not times:
         raise HostedError(f"{service}: the downloaded clip has no frames", path)
     if declared and len(times) != declared:
         raise HostedError(f"{service}: the downloaded clip decodes to {len(times)} frames, its container "

@@ -9,12 +9,14 @@ A ``Service`` says how one API is spoken (its submit body, how it reports a job,
    reused, instead of submitting again.
 2. Otherwise the job is submitted, and its id is written to the record (atomically) the moment the
    submit returns, before anything else can fail. The record says "submitting" while the submit is
-   on its way: a run that dies then cannot know whether the service made a job, and the next run says
-   so before submitting again (a refusal, which makes nothing, removes the record).
+   on its way: a run that dies then, or whose submit goes unanswered, cannot know whether the service
+   made a job, and the next run says so before submitting again (a refusal, which makes nothing,
+   removes the record). A lock file beside the record keeps two runs from submitting the same clip.
 3. Polling starts at ``poll_interval`` seconds and backs off to ``poll_max_interval``; the transport
-   obeys Retry-After and retries 429/5xx with a cap. A stopped run asks the service to cancel where
-   its API can (and forgets the job then); where it cannot, the record stays and the next run picks
-   the job up again.
+   obeys Retry-After and retries 429/5xx with a cap. A run stopped while the job runs asks the service
+   to cancel where its API can (and forgets the job then); where it cannot, the record stays and the
+   next run picks the job up again. Once the service says the job succeeded the record says so, and
+   nothing cancels it: the clip is paid for, and a stopped download is fetched by the next run.
 4. The clip is streamed to a temp file beside the record, checked (size, container, frame count),
    then renamed; the record notes its hash. A remotely failed job is reported with the service's
    reason and forgotten, so that running again submits anew.
@@ -25,15 +27,18 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
+import fcntl
 import hashlib
 import io
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -50,6 +55,7 @@ from .credentials import Secret, credential
 from .transport import Http, Refused, Retry
 
 RECORD_VERSION = 1
+CANCEL_TIMEOUT = 10.0  # seconds for the one cancel request a stopped run sends: Ctrl-C must not hang
 _LOG = logging.getLogger(__name__)
 
 # Options every hosted generator takes (generator_options), with their defaults.
@@ -131,8 +137,10 @@ class Service:
 
     @staticmethod
     def error_message(body: Any) -> str | None:
-        """The service's message in an error answer."""
-        raise NotImplementedError
+        """The service's message in an error answer: ``{"error": {"message": ...}}`` (OpenAI, Google) or text."""
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            return str(body["error"].get("message") or "") or None
+        return body if isinstance(body, str) else None
 
     def not_sent(self, request: Request) -> list[str]:
         """Request fields this service has no parameter for, recorded in provenance."""
@@ -195,20 +203,20 @@ class HostedGenerator:
         parameters = self.service.parameters(request, seconds, frames)
         fingerprint = _fingerprint(name, parameters, frames)
         record = JobRecord(Path(request.job_record) if request.job_record else None)
-        entry = record.load()
-        if entry is not None and entry.get("fingerprint") == fingerprint and entry.get("state") == "submitting":
-            _LOG.warning("%s: an earlier run stopped while submitting this clip, before the service answered; it "
-                         "may have made (and billed) a job that stylecomp cannot find. Submitting again", name)
-            entry = None
-        resumed = entry is not None and entry.get("fingerprint") == fingerprint
-        if not resumed:
-            entry = None
         http = self.http(cancel)
-
-        clip_path = record.clip_path()
-        if entry and entry.get("state") == "downloaded" and _sha256_file(clip_path) == entry.get("clip_sha256"):
-            clip = read_clip(clip_path, name)
-        else:
+        with record.submit_lock(name):
+            entry = record.load()
+            if entry is not None and entry.get("fingerprint") == fingerprint and entry.get("state") == "submitting":
+                _LOG.warning("%s: an earlier run stopped while submitting this clip, before the service answered; "
+                             "it may have made (and billed) a job that stylecomp cannot find. Submitting again", name)
+                entry = None
+            if entry is not None and entry.get("fingerprint") != fingerprint:
+                if entry.get("job_id") and entry.get("state") in ("submitted", "succeeded"):
+                    _LOG.warning("%s: the request for this clip changed; %s job %s (%s) is paid for but not "
+                                 "downloaded, and its record is replaced by a new job", name,
+                                 entry.get("service", name), entry["job_id"], entry["state"])
+                entry = None
+            resumed = entry is not None
             if entry is None:
                 entry = {"version": RECORD_VERSION, "service": name, "fingerprint": fingerprint,
                          "base_url": _safe_url(self.base_url), "parameters": parameters, "state": "submitting"}
@@ -220,17 +228,24 @@ class HostedGenerator:
                     raise
                 entry |= {"job_id": job_id, "submitted_at": _now(), "state": "submitted"}
                 record.save(entry)
+
+        clip_path = record.clip_path()
+        if entry.get("state") == "downloaded" and _sha256_file(clip_path) == entry.get("clip_sha256"):
+            clip = read_clip(clip_path, name)
+        else:
             job_id = str(entry["job_id"])
+            paid = entry.get("state") in ("succeeded", "downloaded")
             try:
+                # A finished job is asked again too: its download URL may be signed, and expired since.
                 status = self._wait(http, job_id, cancel, record, request)
-                clip = self._download(http, status, clip_path)
             except Cancelled:
-                try:
-                    if self.service.cancel(self.http(threading.Event()), job_id):
-                        record.remove()
-                except HostedError:
-                    pass  # the run stops all the same; the job stays recorded, and the next run picks it up
+                if not paid:
+                    self._cancel(job_id, record)
                 raise
+            if not paid:
+                entry |= {"state": "succeeded", "video": _safe_url(http.url(status.video or ""))}
+                record.save(entry)  # from here on the clip is paid for: a stopped run cancels nothing
+            clip = self._download(http, status, clip_path)
             entry |= {"state": "downloaded", "downloaded_at": _now(), "clip_sha256": _sha256_file(clip_path)}
             record.save(entry)
 
@@ -297,12 +312,27 @@ class HostedGenerator:
                 raise Cancelled()
             interval = min(interval * 1.5, float(self.settings["poll_max_interval"]))
 
+    def _cancel(self, job_id: str, record: JobRecord) -> None:
+        """Ask the service, once and briefly, to stop a running job; forget the job if it can."""
+        retry = Retry(timeout=min(self.retry.timeout, CANCEL_TIMEOUT), retries=0)
+        http = Http(self.service.name, self.base_url, retry, self.service.error_message, self._secrets,
+                    threading.Event())
+        try:
+            if self.service.cancel(http, job_id):
+                record.remove()
+        except HostedError:
+            pass  # the run stops all the same; the job stays recorded, and the next run picks it up
+
     def _download(self, http: Http, status: Status, clip_path: Path) -> Clip:
-        """Stream the clip to a temp file, check it, then rename it into place."""
+        """Stream the clip to a temp file, check it, then rename it into place.
+
+        The service's auth headers go only to the base URL's own host: a status answer can name any URI."""
         assert status.video is not None
+        same_host = _host(http.url(status.video)) == _host(self.base_url)
+        headers = self.service.download_headers() if same_host else {}
         with atomic_target(clip_path) as temp:
             with open(temp, "wb") as handle:
-                size = http.download(status.video, self.service.download_headers(), handle)
+                size = http.download(status.video, headers, handle)
             if size == 0:
                 raise HostedError(f"{self.service.name}: the downloaded clip is empty")
             clip = read_clip(temp, self.service.name)
@@ -345,6 +375,28 @@ class JobRecord:
         """Forget the job (it failed, or was cancelled remotely)."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+    @contextmanager
+    def submit_lock(self, service: str) -> Iterator[None]:
+        """Hold the clip's lock file while deciding whether to submit and submitting: one run at a time.
+
+        An OS lock (flock) is released when its process dies, so a killed run leaves no stale lock; the file stays
+        (removing it would let a third run lock a new file while a second holds the old one)."""
+        if self.path is None:
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.path.with_suffix(".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                shot = self.path.name.removesuffix(".json").removesuffix(".remote-job")
+                raise HostedError(f"another run is submitting {shot} to {service} ({lock} is locked)") from None
+            yield
+        finally:
+            os.close(fd)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -395,6 +447,36 @@ def _safe_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _host(url: str) -> tuple[str, int | None]:
+    """A URL's host and port, to compare where requests go."""
+    parts = urllib.parse.urlsplit(url)
+    return (parts.hostname or "", parts.port or {"http": 80, "https": 443}.get(parts.scheme))
+
+
+def answer_field(service: str, what: str, answer: Any, *path: str | int) -> str:
+    """``answer[path[0]][path[1]]...`` as text: a service's id or URI, or one line naming what is missing.
+
+    A malformed answer must not escape as a KeyError (and a submit's leaves its record "submitting")."""
+    value = answer
+    for key in path:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            value = None
+            break
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        field = ".".join(str(key) for key in path)
+        raise HostedError(f"{service}: the {what} answer has no {field}")
+    return str(value)
+
+
+def answer_object(service: str, what: str, answer: Any) -> dict[str, Any]:
+    """``answer`` if it is a JSON object; else one line saying it is not."""
+    if not isinstance(answer, dict):
+        raise HostedError(f"{service}: the {what} answer is not a JSON object")
+    return answer
 
 
 def _now() -> str:

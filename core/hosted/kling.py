@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from ..generators import Request, Setup
-from .jobs import Frames, HostedGenerator, Service, Status, base64_png
+from .jobs import Frames, HostedGenerator, Service, Status, answer_field, base64_png
 from .transport import Http, Refused
 
 _STATES = {"submitted": "running", "processing": "running", "succeed": "succeeded", "failed": "failed"}
@@ -73,15 +73,15 @@ class Kling(Service):
         if frames.last is not None:
             body["image_tail"] = base64_png(frames.last)
         answer = _data(http, http.json("POST", "v1/videos/image2video", self.headers(), body))
-        return str(answer["task_id"])
+        return answer_field(self.name, "submit", answer, "task_id")
 
     def status(self, http: Http, job_id: str) -> Status:
         """GET /v1/videos/image2video/{task_id}."""
         task = _data(http, http.json("GET", f"v1/videos/image2video/{job_id}", self.headers()))
         state = str(task.get("task_status"))
-        videos = (task.get("task_result") or {}).get("videos") or []
-        return Status(_STATES.get(state, "running"), state, videos[0]["url"] if state == "succeed" and videos else None,
-                      str(task.get("task_status_msg") or ""))
+        video = answer_field(self.name, "status", task, "task_result", "videos", 0, "url") if state == "succeed" \
+            else None
+        return Status(_STATES.get(state, "running"), state, video, str(task.get("task_status_msg") or ""))
 
     @staticmethod
     def error_message(body: Any) -> str | None:

@@ -13,13 +13,15 @@ or bucket the studio owns publishes. Luma takes no seed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..atomicio import atomic_target
 from ..errors import ModelError
 from ..generators import Request, Setup
-from .jobs import Frames, HostedGenerator, Service, Status, orientation
+from .credentials import Secret
+from .jobs import Frames, HostedGenerator, Service, Status, answer_field, answer_object, orientation
 from .transport import Http
 
 _STATES = {"queued": "running", "dreaming": "running", "completed": "succeeded", "failed": "failed"}
@@ -38,7 +40,8 @@ class Luma(Service):
     # image_dir: a folder published at image_url (both needed); aspect_ratio None = 16:9 or 9:16 by aspect
     options = {"image_dir": None, "image_url": None, "aspect_ratio": None, "resolution": "720p"}
 
-    def __init__(self, model: str, options: Any, keys: Any) -> None:
+    def __init__(self, model: str, options: Mapping[str, Any], keys: Mapping[str, Secret]) -> None:
+        """Refuse a setup without the published keyframe folder: Luma takes keyframes by URL only."""
         super().__init__(model, options, keys)
         if not self.settings["image_dir"] or not self.settings["image_url"]:
             raise ModelError("luma takes keyframes by URL only: set generator_options.image_dir (a folder that is "
@@ -63,14 +66,14 @@ class Luma(Service):
         for png in (frames.first, frames.last):
             if png is not None:
                 self._publish(png)
-        return str(http.json("POST", "generations", self.headers(), parameters)["id"])
+        return answer_field(self.name, "submit", http.json("POST", "generations", self.headers(), parameters), "id")
 
     def status(self, http: Http, job_id: str) -> Status:
         """GET /generations/{id}."""
-        generation = http.json("GET", f"generations/{job_id}", self.headers())
+        generation = answer_object(self.name, "status", http.json("GET", f"generations/{job_id}", self.headers()))
         state = str(generation.get("state"))
-        video = (generation.get("assets") or {}).get("video")
-        return Status(_STATES.get(state, "running"), state, video if state == "completed" else None,
+        video = answer_field(self.name, "status", generation, "assets", "video") if state == "completed" else None
+        return Status(_STATES.get(state, "running"), state, video,
                       str(generation.get("failure_reason") or ""))
 
     def cancel(self, http: Http, job_id: str) -> bool:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ModelError
 from ..generators import Request, Setup
-from .jobs import Frames, HostedGenerator, Service, Status, base64_png, orientation
+from .jobs import (Frames, HostedGenerator, Service, Status, answer_field, answer_object, base64_png,
+                   orientation)
 from .transport import Http
 
 API_VERSION = "2024-11-06"
+PROMPT_LIMIT = 1000  # characters of promptText the API takes
 _STATES = {"PENDING": "running", "THROTTLED": "running", "RUNNING": "running", "SUCCEEDED": "succeeded",
            "FAILED": "failed", "CANCELLED": "failed"}
 
@@ -39,8 +42,11 @@ class Runway(Service):
         return {"Authorization": f"Bearer {self.keys['RUNWAYML_API_SECRET'].reveal()}", "X-Runway-Version": API_VERSION}
 
     def parameters(self, request: Request, seconds: int, frames: Frames) -> dict[str, Any]:
-        """The body's fields, without the images."""
-        return {"model": self.model, "promptText": request.prompt[:1000],
+        """The body's fields, without the images; a prompt longer than Runway takes is refused, not cut."""
+        if len(request.prompt) > PROMPT_LIMIT:
+            raise ModelError(f"runway takes a prompt of at most {PROMPT_LIMIT} characters; this prompt has "
+                             f"{len(request.prompt)}")
+        return {"model": self.model, "promptText": request.prompt,
                 "ratio": self.settings["ratio"] or orientation(frames, "1280:720", "720:1280"),
                 "duration": seconds, "seed": request.seed % 2**32, "last_frame": frames.last is not None}
 
@@ -50,17 +56,17 @@ class Runway(Service):
         if frames.last is not None:
             images.append({"uri": f"data:image/png;base64,{base64_png(frames.last)}", "position": "last"})
         body = {key: value for key, value in parameters.items() if key != "last_frame"} | {"promptImage": images}
-        return str(http.json("POST", "v1/image_to_video", self.headers(), body)["id"])
+        return answer_field(self.name, "submit", http.json("POST", "v1/image_to_video", self.headers(), body), "id")
 
     def status(self, http: Http, job_id: str) -> Status:
         """GET /v1/tasks/{id}."""
-        task = http.json("GET", f"v1/tasks/{job_id}", self.headers())
+        task = answer_object(self.name, "status", http.json("GET", f"v1/tasks/{job_id}", self.headers()))
         state = str(task.get("status"))
-        output = task.get("output") or []
+        output = answer_field(self.name, "status", task, "output", 0) if state == "SUCCEEDED" else None
         message = task.get("failure") or ("cancelled" if state == "CANCELLED" else "")
         progress = task.get("progress")  # 0 to 1 while RUNNING
-        return Status(_STATES.get(state, "running"), state, output[0] if state == "SUCCEEDED" and output else None,
-                      str(message), round(progress * 100) if isinstance(progress, (int, float)) else None)
+        return Status(_STATES.get(state, "running"), state, output, str(message),
+                      round(progress * 100) if isinstance(progress, (int, float)) else None)
 
     def cancel(self, http: Http, job_id: str) -> bool:
         """DELETE /v1/tasks/{id}: Runway cancels a running task (and deletes a finished one)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..generators import Request, Setup
-from .jobs import Frames, HostedGenerator, Service, Status, orientation, png_resized
+from .jobs import Frames, HostedGenerator, Service, Status, answer_field, answer_object, orientation, png_resized
 from .transport import Http, Multipart
 
 _STATES = {"queued": "running", "in_progress": "running", "completed": "succeeded", "failed": "failed"}
@@ -45,11 +45,11 @@ class Sora(Service):
         width, height = (int(side) for side in parameters["size"].split("x"))
         image = png_resized(frames.first, width, height)
         body = Multipart(parameters, (("input_reference", "start.png", "image/png", image),))
-        return str(http.json("POST", "videos", self.headers(), body)["id"])
+        return answer_field(self.name, "submit", http.json("POST", "videos", self.headers(), body), "id")
 
     def status(self, http: Http, job_id: str) -> Status:
         """GET /videos/{id}; a completed video is fetched from /content."""
-        video = http.json("GET", f"videos/{job_id}", self.headers())
+        video = answer_object(self.name, "status", http.json("GET", f"videos/{job_id}", self.headers()))
         state = str(video.get("status"))
         error = video.get("error") or {}
         content = f"videos/{job_id}/content" if state == "completed" else None
@@ -61,13 +61,6 @@ class Sora(Service):
     def download_headers(self) -> dict[str, str]:
         """The content endpoint needs the key too."""
         return self.headers()
-
-    @staticmethod
-    def error_message(body: Any) -> str | None:
-        """OpenAI's ``{"error": {"message": ...}}``."""
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            return str(body["error"].get("message") or "") or None
-        return body if isinstance(body, str) else None
 
     def not_sent(self, request: Request) -> list[str]:
         """No seed and no negative prompt in the Videos API."""

@@ -1,10 +1,14 @@
 """HTTP for the hosted services: timeouts on every request, retries with a cap, one-line errors, no key in any.
 
-Stdlib ``urllib`` only. 429 and 5xx answers (and dropped connections) are retried up to ``retries``
-times, waiting what ``Retry-After`` asks (capped) or else an exponential backoff; any other 4xx is
-reported at once, in one line, with the service's own message. Error texts carry the method and path
-(never the query or headers) and pass through ``redact``, so no key can reach a message. Redirects that
-leave the host drop the auth headers: a signed storage URL must not receive the API key.
+Stdlib ``urllib`` only. A request that can be sent twice safely (GET, DELETE) is retried up to ``retries``
+times after 429 and 5xx answers, dropped connections and cut downloads, waiting what ``Retry-After`` asks
+or else an exponential backoff. A submit (POST) makes a paid job, so it is retried only after what proves
+the service made nothing: 429, 503 with a Retry-After, a refused connection; a timeout, a dropped
+connection or another 5xx may have come after the job was made, so it ends the request at once. A
+``Retry-After`` longer than ``max_wait`` is not shortened: the request stops, saying how long the service
+asked to wait. Any other 4xx is reported at once, in one line, with the service's own message. Error texts
+carry the method and path (never the query or headers) and pass through ``redact``, so no key can reach a
+message. Redirects that leave the host drop the auth headers: a signed storage URL must not receive the key.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from ..errors import HostedError
 from ..stage import Cancelled
 from .credentials import MASK
 
-RETRIED = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})  # for requests that are safe to send again
+IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
 AUTH_HEADERS = ("authorization", "x-goog-api-key", "x-api-key")
 CHUNK = 1 << 16
 
@@ -38,7 +43,7 @@ class Retry:
     timeout: float = 60.0  # seconds, every request (connect and each read)
     retries: int = 5
     backoff: float = 2.0  # first wait without a Retry-After; doubles each time
-    max_wait: float = 120.0  # cap on any one wait, Retry-After included
+    max_wait: float = 120.0  # the longest wait: a longer backoff is cut to it, a longer Retry-After stops the request
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
 
 
 class Refused(HostedError):
-    """The service answered no (a 4xx other than 408/409/425/429): nothing was made, so nothing is billed."""
+    """The service made nothing, so nothing is billed: a 4xx answer, or a submit turned away (429, 503, refused)."""
 
 
 class Http:
@@ -143,12 +148,14 @@ class Http:
 
     def _send(self, method: str, path: str, headers: Mapping[str, str], data: bytes | None,
               read: Callable[[Any], Any]) -> Any:
-        """One request, retried on 429/5xx/dropped connections/short downloads; ``read`` takes the response."""
+        """One request, retried as the module says (a submit only when nothing was made); ``read`` reads the answer."""
         where = self._where(path)
+        idempotent = method in IDEMPOTENT
         for attempt in range(self.retry.retries + 1):
             if self.cancel.is_set():
                 raise Cancelled()
             request = urllib.request.Request(self.url(path), data=data, headers=dict(headers), method=method)
+            wait: float | None = None
             try:
                 # A new opener per request: it reads the proxy settings ($https_proxy, $no_proxy) as they are now.
                 opener = urllib.request.build_opener(_SameHostRedirects)
@@ -156,20 +163,33 @@ class Http:
                     return read(response)
             except urllib.error.HTTPError as exc:
                 body = _read_error_body(exc)
-                if exc.code not in RETRIED or attempt == self.retry.retries:
-                    reason = self.error_message(body) or (exc.reason if isinstance(exc.reason, str) else "")
-                    retried = f" after {attempt + 1} tries" if exc.code in RETRIED else ""
-                    error = HostedError if exc.code in RETRIED or exc.code >= 500 else Refused
-                    message = f"{self.service}: HTTP {exc.code} from {method} {where}{retried}: {reason or 'no reply'}"
-                    raise error(self.redact(message, headers)) from None
                 wait = _retry_after(exc.headers.get("Retry-After"))
+                nothing_made = exc.code == 429 or (exc.code == 503 and wait is not None)
+                retried = exc.code in RETRIED if idempotent else nothing_made
+                if not retried or attempt == self.retry.retries:
+                    reason = self.error_message(body) or (exc.reason if isinstance(exc.reason, str) else "")
+                    tries = f" after {attempt + 1} tries" if retried else ""
+                    refused = (exc.code < 500 and exc.code not in RETRIED) or (not idempotent and nothing_made)
+                    message = f"{self.service}: HTTP {exc.code} from {method} {where}{tries}: {reason or 'no reply'}"
+                    if not refused and not idempotent:
+                        message += "; the service may have made the job, so it is not sent again"
+                    raise (Refused if refused else HostedError)(self.redact(message, headers)) from None
+                if wait is not None and wait > self.retry.max_wait:
+                    raise (HostedError if idempotent else Refused)(
+                        f"{self.service}: HTTP {exc.code} from {method} {where}: the service asks to wait {wait:g} s "
+                        f"before trying again, longer than retry_max_wait ({self.retry.max_wait:g} s)") from None
             except (urllib.error.URLError, http.client.HTTPException, _Truncated, OSError) as exc:
+                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                refused = isinstance(reason, ConnectionRefusedError)
+                if not idempotent and not refused:
+                    raise HostedError(self.redact(f"{self.service}: {method} {where} got no answer ({reason}); the "
+                                                  "service may have made the job, so it is not sent again",
+                                                  headers)) from None
                 if attempt == self.retry.retries:
-                    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-                    raise HostedError(self.redact(f"{self.service}: {method} {where} failed after {attempt + 1} "
-                                                  f"tries: {reason}", headers)) from None
-                wait = None
-            delay = min(wait if wait is not None else self.retry.backoff * 2 ** attempt, self.retry.max_wait)
+                    error = Refused if refused and not idempotent else HostedError
+                    raise error(self.redact(f"{self.service}: {method} {where} failed after {attempt + 1} tries: "
+                                            f"{reason}", headers)) from None
+            delay = wait if wait is not None else min(self.retry.backoff * 2 ** attempt, self.retry.max_wait)
             if self.cancel.wait(delay):
                 raise Cancelled()
         raise AssertionError("unreachable")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..generators import Request, Setup
-from .jobs import Frames, HostedGenerator, Service, Status, base64_png, orientation
+from .jobs import Frames, HostedGenerator, Service, Status, answer_field, answer_object, base64_png, orientation
 from .transport import Http
 
 
@@ -59,32 +59,31 @@ class Veo(Service):
             instance["lastFrame"] = {"bytesBase64Encoded": base64_png(frames.last), "mimeType": "image/png"}
         settings = {key: value for key, value in parameters.items() if key not in ("model", "prompt", "lastFrame")}
         body = {"instances": [instance], "parameters": settings}
-        return str(http.json("POST", f"models/{self.model}:predictLongRunning", self.headers(), body)["name"])
+        answer = http.json("POST", f"models/{self.model}:predictLongRunning", self.headers(), body)
+        return answer_field(self.name, "submit", answer, "name")
 
     def status(self, http: Http, job_id: str) -> Status:
         """GET the operation; ``done`` with a sample, an error, or samples filtered out by safety."""
-        operation = http.json("GET", job_id, self.headers())
+        operation = answer_object(self.name, "status", http.json("GET", job_id, self.headers()))
         if not operation.get("done"):
             return Status("running", "running")
         if error := operation.get("error"):
-            return Status("failed", "error", message=str(error.get("message", error)))
-        response = operation.get("response", {}).get("generateVideoResponse", {})
+            message = error.get("message", error) if isinstance(error, dict) else error
+            return Status("failed", "error", message=str(message))
+        response = operation.get("response")
+        response = response.get("generateVideoResponse") if isinstance(response, dict) else None
+        response = response if isinstance(response, dict) else {}
         samples = response.get("generatedSamples") or []
         if not samples:
             reasons = response.get("raiMediaFilteredReasons") or ["no video in the response"]
             return Status("failed", "filtered", message="; ".join(map(str, reasons)))
-        return Status("succeeded", "done", samples[0]["video"]["uri"])
+        uri = answer_field(self.name, "status", operation, "response", "generateVideoResponse", "generatedSamples", 0,
+                           "video", "uri")
+        return Status("succeeded", "done", uri)
 
     def download_headers(self) -> dict[str, str]:
         """The file download takes the key as well."""
         return self.headers()
-
-    @staticmethod
-    def error_message(body: Any) -> str | None:
-        """Google's ``{"error": {"code", "message", "status"}}``."""
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            return str(body["error"].get("message") or "") or None
-        return body if isinstance(body, str) else None
 
     def not_sent(self, request: Request) -> list[str]:
         """Veo takes everything stylecomp asks for."""
