@@ -13,7 +13,9 @@ and per column its strength, prompt segment, LoRA set and noise seed. During the
   blends the results by the segment's weight, area-averaged down to that attention layer's
   resolution (a hard matte gives exactly masked attention). One UNet pass for all prompts.
 - LoRA sets: one UNet pass per distinct set (adapters switched between passes), the noise
-  predictions blended by the sets' weights in latent space.
+  predictions blended by the sets' weights in latent space. ``region_prompts: passes`` treats
+  prompts the same way (a pass per distinct prompt): the built-in model mixes looks across the
+  frame in one pass (its coarse self-attention and group norms see everything), see the README.
 - Seeds: each seed's noise blended by weight, renormalised to unit variance.
 """
 
@@ -138,12 +140,15 @@ def attention_grid(tokens: int, height: int, width: int) -> tuple[int, int]:
 
 @contextlib.contextmanager
 def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tensor | None,
-                  step_hook: StepHook | None, adapters: Sequence[str]) -> Iterator[StepHook]:
+                  step_hook: StepHook | None, adapters: Sequence[str], prompt_passes: bool = False
+                  ) -> Iterator[StepHook]:
     """While one pipeline call runs: the call's regions in its noise, cross-attention, UNet passes and ControlNets.
 
     Yields the per-step hook (latents after step -> latents to go on with) that applies per-pixel
     strength, then ``step_hook`` (latent fusion). ``noise`` replaces the pipeline's own draw, as
-    ``stylize._noise_injected`` does. SD 1.5 and SDXL (UNet pipelines).
+    ``stylize._noise_injected`` does. ``prompt_passes``: one UNet pass per distinct prompt (and LoRA
+    set), blended by matte like LoRA sets, instead of masked cross-attention in one pass. SD 1.5 and
+    SDXL (UNet pipelines).
     """
     unet, scheduler = pipe.unet, pipe.scheduler
     height, width = call.weights.shape[:2]
@@ -181,14 +186,20 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
 
     segments = call.segments
     segment_maps = call.grouped(lambda c: c.segment, segments)
-    lora_maps = call.grouped(lambda c: c.lora_set, len(call.lora_sets))
+    # The UNet passes: one per LoRA set, or (prompt passes) one per distinct (prompt, LoRA set).
+    passes = sorted({(c.segment if prompt_passes else None, c.lora_set) for c in call.columns},
+                    key=lambda item: (item[0] or 0, item[1]))
+    index = {item: i for i, item in enumerate(passes)}
+    pass_maps = call.grouped(lambda c: index[(c.segment if prompt_passes else None, c.lora_set)], len(passes))
 
     def segment_weights(tokens: int) -> torch.Tensor:
         rows, cols = attention_grid(tokens, *latent_size)
         maps = call.at("segments", segment_maps, rows, cols, torch.zeros(()))
         return maps.flatten(2).transpose(1, 2)  # (1, tokens, segments)
 
-    models = [unet, *_controlnets(pipe)]
+    # Masked cross-attention in the UNet (one pass for every prompt), and in the ControlNets either way: the
+    # pipeline runs them once per step with every prompt's embeddings.
+    models = [*([] if prompt_passes else [unet]), *_controlnets(pipe)]
     originals = [model.attn_processors for model in models]
     if segments > 1:
         for model in models:
@@ -196,14 +207,18 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
                                       if name.endswith("attn2.processor") else processor
                                       for name, processor in model.attn_processors.items()})
     unet_forward = unet.forward
-    if len(call.lora_sets) > 1:
-        def forward(sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    if len(passes) > 1:
+        def forward(sample: torch.Tensor, timestep: Any, *args: Any, **kwargs: Any) -> Any:
+            embeddings = args[0] if args else kwargs.pop("encoder_hidden_states")
+            length = embeddings.shape[1] // segments
             total = None
-            for index, adapter_weights in enumerate(call.lora_sets):
-                pipe.set_adapters(list(adapters), adapter_weights=list(adapter_weights))
-                result = unet_forward(sample, *args, **kwargs)
+            for number, (segment, lora_set) in enumerate(passes):
+                if adapters:
+                    pipe.set_adapters(list(adapters), adapter_weights=list(call.lora_sets[lora_set]))
+                tokens = embeddings if segment is None else embeddings[:, segment * length : (segment + 1) * length]
+                result = unet_forward(sample, timestep, tokens, *args[1:], **kwargs)
                 prediction = result[0] if isinstance(result, tuple) else result.sample
-                share = call.at("lora", lora_maps, *prediction.shape[-2:], prediction)[:, index : index + 1]
+                share = call.at("passes", pass_maps, *prediction.shape[-2:], prediction)[:, number : number + 1]
                 total = prediction * share if total is None else total + prediction * share
             return (total,) if isinstance(result, tuple) else type(result)(sample=total)
 

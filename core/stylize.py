@@ -89,6 +89,7 @@ class StylizeParameters:
     vectors: VectorConvention
     regions: tuple[Region, ...] = ()  # with absolute paths; model.loras holds every region's LoRAs too
     own_loras: tuple[Lora, ...] = ()  # the shot's own LoRAs (model.loras without the regions' additions)
+    region_prompts: str = "attention"  # masked cross-attention, or a UNet pass per prompt
 
     @classmethod
     def for_shot(cls, job: Job, shot: Shot) -> StylizeParameters:
@@ -132,6 +133,7 @@ class StylizeParameters:
             vectors=VectorConvention(job.consistency.vector_units, job.consistency.vector_y),
             regions=regions,
             own_loras=own_loras,
+            region_prompts=job.region_prompts,
         )
 
     def frame_seed(self, frame: int) -> int:
@@ -232,8 +234,8 @@ class StylizeStage:
                             "fusion_strength": p.fusion_strength},
             "color": self.encoding.description,
             "ocio_config": self.encoding.config_uri,
-            **({"regions": [region.model_dump(mode="json", exclude_none=True) for region in p.regions]}
-               if p.regions else {}),
+            **({"regions": [region.model_dump(mode="json", exclude_none=True) for region in p.regions],
+                "region_prompts": p.region_prompts} if p.regions else {}),
         }
 
     def region_of_definition(self, frame: int, source_window: Window) -> Window:
@@ -256,7 +258,7 @@ class StylizeStage:
         if not self._identity:
             p = self.params
             check_mechanisms(p.mechanisms, p.model.family, p.resolution.mode == "tiles", "consistency.mechanisms")
-            check_region_settings(p, len(self._segments))
+            check_region_settings(p)
             check_model(p.model)
             self.geometry()
             identity: dict[str, Any] = {
@@ -635,7 +637,8 @@ class StylizeStage:
             stack.enter_context(torch.no_grad())
             if regional is not None:
                 adapters = [f"lora{number}" for number in range(len(p.model.loras))]  # as models._load_loras names them
-                step_hook = stack.enter_context(regional_call(pipe, regional, noise, fusion, adapters))
+                step_hook = stack.enter_context(regional_call(pipe, regional, noise, fusion, adapters,
+                                                              p.region_prompts == "passes"))
             else:
                 step_hook = fusion
                 stack.enter_context(_noise_injected(pipe, noise))
@@ -764,7 +767,7 @@ def _columns(p: StylizeParameters, segments: list[tuple[str, str]], heal: float)
     return tuple(columns)
 
 
-def check_region_settings(p: StylizeParameters, segments: int) -> None:
+def check_region_settings(p: StylizeParameters) -> None:
     """Refuse (JobError, one line) region settings this model cannot honour, before any frame renders."""
     if not p.regions:
         return
@@ -780,7 +783,7 @@ def check_region_settings(p: StylizeParameters, segments: int) -> None:
         if unknown:
             raise JobError(f"controlnet_weights names {', '.join(unknown)}, but the model has no such ControlNet "
                            f"(its sources: {', '.join(sorted(sources)) or 'none'})", where)
-    if segments > 1 and p.model.ip_adapter is not None:
+    if len(_segments(p)) > 1 and p.model.ip_adapter is not None:
         raise JobError("regional prompts cannot run with an IP-Adapter yet (both replace the cross-attention)",
                        "regions")
 
