@@ -52,7 +52,7 @@ from .models import check_model, ip_adapter_image_encoder, model_hash, style_ref
 from .motion import VectorConvention
 from .pipeline_pool import PipelinePool
 from .plates import Window
-from .region_diffusion import Column, RegionalCall, controlnets_vary, regional_call
+from .region_diffusion import Column, RegionalCall, controlnets_vary, flux_attention_kwargs, regional_call
 from .regions import FrameRegions
 from .resolution import ModelCalls, ResolutionPlan, ResolutionSettings, assemble, model_calls, plan
 from .stage import Cancelled, Clip, FrameInputs, FrameResult, StageDescription
@@ -309,8 +309,10 @@ class StylizeStage:
             self._embeds = _encode_prompt(self._pipe, p)
             if len(self._segments) > 1:
                 parts = [self._embeds] + [_encode_prompt(self._pipe, p, *pair) for pair in self._segments[1:]]
-                self._regional_embeds = {name: value if value is None or name.startswith("pooled") or
-                                         name.startswith("negative_pooled") else
+                # Token embeddings side by side; pooled ones (SDXL, Flux: one vector per prompt) stacked, to be
+                # mixed by area (one pass) or given to each prompt's pass (passes).
+                self._regional_embeds = {name: value if value is None else
+                                         torch.stack([part[name] for part in parts]) if "pooled" in name else
                                          torch.cat([part[name] for part in parts], dim=1)
                                          for name, value in self._embeds.items()}
             if self._reference is not None:
@@ -591,13 +593,14 @@ class StylizeStage:
         p, pipe = self.params, self._pipe
         height, width = images[0].shape[:2]
         count = len(images)
-        embeds = self._embeds
+        embeds, pooled = self._embeds, None
         if regional is not None:
             strength = float(regional.strength_map().max())
             if strength <= 0.0:
                 return [images[0].copy()]  # every pixel untouched: _finish puts the plate's own values back
             if regional.segments > 1:
-                embeds = self._regional_embeds
+                embeds, pooled = _regional_pooled(self._regional_embeds, regional, p.region_prompts == "passes",
+                                                  _uses_cfg(p))
 
         def on_step(_pipe: object, step: int, _t: object, tensors: dict[str, Any]) -> dict[str, Any]:
             if cancel.is_set():
@@ -632,13 +635,16 @@ class StylizeStage:
                 kwargs["control_mode"] = [None] * len(per_net)  # plain (not Union) ControlNets: no mode each
         if controls[0] or p.model.family == "flux":
             kwargs |= {"height": height, "width": width}
+        if (regional is not None and regional.segments > 1 and p.model.family == "flux"
+                and p.region_prompts == "attention"):
+            kwargs["joint_attention_kwargs"] = flux_attention_kwargs(pipe, regional, embeds["prompt_embeds"])
         attention = p.mechanisms & ATTENTION
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             if regional is not None:
                 adapters = [f"lora{number}" for number in range(len(p.model.loras))]  # as models._load_loras names them
                 step_hook = stack.enter_context(regional_call(pipe, regional, noise, fusion, adapters,
-                                                              p.region_prompts == "passes"))
+                                                              p.region_prompts == "passes", pooled))
             else:
                 step_hook = fusion
                 stack.enter_context(_noise_injected(pipe, noise))
@@ -723,6 +729,24 @@ def _encode_prompt(pipe: DiffusionPipeline, p: StylizeParameters, prompt: str | 
     return {"prompt_embeds": positive, "pooled_prompt_embeds": pooled}
 
 
+def _regional_pooled(embeds: dict[str, Any], call: RegionalCall, passes: bool, cfg: bool
+                     ) -> tuple[dict[str, Any], list[torch.Tensor] | None]:
+    """The pipeline's embeddings for a regional call, and (passes, SDXL and Flux) each prompt's pooled embedding
+    as its pass gives it to the model. A pooled embedding conditions the whole frame, so one pass gets the
+    prompts' pooled embeddings mixed by their share of the frame."""
+    if not any("pooled" in name for name in embeds):
+        return embeds, None
+    shares = torch.from_numpy(call.grouped(lambda c: c.segment, call.segments).mean(axis=(0, 1)))
+    mixed = {name: (value * shares.to(value.device, value.dtype).view(-1, *[1] * (value.dim() - 1))).sum(0)
+             if value is not None and "pooled" in name else value for name, value in embeds.items()}
+    if not passes:
+        return mixed, None
+    positive, negative = embeds["pooled_prompt_embeds"], embeds.get("negative_pooled_prompt_embeds")
+    per_pass = [torch.cat([negative[g], positive[g]]) if cfg and negative is not None else positive[g]
+                for g in range(call.segments)]
+    return mixed, per_pass
+
+
 def _segments(p: StylizeParameters) -> list[tuple[str, str]]:
     """The distinct (prompt, negative prompt) pairs of the shot and its regions, the shot's first."""
     pairs = [(p.prompt, p.negative_prompt)]
@@ -771,11 +795,11 @@ def check_region_settings(p: StylizeParameters) -> None:
     """Refuse (JobError, one line) region settings this model cannot honour, before any frame renders."""
     if not p.regions:
         return
-    if p.model.family == "flux":
-        raise JobError("regions need an SD 1.5 or SDXL model; Flux is not supported yet", "regions")
     sources = {net.source for net in p.model.controlnets}
     for region in p.regions:
         where = f"regions.{region.name}"
+        if region.controlnet_weights and p.model.family == "flux":
+            raise JobError("controlnet_weights per region work on SD 1.5 and SDXL, not on Flux yet", where)
         if region.ip_adapter_image is not None:
             raise JobError("ip_adapter_image per region is not supported yet (the model's ip_adapter applies to "
                            "the whole frame)", where)

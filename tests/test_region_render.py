@@ -23,6 +23,7 @@ from stylecomp.stylemodel.architecture import save_random_model
 from stylecomp.stylemodel.evaluation import EVALUATION_PROMPTS, RECOMMENDED, display_output, held_out_shot, stylize
 from stylecomp.testmodels import make_test_lora
 
+pytestmark = pytest.mark.usefixtures("private_cache")  # no render cache shared with other runs
 STREET = Path("plates") / "blender_street" / "street.####.exr"
 BEAUTY = [f"ViewLayer.Combined.{c}" for c in "RGBA"]
 
@@ -143,10 +144,13 @@ def test_bad_regions_are_one_line_and_nothing_is_written(testdata: Path, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_regions_on_flux_are_refused_before_any_frame(testdata: Path, tmp_path: Path, tiny: dict[str, Path]) -> None:
-    job = street_job(testdata, tmp_path, tiny["flux"], model={"family": "flux", "path": str(tiny["flux"])})
-    status, _, err = invoke("render", str(job), "--device", "cpu", "--region", "car: prompt=ink")
-    assert status == 2 and "regions need an SD 1.5 or SDXL model; Flux is not supported yet" in err
+def test_controlnet_weights_per_region_on_flux_are_refused(testdata: Path, tmp_path: Path,
+                                                          tiny: dict[str, Path]) -> None:
+    job = street_job(testdata, tmp_path, tiny["flux"], model={
+        "family": "flux", "path": str(tiny["flux"]),
+        "controlnets": [{"path": str(tiny["flux"] / "controlnet"), "source": "lineart", "weight": 0.5}]})
+    status, _, err = invoke("render", str(job), "--device", "cpu", "--region", "car: controlnet_weights=lineart:1")
+    assert status == 2 and "controlnet_weights per region work on SD 1.5 and SDXL, not on Flux yet" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -159,25 +163,28 @@ def _unet_only_lora(tmp_path: Path, model: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("setting", ["lora", "controlnet", "prompt", "prompt_passes"])
+@pytest.mark.parametrize("setting", ["lora", "controlnet", "prompt", "prompt_passes", "sdxl_prompt",
+                                     "sdxl_prompt_passes", "flux_prompt", "flux_prompt_passes"])
 def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_path: Path, tiny: dict[str, Path],
                                                                         setting: str) -> None:
-    """The regional machinery (LoRA-set passes, per-pixel ControlNet scales, masked cross-attention, prompt passes)
-    gives what the plain pipeline gives when one region covers the whole frame."""
-    model = tiny["sd15"]
+    """The regional machinery (LoRA-set passes, per-pixel ControlNet scales, masked cross-attention, Flux's masked
+    joint attention, prompt passes with their own pooled embeddings) gives what the plain pipeline gives when one
+    region covers the whole frame."""
+    family = setting.split("_")[0] if setting.startswith(("sdxl", "flux")) else "sd15"
+    model = tiny[family]
     plates = write_plates(tmp_path / "plates", 1)
-    lora = _unet_only_lora(tmp_path, model)
-    controlnets = [{"path": str(model / "controlnet"), "source": "edges", "weight": 1.0}]
     everything = {"ids": [4000]}  # nothing, inverted
-    base = {"model": {"family": "sd15", "path": str(model), "controlnets": controlnets}}
+    controlnets = [{"path": str(model / "controlnet"), "source": "edges", "weight": 1.0}] if family != "flux" else []
+    base: dict = {"model": {"family": family, "path": str(model), "controlnets": controlnets}}
     if setting == "lora":
+        lora = _unet_only_lora(tmp_path, model)
         plain = {"model": {**base["model"], "loras": [{"path": str(lora), "weight": 0.8}]}}
         region = {"loras": [{"path": str(lora), "weight": 0.8}]}
     elif setting == "controlnet":
         plain = {"model": {**base["model"], "controlnets": [{**controlnets[0], "weight": 0.3}]}}
         region = {"controlnet_weights": {"edges": 0.3}}
     else:
-        if setting == "prompt_passes":
+        if setting.endswith("passes"):
             base["region_prompts"] = "passes"
         plain = base | {"prompt": "cel shading, bold ink"}
         region = {"prompt": "cel shading, bold ink"}
@@ -191,8 +198,9 @@ def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_pat
     reference = job_document(plates, model, str(tmp_path / "reference/demo.####.exr"), 1, strength=0.7) | base
     assert invoke("render", str(write_job(tmp_path / "reference.json", reference)), "--device", "cpu")[0] == 0
     without = stylized(tmp_path / f"reference/demo.{FIRST}.exr")
-    assert np.abs(outputs[0] - without).mean() > 0.01  # the setting changes the picture ...
-    assert np.allclose(outputs[1], outputs[0], rtol=2e-3, atol=1e-3)  # ... and the region the same (half floats)
+    change = np.abs(outputs[0] - without).mean()
+    assert change > 1e-3  # the setting changes the picture ...
+    assert np.abs(outputs[1] - outputs[0]).mean() < 0.05 * change  # ... and the region the same (half floats)
 
 
 # --- the trained model: each region takes its own look ----------------------------------------------------
