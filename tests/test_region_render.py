@@ -17,7 +17,7 @@ from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_pl
 from stylecomp import cryptomatte
 from stylecomp.jobspec import MAX_REGIONS, Region
 from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate, write_plate
+from stylecomp.plates import ImagePart, read_plate, write_plate
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.architecture import save_random_model
 from stylecomp.stylemodel.evaluation import EVALUATION_PROMPTS, RECOMMENDED, display_output, held_out_shot, stylize
@@ -93,6 +93,38 @@ def test_strength_zero_is_bit_exact_in_a_half_float_plate(tmp_path: Path, tiny: 
     styled, clean = stylized(tmp_path / f"out/demo.{FIRST}.exr"), plate.channels(["R", "G", "B", "A"])
     assert np.array_equal(bits(styled[ground]), bits(clean[ground]))
     assert np.abs(styled - clean)[~ground].mean() > 0.01  # strength 1 elsewhere
+
+
+def test_matte_channel_and_matte_sequence_selectors(tmp_path: Path, tiny: dict[str, Path]) -> None:
+    """A plate channel (mask.A) and a separate matte sequence (same frame numbers) select soft coverage."""
+    plates = write_plates(tmp_path / "plates", 2)
+    (tmp_path / "mattes").mkdir()
+    for frame in (FIRST, FIRST + 1):
+        plate = read_plate(plates / f"demo.{frame}.exr")
+        ids = plate.channel("id")
+        ramp = np.broadcast_to(np.linspace(0, 1, ids.shape[1], dtype=np.float32), ids.shape)
+        write_plate(tmp_path / "mattes" / f"ball.{frame}.exr", [ImagePart.create(
+            (ids == 5).astype(np.float32)[..., None], ["A"])])
+        names = [*plate.channel_names, "mask.A"]
+        pixels = np.concatenate([plate.channels(plate.channel_names), ramp[..., None]], axis=2)
+        write_plate(plates / f"demo.{frame}.exr", [ImagePart.create(pixels, names, pixel_type="float",
+                                                                    channel_types={"id": "uint"})])
+    document = job_document(plates, tiny["sd15"], str(tmp_path / "out/demo.####.exr"), 2, regions=[
+        {"name": "ramp", "select": {"matte": "mask.A"}, "strength": 0.0},
+        {"name": "ball", "select": {"matte_sequence": "mattes/ball.####.exr"}, "prompt": "ink"}])
+    status, _, err = invoke("render", str(write_job(tmp_path / "job.json", document)), "--device", "cpu")
+    assert status == 0, err
+    for frame in (FIRST, FIRST + 1):
+        plate, output = read_plate(plates / f"demo.{frame}.exr"), read_plate(tmp_path / f"out/demo.{frame}.exr")
+        ball = (plate.channel("id") == 5).astype(np.float32)
+        assert ball.sum() > 20
+        assert np.array_equal(output.channel("regions.ball"), ball)
+        assert np.allclose(output.channel("regions.ramp"), plate.channel("mask.A") * (1.0 - ball), atol=1e-6)
+    (tmp_path / "mattes" / f"ball.{FIRST + 1}.exr").unlink()
+    status, _, err = invoke("render", str(write_job(tmp_path / "job.json", document | {"shots": [
+        document["shots"][0] | {"output": str(tmp_path / "again/demo.####.exr")}]})), "--device", "cpu")
+    assert status == 2 and f"region 'ball': no matte for frame(s) {FIRST + 1}: " in err, err
+    assert not (tmp_path / "again").exists()
 
 
 def _manifest_without(testdata: Path, folder: Path, frame: int, name: str) -> None:
