@@ -279,3 +279,19 @@ def test_two_regions_take_their_own_looks(weights: str, looks_models: dict[str, 
                            1.0 - error(outputs["own"], look) / error(outputs["swapped"], look)))
     passed = all(share <= MIN_OWN_SHARE and gain >= MIN_SWAP_GAIN for share, gain in checks)
     assert passed == (weights == "shipped"), checks
+
+
+def test_candidates_keep_the_regions(tmp_path: Path, tiny: dict[str, Path]) -> None:
+    """Every candidate of a frame is rendered with the shot's regions: the strength-0 ground stays the plate."""
+    plates = write_plates(tmp_path / "plates", 1)
+    document = job_document(plates, tiny["sd15"], str(tmp_path / "out/demo.####.exr"), 1,
+                            regions=[{"name": "ground", "select": {"ids": [1]}, "strength": 0.0}])
+    job = write_job(tmp_path / "job.json", document)
+    status, _, err = invoke("candidates", str(job), "--count", "2", "--out", str(tmp_path / "cands"), "--device", "cpu")
+    assert status == 0, err
+    plate = read_plate(plates / f"demo.{FIRST}.exr")
+    ground = plate.channel("id") == 1
+    for index in range(2):
+        styled = stylized(tmp_path / "cands" / f"candidate_{index:02d}.exr")
+        assert np.array_equal(bits(styled[ground]), bits(plate.channels(["R", "G", "B", "A"])[ground]))
+        assert np.abs(styled - plate.channels(["R", "G", "B", "A"]))[~ground].mean() > 0.01
