@@ -42,8 +42,8 @@ from stylecomp.color import ModelEncoding
 from stylecomp.contactsheet import write_contact_sheet
 from stylecomp.jobspec import Consistency, FrameRange, Job, Region, Resolution, SeedPolicy, Shot
 from stylecomp.metrics import (
-    DEPTH_TOLERANCE, Sampler, check_conventions, masked_errors, pair_roles, read_plate_frame, read_stylized_frame, require_reproduction,
-    visibility,
+    DEPTH_TOLERANCE, Sampler, check_conventions, masked_errors, pair_roles, read_plate_frame, read_stylized_frame,
+    require_reproduction, visibility,
 )
 from stylecomp.pipeline_pool import PipelinePool
 from stylecomp.plates import read_plate

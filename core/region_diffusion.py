@@ -70,6 +70,7 @@ class RegionalCall:
 
     @property
     def segments(self) -> int:
+        """How many distinct prompts the call's columns use."""
         return 1 + max(c.segment for c in self.columns)
 
     def at(self, name: str, maps: np.ndarray, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
@@ -336,10 +337,10 @@ def _scaled_controlnets(pipe: DiffusionPipeline, call: RegionalCall) -> Callable
     if not nets or not controlnets_vary(call):
         return lambda: None
     for index, net in enumerate(nets):
-        relative = call.weights @ np.array([c.controlnet_scales[index] for c in call.columns], np.float32)
+        scales = call.weights @ np.array([c.controlnet_scales[index] for c in call.columns], np.float32)
         original = net.forward
 
-        def forward(*args: Any, _original: Callable[..., Any] = original, _map: np.ndarray = relative,
+        def forward(*args: Any, _original: Callable[..., Any] = original, _map: np.ndarray = scales,
                     _name: str = f"controlnet{index}", **kwargs: Any) -> Any:
             down, mid = _original(*args, **{**kwargs, "return_dict": False})
             down = [r * call.at(_name, _map[..., None], *r.shape[-2:], r) for r in down]

@@ -68,7 +68,7 @@ def test_street_regions_by_cryptomatte_name_through_the_cli(testdata: Path, tmp_
         assert np.allclose(output.channel("regions.road"), road * (1.0 - car), atol=1e-6)
         untouched = output.channel("regions.road") >= 1.0
         assert untouched.sum() > 40000
-        styled, clean = output.channels(["stylized.R", "stylized.G", "stylized.B", "stylized.A"]), plate.channels(BEAUTY)
+        styled, clean = output.channels([f"stylized.{c}" for c in "RGBA"]), plate.channels(BEAUTY)
         assert np.array_equal(bits(styled[untouched]), bits(clean[untouched]))  # bit for bit, as written
         assert np.abs(styled - clean)[~untouched].mean() > 0.01
         header = output.parts[0].attributes
