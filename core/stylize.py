@@ -66,6 +66,7 @@ _SOURCE_CLIPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "tile": ((), ()),
 }
 StepHook = Callable[[int, torch.Tensor], torch.Tensor]  # (step, latents after it) -> latents to go on with
+Segment = tuple[str, str, int]  # a regional prompt: prompt, negative prompt, the LoRA set its text is encoded with
 _CLIP_COMPONENTS = {"Source": 4, "Depth": 1, "Normal": 3, "ObjectID": 1, "Motion": 2}
 
 
@@ -179,7 +180,7 @@ class StylizeStage:
         # calls each install their own mattes) render one at a time.
         self.frames_per_call = (1 if params.sequential or params.regions
                                 else self.performance.frames_per_call(pool.device))
-        self._segments = _segments(params)  # regions: the distinct (prompt, negative prompt) pairs, the shot's first
+        self._segments = _segments(params)  # regions: the distinct prompt segments, the shot's first
         self._pipe: DiffusionPipeline | None = None
         self._embeds: dict[str, Any] = {}
         self._regional_embeds: dict[str, Any] = {}  # regions: every segment's embeddings, on the token axis
@@ -308,7 +309,7 @@ class StylizeStage:
         with torch.no_grad():
             self._embeds = _encode_prompt(self._pipe, p)
             if len(self._segments) > 1:
-                parts = [self._embeds] + [_encode_prompt(self._pipe, p, *pair) for pair in self._segments[1:]]
+                parts = [self._embeds] + [self._encode_segment(segment) for segment in self._segments[1:]]
                 # Token embeddings side by side; pooled ones (SDXL, Flux: one vector per prompt) stacked, to be
                 # mixed by area (one pass) or given to each prompt's pass (passes).
                 self._regional_embeds = {name: value if value is None else
@@ -318,6 +319,19 @@ class StylizeStage:
             if self._reference is not None:
                 self._embeds |= style_reference_embeds(self._pipe, self._reference, _uses_cfg(p))
         return self._pipe
+
+    def _encode_segment(self, segment: Segment) -> dict[str, Any]:
+        """A region's prompt embeddings, encoded with its LoRA set's adapters (the shot's again afterwards)."""
+        prompt, negative, lora_set = segment
+        adapters = [f"lora{number}" for number in range(len(self.params.model.loras))]  # models._load_loras' names
+        sets = _lora_sets(self.params)
+        if lora_set:
+            self._pipe.set_adapters(adapters, adapter_weights=list(sets[lora_set]))  # type: ignore[union-attr]
+        try:
+            return _encode_prompt(self._pipe, self.params, prompt, negative)  # type: ignore[arg-type]
+        finally:
+            if lora_set:
+                self._pipe.set_adapters(adapters, adapter_weights=list(sets[0]))  # type: ignore[union-attr]
 
     def end_sequence(self) -> None:
         self._pipe, self._embeds, self._regional_embeds = None, {}, {}
@@ -747,14 +761,19 @@ def _regional_pooled(embeds: dict[str, Any], call: RegionalCall, passes: bool, c
     return mixed, per_pass
 
 
-def _segments(p: StylizeParameters) -> list[tuple[str, str]]:
-    """The distinct (prompt, negative prompt) pairs of the shot and its regions, the shot's first."""
-    pairs = [(p.prompt, p.negative_prompt)]
+def _segments(p: StylizeParameters) -> list[Segment]:
+    """The distinct prompt segments of the shot and its regions, the shot's first: a LoRA's text-encoder layers
+    change a prompt's embeddings, so a prompt under another LoRA set is another segment."""
+    segments = [(p.prompt, p.negative_prompt, 0)]
     for region in p.regions:
-        pair = (_or(region.prompt, p.prompt), _or(region.negative_prompt, p.negative_prompt))
-        if pair not in pairs:
-            pairs.append(pair)
-    return pairs
+        if (segment := _segment(p, region, _lora_sets(p))) not in segments:
+            segments.append(segment)
+    return segments
+
+
+def _segment(p: StylizeParameters, region: Region, sets: tuple[tuple[float, ...], ...]) -> Segment:
+    lora_set = 0 if region.loras is None else sets.index(_lora_weights(p, region.loras))
+    return _or(region.prompt, p.prompt), _or(region.negative_prompt, p.negative_prompt), lora_set
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -776,17 +795,16 @@ def _lora_sets(p: StylizeParameters) -> tuple[tuple[float, ...], ...]:
     return tuple(sets)
 
 
-def _columns(p: StylizeParameters, segments: list[tuple[str, str]], heal: float) -> tuple[Column, ...]:
+def _columns(p: StylizeParameters, segments: list[Segment], heal: float) -> tuple[Column, ...]:
     """Column 0 (the shot's own settings) and one per region: strength (times ``heal``), prompt segment, LoRA
     set, seed and ControlNet weights."""
     sets = _lora_sets(p)
     own_scales = tuple(net.weight for net in p.model.controlnets)
     columns = [Column(p.strength * heal, 0, 0, p.seed, own_scales)]
     for region in p.regions:
-        pair = (_or(region.prompt, p.prompt), _or(region.negative_prompt, p.negative_prompt))
-        lora_set = 0 if region.loras is None else sets.index(_lora_weights(p, region.loras))
+        segment = _segment(p, region, sets)
         scales = tuple((region.controlnet_weights or {}).get(net.source, net.weight) for net in p.model.controlnets)
-        columns.append(Column(_or(region.strength, p.strength) * heal, segments.index(pair), lora_set,
+        columns.append(Column(_or(region.strength, p.strength) * heal, segments.index(segment), segment[2],
                               _or(region.seed, p.seed), scales))
     return tuple(columns)
 

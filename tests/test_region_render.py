@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file, save_file
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp import cryptomatte
@@ -186,15 +184,6 @@ def test_controlnet_weights_per_region_on_flux_are_refused(testdata: Path, tmp_p
     assert not (tmp_path / "out").exists()
 
 
-def _unet_only_lora(tmp_path: Path, model: Path) -> Path:
-    """The tiny LoRA without its text-encoder layers: a region's LoRA set applies to its UNet passes only."""
-    full = make_test_lora(tmp_path / "full.safetensors", model, seed=3)
-    state = {key: value for key, value in load_file(str(full)).items() if key.startswith("lora_unet")}
-    path = tmp_path / "unet_lora.safetensors"
-    save_file(state, str(path))
-    return path
-
-
 @pytest.mark.parametrize("setting", ["lora", "controlnet", "prompt", "prompt_passes", "sdxl_prompt",
                                      "sdxl_prompt_passes", "flux_prompt", "flux_prompt_passes"])
 def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_path: Path, tiny: dict[str, Path],
@@ -209,7 +198,7 @@ def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_pat
     controlnets = [{"path": str(model / "controlnet"), "source": "edges", "weight": 1.0}] if family != "flux" else []
     base: dict = {"model": {"family": family, "path": str(model), "controlnets": controlnets}}
     if setting == "lora":
-        lora = _unet_only_lora(tmp_path, model)
+        lora = make_test_lora(tmp_path / "lora.safetensors", model, seed=3)  # UNet and text-encoder layers
         plain = {"model": {**base["model"], "loras": [{"path": str(lora), "weight": 0.8}]}}
         region = {"loras": [{"path": str(lora), "weight": 0.8}]}
     elif setting == "controlnet":
