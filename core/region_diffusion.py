@@ -19,6 +19,7 @@ and per column its strength, prompt segment, LoRA set and noise seed. During the
   prompts the same way (a pass per distinct prompt): the built-in model mixes looks across the
   frame in one pass (its coarse self-attention and group norms see everything), see the README.
 - Seeds: each seed's noise blended by weight, renormalised to unit variance.
+- IP-Adapter style images: like LoRA sets, one UNet pass per distinct image.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Column:
     lora_set: int  # index of its LoRA set among RegionalCall.lora_sets
     seed: int
     controlnet_scales: tuple[float, ...]  # per ControlNet of the model, in order
+    style: int = 0  # index of its IP-Adapter style image among the call's (0: the shot's own)
 
 
 @dataclass
@@ -144,7 +146,7 @@ def attention_grid(tokens: int, height: int, width: int) -> tuple[int, int]:
 @contextlib.contextmanager
 def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tensor | None,
                   step_hook: StepHook | None, adapters: Sequence[str], prompt_passes: bool = False,
-                  pooled: Sequence[torch.Tensor] | None = None) -> Iterator[StepHook]:
+                  pooled: Sequence[torch.Tensor] | None = None, styles: Sequence[Any] = ()) -> Iterator[StepHook]:
     """While one pipeline call runs: the call's regions in its noise, attention, model passes and ControlNets.
 
     Yields the per-step hook (latents after step -> latents to go on with) that applies per-pixel
@@ -153,7 +155,8 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
     set), blended by matte like LoRA sets, instead of masked attention in one pass. SD 1.5 and SDXL
     (cross-attention processors) and Flux (its joint attention's mask, ``flux_attention_mask``: the
     caller passes it as the pipeline's ``joint_attention_kwargs``). ``pooled`` (prompt passes, SDXL and Flux):
-    each prompt's pooled embedding as the model takes it (SDXL: negative and positive, batched).
+    each prompt's pooled embedding as the model takes it (SDXL: negative and positive, batched). ``styles``
+    (SD 1.5, SDXL with an IP-Adapter): each style image's embeddings as the UNet takes them, the shot's first.
     """
     flux = hasattr(pipe, "transformer")
     unet, scheduler = (pipe.transformer if flux else pipe.unet), pipe.scheduler
@@ -203,11 +206,13 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
 
     segments = call.segments
     segment_maps = call.grouped(lambda c: c.segment, segments)
-    # The UNet passes: one per LoRA set, or (prompt passes) one per distinct (prompt, LoRA set).
-    passes = sorted({(c.segment if prompt_passes else None, c.lora_set) for c in call.columns},
-                    key=lambda item: (item[0] or 0, item[1]))
+    # The UNet passes: one per distinct (LoRA set, style image), or (prompt passes) (prompt, LoRA set, style image).
+    def key(column: Column) -> tuple[int | None, int, int]:
+        return column.segment if prompt_passes else None, column.lora_set, column.style
+
+    passes = sorted({key(c) for c in call.columns}, key=lambda item: (item[0] or 0, item[1], item[2]))
     index = {item: i for i, item in enumerate(passes)}
-    pass_maps = call.grouped(lambda c: index[(c.segment if prompt_passes else None, c.lora_set)], len(passes))
+    pass_maps = call.grouped(lambda c: index[key(c)], len(passes))
 
     def segment_weights(tokens: int) -> torch.Tensor:
         rows, cols = attention_grid(tokens, *latent_size)
@@ -231,11 +236,13 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
             attention = kwargs.pop("joint_attention_kwargs", None)
             length = embeddings.shape[1] // segments
             total = None
-            for number, (segment, lora_set) in enumerate(passes):
+            for number, (segment, lora_set, style) in enumerate(passes):
                 if adapters:
                     pipe.set_adapters(list(adapters), adapter_weights=list(call.lora_sets[lora_set]))
                 part = slice(None) if segment is None else slice(segment * length, (segment + 1) * length)
                 extra = {} if text_ids is None else {"txt_ids": text_ids[part]}
+                if styles:  # the pass's IP-Adapter image embeddings, as the pipeline hands them to the UNet
+                    kwargs["added_cond_kwargs"] = {**kwargs["added_cond_kwargs"], "image_embeds": styles[style]}
                 if segment is not None and pooled is not None:  # the prompt's own pooled embedding
                     if flux:
                         kwargs["pooled_projections"] = pooled[segment]

@@ -187,6 +187,8 @@ class StylizeStage:
         self._identity: dict[str, Any] = {}  # see identity()
         self._geometry: ModelGeometry | None = None  # see geometry()
         self._reference: np.ndarray | None = None  # the style image, (H, W, 3) [0, 1]
+        self._region_references: list[np.ndarray] = []  # the regions' style images, as _region_styles lists them
+        self._styles: list[Any] = []  # regions with style images: each image's embeddings as the UNet takes them
         # Sequential consistency: the previous frame's inputs and output, and its initial latent noise.
         self._first = 0
         self._previous: tuple[FrameInputs, np.ndarray] | None = None
@@ -279,6 +281,10 @@ class StylizeStage:
                 identity["ip_adapter"] = model_hash(p.model.ip_adapter.path)
                 identity["image_encoder"] = model_hash(ip_adapter_image_encoder(p.model.ip_adapter))
                 identity["style_reference"] = hashlib.sha256(self._reference.tobytes()).hexdigest()
+            self._region_references = [read_style_reference(path, self.encoding) for path in _region_styles(p)]
+            if self._region_references:
+                identity["region_style_references"] = [hashlib.sha256(image.tobytes()).hexdigest()
+                                                       for image in self._region_references]
             self._identity = identity
         return self._identity
 
@@ -318,6 +324,10 @@ class StylizeStage:
                                          for name, value in self._embeds.items()}
             if self._reference is not None:
                 self._embeds |= style_reference_embeds(self._pipe, self._reference, _uses_cfg(p))
+            if self._region_references:
+                self._styles = [self._embeds["ip_adapter_image_embeds"]] + [
+                    style_reference_embeds(self._pipe, image, _uses_cfg(p))["ip_adapter_image_embeds"]
+                    for image in self._region_references]
         return self._pipe
 
     def _encode_segment(self, segment: Segment) -> dict[str, Any]:
@@ -334,7 +344,7 @@ class StylizeStage:
                 self._pipe.set_adapters(adapters, adapter_weights=list(sets[0]))  # type: ignore[union-attr]
 
     def end_sequence(self) -> None:
-        self._pipe, self._embeds, self._regional_embeds = None, {}, {}
+        self._pipe, self._embeds, self._regional_embeds, self._styles = None, {}, {}, []
 
     def cache_key(self, frame: int, inputs: FrameInputs, previous_key: str | None = None) -> str:
         """A hash of everything the frame's pixels depend on: inputs, parameters, models, seed, version; for a
@@ -658,7 +668,7 @@ class StylizeStage:
             if regional is not None:
                 adapters = [f"lora{number}" for number in range(len(p.model.loras))]  # as models._load_loras names them
                 step_hook = stack.enter_context(regional_call(pipe, regional, noise, fusion, adapters,
-                                                              p.region_prompts == "passes", pooled))
+                                                              p.region_prompts == "passes", pooled, self._styles))
             else:
                 step_hook = fusion
                 stack.enter_context(_noise_injected(pipe, noise))
@@ -797,16 +807,26 @@ def _lora_sets(p: StylizeParameters) -> tuple[tuple[float, ...], ...]:
 
 def _columns(p: StylizeParameters, segments: list[Segment], heal: float) -> tuple[Column, ...]:
     """Column 0 (the shot's own settings) and one per region: strength (times ``heal``), prompt segment, LoRA
-    set, seed and ControlNet weights."""
-    sets = _lora_sets(p)
+    set, seed, ControlNet weights and style image."""
+    sets, styles = _lora_sets(p), _region_styles(p)
     own_scales = tuple(net.weight for net in p.model.controlnets)
     columns = [Column(p.strength * heal, 0, 0, p.seed, own_scales)]
     for region in p.regions:
         segment = _segment(p, region, sets)
         scales = tuple((region.controlnet_weights or {}).get(net.source, net.weight) for net in p.model.controlnets)
+        style = 0 if region.ip_adapter_image is None else 1 + styles.index(region.ip_adapter_image)
         columns.append(Column(_or(region.strength, p.strength) * heal, segments.index(segment), segment[2],
-                              _or(region.seed, p.seed), scales))
+                              _or(region.seed, p.seed), scales, style))
     return tuple(columns)
+
+
+def _region_styles(p: StylizeParameters) -> list[str]:
+    """The distinct style images (absolute paths) the regions set, in order."""
+    styles: list[str] = []
+    for region in p.regions:
+        if region.ip_adapter_image is not None and region.ip_adapter_image not in styles:
+            styles.append(region.ip_adapter_image)
+    return styles
 
 
 def check_region_settings(p: StylizeParameters) -> None:
@@ -818,16 +838,15 @@ def check_region_settings(p: StylizeParameters) -> None:
         where = f"regions.{region.name}"
         if region.controlnet_weights and p.model.family == "flux":
             raise JobError("controlnet_weights per region work on SD 1.5 and SDXL, not on Flux yet", where)
-        if region.ip_adapter_image is not None:
-            raise JobError("ip_adapter_image per region is not supported yet (the model's ip_adapter applies to "
-                           "the whole frame)", where)
+        if region.ip_adapter_image is not None and (p.model.ip_adapter is None or p.model.family == "flux"):
+            raise JobError("ip_adapter_image per region needs the model's ip_adapter, on SD 1.5 or SDXL", where)
         unknown = sorted(set(region.controlnet_weights or {}) - sources)
         if unknown:
             raise JobError(f"controlnet_weights names {', '.join(unknown)}, but the model has no such ControlNet "
                            f"(its sources: {', '.join(sorted(sources)) or 'none'})", where)
-    if len(_segments(p)) > 1 and p.model.ip_adapter is not None:
-        raise JobError("regional prompts cannot run with an IP-Adapter yet (both replace the cross-attention)",
-                       "regions")
+    if len(_segments(p)) > 1 and p.model.ip_adapter is not None and p.region_prompts == "attention":
+        raise JobError("regional prompts with an IP-Adapter need region_prompts 'passes' (masked cross-attention "
+                       "would replace the adapter's)", "regions")
 
 
 def _tile_seed(seed: int, tile: int) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp import cryptomatte
@@ -19,7 +20,7 @@ from stylecomp.plates import ImagePart, read_plate, write_plate
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.architecture import save_random_model
 from stylecomp.stylemodel.evaluation import EVALUATION_PROMPTS, RECOMMENDED, display_output, held_out_shot, stylize
-from stylecomp.testmodels import make_test_lora
+from stylecomp.testmodels import make_test_ip_adapter, make_test_lora
 
 pytestmark = pytest.mark.usefixtures("private_cache")  # no render cache shared with other runs
 STREET = Path("plates") / "blender_street" / "street.####.exr"
@@ -158,7 +159,7 @@ def test_a_name_missing_on_some_frames_is_a_warning_with_the_frames(testdata: Pa
     (["car: layer=CryptoMaterial"], "region 'car': the plate has no Cryptomatte layer 'CryptoMaterial'"),
     (["car: controlnet_weights=depth:0.5"], "regions.car: controlnet_weights names depth, but the model has no "
                                             "such ControlNet (its sources: lineart)"),
-    (["car: ip_adapter_image=ref.png"], "ip_adapter_image per region is not supported yet"),
+    (["car: ip_adapter_image=ref.png"], "regions.car: ip_adapter_image per region needs the model's ip_adapter"),
     (["car: strength=1.5"], "Invalid value for '--region': 'car: strength=1.5': strength: Input should be less "
                             "than or equal to 1"),
     ([f"r{i}: ids=1" for i in range(MAX_REGIONS + 1)], f"--region: {MAX_REGIONS + 1} regions; at most "
@@ -184,7 +185,7 @@ def test_controlnet_weights_per_region_on_flux_are_refused(testdata: Path, tmp_p
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("setting", ["lora", "controlnet", "prompt", "prompt_passes", "sdxl_prompt",
+@pytest.mark.parametrize("setting", ["lora", "controlnet", "style", "prompt", "prompt_passes", "sdxl_prompt",
                                      "sdxl_prompt_passes", "flux_prompt", "flux_prompt_passes"])
 def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_path: Path, tiny: dict[str, Path],
                                                                         setting: str) -> None:
@@ -201,6 +202,14 @@ def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_pat
         lora = make_test_lora(tmp_path / "lora.safetensors", model, seed=3)  # UNet and text-encoder layers
         plain = {"model": {**base["model"], "loras": [{"path": str(lora), "weight": 0.8}]}}
         region = {"loras": [{"path": str(lora), "weight": 0.8}]}
+    elif setting == "style":  # the shot's style image is the dark one; the region's (and the plain shot's) bright
+        adapter = str(make_test_ip_adapter(tmp_path / "ip", model, seed=3))
+        for name, value in (("dark", 20), ("bright", 230)):
+            Image.new("RGB", (32, 32), (value, value // 2, 255 - value)).save(tmp_path / f"{name}.png")
+        base["model"]["ip_adapter"] = {"path": adapter, "image": str(tmp_path / "dark.png"), "scale": 1.0}
+        plain = {"model": {**base["model"], "ip_adapter": {**base["model"]["ip_adapter"],
+                                                           "image": str(tmp_path / "bright.png")}}}
+        region = {"ip_adapter_image": str(tmp_path / "bright.png")}
     elif setting == "controlnet":
         plain = {"model": {**base["model"], "controlnets": [{**controlnets[0], "weight": 0.3}]}}
         region = {"controlnet_weights": {"edges": 0.3}}
