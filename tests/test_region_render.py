@@ -235,8 +235,10 @@ def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_pat
 
 # --- the trained model: each region takes its own look ----------------------------------------------------
 
-MIN_OWN_SHARE = 0.9  # each region's error to its own look over that to the other look: measured 0.29-0.87
-MIN_SWAP_GAIN = 0.15  # error to its own look, own prompt against the swapped prompt: measured 0.25-0.57
+# Measured with the shipped weights on held-out scene 2 (scene 0, not run here to keep the test short: 0.40-0.87
+# and 0.25-0.30); random weights: 0.83-1.67 and -0.005-0.001.
+MAX_OWN_SHARE = 0.9  # each region's error to its own look over that to the other look: measured 0.29-0.49
+MIN_SWAP_GAIN = 0.15  # error to its own look, own prompt against the swapped prompt: measured 0.56-0.57
 
 
 @pytest.fixture(scope="module")
@@ -248,10 +250,10 @@ def looks_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_two_regions_take_their_own_looks(weights: str, looks_models: dict[str, Path], tmp_path: Path) -> None:
     """The ground as watercolor and every other object cel shaded in one render (region_prompts passes; the
     sky untouched): in each region the output is nearer its own look than the other, and nearer than with the
-    prompts swapped. Passes with the trained weights, fails with random ones (held-out scenes 0 and 2)."""
+    prompts swapped. Passes with the trained weights, fails with random ones (held-out scene 2)."""
     pool = PipelinePool("cpu")
     checks = []
-    for index in (0, 2):
+    for index in (2,):
         shot = held_out_shot(index, tmp_path / f"scene{index}")
         frame = shot.plates.frames[0]
         ids = read_plate(shot.plates.path(frame)).channel("id")
@@ -275,7 +277,7 @@ def test_two_regions_take_their_own_looks(weights: str, looks_models: dict[str, 
 
             checks.append((error(outputs["own"], look) / error(outputs["own"], other),
                            1.0 - error(outputs["own"], look) / error(outputs["swapped"], look)))
-    passed = all(share <= MIN_OWN_SHARE and gain >= MIN_SWAP_GAIN for share, gain in checks)
+    passed = all(share <= MAX_OWN_SHARE and gain >= MIN_SWAP_GAIN for share, gain in checks)
     assert passed == (weights == "shipped"), checks
 
 
