@@ -487,19 +487,18 @@ class StylizeStage:
         encoded = self.encoding.encode(rgb, alpha)
         conditions = [(net.source, control_condition(net, inputs, encoded.image)) for net in p.model.controlnets]
         motion = self._motion(frame, inputs)
-        image, strength = encoded.image, p.strength
+        image, heal = encoded.image, 1.0
         if motion is not None and p.mechanisms & {"pixel_fusion", "keyframes"}:
             previous = self._previous[1]  # type: ignore[index]
             previous_image = self.encoding.encode(previous[..., :3], previous[..., 3]).image
             if "keyframes" in p.mechanisms and not self._is_keyframe(frame):
-                image, strength = motion.carry(previous_image, image, 1.0), strength * KEYFRAME_HEAL
+                image, heal = motion.carry(previous_image, image, 1.0), KEYFRAME_HEAL
             elif "pixel_fusion" in p.mechanisms:
                 image = motion.carry(previous_image, image, p.fusion_strength)
         calls = model_calls(image, conditions, self.geometry(), p.resolution)
-        work = _Frame(frame, window, rgb, alpha, encoded, motion, strength, p.frame_seed(frame), calls)
+        work = _Frame(frame, window, rgb, alpha, encoded, motion, p.strength * heal, p.frame_seed(frame), calls)
         if p.regions and inputs.regions is not None:
-            heal = strength / p.strength if p.strength else 1.0  # keyframes heal every region alike
-            self._regional_frame(work, inputs.regions, heal)
+            self._regional_frame(work, inputs.regions, heal)  # keyframes heal every region alike
         return work
 
     def _regional_frame(self, work: _Frame, regions: FrameRegions, heal: float) -> None:

@@ -295,3 +295,22 @@ def test_candidates_keep_the_regions(tmp_path: Path, tiny: dict[str, Path]) -> N
         styled = stylized(tmp_path / "cands" / f"candidate_{index:02d}.exr")
         assert np.array_equal(bits(styled[ground]), bits(plate.channels(["R", "G", "B", "A"])[ground]))
         assert np.abs(styled - plate.channels(["R", "G", "B", "A"]))[~ground].mean() > 0.01
+
+
+@pytest.mark.parametrize("mechanisms", [["keyframes"], ["pixel_fusion", "warped_noise", "flow_attention"]])
+def test_regions_with_consistency_mechanisms_keep_the_untouched_pixels(tmp_path: Path, tiny: dict[str, Path],
+                                                                       mechanisms: list[str]) -> None:
+    """Mechanisms that carry the previous output along the vectors still leave strength-0 pixels as the plate,
+    and a region stylizes on every frame even where the shot's own strength is 0 (keyframes heal regions too)."""
+    plates = write_plates(tmp_path / "plates", 3)
+    document = job_document(plates, tiny["sd15"], str(tmp_path / "out/demo.####.exr"), 3, strength=0.0,
+                            consistency={"mechanisms": mechanisms, "keyframe_interval": 2},
+                            regions=[{"name": "objects", "select": {"ids": [0, 1]}, "invert": True, "strength": 0.8}])
+    status, _, err = invoke("render", str(write_job(tmp_path / "job.json", document)), "--device", "cpu")
+    assert status == 0, err
+    for frame in range(FIRST, FIRST + 3):
+        plate = read_plate(plates / f"demo.{frame}.exr")
+        objects = plate.channel("id") > 1
+        styled, clean = stylized(tmp_path / f"out/demo.{frame}.exr"), plate.channels(["R", "G", "B", "A"])
+        assert np.array_equal(bits(styled[~objects]), bits(clean[~objects]))
+        assert np.abs(styled - clean)[objects].mean() > 0.005, frame
