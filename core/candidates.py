@@ -26,7 +26,8 @@ from .errors import JobError
 from .jobspec import Job, Shot, save_job
 from .pipeline_pool import PipelinePool
 from .plates import read_plate, write_plate
-from .render import Report, frame_inputs, rgba_part
+from .regions import check_regions
+from .render import Report, rgba_part, shot_inputs
 from .sequence import FrameSequence
 from .stylize import StylizeParameters, StylizeStage
 
@@ -71,6 +72,7 @@ def render_candidates(
     folder = Path(out_dir) if out_dir is not None else candidates_folder(job, shot, frame)
     plate_path = FrameSequence(job.resolve(shot.plate)).path(frame)
     plate = read_plate(plate_path)
+    check_regions(job, shot, [frame], FrameSequence(job.resolve(shot.plate)))  # a bad selector: one line, no files
     encoding = job.color.model_encoding()
     count = job.candidates.count
     report({"event": "start", "shot": shot.name, "frames": [frame, frame], "total": count, "stage": "candidates"})
@@ -80,7 +82,8 @@ def render_candidates(
         tick = time.monotonic()
         params = StylizeParameters.for_shot(job, variant(job, shot, index))
         stage = StylizeStage(params, encoding, pool)
-        inputs, part = frame_inputs(plate, frame, shot, [c for c in stage.describe().clips if c.name != "StyleReference"])
+        clips = [c for c in stage.describe().clips if c.name != "StyleReference"]
+        inputs, part = shot_inputs(job, shot, plate, frame, clips)
         if index == 0:
             tiles.append((f"plate {frame}", encoding.encode(inputs.images["Source"][..., :3],
                                                           inputs.images["Source"][..., 3]).image))

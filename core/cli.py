@@ -596,7 +596,7 @@ def _render_options(command: Callable[..., None]) -> Callable[..., None]:
                      "'car: prompt=cel shading, bold ink; strength=0.6'. Selects the Cryptomatte name NAME unless "
                      "match=bld*,tower, ids=3,4, matte=mask.A or matte_sequence=mattes/car.####.exr says otherwise; "
                      "other keys: negative_prompt, strength, seed, invert, layer, channel, loras=path[:weight], "
-                     "controlnet_weights=lineart:0.5."),
+                     "controlnet_weights=lineart:0.5, ip_adapter_image."),
     ]
     for option in reversed(options):
         command = option(command)

@@ -512,6 +512,9 @@ class Job(_Strict):
     animation: Animation = Field(default_factory=Animation)
     performance: Performance = Field(default_factory=Performance)
     regions: list[Region] = Field(default_factory=list, description="Regions of every shot whose own list is empty")
+    region_prompts: Literal["attention", "passes"] = Field(
+        "attention", description="How regions' prompts reach the model: attention = masked cross-attention, one UNet "
+        "pass for all prompts; passes = one UNet pass per distinct prompt, blended by matte (slower, no mixing)")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _expand: bool = PrivateAttr(default=True)  # $VARS and ~ in paths; off for jobs from the server's clients

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .errors import JobError, StyleCompError
-from .jobspec import Job, Shot
+from .jobspec import Job, Region, Shot
 from .plates import PROVENANCE_PREFIX, read_plate
 from .sequence import FrameSequence, discover
 
@@ -113,6 +113,8 @@ def _job_inputs(job: Job, disk: bool) -> _Inputs:
                 _add_file(inputs, f"shots[{index}].plate", path)
         if shot.overrides.model:
             _add_path(inputs, f"shots[{index}].overrides.model", job.resolve(shot.overrides.model))
+        _add_regions(inputs, job, f"shots[{index}].regions", shot.regions, disk)
+    _add_regions(inputs, job, "regions", job.regions, disk)
     model = job.model
     if model is not None:
         _add_path(inputs, "model.path", job.resolve(model.path))
@@ -130,6 +132,21 @@ def _job_inputs(job: Job, disk: bool) -> _Inputs:
     if not job.color.config.startswith("ocio://"):
         _add_path(inputs, "color.config", job.resolve(job.color.config))
     return inputs
+
+
+def _add_regions(inputs: _Inputs, job: Job, where: str, regions: Sequence[Region], disk: bool) -> None:
+    """The files regions read: matte sequences (as patterns, like plates), LoRAs and style images."""
+    for i, region in enumerate(regions):
+        if region.select.matte_sequence is not None:
+            mattes = job.resolve(region.select.matte_sequence)
+            inputs.patterns.append((f"{where}[{i}].select.matte_sequence", *os.path.split(os.path.realpath(mattes))))
+            if disk:
+                for path in _plate_files(mattes):
+                    _add_file(inputs, f"{where}[{i}].select.matte_sequence", path)
+        for j, lora in enumerate(region.loras or []):
+            _add_path(inputs, f"{where}[{i}].loras[{j}].path", job.resolve(lora.path))
+        if region.ip_adapter_image is not None:
+            _add_path(inputs, f"{where}[{i}].ip_adapter_image", job.resolve(region.ip_adapter_image))
 
 
 def _plate_files(pattern: str) -> Iterator[str]:

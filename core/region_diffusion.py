@@ -11,10 +11,15 @@ and per column its strength, prompt segment, LoRA set and noise seed. During the
 - Regional prompts: every distinct prompt is a segment of the text embeddings, concatenated on the
   token axis; a cross-attention processor lets each query attend to each segment separately and
   blends the results by the segment's weight, area-averaged down to that attention layer's
-  resolution (a hard matte gives exactly masked attention). One UNet pass for all prompts.
+  resolution (a hard matte gives exactly masked attention). One UNet pass for all prompts. Flux
+  gets the same through its joint attention's mask (``flux_attention_mask``). Pooled embeddings
+  (SDXL, Flux) condition the whole frame: one pass gets them mixed by each prompt's share.
 - LoRA sets: one UNet pass per distinct set (adapters switched between passes), the noise
-  predictions blended by the sets' weights in latent space.
+  predictions blended by the sets' weights in latent space. ``region_prompts: passes`` treats
+  prompts the same way (a pass per distinct prompt): the built-in model mixes looks across the
+  frame in one pass (its coarse self-attention and group norms see everything), see the README.
 - Seeds: each seed's noise blended by weight, renormalised to unit variance.
+- IP-Adapter style images: like LoRA sets, one UNet pass per distinct image.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class Column:
     lora_set: int  # index of its LoRA set among RegionalCall.lora_sets
     seed: int
     controlnet_scales: tuple[float, ...]  # per ControlNet of the model, in order
+    style: int = 0  # index of its IP-Adapter style image among the call's (0: the shot's own)
 
 
 @dataclass
@@ -66,6 +72,7 @@ class RegionalCall:
 
     @property
     def segments(self) -> int:
+        """How many distinct prompts the call's columns use."""
         return 1 + max(c.segment for c in self.columns)
 
     def at(self, name: str, maps: np.ndarray, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
@@ -138,37 +145,53 @@ def attention_grid(tokens: int, height: int, width: int) -> tuple[int, int]:
 
 @contextlib.contextmanager
 def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tensor | None,
-                  step_hook: StepHook | None, adapters: Sequence[str]) -> Iterator[StepHook]:
-    """While one pipeline call runs: the call's regions in its noise, cross-attention, UNet passes and ControlNets.
+                  step_hook: StepHook | None, adapters: Sequence[str], prompt_passes: bool = False,
+                  pooled: Sequence[torch.Tensor] | None = None, styles: Sequence[Any] = ()) -> Iterator[StepHook]:
+    """While one pipeline call runs: the call's regions in its noise, attention, model passes and ControlNets.
 
     Yields the per-step hook (latents after step -> latents to go on with) that applies per-pixel
     strength, then ``step_hook`` (latent fusion). ``noise`` replaces the pipeline's own draw, as
-    ``stylize._noise_injected`` does. SD 1.5 and SDXL (UNet pipelines).
+    ``stylize._noise_injected`` does. ``prompt_passes``: one model pass per distinct prompt (and LoRA
+    set), blended by matte like LoRA sets, instead of masked attention in one pass. SD 1.5 and SDXL
+    (cross-attention processors) and Flux (its joint attention's mask, ``flux_attention_mask``: the
+    caller passes it as the pipeline's ``joint_attention_kwargs``). ``pooled`` (prompt passes, SDXL and Flux):
+    each prompt's pooled embedding as the model takes it (SDXL: negative and positive, batched). ``styles``
+    (SD 1.5, SDXL with an IP-Adapter): each style image's embeddings as the UNet takes them, the shot's first.
     """
-    unet, scheduler = pipe.unet, pipe.scheduler
+    flux = hasattr(pipe, "transformer")
+    unet, scheduler = (pipe.transformer if flux else pipe.unet), pipe.scheduler
     height, width = call.weights.shape[:2]
     scale = pipe.vae_scale_factor
-    latent_size = (math.ceil(height / scale), math.ceil(width / scale))
+    latent_size = ((2 * (height // (scale * 2)), 2 * (width // (scale * 2))) if flux
+                   else (math.ceil(height / scale), math.ceil(width / scale)))
     captured: dict[str, torch.Tensor] = {}
     strengths = call.strength_map()
 
     # The initial noise: the pipeline's own draw (or ``noise``), each region's seed blended in by weight.
-    add_noise = scheduler.add_noise
+    # SD and SDXL noise the plate's latents with add_noise(sample, noise, t), Flux with scale_noise(sample, t, noise).
+    noise_name = "scale_noise" if flux else "add_noise"
+    scheduler_noise = getattr(scheduler, noise_name)
 
-    def noised(sample: torch.Tensor, drawn: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    def add_noise(sample: torch.Tensor, drawn: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return scheduler_noise(sample, timesteps, drawn) if flux else scheduler_noise(sample, drawn, timesteps)
+
+    def noised(sample: torch.Tensor, second: torch.Tensor, third: torch.Tensor) -> torch.Tensor:
+        drawn, timesteps = (third, second) if flux else (second, third)
         if "plate" not in captured:
             base = drawn if noise is None else noise.to(sample.device, sample.dtype)
             captured["plate"], captured["noise"] = sample, _seed_noise(call, base, latent_size)
             return add_noise(sample, captured["noise"], timesteps)
         return add_noise(sample, drawn, timesteps)
 
-    scheduler.add_noise = noised
+    setattr(scheduler, noise_name, noised)
 
     def per_pixel_strength(step: int, latents: torch.Tensor) -> torch.Tensor:
         steps = len(scheduler.timesteps)
         full = steps - pipe._num_timesteps + step + 1  # the full schedule's index of the next step
-        # A pixel of strength s starts denoising at full index int(steps - steps * s), as img2img would start it.
-        start = steps - np.floor(steps * _area(strengths, latent_size) + 1e-6)
+        # A pixel of strength s starts denoising where img2img at strength s would start: at full index
+        # steps - int(steps * s) in SD and SDXL, int(steps - steps * s) in Flux (diffusers' get_timesteps).
+        share = steps * _area(strengths, latent_size)
+        start = np.floor(steps - share + 1e-6) if flux else steps - np.floor(share + 1e-6)
         waiting = torch.from_numpy(start >= full).to(latents.device)[None, None]
         if waiting.any():
             plate = captured["plate"]
@@ -176,19 +199,29 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
                 target = add_noise(plate, captured["noise"], scheduler.timesteps[full : full + 1])
             else:
                 target = plate
-            latents = torch.where(waiting, target.to(latents.dtype), latents)
+            grid = pipe._unpack_latents(latents, height, width, scale) if flux else latents
+            grid = torch.where(waiting, target.to(grid.dtype), grid)
+            latents = pipe._pack_latents(grid, *grid.shape) if flux else grid
         return step_hook(step, latents) if step_hook is not None else latents
 
     segments = call.segments
     segment_maps = call.grouped(lambda c: c.segment, segments)
-    lora_maps = call.grouped(lambda c: c.lora_set, len(call.lora_sets))
+    # The UNet passes: one per distinct (LoRA set, style image), or (prompt passes) (prompt, LoRA set, style image).
+    def key(column: Column) -> tuple[int | None, int, int]:
+        return column.segment if prompt_passes else None, column.lora_set, column.style
+
+    passes = sorted({key(c) for c in call.columns}, key=lambda item: (item[0] or 0, item[1], item[2]))
+    index = {item: i for i, item in enumerate(passes)}
+    pass_maps = call.grouped(lambda c: index[key(c)], len(passes))
 
     def segment_weights(tokens: int) -> torch.Tensor:
         rows, cols = attention_grid(tokens, *latent_size)
         maps = call.at("segments", segment_maps, rows, cols, torch.zeros(()))
         return maps.flatten(2).transpose(1, 2)  # (1, tokens, segments)
 
-    models = [unet, *_controlnets(pipe)]
+    # Masked cross-attention in the UNet (one pass for every prompt), and in the ControlNets either way: the
+    # pipeline runs them once per step with every prompt's embeddings.
+    models = [*([] if prompt_passes or flux else [unet]), *_controlnets(pipe)]
     originals = [model.attn_processors for model in models]
     if segments > 1:
         for model in models:
@@ -196,14 +229,34 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
                                       if name.endswith("attn2.processor") else processor
                                       for name, processor in model.attn_processors.items()})
     unet_forward = unet.forward
-    if len(call.lora_sets) > 1:
-        def forward(sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    if len(passes) > 1:
+        # The pipelines pass the prompt embeddings (and Flux its text positions) by keyword.
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            embeddings, text_ids = kwargs.pop("encoder_hidden_states"), kwargs.pop("txt_ids", None)
+            attention = kwargs.pop("joint_attention_kwargs", None)
+            length = embeddings.shape[1] // segments
             total = None
-            for index, adapter_weights in enumerate(call.lora_sets):
-                pipe.set_adapters(list(adapters), adapter_weights=list(adapter_weights))
-                result = unet_forward(sample, *args, **kwargs)
+            for number, (segment, lora_set, style) in enumerate(passes):
+                if adapters:
+                    pipe.set_adapters(list(adapters), adapter_weights=list(call.lora_sets[lora_set]))
+                part = slice(None) if segment is None else slice(segment * length, (segment + 1) * length)
+                extra = {} if text_ids is None else {"txt_ids": text_ids[part]}
+                if styles:  # the pass's IP-Adapter image embeddings, as the pipeline hands them to the UNet
+                    kwargs["added_cond_kwargs"] = {**kwargs["added_cond_kwargs"], "image_embeds": styles[style]}
+                if segment is not None and pooled is not None:  # the prompt's own pooled embedding
+                    if flux:
+                        kwargs["pooled_projections"] = pooled[segment]
+                    else:
+                        kwargs["added_cond_kwargs"] = {**kwargs["added_cond_kwargs"], "text_embeds": pooled[segment]}
+                if segment is None and attention is not None:
+                    extra["joint_attention_kwargs"] = attention  # Flux, LoRA-set passes: the mask still applies
+                result = unet_forward(*args, encoder_hidden_states=embeddings[:, part], **kwargs, **extra)
                 prediction = result[0] if isinstance(result, tuple) else result.sample
-                share = call.at("lora", lora_maps, *prediction.shape[-2:], prediction)[:, index : index + 1]
+                if flux:  # packed (B, tokens, C): the share per 2x2 latent patch, in the packing's row order
+                    rows, cols = latent_size[0] // 2, latent_size[1] // 2
+                    share = call.at("passes", pass_maps, rows, cols, prediction)[:, number].flatten(1)[..., None]
+                else:
+                    share = call.at("passes", pass_maps, *prediction.shape[-2:], prediction)[:, number : number + 1]
                 total = prediction * share if total is None else total + prediction * share
             return (total,) if isinstance(result, tuple) else type(result)(sample=total)
 
@@ -220,7 +273,34 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
         if segments > 1:
             for model, original in zip(models, originals):
                 model.set_attn_processor(original)
-        del scheduler.add_noise  # the class's own method again
+        delattr(scheduler, noise_name)  # the class's own method again
+
+
+def flux_attention_kwargs(pipe: DiffusionPipeline, call: RegionalCall, prompt_embeds: torch.Tensor) -> dict[str, Any]:
+    """The Flux pipeline's ``joint_attention_kwargs`` for masked attention over the call's prompt segments."""
+    height, width = call.weights.shape[:2]
+    scale = pipe.vae_scale_factor
+    latent_size = (2 * (height // (scale * 2)), 2 * (width // (scale * 2)))
+    mask = flux_attention_mask(call, prompt_embeds.shape[1] // call.segments, latent_size)
+    return {"attention_mask": mask.to(prompt_embeds.device, pipe.transformer.dtype)}
+
+
+def flux_attention_mask(call: RegionalCall, text_tokens: int, latent_size: tuple[int, int]) -> torch.Tensor:
+    """Flux's joint attention bias (1, 1, T + N, T + N) over [text segments, image tokens]: image tokens attend
+    to each prompt segment by its weight there (log weight), each segment's text attends to its own text and to
+    the image tokens it covers; image tokens attend to each other freely. ``text_tokens`` per segment."""
+    segments = call.segments
+    rows, cols = latent_size[0] // 2, latent_size[1] // 2  # one token per 2x2 latent patch
+    weights = call.at("flux", call.grouped(lambda c: c.segment, segments), rows, cols, torch.zeros(()))
+    per_token = weights[0].flatten(1).repeat_interleave(text_tokens, dim=0)  # (segments * T, N)
+    log = torch.log(per_token.clamp_min(1e-20))  # e^-46: a token of weight 0 gets none of the attention
+    text = torch.block_diag(*[torch.ones(text_tokens, text_tokens)] * segments)
+    size = segments * text_tokens + rows * cols
+    bias = torch.zeros(size, size)
+    bias[: segments * text_tokens, : segments * text_tokens] = torch.log(text.clamp_min(1e-20))
+    bias[: segments * text_tokens, segments * text_tokens :] = log
+    bias[segments * text_tokens :, : segments * text_tokens] = log.T
+    return bias[None, None]
 
 
 def _seed_noise(call: RegionalCall, base: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
@@ -264,10 +344,10 @@ def _scaled_controlnets(pipe: DiffusionPipeline, call: RegionalCall) -> Callable
     if not nets or not controlnets_vary(call):
         return lambda: None
     for index, net in enumerate(nets):
-        relative = call.weights @ np.array([c.controlnet_scales[index] for c in call.columns], np.float32)
+        scales = call.weights @ np.array([c.controlnet_scales[index] for c in call.columns], np.float32)
         original = net.forward
 
-        def forward(*args: Any, _original: Callable[..., Any] = original, _map: np.ndarray = relative,
+        def forward(*args: Any, _original: Callable[..., Any] = original, _map: np.ndarray = scales,
                     _name: str = f"controlnet{index}", **kwargs: Any) -> Any:
             down, mid = _original(*args, **{**kwargs, "return_dict": False})
             down = [r * call.at(_name, _map[..., None], *r.shape[-2:], r) for r in down]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -130,6 +131,11 @@ def check_regions(job: Job, shot: Shot, frames: Sequence[int], plates: FrameSequ
         if select.cryptomatte is not None:
             warnings += _check_cryptomatte(region, headers, where)
             continue
+        if select.matte_sequence is not None:
+            mattes = FrameSequence(job.resolve(select.matte_sequence))
+            missing = [frame for frame in present if not os.path.isfile(mattes.path(frame))]
+            if missing:
+                raise JobError(f"{where}: no matte for frame(s) {_frame_list(missing)}: {mattes.path(missing[0])}")
         for frame in present:
             try:
                 plate = read_plate(plates.path(frame))

@@ -40,7 +40,7 @@ from .regions import check_regions, frame_regions
 from .sequence import FrameSequence, discover
 from .stage import STYLIZED_CHANNELS, Cancelled, Clip, FrameInputs, FrameResult
 from .consistency import RENDER_STATE
-from .stylize import StylizeParameters, StylizeStage
+from .stylize import StylizeParameters, StylizeStage, check_region_settings
 
 _CLIP_ROLES = {"Depth": "depth", "Normal": "normals", "ObjectID": "object_id", "Motion": "motion"}
 # Header attributes that describe the file's structure, not the image: never copied from the plate.
@@ -96,14 +96,17 @@ def render_job(
     cancel = cancel or threading.Event()
     selected = select_shots(job, shots)
     guard_outputs(job, [shot.name for shot in selected], frames, overwrite=overwrite)
-    check_writable(job, [shot.name for shot in selected])
     summary = RenderSummary()
     started = time.monotonic()
     plans = [(shot, *shot_frames(job, shot, frames)) for shot in selected]
     if frames is not None and not any(frame_list for _, _, frame_list in plans):
         raise JobError(f"no shot has frames in {frames[0]}-{frames[1]}")
-    # Every shot's regions are checked before any frame renders: a bad selector writes nothing.
+    # Every shot's regions are checked before anything is written: a bad selector leaves no file or folder.
     warnings = {shot.name: check_regions(job, shot, frame_list, plates) for shot, plates, frame_list in plans}
+    for shot in selected:
+        if job.shot_regions(shot) and job.model is not None:
+            check_region_settings(StylizeParameters.for_shot(job, shot))
+    check_writable(job, [shot.name for shot in selected])
     with interruptible(cancel, enabled=not job.performance.compile):  # cancel ends a long step too
         for shot, plates, frame_list in plans:
             try:

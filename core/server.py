@@ -41,7 +41,7 @@ from . import __version__
 from .batch import BatchJob, LocalExecutor
 from .cache import RenderCache
 from .errors import JobError, StyleCompError
-from .jobspec import Job, parse_job
+from .jobspec import Job, Region, parse_job
 from .models import cache_dir
 from .output_guard import check_outputs
 from .pipeline_pool import PipelinePool
@@ -425,6 +425,8 @@ def _job_paths(job: Job) -> list[tuple[str, str]]:
         paths += [(f"shots[{i}].plate", shot.plate), (f"shots[{i}].output", shot.output)]
         if shot.overrides.model:
             paths.append((f"shots[{i}].overrides.model", shot.overrides.model))
+        paths += _region_paths(f"shots[{i}].regions", shot.regions)
+    paths += _region_paths("regions", job.regions)
     model = job.model
     if model is not None:
         paths.append(("model.path", model.path))
@@ -434,6 +436,18 @@ def _job_paths(job: Job) -> list[tuple[str, str]]:
             paths += [("model.ip_adapter.path", model.ip_adapter.path), ("model.ip_adapter.image", model.ip_adapter.image)]
             paths.append(("model.ip_adapter.image_encoder", model.ip_adapter.image_encoder
                           or os.path.join(os.path.dirname(model.ip_adapter.path), "image_encoder")))
+    return paths
+
+
+def _region_paths(where: str, regions: Sequence[Region]) -> list[tuple[str, str]]:
+    """(field, path) for the files regions read: matte sequences, LoRAs, style images."""
+    paths = []
+    for i, region in enumerate(regions):
+        if region.select.matte_sequence is not None:
+            paths.append((f"{where}[{i}].select.matte_sequence", region.select.matte_sequence))
+        paths += [(f"{where}[{i}].loras[{j}].path", lora.path) for j, lora in enumerate(region.loras or [])]
+        if region.ip_adapter_image is not None:
+            paths.append((f"{where}[{i}].ip_adapter_image", region.ip_adapter_image))
     return paths
 
 

@@ -52,7 +52,7 @@ from .models import check_model, ip_adapter_image_encoder, model_hash, style_ref
 from .motion import VectorConvention
 from .pipeline_pool import PipelinePool
 from .plates import Window
-from .region_diffusion import Column, RegionalCall, controlnets_vary, regional_call
+from .region_diffusion import Column, RegionalCall, controlnets_vary, flux_attention_kwargs, regional_call
 from .regions import FrameRegions
 from .resolution import ModelCalls, ResolutionPlan, ResolutionSettings, assemble, model_calls, plan
 from .stage import Cancelled, Clip, FrameInputs, FrameResult, StageDescription
@@ -66,6 +66,7 @@ _SOURCE_CLIPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "tile": ((), ()),
 }
 StepHook = Callable[[int, torch.Tensor], torch.Tensor]  # (step, latents after it) -> latents to go on with
+Segment = tuple[str, str, int]  # a regional prompt: prompt, negative prompt, the LoRA set its text is encoded with
 _CLIP_COMPONENTS = {"Source": 4, "Depth": 1, "Normal": 3, "ObjectID": 1, "Motion": 2}
 
 
@@ -89,6 +90,7 @@ class StylizeParameters:
     vectors: VectorConvention
     regions: tuple[Region, ...] = ()  # with absolute paths; model.loras holds every region's LoRAs too
     own_loras: tuple[Lora, ...] = ()  # the shot's own LoRAs (model.loras without the regions' additions)
+    region_prompts: str = "attention"  # masked cross-attention, or a UNet pass per prompt
 
     @classmethod
     def for_shot(cls, job: Job, shot: Shot) -> StylizeParameters:
@@ -132,6 +134,7 @@ class StylizeParameters:
             vectors=VectorConvention(job.consistency.vector_units, job.consistency.vector_y),
             regions=regions,
             own_loras=own_loras,
+            region_prompts=job.region_prompts,
         )
 
     def frame_seed(self, frame: int) -> int:
@@ -177,13 +180,15 @@ class StylizeStage:
         # calls each install their own mattes) render one at a time.
         self.frames_per_call = (1 if params.sequential or params.regions
                                 else self.performance.frames_per_call(pool.device))
-        self._segments = _segments(params)  # regions: the distinct (prompt, negative prompt) pairs, the shot's first
+        self._segments = _segments(params)  # regions: the distinct prompt segments, the shot's first
         self._pipe: DiffusionPipeline | None = None
         self._embeds: dict[str, Any] = {}
         self._regional_embeds: dict[str, Any] = {}  # regions: every segment's embeddings, on the token axis
         self._identity: dict[str, Any] = {}  # see identity()
         self._geometry: ModelGeometry | None = None  # see geometry()
         self._reference: np.ndarray | None = None  # the style image, (H, W, 3) [0, 1]
+        self._region_references: list[np.ndarray] = []  # the regions' style images, as _region_styles lists them
+        self._styles: list[Any] = []  # regions with style images: each image's embeddings as the UNet takes them
         # Sequential consistency: the previous frame's inputs and output, and its initial latent noise.
         self._first = 0
         self._previous: tuple[FrameInputs, np.ndarray] | None = None
@@ -232,8 +237,8 @@ class StylizeStage:
                             "fusion_strength": p.fusion_strength},
             "color": self.encoding.description,
             "ocio_config": self.encoding.config_uri,
-            **({"regions": [region.model_dump(mode="json", exclude_none=True) for region in p.regions]}
-               if p.regions else {}),
+            **({"regions": [region.model_dump(mode="json", exclude_none=True) for region in p.regions],
+                "region_prompts": p.region_prompts} if p.regions else {}),
         }
 
     def region_of_definition(self, frame: int, source_window: Window) -> Window:
@@ -256,7 +261,7 @@ class StylizeStage:
         if not self._identity:
             p = self.params
             check_mechanisms(p.mechanisms, p.model.family, p.resolution.mode == "tiles", "consistency.mechanisms")
-            check_region_settings(p, len(self._segments))
+            check_region_settings(p)
             check_model(p.model)
             self.geometry()
             identity: dict[str, Any] = {
@@ -276,6 +281,10 @@ class StylizeStage:
                 identity["ip_adapter"] = model_hash(p.model.ip_adapter.path)
                 identity["image_encoder"] = model_hash(ip_adapter_image_encoder(p.model.ip_adapter))
                 identity["style_reference"] = hashlib.sha256(self._reference.tobytes()).hexdigest()
+            self._region_references = [read_style_reference(path, self.encoding) for path in _region_styles(p)]
+            if self._region_references:
+                identity["region_style_references"] = [hashlib.sha256(image.tobytes()).hexdigest()
+                                                       for image in self._region_references]
             self._identity = identity
         return self._identity
 
@@ -306,17 +315,36 @@ class StylizeStage:
         with torch.no_grad():
             self._embeds = _encode_prompt(self._pipe, p)
             if len(self._segments) > 1:
-                parts = [self._embeds] + [_encode_prompt(self._pipe, p, *pair) for pair in self._segments[1:]]
-                self._regional_embeds = {name: value if value is None or name.startswith("pooled") or
-                                         name.startswith("negative_pooled") else
+                parts = [self._embeds] + [self._encode_segment(segment) for segment in self._segments[1:]]
+                # Token embeddings side by side; pooled ones (SDXL, Flux: one vector per prompt) stacked, to be
+                # mixed by area (one pass) or given to each prompt's pass (passes).
+                self._regional_embeds = {name: value if value is None else
+                                         torch.stack([part[name] for part in parts]) if "pooled" in name else
                                          torch.cat([part[name] for part in parts], dim=1)
                                          for name, value in self._embeds.items()}
             if self._reference is not None:
                 self._embeds |= style_reference_embeds(self._pipe, self._reference, _uses_cfg(p))
+            if self._region_references:
+                self._styles = [self._embeds["ip_adapter_image_embeds"]] + [
+                    style_reference_embeds(self._pipe, image, _uses_cfg(p))["ip_adapter_image_embeds"]
+                    for image in self._region_references]
         return self._pipe
 
+    def _encode_segment(self, segment: Segment) -> dict[str, Any]:
+        """A region's prompt embeddings, encoded with its LoRA set's adapters (the shot's again afterwards)."""
+        prompt, negative, lora_set = segment
+        adapters = [f"lora{number}" for number in range(len(self.params.model.loras))]  # models._load_loras' names
+        sets = _lora_sets(self.params)
+        if lora_set:
+            self._pipe.set_adapters(adapters, adapter_weights=list(sets[lora_set]))  # type: ignore[union-attr]
+        try:
+            return _encode_prompt(self._pipe, self.params, prompt, negative)  # type: ignore[arg-type]
+        finally:
+            if lora_set:
+                self._pipe.set_adapters(adapters, adapter_weights=list(sets[0]))  # type: ignore[union-attr]
+
     def end_sequence(self) -> None:
-        self._pipe, self._embeds, self._regional_embeds = None, {}, {}
+        self._pipe, self._embeds, self._regional_embeds, self._styles = None, {}, {}, []
 
     def cache_key(self, frame: int, inputs: FrameInputs, previous_key: str | None = None) -> str:
         """A hash of everything the frame's pixels depend on: inputs, parameters, models, seed, version; for a
@@ -459,19 +487,18 @@ class StylizeStage:
         encoded = self.encoding.encode(rgb, alpha)
         conditions = [(net.source, control_condition(net, inputs, encoded.image)) for net in p.model.controlnets]
         motion = self._motion(frame, inputs)
-        image, strength = encoded.image, p.strength
+        image, heal = encoded.image, 1.0
         if motion is not None and p.mechanisms & {"pixel_fusion", "keyframes"}:
             previous = self._previous[1]  # type: ignore[index]
             previous_image = self.encoding.encode(previous[..., :3], previous[..., 3]).image
             if "keyframes" in p.mechanisms and not self._is_keyframe(frame):
-                image, strength = motion.carry(previous_image, image, 1.0), strength * KEYFRAME_HEAL
+                image, heal = motion.carry(previous_image, image, 1.0), KEYFRAME_HEAL
             elif "pixel_fusion" in p.mechanisms:
                 image = motion.carry(previous_image, image, p.fusion_strength)
         calls = model_calls(image, conditions, self.geometry(), p.resolution)
-        work = _Frame(frame, window, rgb, alpha, encoded, motion, strength, p.frame_seed(frame), calls)
+        work = _Frame(frame, window, rgb, alpha, encoded, motion, p.strength * heal, p.frame_seed(frame), calls)
         if p.regions and inputs.regions is not None:
-            heal = strength / p.strength if p.strength else 1.0  # keyframes heal every region alike
-            self._regional_frame(work, inputs.regions, heal)
+            self._regional_frame(work, inputs.regions, heal)  # keyframes heal every region alike
         return work
 
     def _regional_frame(self, work: _Frame, regions: FrameRegions, heal: float) -> None:
@@ -589,13 +616,14 @@ class StylizeStage:
         p, pipe = self.params, self._pipe
         height, width = images[0].shape[:2]
         count = len(images)
-        embeds = self._embeds
+        embeds, pooled = self._embeds, None
         if regional is not None:
             strength = float(regional.strength_map().max())
             if strength <= 0.0:
                 return [images[0].copy()]  # every pixel untouched: _finish puts the plate's own values back
             if regional.segments > 1:
-                embeds = self._regional_embeds
+                embeds, pooled = _regional_pooled(self._regional_embeds, regional, p.region_prompts == "passes",
+                                                  _uses_cfg(p))
 
         def on_step(_pipe: object, step: int, _t: object, tensors: dict[str, Any]) -> dict[str, Any]:
             if cancel.is_set():
@@ -630,12 +658,16 @@ class StylizeStage:
                 kwargs["control_mode"] = [None] * len(per_net)  # plain (not Union) ControlNets: no mode each
         if controls[0] or p.model.family == "flux":
             kwargs |= {"height": height, "width": width}
+        if (regional is not None and regional.segments > 1 and p.model.family == "flux"
+                and p.region_prompts == "attention"):
+            kwargs["joint_attention_kwargs"] = flux_attention_kwargs(pipe, regional, embeds["prompt_embeds"])
         attention = p.mechanisms & ATTENTION
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             if regional is not None:
                 adapters = [f"lora{number}" for number in range(len(p.model.loras))]  # as models._load_loras names them
-                step_hook = stack.enter_context(regional_call(pipe, regional, noise, fusion, adapters))
+                step_hook = stack.enter_context(regional_call(pipe, regional, noise, fusion, adapters,
+                                                              p.region_prompts == "passes", pooled, self._styles))
             else:
                 step_hook = fusion
                 stack.enter_context(_noise_injected(pipe, noise))
@@ -720,14 +752,37 @@ def _encode_prompt(pipe: DiffusionPipeline, p: StylizeParameters, prompt: str | 
     return {"prompt_embeds": positive, "pooled_prompt_embeds": pooled}
 
 
-def _segments(p: StylizeParameters) -> list[tuple[str, str]]:
-    """The distinct (prompt, negative prompt) pairs of the shot and its regions, the shot's first."""
-    pairs = [(p.prompt, p.negative_prompt)]
+def _regional_pooled(embeds: dict[str, Any], call: RegionalCall, passes: bool, cfg: bool
+                     ) -> tuple[dict[str, Any], list[torch.Tensor] | None]:
+    """The pipeline's embeddings for a regional call, and (passes, SDXL and Flux) each prompt's pooled embedding
+    as its pass gives it to the model. A pooled embedding conditions the whole frame, so one pass gets the
+    prompts' pooled embeddings mixed by their share of the frame."""
+    if not any("pooled" in name for name in embeds):
+        return embeds, None
+    shares = torch.from_numpy(call.grouped(lambda c: c.segment, call.segments).mean(axis=(0, 1)))
+    mixed = {name: (value * shares.to(value.device, value.dtype).view(-1, *[1] * (value.dim() - 1))).sum(0)
+             if value is not None and "pooled" in name else value for name, value in embeds.items()}
+    if not passes:
+        return mixed, None
+    positive, negative = embeds["pooled_prompt_embeds"], embeds.get("negative_pooled_prompt_embeds")
+    per_pass = [torch.cat([negative[g], positive[g]]) if cfg and negative is not None else positive[g]
+                for g in range(call.segments)]
+    return mixed, per_pass
+
+
+def _segments(p: StylizeParameters) -> list[Segment]:
+    """The distinct prompt segments of the shot and its regions, the shot's first: a LoRA's text-encoder layers
+    change a prompt's embeddings, so a prompt under another LoRA set is another segment."""
+    segments = [(p.prompt, p.negative_prompt, 0)]
     for region in p.regions:
-        pair = (_or(region.prompt, p.prompt), _or(region.negative_prompt, p.negative_prompt))
-        if pair not in pairs:
-            pairs.append(pair)
-    return pairs
+        if (segment := _segment(p, region, _lora_sets(p))) not in segments:
+            segments.append(segment)
+    return segments
+
+
+def _segment(p: StylizeParameters, region: Region, sets: tuple[tuple[float, ...], ...]) -> Segment:
+    lora_set = 0 if region.loras is None else sets.index(_lora_weights(p, region.loras))
+    return _or(region.prompt, p.prompt), _or(region.negative_prompt, p.negative_prompt), lora_set
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -749,40 +804,48 @@ def _lora_sets(p: StylizeParameters) -> tuple[tuple[float, ...], ...]:
     return tuple(sets)
 
 
-def _columns(p: StylizeParameters, segments: list[tuple[str, str]], heal: float) -> tuple[Column, ...]:
+def _columns(p: StylizeParameters, segments: list[Segment], heal: float) -> tuple[Column, ...]:
     """Column 0 (the shot's own settings) and one per region: strength (times ``heal``), prompt segment, LoRA
-    set, seed and ControlNet weights."""
-    sets = _lora_sets(p)
+    set, seed, ControlNet weights and style image."""
+    sets, styles = _lora_sets(p), _region_styles(p)
     own_scales = tuple(net.weight for net in p.model.controlnets)
     columns = [Column(p.strength * heal, 0, 0, p.seed, own_scales)]
     for region in p.regions:
-        pair = (_or(region.prompt, p.prompt), _or(region.negative_prompt, p.negative_prompt))
-        lora_set = 0 if region.loras is None else sets.index(_lora_weights(p, region.loras))
+        segment = _segment(p, region, sets)
         scales = tuple((region.controlnet_weights or {}).get(net.source, net.weight) for net in p.model.controlnets)
-        columns.append(Column(_or(region.strength, p.strength) * heal, segments.index(pair), lora_set,
-                              _or(region.seed, p.seed), scales))
+        style = 0 if region.ip_adapter_image is None else 1 + styles.index(region.ip_adapter_image)
+        columns.append(Column(_or(region.strength, p.strength) * heal, segments.index(segment), segment[2],
+                              _or(region.seed, p.seed), scales, style))
     return tuple(columns)
 
 
-def check_region_settings(p: StylizeParameters, segments: int) -> None:
+def _region_styles(p: StylizeParameters) -> list[str]:
+    """The distinct style images (absolute paths) the regions set, in order."""
+    styles: list[str] = []
+    for region in p.regions:
+        if region.ip_adapter_image is not None and region.ip_adapter_image not in styles:
+            styles.append(region.ip_adapter_image)
+    return styles
+
+
+def check_region_settings(p: StylizeParameters) -> None:
     """Refuse (JobError, one line) region settings this model cannot honour, before any frame renders."""
     if not p.regions:
         return
-    if p.model.family == "flux":
-        raise JobError("regions need an SD 1.5 or SDXL model; Flux is not supported yet", "regions")
     sources = {net.source for net in p.model.controlnets}
     for region in p.regions:
         where = f"regions.{region.name}"
-        if region.ip_adapter_image is not None:
-            raise JobError("ip_adapter_image per region is not supported yet (the model's ip_adapter applies to "
-                           "the whole frame)", where)
+        if region.controlnet_weights and p.model.family == "flux":
+            raise JobError("controlnet_weights per region work on SD 1.5 and SDXL, not on Flux yet", where)
+        if region.ip_adapter_image is not None and (p.model.ip_adapter is None or p.model.family == "flux"):
+            raise JobError("ip_adapter_image per region needs the model's ip_adapter, on SD 1.5 or SDXL", where)
         unknown = sorted(set(region.controlnet_weights or {}) - sources)
         if unknown:
             raise JobError(f"controlnet_weights names {', '.join(unknown)}, but the model has no such ControlNet "
                            f"(its sources: {', '.join(sorted(sources)) or 'none'})", where)
-    if segments > 1 and p.model.ip_adapter is not None:
-        raise JobError("regional prompts cannot run with an IP-Adapter yet (both replace the cross-attention)",
-                       "regions")
+    if len(_segments(p)) > 1 and p.model.ip_adapter is not None and p.region_prompts == "attention":
+        raise JobError("regional prompts with an IP-Adapter need region_prompts 'passes' (masked cross-attention "
+                       "would replace the adapter's)", "regions")
 
 
 def _tile_seed(seed: int, tile: int) -> int:

@@ -175,3 +175,19 @@ def call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
 def _job(path: Path, document: dict[str, Any]) -> Job:
     path.write_text(json.dumps(document), encoding="utf-8")
     return load_job(path)
+
+
+def test_outputs_may_not_write_over_a_regions_mattes_or_style_image(tmp_path: Path, plates: Path,
+                                                                     model: Path) -> None:
+    style = tmp_path / "style.exr"
+    foreign_exr(style)
+    document = job_document(plates, model, str(tmp_path / "mattes" / "car.####.exr"), FRAMES)
+    document["regions"] = [{"name": "car", "select": {"matte_sequence": str(tmp_path / "mattes" / "car.####.exr")}}]
+    problems = check_outputs(_job(tmp_path / "a.json", document), disk=False)
+    assert len(problems) == 1 and problems[0].startswith("shots[0].output")
+    assert "regions[0].select.matte_sequence" in problems[0]
+    document = job_document(plates, model, str(tmp_path / "out" / "demo.####.exr"), FRAMES)
+    document["shots"].append({"name": "still", "plate": str(plates / "demo.1001.exr"), "output": str(style),
+                              "regions": [{"name": "a", "select": {"ids": [1]}, "ip_adapter_image": str(style)}]})
+    problems = check_outputs(_job(tmp_path / "b.json", document))
+    assert len(problems) == 1 and "shots[1].regions[0].ip_adapter_image" in problems[0]

@@ -1,14 +1,17 @@
-"""Per-object regions: the job spec's models and their validation messages."""
+"""Per-object regions: the job spec, the CLI form, the overlap rule."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 
+import numpy as np
 import pytest
 
 from stylecomp.errors import JobError
 from stylecomp.jobspec import MAX_REGIONS, parse_job
+from stylecomp.regions import overlap_weights, parse_region
 
 SHOT = {"name": "sh010", "plate": "plates/sh010.####.exr", "output": "out/sh010.####.exr"}
 
@@ -86,3 +89,46 @@ def test_job_level_region_limit_is_named() -> None:
     regions = [{"name": f"r{i}", "select": {"ids": [i]}} for i in range(MAX_REGIONS + 1)]
     with pytest.raises(JobError, match=f"regions: {MAX_REGIONS + 1} regions; at most {MAX_REGIONS} per shot"):
         parse_job(json.dumps(_job(regions, where="job")), "job.json")
+
+
+# --- the CLI form and the overlap rule ---------------------------------------------------------------------
+
+
+def test_region_option_reads_as_written() -> None:
+    car = parse_region("car: prompt=cel shading, bold ink; strength=0.6; seed=3")
+    assert car.name == "car" and car.select.cryptomatte == ["car"] and car.prompt == "cel shading, bold ink"
+    assert car.strength == 0.6 and car.seed == 3
+    buildings = parse_region("buildings: match=bld*, tower; layer=CryptoObject; invert=true; "
+                             "loras=ink.safetensors:0.7, wash.safetensors; controlnet_weights=lineart:0.5")
+    assert buildings.select.cryptomatte == ["bld*", "tower"] and buildings.select.layer == "CryptoObject"
+    assert buildings.invert and [(lora.path, lora.weight) for lora in buildings.loras] == [
+        ("ink.safetensors", 0.7), ("wash.safetensors", 1.0)]
+    assert buildings.controlnet_weights == {"lineart": 0.5}
+    assert parse_region("ids_34: ids=3,4").select.ids == [3, 4]
+    assert parse_region("hero: matte=mask.A; strength=0").select.matte == "mask.A"
+    seq = parse_region("car2: matte_sequence=mattes/car.####.exr; channel=R")
+    assert seq.select.matte_sequence == "mattes/car.####.exr" and seq.select.channel == "R"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("car prompt=ink", "expected NAME: key=value"),
+    ("car: colour=red", "unknown key 'colour'"),
+    ("car: promt=ink", "did you mean 'prompt'?"),
+    ("car: strength=1.5", "strength: Input should be less than or equal to 1"),
+    ("car: strength=lots", "strength: Input should be a valid number"),
+    ("car: ids=3; matte=mask.A", "give one selector, not ids and matte"),
+    ("car: prompt=a; prompt=b", "'prompt' is given twice"),
+    ("car: invert=maybe", "invert='maybe': use true or false"),
+    ("car.body: prompt=a", "name: String should match pattern"),
+    ("car: prompt", "'prompt' is not key=value"),
+])
+def test_bad_region_options_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_region(text)
+
+
+def test_later_regions_win_by_coverage() -> None:
+    coverage = np.array([[[1.0, 1.0], [1.0, 0.25], [0.5, 0.5], [0.0, 0.0]]], np.float32)  # (1, 4, 2)
+    weights = overlap_weights(coverage)
+    assert np.allclose(weights[0], [[0.0, 1.0], [0.75, 0.25], [0.25, 0.5], [0.0, 0.0]])
+    assert np.all(weights.sum(axis=2) <= 1.0)

@@ -88,6 +88,13 @@ def test_paths_outside_the_roots_are_refused_naming_the_field(server: EngineServ
         "model.path": inside | {"model": {"family": "sd15", "path": "/usr/lib"}},
         "shots[0].output ": inside | {"shots": [inside["shots"][0] | {"output": str(root / "escape" / "x.####.exr")}]},
         "shots[0].plate ": inside | {"shots": [inside["shots"][0] | {"plate": str(root / ".." / "p.####.exr")}]},
+        "shots[0].regions[0].select.matte_sequence": inside | {"shots": [inside["shots"][0] | {"regions": [
+            {"name": "car", "select": {"matte_sequence": "/etc/mattes.####.exr"}}]}]},
+        "regions[1].loras[0].path": inside | {"regions": [
+            {"name": "a", "select": {"ids": [1]}},
+            {"name": "b", "select": {"ids": [2]}, "loras": [{"path": str(tmp_path / "ink.safetensors")}]}]},
+        "regions[0].ip_adapter_image": inside | {"regions": [
+            {"name": "a", "select": {"ids": [1]}, "ip_adapter_image": str(root / "escape" / "ref.png")}]},
     }
     for field, document in cases.items():
         status, answer, _ = call(server.url, "POST", "/jobs", {"job": document})

@@ -16,6 +16,7 @@ colour encoding) with the look computed from the scene's layers:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import numpy as np
 from ..cache import RenderCache
 from ..color import ModelEncoding
 from ..demo import render_layers, write_demo
-from ..jobspec import Consistency, ControlNet, FrameRange, Job, ModelSettings, Resolution, SeedPolicy, Shot
+from ..jobspec import Consistency, ControlNet, FrameRange, Job, ModelSettings, Region, Resolution, SeedPolicy, Shot
 from ..pipeline_pool import PipelinePool
 from ..plates import read_plate
 from ..render import render_job
@@ -83,15 +84,19 @@ def held_out_shot(index: int, folder: Path, frames: int = 1, first_frame: int = 
 
 
 def stylize(shot: HeldOutShot, prompt: str, out: Path, settings: Settings = RECOMMENDED,
-            model: Path = SHIPPED_MODEL, pool: PipelinePool | None = None) -> FrameSequence:
-    """Stylize the shot with ``render_job``, as ``stylecomp render`` would; returns the written sequence."""
+            model: Path = SHIPPED_MODEL, pool: PipelinePool | None = None,
+            regions: Sequence[Region] = (), region_prompts: str = "attention") -> FrameSequence:
+    """Stylize the shot with ``render_job``, as ``stylecomp render`` would; returns the written sequence.
+    With ``regions`` (and how their prompts reach the model), ``prompt`` and ``settings.strength`` are the
+    shot's own, outside them."""
     job = Job(
         shots=[Shot(name="held_out", plate=shot.plates.pattern, output=str(out / "stylized.####.exr"),
                     frames=FrameRange(first=shot.plates.frames[0], last=shot.plates.frames[-1]))],
         model=model_settings(model, settings.line_art),
         prompt=prompt, seed=SeedPolicy(value=settings.seed), strength=settings.strength, steps=settings.steps,
         guidance=settings.guidance, resolution=Resolution(mode="native"),
-        consistency=Consistency(mechanisms=list(settings.mechanisms)),
+        consistency=Consistency(mechanisms=list(settings.mechanisms)), regions=list(regions),
+        region_prompts=region_prompts,
     )
     summary = render_job(job, pool=pool, cache=None, overwrite=True)
     if summary.failed:
