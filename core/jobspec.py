@@ -118,8 +118,9 @@ class RegionSelect(_Strict):
 class Region(_Strict):
     """A part of the frame, chosen by a matte, with its own settings; what it leaves None comes from the shot.
 
-    Regions apply in list order and later ones win, coverage-weighted: region i gets
-    c_i * prod_{j>i} (1 - c_j) of a pixel, the shot's own settings the rest.
+    Regions apply in list order and later ones win, coverage-weighted and subtractive: from the last region
+    to the first, region i gets min(c_i, 1 - the later regions' weights) of a pixel, the shot's own settings
+    the rest.
     """
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",

@@ -2,8 +2,10 @@
 
 A region (``jobspec.Region``) selects pixels by Cryptomatte names (wildcards, any layer), IDs of
 the integer object-ID AOV, a matte channel of the plate, or a separate matte sequence; coverage
-gives soft edges. Regions apply in list order, later ones winning, coverage-weighted:
-``weight_i = c_i * prod_{j>i} (1 - c_j)``, and the shot's own settings get ``1 - sum(weight_i)``.
+gives soft edges. Regions apply in list order, later ones winning, coverage-weighted and subtractive:
+from the last region to the first, ``weight_i = min(c_i, 1 - sum_{j>i} weight_j)``, and the shot's own
+settings get ``1 - sum(weight_i)``. A full overlap goes to the later region; two Cryptomatte objects
+that split a pixel (car 0.4, building 0.6) keep their own shares, leaving the shot nothing there.
 
 ``check_regions`` reads the shot's headers (and, for ID and matte selectors, pixels until a frame
 covers something) before anything renders, so a bad selector is one clear line and no file is
@@ -56,12 +58,15 @@ class FrameRegions:
 
 
 def overlap_weights(coverage: np.ndarray) -> np.ndarray:
-    """Coverage (H, W, N) in list order -> weights (H, W, N): ``c_i * prod_{j>i} (1 - c_j)`` (later regions win)."""
+    """Coverage (H, W, N) in list order -> weights (H, W, N): from last to first, ``min(c_i, 1 - sum_{j>i} w_j)``.
+
+    Later regions win what they cover; an earlier one keeps what is left, so split pixels stay exact.
+    """
     weights = np.empty_like(coverage, dtype=np.float32)
     rest = np.ones(coverage.shape[:2], np.float32)
     for i in reversed(range(coverage.shape[2])):
-        weights[..., i] = coverage[..., i] * rest
-        rest = rest * (1.0 - coverage[..., i])
+        weights[..., i] = np.minimum(coverage[..., i], rest)
+        rest = np.maximum(rest - weights[..., i], 0.0)
     return weights
 
 
@@ -129,8 +134,7 @@ def check_regions(job: Job, shot: Shot, frames: Sequence[int], plates: FrameSequ
         where = f"{shot.name}: region {region.name!r}"
         select = region.select
         if select.cryptomatte is not None:
-            warnings += _check_cryptomatte(region, headers, where)
-            continue
+            warnings += _check_cryptomatte(region, headers, where)  # then the same coverage check as the others
         if select.matte_sequence is not None:
             mattes = FrameSequence(job.resolve(select.matte_sequence))
             missing = [frame for frame in present if not os.path.isfile(mattes.path(frame))]
@@ -208,7 +212,7 @@ def _matching(layer: CryptomatteLayer, patterns: Sequence[str]) -> list[str]:
     names = sorted(layer.manifest or {})
     found: list[str] = []
     for pattern in patterns:
-        for name in [pattern] if pattern in names else fnmatch.filter(names, pattern):
+        for name in [pattern] if pattern in names else [n for n in names if fnmatch.fnmatchcase(n, pattern)]:
             if name not in found:
                 found.append(name)
     return found

@@ -66,6 +66,7 @@ _SOURCE_CLIPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "tile": ((), ()),
 }
 StepHook = Callable[[int, torch.Tensor], torch.Tensor]  # (step, latents after it) -> latents to go on with
+UNTOUCHED_WEIGHT = 1e-6  # a column weighing less than this on a pixel counts as absent there
 Segment = tuple[str, str, int]  # a regional prompt: prompt, negative prompt, the LoRA set its text is encoded with
 _CLIP_COMPONENTS = {"Source": 4, "Depth": 1, "Normal": 3, "ObjectID": 1, "Motion": 2}
 
@@ -162,7 +163,7 @@ class _Frame:
     calls: ModelCalls
     regions: FrameRegions | None = None
     regional: list[RegionalCall] | None = None  # per model call, with regions
-    strengths: np.ndarray | None = None  # with regions: (H, W) each pixel's strength at the plate's size
+    untouched: np.ndarray | None = None  # with regions: (H, W) bool, pixels only strength-0 columns weigh on
 
 
 class StylizeStage:
@@ -508,7 +509,11 @@ class StylizeStage:
         weights = np.concatenate([1.0 - regions.weights.sum(axis=2, keepdims=True), regions.weights], axis=2)
         weights = np.clip(weights, 0.0, 1.0).astype(np.float32)
         columns = _columns(p, self._segments, heal)
-        work.strengths = weights @ np.array([c.strength for c in columns], np.float32)
+        # Untouched: every column that changes anything weighs (almost) nothing there. Deciding by the weights, not
+        # by their product with the strengths, keeps float32 round-off (column 0 = 1 - sum of soft weights,
+        # ~1e-7 where soft mattes overlap a full one) from making a strength-0 pixel differ from the plate.
+        changing = np.array([c.strength > 0.0 for c in columns])
+        work.untouched = np.all(weights[..., changing] < UNTOUCHED_WEIGHT, axis=2)
         pieces: list[list[np.ndarray]] = []
         for start in range(0, weights.shape[2], 3):  # model_calls lays out 3-channel images
             chunk = np.zeros((*weights.shape[:2], 3), np.float32)
@@ -528,9 +533,8 @@ class StylizeStage:
         model_image = assemble(work.calls, outputs)
         out = self.encoding.decode(work.encoded, model_image)  # (H, W, 3) premultiplied scene-linear
         out[(work.alpha <= 0) & ~work.rgb.any(axis=2)] = 0.0  # nothing appears where the plate is empty
-        if work.strengths is not None:
-            untouched = work.strengths <= 0.0
-            out[untouched] = work.rgb[untouched]  # the plate's own values, bit for bit
+        if work.untouched is not None:
+            out[work.untouched] = work.rgb[work.untouched]  # the plate's own values, bit for bit
         provenance = self.provenance(work.frame) | {
             "resolution": work.calls.layout.describe(),
             "performance": json.dumps({"batch": batch, "compile": self.performance.compile}),

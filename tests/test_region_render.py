@@ -62,9 +62,9 @@ def test_street_regions_by_cryptomatte_name_through_the_cli(testdata: Path, tmp_
         layer = cryptomatte.select_layer(plate)
         road, _ = cryptomatte.matte(plate, layer, ["road"])
         car, _ = cryptomatte.matte(plate, layer, ["car"])
-        # Later regions win, coverage-weighted: the road keeps what the car does not cover.
+        # Later regions win, subtractive: the road keeps what the car does not cover, its own share where they split.
         assert np.allclose(output.channel("regions.car"), car, atol=1e-6)
-        assert np.allclose(output.channel("regions.road"), road * (1.0 - car), atol=1e-6)
+        assert np.allclose(output.channel("regions.road"), np.minimum(road, 1.0 - car), atol=1e-6)
         untouched = output.channel("regions.road") >= 1.0
         assert untouched.sum() > 40000
         styled, clean = output.channels([f"stylized.{c}" for c in "RGBA"]), plate.channels(BEAUTY)
@@ -92,6 +92,35 @@ def test_strength_zero_is_bit_exact_in_a_half_float_plate(tmp_path: Path, tiny: 
     styled, clean = stylized(tmp_path / f"out/demo.{FIRST}.exr"), plate.channels(["R", "G", "B", "A"])
     assert np.array_equal(bits(styled[ground]), bits(clean[ground]))
     assert np.abs(styled - clean)[~ground].mean() > 0.01  # strength 1 elsewhere
+
+
+def test_strength_zero_under_overlapping_soft_mattes_is_bit_exact(tmp_path: Path, tiny: dict[str, Path]) -> None:
+    """A full matte with two soft ones over it, all strength 0 (the shot at 0.6): the shot's own column is
+    1 - their weights' sum there, a float32 crumb on some pixels, and those pixels must still be the plate."""
+    plates = write_plates(tmp_path / "plates", 1)
+    plate = read_plate(plates / f"demo.{FIRST}.exr")
+    height, width = plate.channel("id").shape
+    rng = np.random.default_rng(3)  # soft coverage everywhere: float32 round-off lands on some ground pixels
+    soft = rng.uniform(0.0, 1.0, (height, width, 2)).astype(np.float32)
+    names = [*plate.channel_names, "soft.A", "soft2.A"]
+    pixels = np.concatenate([plate.channels(plate.channel_names), soft], axis=2)
+    write_plate(plates / f"demo.{FIRST}.exr", [ImagePart.create(pixels, names, pixel_type="float",
+                                                                channel_types={"id": "uint"})])
+    document = job_document(plates, tiny["sd15"], str(tmp_path / "out/demo.####.exr"), 1, strength=0.6, regions=[
+        {"name": "ground", "select": {"ids": [1]}, "strength": 0.0},
+        {"name": "across", "select": {"matte": "soft.A"}, "strength": 0.0},
+        {"name": "down", "select": {"matte": "soft2.A"}, "strength": 0.0}])
+    status, _, err = invoke("render", str(write_job(tmp_path / "job.json", document)), "--device", "cpu")
+    assert status == 0, err
+    output = read_plate(tmp_path / f"out/demo.{FIRST}.exr")
+    weights = np.stack([output.channel(f"regions.{name}") for name in ("ground", "across", "down")], axis=2)
+    ground = plate.channel("id") == 1
+    crumbs = ground & (1.0 - weights.sum(axis=2) > 0.0)  # the shot's own column, not quite 0
+    assert ground.sum() > 500 and crumbs.sum() > 0  # the case this test is about does occur
+    styled, clean = stylized(tmp_path / f"out/demo.{FIRST}.exr"), read_plate(plates / f"demo.{FIRST}.exr")
+    clean_rgba = clean.channels(["R", "G", "B", "A"])
+    assert np.array_equal(bits(styled[ground]), bits(clean_rgba[ground]))
+    assert np.abs(styled - clean_rgba)[~ground].mean() > 0.01  # the shot's 0.6 where the soft mattes leave room
 
 
 def test_matte_channel_and_matte_sequence_selectors(tmp_path: Path, tiny: dict[str, Path]) -> None:
@@ -148,6 +177,25 @@ def test_a_name_missing_on_some_frames_is_a_warning_with_the_frames(testdata: Pa
     assert "warning: street: region 'car': 'car' matches nothing on frame(s) 1008" in err
     assert read_plate(tmp_path / "out/street.1007.exr").channel("regions.car").max() > 0.9
     assert read_plate(tmp_path / "out/street.1008.exr").channel("regions.car").max() == 0.0
+
+
+def test_a_manifest_name_never_on_screen_covers_no_pixel(testdata: Path, tmp_path: Path,
+                                                        tiny: dict[str, Path]) -> None:
+    """A name the manifest lists but no pixel's ranks hold is refused like any selector that covers nothing."""
+    folder = tmp_path / "plates"
+    folder.mkdir()
+    for frame in (1007, 1008):
+        plate = read_plate(testdata / "plates" / "blender_street" / f"street.{frame}.exr")
+        part, layer = plate.parts[0], cryptomatte.select_layer(plate)
+        manifest = {key: f"{value:08x}" for key, value in layer.manifest.items()} | {"ghost": "3f7a1c21"}
+        part.spec.attribute(f"cryptomatte/{layer.key}/manifest", json.dumps(manifest))
+        write_plate(folder / f"street.{frame}.exr", [part])
+    job = street_job(testdata, tmp_path, tiny["sd15"], plate=str(folder / "street.####.exr"))
+    status, _, err = invoke("render", str(job), "--device", "cpu", "--region", "ghost: prompt=ink")
+    assert status == 2, err
+    assert ("error: street: region 'ghost': select {\"cryptomatte\": [\"ghost\"]} covers no pixel on any frame "
+            "(1007-1008)") in err, err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("regions, message", [

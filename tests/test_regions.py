@@ -128,7 +128,10 @@ def test_bad_region_options_say_what_is_wrong(text: str, message: str) -> None:
 
 
 def test_later_regions_win_by_coverage() -> None:
-    coverage = np.array([[[1.0, 1.0], [1.0, 0.25], [0.5, 0.5], [0.0, 0.0]]], np.float32)  # (1, 4, 2)
+    # Pixels: full overlap, soft edge over a full matte, a Cryptomatte pixel split 0.4/0.6 between two objects,
+    # two soft mattes that overlap by more than the pixel, nothing.
+    coverage = np.array([[[1.0, 1.0], [1.0, 0.25], [0.4, 0.6], [0.8, 0.6], [0.0, 0.0]]], np.float32)  # (1, 5, 2)
     weights = overlap_weights(coverage)
-    assert np.allclose(weights[0], [[0.0, 1.0], [0.75, 0.25], [0.25, 0.5], [0.0, 0.0]])
-    assert np.all(weights.sum(axis=2) <= 1.0)
+    assert np.allclose(weights[0], [[0.0, 1.0], [0.75, 0.25], [0.4, 0.6], [0.4, 0.6], [0.0, 0.0]])
+    assert np.all(weights.sum(axis=2) <= 1.0 + 1e-7)
+    assert weights[0, 2].sum() == pytest.approx(1.0)  # the split pixel leaves the shot's own look nothing
