@@ -596,7 +596,9 @@ def _render_options(command: Callable[..., None]) -> Callable[..., None]:
                      "'car: prompt=cel shading, bold ink; strength=0.6'. Selects the Cryptomatte name NAME unless "
                      "match=bld*,tower, ids=3,4, matte=mask.A or matte_sequence=mattes/car.####.exr says otherwise; "
                      "other keys: negative_prompt, strength, seed, invert, layer, channel, loras=path[:weight], "
-                     "controlnet_weights=lineart:0.5, ip_adapter_image."),
+                     "controlnet_weights=lineart:0.5, ip_adapter_image. A NAME that is not an identifier (Car.001, "
+                     "ns:car, bld*) is the pattern and names the region Car_001, ns_car, bld; write \\; for a ; "
+                     "inside a value (prompt=cel\\; ink)."),
     ]
     for option in reversed(options):
         command = option(command)

@@ -19,6 +19,7 @@ import difflib
 import fnmatch
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -258,23 +259,38 @@ REGION_KEYS = {
     "controlnet_weights": "source:weight, comma-separated (lineart:0.5)",
 }
 _SELECTORS = ("match", "ids", "matte", "matte_sequence")
+# NAME ends at the first colon followed by the end or by key=, so names may hold colons (ns:car).
+_REGION_HEAD = re.compile(r"^(?P<name>[^=]+?):\s*(?=$|[A-Za-z_]+\s*=)")
+_FIRST_COLON = re.compile(r"^(?P<name>[^:=]+):")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WILDCARDS = re.compile(r"[*?\[\]]")
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def region_name(pattern: str) -> str:
+    """A region name (an identifier) made from a Cryptomatte name or pattern: ``Car.001`` -> ``Car_001``,
+    ``bld*`` -> ``bld``, ``ns:car`` -> ``ns_car``; the Nuke regions table makes its names the same way."""
+    base = _NOT_IN_NAME.sub("_", _WILDCARDS.sub("", pattern)).strip("_") or "region"
+    return "_" + base if base[0].isdigit() else base
 
 
 def parse_region(text: str) -> Region:
     """A region from the CLI form ``NAME: key=value; key=value`` (see ``REGION_KEYS``).
 
-    Without a selector key the region selects the Cryptomatte name NAME. Raises ValueError with
-    one line saying what is wrong.
+    Without a selector key the region selects the Cryptomatte name NAME. A NAME that is not an
+    identifier (``Car.001``, ``ns:car``, ``bld*``) is the Cryptomatte pattern and the region's name
+    is made from it (``Car_001``), as the Nuke table does. ``\\;`` is a literal ``;`` in a value.
+    Raises ValueError with one line saying what is wrong.
     """
-    name, colon, rest = text.partition(":")
-    name = name.strip()
-    if not colon or not name:
+    head = _REGION_HEAD.match(text) or _FIRST_COLON.match(text)
+    if head is None or not head.group("name").strip():
         raise ValueError("expected NAME: key=value; key=value (e.g. 'car: prompt=cel shading; strength=0.6')")
+    given, rest = head.group("name").strip(), text[head.end():]
     values: dict[str, str] = {}
-    for item in rest.split(";"):
+    for item in re.split(r"(?<!\\);", rest):
         if not item.strip():
             continue
-        key, equals, value = item.partition("=")
+        key, equals, value = item.replace("\\;", ";").partition("=")
         key = key.strip()
         if not equals:
             raise ValueError(f"{item.strip()!r} is not key=value")
@@ -285,10 +301,11 @@ def parse_region(text: str) -> Region:
         if key in values:
             raise ValueError(f"{key!r} is given twice")
         values[key] = value.strip()
+    name = given if _IDENTIFIER.fullmatch(given) else region_name(given)
     selectors = [key for key in _SELECTORS if key in values]
     if len(selectors) > 1:
         raise ValueError(f"give one selector, not {' and '.join(selectors)}")
-    select: dict[str, Any] = {"cryptomatte": [name]}
+    select: dict[str, Any] = {"cryptomatte": [given]}
     if "match" in values:
         select = {"cryptomatte": _items(values.pop("match"))}
     elif "ids" in values:
