@@ -45,7 +45,7 @@ class Column:
     strength: float
     segment: int  # index of its prompt among the call's text segments
     lora_set: int  # index of its LoRA set among RegionalCall.lora_sets
-    seed: int
+    seed: int  # its noise's seed on this frame and tile; column 0's is the pipeline's own draw's
     controlnet_scales: tuple[float, ...]  # per ControlNet of the model, in order
     style: int = 0  # index of its IP-Adapter style image among the call's (0: the shot's own)
 
@@ -86,9 +86,10 @@ class RegionalCall:
 
 class RegionalCrossAttention:
     """A cross-attention processor: each query attends to each prompt segment separately, the results blended
-    by the segment weights at the layer's resolution (``segment_weights(tokens)`` gives (1, tokens, segments))."""
+    by the segment weights at the layer's resolution (``segment_weights(tokens, like)`` gives (1, tokens, segments)
+    on ``like``'s device and dtype)."""
 
-    def __init__(self, segments: int, segment_weights: Callable[[int], torch.Tensor]) -> None:
+    def __init__(self, segments: int, segment_weights: Callable[[int, torch.Tensor], torch.Tensor]) -> None:
         self.segments = segments
         self.segment_weights = segment_weights
 
@@ -116,7 +117,7 @@ class RegionalCrossAttention:
             query = attn.norm_q(query)
         if attn.norm_k is not None:
             key = attn.norm_k(key)
-        weights = self.segment_weights(tokens).to(query.device, query.dtype)  # (1, tokens, segments)
+        weights = self.segment_weights(tokens, query)  # (1, tokens, segments)
         length = key.shape[2] // self.segments
         out = torch.zeros_like(query)
         for segment in range(self.segments):
@@ -214,9 +215,9 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
     index = {item: i for i, item in enumerate(passes)}
     pass_maps = call.grouped(lambda c: index[key(c)], len(passes))
 
-    def segment_weights(tokens: int) -> torch.Tensor:
+    def segment_weights(tokens: int, like: torch.Tensor) -> torch.Tensor:
         rows, cols = attention_grid(tokens, *latent_size)
-        maps = call.at("segments", segment_maps, rows, cols, torch.zeros(()))
+        maps = call.at("segments", segment_maps, rows, cols, like)  # cached per size, device and dtype
         return maps.flatten(2).transpose(1, 2)  # (1, tokens, segments)
 
     # Masked cross-attention in the UNet (one pass for every prompt), and in the ControlNets either way: the
@@ -304,7 +305,8 @@ def flux_attention_mask(call: RegionalCall, text_tokens: int, latent_size: tuple
 
 
 def _seed_noise(call: RegionalCall, base: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
-    """``base`` where the shot's seed rules, each other seed's own noise by weight, renormalised to unit variance."""
+    """``base`` (the shot's noise, drawn with column 0's seed) where the shot's seed rules, each other seed's own
+    noise by weight, renormalised to unit variance."""
     seeds = sorted({c.seed for c in call.columns[1:]} - {call.columns[0].seed})
     if not seeds:
         return base

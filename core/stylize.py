@@ -23,7 +23,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -89,8 +89,8 @@ class StylizeParameters:
     keyframe_interval: int
     fusion_strength: float
     vectors: VectorConvention
-    regions: tuple[Region, ...] = ()  # with absolute paths; model.loras holds every region's LoRAs too
-    own_loras: tuple[Lora, ...] = ()  # the shot's own LoRAs (model.loras without the regions' additions)
+    regions: tuple[Region, ...] = ()  # with absolute paths
+    region_loras: tuple[Lora, ...] = ()  # the regions' LoRAs the shot lacks, at weight 0: only StylizeStage loads them
     region_prompts: str = "attention"  # masked cross-attention, or a UNet pass per prompt
 
     @classmethod
@@ -108,13 +108,13 @@ class StylizeParameters:
             if model.ip_adapter.image_encoder is not None:
                 model.ip_adapter.image_encoder = job.resolve(model.ip_adapter.image_encoder)
             reference = job.resolve(model.ip_adapter.image)
-        own_loras = tuple(model.loras)
+        region_loras: list[Lora] = []
         regions = tuple(region.model_copy(deep=True) for region in job.shot_regions(shot))
         for region in regions:
             for lora in region.loras or []:
                 lora.path = job.resolve(lora.path)
-                if all(lora.path != loaded.path for loaded in model.loras):
-                    model.loras.append(Lora(path=lora.path, weight=0.0))
+                if all(lora.path != loaded.path for loaded in (*model.loras, *region_loras)):
+                    region_loras.append(Lora(path=lora.path, weight=0.0))
             if region.ip_adapter_image is not None:
                 region.ip_adapter_image = job.resolve(region.ip_adapter_image)
         overrides = shot.overrides
@@ -134,13 +134,24 @@ class StylizeParameters:
             fusion_strength=job.consistency.fusion_strength,
             vectors=VectorConvention(job.consistency.vector_units, job.consistency.vector_y),
             regions=regions,
-            own_loras=own_loras,
+            region_loras=tuple(region_loras),
             region_prompts=job.region_prompts,
         )
 
-    def frame_seed(self, frame: int) -> int:
-        """The seed a frame renders with: the same every frame (policy fixed, or a locked seed), or offset by the frame."""
-        return self.seed if self.seed_policy == "fixed" or "locked_seed" in self.mechanisms else self.seed + frame
+    def frame_seed(self, frame: int, seed: int | None = None) -> int:
+        """The seed a frame renders with: the same every frame (policy fixed, or a locked seed), or offset by the frame.
+        ``seed``: a region's own seed, under the same policy (default: the shot's)."""
+        seed = self.seed if seed is None else seed
+        return seed if self.seed_policy == "fixed" or "locked_seed" in self.mechanisms else seed + frame
+
+    @property
+    def loaded_loras(self) -> tuple[Lora, ...]:
+        """The adapters the stylize pipeline loads, in models._load_loras' order: the shot's, then the regions'."""
+        return (*self.model.loras, *self.region_loras)
+
+    def loaded_model(self) -> ModelSettings:
+        """The model as StylizeStage loads it: the shot's settings with the regions' LoRAs added at weight 0."""
+        return self.model.model_copy(update={"loras": list(self.loaded_loras)}) if self.region_loras else self.model
 
     @property
     def sequential(self) -> bool:
@@ -238,7 +249,7 @@ class StylizeStage:
                             "fusion_strength": p.fusion_strength},
             "color": self.encoding.description,
             "ocio_config": self.encoding.config_uri,
-            **({"regions": [region.model_dump(mode="json", exclude_none=True) for region in p.regions],
+            **({"regions": [_region_parameters(region) for region in p.regions],
                 "region_prompts": p.region_prompts} if p.regions else {}),
         }
 
@@ -263,12 +274,12 @@ class StylizeStage:
             p = self.params
             check_mechanisms(p.mechanisms, p.model.family, p.resolution.mode == "tiles", "consistency.mechanisms")
             check_region_settings(p)
-            check_model(p.model)
+            check_model(p.loaded_model())
             self.geometry()
             identity: dict[str, Any] = {
                 "model": model_hash(p.model.path),
                 "controlnets": [model_hash(c.path) for c in p.model.controlnets],
-                "loras": [model_hash(lora.path) for lora in p.model.loras],
+                "loras": [model_hash(lora.path) for lora in p.loaded_loras],
                 "device": torch.device(self.pool.device).type,
                 "dtype": str(self.pool.dtype).removeprefix("torch."),
                 # CPU kernels split work by thread count, and the last bits of a float sum follow the split.
@@ -306,7 +317,7 @@ class StylizeStage:
         if self._pipe is not None:
             return self._pipe
         p = self.params
-        self._pipe = self.pool.get(p.model, self.performance)
+        self._pipe = self.pool.get(p.loaded_model(), self.performance)
         self._pipe.set_progress_bar_config(disable=True)
         loaded, planned = pipeline_geometry(self._pipe, p.model.family), self.geometry()
         if (loaded.vae_scale, loaded.latent_channels) != (planned.vae_scale, planned.latent_channels):
@@ -334,7 +345,7 @@ class StylizeStage:
     def _encode_segment(self, segment: Segment) -> dict[str, Any]:
         """A region's prompt embeddings, encoded with its LoRA set's adapters (the shot's again afterwards)."""
         prompt, negative, lora_set = segment
-        adapters = [f"lora{number}" for number in range(len(self.params.model.loras))]  # models._load_loras' names
+        adapters = [f"lora{number}" for number in range(len(self.params.loaded_loras))]  # models._load_loras' names
         sets = _lora_sets(self.params)
         if lora_set:
             self._pipe.set_adapters(adapters, adapter_weights=list(sets[lora_set]))  # type: ignore[union-attr]
@@ -508,7 +519,7 @@ class StylizeStage:
         p = self.params
         weights = np.concatenate([1.0 - regions.weights.sum(axis=2, keepdims=True), regions.weights], axis=2)
         weights = np.clip(weights, 0.0, 1.0).astype(np.float32)
-        columns = _columns(p, self._segments, heal)
+        columns = _columns(p, self._segments, heal, work.frame)
         # Untouched: every column that changes anything weighs (almost) nothing there. Deciding by the weights, not
         # by their product with the strengths, keeps float32 round-off (column 0 = 1 - sum of soft weights,
         # ~1e-7 where soft mattes overlap a full one) from making a strength-0 pixel differ from the plate.
@@ -524,7 +535,8 @@ class StylizeStage:
         for tile in range(len(work.calls.images)):
             laid = np.clip(np.concatenate([piece[tile] for piece in pieces], axis=2)[..., : weights.shape[2]], 0, 1)
             laid /= np.maximum(laid.sum(axis=2, keepdims=True), 1e-6)
-            work.regional.append(RegionalCall(laid.astype(np.float32), columns, sets))
+            seeded = tuple(replace(column, seed=_tile_seed(column.seed, tile)) for column in columns)  # as the shot's
+            work.regional.append(RegionalCall(laid.astype(np.float32), seeded, sets))
         work.regions = regions
 
     def _finish(self, work: _Frame, outputs: list[np.ndarray], batch: int) -> FrameResult:
@@ -669,7 +681,7 @@ class StylizeStage:
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             if regional is not None:
-                adapters = [f"lora{number}" for number in range(len(p.model.loras))]  # as models._load_loras names them
+                adapters = [f"lora{number}" for number in range(len(p.loaded_loras))]  # as models._load_loras names them
                 step_hook = stack.enter_context(regional_call(pipe, regional, noise, fusion, adapters,
                                                               p.region_prompts == "passes", pooled, self._styles))
             else:
@@ -794,33 +806,45 @@ def _or(value: Any, default: Any) -> Any:
 
 
 def _lora_weights(p: StylizeParameters, loras: Sequence[Lora]) -> tuple[float, ...]:
-    """Each loaded adapter's weight (model.loras' order) when ``loras`` are the active set."""
+    """Each loaded adapter's weight (``loaded_loras``' order) when ``loras`` are the active set."""
     weights = {lora.path: lora.weight for lora in loras}
-    return tuple(weights.get(loaded.path, 0.0) for loaded in p.model.loras)
+    return tuple(weights.get(loaded.path, 0.0) for loaded in p.loaded_loras)
 
 
 def _lora_sets(p: StylizeParameters) -> tuple[tuple[float, ...], ...]:
     """The distinct LoRA sets (adapter weights), the shot's own first."""
-    sets = [_lora_weights(p, p.own_loras)]
+    sets = [_lora_weights(p, p.model.loras)]
     for region in p.regions:
         if region.loras is not None and (weights := _lora_weights(p, region.loras)) not in sets:
             sets.append(weights)
     return tuple(sets)
 
 
-def _columns(p: StylizeParameters, segments: list[Segment], heal: float) -> tuple[Column, ...]:
+def _columns(p: StylizeParameters, segments: list[Segment], heal: float, frame: int) -> tuple[Column, ...]:
     """Column 0 (the shot's own settings) and one per region: strength (times ``heal``), prompt segment, LoRA
-    set, seed, ControlNet weights and style image."""
+    set, seed on ``frame`` under the seed policy (before ``_tile_seed``), ControlNet weights and style image."""
     sets, styles = _lora_sets(p), _region_styles(p)
     own_scales = tuple(net.weight for net in p.model.controlnets)
-    columns = [Column(p.strength * heal, 0, 0, p.seed, own_scales)]
+    own_seed = p.frame_seed(frame)
+    columns = [Column(p.strength * heal, 0, 0, own_seed, own_scales)]
     for region in p.regions:
         segment = _segment(p, region, sets)
         scales = tuple((region.controlnet_weights or {}).get(net.source, net.weight) for net in p.model.controlnets)
         style = 0 if region.ip_adapter_image is None else 1 + styles.index(region.ip_adapter_image)
         columns.append(Column(_or(region.strength, p.strength) * heal, segments.index(segment), segment[2],
-                              _or(region.seed, p.seed), scales, style))
+                              own_seed if region.seed is None else p.frame_seed(frame, region.seed), scales, style))
     return tuple(columns)
+
+
+def _region_parameters(region: Region) -> dict[str, Any]:
+    """A region as parameters() records it, without the machine's paths: its LoRAs as their weights (the
+    identity's hashes name the files, as for the shot's own), its style image by the file's hash."""
+    document = region.model_dump(mode="json", exclude_none=True)
+    if region.loras is not None:
+        document["loras"] = [{"weight": lora.weight} for lora in region.loras]
+    if region.ip_adapter_image is not None:
+        document["ip_adapter_image"] = {"sha256": model_hash(region.ip_adapter_image)}
+    return document
 
 
 def _region_styles(p: StylizeParameters) -> list[str]:

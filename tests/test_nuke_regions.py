@@ -21,7 +21,7 @@ from gizmo_eval.windows import Window
 from stylecomp import blend
 from stylecomp.cryptomatte import find_layers, matte, select_layer
 from stylecomp.jobspec import Shot
-from stylecomp.plates import PROVENANCE_PREFIX, read_plate
+from stylecomp.plates import PROVENANCE_PREFIX, read_plate, write_plate
 from stylecomp.regions import frame_regions
 from stylecomp.testmodels import make_test_model
 from stylecomp_nuke import actions, cryptomatte, gizmo, regions
@@ -289,3 +289,30 @@ def test_a_name_the_manifest_lacks_is_the_engines_one_line_with_the_nearest_name
     assert node["label"].value() == "error: The engine refused the job or its input."
     assert "region 'cars': no Cryptomatte name matches 'cars' on any frame; nearest names: car" in standin.messages[-1]
     assert list((Path(node["cache_dir"].value()) / "stylized").glob("*.exr")) == []  # nothing rendered
+
+
+def test_a_sidecar_manifest_reaches_the_engine(real_engine, testdata: Path, tmp_path: Path) -> None:
+    """A render whose manifest is a sidecar beside its EXRs (``manif_file``): Names... reads it beside the Read's
+    file, and the engine, which reads the plate the gizmo wrote into its cache folder, finds it there too."""
+    node, render = real_engine, tmp_path / "render"
+    render.mkdir()
+    plate = read_plate(testdata / STREET)
+    part, layer = plate.parts[0], select_layer(plate)
+    sidecar = json.dumps({name: f"{bits:08x}" for name, bits in layer.manifest.items()})
+    (render / "objects.json").write_text(sidecar, encoding="utf-8")
+    part.spec.erase_attribute(f"cryptomatte/{layer.key}/manifest")
+    part.spec.attribute(f"cryptomatte/{layer.key}/manif_file", "objects.json")
+    path = render / "street.1008.exr"
+    write_plate(path, [part])
+    standin.rendered = lambda write, frame: path.read_bytes()
+    node.setInput(0, standin.add_source("ReadSidecar", ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"],
+                                        standin.exr_metadata(str(path))))
+    assert "car" in cryptomatte.names(node.input(0).metadata())
+    node[regions.knob_name(1, "matte")].setValue("car")
+    node[regions.knob_name(1, "prompt")].setValue("cel shading, bold ink")
+    _render_with_the_engine(node)
+    assert node["label"].value() == "1 rendered, 0 cached", standin.messages
+    cache_dir = Path(node["cache_dir"].value())
+    assert (cache_dir / "inputs" / "objects.json").read_text(encoding="utf-8") == sidecar
+    out = read_plate(cache_dir / "stylized" / "stylized.1008.exr")
+    np.testing.assert_allclose(out.channel("regions.car"), matte(plate, layer, ["car"])[0], atol=1e-6)

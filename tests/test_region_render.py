@@ -273,6 +273,14 @@ def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_pat
         status, _, err = invoke("render", str(write_job(tmp_path / f"{name}.json", document)), "--device", "cpu")
         assert status == 0, err
         outputs.append(stylized(tmp_path / f"{name}/demo.{FIRST}.exr"))
+    recorded = read_plate(tmp_path / f"region/demo.{FIRST}.exr").parts[0].attributes["stylecomp/parameters"]
+    parameters = json.loads(recorded)
+    assert str(tmp_path) not in recorded  # provenance holds no machine paths; hashes name the files
+    assert parameters["loras"] == []  # the shot's own LoRAs only, not the regions' weight-0 adapters
+    if setting == "lora":
+        assert parameters["regions"][0]["loras"] == [{"weight": 0.8}]
+    if setting == "style":
+        assert len(parameters["regions"][0]["ip_adapter_image"]["sha256"]) == 64
     reference = job_document(plates, model, str(tmp_path / "reference/demo.####.exr"), 1, strength=0.7) | base
     assert invoke("render", str(write_job(tmp_path / "reference.json", reference)), "--device", "cpu")[0] == 0
     without = stylized(tmp_path / f"reference/demo.{FIRST}.exr")

@@ -14,6 +14,7 @@ from stylecomp.cryptomatte import CryptomatteLayer
 from stylecomp.errors import JobError
 from stylecomp.jobspec import MAX_REGIONS, parse_job
 from stylecomp.regions import _matching, overlap_weights, parse_region
+from stylecomp.stylize import StylizeParameters, _columns, _segments
 
 SHOT = {"name": "sh010", "plate": "plates/sh010.####.exr", "output": "out/sh010.####.exr"}
 
@@ -158,3 +159,31 @@ def test_later_regions_win_by_coverage() -> None:
     assert np.allclose(weights[0], [[0.0, 1.0], [0.75, 0.25], [0.4, 0.6], [0.4, 0.6], [0.0, 0.0]])
     assert np.all(weights.sum(axis=2) <= 1.0 + 1e-7)
     assert weights[0, 2].sum() == pytest.approx(1.0)  # the split pixel leaves the shot's own look nothing
+
+
+@pytest.mark.parametrize("policy, mechanisms, frame, seeds", [
+    ("per_frame", [], 1003, [1013, 1008, 1013]),  # the region's seed moves with the frame like the shot's
+    ("fixed", [], 1003, [10, 5, 10]),
+    ("per_frame", ["locked_seed"], 1003, [10, 5, 10]),
+])
+def test_region_seeds_follow_the_seed_policy(policy: str, mechanisms: list[str], frame: int, seeds: list[int]) -> None:
+    """Column 0 carries the frame's own seed (the pipeline's draw), so a region without a seed shares its noise and
+    a region's seed is compared with the frame's, not the job's value."""
+    document = _job([{"name": "car", "select": {"ids": [1]}, "seed": 5}, {"name": "road", "select": {"ids": [2]}}])
+    document |= {"model": {"family": "sd15", "path": "model"}, "seed": {"policy": policy, "value": 10},
+                 "consistency": {"mechanisms": mechanisms}}
+    job = parse_job(json.dumps(document))
+    p = StylizeParameters.for_shot(job, job.shots[0])
+    assert [column.seed for column in _columns(p, _segments(p), 1.0, frame)] == seeds
+
+
+def test_region_loras_are_loaded_by_stylize_only() -> None:
+    """Callers of for_shot other than StylizeStage (ideation, hosts' UIs) see the shot's model as the job gives it;
+    the regions' LoRAs are extra adapters at weight 0 that only the stylize pipeline loads."""
+    document = _job([{"name": "car", "select": {"ids": [1]}, "loras": [{"path": "/l/cel.safetensors", "weight": 0.7}]}])
+    document |= {"model": {"family": "sd15", "path": "/m", "loras": [{"path": "/l/ink.safetensors", "weight": 0.5}]}}
+    job = parse_job(json.dumps(document))
+    p = StylizeParameters.for_shot(job, job.shots[0])
+    assert [(lora.path, lora.weight) for lora in p.model.loras] == [("/l/ink.safetensors", 0.5)]
+    assert [(lora.path, lora.weight) for lora in p.loaded_model().loras] == [
+        ("/l/ink.safetensors", 0.5), ("/l/cel.safetensors", 0.0)]

@@ -159,6 +159,8 @@ def _write_job(node, first: int, last: int, handles: int, use_server: bool) -> P
                          regions=regions.read_regions(node),
                          notes=[f"written by StyleComp for Nuke from {script}, node {node.fullName()}"])
     inputs.write_plate(node, first - handles, last + handles)
+    if job["shots"][0].get("regions"):  # the engine resolves manif_file beside the plate it reads: inputs/
+        cryptomatte.copy_sidecars(plate.metadata(), os.path.dirname(folder.plate))
     if styled:
         inputs.write_style_reference(node, int(node["style_frame"].value()))
     atomic.write_text(folder.job, jobs.dumps(job))

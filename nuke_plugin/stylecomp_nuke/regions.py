@@ -10,6 +10,7 @@ its first name: ``car`` -> ``car``, ``bld*`` -> ``bld``, ``Street Lamp`` -> ``St
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from .errors import StyleCompNukeError
 
@@ -23,12 +24,12 @@ def knob_name(row: int, field: str) -> str:
     return f"region{row}_{field}"
 
 
-def patterns(text: str) -> list:
+def patterns(text: str) -> list[str]:
     """The names and patterns typed in a matte knob: comma-separated, blanks dropped."""
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def region_name(first_pattern: str, row: int, taken: set) -> str:
+def region_name(first_pattern: str, row: int, taken: set[str]) -> str:
     """A region name (``^[A-Za-z_][A-Za-z0-9_]*$``, unique in ``taken``) made from the row's first pattern."""
     base = _NOT_IN_NAME.sub("_", _WILDCARDS.sub("", first_pattern)).strip("_") or f"region{row}"
     if base[0].isdigit():
@@ -40,9 +41,10 @@ def region_name(first_pattern: str, row: int, taken: set) -> str:
     return name
 
 
-def read_regions(node) -> list:
+def read_regions(node: Any) -> list[dict[str, Any]]:
     """The job's ``regions`` from the node's table; StyleCompNukeError names the row that cannot be used."""
-    regions, taken = [], set()
+    regions: list[dict[str, Any]] = []
+    taken: set[str] = set()
     for row in range(1, ROWS + 1):
         found = patterns(node[knob_name(row, "matte")].value())
         prompt = node[knob_name(row, "prompt")].value().strip()
@@ -65,7 +67,7 @@ def read_regions(node) -> list:
     return regions
 
 
-def add_name(node, row: int, name: str) -> None:
+def add_name(node: Any, row: int, name: str) -> None:
     """Add ``name`` to region row ``row``'s names, unless it is there already."""
     knob = node[knob_name(row, "matte")]
     found = patterns(knob.value())
