@@ -187,16 +187,20 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
     setattr(scheduler, noise_name, noised)
 
     def per_pixel_strength(step: int, latents: torch.Tensor) -> torch.Tensor:
-        steps = len(scheduler.timesteps)
-        full = steps - pipe._num_timesteps + step + 1  # the full schedule's index of the next step
-        # A pixel of strength s starts denoising where img2img at strength s would start: at full index
-        # steps - int(steps * s) in SD and SDXL, int(steps - steps * s) in Flux (diffusers' get_timesteps).
+        # The schedule may hold more entries than steps (PNDM's PRK warm-up: 11 for 10; second-order schedulers
+        # twice as many): img2img counts strength in steps and starts at schedule index that times ``order``.
+        steps, total = scheduler.num_inference_steps, len(scheduler.timesteps)
+        full = total - pipe._num_timesteps + step + 1  # the full schedule's index of the next step
+        # A pixel of strength s starts denoising where img2img at strength s would start: at step
+        # steps - int(steps * s) in SD and SDXL, int(steps - steps * s) in Flux (diffusers' get_timesteps);
+        # a strength-0 pixel never starts (img2img would still run PNDM's last entry).
         share = steps * _area(strengths, latent_size)
-        start = np.floor(steps - share + 1e-6) if flux else steps - np.floor(share + 1e-6)
+        start = (np.floor(steps - share + 1e-6) if flux else steps - np.floor(share + 1e-6)) * scheduler.order
+        start = np.where(share > 0.0, start, total)
         waiting = torch.from_numpy(start >= full).to(latents.device)[None, None]
         if waiting.any():
             plate = captured["plate"]
-            if full < steps:
+            if full < total:
                 target = add_noise(plate, captured["noise"], scheduler.timesteps[full : full + 1])
             else:
                 target = plate

@@ -681,7 +681,7 @@ class StylizeStage:
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             if regional is not None:
-                adapters = [f"lora{number}" for number in range(len(p.loaded_loras))]  # as models._load_loras names them
+                adapters = [f"lora{number}" for number in range(len(p.loaded_loras))]  # models._load_loras names
                 step_hook = stack.enter_context(regional_call(pipe, regional, noise, fusion, adapters,
                                                               p.region_prompts == "passes", pooled, self._styles))
             else:

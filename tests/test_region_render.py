@@ -337,6 +337,23 @@ def test_two_regions_take_their_own_looks(weights: str, looks_models: dict[str, 
     assert passed == (weights == "shipped"), checks
 
 
+def test_changing_a_regions_prompt_strength_or_matte_misses_the_render_cache(tmp_path: Path,
+                                                                            tiny: dict[str, Path]) -> None:
+    """The render cache reuses a frame only when nothing its pixels depend on changed: a region's prompt, its
+    strength and its matte are such things; the same job again is a hit."""
+    plates = write_plates(tmp_path / "plates", 1)
+    region = {"name": "ball", "select": {"ids": [5]}, "prompt": "ink", "strength": 0.8}
+    changes = {"same": region, "prompt": region | {"prompt": "cel shading"}, "strength": region | {"strength": 0.4},
+               "matte": region | {"select": {"ids": [5, 4]}}}
+    for number, (change, settings) in enumerate([("first", region), *changes.items()]):
+        document = job_document(plates, tiny["sd15"], str(tmp_path / f"out{number}/demo.####.exr"), 1,
+                                regions=[settings])
+        status, out, err = invoke("render", str(write_job(tmp_path / f"{number}.json", document)), "--device", "cpu")
+        assert status == 0, err
+        hit = "rendered 0, from cache 1" in out
+        assert hit == (change == "same"), (change, out)
+
+
 def test_candidates_keep_the_regions(tmp_path: Path, tiny: dict[str, Path]) -> None:
     """Every candidate of a frame is rendered with the shot's regions: the strength-0 ground stays the plate."""
     plates = write_plates(tmp_path / "plates", 1)
