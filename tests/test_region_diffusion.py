@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers import FluxImg2ImgPipeline, StableDiffusionImg2ImgPipeline
 
-from stylecomp.region_diffusion import Column, RegionalCall, attention_grid, regional_call
+from stylecomp.region_diffusion import Column, RegionalCall, RegionalCrossAttention, attention_grid, regional_call
 
 STRENGTHS = (0.0, 0.15, 0.25, 0.5, 0.73, 1.0)
 STEPS = 10
@@ -84,3 +84,23 @@ def test_attention_grids_follow_the_unets_downsampling_on_odd_sizes(size: tuple[
         sample = down(sample)
     with pytest.raises(ValueError, match="fit no level"):
         attention_grid(height * width - 1, height, width)
+
+
+def test_segment_weights_reach_each_device_and_dtype_once(tiny: dict[str, Path]) -> None:
+    """The masked cross-attention's weights for a layer are laid out, cast and moved once per (size, device, dtype),
+    not at every attention call of every step."""
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(tiny["sd15"], local_files_only=True)
+    scale = pipe.vae_scale_factor
+    weights = np.zeros((6 * scale, 10 * scale, 2), np.float32)
+    weights[..., 0], weights[:, : 5 * scale, 1] = 1.0, 1.0
+    weights[:, : 5 * scale, 0] = 0.0
+    call = RegionalCall(weights, (Column(0.5, 0, 0, 0, ()), Column(0.5, 1, 0, 0, ())))
+    with regional_call(pipe, call, None, None, []):
+        processors = [p for name, p in pipe.unet.attn_processors.items() if name.endswith("attn2.processor")]
+        assert processors and all(isinstance(p, RegionalCrossAttention) for p in processors)
+        like = torch.zeros((), dtype=torch.float64)
+        first = processors[0].segment_weights(60, like)
+        again = processors[-1].segment_weights(60, like)
+        assert first.dtype == torch.float64 and first.shape == (1, 60, 2)
+        assert first.data_ptr() == again.data_ptr()  # the cached tensor, not a fresh copy
+        torch.testing.assert_close(first[0, :, 1].reshape(6, 10)[:, :5], torch.ones(6, 5, dtype=torch.float64))
