@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +14,11 @@ import pytest
 from stylecomp.cryptomatte import CryptomatteLayer
 from stylecomp.errors import JobError
 from stylecomp.jobspec import MAX_REGIONS, parse_job
-from stylecomp.regions import _matching, overlap_weights, parse_region
-from stylecomp.stylize import StylizeParameters, _columns, _segments
+from stylecomp.pipeline_pool import PipelinePool
+from stylecomp.plates import Window
+from stylecomp.regions import FrameRegions, _matching, overlap_weights, parse_region
+from stylecomp.resolution import model_calls
+from stylecomp.stylize import StylizeParameters, StylizeStage, _columns, _Frame, _segments, _tile_seed
 
 SHOT = {"name": "sh010", "plate": "plates/sh010.####.exr", "output": "out/sh010.####.exr"}
 
@@ -187,3 +191,26 @@ def test_region_loras_are_loaded_by_stylize_only() -> None:
     assert [(lora.path, lora.weight) for lora in p.model.loras] == [("/l/ink.safetensors", 0.5)]
     assert [(lora.path, lora.weight) for lora in p.loaded_model().loras] == [
         ("/l/ink.safetensors", 0.5), ("/l/cel.safetensors", 0.0)]
+
+
+def test_each_tile_draws_region_noise_from_its_own_seed(tiny: dict[str, Path]) -> None:
+    """Tiles of a frame get seeds derived from the frame's (as the shot's noise does), so a region's noise does not
+    repeat from tile to tile; a region without a seed shares each tile's own draw."""
+    document = _job([{"name": "car", "select": {"ids": [1]}, "seed": 5}, {"name": "road", "select": {"ids": [2]}}])
+    document |= {"model": {"family": "sd15", "path": str(tiny["sd15"])}, "seed": {"policy": "per_frame", "value": 10},
+                 "resolution": {"mode": "tiles", "working_size": 64, "tile_overlap": 16}}
+    job = parse_job(json.dumps(document))
+    shot = job.shots[0]
+    stage = StylizeStage(StylizeParameters.for_shot(job, shot), job.color.model_encoding(), PipelinePool("cpu"))
+    frame, image = 1003, np.zeros((100, 150, 3), np.float32)
+    calls = model_calls(image, [], stage.geometry(), stage.params.resolution)
+    assert len(calls.images) > 1
+    weights = np.zeros((100, 150, 2), np.float32)
+    weights[:50, :, 0], weights[50:, :, 1] = 1.0, 1.0
+    work = _Frame(frame, Window(0, 0, 150, 100), image, image[..., 0], None, None, 0.6,  # type: ignore[arg-type]
+                  stage.params.frame_seed(frame), calls)
+    stage._regional_frame(work, FrameRegions(("car", "road"), weights, (None, None)), 1.0)
+    seeds = [[column.seed for column in call.columns] for call in work.regional]
+    for tile, (own, car, road) in enumerate(seeds):
+        assert own == road == _tile_seed(1013, tile) and car == _tile_seed(1008, tile)
+    assert len({car for _, car, _ in seeds}) == len(seeds)
