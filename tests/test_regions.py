@@ -11,7 +11,7 @@ import pytest
 
 from stylecomp.errors import JobError
 from stylecomp.jobspec import MAX_REGIONS, parse_job
-from stylecomp.regions import overlap_weights, parse_region
+from stylecomp.regions.mattes import overlap_weights, parse_region
 
 SHOT = {"name": "sh010", "plate": "plates/sh010.####.exr", "output": "out/sh010.####.exr"}
 
