@@ -1,7 +1,7 @@
 """Consistency benchmark: every mechanism on the demo shot, measured by warp error against the plate.
 
 Renders the demo shot (stylecomp's own procedural render, exact motion vectors) once per mode, in
-one process, and measures each result with ``stylecomp.metrics``: R = E_warp(stylized) /
+one process, and measures each result with ``stylecomp.temporal.flicker``: R = E_warp(stylized) /
 E_warp(plate) (1 = no flicker beyond the render's own), D = mean |stylized - plate| in the
 model's space (0 = nothing stylized), and seconds per frame. Mode ``none`` is per-frame seeds with
 no mechanism; ``locked_seed`` is the common baseline the goals are measured against.
@@ -31,20 +31,20 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecomp.cache import RenderCache
+from stylecomp.render.cache import RenderCache
 from stylecomp.color import ModelEncoding
-from stylecomp.consistency import IMPLEMENTED
-from stylecomp.demo import DEMO_SCENE, render_layers, write_demo
+from stylecomp.diffusion.consistency import IMPLEMENTED
+from stylecomp.demo.scene import DEMO_SCENE, render_layers, write_demo
 from stylecomp.jobspec import parse_job
-from stylecomp.metrics import measure_flicker
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import ImagePart, read_plate, write_plate
-from stylecomp.sequence import discover
-from stylecomp.render import render_job
+from stylecomp.temporal.flicker import measure_flicker
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import ImagePart, read_plate, write_plate
+from stylecomp.io.sequence import discover
+from stylecomp.render.loop import render_job
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.evaluation import RECOMMENDED, model_settings
 from stylecomp.stylemodel.looks import LOOKS
-from stylecomp.testmodels import make_test_model
+from stylecomp.diffusion.testing import make_test_model
 
 MODES = ["none", "locked_seed", "warped_noise", "cross_frame", "flow_attention", "latent_fusion", "pixel_fusion",
          "keyframes", "cross_frame+flow_attention", "warped_noise+pixel_fusion", "latent_fusion+pixel_fusion",

@@ -1,7 +1,7 @@
 """GPU throughput: ``stylecomp render`` against plain diffusers img2img and the compute floor, in one run.
 
 On one CUDA device, per family (SD 1.5 at 512x512 with a depth ControlNet, SDXL at 1024x1024),
-with full-size random-weight models (``testmodels.make_full_size_model``; timings do not depend
+with full-size random-weight models (``diffusion.testing.make_full_size_model``; timings do not depend
 on weight values), at strength 0.5, 20 steps, guidance 7, in the device's dtype (bf16 on an H100):
 
 * **baseline**: plain diffusers img2img (the same pipeline class, loaded with ``from_pretrained``),
@@ -48,16 +48,16 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from stylecomp.aovs import beauty
-from stylecomp.conditioning import depth_condition
-from stylecomp.consistency import IMPLEMENTED
-from stylecomp.demo import write_demo
+from stylecomp.io.aovs import beauty
+from stylecomp.diffusion.conditioning import depth_condition
+from stylecomp.diffusion.consistency import IMPLEMENTED
+from stylecomp.demo.scene import write_demo
 from stylecomp.jobspec import ColorSettings, Performance, parse_job
-from stylecomp.models import offline, pick_dtype
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate
-from stylecomp.render import STYLIZED_CHANNELS, render_job
-from stylecomp.testmodels import make_full_size_model, make_test_model
+from stylecomp.diffusion.loading import offline, pick_dtype
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import read_plate
+from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
+from stylecomp.diffusion.testing import make_full_size_model, make_test_model
 
 offline()
 from diffusers import (  # noqa: E402  (after the offline switch)

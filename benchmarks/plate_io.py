@@ -1,13 +1,13 @@
-"""Plate I/O benchmark: stylecomp.plates against bare OpenImageIO on the same EXR.
+"""Plate I/O benchmark: stylecomp.io.plates against bare OpenImageIO on the same EXR.
 
 Builds a 2K multi-layer EXR (2048x1556 display window, a data window inset by 16 px; R,G,B,A
 half, Z float, N.X/N.Y/N.Z half, backward.u/v float, id uint; zip compression) with bare
 OpenImageIO in a temp folder, then times, in one process:
 
 * read:  ``ImageInput.open`` + ``read_image(..., "float")`` + ``close``
-         against ``stylecomp.plates.read_plate``
+         against ``stylecomp.io.plates.read_plate``
 * write: ``ImageOutput.create`` + ``open`` with the same spec + ``write_image`` + ``close``
-         against ``stylecomp.plates.write_plate`` (which also renames a temp file atomically)
+         against ``stylecomp.io.plates.write_plate`` (which also renames a temp file atomically)
 
 Runs are interleaved (bare, stylecomp, bare, ...) after one warm-up each; the median of the
 repeats is reported. The goal is stylecomp / bare <= 1.3 for both; the exit status is 1 if a
@@ -32,7 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import OpenImageIO as oiio
 
-from stylecomp import plates
+from stylecomp.io import plates
 
 GOAL_RATIO = 1.3
 DISPLAY = (2048, 1556)

@@ -39,16 +39,16 @@ from pathlib import Path
 import numpy as np
 
 from stylecomp.color import ModelEncoding
-from stylecomp.contactsheet import write_contact_sheet
+from stylecomp.io.contactsheet import write_contact_sheet
 from stylecomp.jobspec import Consistency, FrameRange, Job, Region, Resolution, SeedPolicy, Shot
-from stylecomp.metrics import (
+from stylecomp.temporal.flicker import (
     DEPTH_TOLERANCE, Sampler, check_conventions, masked_errors, pair_roles, read_plate_frame, read_stylized_frame,
     require_reproduction, visibility,
 )
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate
-from stylecomp.render import render_job
-from stylecomp.sequence import FrameSequence, discover
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import read_plate
+from stylecomp.render.loop import render_job
+from stylecomp.io.sequence import FrameSequence, discover
 from stylecomp.stage import STYLIZED_CHANNELS
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.evaluation import (

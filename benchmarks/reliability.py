@@ -234,7 +234,7 @@ def damaged() -> dict[str, Any]:
 def _plate_job(work: Path, model: Path, size: int, steps: int, name: str) -> Any:
     """A one-frame job on a random ``size`` px plate, native resolution, strength 1 (every step runs)."""
     from stylecomp.jobspec import parse_job
-    from stylecomp.plates import ImagePart, Window, write_plate
+    from stylecomp.io.plates import ImagePart, Window, write_plate
 
     rgba = np.random.default_rng(0).random((size, size, 4), dtype=np.float32)
     rgba[..., 3] = 1.0
@@ -251,8 +251,8 @@ def cancel_latency(work: Path, model: Path, repeats: int = 3) -> dict[str, Any]:
     """Cancel a 512 px render 0.3 s into a UNet call (one step takes seconds here): seconds until it returns."""
     import torch
 
-    from stylecomp.pipeline_pool import PipelinePool
-    from stylecomp.render import render_job
+    from stylecomp.diffusion.pool import PipelinePool
+    from stylecomp.render.loop import render_job
 
     job, pool = _plate_job(work, model, 512, 50, "long_step"), PipelinePool("cpu")
     latencies, partial = [], 0
@@ -285,8 +285,8 @@ def cancel_latency(work: Path, model: Path, repeats: int = 3) -> dict[str, Any]:
 
 def hook_overhead(work: Path, model: Path, repeats: int = 7) -> dict[str, Any]:
     """One 128 px frame, 20 steps, rendered with and without the per-module cancel check (interleaved; median)."""
-    from stylecomp import render as render_module
-    from stylecomp.pipeline_pool import PipelinePool
+    from stylecomp.render import loop as render_module
+    from stylecomp.diffusion.pool import PipelinePool
 
     job, pool = _plate_job(work, model, 128, 20, "overhead"), PipelinePool("cpu")
     real = render_module.interruptible
@@ -339,7 +339,7 @@ def main() -> int:
     if args.poll_health:
         poll_health(args.poll_health)
         return 0
-    from stylecomp.testmodels import make_test_model
+    from stylecomp.diffusion.testing import make_test_model
 
     sections = args.only or ["burst", "kills", "fuzz", "damaged", "cancel", "hook"]
     report: dict[str, Any] = json.loads(Path(args.out).read_text()) if args.only and os.path.exists(args.out) else {}

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from stylecomp.pipeline_pool import PipelinePool
+from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.architecture import save_random_model
 from stylecomp.stylemodel.evaluation import EVALUATION_PROMPTS, RECOMMENDED, held_out_metrics, held_out_shot

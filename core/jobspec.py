@@ -15,12 +15,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .aovs import ROLES
-from .atomicio import atomic_target
+from .io.aovs import ROLES
+from .io.atomic import atomic_target
 from .color import DEFAULT_DISPLAY, DEFAULT_LOG_SPACE, DEFAULT_PLATE_SPACE, DEFAULT_VIEW, PINNED_CONFIG, ModelEncoding
 from .errors import JobError
-from .plates import COMPRESSIONS
-from .sequence import to_printf
+from .io.plates import COMPRESSIONS
+from .io.sequence import to_printf
 
 JOB_VERSION = 1
 _FLOATING_CONFIGS = ("ocio://default", "ocio://cg-config-latest", "ocio://studio-config-latest")

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .errors import StyleCompError
-from .plates import Window
+from .io.plates import Window
 
 if TYPE_CHECKING:
-    from .regions import FrameRegions
+    from .regions.mattes import FrameRegions
 
 # The layer a stylize stage's frames are written as (Nuke shows it as layer `stylized`).
 STYLIZED_CHANNELS = ("stylized.R", "stylized.G", "stylized.B", "stylized.A")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import opentimelineio as otio
 from pydantic import Field, ValidationError
-from stylecomp.aovs import ROLES
+from stylecomp.io.aovs import ROLES
 from stylecomp.errors import TimelineError
 from stylecomp.jobspec import Editorial, Region, ShotOverrides
 

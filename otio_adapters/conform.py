@@ -16,7 +16,7 @@ from __future__ import annotations
 import opentimelineio as otio
 from stylecomp.errors import TimelineError
 from stylecomp.jobspec import Job, Shot
-from stylecomp.sequence import frames_on_disk
+from stylecomp.io.sequence import frames_on_disk
 
 from .clip_place import ClipPlace
 from .editorial_record import time_range_of

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import opentimelineio as otio
 from stylecomp.errors import TimelineError
-from stylecomp.sequence import to_printf
+from stylecomp.io.sequence import to_printf
 
 _PRINTF = re.compile(r"%0(\d+)d|%d")
 

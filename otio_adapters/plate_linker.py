@@ -19,7 +19,7 @@ import os
 
 import opentimelineio as otio
 from stylecomp.errors import PlateError, TimelineError
-from stylecomp.sequence import discover
+from stylecomp.io.sequence import discover
 from stylecomp_otio.clip_place import ClipPlace
 from stylecomp_otio.frame_numbers import FrameNumbering
 from stylecomp_otio.image_sequences import reference

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import opentimelineio as otio
-from stylecomp.atomicio import atomic_target
+from stylecomp.io.atomic import atomic_target
 from stylecomp.errors import TimelineError
 
 from .edl_events import explain_failure, mismatched

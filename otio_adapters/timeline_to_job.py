@@ -27,7 +27,7 @@ import opentimelineio as otio
 from pydantic import ValidationError
 from stylecomp.errors import JobError, TimelineError
 from stylecomp.jobspec import FrameRange, Job, Shot, parse_job
-from stylecomp.sequence import frames_on_disk
+from stylecomp.io.sequence import frames_on_disk
 
 from .clip_place import ClipPlace
 from .clip_settings import KEY, ClipSettings, clip_settings, timeline_settings

@@ -64,7 +64,7 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One tiny random-weight model per family, each with a ControlNet in controlnet/, built once per run."""
-    from stylecomp.testmodels import make_test_model
+    from stylecomp.diffusion.testing import make_test_model
 
     root = tmp_path_factory.mktemp("tiny")
     return {family: make_test_model(root / family, family, controlnet=True) for family in ("sd15", "sdxl", "flux")}

@@ -1,4 +1,5 @@
-"""LoRAs and IP-Adapters (stylecomp.models) on tiny random-weight models and adapters (stylecomp.testmodels).
+"""LoRAs and IP-Adapters (stylecomp.diffusion.loading) on tiny random-weight models and adapters
+(stylecomp.diffusion.testing).
 
 The adapters are written in the layouts people download (kohya LoRAs, h94/XLabs IP-Adapters
 beside their image_encoder/ folder) and loaded through ``load_pipeline``; then the real img2img
@@ -20,8 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from stylecomp.errors import ModelError
 from stylecomp.jobspec import ControlNet, IPAdapter, Lora, ModelSettings
-from stylecomp.models import ip_adapter_image_encoder, load_pipeline, style_reference_embeds
-from stylecomp.testmodels import make_test_ip_adapter, make_test_lora
+from stylecomp.diffusion.loading import ip_adapter_image_encoder, load_pipeline, style_reference_embeds
+from stylecomp.diffusion.testing import make_test_ip_adapter, make_test_lora
 
 FAMILIES = ("sd15", "sdxl", "flux")
 PLATE = Image.fromarray((np.random.default_rng(7).random((64, 64, 3)) * 255).astype(np.uint8))
@@ -229,7 +230,7 @@ def test_cross_frame_attention_leaves_the_style_reference_in_place(
 ) -> None:
     # cross_frame takes the self-attention layers only; the IP-Adapter's processors on the cross-attention
     # layers stay, so the style image steers the frame as before, and every processor is back afterwards.
-    from stylecomp.consistency import CrossFrameAttention, FrameFeatures, install_cross_frame
+    from stylecomp.diffusion.consistency import CrossFrameAttention, FrameFeatures, install_cross_frame
 
     pipe = with_ip_adapter(tiny, ip_adapters, family)
     before = dict(pipe.unet.attn_processors)

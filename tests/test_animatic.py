@@ -15,8 +15,8 @@ from PIL import Image
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.color import ModelEncoding
-from stylecomp.plates import ImagePart, read_plate, write_plate
-from stylecomp.testmodels import make_test_video_model
+from stylecomp.io.plates import ImagePart, read_plate, write_plate
+from stylecomp.diffusion.testing import make_test_video_model
 
 FRAMES = 5
 
@@ -196,7 +196,7 @@ def test_a_shorter_clip_replaces_the_longer_one_whole_and_the_model_path_is_the_
 def test_stopping_while_the_keyframe_renders_stops_the_clip(
     tmp_path: Path, plates: Path, tiny: dict[str, Path], video: dict[str, Path]
 ) -> None:
-    from stylecomp.animatic import animate, video_generator
+    from stylecomp.generators.animatic import animate, video_generator
     from stylecomp.jobspec import load_job
     from stylecomp.stage import Cancelled
 

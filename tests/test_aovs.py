@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylecomp.aovs import beauty, detect_aovs
+from stylecomp.io.aovs import beauty, detect_aovs
 from stylecomp.errors import PlateError
-from stylecomp.plates import read_plate
+from stylecomp.io.plates import read_plate
 
 RENDERERS = {
     "nuke/arnold-style": (
@@ -85,7 +85,7 @@ def test_beauty_pixels_and_luminance_only(testdata: Path) -> None:
 
 def test_nuke_layer_spellings_for_every_role(tmp_path: Path) -> None:
     """Nuke writes custom layers' channels as layer.red/.green/.blue/.alpha: read back from a real EXR."""
-    from stylecomp.plates import ImagePart, write_plate
+    from stylecomp.io.plates import ImagePart, write_plate
 
     expected = {
         "beauty": ("beauty.red", "beauty.green", "beauty.blue", "beauty.alpha"),

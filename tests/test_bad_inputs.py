@@ -18,13 +18,13 @@ import torch
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.errors import ModelError
-from stylecomp.models import model_hash
-from stylecomp.plates import ImagePart, Window, write_plate
+from stylecomp.diffusion.loading import model_hash
+from stylecomp.io.plates import ImagePart, Window, write_plate
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.testmodels import make_test_model
+    from stylecomp.diffusion.testing import make_test_model
 
     return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15")
 
@@ -209,7 +209,7 @@ def test_damaged_frames_in_a_sequence_keep_json_valid_and_are_not_present(testda
 THREADED_READS = r"""
 import os, sys, threading
 from stylecomp.errors import PlateError
-from stylecomp.plates import read_plate
+from stylecomp.io.plates import read_plate
 def read():
     for _ in range(10):
         try:

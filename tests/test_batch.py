@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from tiny_jobs import FIRST, cache_key, invoke, job_document, stylized, write_job, write_plates
 
-from stylecomp.batch import BatchJob, LocalExecutor, run_batch
+from stylecomp.farm.batch import BatchJob, LocalExecutor, run_batch
 from stylecomp.jobspec import load_job
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate, write_plate
-from stylecomp.render import render_job
-from stylecomp.resume import VerifiedCache, prepare_resume
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import read_plate, write_plate
+from stylecomp.render.loop import render_job
+from stylecomp.render.resume import VerifiedCache, prepare_resume
 
 FRAMES = 6
 ENGINE = Path(sys.executable).with_name("stylecomp")

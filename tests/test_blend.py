@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stylecomp.blend import (
+from stylecomp.comp.blend import (
     ACESCG_LUMINANCE,
     LUMINANCE_WEIGHTS,
     NUKE_BLUR_SIZE_PER_SIGMA,
@@ -24,7 +24,7 @@ from stylecomp.blend import (
     union_window,
 )
 from stylecomp.errors import StyleCompError
-from stylecomp.plates import Window
+from stylecomp.io.plates import Window
 
 RNG = np.random.default_rng(7)
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from tiny_jobs import invoke
 
-from stylecomp import cryptomatte
-from stylecomp.plates import read_plate
+from stylecomp.io import cryptomatte
+from stylecomp.io.plates import read_plate
 
 SHOT = Path("plates") / "blender_street" / "street.####.exr"
 FRAMES = (1007, 1009)  # the car is in view

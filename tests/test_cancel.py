@@ -17,16 +17,16 @@ import pytest
 import torch
 
 from stylecomp.jobspec import parse_job
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import ImagePart, Window, write_plate
-from stylecomp.render import render_job
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import ImagePart, Window, write_plate
+from stylecomp.render.loop import render_job
 
 SIZE = 512  # one step of the tiny UNet here takes seconds on 2 CPU cores
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.testmodels import make_test_model
+    from stylecomp.diffusion.testing import make_test_model
 
     return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15")
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from stylecomp.cli import cli
-from stylecomp.plates import read_plate
+from stylecomp.io.plates import read_plate
 
 DAMAGED = sorted((Path(__file__).resolve().parents[2] / "shared/testdata/exr-damaged").glob("*.exr"))
 
@@ -137,7 +137,7 @@ def test_bad_size_is_a_clear_error() -> None:
 
 
 def test_model_make_test_writes_a_loadable_tiny_model(tmp_path: Path) -> None:
-    from stylecomp.models import detect_family
+    from stylecomp.diffusion.loading import detect_family
 
     result = CliRunner().invoke(cli, ["model", "make-test", str(tmp_path / "m"), "--family", "sd15", "--controlnet"])
     assert result.exit_code == 0, result.output

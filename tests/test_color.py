@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylecomp.aovs import beauty
+from stylecomp.io.aovs import beauty
 from stylecomp.color import PINNED_CONFIG, ModelEncoding, quantize, roundtrip_error
 from stylecomp.errors import ColorError
-from stylecomp.plates import read_plate
+from stylecomp.io.plates import read_plate
 
 SHARED_EXRS = sorted(
     p.name for p in (Path(__file__).resolve().parents[2] / "shared/testdata/exr").glob("*.exr")

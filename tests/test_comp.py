@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylecomp.blend import depth_weight, line_overlay, mix
-from stylecomp.demo import OBJECT_NAMES, write_demo
-from stylecomp.plates import ImagePart, Window, read_plate, write_plate
+from stylecomp.comp.blend import depth_weight, line_overlay, mix
+from stylecomp.demo.scene import OBJECT_NAMES, write_demo
+from stylecomp.io.plates import ImagePart, Window, read_plate, write_plate
 from test_render import invoke, stylized, write_job
 
 BALL = next(i for i, name in OBJECT_NAMES.items() if name == "ball")

@@ -10,18 +10,18 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from stylecomp.consistency import RENDER_STATE, FlowAttention, FrameFeatures, FrameMotion, TokenFlow
-from stylecomp.demo import write_demo
-from stylecomp.geometry import ModelGeometry, model_geometry
+from stylecomp.diffusion.consistency import RENDER_STATE, FlowAttention, FrameFeatures, FrameMotion, TokenFlow
+from stylecomp.demo.scene import write_demo
+from stylecomp.diffusion.geometry import ModelGeometry, model_geometry
 from stylecomp.jobspec import parse_job
-from stylecomp.metrics import FlickerReport, measure_flicker
-from stylecomp.motion import VectorConvention, visible_before, warp
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import Window, read_plate
-from stylecomp.render import render_job
-from stylecomp.resolution import ResolutionPlan, ResolutionSettings, plan
+from stylecomp.temporal.flicker import FlickerReport, measure_flicker
+from stylecomp.temporal.motion import VectorConvention, visible_before, warp
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import Window, read_plate
+from stylecomp.render.loop import render_job
+from stylecomp.diffusion.resolution import ResolutionPlan, ResolutionSettings, plan
 from stylecomp.stage import FrameInputs
-from stylecomp.testmodels import make_test_model
+from stylecomp.diffusion.testing import make_test_model
 from test_render import invoke, stylized, write_job
 
 pytestmark = pytest.mark.usefixtures("private_cache")

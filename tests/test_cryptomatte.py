@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylecomp import cryptomatte
-from stylecomp.aovs import object_ids
-from stylecomp.blend import line_overlay, mix
+from stylecomp.io import cryptomatte
+from stylecomp.io.aovs import object_ids
+from stylecomp.comp.blend import line_overlay, mix
 from stylecomp.color import ModelEncoding
-from stylecomp.comp import write_comp_frame
-from stylecomp.conditioning import line_art
+from stylecomp.comp.headless import write_comp_frame
+from stylecomp.diffusion.conditioning import line_art
 from stylecomp.errors import PlateError
 from stylecomp.jobspec import parse_job
-from stylecomp.metrics import read_plate_frame
-from stylecomp.plates import ImagePart, read_plate, write_plate
-from stylecomp.render import STYLIZED_CHANNELS, frame_inputs
+from stylecomp.temporal.flicker import read_plate_frame
+from stylecomp.io.plates import ImagePart, read_plate, write_plate
+from stylecomp.render.loop import STYLIZED_CHANNELS, frame_inputs
 from stylecomp.stage import Clip
 from test_render import invoke
 

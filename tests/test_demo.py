@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stylecomp.demo import DEMO_PATTERN, OBJECT_NAMES, render_frame, write_demo
-from stylecomp.plates import Plate, Window, read_plate
+from stylecomp.demo.scene import DEMO_PATTERN, OBJECT_NAMES, render_frame, write_demo
+from stylecomp.io.plates import Plate, Window, read_plate
 
 WIDTH, HEIGHT, FRAMES = 480, 270, 3
 CHANNELS = {"R", "G", "B", "A", "Z", "N.X", "N.Y", "N.Z", "backward.u", "backward.v", "id"}

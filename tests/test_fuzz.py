@@ -31,13 +31,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_jobs import job_document, write_plates
 
-from stylecomp.cache import RenderCache
+from stylecomp.render.cache import RenderCache
 from stylecomp.cli import cli
 from stylecomp.errors import JobError
 from stylecomp.jobspec import Job, load_job, parse_job
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.server import EngineServer
-from stylecomp.server_token import load_or_create_token
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.server.app import EngineServer
+from stylecomp.server.access_token import load_or_create_token
 
 # Text as users and attackers type it: control characters, newlines, path tricks, format braces, long runs.
 TEXT = st.one_of(st.text(max_size=40), st.sampled_from(["", "..", "../../etc/passwd", "~", "$HOME", "${X}", "{{", "%d",
@@ -275,7 +275,7 @@ resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # a huge header fail
 from click.testing import CliRunner
 from stylecomp.cli import cli
 from stylecomp.errors import PlateError
-from stylecomp.plates import read_plate
+from stylecomp.io.plates import read_plate
 for path in sys.stdin:
     path = path.rstrip("\n")
     result = CliRunner().invoke(cli, ["inspect", path])

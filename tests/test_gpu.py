@@ -17,12 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 from stylecomp.cli import cli
-from stylecomp.demo import write_demo
+from stylecomp.demo.scene import write_demo
 from stylecomp.jobspec import ColorSettings, parse_job
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate
-from stylecomp.render import STYLIZED_CHANNELS, render_job
-from stylecomp.testmodels import make_full_size_model
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import read_plate
+from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
+from stylecomp.diffusion.testing import make_full_size_model
 
 pytestmark = pytest.mark.gpu
 

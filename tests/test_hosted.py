@@ -30,9 +30,9 @@ from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_pl
 
 from stylecomp.color import ModelEncoding
 from stylecomp.errors import HostedError, ModelError
-from stylecomp.generators import Request, Setup, load_generator
-from stylecomp.hosted.credentials import Secret, credential
-from stylecomp.plates import read_plate
+from stylecomp.generators.interface import Request, Setup, load_generator
+from stylecomp.generators.hosted.credentials import Secret, credential
+from stylecomp.io.plates import read_plate
 from stylecomp.stage import Cancelled
 
 FRAMES = 5

@@ -16,15 +16,15 @@ import pytest
 from PIL import Image
 from tiny_jobs import invoke
 
-from stylecomp.candidates import write_thumbnail
-from stylecomp.demo import write_demo
-from stylecomp.generators import Request, Setup, diffusers
-from stylecomp.geometry import ModelGeometry
-from stylecomp.ideation import candidate_size
+from stylecomp.render.candidates import write_thumbnail
+from stylecomp.demo.scene import write_demo
+from stylecomp.generators.interface import Request, Setup, diffusers
+from stylecomp.diffusion.geometry import ModelGeometry
+from stylecomp.generators.ideation import candidate_size
 from stylecomp.jobspec import ControlNet, ModelSettings, load_job
-from stylecomp.models import model_hash
-from stylecomp.plates import read_plate
-from stylecomp.resolution import resize
+from stylecomp.diffusion.loading import model_hash
+from stylecomp.io.plates import read_plate
+from stylecomp.diffusion.resolution import resize
 from stylecomp.stage import Cancelled
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -136,7 +136,7 @@ def test_same_seed_gives_the_same_pixels_and_aspect_ratios_give_their_sizes(
 def test_a_stopped_run_leaves_no_manifest_for_the_candidates_it_replaced(
     tmp_path: Path, plates: Path, tiny: dict[str, Path]
 ) -> None:
-    from stylecomp.ideation import ideate as ideate_shot, ideation_generator
+    from stylecomp.generators.ideation import ideate as ideate_shot, ideation_generator
 
     path = write_job(tmp_path, plates, tiny["sd15"])
     first = ideate(path)
@@ -182,7 +182,7 @@ def test_a_plate_guides_through_the_controlnets_and_sets_the_size(
 
 
 def test_init_strength_starts_from_the_plate(tmp_path: Path, plates: Path) -> None:
-    from stylecomp.testmodels import make_test_model
+    from stylecomp.diffusion.testing import make_test_model
 
     # A VAE that keeps the image, so what the plate contributes can be seen in the pixels.
     model = make_test_model(tmp_path / "passthrough", "sd15", vae="passthrough")
@@ -206,7 +206,7 @@ def test_init_strength_starts_from_the_plate(tmp_path: Path, plates: Path) -> No
 
 
 def test_the_style_image_reaches_the_pixels(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
-    from stylecomp.testmodels import make_test_ip_adapter
+    from stylecomp.diffusion.testing import make_test_ip_adapter
 
     adapter = make_test_ip_adapter(tmp_path / "ip", tiny["sd15"])
     manifests = {}
@@ -290,7 +290,7 @@ def test_pick_copies_the_still_records_it_and_makes_its_prompt_the_shots(
 
 PLUGIN = '''
 import numpy as np
-from stylecomp.generators import Generated
+from stylecomp.generators.interface import Generated
 
 SETUPS = []
 

@@ -19,9 +19,9 @@ from PIL import Image
 
 from stylecomp.cli import cli
 from stylecomp.color import ModelEncoding
-from stylecomp.demo import OBJECT_NAMES, write_demo
+from stylecomp.demo.scene import OBJECT_NAMES, write_demo
 from stylecomp.errors import PlateError, StyleCompError
-from stylecomp.metrics import (
+from stylecomp.temporal.flicker import (
     CONVENTION_NAMES,
     STYLIZED_CHANNELS,
     MotionConvention,
@@ -33,7 +33,7 @@ from stylecomp.metrics import (
     read_plate_frame,
     visibility,
 )
-from stylecomp.plates import ImagePart, Window, read_plate, write_plate
+from stylecomp.io.plates import ImagePart, Window, read_plate, write_plate
 
 WIDTH, HEIGHT, FRAMES, FIRST = 160, 90, 5, 1001
 BACKWARD = MotionConvention.parse("backward-pixels-yup")

@@ -1,4 +1,4 @@
-"""Model loading (stylecomp.models) on tiny random-weight models (stylecomp.testmodels).
+"""Model loading (stylecomp.diffusion.loading) on tiny random-weight models (stylecomp.diffusion.testing).
 
 The tiny models are built from the real diffusers/transformers classes, saved, and loaded back
 through ``load_pipeline``, the path users' models take; then a real img2img call runs on them.
@@ -32,11 +32,11 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from stylecomp import models
+from stylecomp.diffusion import loading as models
 from stylecomp.errors import ModelError
 from stylecomp.jobspec import ControlNet, ModelSettings
-from stylecomp.models import detect_family, load_pipeline, model_hash, pick_device, pick_dtype
-from stylecomp.testmodels import make_test_checkpoint, make_test_model
+from stylecomp.diffusion.loading import detect_family, load_pipeline, model_hash, pick_device, pick_dtype
+from stylecomp.diffusion.testing import make_test_checkpoint, make_test_model
 
 FAMILIES = ("sd15", "sdxl", "flux")
 PIPELINES = {

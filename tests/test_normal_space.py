@@ -18,15 +18,15 @@ import torch
 from conftest import TESTDATA
 from tiny_jobs import invoke
 
-from stylecomp.aovs import detect_aovs
-from stylecomp.conditioning import normal_condition
+from stylecomp.io.aovs import detect_aovs
+from stylecomp.diffusion.conditioning import normal_condition
 from stylecomp.errors import PlateError
 from stylecomp.jobspec import load_job
-from stylecomp.normal_space import angle_between, camera_normals, estimate_rotation, plate_normals, sampled_fit
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate, write_plate
-from stylecomp.render import frame_inputs, render_job
-from stylecomp.stylize import StylizeParameters, control_clips, control_condition
+from stylecomp.io.normal_space import angle_between, camera_normals, estimate_rotation, plate_normals, sampled_fit
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import read_plate, write_plate
+from stylecomp.render.loop import frame_inputs, render_job
+from stylecomp.diffusion.stylize import StylizeParameters, control_clips, control_condition
 
 STREET = TESTDATA / "plates" / "blender_street"
 pytestmark = pytest.mark.skipif(not STREET.is_dir(), reason=f"shared test data not found at {TESTDATA}")

@@ -1,4 +1,4 @@
-"""StyleCompBlend's node graph, evaluated node by node with numpy, matches stylecomp.blend pixel for pixel.
+"""StyleCompBlend's node graph, evaluated node by node with numpy, matches stylecomp.comp.blend pixel for pixel.
 
 The interpreter (tests/gizmo_eval) models each native node the gizmo uses; the expected images
 come from the engine's blend ops on the same inputs, brought onto their union data window.
@@ -18,9 +18,9 @@ sys.path[:0] = [str(ROOT / "tests" / "nuke_standin")]
 import nkscript  # noqa: E402
 from gizmo_eval import evaluate  # noqa: E402
 from gizmo_eval.windows import Window  # noqa: E402
-from stylecomp import blend  # noqa: E402
-from stylecomp.plates import Window as PlateWindow  # noqa: E402
-from stylecomp.regions import overlap_weights  # noqa: E402
+from stylecomp.comp import blend  # noqa: E402
+from stylecomp.io.plates import Window as PlateWindow  # noqa: E402
+from stylecomp.regions.mattes import overlap_weights  # noqa: E402
 
 GIZMO = nkscript.parse((ROOT / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8"))
 RGBA = ("rgba.red", "rgba.green", "rgba.blue", "rgba.alpha")
@@ -167,10 +167,10 @@ def test_cryptomatte_recipe_matches_the_headless_comp(testdata: Path) -> None:
     import json
     import struct
 
-    from stylecomp.comp import blend_frame
+    from stylecomp.comp.headless import blend_frame
     from stylecomp.jobspec import parse_job
-    from stylecomp.plates import ImagePart, Plate, read_plate
-    from stylecomp.render import STYLIZED_CHANNELS
+    from stylecomp.io.plates import ImagePart, Plate, read_plate
+    from stylecomp.render.loop import STYLIZED_CHANNELS
 
     path = testdata / "plates" / "blender_street" / "street.1008.exr"
     plate = read_plate(path)
@@ -314,10 +314,10 @@ def test_headless_comp_luminance_weights_match_the_gizmo(testdata: Path, root: d
     """`stylecomp comp` with ``luminance_weights`` set as the script's working space implies gives the gizmo's image."""
     import json
 
-    from stylecomp.comp import blend_frame
+    from stylecomp.comp.headless import blend_frame
     from stylecomp.jobspec import parse_job
-    from stylecomp.plates import ImagePart, Plate, read_plate
-    from stylecomp.render import STYLIZED_CHANNELS
+    from stylecomp.io.plates import ImagePart, Plate, read_plate
+    from stylecomp.render.loop import STYLIZED_CHANNELS
 
     path = testdata / "plates" / "blender_street" / "street.1008.exr"
     plate = read_plate(path)

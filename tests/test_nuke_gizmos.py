@@ -237,7 +237,7 @@ def test_stack_wiring_follows_nuke_input_order() -> None:
 @pytest.mark.parametrize(("weights", "suffix"), [("ACEScg", ""), ("Rec.709", "709")])
 def test_blend_colour_matrices_use_the_engine_luminance(weights: str, suffix: str) -> None:
     """Each pair of ColorMatrix nodes holds the engine's weights for its space, and the Switch after it picks it."""
-    from stylecomp.blend import LUMINANCE_WEIGHTS
+    from stylecomp.comp.blend import LUMINANCE_WEIGHTS
 
     gizmo = _parse(ROOT / "gizmos" / "StyleCompBlend.gizmo")
 

@@ -488,7 +488,7 @@ def no_server_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.testmodels import make_test_model
+    from stylecomp.diffusion.testing import make_test_model
 
     return make_test_model(tmp_path_factory.mktemp("models") / "sd15", "sd15")
 
@@ -503,10 +503,10 @@ def demo_plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def engine_server(node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path, demo_plates: Path):
     """A running engine server on STYLECOMP_SERVER, a `tiny` preset, and the plate Write writing real EXRs."""
-    from stylecomp.cache import RenderCache
-    from stylecomp.pipeline_pool import PipelinePool
-    from stylecomp.server import EngineServer
-    from stylecomp.server_token import load_or_create_token
+    from stylecomp.render.cache import RenderCache
+    from stylecomp.diffusion.pool import PipelinePool
+    from stylecomp.server.app import EngineServer
+    from stylecomp.server.access_token import load_or_create_token
 
     monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "render-cache"))
     server = EngineServer(("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), RenderCache(),
@@ -542,7 +542,7 @@ def test_render_range_goes_to_the_engine_server(node, engine_server, engine_log:
     assert node["label"].value() == "3 rendered, 0 cached" and node["tile_color"].value() == gizmo.TILE_COLOUR
     outputs = sorted((cache(node) / "stylized").iterdir())
     assert [p.name for p in outputs] == ["stylized.1001.exr", "stylized.1002.exr", "stylized.1003.exr"]
-    from stylecomp.plates import read_plate
+    from stylecomp.io.plates import read_plate
 
     for path in outputs:
         assert read_plate(path).parts[0].attributes["stylecomp/model"] == str(tiny_model)
@@ -585,7 +585,7 @@ def test_the_command_line_is_used_when_no_server_answers(node, engine_log: Path,
                                                           tmp_path: Path) -> None:
     import socket
 
-    from stylecomp.server_token import load_or_create_token
+    from stylecomp.server.access_token import load_or_create_token
 
     load_or_create_token()  # a server ran here once ...
     with socket.socket() as probe:

@@ -18,12 +18,12 @@ import nkscript  # the stand-in's modules and the plugin, put on sys.path by tes
 import nuke
 from gizmo_eval import evaluate
 from gizmo_eval.windows import Window
-from stylecomp import blend
-from stylecomp.cryptomatte import find_layers, matte, select_layer
+from stylecomp.comp import blend
+from stylecomp.io.cryptomatte import find_layers, matte, select_layer
 from stylecomp.jobspec import Shot
-from stylecomp.plates import PROVENANCE_PREFIX, read_plate, write_plate
-from stylecomp.regions import frame_regions
-from stylecomp.testmodels import make_test_model
+from stylecomp.diffusion.testing import make_test_model
+from stylecomp.io.plates import PROVENANCE_PREFIX, read_plate, write_plate
+from stylecomp.regions.mattes import frame_regions
 from stylecomp_nuke import actions, cryptomatte, gizmo, regions
 
 standin = nuke.standin

@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from openjd.model import StepParameterSpaceIterator
 
 from stylecomp.cli import cli
-from stylecomp.demo import write_demo
-from stylecomp.openjd import instantiate
-from stylecomp.plates import read_plate
-from stylecomp.render import STYLIZED_CHANNELS
-from stylecomp.testmodels import make_test_model
+from stylecomp.demo.scene import write_demo
+from stylecomp.farm.openjd import instantiate
+from stylecomp.io.plates import read_plate
+from stylecomp.render.loop import STYLIZED_CHANNELS
+from stylecomp.diffusion.testing import make_test_model
 
 BIN = Path(sys.executable).parent
 

@@ -271,7 +271,7 @@ def test_adapter_log_leaves_out_what_other_threads_log(testdata: Path, capsys: p
         def filter(self, record: logging.LogRecord) -> bool:
             if "Fraction(0,0)" in record.getMessage() and not self.logged:
                 self.logged = True
-                other = threading.Thread(target=logging.getLogger("stylecomp.server").warning, args=("busy",))
+                other = threading.Thread(target=logging.getLogger("stylecomp.server.app").warning, args=("busy",))
                 other.start()
                 other.join()
             return True

@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from stylecomp.cli import cli
 from stylecomp.jobspec import Job, load_job
-from stylecomp.plates import ImagePart, write_plate
+from stylecomp.io.plates import ImagePart, write_plate
 from stylecomp_otio.timeline_file import read_timeline
 
 RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange

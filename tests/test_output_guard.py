@@ -18,20 +18,20 @@ import numpy as np
 import pytest
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
-from stylecomp.cache import RenderCache
+from stylecomp.render.cache import RenderCache
 from stylecomp.jobspec import Job, load_job
-from stylecomp.output_guard import check_outputs, written_by_stylecomp
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import ImagePart, Window, write_plate
-from stylecomp.server import EngineServer
-from stylecomp.server_token import load_or_create_token, token_file
+from stylecomp.render.output_guard import check_outputs, written_by_stylecomp
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import ImagePart, Window, write_plate
+from stylecomp.server.app import EngineServer
+from stylecomp.server.access_token import load_or_create_token, token_file
 
 FRAMES = 2
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.testmodels import make_test_model
+    from stylecomp.diffusion.testing import make_test_model
 
     return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15")
 

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 import torch
 
-from stylecomp import render as render_module
+from stylecomp.render import loop as render_module
 from stylecomp.errors import JobError
 from stylecomp.jobspec import ColorSettings, ModelSettings, Performance, json_schema, parse_job
-from stylecomp.models import compile_cache_dir, load_pipeline
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate
-from stylecomp.render import STYLIZED_CHANNELS, render_job
+from stylecomp.diffusion.loading import compile_cache_dir, load_pipeline
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import read_plate
+from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 
 FIRST = 1001
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("private_cache")
 
 @pytest.fixture(scope="module")
 def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.demo import write_demo
+    from stylecomp.demo.scene import write_demo
 
     folder = tmp_path_factory.mktemp("plates")
     write_demo(folder, frames=5, width=96, height=64, progress=lambda done, total: None)

@@ -13,7 +13,7 @@ import OpenImageIO as oiio
 import pytest
 
 from stylecomp.errors import PlateError
-from stylecomp.plates import ImagePart, Window, read_plate, write_plate
+from stylecomp.io.plates import ImagePart, Window, read_plate, write_plate
 
 
 def test_beachball_channels_by_name_and_views(testdata: Path) -> None:

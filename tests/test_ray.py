@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 import torch
 
-from stylecomp.cache import RenderCache
-from stylecomp.chunks import plan_shots
-from stylecomp.demo import write_demo
+from stylecomp.render.cache import RenderCache
+from stylecomp.farm.chunks import plan_shots
+from stylecomp.demo.scene import write_demo
 from stylecomp.errors import JobError, ModelError
 from stylecomp.jobspec import load_job
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate
-from stylecomp.ray_executor import RayExecutor, render_with_ray
-from stylecomp.render import STYLIZED_CHANNELS, render_job
-from stylecomp.testmodels import make_test_model
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import read_plate
+from stylecomp.farm.ray_cluster import RayExecutor, render_with_ray
+from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
+from stylecomp.diffusion.testing import make_test_model
 
 FRAMES = (1001, 1002, 1003, 1004)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers import FluxImg2ImgPipeline, StableDiffusionImg2ImgPipeline
 
-from stylecomp.region_diffusion import Column, RegionalCall, RegionalCrossAttention, attention_grid, regional_call
+from stylecomp.regions.diffusion import Column, RegionalCall, RegionalCrossAttention, attention_grid, regional_call
 
 STRENGTHS = (0.0, 0.15, 0.25, 0.5, 0.73, 1.0)
 STEPS = 10

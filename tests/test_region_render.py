@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
-from stylecomp import cryptomatte
+from stylecomp.io import cryptomatte
 from stylecomp.jobspec import MAX_REGIONS, Region
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import ImagePart, read_plate, write_plate
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import ImagePart, read_plate, write_plate
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.architecture import save_random_model
 from stylecomp.stylemodel.evaluation import EVALUATION_PROMPTS, RECOMMENDED, display_output, held_out_shot, stylize
-from stylecomp.testmodels import make_test_ip_adapter, make_test_lora
+from stylecomp.diffusion.testing import make_test_ip_adapter, make_test_lora
 
 pytestmark = pytest.mark.usefixtures("private_cache")  # no render cache shared with other runs
 STREET = Path("plates") / "blender_street" / "street.####.exr"

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylecomp.cryptomatte import CryptomatteLayer
+from stylecomp.io.cryptomatte import CryptomatteLayer
 from stylecomp.errors import JobError
 from stylecomp.jobspec import MAX_REGIONS, parse_job
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import Window
-from stylecomp.regions import FrameRegions, _matching, overlap_weights, parse_region
-from stylecomp.resolution import model_calls
-from stylecomp.stylize import StylizeParameters, StylizeStage, _columns, _Frame, _segments, _tile_seed
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.diffusion.resolution import model_calls
+from stylecomp.diffusion.stylize import StylizeParameters, StylizeStage, _columns, _Frame, _segments, _tile_seed
+from stylecomp.io.plates import Window
+from stylecomp.regions.mattes import FrameRegions, _matching, overlap_weights, parse_region
 
 SHOT = {"name": "sh010", "plate": "plates/sh010.####.exr", "output": "out/sh010.####.exr"}
 

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from tiny_jobs import invoke
 
-from stylecomp.cache import RenderCache
-from stylecomp.demo import write_demo
+from stylecomp.render.cache import RenderCache
+from stylecomp.demo.scene import write_demo
 from stylecomp.jobspec import load_job
-from stylecomp.models import model_hash
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate
-from stylecomp.render import STYLIZED_CHANNELS, render_job
+from stylecomp.diffusion.loading import model_hash
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import read_plate
+from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 
 FRAMES = (1001, 1002, 1003)
 TESTDATA_DAMAGED = "exr-damaged"
@@ -257,7 +257,7 @@ def test_lora_and_style_reference_reach_the_frames_and_the_cache_key(
 ) -> None:
     from PIL import Image
 
-    from stylecomp.testmodels import make_test_ip_adapter, make_test_lora
+    from stylecomp.diffusion.testing import make_test_ip_adapter, make_test_lora
 
     model = tiny["sd15"]
     lora = make_test_lora(tmp_path / "ink.safetensors", model)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stylecomp.errors import JobError, StyleCompError
-from stylecomp.resolution import (
+from stylecomp.diffusion.resolution import (
     MULTIPLE,
     WORKING_SIZE,
     ResolutionSettings,

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from stylecomp.errors import PlateError
-from stylecomp.sequence import discover, to_printf
+from stylecomp.io.sequence import discover, to_printf
 
 
 @pytest.mark.parametrize(

@@ -24,12 +24,12 @@ import pytest
 from click.testing import CliRunner
 from tiny_jobs import FIRST, job_document, stylized, write_job, write_plates
 
-from stylecomp.cache import RenderCache
+from stylecomp.render.cache import RenderCache
 from stylecomp.cli import cli
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate
-from stylecomp.server import MAX_BODY, EngineServer, bind_warning
-from stylecomp.server_token import load_or_create_token, token_file
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import read_plate
+from stylecomp.server.app import MAX_BODY, EngineServer, bind_warning
+from stylecomp.server.access_token import load_or_create_token, token_file
 
 FRAMES = 6
 ENGINE = Path(sys.executable).with_name("stylecomp")

@@ -20,17 +20,17 @@ import numpy as np
 import pytest
 from tiny_jobs import job_document, write_plates
 
-from stylecomp import server as server_module
-from stylecomp.cache import RenderCache
+from stylecomp.server import app as server_module
+from stylecomp.render.cache import RenderCache
 from stylecomp.errors import StyleCompError
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.server import LIMITS, EngineServer, default_roots
-from stylecomp.server_token import load_or_create_token, token_file
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.server.app import LIMITS, EngineServer, default_roots
+from stylecomp.server.access_token import load_or_create_token, token_file
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.testmodels import make_test_model
+    from stylecomp.diffusion.testing import make_test_model
 
     return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15")
 
@@ -284,7 +284,7 @@ def test_accepted_jobs_survive_kill_9_and_the_running_one_resumes(tmp_path: Path
     from tiny_jobs import FIRST, stylized
 
     from stylecomp.jobspec import parse_job
-    from stylecomp.render import render_job
+    from stylecomp.render.loop import render_job
 
     plates = write_plates(root / "plates", 4)
     engine = Path(sys.executable).with_name("stylecomp")

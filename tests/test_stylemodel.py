@@ -19,9 +19,9 @@ from safetensors.torch import load_file
 from stylecomp.cli import cli
 from stylecomp.color import ModelEncoding
 from stylecomp.jobspec import FrameRange, Ideation, Job, Shot, save_job
-from stylecomp.metrics import measure_flicker
-from stylecomp.pipeline_pool import PipelinePool
-from stylecomp.plates import read_plate
+from stylecomp.temporal.flicker import measure_flicker
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.plates import read_plate
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.architecture import save_random_model
 from stylecomp.stylemodel.evaluation import (
@@ -30,7 +30,7 @@ from stylecomp.stylemodel.evaluation import (
 )
 from stylecomp.stylemodel.looks import INK, LOOKS, lines
 from stylecomp.stylemodel.scenes import HELD_OUT_SEEDS, TRAINING_SEEDS, random_scene
-from stylecomp.demo import render_layers
+from stylecomp.demo.scene import render_layers
 
 # Measured with the shipped weights on held-out scenes 0-1 at the recommended settings (the model card):
 # watercolor's L1 ratio 0.40 (cel's 1.12: the cel look is not learned well enough yet, so no test claims it).

@@ -22,11 +22,11 @@ from safetensors.torch import load_file
 
 from stylecomp.cli import cli
 from stylecomp.errors import ModelError
-from stylecomp.generators import Generator, Request, Setup, load_generator
+from stylecomp.generators.interface import Generator, Request, Setup, load_generator
 from stylecomp.jobspec import VideoModelSettings
 from stylecomp.stage import Cancelled
-from stylecomp.testmodels import make_test_video_model
-from stylecomp.video_generator import detect_video_family
+from stylecomp.diffusion.testing import make_test_video_model
+from stylecomp.generators.video import detect_video_family
 
 pytestmark = pytest.mark.usefixtures("no_network", "private_cache")
 
@@ -229,10 +229,10 @@ def test_the_ltx_sigmas_notice_is_hidden_only_while_a_clip_renders(
 
 
 def test_no_leak_report_when_the_process_exits(testdata: Path) -> None:
-    # Logging filters of the generator modules reach stylecomp.plates, which held OpenImageIO TypeDescs: they
+    # Logging filters of the generator modules reach stylecomp.io.plates, which held OpenImageIO TypeDescs: they
     # outlived OIIO at shutdown, and every command that had loaded a generator ended with nanobind's report.
     plate = testdata / "plates" / "beachball" / "singlepart.0001.exr"
-    script = ("import stylecomp.image_generator, stylecomp.video_generator, stylecomp.plates as plates; "
+    script = ("import stylecomp.generators.image, stylecomp.generators.video, stylecomp.io.plates as plates; "
               f"plates.read_plate({str(plate)!r})")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

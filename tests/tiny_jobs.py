@@ -10,9 +10,9 @@ import numpy as np
 from click.testing import CliRunner
 
 from stylecomp.cli import cli
-from stylecomp.demo import write_demo
-from stylecomp.plates import read_plate
-from stylecomp.render import STYLIZED_CHANNELS
+from stylecomp.demo.scene import write_demo
+from stylecomp.io.plates import read_plate
+from stylecomp.render.loop import STYLIZED_CHANNELS
 
 FIRST = 1001
 

@@ -32,7 +32,7 @@ import torch
 from diffusers import ControlNetModel, DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
 from transformers import CLIPTextModel
 
-from ..testmodels import SD_BETAS, clip_text_config, clip_tokenizer, pixel_vae, write_clip_vocab_files
+from ..diffusion.testing import SD_BETAS, clip_text_config, clip_tokenizer, pixel_vae, write_clip_vocab_files
 
 TEXT_WIDTH = 32
 WORKING_SIZE = 256  # the long side it was trained at; saved as the UNet's sample_size, which sets stylecomp's default

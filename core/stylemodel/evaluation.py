@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import RenderCache
+from ..render.cache import RenderCache
 from ..color import ModelEncoding
-from ..demo import render_layers, write_demo
+from ..demo.scene import render_layers, write_demo
 from ..jobspec import Consistency, ControlNet, FrameRange, Job, ModelSettings, Region, Resolution, SeedPolicy, Shot
-from ..pipeline_pool import PipelinePool
-from ..plates import read_plate
-from ..render import render_job
-from ..sequence import FrameSequence, discover
+from ..diffusion.pool import PipelinePool
+from ..io.plates import read_plate
+from ..render.loop import render_job
+from ..io.sequence import FrameSequence, discover
 from ..stage import STYLIZED_CHANNELS
 from . import SHIPPED_MODEL
 from .looks import INK, LOOKS, LUMA, gaussian, lines

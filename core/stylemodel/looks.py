@@ -22,8 +22,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..color import ModelEncoding
-from ..conditioning import line_art
-from ..demo import Lighting, SurfaceLayers
+from ..diffusion.conditioning import line_art
+from ..demo.scene import Lighting, SurfaceLayers
 
 Look = Callable[[dict[str, np.ndarray], SurfaceLayers, Lighting, ModelEncoding], np.ndarray]
 

@@ -15,7 +15,7 @@ from functools import partial
 
 import numpy as np
 
-from ..demo import Box, Camera, GroundPlane, Lighting, Scene, SceneObject, Sphere, camera_at, mix, smoothstep
+from ..demo.scene import Box, Camera, GroundPlane, Lighting, Scene, SceneObject, Sphere, camera_at, mix, smoothstep
 
 TRAINING_SEEDS = range(0, 100_000)
 HELD_OUT_SEEDS = range(1_000_000, 1_000_016)  # used only for evaluation: benchmarks and quality tests

@@ -38,11 +38,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..atomicio import atomic_target
+from ..io.atomic import atomic_target
 from ..color import ModelEncoding
 from ..errors import StyleCompError
-from ..demo import render_layers
-from ..testmodels import clip_tokenizer, pixel_latents, pixel_vae
+from ..demo.scene import render_layers
+from ..diffusion.testing import clip_tokenizer, pixel_latents, pixel_vae
 from .architecture import build_controlnet, build_scheduler, build_text_encoder, build_unet, save_model
 from .looks import LOOKS, PROMPTS, lines
 from .scenes import TRAINING_SEEDS, random_scene

@@ -1,0 +1,1 @@
+"""Compositing: blending the stylized result over the plate, and the headless comp."""

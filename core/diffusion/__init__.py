@@ -1,0 +1,1 @@
+"""Diffusion models: loading, the pipeline pool, stylizing frames, conditioning and the test models."""

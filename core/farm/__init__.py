@@ -1,0 +1,1 @@
+"""Render-farm execution: batches, chunks, the Ray cluster executor and OpenJD job templates."""

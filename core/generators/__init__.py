@@ -1,0 +1,1 @@
+"""Generators: the plugin interface, image and video generators, ideation, animatics and hosted services."""

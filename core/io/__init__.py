@@ -1,0 +1,1 @@
+"""Plate and image I/O: EXR plates, sequences, AOVs, cryptomatte, contact sheets, atomic writes."""

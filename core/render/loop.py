@@ -1,0 +1,419 @@
+"""Rendering a job: every frame of every shot through the stylize stage into EXRs.
+
+The host side of the stage interface: find the frames, read each plate, cut the clips the
+stage asks for out of it, reuse the cache where the frame's key matches, render the rest and
+write each output atomically with a ``stylized`` RGBA layer and provenance. A frame that
+fails (a damaged plate, a missing file) is reported and skipped; the others still render, and
+finished frames are never lost. Progress goes to a callback as plain events (see ``Event``).
+
+Independent frames render ``performance.batch_frames`` to a pipeline call; plates are read
+ahead and outputs written behind the model in background threads (``performance.prefetch``),
+and each frame's event follows once its output is written, from the writing thread, in frame
+order (events are never sent from two threads at once).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..io.aovs import beauty, detect_aovs, object_ids
+from ..comp.blend import reframe
+from .cache import RenderCache, key_of
+from ..errors import JobError, ModelError, PlateError, StyleCompError
+from ..diffusion.interrupt import interruptible
+from ..io.normal_space import plate_normals
+from ..jobspec import Job, Shot
+from .output_guard import check_writable, guard_outputs
+from ..diffusion.pool import PipelinePool
+from ..io.plates import ImagePart, Plate, Window, read_plate, write_plate
+from ..regions.mattes import check_regions, frame_regions
+from ..io.sequence import FrameSequence, discover
+from ..stage import STYLIZED_CHANNELS, Cancelled, Clip, FrameInputs, FrameResult
+from ..diffusion.consistency import RENDER_STATE
+from ..diffusion.stylize import StylizeParameters, StylizeStage, check_region_settings
+
+_CLIP_ROLES = {"Depth": "depth", "Normal": "normals", "ObjectID": "object_id", "Motion": "motion"}
+# Header attributes that describe the file's structure, not the image: never copied from the plate.
+_STRUCTURAL = ("oiio:", "openexr:", "stylecomp/", "compression", "multiView", "name", "type", "view", "chunkCount")
+
+Event = dict[str, Any]  # {"event": "start" | "frame" | "end", ...}: see the README's progress section
+Report = Callable[[Event], None]
+T = TypeVar("T")
+
+
+@dataclass
+class RenderSummary:
+    """What a render did: counts, and each failed frame with its reason."""
+
+    rendered: int = 0
+    cached: int = 0
+    failed: list[tuple[str, int, str]] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+
+def shot_frames(job: Job, shot: Shot, frames: tuple[int, int] | None = None) -> tuple[FrameSequence, list[int]]:
+    """A shot's plates and the frames to render (missing ones included), within ``frames`` if given."""
+    wanted = shot.frame_range_with_handles()
+    if frames is not None:
+        low, high = frames if wanted is None else (max(frames[0], wanted[0]), min(frames[1], wanted[1]))
+        if low > high:
+            return FrameSequence(job.resolve(shot.plate)), []
+        wanted = (low, high)
+    sequence = discover(job.resolve(shot.plate), wanted)
+    if sequence.is_single_file:
+        return sequence, [wanted[0] if wanted else 0]
+    return sequence, sorted({*sequence.frames, *sequence.missing})
+
+
+def render_job(
+    job: Job,
+    *,
+    shots: Sequence[str] | None = None,
+    frames: tuple[int, int] | None = None,
+    pool: PipelinePool | None = None,
+    cache: RenderCache | None = None,
+    report: Report = lambda event: None,
+    cancel: threading.Event | None = None,
+    overwrite: bool = False,
+) -> RenderSummary:
+    """Render the job's shots (all, or those named) into their outputs; ``cache=None`` renders everything afresh.
+
+    Refuses (JobError) before any frame renders when an output would replace a file the job reads,
+    or, without ``overwrite``, a file stylecomp did not write (see ``output_guard``).
+    """
+    pool = pool or PipelinePool()
+    cancel = cancel or threading.Event()
+    selected = select_shots(job, shots)
+    guard_outputs(job, [shot.name for shot in selected], frames, overwrite=overwrite)
+    summary = RenderSummary()
+    started = time.monotonic()
+    plans = [(shot, *shot_frames(job, shot, frames)) for shot in selected]
+    if frames is not None and not any(frame_list for _, _, frame_list in plans):
+        raise JobError(f"no shot has frames in {frames[0]}-{frames[1]}")
+    # Every shot's regions are checked before anything is written: a bad selector leaves no file or folder.
+    warnings = {shot.name: check_regions(job, shot, frame_list, plates) for shot, plates, frame_list in plans}
+    for shot in selected:
+        if job.shot_regions(shot) and job.model is not None:
+            check_region_settings(StylizeParameters.for_shot(job, shot))
+    check_writable(job, [shot.name for shot in selected])
+    with interruptible(cancel, enabled=not job.performance.compile):  # cancel ends a long step too
+        for shot, plates, frame_list in plans:
+            try:
+                _render_shot(job, shot, plates, frame_list, pool, cache, report, cancel, summary, overwrite,
+                             warnings[shot.name])
+            except Cancelled:
+                summary.cancelled = True
+                break
+    summary.seconds = time.monotonic() - started
+    report({"event": "end", "rendered": summary.rendered, "cached": summary.cached, "failed": len(summary.failed),
+            "cancelled": summary.cancelled, "seconds": round(summary.seconds, 3)})
+    return summary
+
+
+def select_shots(job: Job, names: Sequence[str] | None) -> list[Shot]:
+    """The job's shots named in ``names`` (all when none are named), in the order given."""
+    if not names:
+        return list(job.shots)
+    by_name = {shot.name: shot for shot in job.shots}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise JobError(f"no shot named {', '.join(unknown)}; the job's shots are {', '.join(by_name)}")
+    return [by_name[name] for name in names]
+
+
+def _render_shot(
+    job: Job, shot: Shot, plates: FrameSequence, frames: list[int], pool: PipelinePool,
+    cache: RenderCache | None, report: Report, cancel: threading.Event, summary: RenderSummary, overwrite: bool,
+    warnings: Sequence[str] = (),
+) -> None:
+    if not frames:
+        return
+    stage = StylizeStage(StylizeParameters.for_shot(job, shot), job.color.model_encoding(), pool, job.performance)
+    stage.identity()  # a bad model, style image or consistency setting stops the shot here, before any frame
+    description = stage.describe()
+    sequential = description.sequential
+    clips = [clip for clip in description.clips if clip.name != "StyleReference"]
+    outputs = FrameSequence(job.resolve(shot.output))
+    start: Event = {"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": len(frames),
+                    "stage": description.name}
+    if warnings:
+        start["warning"] = "; ".join(warnings)
+    if sequential:
+        plates, chain = shot_frames(job, shot)
+        chain = [f for f in chain if f <= frames[-1]]
+        if chain[0] < frames[0]:
+            start["note"] = (f"sequential consistency: rendering from frame {chain[0]}, since each frame needs "
+                             "the previous one")
+        frames = chain
+        start |= {"frames": [frames[0], frames[-1]], "total": len(frames)}
+        guard_outputs(job, [shot.name], (frames[0], frames[-1]), overwrite=overwrite)  # the frames before the range
+    report(start)
+    stage.begin_sequence(frames[0], frames[-1])
+    # latent_fusion and cross_frame carry state only a render makes: unless every frame is done, render them all.
+    rerender = bool(stage.params.mechanisms & RENDER_STATE) and not _all_done(job, stage, plates, frames, outputs, shot,
+                                                                                clips, cache)
+
+    def read(frame: int) -> tuple[FrameInputs, ImagePart, str | None]:
+        """A frame's inputs, its beauty part and (independent frames) its cache key: the work of the read thread."""
+        if frame in plates.missing:
+            raise PlateError("frame missing on disk", plates.path(frame))
+        inputs, part = shot_inputs(job, shot, read_plate(plates.path(frame)), frame, clips)
+        return inputs, part, None if sequential else stage.cache_key(frame, inputs)
+
+    def failed(event: Event, exc: Exception) -> None:
+        reason = str(exc) if isinstance(exc, StyleCompError) else f"{type(exc).__name__}: {exc}"
+        event |= {"status": "failed", "error": reason}
+        summary.failed.append((shot.name, event["frame"], reason))
+
+    def write(key: str, part: ImagePart, inputs: FrameInputs, result: FrameResult, current: bool) -> None:
+        """Write a rendered frame (unless its output is current already) and keep it in the cache; a sequential
+        stage remembers it, as written, for the next frame."""
+        target = outputs.path(inputs.frame)
+        if not current:
+            pixels, channels = result.rgba, list(STYLIZED_CHANNELS)
+            if result.regions is not None:  # each region's weight beside the RGBA: regions.<name>
+                pixels = np.concatenate([pixels, result.regions.weights.astype(np.float32)], axis=2)
+                channels += result.regions.channels()
+            write_plate(target, [rgba_part(pixels, result.window, part, job, channels)],
+                        provenance=result.provenance | {"frame": inputs.frame, "plate": plates.path(inputs.frame),
+                                                        "cache_key": key})
+            if cache is not None:
+                cache.store(key, target)
+        if sequential:
+            stage.advance(inputs.frame, inputs, _written_rgba(target))
+
+    def finish(event: Event, then: Callable[[], None]) -> None:
+        """Count and report a frame whose fate is known, once ``then`` (its write) is done; an error in it fails it."""
+        try:
+            then()
+        except Exception as exc:  # the output cannot be written (disk full, ...)
+            failed(event, exc)
+        if event["status"] == "rendered":
+            summary.rendered += 1
+        elif event["status"] == "cached":
+            summary.cached += 1
+        report(event)
+
+    # Each window of frames_per_call frames: read (ahead, in the background), take what is cached, render the rest
+    # in one batch, then write (behind, in the background) and report every frame of it in order. A sequential
+    # shot's window is one frame, whose write the next frame waits for, since it builds on the output as written.
+    previous_key = None
+    render_seconds, rendered_here, done = 0.0, 0, 0
+    first_size: tuple[int, int] | None = None  # the shot's display window: a change mid-sequence is warned about
+    with _FrameIO(job.performance.prefetch * stage.frames_per_call, write_behind=not sequential) as io:
+        loaded = io.read_ahead(frames, read)
+        while window := list(itertools.islice(loaded, stage.frames_per_call)):
+            if cancel.is_set():
+                raise Cancelled(shot.name)
+            tick = time.monotonic()
+            events: list[Event] = []
+            todo: list[tuple[Event, FrameInputs, ImagePart, str, bool]] = []  # frames to render
+            for frame, plate in window:
+                done += 1
+                target = outputs.path(frame)
+                event: Event = {"event": "frame", "shot": shot.name, "frame": frame, "done": done,
+                                "total": len(frames), "output": target}
+                events.append(event)
+                try:
+                    inputs, part, key = plate.result()  # raises what the read raised
+                    size = (part.display_window.width, part.display_window.height)
+                    first_size = first_size or size
+                    if size != first_size:
+                        event["warning"] = (f"resolution changes mid-sequence: {size[0]}x{size[1]}, the shot's first "
+                                            f"frame is {first_size[0]}x{first_size[1]}")
+                    if sequential:
+                        key = previous_key = stage.cache_key(frame, inputs, previous_key)
+                    current = key_of(target) == key
+                    if not rerender and (current or (cache is not None and cache.restore(key, target))):
+                        event["status"] = "cached"
+                        if sequential:
+                            stage.advance(frame, inputs, _written_rgba(target))
+                    else:
+                        todo.append((event, inputs, part, key, current))
+                except (Cancelled, ModelError):
+                    raise  # the whole shot stops: no frame can render without its model
+                except Exception as exc:  # a bad plate
+                    failed(event, exc)
+            results: list[FrameResult | Exception] = []
+            if todo and sequential:
+                _, inputs, _, _, _ = todo[0]
+                try:
+                    results = [stage.render(inputs.frame, inputs.window, inputs, cancel)]
+                except (Cancelled, ModelError):
+                    raise
+                except Exception as exc:  # the model failing on this frame (out of memory, ...)
+                    results = [exc]
+            elif todo:  # independent frames: each fails alone (see render_batch)
+                results = stage.render_batch([inputs for _, inputs, _, _, _ in todo], cancel)
+            writes: dict[int, Callable[[], None]] = {}
+            for (event, inputs, part, key, current), result in zip(todo, results):
+                if isinstance(result, Exception):
+                    failed(event, result)
+                else:
+                    event["status"] = "rendered"
+                    writes[inputs.frame] = functools.partial(write, key, part, inputs, result, current)
+            if todo:
+                render_seconds += time.monotonic() - tick
+                rendered_here += len(writes)
+            seconds = (time.monotonic() - tick) / len(window)
+            for event in events:
+                per_frame = render_seconds / rendered_here if rendered_here else seconds
+                event |= {"seconds": round(seconds, 3), "eta": round(per_frame * (len(frames) - event["done"]), 1)}
+                io.write(functools.partial(finish, event, writes.get(event["frame"], lambda: None)))
+            if sequential and events[0]["status"] == "failed":
+                previous_key = None  # a sequential chain starts afresh after a gap
+    stage.end_sequence()
+
+
+class _FrameIO:
+    """Plate reads ahead of the render, output writes behind it: each in one background thread.
+
+    ``read_ahead`` keeps up to ``depth`` reads running beyond the frames taken; ``write`` queues
+    work (write a frame, report it) that runs in order, at most ``depth`` behind, so outputs and
+    events keep the frames' order. Errors stay with their frame: a read's is raised by its
+    future's ``result()``, and a write job handles its own (a report that raises is re-raised
+    here). Leaving the block waits for the queued writes, so a cancelled render keeps every
+    frame it finished, written whole (``write_plate`` writes a temp file, then renames it).
+    ``depth`` 0, or ``write_behind`` False, does that work in the caller's thread instead.
+    """
+
+    def __init__(self, depth: int, write_behind: bool = True) -> None:
+        self.depth = depth
+        self._reader = ThreadPoolExecutor(1, "stylecomp-read") if depth else None
+        self._writer = ThreadPoolExecutor(1, "stylecomp-write") if depth and write_behind else None
+        self._writes: collections.deque[Future[None]] = collections.deque()
+
+    def __enter__(self) -> _FrameIO:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            while self._writes:
+                self._writes.popleft().result()
+        finally:
+            for pool in (self._reader, self._writer):
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)
+
+    def read_ahead(self, frames: Sequence[int], read: Callable[[int], T]) -> Iterator[tuple[int, Future[T]]]:
+        """``(frame, future of read(frame))`` for each frame in order."""
+        queue: collections.deque[tuple[int, Future[T]]] = collections.deque()
+        for frame in frames:
+            queue.append((frame, self._reader.submit(read, frame) if self._reader else _now(read, frame)))
+            if len(queue) > self.depth:
+                yield queue.popleft()
+        yield from queue
+
+    def write(self, work: Callable[[], None]) -> None:
+        """Run ``work`` after the work queued before it."""
+        if self._writer is None:
+            work()
+            return
+        self._writes.append(self._writer.submit(work))
+        while self._writes and (self._writes[0].done() or len(self._writes) > self.depth):
+            self._writes.popleft().result()
+
+
+def _now(function: Callable[[int], T], argument: int) -> Future[T]:
+    """``function(argument)`` run here, as a finished future."""
+    future: Future[T] = Future()
+    try:
+        future.set_result(function(argument))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _all_done(job: Job, stage: StylizeStage, plates: FrameSequence, frames: list[int], outputs: FrameSequence,
+              shot: Shot, clips: Sequence[Clip], cache: RenderCache | None) -> bool:
+    """Whether every frame of a sequential shot is current on disk or in the cache (its chain of keys matches)."""
+    previous_key = None
+    for frame in frames:
+        if frame in plates.missing:
+            return False
+        try:
+            inputs, _ = shot_inputs(job, shot, read_plate(plates.path(frame)), frame, clips)
+        except StyleCompError:
+            return False
+        previous_key = stage.cache_key(frame, inputs, previous_key)
+        if key_of(outputs.path(frame)) != previous_key and (cache is None or cache.lookup(previous_key) is None):
+            return False
+    return True
+
+
+def _written_rgba(path: str) -> np.ndarray:
+    """A stylized output's RGBA (H, W, 4) as written (half floats included): what the next frame builds on."""
+    return read_plate(path).channels(list(STYLIZED_CHANNELS))
+
+
+def shot_inputs(job: Job, shot: Shot, plate: Plate, frame: int, clips: Sequence[Clip]) -> tuple[FrameInputs, ImagePart]:
+    """``frame_inputs``, with the shot's region weights when it has regions."""
+    inputs, part = frame_inputs(plate, frame, shot, clips)
+    if regions := job.shot_regions(shot):
+        inputs.regions = frame_regions(job, shot, regions, plate, frame, inputs.window)
+    return inputs, part
+
+
+def frame_inputs(plate: Plate, frame: int, shot: Shot, clips: Sequence[Clip]) -> tuple[FrameInputs, ImagePart]:
+    """The clips a stage asked for, cut from one plate over the beauty's data window; and the beauty's part."""
+    aovs = detect_aovs(plate.channel_names, shot.aovs)
+    rgb, alpha = beauty(plate, shot.aovs)
+    part = plate.locate(aovs["beauty"].channels[0])[0]
+    window = part.data_window
+    # The output keeps the plate's alpha: NaN and Inf in it (as colour.encode reads them) must not reach stylized.A.
+    alpha = np.ones(rgb.shape[:2], np.float32) if alpha is None else np.nan_to_num(alpha, nan=0.0, posinf=1.0,
+                                                                                     neginf=0.0)
+    images = {"Source": np.concatenate([rgb, alpha[..., None]], axis=2)}
+    for clip in clips:
+        if clip.name == "Source":
+            continue
+        match = aovs.get(_CLIP_ROLES[clip.name])
+        ids = object_ids(plate, shot.aovs) if clip.name == "ObjectID" else None  # Cryptomatte or an ID pass
+        if match is None and ids is None:
+            if clip.optional:
+                continue
+            raise PlateError(
+                f"the ControlNets need a {_CLIP_ROLES[clip.name]} AOV and none was found; map its channels in "
+                f"the shot's 'aovs' (channels: {', '.join(plate.channel_names[:16])})", plate.path)
+        if clip.name == "Normal":  # every consumer of normals gets them in camera space
+            images[clip.name] = plate_normals(plate, aovs, window, shot.normals_space, shot.name).normals
+            continue
+        if ids is not None:
+            pixels, aov_window = ids[0][..., None], ids[1]
+        else:
+            names = match.channels[: clip.components]
+            pixels = plate.channels(names)
+            aov_window = plate.locate(names[0])[0].data_window
+        if aov_window != window:
+            pixels = reframe(pixels, aov_window, window)
+        images[clip.name] = pixels
+    return FrameInputs(frame, window, images), part
+
+
+def rgba_part(
+    rgba: np.ndarray, window: Window, beauty_part: ImagePart, job: Job, channels: Sequence[str] = STYLIZED_CHANNELS
+) -> ImagePart:
+    """An output part: RGBA as ``channels`` over ``window`` in the plate's display window, with the plate's own
+    header attributes (camera matrices, timecode, pixel aspect, ...), pixel type and compression unless the job
+    overrides them."""
+    beauty_type = beauty_part.channel_types[0] if beauty_part.channel_types[0] in ("half", "float") else "half"
+    part = ImagePart.create(
+        rgba, channels, window, beauty_part.display_window,
+        pixel_type=job.exr.pixel_type or beauty_type,
+        compression=job.exr.compression or beauty_part.compression,
+    )
+    for attribute in beauty_part.spec.extra_attribs:
+        if not attribute.name.startswith(_STRUCTURAL):
+            part.spec.attribute(attribute.name, attribute.type, attribute.value)
+    return part

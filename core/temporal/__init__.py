@@ -1,0 +1,1 @@
+"""Temporal coherence: motion between frames and flicker measurement."""
