@@ -14,6 +14,13 @@ class StyleCompError(Exception):
         super().__init__(f"{self.where}: {self.reason}" if self.where else self.reason)
 
 
+class Cancelled(StyleCompError):
+    """The host asked a stage or generator to stop; whatever the frame had done is thrown away."""
+
+    def __init__(self, where: str | os.PathLike[str] | None = None) -> None:
+        super().__init__("cancelled", where)
+
+
 class PlateError(StyleCompError):
     """An EXR plate or frame sequence that cannot be read or written."""
 

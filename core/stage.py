@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .errors import StyleCompError
 from .io.plates import Window
 
 if TYPE_CHECKING:
@@ -23,13 +22,6 @@ if TYPE_CHECKING:
 
 # The layer a stylize stage's frames are written as (Nuke shows it as layer `stylized`).
 STYLIZED_CHANNELS = ("stylized.R", "stylized.G", "stylized.B", "stylized.A")
-
-
-class Cancelled(StyleCompError):
-    """The host asked a stage to stop; whatever the frame had done is thrown away."""
-
-    def __init__(self, where: str | None = None) -> None:
-        super().__init__("cancelled", where)
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,7 @@ def test_stopping_while_the_keyframe_renders_stops_the_clip(
 ) -> None:
     from stylecomp.generators.animatic import animate, video_generator
     from stylecomp.jobspec import load_job
-    from stylecomp.stage import Cancelled
+    from stylecomp.errors import Cancelled
 
     path = animate_job(tmp_path, plates, tiny["sd15"], video["wan"])
     job = load_job(path)

@@ -33,7 +33,7 @@ from stylecomp.errors import HostedError, ModelError
 from stylecomp.generators.interface import Request, Setup, load_generator
 from stylecomp.generators.hosted.credentials import Secret, credential
 from stylecomp.io.plates import read_plate
-from stylecomp.stage import Cancelled
+from stylecomp.errors import Cancelled
 
 FRAMES = 5
 FAST = {"poll_interval": 0.01, "poll_max_interval": 0.05, "retry_backoff": 0.01, "request_timeout": 10}

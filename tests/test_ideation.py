@@ -25,7 +25,7 @@ from stylecomp.jobspec import ControlNet, ModelSettings, load_job
 from stylecomp.diffusion.loading import model_hash
 from stylecomp.io.plates import read_plate
 from stylecomp.diffusion.resolution import resize
-from stylecomp.stage import Cancelled
+from stylecomp.errors import Cancelled
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 RGBA = ["R", "G", "B", "A"]

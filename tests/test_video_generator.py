@@ -24,7 +24,7 @@ from stylecomp.cli import cli
 from stylecomp.errors import ModelError
 from stylecomp.generators.interface import Generator, Request, Setup, load_generator
 from stylecomp.jobspec import VideoModelSettings
-from stylecomp.stage import Cancelled
+from stylecomp.errors import Cancelled
 from stylecomp.diffusion.testing import make_test_video_model
 from stylecomp.generators.video import detect_video_family
 

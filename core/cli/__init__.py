@@ -1065,7 +1065,7 @@ def animate(job_path: str, shot_names: tuple[str, ...], keyframe: int | None, im
     from ..generators.animatic import animate as animate_shot, video_generator
     from ..jobspec import load_job
     from ..render.loop import select_shots
-    from ..stage import Cancelled
+    from ..errors import Cancelled
 
     job_ = load_job(job_path)
     settings = job_.animation
@@ -1130,7 +1130,7 @@ def ideate(job_path: str, shot_names: tuple[str, ...], out_dir: str | None, devi
     from ..generators.ideation import ideate as ideate_shot, ideation_generator
     from ..jobspec import load_job
     from ..render.loop import select_shots
-    from ..stage import Cancelled
+    from ..errors import Cancelled
 
     job_ = load_job(job_path)
     shots = select_shots(job_, shot_names)

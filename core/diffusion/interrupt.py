@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..stage import Cancelled
+from ..errors import Cancelled
 
 _cancels: dict[int, threading.Event] = {}  # thread id -> the cancel event of the render running on it
 _lock = threading.RLock()  # reentrant: a signal handler that sets a cancel may interrupt this thread holding it

@@ -45,7 +45,7 @@ from .consistency import (
     check_mechanisms,
     install_cross_frame,
 )
-from ..errors import JobError, ModelError, PlateError
+from ..errors import Cancelled, JobError, ModelError, PlateError
 from .geometry import ModelGeometry, model_geometry, pipeline_geometry
 from ..jobspec import ControlNet, Job, Lora, ModelSettings, Performance, Region, Shot
 from .loading import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
@@ -55,7 +55,7 @@ from ..io.plates import Window
 from ..regions.diffusion import Column, RegionalCall, controlnets_vary, flux_attention_kwargs, regional_call
 from ..regions.mattes import FrameRegions
 from .resolution import ModelCalls, ResolutionPlan, ResolutionSettings, assemble, model_calls, plan
-from ..stage import Cancelled, Clip, FrameInputs, FrameResult, StageDescription
+from ..stage import Clip, FrameInputs, FrameResult, StageDescription
 
 # The AOV clips each ControlNet source is built from: (required, optional).
 _SOURCE_CLIPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

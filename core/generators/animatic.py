@@ -27,14 +27,14 @@ from PIL import Image
 from ..io.atomic import atomic_target
 from ..render.cache import RenderCache
 from ..color import ModelEncoding
-from ..errors import JobError, PlateError
+from ..errors import Cancelled, JobError, PlateError
 from .interface import Generator, Request, Setup, load_generator, write_generated
 from ..jobspec import Job, Shot
 from ..diffusion.pool import PipelinePool
 from ..io.plates import read_plate
 from ..render.loop import Report, render_job, shot_frames
 from ..io.sequence import FrameSequence, discover
-from ..stage import STYLIZED_CHANNELS, Cancelled
+from ..stage import STYLIZED_CHANNELS
 from ..diffusion.stylize import read_style_reference
 
 DEFAULT_LONG_SIDE = 832  # Wan's 480p width; LTX-Video and CogVideoX work at it too

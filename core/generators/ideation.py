@@ -33,7 +33,7 @@ from ..io.atomic import atomic_target
 from ..render.candidates import MANIFEST, chosen_entry, read_manifest, write_thumbnail
 from ..color import ModelEncoding
 from ..io.contactsheet import write_contact_sheet
-from ..errors import JobError, StyleCompError
+from ..errors import Cancelled, JobError, StyleCompError
 from .interface import Generator, Request, Setup, load_generator, write_generated
 from ..jobspec import Job, Shot, save_job
 from ..io.plates import read_plate
@@ -41,7 +41,6 @@ from ..render.loop import Report, frame_inputs, shot_frames
 from ..diffusion.geometry import model_geometry
 from ..diffusion.resolution import LINE_KINDS, resize
 from ..io.sequence import FrameSequence
-from ..stage import Cancelled
 from ..diffusion.stylize import StylizeParameters, control_clips, control_condition, read_style_reference
 
 # A still has no plate to pad and crop back to, so its sides need only be what the pipeline takes:

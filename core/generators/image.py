@@ -28,7 +28,7 @@ from diffusers import (
 )
 
 from .. import __version__
-from ..errors import ModelError, StyleCompError
+from ..errors import Cancelled, ModelError, StyleCompError
 from .interface import Generated, Request, Setup
 from ..jobspec import ModelSettings
 from ..diffusion.loading import (
@@ -39,7 +39,6 @@ from ..diffusion.loading import (
     pick_dtype,
     style_reference_embeds,
 )
-from ..stage import Cancelled
 
 _TEXT_TO_IMAGE: dict[tuple[str, bool], type[DiffusionPipeline]] = {
     ("sd15", False): StableDiffusionPipeline,

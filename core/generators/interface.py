@@ -83,7 +83,7 @@ class Generator(Protocol):
     """Makes images or clips for one ``Setup``; loaded once, called for many requests."""
 
     def generate(self, request: Request, cancel: threading.Event) -> Generated:
-        """Generate for ``request``; stop early (raising ``stylecomp.stage.Cancelled``) once ``cancel`` is set."""
+        """Generate for ``request``; stop early (raising ``stylecomp.errors.Cancelled``) once ``cancel`` is set."""
         ...
 
     def frame_count(self, frames: int) -> int:

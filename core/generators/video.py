@@ -36,10 +36,9 @@ import numpy as np
 import torch
 
 from ..diffusion import loading as models  # first: puts the Hugging Face libraries offline
-from ..errors import ModelError
+from ..errors import Cancelled, ModelError
 from .interface import Generated, Request, Setup
 from ..jobspec import VideoModelSettings
-from ..stage import Cancelled
 
 import diffusers  # noqa: E402  (after the offline switch)
 from diffusers import (  # noqa: E402

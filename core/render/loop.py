@@ -29,7 +29,7 @@ import numpy as np
 from ..io.aovs import beauty, detect_aovs, object_ids
 from ..comp.blend import reframe
 from .cache import RenderCache, key_of
-from ..errors import JobError, ModelError, PlateError, StyleCompError
+from ..errors import Cancelled, JobError, ModelError, PlateError, StyleCompError
 from ..diffusion.interrupt import interruptible
 from ..io.normal_space import plate_normals
 from ..jobspec import Job, Shot
@@ -38,7 +38,7 @@ from ..diffusion.pool import PipelinePool
 from ..io.plates import ImagePart, Plate, Window, read_plate, write_plate
 from ..regions.mattes import check_regions, frame_regions
 from ..io.sequence import FrameSequence, discover
-from ..stage import STYLIZED_CHANNELS, Cancelled, Clip, FrameInputs, FrameResult
+from ..stage import STYLIZED_CHANNELS, Clip, FrameInputs, FrameResult
 from ..diffusion.consistency import RENDER_STATE
 from ..diffusion.stylize import StylizeParameters, StylizeStage, check_region_settings
 

@@ -47,9 +47,8 @@ import numpy as np
 from PIL import Image
 
 from ...io.atomic import atomic_target
-from ...errors import HostedError, ModelError
+from ...errors import Cancelled, HostedError, ModelError
 from ..interface import Generated, Request, Setup
-from ...stage import Cancelled
 from .clip import Clip, read_clip, retime
 from .credentials import Secret, credential
 from .transport import Http, Refused, Retry

@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ...errors import HostedError
-from ...stage import Cancelled
+from ...errors import Cancelled, HostedError
 from .credentials import MASK
 
 RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})  # for requests that are safe to send again
