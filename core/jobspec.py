@@ -271,6 +271,14 @@ class SeedPolicy(_Strict):
     value: int = Field(0, ge=0, lt=2**63)
 
 
+# Mechanisms installed on the UNet's self-attention layers.
+ATTENTION_MECHANISMS = frozenset({"cross_frame", "flow_attention"})
+# Mechanisms that make a frame need the previous frame's output: the shot renders in order from its first frame.
+SEQUENTIAL_MECHANISMS = frozenset({"warped_noise", "latent_fusion", "pixel_fusion", "keyframes"}) | ATTENTION_MECHANISMS
+# Mechanisms whose state exists only after rendering a frame (a cached frame does not restore it).
+RENDER_STATE_MECHANISMS = frozenset({"latent_fusion"}) | ATTENTION_MECHANISMS
+
+
 class Consistency(_Strict):
     """Temporal-consistency mechanisms, each switchable on its own."""
 
@@ -282,6 +290,16 @@ class Consistency(_Strict):
     fusion_strength: float = Field(0.5, ge=0.0, le=1.0, description="pixel_fusion: share of the previous frame")
     vector_units: Literal["pixels", "ndc"] = Field("pixels", description="Backward motion vectors' units")
     vector_y: Literal["up", "down"] = Field("up", description="Direction of positive v (Nuke: up)")
+
+    @property
+    def sequential(self) -> bool:
+        """Whether each frame needs the previous one's output, answered from the settings alone (no torch)."""
+        return bool(set(self.mechanisms) & SEQUENTIAL_MECHANISMS)
+
+    @property
+    def state_from_rendering(self) -> bool:
+        """Whether a frame needs state only rendering the frames before it makes (not their cached outputs)."""
+        return bool(set(self.mechanisms) & RENDER_STATE_MECHANISMS)
 
 
 class Candidates(_Strict):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .io.plates import Window
+from .io.windows import Window
 
 if TYPE_CHECKING:
     from .regions.mattes import FrameRegions
@@ -42,6 +42,8 @@ class StageDescription:
     clips: tuple[Clip, ...]
     parameters: Mapping[str, Any]
     sequential: bool = False  # frames must render in order (each needs the previous output)
+    # Frames need state only rendering makes: unless every frame of the range is done, hosts render them all.
+    state_from_rendering: bool = False
     notes: tuple[str, ...] = field(default=())
 
 

@@ -9,7 +9,6 @@ from stylecomp.comp.blend import (
     ACESCG_LUMINANCE,
     LUMINANCE_WEIGHTS,
     NUKE_BLUR_SIZE_PER_SIGMA,
-    align,
     depth_weight,
     detail_transfer,
     gaussian_blur,
@@ -20,11 +19,9 @@ from stylecomp.comp.blend import (
     luminance_weights_for,
     matte_mask,
     mix,
-    reframe,
-    union_window,
 )
 from stylecomp.errors import StyleCompError
-from stylecomp.io.plates import Window
+from stylecomp.io.windows import Window, align, reframe, union_window
 
 RNG = np.random.default_rng(7)
 

@@ -19,6 +19,7 @@ import nkscript  # noqa: E402
 from gizmo_eval import evaluate  # noqa: E402
 from gizmo_eval.windows import Window  # noqa: E402
 from stylecomp.comp import blend  # noqa: E402
+from stylecomp.io import windows  # noqa: E402
 from stylecomp.io.plates import Window as PlateWindow  # noqa: E402
 from stylecomp.regions.mattes import overlap_weights  # noqa: E402
 
@@ -90,8 +91,8 @@ def run_gizmo(scene: dict, knobs: dict, offset: bool = True, root: dict | None =
 def aligned(scene: dict, offset: bool = True) -> tuple:
     """Clean, stylized and the AOV planes on their union window, as the engine's ops take them."""
     stylized, window = (scene["stylized"], STYLIZED_WINDOW) if offset else (scene["stylized_same"], SAME_WINDOW)
-    clean, stylized, union = blend.align(scene["clean"], CLEAN_WINDOW, stylized, window)
-    planes = {name: blend.reframe(scene[name], CLEAN_WINDOW, union) for name in ("depth", "ids", "matte")}
+    clean, stylized, union = windows.align(scene["clean"], CLEAN_WINDOW, stylized, window)
+    planes = {name: windows.reframe(scene[name], CLEAN_WINDOW, union) for name in ("depth", "ids", "matte")}
     return clean, stylized, planes
 
 
@@ -376,7 +377,7 @@ def test_amount_per_region_from_the_regions_channels(scene: dict, offset: bool) 
 
     clean, aligned_stylized, planes = aligned(scene, offset)
     union_window = PlateWindow(union.x, union.y, union.width, union.height)
-    car, bld, sky = (blend.reframe(weight, window, union_window) for weight in (car, bld, sky))
+    car, bld, sky = (windows.reframe(weight, window, union_window) for weight in (car, bld, sky))
     amount = 0.9 * car + 0.0 * bld + 0.5 * sky + 0.3 * (1 - car - bld - sky)
     want = blend.mix(clean, aligned_stylized, blend.matte_mask(planes["matte"]) * amount)
     np.testing.assert_allclose(got, want, **TOLERANCE)

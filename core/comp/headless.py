@@ -20,7 +20,8 @@ import numpy as np
 
 from .. import __version__
 from ..io.aovs import beauty, detect_aovs, object_ids
-from .blend import align, depth_weight, detail_transfer, id_mask, line_overlay, luminance_colour, matte_mask, mix, reframe
+from .blend import depth_weight, detail_transfer, id_mask, line_overlay, luminance_colour, matte_mask, mix
+from ..io.windows import align, reframe
 from ..render.cache import RenderCache
 from ..io.cryptomatte import matte as cryptomatte_matte, select_layer
 from ..errors import PlateError, StyleCompError

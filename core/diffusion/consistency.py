@@ -51,14 +51,15 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from ..errors import JobError
+from ..jobspec import ATTENTION_MECHANISMS, RENDER_STATE_MECHANISMS, SEQUENTIAL_MECHANISMS
 from ..temporal.motion import VectorConvention, visible_before, warp
 from .resolution import ResolutionPlan
 from ..stage import FrameInputs
 
-ATTENTION = frozenset({"cross_frame", "flow_attention"})  # installed on the UNet's self-attention layers
-SEQUENTIAL = frozenset({"warped_noise", "latent_fusion", "pixel_fusion", "keyframes"}) | ATTENTION
+ATTENTION = ATTENTION_MECHANISMS  # installed on the UNet's self-attention layers
+SEQUENTIAL = SEQUENTIAL_MECHANISMS
 IMPLEMENTED = frozenset({"locked_seed"}) | SEQUENTIAL
-RENDER_STATE = frozenset({"latent_fusion"}) | ATTENTION  # their state exists only after rendering a frame
+RENDER_STATE = RENDER_STATE_MECHANISMS  # their state exists only after rendering a frame
 LATENT_FUSION_STEPS = 0.5  # share of the denoising steps that latent fusion runs in
 KEYFRAME_HEAL = 0.5  # strength share for the frames between keyframes
 

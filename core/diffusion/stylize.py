@@ -38,6 +38,7 @@ from .consistency import (
     ATTENTION,
     KEYFRAME_HEAL,
     LATENT_FUSION_STEPS,
+    RENDER_STATE,
     SEQUENTIAL,
     FrameFeatures,
     FrameMotion,
@@ -227,6 +228,7 @@ class StylizeStage:
         if self.params.model.family == "flux":
             notes.append("Flux is guidance-distilled: guidance is its embedded guidance and the negative prompt is unused")
         return StageDescription(self.name, tuple(clips), self.parameters(), sequential=self.params.sequential,
+                                state_from_rendering=bool(self.params.mechanisms & RENDER_STATE),
                                 notes=tuple(notes))
 
     def parameters(self) -> dict[str, Any]:

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 
 from ..errors import JobError
 from ..jobspec import Job, Shot
-from ..diffusion.loading import check_model
-from ..diffusion.pool import PipelinePool
-from ..render.loop import shot_frames
-from ..diffusion.stylize import StylizeParameters, StylizeStage
+from ..render.frames import sequential_frames, shot_frames
 
 DEFAULT_CHUNK_SIZE = 10
+STAGE = "stylize"  # the stage every chunk renders (StylizeStage.name), named here so planning needs no torch
 
 
 @dataclass(frozen=True)
@@ -62,19 +60,29 @@ def plan_shots(
         _, frame_list = shot_frames(job, shot, frames)
         if not frame_list:
             continue
-        params = StylizeParameters.for_shot(job, shot)
-        check_model(params.model)  # a missing or refused model stops here, before any worker starts
-        description = StylizeStage(params, job.color.model_encoding(), PipelinePool("cpu")).describe()
-        if description.sequential:  # rendered from the shot's first frame, as render_job does
-            frame_list = [frame for frame in shot_frames(job, shot)[1] if frame <= frame_list[-1]]
-        size = len(frame_list) if description.sequential else chunk_size
+        _check_model(job, shot)  # a missing or refused model stops here, before any worker starts
+        sequential = job.consistency.sequential  # from the job spec: planning loads no stage (no torch)
+        if sequential:  # rendered from the shot's first frame, as render_job does
+            frame_list = sequential_frames(job, shot, frame_list[-1])
+        size = len(frame_list) if sequential else chunk_size
         chunks = tuple(Chunk(shot.name, part[0], part[-1], len(part))
                        for part in (frame_list[i:i + size] for i in range(0, len(frame_list), size)))
-        plans.append(ShotPlan(shot, tuple(frame_list), description.name, description.sequential, chunks))
+        plans.append(ShotPlan(shot, tuple(frame_list), STAGE, sequential, chunks))
     if not plans:
         where = f" in {frames[0]}-{frames[1]}" if frames is not None else ""
         raise JobError(f"no shot has frames{where} to render")
     return plans
+
+
+def _check_model(job: Job, shot: Shot) -> None:
+    """Refuse a job without a model, and the shot's model files if they are missing or refused.
+
+    The file checks read model configs with diffusers, so they import it; everything else in planning needs no torch.
+    """
+    from ..diffusion.loading import check_model
+    from ..diffusion.stylize import StylizeParameters
+
+    check_model(StylizeParameters.for_shot(job, shot).model)
 
 
 def _select(job: Job, names: Sequence[str] | None) -> list[Shot]:

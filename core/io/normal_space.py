@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .aovs import AovMatch
-from ..comp.blend import reframe
+from .windows import reframe
 from ..errors import PlateError
 from .plates import Plate, Window
 

@@ -25,23 +25,11 @@ import OpenImageIO as oiio
 
 from .atomic import atomic_target
 from ..errors import PlateError
+from .windows import Window
 
 PROVENANCE_PREFIX = "stylecomp/"
 _FLOAT_TYPES = ("half", "float")  # names, not TypeDescs: none may outlive OIIO at exit (nanobind reports a leak)
 COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
-
-
-@dataclass(frozen=True)
-class Window:
-    """A pixel rectangle: origin and size, as EXR data/display windows are reported."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-
-    def as_list(self) -> list[int]:
-        return [self.x, self.y, self.width, self.height]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..io.aovs import detect_aovs
-from ..comp.blend import id_mask, matte_mask, reframe
+from ..comp.blend import id_mask, matte_mask
+from ..io.windows import reframe
 from ..io.cryptomatte import CryptomatteLayer, find_layers, read_ranks
 from ..errors import JobError, PlateError
 from ..jobspec import Job, Region, Shot

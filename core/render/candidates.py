@@ -29,7 +29,8 @@ from ..io.plates import read_plate, write_plate
 from ..regions.mattes import check_regions
 from .loop import Report, rgba_part, shot_inputs
 from ..io.sequence import FrameSequence
-from ..diffusion.stylize import StylizeParameters, StylizeStage
+from ..diffusion.stylize import StylizeParameters
+from .stages import stylize_stage
 
 MANIFEST = "manifest.json"
 THUMBNAIL_WIDTH = 320
@@ -80,8 +81,8 @@ def render_candidates(
     tiles: list[tuple[str, np.ndarray]] = []
     for index in range(count):
         tick = time.monotonic()
-        params = StylizeParameters.for_shot(job, variant(job, shot, index))
-        stage = StylizeStage(params, encoding, pool)
+        stage = stylize_stage(job, variant(job, shot, index), pool)
+        params = stage.params
         clips = [c for c in stage.describe().clips if c.name != "StyleReference"]
         inputs, part = shot_inputs(job, shot, plate, frame, clips)
         if index == 0:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..io.aovs import beauty, detect_aovs, object_ids
-from ..comp.blend import reframe
+from ..io.windows import reframe
 from .cache import RenderCache, key_of
 from ..errors import Cancelled, JobError, ModelError, PlateError, StyleCompError
 from ..diffusion.interrupt import interruptible
@@ -37,10 +37,11 @@ from .output_guard import check_writable, guard_outputs
 from ..diffusion.pool import PipelinePool
 from ..io.plates import ImagePart, Plate, Window, read_plate, write_plate
 from ..regions.mattes import check_regions, frame_regions
-from ..io.sequence import FrameSequence, discover
+from ..io.sequence import FrameSequence
 from ..stage import STYLIZED_CHANNELS, Clip, FrameInputs, FrameResult
-from ..diffusion.consistency import RENDER_STATE
 from ..diffusion.stylize import StylizeParameters, StylizeStage, check_region_settings
+from .frames import shot_frames
+from .stages import stylize_stage
 
 _CLIP_ROLES = {"Depth": "depth", "Normal": "normals", "ObjectID": "object_id", "Motion": "motion"}
 # Header attributes that describe the file's structure, not the image: never copied from the plate.
@@ -60,20 +61,6 @@ class RenderSummary:
     failed: list[tuple[str, int, str]] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0
-
-
-def shot_frames(job: Job, shot: Shot, frames: tuple[int, int] | None = None) -> tuple[FrameSequence, list[int]]:
-    """A shot's plates and the frames to render (missing ones included), within ``frames`` if given."""
-    wanted = shot.frame_range_with_handles()
-    if frames is not None:
-        low, high = frames if wanted is None else (max(frames[0], wanted[0]), min(frames[1], wanted[1]))
-        if low > high:
-            return FrameSequence(job.resolve(shot.plate)), []
-        wanted = (low, high)
-    sequence = discover(job.resolve(shot.plate), wanted)
-    if sequence.is_single_file:
-        return sequence, [wanted[0] if wanted else 0]
-    return sequence, sorted({*sequence.frames, *sequence.missing})
 
 
 def render_job(
@@ -139,7 +126,7 @@ def _render_shot(
 ) -> None:
     if not frames:
         return
-    stage = StylizeStage(StylizeParameters.for_shot(job, shot), job.color.model_encoding(), pool, job.performance)
+    stage = stylize_stage(job, shot, pool)
     stage.identity()  # a bad model, style image or consistency setting stops the shot here, before any frame
     description = stage.describe()
     sequential = description.sequential
@@ -160,9 +147,8 @@ def _render_shot(
         guard_outputs(job, [shot.name], (frames[0], frames[-1]), overwrite=overwrite)  # the frames before the range
     report(start)
     stage.begin_sequence(frames[0], frames[-1])
-    # latent_fusion and cross_frame carry state only a render makes: unless every frame is done, render them all.
-    rerender = bool(stage.params.mechanisms & RENDER_STATE) and not _all_done(job, stage, plates, frames, outputs, shot,
-                                                                                clips, cache)
+    rerender = description.state_from_rendering and not _all_done(job, stage, plates, frames, outputs, shot, clips,
+                                                                   cache)
 
     def read(frame: int) -> tuple[FrameInputs, ImagePart, str | None]:
         """A frame's inputs, its beauty part and (independent frames) its cache key: the work of the read thread."""

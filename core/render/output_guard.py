@@ -23,6 +23,7 @@ from ..errors import JobError, StyleCompError
 from ..jobspec import Job, Region, Shot
 from ..io.plates import PROVENANCE_PREFIX, read_plate
 from ..io.sequence import FrameSequence, discover
+from .frames import shot_frames
 
 _PRINTF = re.compile(r"%0?\d*d")
 _LISTED = 100_000  # a frame range longer than this is checked against the plates on disk only (a typo such as
@@ -204,8 +205,6 @@ def _pattern_problem(name: str, written: str, pattern: str, inputs: _Inputs) -> 
 
 def _targets(job: Job, shot: Shot, frames: tuple[int, int] | None) -> list[int]:
     """The frames a render of the shot may write: its cut with handles within ``frames``, and the plates on disk."""
-    from .loop import shot_frames  # render imports the stylize stage (torch): only when files are looked at
-
     wanted = shot.frame_range_with_handles()
     if wanted is not None and frames is not None:
         wanted = (max(wanted[0], frames[0]), min(wanted[1], frames[1]))

@@ -64,7 +64,7 @@ from PIL import Image, ImageDraw
 
 from ..io.aovs import beauty, detect_aovs, object_ids
 from ..io.atomic import atomic_target
-from ..comp.blend import reframe
+from ..io.windows import reframe
 from ..color import ModelEncoding
 from ..errors import PlateError, StyleCompError
 from .motion import DEPTH_TOLERANCE, VectorConvention
