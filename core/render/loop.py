@@ -124,142 +124,196 @@ def _render_shot(
     cache: RenderCache | None, report: Report, cancel: threading.Event, summary: RenderSummary, overwrite: bool,
     warnings: Sequence[str] = (),
 ) -> None:
+    """Render one shot's ``frames`` into its outputs, step by step as ``_ShotRender``'s methods say."""
     if not frames:
         return
-    stage = stylize_stage(job, shot, pool)
-    stage.identity()  # a bad model, style image or consistency setting stops the shot here, before any frame
-    description = stage.describe()
-    sequential = description.sequential
-    clips = [clip for clip in description.clips if clip.name != "StyleReference"]
-    outputs = FrameSequence(job.resolve(shot.output))
-    start: Event = {"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": len(frames),
-                    "stage": description.name}
-    if warnings:
-        start["warning"] = "; ".join(warnings)
-    if sequential:
-        plates, chain = shot_frames(job, shot)
-        chain = [f for f in chain if f <= frames[-1]]
-        if chain[0] < frames[0]:
-            start["note"] = (f"sequential consistency: rendering from frame {chain[0]}, since each frame needs "
-                             "the previous one")
-        frames = chain
-        start |= {"frames": [frames[0], frames[-1]], "total": len(frames)}
-        guard_outputs(job, [shot.name], (frames[0], frames[-1]), overwrite=overwrite)  # the frames before the range
-    report(start)
-    stage.begin_sequence(frames[0], frames[-1])
-    rerender = description.state_from_rendering and not _all_done(job, stage, plates, frames, outputs, shot, clips,
-                                                                   cache)
+    # 1. Check the inputs: build the stage (a bad model, style image or consistency setting stops the shot here).
+    render = _ShotRender(job, shot, plates, frames, pool, cache, report, cancel, summary)
+    # 2. Plan the frames: a sequential shot walks from its first frame; report the start.
+    render.plan(warnings, overwrite)
+    # 3. Open the sequence and decide whether finished frames may be reused.
+    render.begin()
+    # 4. Window by window: read ahead, take what is current or cached, render the rest, write behind, report.
+    render.render_frames()
+    # 5. Close the sequence.
+    render.stage.end_sequence()
 
-    def read(frame: int) -> tuple[FrameInputs, ImagePart, str | None]:
+
+class _ShotRender:
+    """One shot's render in the steps ``_render_shot`` lists, and the state those steps share."""
+
+    def __init__(self, job: Job, shot: Shot, plates: FrameSequence, frames: list[int], pool: PipelinePool,
+                 cache: RenderCache | None, report: Report, cancel: threading.Event, summary: RenderSummary) -> None:
+        """Step 1, check the inputs: the shot's stage, its description and the clips it reads from the plate."""
+        self.job, self.shot, self.cache, self.report, self.cancel = job, shot, cache, report, cancel
+        self.summary = summary
+        self.stage = stylize_stage(job, shot, pool)
+        self.stage.identity()  # a bad model, style image or consistency setting stops the shot here, before any frame
+        self.description = self.stage.describe()
+        self.sequential = self.description.sequential
+        self.clips = [clip for clip in self.description.clips if clip.name != "StyleReference"]
+        self.outputs = FrameSequence(job.resolve(shot.output))
+        self.plates, self.frames = plates, frames  # step 2 may widen them
+        self.rerender = False
+        # Step 4's running state: the chain's last cache key, render time, frames rendered and counted, and the
+        # shot's display window (a change mid-sequence is warned about).
+        self.previous_key: str | None = None
+        self.render_seconds, self.rendered_here, self.done = 0.0, 0, 0
+        self.first_size: tuple[int, int] | None = None
+
+    def plan(self, warnings: Sequence[str], overwrite: bool) -> None:
+        """Step 2, plan the frames: a sequential shot renders from its first frame (its outputs before the range
+        are guarded as well); then report the shot's start."""
+        job, shot, plates, frames = self.job, self.shot, self.plates, self.frames
+        start: Event = {"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": len(frames),
+                        "stage": self.description.name}
+        if warnings:
+            start["warning"] = "; ".join(warnings)
+        if self.sequential:
+            plates, chain = shot_frames(job, shot)
+            chain = [f for f in chain if f <= frames[-1]]
+            if chain[0] < frames[0]:
+                start["note"] = (f"sequential consistency: rendering from frame {chain[0]}, since each frame needs "
+                                 "the previous one")
+            frames = chain
+            start |= {"frames": [frames[0], frames[-1]], "total": len(frames)}
+            guard_outputs(job, [shot.name], (frames[0], frames[-1]), overwrite=overwrite)  # the frames before
+        self.plates, self.frames = plates, frames
+        self.report(start)
+
+    def begin(self) -> None:
+        """Step 3, open the sequence. A stage whose frames need state only rendering makes renders every frame
+        unless all of them are done already."""
+        self.stage.begin_sequence(self.frames[0], self.frames[-1])
+        self.rerender = self.description.state_from_rendering and not _all_done(
+            self.job, self.stage, self.plates, self.frames, self.outputs, self.shot, self.clips, self.cache)
+
+    def render_frames(self) -> None:
+        """Step 4, each window of ``frames_per_call`` frames: read (ahead, in the background), take what is cached,
+        render the rest in one batch, then write (behind, in the background) and report every frame of it in order.
+        A sequential shot's window is one frame, whose write the next frame waits for, since it builds on the
+        output as written."""
+        stage = self.stage
+        with _FrameIO(self.job.performance.prefetch * stage.frames_per_call, write_behind=not self.sequential) as io:
+            loaded = io.read_ahead(self.frames, self._read)
+            while window := list(itertools.islice(loaded, stage.frames_per_call)):
+                if self.cancel.is_set():
+                    raise Cancelled(self.shot.name)
+                tick = time.monotonic()
+                events, todo = self._take_done(window)
+                results = self._render(todo)
+                self._write_behind(io, tick, len(window), events, todo, results)
+
+    def _take_done(self, window: list[tuple[int, Future[tuple[FrameInputs, ImagePart, str | None]]]],
+                   ) -> tuple[list[Event], list[tuple[Event, FrameInputs, ImagePart, str, bool]]]:
+        """Step 4a: each frame's event, with the frames whose output is current or cached done; the rest to render."""
+        events: list[Event] = []
+        todo: list[tuple[Event, FrameInputs, ImagePart, str, bool]] = []  # frames to render
+        for frame, plate in window:
+            self.done += 1
+            target = self.outputs.path(frame)
+            event: Event = {"event": "frame", "shot": self.shot.name, "frame": frame, "done": self.done,
+                            "total": len(self.frames), "output": target}
+            events.append(event)
+            try:
+                inputs, part, key = plate.result()  # raises what the read raised
+                size = (part.display_window.width, part.display_window.height)
+                self.first_size = first_size = self.first_size or size
+                if size != first_size:
+                    event["warning"] = (f"resolution changes mid-sequence: {size[0]}x{size[1]}, the shot's first "
+                                        f"frame is {first_size[0]}x{first_size[1]}")
+                if self.sequential:
+                    key = self.previous_key = self.stage.cache_key(frame, inputs, self.previous_key)
+                current = key_of(target) == key
+                if not self.rerender and (current or (self.cache is not None and self.cache.restore(key, target))):
+                    event["status"] = "cached"
+                    if self.sequential:
+                        self.stage.advance(frame, inputs, _written_rgba(target))
+                else:
+                    todo.append((event, inputs, part, key, current))
+            except (Cancelled, ModelError):
+                raise  # the whole shot stops: no frame can render without its model
+            except Exception as exc:  # a bad plate
+                self._failed(event, exc)
+        return events, todo
+
+    def _render(self, todo: list[tuple[Event, FrameInputs, ImagePart, str, bool]]) -> list[FrameResult | Exception]:
+        """Step 4b: render the frames to do; a frame the model fails on (out of memory, ...) fails alone."""
+        if todo and self.sequential:
+            _, inputs, _, _, _ = todo[0]
+            try:
+                return [self.stage.render(inputs.frame, inputs.window, inputs, self.cancel)]
+            except (Cancelled, ModelError):
+                raise
+            except Exception as exc:  # the model failing on this frame (out of memory, ...)
+                return [exc]
+        if todo:  # independent frames: each fails alone (see render_batch)
+            return self.stage.render_batch([inputs for _, inputs, _, _, _ in todo], self.cancel)
+        return []
+
+    def _write_behind(self, io: _FrameIO, tick: float, size: int, events: list[Event],
+                      todo: list[tuple[Event, FrameInputs, ImagePart, str, bool]],
+                      results: list[FrameResult | Exception]) -> None:
+        """Step 4c: queue each rendered frame's write, then every frame's report, in order, with timings."""
+        writes: dict[int, Callable[[], None]] = {}
+        for (event, inputs, part, key, current), result in zip(todo, results):
+            if isinstance(result, Exception):
+                self._failed(event, result)
+            else:
+                event["status"] = "rendered"
+                writes[inputs.frame] = functools.partial(self._write, key, part, inputs, result, current)
+        if todo:
+            self.render_seconds += time.monotonic() - tick
+            self.rendered_here += len(writes)
+        seconds = (time.monotonic() - tick) / size
+        for event in events:
+            per_frame = self.render_seconds / self.rendered_here if self.rendered_here else seconds
+            event |= {"seconds": round(seconds, 3), "eta": round(per_frame * (len(self.frames) - event["done"]), 1)}
+            io.write(functools.partial(self._finish, event, writes.get(event["frame"], lambda: None)))
+        if self.sequential and events[0]["status"] == "failed":
+            self.previous_key = None  # a sequential chain starts afresh after a gap
+
+    def _read(self, frame: int) -> tuple[FrameInputs, ImagePart, str | None]:
         """A frame's inputs, its beauty part and (independent frames) its cache key: the work of the read thread."""
-        if frame in plates.missing:
-            raise PlateError("frame missing on disk", plates.path(frame))
-        inputs, part = shot_inputs(job, shot, read_plate(plates.path(frame)), frame, clips)
-        return inputs, part, None if sequential else stage.cache_key(frame, inputs)
+        if frame in self.plates.missing:
+            raise PlateError("frame missing on disk", self.plates.path(frame))
+        inputs, part = shot_inputs(self.job, self.shot, read_plate(self.plates.path(frame)), frame, self.clips)
+        return inputs, part, None if self.sequential else self.stage.cache_key(frame, inputs)
 
-    def failed(event: Event, exc: Exception) -> None:
+    def _failed(self, event: Event, exc: Exception) -> None:
+        """Mark a frame failed, with one line saying why."""
         reason = str(exc) if isinstance(exc, StyleCompError) else f"{type(exc).__name__}: {exc}"
         event |= {"status": "failed", "error": reason}
-        summary.failed.append((shot.name, event["frame"], reason))
+        self.summary.failed.append((self.shot.name, event["frame"], reason))
 
-    def write(key: str, part: ImagePart, inputs: FrameInputs, result: FrameResult, current: bool) -> None:
+    def _write(self, key: str, part: ImagePart, inputs: FrameInputs, result: FrameResult, current: bool) -> None:
         """Write a rendered frame (unless its output is current already) and keep it in the cache; a sequential
         stage remembers it, as written, for the next frame."""
-        target = outputs.path(inputs.frame)
+        target = self.outputs.path(inputs.frame)
         if not current:
             pixels, channels = result.rgba, list(STYLIZED_CHANNELS)
             if result.regions is not None:  # each region's weight beside the RGBA: regions.<name>
                 pixels = np.concatenate([pixels, result.regions.weights.astype(np.float32)], axis=2)
                 channels += result.regions.channels()
-            write_plate(target, [rgba_part(pixels, result.window, part, job, channels)],
-                        provenance=result.provenance | {"frame": inputs.frame, "plate": plates.path(inputs.frame),
-                                                        "cache_key": key})
-            if cache is not None:
-                cache.store(key, target)
-        if sequential:
-            stage.advance(inputs.frame, inputs, _written_rgba(target))
+            write_plate(target, [rgba_part(pixels, result.window, part, self.job, channels)],
+                        provenance=result.provenance | {"frame": inputs.frame,
+                                                        "plate": self.plates.path(inputs.frame), "cache_key": key})
+            if self.cache is not None:
+                self.cache.store(key, target)
+        if self.sequential:
+            self.stage.advance(inputs.frame, inputs, _written_rgba(target))
 
-    def finish(event: Event, then: Callable[[], None]) -> None:
+    def _finish(self, event: Event, then: Callable[[], None]) -> None:
         """Count and report a frame whose fate is known, once ``then`` (its write) is done; an error in it fails it."""
         try:
             then()
         except Exception as exc:  # the output cannot be written (disk full, ...)
-            failed(event, exc)
+            self._failed(event, exc)
         if event["status"] == "rendered":
-            summary.rendered += 1
+            self.summary.rendered += 1
         elif event["status"] == "cached":
-            summary.cached += 1
-        report(event)
-
-    # Each window of frames_per_call frames: read (ahead, in the background), take what is cached, render the rest
-    # in one batch, then write (behind, in the background) and report every frame of it in order. A sequential
-    # shot's window is one frame, whose write the next frame waits for, since it builds on the output as written.
-    previous_key = None
-    render_seconds, rendered_here, done = 0.0, 0, 0
-    first_size: tuple[int, int] | None = None  # the shot's display window: a change mid-sequence is warned about
-    with _FrameIO(job.performance.prefetch * stage.frames_per_call, write_behind=not sequential) as io:
-        loaded = io.read_ahead(frames, read)
-        while window := list(itertools.islice(loaded, stage.frames_per_call)):
-            if cancel.is_set():
-                raise Cancelled(shot.name)
-            tick = time.monotonic()
-            events: list[Event] = []
-            todo: list[tuple[Event, FrameInputs, ImagePart, str, bool]] = []  # frames to render
-            for frame, plate in window:
-                done += 1
-                target = outputs.path(frame)
-                event: Event = {"event": "frame", "shot": shot.name, "frame": frame, "done": done,
-                                "total": len(frames), "output": target}
-                events.append(event)
-                try:
-                    inputs, part, key = plate.result()  # raises what the read raised
-                    size = (part.display_window.width, part.display_window.height)
-                    first_size = first_size or size
-                    if size != first_size:
-                        event["warning"] = (f"resolution changes mid-sequence: {size[0]}x{size[1]}, the shot's first "
-                                            f"frame is {first_size[0]}x{first_size[1]}")
-                    if sequential:
-                        key = previous_key = stage.cache_key(frame, inputs, previous_key)
-                    current = key_of(target) == key
-                    if not rerender and (current or (cache is not None and cache.restore(key, target))):
-                        event["status"] = "cached"
-                        if sequential:
-                            stage.advance(frame, inputs, _written_rgba(target))
-                    else:
-                        todo.append((event, inputs, part, key, current))
-                except (Cancelled, ModelError):
-                    raise  # the whole shot stops: no frame can render without its model
-                except Exception as exc:  # a bad plate
-                    failed(event, exc)
-            results: list[FrameResult | Exception] = []
-            if todo and sequential:
-                _, inputs, _, _, _ = todo[0]
-                try:
-                    results = [stage.render(inputs.frame, inputs.window, inputs, cancel)]
-                except (Cancelled, ModelError):
-                    raise
-                except Exception as exc:  # the model failing on this frame (out of memory, ...)
-                    results = [exc]
-            elif todo:  # independent frames: each fails alone (see render_batch)
-                results = stage.render_batch([inputs for _, inputs, _, _, _ in todo], cancel)
-            writes: dict[int, Callable[[], None]] = {}
-            for (event, inputs, part, key, current), result in zip(todo, results):
-                if isinstance(result, Exception):
-                    failed(event, result)
-                else:
-                    event["status"] = "rendered"
-                    writes[inputs.frame] = functools.partial(write, key, part, inputs, result, current)
-            if todo:
-                render_seconds += time.monotonic() - tick
-                rendered_here += len(writes)
-            seconds = (time.monotonic() - tick) / len(window)
-            for event in events:
-                per_frame = render_seconds / rendered_here if rendered_here else seconds
-                event |= {"seconds": round(seconds, 3), "eta": round(per_frame * (len(frames) - event["done"]), 1)}
-                io.write(functools.partial(finish, event, writes.get(event["frame"], lambda: None)))
-            if sequential and events[0]["status"] == "failed":
-                previous_key = None  # a sequential chain starts afresh after a gap
-    stage.end_sequence()
+            self.summary.cached += 1
+        self.report(event)
 
 
 class _FrameIO:
