@@ -56,12 +56,14 @@ def torch_dtype(name: str) -> torch.dtype | None:
 
 
 def pipeline_pool(device: str, dtype: str) -> PipelinePool:
+    """A pipeline pool for the --device and --dtype choices (auto: the pool picks)."""
     from ..diffusion.pool import PipelinePool
 
     return PipelinePool(None if device == "auto" else device, torch_dtype(dtype))
 
 
 def pick_shot(job_: Job, name: str | None) -> Shot:
+    """The --shot a one-shot command works on; the only shot when none is named (a JobError naming the shots else)."""
     if name is None:
         if len(job_.shots) > 1:
             raise JobError(f"the job has {len(job_.shots)} shots; name one with --shot ({', '.join(s.name for s in job_.shots)})")
