@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -205,3 +206,21 @@ def test_timeline_group_comes_from_its_entry_point() -> None:
     assert result.exit_code == 0 and "timeline" in result.stdout
     result = CliRunner().invoke(cli, ["timeline", "--help"])
     assert result.exit_code == 0 and "conform" in result.stdout and "jobs" in result.stdout
+
+
+def test_a_plugin_command_group_is_found_and_a_broken_one_is_one_line(tmp_path: Path) -> None:
+    """Another package's command group joins `stylecomp` through the entry point; one that cannot import is an error."""
+    (tmp_path / "acme_cli.py").write_text("import click\n\n\n@click.group()\ndef acme():\n    'Acme tools.'\n\n\n"
+                                          "@acme.command()\ndef hello():\n    click.echo('hello from acme')\n")
+    dist = tmp_path / "acme_cli-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-cli\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[stylecomp.cli]\nacme = acme_cli:acme\nbroken = acme_missing:group\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    script = Path(sys.executable).with_name("stylecomp")
+    ran = subprocess.run([str(script), "acme", "hello"], capture_output=True, text=True, timeout=300, env=env)
+    assert (ran.returncode, ran.stdout) == (0, "hello from acme\n"), ran.stderr
+    ran = subprocess.run([str(script), "broken"], capture_output=True, text=True, timeout=300, env=env)
+    assert ran.returncode == 2
+    assert ran.stderr.startswith("error: command 'broken' (acme_missing:group) cannot be imported: ")
+    assert len(ran.stderr.splitlines()) == 1 and "Traceback" not in ran.stderr
