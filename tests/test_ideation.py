@@ -18,7 +18,8 @@ from tiny_jobs import invoke
 
 from stylecomp.render.candidates import write_thumbnail
 from stylecomp.demo.scene import write_demo
-from stylecomp.generators.interface import Request, Setup, diffusers
+from stylecomp.generators.builtin import diffusers
+from stylecomp.generators.interface import Request, Setup
 from stylecomp.diffusion.geometry import ModelGeometry
 from stylecomp.generators.ideation import candidate_size
 from stylecomp.jobspec import ControlNet, ModelSettings, load_job

@@ -9,7 +9,8 @@ found like OpenTimelineIO's adapters through an entry point: a package declares
 
 where ``load(setup: Setup) -> Generator`` builds one, and a job picks it by name
 (``"ideation": {"generator": "acme", "generator_options": {...}}``). stylecomp registers its own
-local generators, which run diffusers models from local folders, as ``diffusers``.
+local generators, which run diffusers models from local folders, as ``diffusers``
+(``stylecomp.generators.builtin``).
 
 Images cross the interface display-referred: ``(H, W, 3)`` float32 in [0, 1], in the job's model
 encoding (``stylecomp.color``). stylecomp does the colour management on both sides, so a
@@ -118,13 +119,3 @@ def load_generator(name: str, setup: Setup) -> Generator:
         raise ModelError(f"generator {name!r} ({plugins[name].value}) cannot be imported: {exc}") from None
     return factory(setup)
 
-
-def diffusers(setup: Setup) -> Generator:
-    """stylecomp's own generators (registered as ``diffusers``): SD 1.5/SDXL/Flux stills, Wan/LTX/CogVideoX clips."""
-    if setup.kind == "image_to_video":
-        from .video import VideoGenerator
-
-        return VideoGenerator(setup)
-    from .image import ImageGenerator
-
-    return ImageGenerator(setup)

@@ -1,6 +1,6 @@
 """The built-in image-to-video generator: Wan, LTX-Video and CogVideoX clips from local diffusers folders.
 
-``stylecomp.generators.interface.diffusers`` builds a ``VideoGenerator`` for ``kind="image_to_video"``. The family
+``stylecomp.generators.builtin.diffusers`` builds a ``VideoGenerator`` for ``kind="image_to_video"``. The family
 comes from the folder's ``model_index.json``; weights load from local files only, pickles refused unless
 ``allow_pickle``. What each family can do (diffusers 0.42):
 
