@@ -26,13 +26,15 @@ from typing import Literal
 
 import torch
 
-from .loading import CONFIG_DIR, Family, detect_family, offline
+from .families import FAMILIES, Family
+from .loading import CONFIG_DIR, detect_family, offline
 
 offline()
 
 from diffusers import (  # noqa: E402  (after the offline switch)
     AutoencoderKL,
     ControlNetModel,
+    DiffusionPipeline,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     FluxControlNetModel,
@@ -73,14 +75,14 @@ def make_test_model(out_dir: str | os.PathLike[str], family: Family, controlnet:
     ``vae="passthrough"``: the VAE keeps the image at 1/8 (see ``_passthrough_vae``); ``vae="pixel"``: it keeps
     it at f=1 (``pixel_vae``, SD 1.5 only), as stylecomp's trained model does. Every other weight is the same as
     with the random one."""
-    if family not in _BUILDERS:
-        raise ValueError(f"unknown model family {family!r}; use one of {', '.join(_BUILDERS)}")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; use one of {', '.join(FAMILIES)}")
     if vae not in ("random", "passthrough", "pixel") or (vae == "pixel" and family != "sd15"):
         raise ValueError(f"unknown test VAE {vae!r} for {family}; use random or passthrough (pixel: sd15 only)")
     out = Path(out_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        pipe = _BUILDERS[family]()
+        pipe = _build(family)
         if vae == "passthrough":
             pipe.vae = _passthrough_vae(pipe.vae)
         elif vae == "pixel":
@@ -138,7 +140,7 @@ def make_test_checkpoint(out_file: str | os.PathLike[str], family: Literal["sd15
         raise ValueError(f"single-file test checkpoints are SD1.5 or SDXL, not {family!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        pipe = _BUILDERS[family]()
+        pipe = _build(family)
     state = _unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config.layers_per_block, pipe.unet.config.up_block_types)
     state |= _vae_to_ldm(pipe.vae.state_dict(), len(pipe.vae.config.up_block_types))
     if family == "sd15":
@@ -342,7 +344,9 @@ def _flux() -> FluxImg2ImgPipeline:
     )
 
 
-_BUILDERS = {"sd15": _sd15, "sdxl": _sdxl, "flux": _flux}
+def _build(family: Family) -> DiffusionPipeline:
+    """The tiny random-weight pipeline of ``family``, from the builder its spec names."""
+    return globals()[FAMILIES[family].test_builder]()  # type: ignore[no-any-return]  # builders are untyped lookups
 
 
 # --- components ---------------------------------------------------------------------------------
