@@ -1,5 +1,5 @@
 """The model-family registry against what it describes: diffusers' pipeline classes, the shipped model configs,
-and the job spec, which must read the family names without importing torch."""
+and the job spec, which must read the family names without importing torch (nor may the render cache)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from stylecomp.diffusion.geometry import model_geometry
 from stylecomp.errors import ModelError
 
 
-def test_registry_and_job_spec_import_without_torch() -> None:
-    code = ("import sys, stylecomp.diffusion.families, stylecomp.jobspec; "
+@pytest.mark.parametrize("module", ["stylecomp.diffusion.families", "stylecomp.jobspec", "stylecomp.render.cache"])
+def test_imports_without_torch(module: str) -> None:
+    code = (f"import sys, {module}; "
             "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
