@@ -38,7 +38,7 @@ class FamilySpec:
     safety_checker: bool  # its pipelines carry a safety checker stylecomp switches off
     single_file: bool  # single-file checkpoints load (from the configs in model_configs/<name>/)
     memory_mib: tuple[int, int]  # (GPU memory, system memory) in MiB a farm worker needs
-    test_builder: str  # name of the builder in stylecomp.diffusion.testing that makes its tiny test model
+    test_builder: str  # name of the builder in stylecomp.diffusion.testing.image_models that makes its tiny test model
 
     def pipeline_class(self, controlnet: bool, text_to_image: bool = False) -> type[Any]:
         """The diffusers pipeline class for stylizing (img2img) or generating (text-to-image), with or without
