@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .io.aovs import ROLES
 from .io.atomic import atomic_target
 from .color import DEFAULT_DISPLAY, DEFAULT_LOG_SPACE, DEFAULT_PLATE_SPACE, DEFAULT_VIEW, PINNED_CONFIG, ModelEncoding
+from .diffusion.families import Family
 from .errors import JobError
 from .io.plates import COMPRESSIONS
 from .io.sequence import to_printf
@@ -256,7 +257,7 @@ class IPAdapter(_Strict):
 class ModelSettings(_Strict):
     """The diffusion model and its adapters. Local paths only; nothing is downloaded."""
 
-    family: Literal["sd15", "sdxl", "flux"]
+    family: Family
     path: str = Field(description="A diffusers folder or a single-file .safetensors checkpoint")
     loras: list[Lora] = Field(default_factory=list)
     controlnets: list[ControlNet] = Field(default_factory=list)

@@ -7,14 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from stylecomp.diffusion.families import family_spec
+from stylecomp.diffusion.resolution import ResolutionSettings, plan, stylize_at_resolution
 from stylecomp.errors import JobError, StyleCompError
-from stylecomp.diffusion.resolution import (
-    MULTIPLE,
-    WORKING_SIZE,
-    ResolutionSettings,
-    plan,
-    stylize_at_resolution,
-)
 
 RNG = np.random.default_rng(11)
 FAMILIES = ("sd15", "sdxl", "flux")
@@ -69,7 +64,7 @@ def test_native_identity_is_bit_exact_and_the_call_sees_multiples(family: str, p
     assert out.dtype == np.float32 and np.array_equal(out, image)
     [(seen, conditions, index)] = call.calls
     assert seen.shape == (*padded, 3) and index == 0
-    assert padded[0] % MULTIPLE[family] == 0 and padded[1] % MULTIPLE[family] == 0
+    assert padded[0] % family_spec(family).size_multiple == 0 and padded[1] % family_spec(family).size_multiple == 0
     assert [c.shape for c in conditions] == [(*padded, 3)] * 2
 
 
@@ -109,7 +104,7 @@ def test_native_works_on_a_plate_smaller_than_the_padding() -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_auto_is_native_up_to_one_and_a_half_working_sizes(family: str) -> None:
-    limit = WORKING_SIZE[family] * 3 // 2
+    limit = family_spec(family).working_size * 3 // 2
     auto = ResolutionSettings()
     assert plan(limit, 300, family, auto).mode == "native"
     assert plan(300, limit, family, auto).mode == "native"
@@ -150,7 +145,7 @@ def test_tiles_cover_the_plate_evenly_with_the_overlap_asked_for(
     width: int, height: int, family: str, overlap: int
 ) -> None:
     layout = plan(width, height, family, ResolutionSettings("tiles", tile_overlap=overlap))
-    size, multiple = WORKING_SIZE[family], MULTIPLE[family]
+    size, multiple = family_spec(family).working_size, family_spec(family).size_multiple
     xs, ys = tile_grid(layout)
     coverage = np.zeros((height, width), int)
     for tile in layout.tiles:

@@ -52,6 +52,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from ..errors import JobError
 from ..jobspec import ATTENTION_MECHANISMS, RENDER_STATE_MECHANISMS, SEQUENTIAL_MECHANISMS
+from .families import family_spec
 from ..temporal.motion import VectorConvention, visible_before, warp
 from .resolution import ResolutionPlan
 from ..stage import FrameInputs
@@ -67,7 +68,7 @@ KEYFRAME_HEAL = 0.5  # strength share for the frames between keyframes
 def check_mechanisms(mechanisms: frozenset[str], family: str, tiled: bool, where: str) -> None:
     """Refuse mechanisms that cannot run with this model or with tiles, naming them."""
     for name in sorted(mechanisms & ATTENTION):
-        if family == "flux":
+        if family_spec(family).denoiser != "unet":
             raise JobError(f"{name} attention works on UNet models (SD 1.5, SDXL), not on Flux's transformer", where)
     if tiled and mechanisms & SEQUENTIAL:
         raise JobError("consistency mechanisms that follow the motion vectors need resolution mode "

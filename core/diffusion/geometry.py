@@ -20,18 +20,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import ModelError
-
-Family = Literal["sd15", "sdxl", "flux"]
-
-MULTIPLE: dict[Family, int] = {"sd15": 64, "sdxl": 64, "flux": 16}
-"""Pixel multiple each family's published model needs: SD's VAE downsamples 8x and its UNet 3 more
-times (64); Flux's VAE downsamples 8x and its transformer packs 2x2 latent patches (16)."""
-
-WORKING_SIZE: dict[Family, int] = {"sd15": 512, "sdxl": 1024, "flux": 1024}
-"""Long side each family was trained at."""
+from .families import FAMILIES, Family, family_spec
 
 FAMILY_VAE_SCALE = 8  # the VAEs of SD 1.5, SDXL and Flux
 CONFIG_DIR = Path(__file__).parent / "model_configs"  # the family configs single-file checkpoints are built from
@@ -50,18 +42,18 @@ class ModelGeometry:
     @classmethod
     def published(cls, family: Family) -> ModelGeometry:
         """The family's published architecture (what the bare family name stands for in planning)."""
-        if family not in MULTIPLE:
-            raise ModelError(f"unknown model family {family!r}; use one of {', '.join(MULTIPLE)}")
-        return {"sd15": cls("sd15", sample_size=64), "sdxl": cls("sdxl", downsamplings=2, sample_size=128),
-                "flux": cls("flux", latent_channels=16, downsamplings=0)}[family]
+        spec = family_spec(family)
+        return cls(spec.name, latent_channels=spec.latent_channels, downsamplings=spec.downsamplings,
+                   sample_size=spec.sample_size)
 
     @classmethod
     def from_configs(cls, family: Family, vae: dict[str, Any], denoiser: dict[str, Any]) -> ModelGeometry:
         """From the VAE's and the UNet's (Flux: transformer's) configs, as diffusers reads them."""
         try:
             scale = 2 ** (len(vae["block_out_channels"]) - 1)
-            if family == "flux":
-                return cls(family, scale, int(denoiser["in_channels"]) // 4, 0, None)
+            packing = FAMILIES[family].latent_packing
+            if packing > 1:  # a transformer over packed patches: in_channels counts a patch's cells
+                return cls(family, scale, int(denoiser["in_channels"]) // packing**2, 0, None)
             size = denoiser.get("sample_size")
             return cls(family, scale, int(denoiser["in_channels"]), len(denoiser["down_block_types"]) - 1,
                        int(size if isinstance(size, int) else size[0]) if size else None)
@@ -72,19 +64,19 @@ class ModelGeometry:
     def multiple(self) -> int:
         """Pixel multiple a plate is padded to, so that every UNet level divides it."""
         if self.vae_scale == FAMILY_VAE_SCALE:
-            return MULTIPLE[self.family]
-        return self.vae_scale * 2**self.downsamplings * (2 if self.family == "flux" else 1)
+            return FAMILIES[self.family].size_multiple
+        return self.vae_scale * 2**self.downsamplings * FAMILIES[self.family].latent_packing
 
     @property
     def pixel_multiple(self) -> int:
         """The least multiple a pipeline takes: the VAE's cell (Flux: a 2x2 packed patch of cells)."""
-        return self.vae_scale * (2 if self.family == "flux" else 1)
+        return self.vae_scale * FAMILIES[self.family].latent_packing
 
     @property
     def working_size(self) -> int:
         """The long side the model was trained at, in pixels."""
         if self.vae_scale == FAMILY_VAE_SCALE or not self.sample_size:
-            return WORKING_SIZE[self.family] // FAMILY_VAE_SCALE * self.vae_scale
+            return FAMILIES[self.family].working_size // FAMILY_VAE_SCALE * self.vae_scale
         return self.sample_size * self.vae_scale
 
     def describe(self) -> str:
@@ -96,16 +88,16 @@ def model_geometry(path: str | os.PathLike[str], family: Family) -> ModelGeometr
     """The geometry of the model at ``path`` (a diffusers folder, or a single file built from the family's configs)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        if family == "flux":  # refused by the loader; planned as published meanwhile
+        if not FAMILIES[family].single_file:  # refused by the loader; planned as published meanwhile
             return ModelGeometry.published(family)
         folder = Path(os.environ.get("STYLECOMP_MODEL_CONFIGS") or CONFIG_DIR) / family
-    denoiser = "transformer" if family == "flux" else "unet"
+    denoiser = FAMILIES[family].denoiser
     return ModelGeometry.from_configs(family, _config(folder / "vae"), _config(folder / denoiser))
 
 
 def pipeline_geometry(pipe: Any, family: Family) -> ModelGeometry:
     """The geometry of a loaded pipeline, from its components' configs."""
-    denoiser = pipe.transformer if family == "flux" else pipe.unet
+    denoiser = getattr(pipe, FAMILIES[family].denoiser)
     return ModelGeometry.from_configs(family, dict(pipe.vae.config), dict(denoiser.config))
 
 

@@ -27,22 +27,10 @@ import logging
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-
-
-def offline() -> None:
-    """Put the Hugging Face libraries in offline mode: stylecomp never reaches the hub."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    import huggingface_hub.constants
-
-    huggingface_hub.constants.HF_HUB_OFFLINE = True  # in case it was imported before the variable was set
-
-
-offline()
 
 
 class _NoTorchvisionNotice(logging.Filter):
@@ -52,19 +40,11 @@ class _NoTorchvisionNotice(logging.Filter):
         return "requires torchvision" not in record.getMessage()
 
 
+# The one thing done at import, before diffusers: transformers logs the notice while diffusers' pipeline
+# modules import (here and at the top of generators.video), before any load could install the filter.
 logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
 
-from diffusers import (  # noqa: E402  (after the offline switch)
-    ControlNetModel,
-    DiffusionPipeline,
-    FluxControlNetImg2ImgPipeline,
-    FluxControlNetModel,
-    FluxImg2ImgPipeline,
-    StableDiffusionControlNetImg2ImgPipeline,
-    StableDiffusionImg2ImgPipeline,
-    StableDiffusionXLControlNetImg2ImgPipeline,
-    StableDiffusionXLImg2ImgPipeline,
-)
+from diffusers import DiffusionPipeline, FluxImg2ImgPipeline  # noqa: E402  (after the notice filter)
 from diffusers.loaders.single_file_utils import SingleFileComponentError  # noqa: E402
 from diffusers.utils import is_peft_available  # noqa: E402
 from diffusers.utils import logging as diffusers_logging  # noqa: E402
@@ -73,31 +53,32 @@ from safetensors import SafetensorError, safe_open  # noqa: E402
 from transformers import CLIPVisionModelWithProjection  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
+from ..cache_folder import cache_dir  # noqa: E402
 from ..io.atomic import atomic_target  # noqa: E402
 from ..errors import ModelError  # noqa: E402
+from .families import Family, family_spec  # noqa: E402
 from .geometry import CONFIG_DIR  # noqa: E402
 from ..jobspec import IPAdapter, ModelSettings, Performance  # noqa: E402
 
-# Loading bars from both libraries would interleave with stylecomp's own per-frame progress.
-diffusers_logging.disable_progress_bar()
-transformers_logging.disable_progress_bar()
 
-Family = Literal["sd15", "sdxl", "flux"]
+def offline() -> None:
+    """Set the Hugging Face libraries up for loading: offline (stylecomp never reaches the hub) and without
+    progress bars. Runs before every load rather than at import, so importing stylecomp leaves them as they are."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True  # the libraries were imported before the variable was set
+    # Loading bars from both libraries would interleave with stylecomp's own per-frame progress.
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
 
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 _PICKLE_REFUSAL = "can run arbitrary code when loaded; convert to .safetensors or set allow_pickle"
 # Pipeline components stylecomp never loads, so their weights are not checked (nor hashed).
 _UNUSED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
 _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, SingleFileComponentError)
-
-_PIPELINES: dict[tuple[Family, bool], type[DiffusionPipeline]] = {
-    ("sd15", False): StableDiffusionImg2ImgPipeline,
-    ("sd15", True): StableDiffusionControlNetImg2ImgPipeline,
-    ("sdxl", False): StableDiffusionXLImg2ImgPipeline,
-    ("sdxl", True): StableDiffusionXLControlNetImg2ImgPipeline,
-    ("flux", False): FluxImg2ImgPipeline,
-    ("flux", True): FluxControlNetImg2ImgPipeline,
-}
 
 
 def load_pipeline(
@@ -118,10 +99,11 @@ def load_pipeline(
     kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
     if controlnets:
         kwargs["controlnet"] = controlnets[0] if len(controlnets) == 1 else controlnets
-    if settings.family == "sd15":
+    spec = family_spec(settings.family)
+    if spec.safety_checker:
         kwargs |= {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
 
-    pipeline_class = _PIPELINES[settings.family, bool(controlnets)]
+    pipeline_class = spec.pipeline_class(controlnet=bool(controlnets))
     try:
         if single_file_config is None:
             pipe = pipeline_class.from_pretrained(path, use_safetensors=_use_safetensors(settings), **kwargs)
@@ -224,13 +206,6 @@ def pick_dtype(device: str) -> torch.dtype:
     if kind == "mps":
         return torch.float16
     return torch.float32
-
-
-def cache_dir() -> Path:
-    """stylecomp's cache folder: $STYLECOMP_CACHE_DIR, else $XDG_CACHE_HOME/stylecomp, else ~/.cache/stylecomp."""
-    if override := os.environ.get("STYLECOMP_CACHE_DIR"):
-        return Path(override)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stylecomp"
 
 
 def compile_cache_dir() -> Path:
@@ -392,7 +367,7 @@ def _family_from_keys(keys: list[str], path: Path) -> Family:
 
 def _single_file_config(path: Path, family: Family) -> Path:
     """The diffusers config folder that gives a single-file checkpoint its architecture and tokenizers."""
-    if family == "flux":
+    if not family_spec(family).single_file:
         raise ModelError(
             "Flux single-file checkpoints are not supported (they usually hold only the transformer); "
             "use a diffusers folder with all of Flux's components",
@@ -433,7 +408,7 @@ def _check_controlnet(path: Path, settings: ModelSettings) -> None:
 
 def _load_controlnet(path: Path, settings: ModelSettings, dtype: torch.dtype) -> torch.nn.Module:
     """One ControlNet from a diffusers folder (checked by check_model)."""
-    controlnet_class = FluxControlNetModel if settings.family == "flux" else ControlNetModel
+    controlnet_class = family_spec(settings.family).controlnet_class()
     try:
         return controlnet_class.from_pretrained(
             path, dtype=dtype, local_files_only=True, use_safetensors=_use_safetensors(settings)

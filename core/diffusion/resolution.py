@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import JobError, StyleCompError
-from .geometry import MULTIPLE, WORKING_SIZE, Family, ModelGeometry
+from .families import FAMILIES, Family
+from .geometry import ModelGeometry
 from ..io.plates import Window
 
 Mode = Literal["auto", "native", "downscale", "tiles"]
@@ -259,8 +260,8 @@ def assemble(calls: ModelCalls, outputs: Sequence[np.ndarray]) -> np.ndarray:
 def _geometry(model: Family | ModelGeometry) -> ModelGeometry:
     if isinstance(model, ModelGeometry):
         return model
-    if model not in MULTIPLE:
-        raise StyleCompError(f"unknown model family {model!r}; use one of {', '.join(MULTIPLE)}")
+    if model not in FAMILIES:
+        raise StyleCompError(f"unknown model family {model!r}; use one of {', '.join(FAMILIES)}")
     return ModelGeometry.published(model)
 
 

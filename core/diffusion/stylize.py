@@ -47,6 +47,7 @@ from .consistency import (
     install_cross_frame,
 )
 from ..errors import Cancelled, JobError, ModelError, PlateError
+from .families import FAMILIES
 from .geometry import ModelGeometry, model_geometry, pipeline_geometry
 from ..jobspec import ControlNet, Job, Lora, ModelSettings, Performance, Region, Shot
 from .loading import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
@@ -225,7 +226,7 @@ class StylizeStage:
                      "first frame (handles included)"]
         else:
             notes = ["frames are independent: any frame renders alone, in any order"]
-        if self.params.model.family == "flux":
+        if not FAMILIES[self.params.model.family].uses_cfg:
             notes.append("Flux is guidance-distilled: guidance is its embedded guidance and the negative prompt is unused")
         return StageDescription(self.name, tuple(clips), self.parameters(), sequential=self.params.sequential,
                                 state_from_rendering=bool(self.params.mechanisms & RENDER_STATE),
@@ -607,7 +608,7 @@ class StylizeStage:
         pipe = self._pipe
 
         def fuse(step: int, latents: torch.Tensor) -> torch.Tensor:
-            flux = self.params.model.family == "flux"
+            flux = FAMILIES[self.params.model.family].latent_packing > 1
             grid = pipe._unpack_latents(latents, layout.working_height, layout.working_width,  # type: ignore[union-attr]
                                         pipe.vae_scale_factor) if flux else latents  # type: ignore[union-attr]
             steps = pipe._num_timesteps  # type: ignore[union-attr]
@@ -746,7 +747,7 @@ def _noise_injected(pipe: DiffusionPipeline, noise: torch.Tensor | None) -> Iter
 
 def _uses_cfg(p: StylizeParameters) -> bool:
     """Classifier-free guidance (a negative branch) runs for SD/SDXL at guidance > 1; Flux embeds guidance instead."""
-    return p.model.family != "flux" and p.guidance > 1.0
+    return FAMILIES[p.model.family].uses_cfg and p.guidance > 1.0
 
 
 def _encode_prompt(pipe: DiffusionPipeline, p: StylizeParameters, prompt: str | None = None,
@@ -756,10 +757,11 @@ def _encode_prompt(pipe: DiffusionPipeline, p: StylizeParameters, prompt: str | 
     device, cfg = pipe._execution_device, _uses_cfg(p)
     prompt = p.prompt if prompt is None else prompt
     negative_prompt = p.negative_prompt if negative_prompt is None else negative_prompt
-    if p.model.family == "sd15":
+    encoding = FAMILIES[p.model.family].prompt_encoding
+    if encoding == "clip":
         positive, negative = pipe.encode_prompt(prompt, device, 1, cfg, negative_prompt=negative_prompt)
         return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
-    if p.model.family == "sdxl":
+    if encoding == "dual_clip":
         positive, negative, pooled, negative_pooled = pipe.encode_prompt(
             prompt=prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=cfg,
             negative_prompt=negative_prompt,

@@ -26,14 +26,13 @@ from openjd.model import (
 
 from ..io.atomic import atomic_target
 from .chunks import DEFAULT_CHUNK_SIZE, ShotPlan, plan_shots
+from ..diffusion.families import FAMILIES
 from ..errors import JobError, StyleCompError
 from ..jobspec import Job
 from ..render.output_guard import guard_outputs
 
 SPECIFICATION = "jobtemplate-2023-09"
 MAX_TASKS = 1024  # the longest list a 2023-09 task parameter range may be
-# (GPU memory, system memory) in MiB a worker needs per model family.
-MEMORY_MIB = {"sd15": (8192, 16384), "sdxl": (12288, 24576), "flux": (24576, 49152)}
 LOAD_SECONDS, FRAME_SECONDS = 600, 300  # a task's time limit: model loading plus this much a frame
 
 
@@ -103,7 +102,7 @@ def _step(plan: ShotPlan, family: str, gpu: bool, overwrite: bool) -> dict[str, 
     if len(chunks) > MAX_TASKS:
         raise JobError(f"{len(chunks)} chunks: more than the {MAX_TASKS} tasks an OpenJD step may have; "
                        "use a larger --chunk-size", name)
-    gpu_mib, memory_mib = MEMORY_MIB[family]
+    gpu_mib, memory_mib = FAMILIES[family].memory_mib
     amounts = [{"name": "amount.worker.memory", "min": memory_mib}]
     if gpu:
         amounts[:0] = [{"name": "amount.worker.gpu", "min": 1}, {"name": "amount.worker.gpu.memory", "min": gpu_mib}]

@@ -17,17 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import (
-    DiffusionPipeline,
-    FluxControlNetPipeline,
-    FluxPipeline,
-    StableDiffusionControlNetPipeline,
-    StableDiffusionPipeline,
-    StableDiffusionXLControlNetPipeline,
-    StableDiffusionXLPipeline,
-)
 
 from .. import __version__
+from ..diffusion.families import FAMILIES
 from ..errors import Cancelled, ModelError, StyleCompError
 from .interface import Generated, Request, Setup
 from ..jobspec import ModelSettings
@@ -40,14 +32,6 @@ from ..diffusion.loading import (
     style_reference_embeds,
 )
 
-_TEXT_TO_IMAGE: dict[tuple[str, bool], type[DiffusionPipeline]] = {
-    ("sd15", False): StableDiffusionPipeline,
-    ("sd15", True): StableDiffusionControlNetPipeline,
-    ("sdxl", False): StableDiffusionXLPipeline,
-    ("sdxl", True): StableDiffusionXLControlNetPipeline,
-    ("flux", False): FluxPipeline,
-    ("flux", True): FluxControlNetPipeline,
-}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -78,7 +62,7 @@ class ImageGenerator:
         self._image_to_image.set_progress_bar_config(disable=True)
         self._pipe = self._image_to_image
         if setup.kind == "text_to_image":
-            text_to_image = _TEXT_TO_IMAGE[self.model.family, bool(self.model.controlnets)]
+            text_to_image = FAMILIES[self.model.family].pipeline_class(bool(self.model.controlnets), text_to_image=True)
             self._pipe = text_to_image.from_pipe(self._image_to_image, dtype=self._image_to_image.dtype)
             self._pipe.set_progress_bar_config(disable=True)
         self._identity = self._hashes()
@@ -109,7 +93,7 @@ class ImageGenerator:
             "output_type": "np",
             "callback_on_step_end": on_step,
         }
-        if model.family != "flux":  # Flux is guidance-distilled: no negative branch
+        if FAMILIES[model.family].uses_cfg:  # Flux is guidance-distilled: no negative branch
             kwargs["negative_prompt"] = request.negative_prompt
         if self.setup.kind == "image_to_image" and model.family != "flux" and not model.controlnets:
             del kwargs["height"], kwargs["width"]  # SD's plain img2img pipelines take the size from the image
@@ -147,7 +131,7 @@ class ImageGenerator:
                 raise StyleCompError("the model has an IP-Adapter: the request needs a style image")
             # Encoded by the img2img pipeline, which shares the image encoder and adapter with the text-to-image one
             # (and is the pipeline class style_reference_embeds knows for each family).
-            guidance = model.family != "flux" and request.guidance > 1.0  # classifier-free guidance runs
+            guidance = FAMILIES[model.family].uses_cfg and request.guidance > 1.0  # classifier-free guidance runs
             kwargs |= style_reference_embeds(self._image_to_image, request.style_image, guidance)
         elif request.style_image is not None:
             raise StyleCompError("a style image needs an IP-Adapter in the model settings (model.ip_adapter)")

@@ -35,12 +35,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..diffusion import loading as models  # first: puts the Hugging Face libraries offline
+from ..diffusion import loading as models  # first: hides transformers' torchvision notice before diffusers imports
 from ..errors import Cancelled, ModelError
 from .interface import Generated, Request, Setup
 from ..jobspec import VideoModelSettings
 
-import diffusers  # noqa: E402  (after the offline switch)
+import diffusers  # noqa: E402  (after the notice filter)
 from diffusers import (  # noqa: E402
     CogVideoXImageToVideoPipeline,
     DiffusionPipeline,
@@ -212,6 +212,7 @@ class VideoGenerator:
 
     def _load(self) -> DiffusionPipeline:
         pipeline_class = self._pipeline_class()
+        models.offline()
         try:
             pipe = pipeline_class.from_pretrained(
                 self.path,

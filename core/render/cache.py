@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..io.atomic import atomic_target
 from ..errors import StyleCompError
-from ..diffusion.loading import cache_dir
+from ..cache_folder import cache_dir
 from ..io.plates import PROVENANCE_PREFIX, read_plate
 
 KEY_ATTRIBUTE = PROVENANCE_PREFIX + "cache_key"

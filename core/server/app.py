@@ -42,7 +42,7 @@ from ..farm.batch import BatchJob, LocalExecutor
 from ..render.cache import RenderCache
 from ..errors import JobError, StyleCompError
 from ..jobspec import Job, Region, parse_job
-from ..diffusion.loading import cache_dir
+from ..cache_folder import cache_dir
 from ..render.output_guard import check_outputs
 from ..diffusion.pool import PipelinePool
 from ..io.plates import read_plate

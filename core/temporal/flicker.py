@@ -67,7 +67,7 @@ from ..io.atomic import atomic_target
 from ..io.windows import reframe
 from ..color import ModelEncoding
 from ..errors import PlateError, StyleCompError
-from .motion import DEPTH_TOLERANCE, VectorConvention
+from .motion import DEPTH_TOLERANCE, VectorConvention, warp
 from ..io.plates import Plate, Window, read_plate
 from ..io.sequence import FrameSequence, discover
 from ..stage import STYLIZED_CHANNELS
@@ -145,12 +145,11 @@ class Sampler:
         xs, ys = np.clip(xs, 0, width - 1), np.clip(ys, 0, height - 1)
         x0 = np.minimum(xs.astype(np.int64), width - 2)
         y0 = np.minimum(ys.astype(np.int64), height - 2)
-        self.fx = (xs - x0).astype(np.float32)[..., None]  # (h, w, 1)
-        self.fy = (ys - y0).astype(np.float32)[..., None]
+        fx, fy = xs - x0, ys - y0  # (h, w): the far neighbours' weights
         top_left = y0 * width + x0  # (h, w) flat indices
         self.corners = (top_left, top_left + 1, top_left + width, top_left + width + 1)
-        right, down = self.fx[..., 0] > 0, self.fy[..., 0] > 0  # (h, w): the far neighbours weigh something
-        left, up = self.fx[..., 0] < 1, self.fy[..., 0] < 1
+        right, down = fx > 0, fy > 0  # (h, w): the far neighbours weigh something
+        left, up = fx < 1, fy < 1
         self.used = (left & up, right & up, left & down, right & down)  # neighbours with a nonzero weight
 
     @classmethod
@@ -165,11 +164,11 @@ class Sampler:
         return np.stack([self.xs - cols, self.ys - rows], axis=-1)
 
     def bilinear(self, image: np.ndarray) -> np.ndarray:
-        """``image`` (H, W, C) or (H, W) sampled at the positions: (h, w, C) or (h, w)."""
-        flat = image.reshape(image.shape[0] * image.shape[1], -1)  # (H*W, C)
-        a, b, c, d = (flat[i] for i in self.corners)  # each (h, w, C)
-        out = (a * (1 - self.fx) + b * self.fx) * (1 - self.fy) + (c * (1 - self.fx) + d * self.fx) * self.fy
-        return out.reshape(*self.corners[0].shape, *image.shape[2:])
+        """``image`` (H, W, C) or (H, W) sampled at the positions: (h, w, C) or (h, w), by ``motion.warp``
+        (the sampler consistency warps with), so the metric and the mechanisms it checks sample alike."""
+        if image.ndim == 2:
+            return warp(image[..., None], self.xs, self.ys)[0][..., 0]
+        return warp(image, self.xs, self.ys)[0]
 
     def all_of(self, mask: np.ndarray) -> np.ndarray:
         """True where a boolean ``(H, W)`` mask holds at every bilinear neighbour with a nonzero weight."""

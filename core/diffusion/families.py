@@ -1,0 +1,95 @@
+"""The model families stylecomp runs (SD 1.5, SDXL, Flux): one frozen spec each, the one place a family is defined.
+
+Everything that differs between families (pipeline classes, latent layout, size planning, guidance, prompt
+encoding, worker memory, the tiny test model) is a field here, read by the modules that need it. Pipeline
+classes are named as strings and resolved on use, so this module (and the job spec, which takes ``Family``
+from it) imports neither torch nor diffusers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import ModelError
+
+Family = Literal["sd15", "sdxl", "flux"]
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What one model family is, as stylecomp plans, loads, conditions and schedules it."""
+
+    name: Family
+    img2img: str  # diffusers pipeline class stylization runs
+    controlnet_img2img: str  # ... with ControlNets
+    text_to_image: str  # diffusers pipeline class the built-in image generator runs
+    controlnet_text_to_image: str  # ... with ControlNets
+    controlnet_model: str  # diffusers class a ControlNet of this family loads as
+    denoiser: str  # the pipeline component that denoises, and the folder of its config: "unet" or "transformer"
+    latent_channels: int  # channels of the initial noise (Flux: before its 2x2 packing)
+    downsamplings: int  # the published denoiser's 2x downsamplings (Flux's transformer: none)
+    sample_size: int | None  # the published UNet's configured latent size
+    latent_packing: int  # latent cells per packed patch side (Flux packs 2x2; 1 for SD)
+    size_multiple: int  # pixel multiple the published model needs (VAE 8x times UNet depth or latent packing)
+    working_size: int  # long side the family was trained at, in pixels
+    uses_cfg: bool  # runs classifier-free guidance (a negative branch); Flux is guidance-distilled instead
+    prompt_encoding: Literal["clip", "dual_clip", "flux"]  # which encode_prompt signature its pipelines have
+    safety_checker: bool  # its pipelines carry a safety checker stylecomp switches off
+    single_file: bool  # single-file checkpoints load (from the configs in model_configs/<name>/)
+    memory_mib: tuple[int, int]  # (GPU memory, system memory) in MiB a farm worker needs
+    test_builder: str  # name of the builder in stylecomp.diffusion.testing.image_models that makes its tiny test model
+
+    def pipeline_class(self, controlnet: bool, text_to_image: bool = False) -> type[Any]:
+        """The diffusers pipeline class for stylizing (img2img) or generating (text-to-image), with or without
+        ControlNets; imports diffusers on first use."""
+        if text_to_image:
+            return _diffusers_class(self.controlnet_text_to_image if controlnet else self.text_to_image)
+        return _diffusers_class(self.controlnet_img2img if controlnet else self.img2img)
+
+    def controlnet_class(self) -> type[Any]:
+        """The diffusers model class a ControlNet of this family loads as."""
+        return _diffusers_class(self.controlnet_model)
+
+
+FAMILIES: dict[Family, FamilySpec] = {
+    "sd15": FamilySpec(
+        name="sd15", img2img="StableDiffusionImg2ImgPipeline",
+        controlnet_img2img="StableDiffusionControlNetImg2ImgPipeline", text_to_image="StableDiffusionPipeline",
+        controlnet_text_to_image="StableDiffusionControlNetPipeline", controlnet_model="ControlNetModel",
+        denoiser="unet", latent_channels=4, downsamplings=3, sample_size=64, latent_packing=1, size_multiple=64,
+        working_size=512, uses_cfg=True, prompt_encoding="clip", safety_checker=True, single_file=True,
+        memory_mib=(8192, 16384), test_builder="_sd15",
+    ),
+    "sdxl": FamilySpec(
+        name="sdxl", img2img="StableDiffusionXLImg2ImgPipeline",
+        controlnet_img2img="StableDiffusionXLControlNetImg2ImgPipeline", text_to_image="StableDiffusionXLPipeline",
+        controlnet_text_to_image="StableDiffusionXLControlNetPipeline", controlnet_model="ControlNetModel",
+        denoiser="unet", latent_channels=4, downsamplings=2, sample_size=128, latent_packing=1, size_multiple=64,
+        working_size=1024, uses_cfg=True, prompt_encoding="dual_clip", safety_checker=False, single_file=True,
+        memory_mib=(12288, 24576), test_builder="_sdxl",
+    ),
+    "flux": FamilySpec(
+        name="flux", img2img="FluxImg2ImgPipeline", controlnet_img2img="FluxControlNetImg2ImgPipeline",
+        text_to_image="FluxPipeline", controlnet_text_to_image="FluxControlNetPipeline",
+        controlnet_model="FluxControlNetModel", denoiser="transformer", latent_channels=16, downsamplings=0,
+        sample_size=None, latent_packing=2, size_multiple=16, working_size=1024, uses_cfg=False,
+        prompt_encoding="flux", safety_checker=False, single_file=False, memory_mib=(24576, 49152),
+        test_builder="_flux",
+    ),
+}
+"""Every family stylecomp runs, by the name jobs give in ``model.family``. Adding one is adding an entry here."""
+
+
+def family_spec(family: str) -> FamilySpec:
+    """The spec of ``family``; an unknown name is refused (ModelError) with the known ones."""
+    try:
+        return FAMILIES[family]  # type: ignore[index]  # an unchecked str is what this lookup validates
+    except KeyError:
+        raise ModelError(f"unknown model family {family!r}; use one of {', '.join(FAMILIES)}") from None
+
+
+def _diffusers_class(name: str) -> type[Any]:
+    import diffusers  # here, not at module level: the job spec and farm planners import this module without torch
+
+    return getattr(diffusers, name)  # type: ignore[no-any-return]  # diffusers' lazy module exports are untyped
