@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .io.aovs import ROLES
 from .io.atomic import atomic_target
 from .color import DEFAULT_DISPLAY, DEFAULT_LOG_SPACE, DEFAULT_PLATE_SPACE, DEFAULT_VIEW, PINNED_CONFIG, ModelEncoding
-from .diffusion.families import Family
+from .families import Family
 from .errors import JobError
 from .io.plates import COMPRESSIONS
 from .io.sequence import to_printf

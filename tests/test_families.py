@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from stylecomp.diffusion.families import FAMILIES, family_spec
+from stylecomp.families import FAMILIES, family_spec
 from stylecomp.diffusion.geometry import model_geometry
 from stylecomp.errors import ModelError
 
 
-@pytest.mark.parametrize("module", ["stylecomp.diffusion.families", "stylecomp.jobspec", "stylecomp.render.cache"])
+@pytest.mark.parametrize("module", ["stylecomp.families", "stylecomp.jobspec", "stylecomp.render.cache"])
 def test_imports_without_torch(module: str) -> None:
     code = (f"import sys, {module}; "
             "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")

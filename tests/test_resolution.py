@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from stylecomp.diffusion.families import family_spec
+from stylecomp.families import family_spec
 from stylecomp.diffusion.resolution import ResolutionSettings, plan, stylize_at_resolution
 from stylecomp.errors import JobError, StyleCompError
 

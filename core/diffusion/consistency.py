@@ -52,7 +52,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from ..errors import JobError
 from ..jobspec import ATTENTION_MECHANISMS, RENDER_STATE_MECHANISMS, SEQUENTIAL_MECHANISMS
-from .families import family_spec
+from ..families import family_spec
 from ..temporal.motion import VectorConvention, visible_before, warp
 from .resolution import ResolutionPlan
 from ..stage import FrameInputs

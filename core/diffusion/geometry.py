@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from .families import FAMILIES, Family, family_spec
+from ..families import FAMILIES, Family, family_spec
 
 FAMILY_VAE_SCALE = 8  # the VAEs of SD 1.5, SDXL and Flux
 CONFIG_DIR = Path(__file__).parent / "model_configs"  # the family configs single-file checkpoints are built from

@@ -56,7 +56,7 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 from ..cache_folder import cache_dir  # noqa: E402
 from ..io.atomic import atomic_target  # noqa: E402
 from ..errors import ModelError  # noqa: E402
-from .families import Family, family_spec  # noqa: E402
+from ..families import Family, family_spec  # noqa: E402
 from .geometry import CONFIG_DIR  # noqa: E402
 from ..jobspec import IPAdapter, ModelSettings, Performance  # noqa: E402
 

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import JobError, StyleCompError
-from .families import FAMILIES, Family
+from ..families import FAMILIES, Family
 from .geometry import ModelGeometry
 from ..io.plates import Window
 

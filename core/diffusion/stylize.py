@@ -47,7 +47,7 @@ from .consistency import (
     install_cross_frame,
 )
 from ..errors import Cancelled, JobError, ModelError, PlateError
-from .families import FAMILIES
+from ..families import FAMILIES
 from .geometry import ModelGeometry, model_geometry, pipeline_geometry
 from ..jobspec import ControlNet, Job, Lora, ModelSettings, Performance, Region, Shot
 from .loading import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds

@@ -26,7 +26,7 @@ from openjd.model import (
 
 from ..io.atomic import atomic_target
 from .chunks import DEFAULT_CHUNK_SIZE, ShotPlan, plan_shots
-from ..diffusion.families import FAMILIES
+from ..families import FAMILIES
 from ..errors import JobError, StyleCompError
 from ..jobspec import Job
 from ..render.output_guard import guard_outputs

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..diffusion.families import FAMILIES
+from ..families import FAMILIES
 from ..errors import Cancelled, ModelError, StyleCompError
 from .interface import Generated, Request, Setup
 from ..jobspec import ModelSettings
