@@ -31,40 +31,66 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecomp.render.cache import RenderCache
 from stylecomp.color import ModelEncoding
-from stylecomp.diffusion.consistency import IMPLEMENTED
 from stylecomp.demo.scene import DEMO_SCENE, render_layers, write_demo
-from stylecomp.jobspec import parse_job
-from stylecomp.temporal.flicker import measure_flicker
+from stylecomp.diffusion.consistency import IMPLEMENTED
 from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.diffusion.testing import make_test_model
 from stylecomp.io.plates import ImagePart, read_plate, write_plate
 from stylecomp.io.sequence import discover
+from stylecomp.jobspec import parse_job
+from stylecomp.render.cache import RenderCache
 from stylecomp.render.loop import render_job
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.evaluation import RECOMMENDED, model_settings
 from stylecomp.stylemodel.looks import LOOKS
-from stylecomp.diffusion.testing import make_test_model
+from stylecomp.temporal.flicker import measure_flicker
 
-MODES = ["none", "locked_seed", "warped_noise", "cross_frame", "flow_attention", "latent_fusion", "pixel_fusion",
-         "keyframes", "cross_frame+flow_attention", "warped_noise+pixel_fusion", "latent_fusion+pixel_fusion",
-         "warped_noise+latent_fusion+pixel_fusion", "latent_fusion+pixel_fusion+flow_attention",
-         "latent_fusion+keyframes"]
-MODEL_NAMES = {"builtin": f"stylecomp's trained {SHIPPED_MODEL.name}, 'watercolor painting', tile + line-art ControlNets",
-               "tiny-passthrough": "tiny sd15: random UNet and ControlNet, passthrough VAE",
-               "tiny-pixel": "tiny sd15 at f=1: random UNet and ControlNet, pixel-space passthrough VAE",
-               "tiny-random": "tiny random-weight sd15"}
+MODES = [
+    "none",
+    "locked_seed",
+    "warped_noise",
+    "cross_frame",
+    "flow_attention",
+    "latent_fusion",
+    "pixel_fusion",
+    "keyframes",
+    "cross_frame+flow_attention",
+    "warped_noise+pixel_fusion",
+    "latent_fusion+pixel_fusion",
+    "warped_noise+latent_fusion+pixel_fusion",
+    "latent_fusion+pixel_fusion+flow_attention",
+    "latent_fusion+keyframes",
+]
+MODEL_NAMES = {
+    "builtin": f"stylecomp's trained {SHIPPED_MODEL.name}, 'watercolor painting', tile + line-art ControlNets",
+    "tiny-passthrough": "tiny sd15: random UNet and ControlNet, passthrough VAE",
+    "tiny-pixel": "tiny sd15 at f=1: random UNet and ControlNet, pixel-space passthrough VAE",
+    "tiny-random": "tiny random-weight sd15",
+}
 
 
 def job_document(plates: str, model: Path, out: Path, mode: str, builtin: bool) -> dict[str, object]:
     mechanisms = [] if mode == "none" else mode.split("+")
-    settings = ({"prompt": "watercolor painting", "steps": RECOMMENDED.steps, "strength": RECOMMENDED.strength,
-                 "guidance": RECOMMENDED.guidance} if builtin else
-                {"prompt": "ink and watercolour", "steps": 20, "strength": 0.5})
+    settings = (
+        {
+            "prompt": "watercolor painting",
+            "steps": RECOMMENDED.steps,
+            "strength": RECOMMENDED.strength,
+            "guidance": RECOMMENDED.guidance,
+        }
+        if builtin
+        else {"prompt": "ink and watercolour", "steps": 20, "strength": 0.5}
+    )
     return {
         "shots": [{"name": "shot", "plate": plates, "output": str(out / "shot.####.exr")}],
-        "model": model_settings(model).model_dump() if builtin else {
-            "family": "sd15", "path": str(model), "controlnets": [{"path": str(model / "controlnet"), "source": "depth"}]},
+        "model": model_settings(model).model_dump()
+        if builtin
+        else {
+            "family": "sd15",
+            "path": str(model),
+            "controlnets": [{"path": str(model / "controlnet"), "source": "depth"}],
+        },
         **settings,
         "seed": {"policy": "per_frame" if mode == "none" else "fixed", "value": 1234},
         "consistency": {"mechanisms": mechanisms, "keyframe_interval": 4, "fusion_strength": 0.5},
@@ -81,8 +107,10 @@ def ground_truth(out: Path, look: str, frames: list[int], width: int, height: in
         encoded = encoding.encode(np.stack([planes[c] for c in "RGB"], axis=-1))
         linear = encoding.decode(encoded, LOOKS[look](planes, layers, DEMO_SCENE.lighting, encoding))
         rgba = np.concatenate([linear, planes["A"][..., None]], axis=-1).astype(np.float32)
-        write_plate(out / f"demo.{frame:04d}.exr",
-                    [ImagePart.create(rgba, ["stylized.R", "stylized.G", "stylized.B", "stylized.A"])])
+        write_plate(
+            out / f"demo.{frame:04d}.exr",
+            [ImagePart.create(rgba, ["stylized.R", "stylized.G", "stylized.B", "stylized.A"])],
+        )
     return out / "demo.####.exr"
 
 
@@ -90,12 +118,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--size", default="256x144")
-    parser.add_argument("--model", choices=list(MODEL_NAMES), default="builtin",
-                        help="the model to stylize with (see the module docstring)")
+    parser.add_argument(
+        "--model",
+        choices=list(MODEL_NAMES),
+        default="builtin",
+        help="the model to stylize with (see the module docstring)",
+    )
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes to run (default: all)")
-    parser.add_argument("--plates", default=None,
-                        help="a rendered shot to measure instead of the demo (a frame pattern, e.g. "
-                             "../shared/testdata/plates/blender_street/street.####.exr); --frames and --size unused")
+    parser.add_argument(
+        "--plates",
+        default=None,
+        help="a rendered shot to measure instead of the demo (a frame pattern, e.g. "
+        "../shared/testdata/plates/blender_street/street.####.exr); --frames and --size unused",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "consistency.json"))
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -117,8 +152,11 @@ def main() -> int:
             report = measure_flicker(pattern, plates)
             truth[look] = {"R": round(report.R, 4), "D": round(report.D, 4)}
             print(f"{'ground truth: ' + look:<40} R {report.R:9.3f}   D {report.D:6.4f}", flush=True)
-        model = SHIPPED_MODEL if builtin else make_test_model(
-            root / "model", "sd15", controlnet=True, vae=args.model.removeprefix("tiny-"))
+        model = (
+            SHIPPED_MODEL
+            if builtin
+            else make_test_model(root / "model", "sd15", controlnet=True, vae=args.model.removeprefix("tiny-"))
+        )
         pool = PipelinePool("cpu")
         for mode in args.modes.split(","):
             if not set(mode.split("+")) <= IMPLEMENTED | {"none"}:
@@ -135,9 +173,20 @@ def main() -> int:
             print(f"{mode:<40} R {report.R:9.3f}   D {report.D:6.4f}   {seconds:6.2f} s/frame", flush=True)
     output = Path(args.out)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"plates": args.plates or "the demo shot", "frames": args.frames,
-                                  "size": [width, height], "model": MODEL_NAMES[args.model],
-                                  "modes": results, **({"ground_truth": truth} if truth else {})}, indent=2) + "\n")
+    output.write_text(
+        json.dumps(
+            {
+                "plates": args.plates or "the demo shot",
+                "frames": args.frames,
+                "size": [width, height],
+                "model": MODEL_NAMES[args.model],
+                "modes": results,
+                **({"ground_truth": truth} if truth else {}),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written {output}")
     return 0
 

@@ -48,16 +48,16 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from stylecomp.io.aovs import beauty
+from stylecomp.demo.scene import write_demo
 from stylecomp.diffusion.conditioning import depth_condition
 from stylecomp.diffusion.consistency import IMPLEMENTED
-from stylecomp.demo.scene import write_demo
-from stylecomp.jobspec import ColorSettings, Performance, parse_job
 from stylecomp.diffusion.loading import offline, pick_dtype
 from stylecomp.diffusion.pool import PipelinePool
-from stylecomp.io.plates import read_plate
-from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 from stylecomp.diffusion.testing import make_full_size_model, make_test_model
+from stylecomp.io.aovs import beauty
+from stylecomp.io.plates import read_plate
+from stylecomp.jobspec import ColorSettings, Performance, parse_job
+from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 
 offline()
 from diffusers import (  # noqa: E402  (after the offline switch)
@@ -97,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=24, help="frames in the rendered shot (default 24)")
     parser.add_argument("--no-compile", action="store_true", help="stylecomp without torch.compile")
     parser.add_argument("--smoke", action="store_true", help="the same code on the CPU, tiny models, 64x64")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/gpu_<device>_<date>.json; "
-                        "with --smoke a temp file)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default benchmarks/results/gpu_<device>_<date>.json; with --smoke a temp file)",
+    )
     args = parser.parse_args(argv)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     if not set(families) <= set(CONTROLNET) or args.frames < FIDELITY_FRAMES:
@@ -106,18 +109,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         setup = Setup("cpu", torch.float32, 4, {"sd15": 64, "sdxl": 64}, FIDELITY_FRAMES, 1, 256, False, False)
     elif not torch.cuda.is_available():
-        print("gpu_throughput: no CUDA device here, nothing measured. It needs one; --smoke runs the same code on "
-              "the CPU with tiny models.")
+        print(
+            "gpu_throughput: no CUDA device here, nothing measured. It needs one; --smoke runs the same code on "
+            "the CPU with tiny models."
+        )
         return 0
     else:
-        setup = Setup("cuda", pick_dtype("cuda"), 20, {"sd15": 512, "sdxl": 1024}, args.frames, 10, 8192,
-                      not args.no_compile, True)
+        setup = Setup(
+            "cuda",
+            pick_dtype("cuda"),
+            20,
+            {"sd15": 512, "sdxl": 1024},
+            args.frames,
+            10,
+            8192,
+            not args.no_compile,
+            True,
+        )
 
     device_name = torch.cuda.get_device_name(0) if setup.device == "cuda" else "cpu (smoke)"
     report: dict[str, Any] = {
-        "device": device_name, "date": datetime.date.today().isoformat(), "dtype": str(setup.dtype).split(".")[-1],
-        "torch": torch.__version__, "settings": {"steps": setup.steps, "strength": STRENGTH, "guidance": GUIDANCE,
-                                                 "frames": setup.frames, "compile": setup.compile},
+        "device": device_name,
+        "date": datetime.date.today().isoformat(),
+        "dtype": str(setup.dtype).split(".")[-1],
+        "torch": torch.__version__,
+        "settings": {
+            "steps": setup.steps,
+            "strength": STRENGTH,
+            "guidance": GUIDANCE,
+            "frames": setup.frames,
+            "compile": setup.compile,
+        },
     }
     with tempfile.TemporaryDirectory(prefix="stylecomp-gpu-bench-") as temp:
         root = Path(temp)
@@ -186,16 +208,21 @@ def measure_family(family: str, setup: Setup, root: Path, matmul: float) -> dict
 
     # stylecomp, optimized: a warm-up batch (load, compile), then the whole shot.
     pool = PipelinePool(setup.device, setup.dtype)
-    first_start = timed_render(family, model, plates, root / f"{family}-warm", optimized, setup, pool,
-                               (FIRST, FIRST + batch - 1))
+    first_start = timed_render(
+        family, model, plates, root / f"{family}-warm", optimized, setup, pool, (FIRST, FIRST + batch - 1)
+    )
     seconds = timed_render(family, model, plates, root / f"{family}-optimized", optimized, setup, pool)
     pool.clear()
-    result |= {"stylecomp_ms_per_frame": seconds / setup.frames * 1000.0, "first_start_s": first_start,
-               "second_start_s": second_start(family, model, plates, root, optimized, setup, batch)}
+    result |= {
+        "stylecomp_ms_per_frame": seconds / setup.frames * 1000.0,
+        "first_start_s": first_start,
+        "second_start_s": second_start(family, model, plates, root, optimized, setup, batch),
+    }
     if setup.compile:  # the defaults alone, for what compile adds
         pool = PipelinePool(setup.device, setup.dtype)
-        timed_render(family, model, plates, root / f"{family}-warm-default", {}, setup, pool,
-                     (FIRST, FIRST + batch - 1))
+        timed_render(
+            family, model, plates, root / f"{family}-warm-default", {}, setup, pool, (FIRST, FIRST + batch - 1)
+        )
         seconds = timed_render(family, model, plates, root / f"{family}-default", {}, setup, pool)
         pool.clear()
         result["stylecomp_default_ms_per_frame"] = seconds / setup.frames * 1000.0
@@ -207,30 +234,51 @@ def measure_family(family: str, setup: Setup, root: Path, matmul: float) -> dict
         "stylecomp_vs_baseline": result["stylecomp_ms_per_frame"] / result["baseline_ms_per_frame"],
         "stylecomp_vs_floor": result["stylecomp_ms_per_frame"] / floor_ms,
         "baseline_vs_floor": result["baseline_ms_per_frame"] / floor_ms,
-        "size": [side, side], "controlnet": "depth" if CONTROLNET[family] else None, "frames_per_call": batch,
+        "size": [side, side],
+        "controlnet": "depth" if CONTROLNET[family] else None,
+        "frames_per_call": batch,
     }
     if setup.device == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return result
 
 
-def document(family: str, model: Path, plates: Path, out: Path, performance: dict[str, Any], steps: int,
-             mechanisms: tuple[str, ...] = ()) -> dict[str, Any]:
+def document(
+    family: str,
+    model: Path,
+    plates: Path,
+    out: Path,
+    performance: dict[str, Any],
+    steps: int,
+    mechanisms: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """The benchmark's job: the demo shot, strength 0.5, ``steps`` steps, a depth ControlNet for SD 1.5."""
     controlnets = [{"path": str(model / "controlnet"), "source": "depth"}] if CONTROLNET[family] else []
     return {
         "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"), "output": str(out / "demo.####.exr")}],
         "model": {"family": family, "path": str(model), "controlnets": controlnets},
-        "prompt": PROMPT, "steps": steps, "strength": STRENGTH, "guidance": GUIDANCE,
+        "prompt": PROMPT,
+        "steps": steps,
+        "strength": STRENGTH,
+        "guidance": GUIDANCE,
         "seed": {"policy": "fixed" if mechanisms else "per_frame", "value": 1234},
         "consistency": {"mechanisms": list(mechanisms), "keyframe_interval": 4},
-        "exr": {"pixel_type": "float"}, "performance": performance,
+        "exr": {"pixel_type": "float"},
+        "performance": performance,
     }
 
 
-def timed_render(family: str, model: Path, plates: Path, out: Path, performance: dict[str, Any], setup: Setup,
-                 pool: PipelinePool, frames: tuple[int, int] | None = None,
-                 mechanisms: tuple[str, ...] = ()) -> float:
+def timed_render(
+    family: str,
+    model: Path,
+    plates: Path,
+    out: Path,
+    performance: dict[str, Any],
+    setup: Setup,
+    pool: PipelinePool,
+    frames: tuple[int, int] | None = None,
+    mechanisms: tuple[str, ...] = (),
+) -> float:
     """Seconds ``render_job`` takes for the shot (or ``frames``), no render cache; every frame must render."""
     job = parse_job(json.dumps(document(family, model, plates, out, performance, setup.steps, mechanisms)))
     gc.collect()  # not in the middle of the render: earlier pools' pipelines are garbage
@@ -249,8 +297,14 @@ def baseline(family: str, model: Path, plates: Path, setup: Setup) -> dict[str, 
     plate = read_plate(plates / f"demo.{FIRST}.exr")
     rgb, alpha = beauty(plate)
     image = ColorSettings().model_encoding().encode(rgb, alpha).image
-    kwargs: dict[str, Any] = {"prompt": PROMPT, "image": image[None], "strength": STRENGTH,
-                              "num_inference_steps": setup.steps, "guidance_scale": GUIDANCE, "output_type": "np"}
+    kwargs: dict[str, Any] = {
+        "prompt": PROMPT,
+        "image": image[None],
+        "strength": STRENGTH,
+        "num_inference_steps": setup.steps,
+        "guidance_scale": GUIDANCE,
+        "output_type": "np",
+    }
     load: dict[str, Any] = {"torch_dtype": setup.dtype}
     if CONTROLNET[family]:
         kwargs["control_image"] = depth_condition(plate.channel("Z"))[None]
@@ -289,14 +343,26 @@ def baseline(family: str, model: Path, plates: Path, setup: Setup) -> dict[str, 
     return result
 
 
-def second_start(family: str, model: Path, plates: Path, root: Path, performance: dict[str, Any], setup: Setup,
-                 batch: int) -> float:
+def second_start(
+    family: str, model: Path, plates: Path, root: Path, performance: dict[str, Any], setup: Setup, batch: int
+) -> float:
     """Seconds a new ``stylecomp render`` process takes for one batch: start, load, compiled code from the cache."""
     job = root / f"{family}-second-start.json"
-    job.write_text(json.dumps(document(family, model, plates, root / f"{family}-second-start", performance,
-                                       setup.steps)))
-    command = [sys.executable, "-m", "stylecomp.cli", "render", str(job), "--frames", f"{FIRST}-{FIRST + batch - 1}",
-               "--device", setup.device, "--no-cache"]
+    job.write_text(
+        json.dumps(document(family, model, plates, root / f"{family}-second-start", performance, setup.steps))
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "stylecomp.cli",
+        "render",
+        str(job),
+        "--frames",
+        f"{FIRST}-{FIRST + batch - 1}",
+        "--device",
+        setup.device,
+        "--no-cache",
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
     if done.returncode != 0:
@@ -307,8 +373,9 @@ def second_start(family: str, model: Path, plates: Path, root: Path, performance
 def fidelity(family: str, model: Path, plates: Path, root: Path, setup: Setup) -> dict[str, Any]:
     """The optimized render's first frames against an eager render of them, relative L2 in the model's space."""
     pool = PipelinePool(setup.device, setup.dtype)
-    timed_render(family, model, plates, root / f"{family}-eager", EAGER, setup, pool,
-                 (FIRST, FIRST + FIDELITY_FRAMES - 1))
+    timed_render(
+        family, model, plates, root / f"{family}-eager", EAGER, setup, pool, (FIRST, FIRST + FIDELITY_FRAMES - 1)
+    )
     pool.clear()
     encoding = ColorSettings().model_encoding()
 
@@ -331,8 +398,7 @@ def consistency_costs(family: str, model: Path, plates: Path, root: Path, setup:
     costs: dict[str, Any] = {}
     for mode in MODES:
         mechanisms = () if mode == "none" else (mode,)
-        seconds = timed_render(family, model, plates, root / f"{family}-mode-{mode}", {}, setup, pool, None,
-                               mechanisms)
+        seconds = timed_render(family, model, plates, root / f"{family}-mode-{mode}", {}, setup, pool, None, mechanisms)
         costs[mode] = {"ms_per_frame": seconds / setup.frames * 1000.0}
         costs[mode]["vs_none"] = costs[mode]["ms_per_frame"] / costs["none"]["ms_per_frame"]
     pool.clear()
@@ -349,21 +415,29 @@ def rounded(value: Any) -> Any:
 
 
 def print_table(report: dict[str, Any], families: list[str], steps: int) -> None:
-    print(f"\n{report['device']}, {report['dtype']}, matmul {report['matmul_tflops']:.4g} TFLOP/s; "
-          f"img2img strength {STRENGTH}, {steps} steps, ms per frame")
-    print(f"{'family':<8}{'baseline':>10}{'stylecomp':>11}{'(no compile)':>14}{'floor':>8}"
-          f"{'vs baseline':>13}{'vs floor':>10}{'fidelity':>10}{'2nd start s':>13}")
+    print(
+        f"\n{report['device']}, {report['dtype']}, matmul {report['matmul_tflops']:.4g} TFLOP/s; "
+        f"img2img strength {STRENGTH}, {steps} steps, ms per frame"
+    )
+    print(
+        f"{'family':<8}{'baseline':>10}{'stylecomp':>11}{'(no compile)':>14}{'floor':>8}"
+        f"{'vs baseline':>13}{'vs floor':>10}{'fidelity':>10}{'2nd start s':>13}"
+    )
     for family in families:
         r = report[family]
         default = r.get("stylecomp_default_ms_per_frame")
-        print(f"{family:<8}{r['baseline_ms_per_frame']:>10.1f}{r['stylecomp_ms_per_frame']:>11.1f}"
-              f"{default if default is not None else float('nan'):>14.1f}{r['floor_ms_per_frame']:>8.1f}"
-              f"{r['stylecomp_vs_baseline']:>13.2f}{r['stylecomp_vs_floor']:>10.2f}"
-              f"{r['fidelity']['rel_l2_max']:>10.1e}{r['second_start_s']:>13.1f}")
+        print(
+            f"{family:<8}{r['baseline_ms_per_frame']:>10.1f}{r['stylecomp_ms_per_frame']:>11.1f}"
+            f"{default if default is not None else float('nan'):>14.1f}{r['floor_ms_per_frame']:>8.1f}"
+            f"{r['stylecomp_vs_baseline']:>13.2f}{r['stylecomp_vs_floor']:>10.2f}"
+            f"{r['fidelity']['rel_l2_max']:>10.1e}{r['second_start_s']:>13.1f}"
+        )
     for family in families:
         modes = report[family]["consistency"]
-        print(f"{family} consistency, ms per frame (x mode none): " +
-              ", ".join(f"{mode} {m['ms_per_frame']:.0f} ({m['vs_none']:.2f}x)" for mode, m in modes.items()))
+        print(
+            f"{family} consistency, ms per frame (x mode none): "
+            + ", ".join(f"{mode} {m['ms_per_frame']:.0f} ({m['vs_none']:.2f}x)" for mode, m in modes.items())
+        )
 
 
 if __name__ == "__main__":

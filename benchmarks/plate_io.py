@@ -38,10 +38,16 @@ GOAL_RATIO = 1.3
 DISPLAY = (2048, 1556)
 INSET = 16
 CHANNELS: list[tuple[str, str]] = [
-    ("R", "half"), ("G", "half"), ("B", "half"), ("A", "half"),
+    ("R", "half"),
+    ("G", "half"),
+    ("B", "half"),
+    ("A", "half"),
     ("Z", "float"),
-    ("N.X", "half"), ("N.Y", "half"), ("N.Z", "half"),
-    ("backward.u", "float"), ("backward.v", "float"),
+    ("N.X", "half"),
+    ("N.Y", "half"),
+    ("N.Z", "half"),
+    ("backward.u", "float"),
+    ("backward.v", "float"),
     ("id", "uint"),
 ]
 

@@ -39,20 +39,34 @@ from pathlib import Path
 import numpy as np
 
 from stylecomp.color import ModelEncoding
-from stylecomp.io.contactsheet import write_contact_sheet
-from stylecomp.jobspec import Consistency, FrameRange, Job, Region, Resolution, SeedPolicy, Shot
-from stylecomp.temporal.flicker import (
-    DEPTH_TOLERANCE, Sampler, check_conventions, masked_errors, pair_roles, read_plate_frame, read_stylized_frame,
-    require_reproduction, visibility,
-)
 from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.io.contactsheet import write_contact_sheet
 from stylecomp.io.plates import read_plate
-from stylecomp.render.loop import render_job
 from stylecomp.io.sequence import FrameSequence, discover
+from stylecomp.jobspec import Consistency, FrameRange, Job, Region, Resolution, SeedPolicy, Shot
+from stylecomp.render.loop import render_job
 from stylecomp.stage import STYLIZED_CHANNELS
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.evaluation import (
-    EVALUATION_PROMPTS, RECOMMENDED, SIZE, HeldOutShot, display_output, held_out_shot, model_settings, stylize,
+    EVALUATION_PROMPTS,
+    RECOMMENDED,
+    SIZE,
+    HeldOutShot,
+    display_output,
+    held_out_shot,
+    model_settings,
+    stylize,
+)
+from stylecomp.temporal.flicker import (
+    DEPTH_TOLERANCE,
+    Sampler,
+    check_conventions,
+    masked_errors,
+    pair_roles,
+    read_plate_frame,
+    read_stylized_frame,
+    require_reproduction,
+    visibility,
 )
 
 GOAL_RATIO_VS_GLOBAL = 1.15
@@ -68,8 +82,10 @@ def scene_regions(shot: HeldOutShot, strength: float = RECOMMENDED.strength) -> 
     """The ground (ID 1) in watercolor, every other object cel shaded; the sky (ID 0) is the shot's own."""
     ids = np.unique(read_plate(shot.plates.path(shot.plates.frames[0])).channel("id")).astype(int).tolist()
     objects = [i for i in ids if i not in (0, 1)]
-    return [Region(name="ground", select={"ids": [1]}, prompt=EVALUATION_PROMPTS["watercolor"], strength=strength),
-            Region(name="objects", select={"ids": objects}, prompt=EVALUATION_PROMPTS["cel"], strength=strength)]
+    return [
+        Region(name="ground", select={"ids": [1]}, prompt=EVALUATION_PROMPTS["watercolor"], strength=strength),
+        Region(name="objects", select={"ids": objects}, prompt=EVALUATION_PROMPTS["cel"], strength=strength),
+    ]
 
 
 REGION_LOOKS = {"ground": "watercolor", "objects": "cel"}
@@ -91,14 +107,21 @@ def distance_from(mask: np.ndarray, limit: int) -> np.ndarray:
     grown = mask.copy()
     for d in range(1, limit + 1):
         padded = np.pad(grown, 1)
-        grown = np.logical_or.reduce([padded[dy:dy + mask.shape[0], dx:dx + mask.shape[1]]
-                                      for dy in range(3) for dx in range(3)])
+        grown = np.logical_or.reduce(
+            [padded[dy : dy + mask.shape[0], dx : dx + mask.shape[1]] for dy in range(3) for dx in range(3)]
+        )
         distance[grown & (distance > d)] = d
     return distance
 
 
-def leak(regional: np.ndarray, own: np.ndarray, other: np.ndarray, target: np.ndarray, inside: np.ndarray,
-         neighbour: np.ndarray) -> dict:
+def leak(
+    regional: np.ndarray,
+    own: np.ndarray,
+    other: np.ndarray,
+    target: np.ndarray,
+    inside: np.ndarray,
+    neighbour: np.ndarray,
+) -> dict:
     """Pixels of ``inside`` by distance from ``neighbour``: the share of the other look at each distance; the
     largest distance where it exceeds LEAK_SHARE (``px``), and where it exceeds the far field's share (the mean
     beyond MAX_DISTANCE / 2, which the whole region has) by LEAK_SHARE (``px_above_far``)."""
@@ -117,8 +140,9 @@ def leak(regional: np.ndarray, own: np.ndarray, other: np.ndarray, target: np.nd
     far_values = [s for s in shares[MAX_DISTANCE // 2 :] if s is not None]
     far = float(np.mean(far_values)) if far_values else 0.0
     reach = max((d for d, s in enumerate(shares, 1) if s is not None and s > LEAK_SHARE), default=0)
-    above = max((d for d, s in enumerate(shares[: MAX_DISTANCE // 2], 1) if s is not None and s - far > LEAK_SHARE),
-                default=0)
+    above = max(
+        (d for d, s in enumerate(shares[: MAX_DISTANCE // 2], 1) if s is not None and s - far > LEAK_SHARE), default=0
+    )
     return {"px": reach, "px_above_far": above, "far_share": round(far, 3), "share_by_distance": shares}
 
 
@@ -132,8 +156,12 @@ def untouched_exact(plates: FrameSequence, outputs: FrameSequence, frame: int, s
     raw_output = np.ascontiguousarray(output.channels(list(STYLIZED_CHANNELS)), np.float32)
     zero = strengths <= 0.0
     same = raw_plate[zero].view(np.uint32) == raw_output[zero].view(np.uint32)
-    return {"pixels": int(zero.sum()), "equal": bool(same.all()), "different_values": int((~same).sum()),
-            "types": [plate.parts[0].channel_types[0], output.parts[0].channel_types[0]]}
+    return {
+        "pixels": int(zero.sum()),
+        "equal": bool(same.all()),
+        "different_values": int((~same).sum()),
+        "types": [plate.parts[0].channel_types[0], output.parts[0].channel_types[0]],
+    }
 
 
 def held_out_scene(index: int, root: Path, pool: PipelinePool) -> dict:
@@ -141,10 +169,13 @@ def held_out_scene(index: int, root: Path, pool: PipelinePool) -> dict:
     whether the untouched sky is exact."""
     shot = held_out_shot(index, root / f"scene{index}")
     frame = shot.plates.frames[0]
-    whole = {look: display_output(stylize(shot, EVALUATION_PROMPTS[look], root / f"{look}{index}", pool=pool), frame)
-             for look in EVALUATION_PROMPTS}
-    return {"seed": shot.seed} | {mode: regional_scene(shot, whole, root / f"{mode}{index}", pool, mode)
-                                  for mode in MODES}
+    whole = {
+        look: display_output(stylize(shot, EVALUATION_PROMPTS[look], root / f"{look}{index}", pool=pool), frame)
+        for look in EVALUATION_PROMPTS
+    }
+    return {"seed": shot.seed} | {
+        mode: regional_scene(shot, whole, root / f"{mode}{index}", pool, mode) for mode in MODES
+    }
 
 
 MODES = ("attention", "passes")
@@ -154,8 +185,9 @@ def regional_scene(shot: HeldOutShot, whole: dict[str, np.ndarray], out: Path, p
     frame = shot.plates.frames[0]
     regions = scene_regions(shot)
     started = time.perf_counter()
-    regional_seq = stylize(shot, "", out, replace(RECOMMENDED, strength=0.0), pool=pool, regions=regions,
-                           region_prompts=mode)
+    regional_seq = stylize(
+        shot, "", out, replace(RECOMMENDED, strength=0.0), pool=pool, regions=regions, region_prompts=mode
+    )
     seconds = time.perf_counter() - started
     regional = display_output(regional_seq, frame)
     weights = region_weights(regional_seq, frame, [r.name for r in regions])
@@ -171,10 +203,14 @@ def regional_scene(shot: HeldOutShot, whole: dict[str, np.ndarray], out: Path, p
         other_look = next(name for name in EVALUATION_PROMPTS if name != look)
         other_target = shot.looks[other_look][frame]
         result["regions"][region.name] = {
-            "look": look, "pixels": int(inside.sum()), "ratio": round(ratio, 4),
-            "global_ratio": round(global_ratio, 4), "ratio_vs_global": round(ratio / global_ratio, 4),
+            "look": look,
+            "pixels": int(inside.sum()),
+            "ratio": round(ratio, 4),
+            "global_ratio": round(global_ratio, 4),
+            "ratio_vs_global": round(ratio / global_ratio, 4),
             "l1_own_target": round(l1(regional, target, inside), 4),
-            "l1_other_target": round(l1(regional, other_target, inside), 4)}
+            "l1_other_target": round(l1(regional, other_target, inside), 4),
+        }
     ground, objects = (weights[name] >= 0.999 for name in ("ground", "objects"))
     leaks = {}
     for name, inside, neighbour in (("objects_into_ground", ground, objects), ("ground_into_objects", objects, ground)):
@@ -196,25 +232,47 @@ def overhead(root: Path, pool: PipelinePool, frames: int = 3, repeats: int = 2) 
     ids = np.unique(read_plate(shot.plates.path(shot.plates.frames[0])).channel("id")).astype(int).tolist()
     groups = [ids[i::4] for i in range(4)]
     prompts = ["cel shaded", "watercolor painting", "cel shaded, bold ink", "watercolor painting, soft"]
-    regions = [Region(name=f"r{i}", select={"ids": group}, prompt=prompt)
-               for i, (group, prompt) in enumerate(zip(groups, prompts)) if group]
+    regions = [
+        Region(name=f"r{i}", select={"ids": group}, prompt=prompt)
+        for i, (group, prompt) in enumerate(zip(groups, prompts))
+        if group
+    ]
     seconds = {}
-    for name, job_regions, mode in (("one_prompt", [], "attention"), ("attention", regions, "attention"),
-                                    ("passes", regions, "passes")):
+    for name, job_regions, mode in (
+        ("one_prompt", [], "attention"),
+        ("attention", regions, "attention"),
+        ("passes", regions, "passes"),
+    ):
         runs = []
         for repeat in range(repeats + 1):  # the first run loads the model and is not counted
             started = time.perf_counter()
-            stylize(shot, EVALUATION_PROMPTS["cel"], root / f"overhead-{name}-{repeat}", pool=pool,
-                    regions=job_regions, region_prompts=mode)
+            stylize(
+                shot,
+                EVALUATION_PROMPTS["cel"],
+                root / f"overhead-{name}-{repeat}",
+                pool=pool,
+                regions=job_regions,
+                region_prompts=mode,
+            )
             if repeat:
                 runs.append((time.perf_counter() - started) / frames)
         seconds[name] = round(min(runs), 3)
-    return {"s_per_frame": seconds, "regions": len(regions), "frames": frames, "size": list(SIZE),
-            "overhead_4_regions": {mode: round(seconds[mode] / seconds["one_prompt"], 3) for mode in MODES}}
+    return {
+        "s_per_frame": seconds,
+        "regions": len(regions),
+        "frames": frames,
+        "size": list(SIZE),
+        "overhead_4_regions": {mode: round(seconds[mode] / seconds["one_prompt"], 3) for mode in MODES},
+    }
 
 
-def region_flicker(outputs: FrameSequence, plates: FrameSequence, frames: list[int], names: list[str],
-                   mattes: FrameSequence | None = None) -> dict:
+def region_flicker(
+    outputs: FrameSequence,
+    plates: FrameSequence,
+    frames: list[int],
+    names: list[str],
+    mattes: FrameSequence | None = None,
+) -> dict:
     """stylecomp flicker's R (E_warp of the stylized over the plate's, along the plate's vectors), restricted to
     each region's matte (weight >= 0.5 in the frame the vectors belong to; read from ``mattes``' regions
     channels, default the outputs' own)."""
@@ -246,18 +304,35 @@ def street(root: Path, pool: PipelinePool, pattern: Path, sheet: Path, mode: str
     """``car`` cel shaded, ``bld*`` watercolor, the road untouched on the Blender shot; contact sheet and R."""
     plates = discover(str(pattern))
     frames = [f for f in plates.frames if STREET_FRAMES[0] <= f <= STREET_FRAMES[1]]
-    regions = [Region(name="road", select={"cryptomatte": ["road"]}, strength=0.0),
-               Region(name="buildings", select={"cryptomatte": ["bld*"]}, prompt=EVALUATION_PROMPTS["watercolor"],
-                      strength=0.5),
-               Region(name="car", select={"cryptomatte": ["car"]}, prompt=EVALUATION_PROMPTS["cel"], strength=0.5)]
+    regions = [
+        Region(name="road", select={"cryptomatte": ["road"]}, strength=0.0),
+        Region(
+            name="buildings", select={"cryptomatte": ["bld*"]}, prompt=EVALUATION_PROMPTS["watercolor"], strength=0.5
+        ),
+        Region(name="car", select={"cryptomatte": ["car"]}, prompt=EVALUATION_PROMPTS["cel"], strength=0.5),
+    ]
+
     def render(name: str, prompt: str, strength: float, job_regions: list[Region]) -> tuple[FrameSequence, float]:
-        job = Job(shots=[Shot(name="street", plate=str(pattern), output=str(root / name / "street.####.exr"),
-                              frames=FrameRange(first=frames[0], last=frames[-1]))],
-                  model=model_settings(SHIPPED_MODEL), prompt=prompt, strength=strength, steps=RECOMMENDED.steps,
-                  guidance=RECOMMENDED.guidance, seed=SeedPolicy(value=RECOMMENDED.seed),
-                  resolution=Resolution(mode="downscale", working_size=SIZE[0]),
-                  consistency=Consistency(mechanisms=["warped_noise", "latent_fusion"]), regions=job_regions,
-                  region_prompts=mode)
+        job = Job(
+            shots=[
+                Shot(
+                    name="street",
+                    plate=str(pattern),
+                    output=str(root / name / "street.####.exr"),
+                    frames=FrameRange(first=frames[0], last=frames[-1]),
+                )
+            ],
+            model=model_settings(SHIPPED_MODEL),
+            prompt=prompt,
+            strength=strength,
+            steps=RECOMMENDED.steps,
+            guidance=RECOMMENDED.guidance,
+            seed=SeedPolicy(value=RECOMMENDED.seed),
+            resolution=Resolution(mode="downscale", working_size=SIZE[0]),
+            consistency=Consistency(mechanisms=["warped_noise", "latent_fusion"]),
+            regions=job_regions,
+            region_prompts=mode,
+        )
         started = time.perf_counter()
         summary = render_job(job, pool=pool, cache=None, overwrite=True)
         if summary.failed:
@@ -274,19 +349,28 @@ def street(root: Path, pool: PipelinePool, pattern: Path, sheet: Path, mode: str
         rgba = plate.channels([f"ViewLayer.Combined.{c}" for c in "RGBA"])
         output = read_plate(outputs.path(frame))
         weights = np.stack([output.channel(f"regions.{name}") for name in ("car", "buildings", "road")], axis=-1)
-        tiles += [(f"{frame} plate", encoding.encode(rgba[..., :3], rgba[..., 3]).image),
-                  (f"{frame} regions: car cel, bld* watercolor, road untouched", display_output(outputs, frame)),
-                  (f"{frame} weights (R car, G bld*, B road)", weights)]
+        tiles += [
+            (f"{frame} plate", encoding.encode(rgba[..., :3], rgba[..., 3]).image),
+            (f"{frame} regions: car cel, bld* watercolor, road untouched", display_output(outputs, frame)),
+            (f"{frame} weights (R car, G bld*, B road)", weights),
+        ]
     write_contact_sheet(sheet, tiles, columns=3)
     names = [region.name for region in regions]
     last = read_plate(outputs.path(frames[-1]))
     strengths = sum(last.channel(f"regions.{r.name}") * r.strength for r in regions)
-    return {"frames": [frames[0], frames[-1]], "s_per_frame": round(seconds, 2), "contact_sheet": sheet.name,
-            "R": region_flicker(outputs, plates, frames, names),
-            "R_whole_frame_look": {look: region_flicker(sequence, plates, frames, names, mattes=outputs)
-                                   for look, sequence in whole.items()},
-            "untouched": untouched_exact(plates, outputs, frames[-1], strengths),
-            "mechanisms": ["warped_noise", "latent_fusion"], "working_size": list(SIZE), "region_prompts": mode}
+    return {
+        "frames": [frames[0], frames[-1]],
+        "s_per_frame": round(seconds, 2),
+        "contact_sheet": sheet.name,
+        "R": region_flicker(outputs, plates, frames, names),
+        "R_whole_frame_look": {
+            look: region_flicker(sequence, plates, frames, names, mattes=outputs) for look, sequence in whole.items()
+        },
+        "untouched": untouched_exact(plates, outputs, frames[-1], strengths),
+        "mechanisms": ["warped_noise", "latent_fusion"],
+        "working_size": list(SIZE),
+        "region_prompts": mode,
+    }
 
 
 def main() -> int:
@@ -299,10 +383,16 @@ def main() -> int:
     pool = PipelinePool("cpu")
     output = Path(args.out)
     output.parent.mkdir(parents=True, exist_ok=True)
-    results: dict = {"settings": asdict(RECOMMENDED), "working_width": SIZE[0], "leak_share": LEAK_SHARE,
-                     "goals": {"ratio_vs_global": GOAL_RATIO_VS_GLOBAL,
-                               "boundary_leak_px": SIZE[0] * GOAL_LEAK_SHARE_OF_WIDTH,
-                               "overhead_4_regions": GOAL_OVERHEAD}}
+    results: dict = {
+        "settings": asdict(RECOMMENDED),
+        "working_width": SIZE[0],
+        "leak_share": LEAK_SHARE,
+        "goals": {
+            "ratio_vs_global": GOAL_RATIO_VS_GLOBAL,
+            "boundary_leak_px": SIZE[0] * GOAL_LEAK_SHARE_OF_WIDTH,
+            "overhead_4_regions": GOAL_OVERHEAD,
+        },
+    }
     with tempfile.TemporaryDirectory() as temp:
         root = Path(temp)
         scenes = [held_out_scene(int(i), root, pool) for i in args.scenes.split(",")]
@@ -316,7 +406,8 @@ def main() -> int:
                 "ratio_vs_global_max": max(r["ratio_vs_global"] for run in runs for r in run["regions"].values()),
                 "boundary_leak_px_max": max(run["boundary_leak_px"] for run in runs),
                 "boundary_leak_px_above_far_max": max(run["boundary_leak_px_above_far"] for run in runs),
-                "untouched_exact": all(run["untouched"]["equal"] for run in runs)}
+                "untouched_exact": all(run["untouched"]["equal"] for run in runs),
+            }
         if "overhead" not in args.skip:
             results["overhead"] = overhead(root, pool)
             for mode in MODES:

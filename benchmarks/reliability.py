@@ -61,9 +61,25 @@ def p99(values: list[float]) -> float:
 def server(work: Path, model: Path) -> Iterator[tuple[str, str]]:
     """``stylecomp serve`` confined to ``work`` and the model, its token and queue in ``work``: (url, token)."""
     env = os.environ | {"STYLECOMP_CACHE_DIR": str(work / "cache"), "STYLECOMP_CONFIG_DIR": str(work / "config")}
-    process = subprocess.Popen([str(ENGINE), "serve", "--port", "0", "--device", "cpu", "--no-cache", "--root",
-                                str(work), "--root", str(model.parent)], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, env=env)
+    process = subprocess.Popen(
+        [
+            str(ENGINE),
+            "serve",
+            "--port",
+            "0",
+            "--device",
+            "cpu",
+            "--no-cache",
+            "--root",
+            str(work),
+            "--root",
+            str(model.parent),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     try:
         url = process.stdout.readline().split()[4]  # type: ignore[union-attr]
         yield url, (work / "config" / "server-token").read_text().strip()
@@ -77,8 +93,10 @@ def request(url: str, token: str, method: str, path: str, body: Any = None) -> t
     data = json.dumps(body).encode() if body is not None else None
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url + path, data=data, method=method, headers={
-                "Authorization": f"Bearer {token}"}), timeout=60) as answer:
+        with urllib.request.urlopen(
+            urllib.request.Request(url + path, data=data, method=method, headers={"Authorization": f"Bearer {token}"}),
+            timeout=60,
+        ) as answer:
             answer.read()
             return answer.status, time.monotonic() - started
     except urllib.error.HTTPError as refused:
@@ -102,8 +120,13 @@ def burst(work: Path, model: Path, clients: int = 50, each: int = 4) -> dict[str
                 answers.append(request(url, token, "POST", "/jobs", {"job": document}))
 
         # The token goes through the environment, never the command line (which `ps` shows).
-        poller = subprocess.Popen([sys.executable, __file__, "--poll-health", url], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True, env=os.environ | {"STYLECOMP_TOKEN": token})
+        poller = subprocess.Popen(
+            [sys.executable, __file__, "--poll-health", url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ | {"STYLECOMP_TOKEN": token},
+        )
         try:
             if poller.stdout.readline().strip() != "polling":  # type: ignore[union-attr]
                 raise RuntimeError("the /health poller did not start")
@@ -120,13 +143,19 @@ def burst(work: Path, model: Path, clients: int = 50, each: int = 4) -> dict[str
                 poller.kill()
                 poller.wait()
     statuses = Counter(str(status) for status, _ in answers)
-    return {"submissions": len(answers), "clients": clients, "accepted": statuses.get("201", 0),
-            "dropped": sum(n for status, n in statuses.items() if not status.isdigit()),
-            "statuses": dict(statuses), "seconds": round(seconds, 2),
-            "submit_p50_ms": round(1000 * statistics.median(s for _, s in answers), 1),
-            "submit_p99_ms": round(1000 * p99([s for _, s in answers]), 1),
-            "health_requests": len(health), "health_failed": sum(status != 200 for status, _ in health),
-            "health_p99_ms": round(1000 * p99([s for _, s in health]), 1)}
+    return {
+        "submissions": len(answers),
+        "clients": clients,
+        "accepted": statuses.get("201", 0),
+        "dropped": sum(n for status, n in statuses.items() if not status.isdigit()),
+        "statuses": dict(statuses),
+        "seconds": round(seconds, 2),
+        "submit_p50_ms": round(1000 * statistics.median(s for _, s in answers), 1),
+        "submit_p99_ms": round(1000 * p99([s for _, s in answers]), 1),
+        "health_requests": len(health),
+        "health_failed": sum(status != 200 for status, _ in health),
+        "health_p99_ms": round(1000 * p99([s for _, s in health]), 1),
+    }
 
 
 def kills(work: Path, model: Path, count: int, seed: int) -> dict[str, Any]:
@@ -139,9 +168,13 @@ def kills(work: Path, model: Path, count: int, seed: int) -> dict[str, Any]:
     def batch(out: Path, *extra: str, cache: Path) -> subprocess.Popen[str]:
         job = work / f"{out.name}.json"
         job.write_text(json.dumps(job_document(plates, model, str(out / "demo.####.exr"), frames, steps=3)))
-        return subprocess.Popen([str(ENGINE), "batch", str(job), "--device", "cpu", "--progress", "json", *extra],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env=env | {"STYLECOMP_CACHE_DIR": str(cache)})
+        return subprocess.Popen(
+            [str(ENGINE), "batch", str(job), "--device", "cpu", "--progress", "json", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env | {"STYLECOMP_CACHE_DIR": str(cache)},
+        )
 
     def frame_times(process: subprocess.Popen[str], stop_after: int | None = None) -> list[float]:
         """When each frame event came; stops reading after ``stop_after`` of them."""
@@ -177,33 +210,56 @@ def kills(work: Path, model: Path, count: int, seed: int) -> dict[str, Any]:
         frame_times(resumed)
         status = resumed.wait()
         diffs = [np.abs(stylized(out / f"demo.{FIRST + k}.exr") - clean[k]) for k in range(frames)]
-        runs.append({"frames_done_before": after, "seconds_into_next": round(into, 2),
-                     "whole_frames_at_kill": sum(name.startswith("demo.") for name in left),
-                     "temp_files_at_kill": sum(not name.startswith("demo.") for name in left),
-                     "resume_status": status, "identical": all((d == 0).all() for d in diffs),
-                     "max_abs_diff": float(max(d.max() for d in diffs)),
-                     "values_differing": int(sum((d > 0).sum() for d in diffs))})
+        runs.append(
+            {
+                "frames_done_before": after,
+                "seconds_into_next": round(into, 2),
+                "whole_frames_at_kill": sum(name.startswith("demo.") for name in left),
+                "temp_files_at_kill": sum(not name.startswith("demo.") for name in left),
+                "resume_status": status,
+                "identical": all((d == 0).all() for d in diffs),
+                "max_abs_diff": float(max(d.max() for d in diffs)),
+                "values_differing": int(sum((d > 0).sum() for d in diffs)),
+            }
+        )
         shutil.rmtree(out)
         shutil.rmtree(cache, ignore_errors=True)
-    return {"kills": count, "frames": frames, "frame_s": round(frame_s, 2),
-            "identical": sum(run["identical"] and run["resume_status"] == 0 for run in runs), "runs": runs}
+    return {
+        "kills": count,
+        "frames": frames,
+        "frame_s": round(frame_s, 2),
+        "identical": sum(run["identical"] and run["resume_status"] == 0 for run in runs),
+        "runs": runs,
+    }
 
 
 def fuzz(work: Path, profile: str) -> dict[str, Any]:
     """tests/test_fuzz.py under ``profile``: cases by kind, and the tests that found a traceback (or crash/hang)."""
     log = work / "fuzz.log"
     began = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" /
-                             "test_fuzz.py")], cwd=ROOT, capture_output=True, text=True,
-                            env=os.environ | {"HYPOTHESIS_PROFILE": profile, "STYLECOMP_FUZZ_LOG": str(log)})
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_fuzz.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"HYPOTHESIS_PROFILE": profile, "STYLECOMP_FUZZ_LOG": str(log)},
+    )
     cases = Counter(line.split()[0] for line in log.read_text().splitlines()) if log.exists() else Counter()
     failed = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("FAILED")]
     kinds = {"job_documents": ["job"], "submissions": ["submission"], "exr_mutants": ["exr"], "cli_arguments": ["cli"]}
     tests = {"job_documents": "job", "submissions": "submission", "exr_mutants": "exr", "cli_arguments": "cli"}
-    return {"profile": profile, "seconds": round(time.monotonic() - began, 1), **{
-        kind: {"cases": sum(cases[name] for name in names),
-               "tracebacks": sum(tests[kind] in test for test in failed)} for kind, names in kinds.items()},
-            "failed_tests": failed}
+    return {
+        "profile": profile,
+        "seconds": round(time.monotonic() - began, 1),
+        **{
+            kind: {
+                "cases": sum(cases[name] for name in names),
+                "tracebacks": sum(tests[kind] in test for test in failed),
+            }
+            for kind, names in kinds.items()
+        },
+        "failed_tests": failed,
+    }
 
 
 def damaged() -> dict[str, Any]:
@@ -220,31 +276,49 @@ def damaged() -> dict[str, Any]:
             continue
         if result.returncode == 0:
             outcome["read"] += 1
-        elif (result.returncode == 2 and result.stderr.count("\n") == 1
-              and result.stderr.startswith(f"error: {path}: ")):
+        elif result.returncode == 2 and result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {path}: "):
             outcome["one_line_failures"] += 1
         else:
             outcome["tracebacks" if "Traceback" in result.stderr else "other"] += 1
             bad.append(path.name)
-    return {"files": len(files), "read": outcome["read"], "one_line_failures": outcome["one_line_failures"],
-            "tracebacks": outcome["tracebacks"], "crashes_or_other": outcome["other"], "hangs": outcome["hangs"],
-            "bad_files": bad}
+    return {
+        "files": len(files),
+        "read": outcome["read"],
+        "one_line_failures": outcome["one_line_failures"],
+        "tracebacks": outcome["tracebacks"],
+        "crashes_or_other": outcome["other"],
+        "hangs": outcome["hangs"],
+        "bad_files": bad,
+    }
 
 
 def _plate_job(work: Path, model: Path, size: int, steps: int, name: str) -> Any:
     """A one-frame job on a random ``size`` px plate, native resolution, strength 1 (every step runs)."""
-    from stylecomp.jobspec import parse_job
     from stylecomp.io.plates import ImagePart, Window, write_plate
+    from stylecomp.jobspec import parse_job
 
     rgba = np.random.default_rng(0).random((size, size, 4), dtype=np.float32)
     rgba[..., 3] = 1.0
     window = Window(0, 0, size, size)
     write_plate(work / f"{name}.exr", [ImagePart.create(rgba, ["R", "G", "B", "A"], window, window)])
-    return parse_job(json.dumps({
-        "version": 1, "shots": [{"name": name, "plate": str(work / f"{name}.exr"),
-                                 "output": str(work / f"{name}_out" / f"{name}.exr")}],
-        "model": {"family": "sd15", "path": str(model)}, "steps": steps, "strength": 1.0,
-        "resolution": {"mode": "native"}}))
+    return parse_job(
+        json.dumps(
+            {
+                "version": 1,
+                "shots": [
+                    {
+                        "name": name,
+                        "plate": str(work / f"{name}.exr"),
+                        "output": str(work / f"{name}_out" / f"{name}.exr"),
+                    }
+                ],
+                "model": {"family": "sd15", "path": str(model)},
+                "steps": steps,
+                "strength": 1.0,
+                "resolution": {"mode": "native"},
+            }
+        )
+    )
 
 
 def cancel_latency(work: Path, model: Path, repeats: int = 3) -> dict[str, Any]:
@@ -264,8 +338,9 @@ def cancel_latency(work: Path, model: Path, repeats: int = 3) -> dict[str, Any]:
                 inside.set()
 
         hook = torch.nn.modules.module.register_module_forward_pre_hook(watch)
-        thread = threading.Thread(target=render_job, args=(job,), kwargs={"pool": pool, "cancel": cancel,
-                                                                          "cache": None})
+        thread = threading.Thread(
+            target=render_job, args=(job,), kwargs={"pool": pool, "cancel": cancel, "cache": None}
+        )
         try:
             thread.start()
             inside.wait(600)
@@ -279,22 +354,28 @@ def cancel_latency(work: Path, model: Path, repeats: int = 3) -> dict[str, Any]:
         out = work / "long_step_out"
         partial += len(list(out.iterdir())) if out.exists() else 0
         shutil.rmtree(out, ignore_errors=True)
-    return {"plate_px": 512, "repeats": repeats, "latency_s": [round(s, 3) for s in latencies],
-            "max_s": round(max(latencies), 3), "files_left": partial}
+    return {
+        "plate_px": 512,
+        "repeats": repeats,
+        "latency_s": [round(s, 3) for s in latencies],
+        "max_s": round(max(latencies), 3),
+        "files_left": partial,
+    }
 
 
 def hook_overhead(work: Path, model: Path, repeats: int = 7) -> dict[str, Any]:
     """One 128 px frame, 20 steps, rendered with and without the per-module cancel check (interleaved; median)."""
-    from stylecomp.render import loop as render_module
     from stylecomp.diffusion.pool import PipelinePool
+    from stylecomp.render import loop as render_module
 
     job, pool = _plate_job(work, model, 128, 20, "overhead"), PipelinePool("cpu")
     real = render_module.interruptible
     times: dict[str, list[float]] = {"with": [], "without": []}
     for run in range(repeats + 1):
         for mode in ("with", "without"):
-            render_module.interruptible = real if mode == "with" else (lambda cancel, enabled=True:
-                                                                       contextlib.nullcontext())
+            render_module.interruptible = (
+                real if mode == "with" else (lambda cancel, enabled=True: contextlib.nullcontext())
+            )
             shutil.rmtree(work / "overhead_out", ignore_errors=True)  # else the current output is kept, not rendered
             began = time.perf_counter()
             render_module.render_job(job, pool=pool, cache=None, cancel=threading.Event())
@@ -302,8 +383,14 @@ def hook_overhead(work: Path, model: Path, repeats: int = 7) -> dict[str, Any]:
                 times[mode].append(time.perf_counter() - began)
     render_module.interruptible = real
     with_s, without_s = statistics.median(times["with"]), statistics.median(times["without"])
-    return {"plate_px": 128, "steps": 20, "repeats": repeats, "with_s": round(with_s, 3),
-            "without_s": round(without_s, 3), "overhead_pct": round(100 * (with_s / without_s - 1), 2)}
+    return {
+        "plate_px": 128,
+        "steps": 20,
+        "repeats": repeats,
+        "with_s": round(with_s, 3),
+        "without_s": round(without_s, 3),
+        "overhead_pct": round(100 * (with_s / without_s - 1), 2),
+    }
 
 
 def poll_health(url: str) -> None:
@@ -331,8 +418,9 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20, help="kill -9 points (default 20)")
     parser.add_argument("--seed", type=int, default=23, help="seed for the kill points")
     parser.add_argument("--fuzz-profile", default="bench", help="hypothesis profile for the fuzz tests")
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="sections to run: burst kills fuzz damaged cancel hook (default: all)")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="sections to run: burst kills fuzz damaged cancel hook (default: all)"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reliability.json"))
     parser.add_argument("--poll-health", metavar="URL", help=argparse.SUPPRESS)  # the burst's monitor process
     args = parser.parse_args()
@@ -347,9 +435,14 @@ def main() -> int:
         work = Path(folder)
         os.environ["STYLECOMP_CACHE_DIR"] = str(work / "cache")
         model = make_test_model(work / "model" / "sd15", "sd15")
-        steps = {"burst": lambda: burst(work, model), "kills": lambda: kills(work, model, args.kills, args.seed),
-                 "fuzz": lambda: fuzz(work, args.fuzz_profile), "damaged": damaged,
-                 "cancel": lambda: cancel_latency(work, model), "hook": lambda: hook_overhead(work, model)}
+        steps = {
+            "burst": lambda: burst(work, model),
+            "kills": lambda: kills(work, model, args.kills, args.seed),
+            "fuzz": lambda: fuzz(work, args.fuzz_profile),
+            "damaged": damaged,
+            "cancel": lambda: cancel_latency(work, model),
+            "hook": lambda: hook_overhead(work, model),
+        }
         for section in sections:
             began = time.monotonic()
             report[section] = steps[section]()
@@ -373,8 +466,11 @@ def missed_goals(report: dict[str, Any]) -> list[str]:
         missed.append(f"/health p99 {report['burst']['health_p99_ms']} ms")
     if "kills" in report and report["kills"]["identical"] != report["kills"]["kills"]:
         missed.append(f"{report['kills']['identical']}/{report['kills']['kills']} kills identical")
-    tracebacks = sum(report["fuzz"][k]["tracebacks"] for k in ("job_documents", "submissions", "exr_mutants",
-                                                                "cli_arguments")) if "fuzz" in report else 0
+    tracebacks = (
+        sum(report["fuzz"][k]["tracebacks"] for k in ("job_documents", "submissions", "exr_mutants", "cli_arguments"))
+        if "fuzz" in report
+        else 0
+    )
     tracebacks += report["damaged"]["tracebacks"] + report["damaged"]["crashes_or_other"] if "damaged" in report else 0
     if tracebacks:
         missed.append(f"{tracebacks} tracebacks")

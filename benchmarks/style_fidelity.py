@@ -28,8 +28,13 @@ from stylecomp.stylemodel.architecture import save_random_model
 from stylecomp.stylemodel.evaluation import EVALUATION_PROMPTS, RECOMMENDED, held_out_metrics, held_out_shot
 
 GOAL_L1_RATIO = 0.5
-SWEEP = {"recommended": {}, "steps 20": {"steps": 20}, "strength 0.6, steps 20": {"strength": 0.6, "steps": 20},
-         "guidance 2": {"guidance": 2.0}, "guidance 4": {"guidance": 4.0}}
+SWEEP = {
+    "recommended": {},
+    "steps 20": {"steps": 20},
+    "strength 0.6, steps 20": {"strength": 0.6, "steps": 20},
+    "guidance 2": {"guidance": 2.0},
+    "guidance 4": {"guidance": 4.0},
+}
 
 
 def main() -> int:
@@ -52,21 +57,37 @@ def main() -> int:
                 for look, m in metrics.items():
                     key = f"{model_name} / {look} / line art {'on' if line_art else 'off'}"
                     results[key] = {**m, "s_per_frame": round(seconds, 2)}
-                    print(f"{key:<44} L1 ratio {m['l1_ratio']:.3f}  SSIM {m['ssim']:.3f} (plate {m['plate_ssim']:.3f})"
-                          f"  outline F1 {m['outline_f1']:.3f} (plate {m['plate_outline_f1']:.3f})"
-                          f"  outline contrast {m['outline_contrast']:+.3f}", flush=True)
+                    print(
+                        f"{key:<44} L1 ratio {m['l1_ratio']:.3f}  SSIM {m['ssim']:.3f} (plate {m['plate_ssim']:.3f})"
+                        f"  outline F1 {m['outline_f1']:.3f} (plate {m['plate_outline_f1']:.3f})"
+                        f"  outline contrast {m['outline_contrast']:+.3f}",
+                        flush=True,
+                    )
         sweep: dict[str, dict[str, float]] = {}
         for name, changes in SWEEP.items():
             started = time.perf_counter()
             metrics = held_out_metrics(shots[:4], root / "out", replace(RECOMMENDED, **changes), SHIPPED_MODEL, pool)
             seconds = (time.perf_counter() - started) / (len(shots[:4]) * len(metrics))
             sweep[name] = {f"{look} l1_ratio": m["l1_ratio"] for look, m in metrics.items()} | {
-                "s_per_frame": round(seconds, 2)}
+                "s_per_frame": round(seconds, 2)
+            }
             print(f"sweep {name:<28} " + "  ".join(f"{k} {v}" for k, v in sweep[name].items()), flush=True)
     output = Path(args.out)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"scenes": args.scenes, "settings": asdict(RECOMMENDED), "prompts": EVALUATION_PROMPTS,
-                                  "goal_l1_ratio": GOAL_L1_RATIO, "results": results, "sweep": sweep}, indent=2) + "\n")
+    output.write_text(
+        json.dumps(
+            {
+                "scenes": args.scenes,
+                "settings": asdict(RECOMMENDED),
+                "prompts": EVALUATION_PROMPTS,
+                "goal_l1_ratio": GOAL_L1_RATIO,
+                "results": results,
+                "sweep": sweep,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written {output}")
     return 0
 

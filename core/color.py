@@ -202,6 +202,4 @@ def roundtrip_error(
     rel = np.abs(out[finite] - src) / np.maximum(np.abs(src), _RATIO_FLOOR)
     if rel.size == 0:
         return RoundTripError(0.0, 0.0, 0.0, 0)
-    return RoundTripError(
-        float(np.median(rel)), float(np.percentile(rel, 99)), float(rel.max()), int(rel.size)
-    )
+    return RoundTripError(float(np.median(rel)), float(np.percentile(rel, 99)), float(rel.max()), int(rel.size))

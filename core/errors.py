@@ -32,7 +32,9 @@ class ColorError(StyleCompError):
 class JobError(StyleCompError):
     """A job document that does not validate; ``problems`` lists each bad field."""
 
-    def __init__(self, reason: str, where: str | os.PathLike[str] | None = None, problems: list[str] | None = None) -> None:
+    def __init__(
+        self, reason: str, where: str | os.PathLike[str] | None = None, problems: list[str] | None = None
+    ) -> None:
         super().__init__(reason, where)
         self.problems = [" ".join(str(problem).split()) for problem in problems] if problems else [self.reason]
 

@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from .color import DEFAULT_DISPLAY, DEFAULT_LOG_SPACE, DEFAULT_PLATE_SPACE, DEFAULT_VIEW, PINNED_CONFIG, ModelEncoding
+from .errors import JobError
+from .families import Family
 from .io.aovs import ROLES
 from .io.atomic import atomic_target
-from .color import DEFAULT_DISPLAY, DEFAULT_LOG_SPACE, DEFAULT_PLATE_SPACE, DEFAULT_VIEW, PINNED_CONFIG, ModelEncoding
-from .families import Family
-from .errors import JobError
 from .io.plates import COMPRESSIONS
 from .io.sequence import to_printf
 
@@ -77,8 +77,9 @@ class Editorial(_Strict):
     rate: float = Field(gt=0, description="Media frame rate that plate frame numbers count at")
     frame_offset: int = Field(description="Plate frame number = media frame at `rate` + frame_offset")
     nesting: list[int] = Field(
-        default_factory=list, description="For a clip inside nested compositions (stacks, tracks) at item_index: "
-        "its position in each, from the outermost down"
+        default_factory=list,
+        description="For a clip inside nested compositions (stacks, tracks) at item_index: "
+        "its position in each, from the outermost down",
     )
 
 
@@ -95,20 +96,24 @@ class RegionSelect(_Strict):
     """Which pixels a region covers: exactly one of ``cryptomatte``, ``ids``, ``matte`` or ``matte_sequence``."""
 
     cryptomatte: list[str] | None = Field(
-        None, min_length=1, description="Cryptomatte names, fnmatch wildcards allowed (bld*), from any layer")
+        None, min_length=1, description="Cryptomatte names, fnmatch wildcards allowed (bld*), from any layer"
+    )
     layer: str | None = Field(None, description="cryptomatte: only this layer (CryptoObject, ...); None = any")
     ids: list[int] | None = Field(None, min_length=1, description="IDs of the shot's integer object-ID AOV")
     matte: str | None = Field(None, description="A channel of the plate holding the matte (mask.A)")
     matte_sequence: str | None = Field(
-        None, description="A separate matte sequence (mattes/car.####.exr), read at the plate's frame numbers")
+        None, description="A separate matte sequence (mattes/car.####.exr), read at the plate's frame numbers"
+    )
     channel: str | None = Field(None, description="matte_sequence: the channel holding the matte; None = A")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> RegionSelect:
         given = [name for name in ("cryptomatte", "ids", "matte", "matte_sequence") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError("select needs exactly one of cryptomatte, ids, matte, matte_sequence"
-                             + (f" (got {', '.join(given)})" if given else ""))
+            raise ValueError(
+                "select needs exactly one of cryptomatte, ids, matte, matte_sequence"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
         if self.layer is not None and self.cryptomatte is None:
             raise ValueError("select.layer goes with cryptomatte")
         if self.channel is not None and self.matte_sequence is None:
@@ -124,8 +129,10 @@ class Region(_Strict):
     the rest.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-                      description="Region name: the output's regions.<name> channel and reports use it")
+    name: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Region name: the output's regions.<name> channel and reports use it",
+    )
     select: RegionSelect = Field(description="The matte that chooses the region's pixels")
     invert: bool = Field(False, description="Use 1 - the matte")
     prompt: str | None = None
@@ -133,9 +140,9 @@ class Region(_Strict):
     strength: float | None = Field(None, ge=0.0, le=1.0, description="0 = leave the plate alone there, bit for bit")
     loras: list[Lora] | None = Field(None, description="LoRAs replacing model.loras inside the region")
     ip_adapter_image: str | None = Field(None, description="Style reference image replacing ip_adapter.image")
-    controlnet_weights: dict[Literal["depth", "normals", "lineart", "edges", "tile"],
-                             Annotated[float, Field(ge=0.0, le=2.0)]] | None = Field(
-        None, description="ControlNet weights by source ({\"lineart\": 0.5}) replacing the controlnets' own")
+    controlnet_weights: (
+        dict[Literal["depth", "normals", "lineart", "edges", "tile"], Annotated[float, Field(ge=0.0, le=2.0)]] | None
+    ) = Field(None, description='ControlNet weights by source ({"lineart": 0.5}) replacing the controlnets\' own')
     seed: int | None = Field(None, ge=0, lt=2**63, description="Seed of the region's noise")
 
 
@@ -163,8 +170,9 @@ class Shot(_Strict):
         default_factory=dict, description="Explicit channel names per AOV role; overrides detection"
     )
     normals_space: Literal["auto", "camera", "world"] = Field(
-        "auto", description="Space of the normals AOV: auto (layer name, renderer, depth fit), camera or world; world "
-        "normals turn to camera space with the header's worldToCamera, else a rotation fitted to the depth pass"
+        "auto",
+        description="Space of the normals AOV: auto (layer name, renderer, depth fit), camera or world; world "
+        "normals turn to camera space with the header's worldToCamera, else a rotation fitted to the depth pass",
     )
     output: str = Field(description="Output pattern for the stylized EXRs, with a frame token")
     notes: list[str] = Field(default_factory=list, description="Free-form notes (e.g. editorial markers)")
@@ -186,9 +194,7 @@ class Shot(_Strict):
 
     @model_validator(mode="after")
     def _output_has_frames(self) -> Shot:
-        if _FRAME_TOKEN.search(os.path.basename(self.plate)) and not _FRAME_TOKEN.search(
-            os.path.basename(self.output)
-        ):
+        if _FRAME_TOKEN.search(os.path.basename(self.plate)) and not _FRAME_TOKEN.search(os.path.basename(self.output)):
             raise ValueError("output needs a frame token (e.g. ####) because the plate is a sequence")
         return self
 
@@ -231,7 +237,8 @@ class ColorSettings(_Strict):
 class ControlNet(_Strict):
     path: str
     source: Literal["depth", "normals", "lineart", "edges", "tile"] = Field(
-        description="What feeds it: an AOV conditioning, the beauty's edges, or (tile) the display-referred plate itself")
+        description="What feeds it: an AOV conditioning, the beauty's edges, or (tile) the display-referred plate itself"
+    )
     weight: float = Field(1.0, ge=0.0, le=2.0)
 
 
@@ -284,8 +291,9 @@ class Consistency(_Strict):
     """Temporal-consistency mechanisms, each switchable on its own."""
 
     mechanisms: list[
-        Literal["locked_seed", "warped_noise", "cross_frame", "flow_attention", "latent_fusion", "pixel_fusion",
-                "keyframes"]
+        Literal[
+            "locked_seed", "warped_noise", "cross_frame", "flow_attention", "latent_fusion", "pixel_fusion", "keyframes"
+        ]
     ] = Field(default_factory=list, description="Empty: frames are independent (seeds as the seed policy says)")
     keyframe_interval: int = Field(8, ge=1, description="keyframes: every Nth frame is stylized fully")
     fusion_strength: float = Field(0.5, ge=0.0, le=1.0, description="pixel_fusion: share of the previous frame")
@@ -324,7 +332,10 @@ class Resolution(_Strict):
         "scale back up and restore the clean plate's detail; tiles: overlapping working-size tiles, feathered",
     )
     working_size: int | None = Field(
-        None, ge=64, le=8192, description="Long side the model works at; None = the family's (512 SD1.5, 1024 SDXL/Flux)"
+        None,
+        ge=64,
+        le=8192,
+        description="Long side the model works at; None = the family's (512 SD1.5, 1024 SDXL/Flux)",
     )
     tile_overlap: int = Field(128, ge=0, le=1024, description="Pixels shared by neighbouring tiles")
     detail_restore: bool = Field(True, description="downscale: add back the detail the clean plate lost in scaling")
@@ -342,7 +353,8 @@ class Comp(_Strict):
     amount: float = Field(1.0, ge=0.0, le=1.0, description="Share of the stylized result")
     luminance_from: Literal["clean", "stylized"] = Field("clean", description="luminance_colour: luminance source")
     luminance_weights: Literal["ACEScg", "Rec.709"] = Field(
-        "ACEScg", description="luminance_colour: the plates' primaries (the gizmo reads Nuke's working space)")
+        "ACEScg", description="luminance_colour: the plates' primaries (the gizmo reads Nuke's working space)"
+    )
     detail_size: float = Field(8.0, ge=0.0, le=500.0, description="detail_transfer: blur size splitting detail off")
     weight: Literal["none", "depth", "matte", "object_ids", "cryptomatte"] = "none"
     depth_near: float = Field(1.0, gt=0.0)
@@ -352,11 +364,13 @@ class Comp(_Strict):
     matte_invert: bool = False
     object_ids: list[int] = Field(default_factory=list, description="weight=object_ids: the IDs to stylize")
     ids_invert: bool = False
-    mattes: list[str] = Field(default_factory=list, description="weight=cryptomatte: object names to stylize; "
-                              "wildcards as in fnmatch (bld*)")
+    mattes: list[str] = Field(
+        default_factory=list, description="weight=cryptomatte: object names to stylize; wildcards as in fnmatch (bld*)"
+    )
     mattes_invert: bool = False
-    cryptomatte_layer: str | None = Field(None, description="weight=cryptomatte: the layer (CryptoObject, "
-                                          "CryptoMaterial, ...); None = the object layer")
+    cryptomatte_layer: str | None = Field(
+        None, description="weight=cryptomatte: the layer (CryptoObject, CryptoMaterial, ...); None = the object layer"
+    )
     lines: bool = Field(False, description="Draw lines where the object ID changes")
     line_colour: tuple[float, float, float] = (0.0, 0.0, 0.0)
     line_opacity: float = Field(1.0, ge=0.0, le=1.0)
@@ -382,17 +396,24 @@ class Ideation(_Strict):
     generation starts from that plate's beauty instead of pure noise (image-to-image).
     """
 
-    generator: str = Field("diffusers", description="Generator plugin: a name in the 'stylecomp.generators' entry points")
+    generator: str = Field(
+        "diffusers", description="Generator plugin: a name in the 'stylecomp.generators' entry points"
+    )
     generator_options: dict[str, Any] = Field(default_factory=dict, description="Settings passed to a plugin generator")
     prompts: list[str] = Field(default_factory=list, description="Prompts to try; empty = the job's (or shot's) prompt")
     seeds: list[Annotated[int, Field(ge=0, lt=2**63)]] = Field(default_factory=lambda: [0, 1, 2, 3], min_length=1)
     aspect_ratios: list[Annotated[str, Field(pattern=_ASPECT)]] = Field(
-        default_factory=lambda: ["16:9"], min_length=1, description="Width:height, e.g. 16:9, 2.39:1; unused when a plate guides"
+        default_factory=lambda: ["16:9"],
+        min_length=1,
+        description="Width:height, e.g. 16:9, 2.39:1; unused when a plate guides",
     )
     long_side: int | None = Field(None, ge=64, le=4096, description="None = the family's (512 SD 1.5, 1024 SDXL/Flux)")
     guide_frame: int | None = Field(None, description="Plate frame that guides; None = the shot's first frame")
     init_strength: float | None = Field(
-        None, gt=0.0, le=1.0, description="Start from the plate's beauty at this strength (image-to-image); None = text only"
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Start from the plate's beauty at this strength (image-to-image); None = text only",
     )
     output: str = Field("ideation/{shot}", description="Folder of each shot's candidates; {shot} is the shot name")
 
@@ -415,8 +436,11 @@ class VideoModelSettings(_Strict):
 class Animation(_Strict):
     """Image-to-video animatic clips (``stylecomp animate``), from a stylized keyframe, a picked still or an image."""
 
-    generator: str = Field("diffusers", description="Generator plugin: a name in the 'stylecomp.generators' entry "
-                           "points (diffusers; hosted: sora, veo, kling, runway, luma)")
+    generator: str = Field(
+        "diffusers",
+        description="Generator plugin: a name in the 'stylecomp.generators' entry "
+        "points (diffusers; hosted: sora, veo, kling, runway, luma)",
+    )
     generator_options: dict[str, Any] = Field(default_factory=dict, description="Settings passed to a plugin generator")
     model: VideoModelSettings | None = Field(None, description="Required by the built-in generator")
     source: Literal["stylized", "ideation", "image"] = Field(
@@ -424,10 +448,14 @@ class Animation(_Strict):
     )
     image: str | None = Field(None, description="source=image: the first frame (any format OpenImageIO reads)")
     keyframe: int | None = Field(None, description="source=stylized: the stylized frame to start from; None = first")
-    last_image: str | None = Field(None, description="A still the clip ends on, for models with last-frame conditioning")
+    last_image: str | None = Field(
+        None, description="A still the clip ends on, for models with last-frame conditioning"
+    )
     prompt: str | None = Field(None, description="None = the shot's (or job's) prompt")
     negative_prompt: str | None = Field(None, description="None = the job's negative prompt")
-    frames: int | None = Field(None, ge=1, le=1024, description="None = the shot's cut length; rounded up to what the model allows")
+    frames: int | None = Field(
+        None, ge=1, le=1024, description="None = the shot's cut length; rounded up to what the model allows"
+    )
     fps: float | None = Field(None, gt=0, description="None = the shot's editorial rate, else 24")
     seed: int = Field(0, ge=0, lt=2**63)
     steps: int = Field(30, ge=1, le=500)
@@ -465,13 +493,17 @@ class Performance(_Strict):
     """
 
     batch_frames: int | None = Field(
-        None, ge=1, le=64,
+        None,
+        ge=1,
+        le=64,
         description="Independent frames (tiles count as frames) denoised together in one pipeline call, each with "
         "its own seed's generator; None = 4 on CUDA, 1 elsewhere (on the CPU a batch changes the last bits of a "
         "frame and gains little). Shots with sequential consistency mechanisms render one frame at a time",
     )
     prefetch: int = Field(
-        1, ge=0, le=8,
+        1,
+        ge=0,
+        le=8,
         description="Batches of plates read ahead (EXR decoding, cache keys), and of finished frames written behind "
         "(EXR encoding, the render cache), in background threads while the model runs; 0 = read and write in "
         "the render loop",
@@ -533,8 +565,10 @@ class Job(_Strict):
     performance: Performance = Field(default_factory=Performance)
     regions: list[Region] = Field(default_factory=list, description="Regions of every shot whose own list is empty")
     region_prompts: Literal["attention", "passes"] = Field(
-        "attention", description="How regions' prompts reach the model: attention = masked cross-attention, one UNet "
-        "pass for all prompts; passes = one UNet pass per distinct prompt, blended by matte (slower, no mixing)")
+        "attention",
+        description="How regions' prompts reach the model: attention = masked cross-attention, one UNet "
+        "pass for all prompts; passes = one UNet pass per distinct prompt, blended by matte (slower, no mixing)",
+    )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _expand: bool = PrivateAttr(default=True)  # $VARS and ~ in paths; off for jobs from the server's clients
@@ -557,11 +591,15 @@ class Job(_Strict):
     @model_validator(mode="after")
     def _per_shot_outputs(self) -> Job:
         if len(self.shots) > 1:
-            for name, template in (("comp.output", self.comp.output), ("ideation.output", self.ideation.output),
-                                   ("animation.output", self.animation.output)):
+            for name, template in (
+                ("comp.output", self.comp.output),
+                ("ideation.output", self.ideation.output),
+                ("animation.output", self.animation.output),
+            ):
                 if "{shot}" not in template:
-                    raise ValueError(f"{name} needs {{shot}} when the job has several shots, or they overwrite "
-                                     "each other's files")
+                    raise ValueError(
+                        f"{name} needs {{shot}} when the job has several shots, or they overwrite each other's files"
+                    )
         return self
 
     def shot_regions(self, shot: Shot) -> list[Region]:
@@ -592,8 +630,9 @@ def _field_path(location: tuple[int | str, ...]) -> str:
     return path or "(document)"
 
 
-def parse_job(text: str, where: str = "<job>", base_dir: str | os.PathLike[str] | None = None,
-              expand: bool = True) -> Job:
+def parse_job(
+    text: str, where: str = "<job>", base_dir: str | os.PathLike[str] | None = None, expand: bool = True
+) -> Job:
     """Parse and validate a job document. Raises JobError naming every bad field. ``expand`` False takes paths
     literally ($VARS and ~ are not expanded: the engine server's clients may not read its environment)."""
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import opentimelineio as otio
+
 from stylecomp.errors import TimelineError
 
 
@@ -86,6 +87,7 @@ class ClipPlace:
         A transition next to a nested composition plays frames of it beyond its trimmed range, so the
         clip's frames there too; a composition that trims the clip hides the clip's frames it trims.
         """
+
         def visible(item: otio.core.Item) -> otio.opentime.TimeRange:
             return item.visible_range() if isinstance(item.parent(), otio.schema.Track) else item.trimmed_range()
 

@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 import opentimelineio as otio
 from pydantic import Field, ValidationError
-from stylecomp.io.aovs import ROLES
+
 from stylecomp.errors import TimelineError
+from stylecomp.io.aovs import ROLES
 from stylecomp.jobspec import Editorial, Region, ShotOverrides
 
 from .clip_place import ClipPlace

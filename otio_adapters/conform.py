@@ -14,9 +14,10 @@ their original media and are reported.
 from __future__ import annotations
 
 import opentimelineio as otio
+
 from stylecomp.errors import TimelineError
-from stylecomp.jobspec import Job, Shot
 from stylecomp.io.sequence import frames_on_disk
+from stylecomp.jobspec import Job, Shot
 
 from .clip_place import ClipPlace
 from .editorial_record import time_range_of
@@ -28,8 +29,9 @@ STYLIZED = "stylized"  # the media-reference key of the stylized frames
 MEDIA = (STYLIZED, "animatic", "ideation")  # what a clip can be conformed to; each is also its media key
 
 
-def conform(timeline: otio.schema.Timeline, job: Job, timeline_path: str | None = None,
-            media: str = STYLIZED) -> Report:
+def conform(
+    timeline: otio.schema.Timeline, job: Job, timeline_path: str | None = None, media: str = STYLIZED
+) -> Report:
     """Point ``timeline``'s clips at the job's ``media`` (one of MEDIA), in place; report what was done.
 
     ``timeline_path`` is where the timeline came from, named in errors.
@@ -53,8 +55,9 @@ def _conform(timeline: otio.schema.Timeline, job: Job, media: str) -> Report:
             continue
         clip = _clip_for(timeline, shot)
         frames = (shot.frames.first, shot.frames.last) if shot.frames else None
-        shot_report = ShotReport(shot.name, ClipPlace.of(clip).describe(), frames, shot.handle_frames(),
-                                 subject=f"shot {shot.name}")
+        shot_report = ShotReport(
+            shot.name, ClipPlace.of(clip).describe(), frames, shot.handle_frames(), subject=f"shot {shot.name}"
+        )
         report.shots.append(shot_report)
         if media == "ideation":
             done = _conform_still(clip, shot, job, report, shot_report)
@@ -76,8 +79,11 @@ def _clip_for(timeline: otio.schema.Timeline, shot: Shot) -> otio.schema.Clip:
     item: object = tracks[record.track_index] if record.track_index < len(tracks) else None
     for index in (record.item_index, *record.nesting):
         item = item[index] if isinstance(item, otio.core.Composition) and index < len(item) else None
-    if not (isinstance(item, otio.schema.Clip) and item.name == record.clip
-            and ClipPlace.of(item).track_name == record.track):
+    if not (
+        isinstance(item, otio.schema.Clip)
+        and item.name == record.clip
+        and ClipPlace.of(item).track_name == record.track
+    ):
         position = " > ".join(map(str, (record.item_index, *record.nesting)))
         raise TimelineError(
             f"shot {shot.name}: no clip {record.clip!r} at track {record.track!r}, item {position}; "
@@ -86,13 +92,16 @@ def _clip_for(timeline: otio.schema.Timeline, shot: Shot) -> otio.schema.Clip:
     place = ClipPlace.of(item)
     expected, actual = time_range_of(record.record), place.record_range()
     if actual != expected:
-        raise TimelineError(f"shot {shot.name}: {place.describe()} now plays {actual}, not {expected} "
-                            "as when the job was made; make the job again")
+        raise TimelineError(
+            f"shot {shot.name}: {place.describe()} now plays {actual}, not {expected} "
+            "as when the job was made; make the job again"
+        )
     return item
 
 
-def _conform_clip(clip: otio.schema.Clip, shot: Shot, output: str, key: str, report: Report,
-                  shot_report: ShotReport) -> bool:
+def _conform_clip(
+    clip: otio.schema.Clip, shot: Shot, output: str, key: str, report: Report, shot_report: ShotReport
+) -> bool:
     """Give ``clip`` the shot's frames of ``output`` under ``key``; False (and a warning) when they are not all there."""
     first, last = shot.frames.first, shot.frames.last  # type: ignore[union-attr]  # shots from clips have frames
     rendered = frames_on_disk(output)
@@ -112,11 +121,14 @@ def _conform_clip(clip: otio.schema.Clip, shot: Shot, output: str, key: str, rep
         clip.source_range = clip.trimmed_range()
     if not clip.effects:
         visible = ClipPlace.of(clip).shown_range()
-        shown = (frame_at(visible.start_time, record.rate) + record.frame_offset,
-                 frame_at(visible.end_time_exclusive(), record.rate) + record.frame_offset - 1)
+        shown = (
+            frame_at(visible.start_time, record.rate) + record.frame_offset,
+            frame_at(visible.end_time_exclusive(), record.rate) + record.frame_offset - 1,
+        )
         if shown[0] < low or shown[1] > high:
-            report.note(shot_report, f"its transitions show frames {shown[0]}-{shown[1]}, but frames {low}-{high} "
-                                     "are rendered")
+            report.note(
+                shot_report, f"its transitions show frames {shown[0]}-{shown[1]}, but frames {low}-{high} are rendered"
+            )
     media = dict(clip.media_references())
     media[key] = reference(output, low, high, record.rate, record.frame_offset)
     media[key].name = shot.name  # an EDL's reel for it (nle_export)

@@ -8,6 +8,7 @@ maps to plate frame numbers.
 from __future__ import annotations
 
 import opentimelineio as otio
+
 from stylecomp.jobspec import Editorial, TimeSpan
 
 from .clip_place import ClipPlace
@@ -27,11 +28,19 @@ def time_range_of(span: TimeSpan) -> otio.opentime.TimeRange:
     )
 
 
-def editorial_for(place: ClipPlace, source: otio.opentime.TimeRange, numbering: FrameNumbering,
-                  timeline_path: str | None) -> Editorial:
+def editorial_for(
+    place: ClipPlace, source: otio.opentime.TimeRange, numbering: FrameNumbering, timeline_path: str | None
+) -> Editorial:
     """The editorial record of the clip at ``place``, which plays ``source`` of its media."""
     return Editorial(
-        timeline=timeline_path, track=place.track_name, track_index=place.track_index,
-        item_index=place.item_index, clip=place.clip.name, record=span_of(place.record_range()),
-        source=span_of(source), rate=numbering.rate, frame_offset=numbering.offset, nesting=list(place.nesting),
+        timeline=timeline_path,
+        track=place.track_name,
+        track_index=place.track_index,
+        item_index=place.item_index,
+        clip=place.clip.name,
+        record=span_of(place.record_range()),
+        source=span_of(source),
+        rate=numbering.rate,
+        frame_offset=numbering.offset,
+        nesting=list(place.nesting),
     )

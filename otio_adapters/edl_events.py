@@ -83,9 +83,11 @@ def _grouping_problem(event: Event) -> str | None:
     if wrong is None:
         return None
     numbers = ", ".join(str(line.number) for line in event.lines)
-    return (f"event {event.number} has {len(event.lines)} lines ({numbers}) and line {wrong.number} is not a "
-            "dissolve or wipe: lines that share an event number are a cut and the transition from it; number "
-            f"line {wrong.number} as the event it belongs to")
+    return (
+        f"event {event.number} has {len(event.lines)} lines ({numbers}) and line {wrong.number} is not a "
+        "dissolve or wipe: lines that share an event number are a cut and the transition from it; number "
+        f"line {wrong.number} as the event it belongs to"
+    )
 
 
 def explain_failure(text: str, read: Callable[[str], object], error: Exception) -> str:
@@ -128,7 +130,9 @@ def mismatched(text: str, rate: float) -> list[str]:
         source, record = (src_out - src_in).value, (rec_out - rec_in).value
         if source != record:
             end = otio.opentime.to_timecode(rec_in + (src_out - src_in), rate)
-            found.append(f"{event.describe()}: its source is {source:g} frames long and its record {record:g}; read "
-                         f"with --ignore-timecode-mismatch, it plays all {source:g} from {line.timecodes[2]} to {end}, "
-                         f"not to {line.timecodes[3]}, and a later event that would overlap it moves after it")
+            found.append(
+                f"{event.describe()}: its source is {source:g} frames long and its record {record:g}; read "
+                f"with --ignore-timecode-mismatch, it plays all {source:g} from {line.timecodes[2]} to {end}, "
+                f"not to {line.timecodes[3]}, and a later event that would overlap it moves after it"
+            )
     return found

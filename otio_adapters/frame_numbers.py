@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import opentimelineio as otio
+
 from stylecomp.errors import TimelineError
 
 from .clip_place import ClipPlace
@@ -34,8 +35,9 @@ class FrameNumbering:
         known = media.available_range if media is not None else None
         if isinstance(media, otio.schema.ImageSequenceReference):
             if media.frame_step != 1:
-                raise TimelineError(f"{place.describe()}: image sequences with a frame step of {media.frame_step} "
-                                    "are not supported")
+                raise TimelineError(
+                    f"{place.describe()}: image sequences with a frame step of {media.frame_step} are not supported"
+                )
             rate = media.rate
             anchor = known.start_time if known is not None else source.start_time
             offset = media.start_frame - frame_at(anchor, rate)
@@ -44,7 +46,10 @@ class FrameNumbering:
             offset = start_frame - frame_at(source.start_time, rate)
         available = None
         if known is not None:
-            available = (frame_at(known.start_time, rate) + offset, frame_at(known.end_time_exclusive(), rate) + offset - 1)
+            available = (
+                frame_at(known.start_time, rate) + offset,
+                frame_at(known.end_time_exclusive(), rate) + offset - 1,
+            )
         return cls(rate, offset, available)
 
     def frame(self, time: otio.opentime.RationalTime) -> int:
@@ -60,7 +65,9 @@ class FrameNumbering:
         first = self.frame(source.start_time)
         count = self.frame(source.end_time_exclusive()) - first
         if count < 1:
-            raise TimelineError(f"{place.describe()}: its source range {source} holds no whole frame at {self.rate:g} fps")
+            raise TimelineError(
+                f"{place.describe()}: its source range {source} holds no whole frame at {self.rate:g} fps"
+            )
         speed = 1.0
         for effect in place.clip.effects:  # a nested clip's enclosing time warps are not applied: see clip_place
             if isinstance(effect, otio.schema.LinearTimeWarp):

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import opentimelineio as otio
+
 from stylecomp.errors import TimelineError
 from stylecomp.io.sequence import to_printf
 

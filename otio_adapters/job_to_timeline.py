@@ -10,6 +10,7 @@ settings in the timeline's, so that `timeline_to_job` gives the same job back.
 from __future__ import annotations
 
 import opentimelineio as otio
+
 from stylecomp.errors import TimelineError
 from stylecomp.jobspec import Job, Shot
 
@@ -27,9 +28,15 @@ def _clip(shot: Shot, rate: float) -> otio.schema.Clip:
     rate, offset = (record.rate, record.frame_offset) if record is not None else (rate, 0)
     first, last = shot.frames.first, shot.frames.last
     settings = ClipSettings(
-        **shot.overrides.model_dump(), handles=shot.handles, head_handles=shot.head_handles,
-        tail_handles=shot.tail_handles, output=shot.output,
-        aovs=shot.aovs or None, notes=shot.notes or None, regions=shot.regions or None, editorial=record,
+        **shot.overrides.model_dump(),
+        handles=shot.handles,
+        head_handles=shot.head_handles,
+        tail_handles=shot.tail_handles,
+        output=shot.output,
+        aovs=shot.aovs or None,
+        notes=shot.notes or None,
+        regions=shot.regions or None,
+        editorial=record,
     )
     metadata = settings.model_dump(mode="json", exclude_none=True)
     metadata["editorial"] = metadata.get("editorial")  # null too: a shot not cut from an edit stays so

@@ -14,13 +14,22 @@ from collections.abc import Callable
 from typing import Any
 
 import opentimelineio as otio
+
 from stylecomp.errors import TimelineError
 
 # OTIO 0.18's marker colour names and the RGB 0.19 gives each when it upgrades a file.
 _MARKER_RGB = {
-    "PINK": (1.0, 0.0, 1.0), "RED": (1.0, 0.0, 0.0), "ORANGE": (1.0, 0.5, 0.0), "YELLOW": (1.0, 1.0, 0.0),
-    "GREEN": (0.0, 1.0, 0.0), "CYAN": (0.0, 1.0, 1.0), "BLUE": (0.0, 0.0, 1.0), "PURPLE": (0.5, 0.0, 0.5),
-    "MAGENTA": (1.0, 0.0, 1.0), "BLACK": (0.0, 0.0, 0.0), "WHITE": (1.0, 1.0, 1.0),
+    "PINK": (1.0, 0.0, 1.0),
+    "RED": (1.0, 0.0, 0.0),
+    "ORANGE": (1.0, 0.5, 0.0),
+    "YELLOW": (1.0, 1.0, 0.0),
+    "GREEN": (0.0, 1.0, 0.0),
+    "CYAN": (0.0, 1.0, 1.0),
+    "BLUE": (0.0, 0.0, 1.0),
+    "PURPLE": (0.5, 0.0, 0.5),
+    "MAGENTA": (1.0, 0.0, 1.0),
+    "BLACK": (0.0, 0.0, 0.0),
+    "WHITE": (1.0, 1.0, 1.0),
 }
 
 

@@ -34,6 +34,7 @@ import re
 from pathlib import Path
 
 import opentimelineio as otio
+
 from stylecomp.errors import TimelineError
 
 from .image_sequences import pattern_of
@@ -46,8 +47,9 @@ _MARK = "stylecomp_export_clip"  # clip metadata key used only while flattening,
 
 
 def _sequence_clips(timeline: otio.schema.Timeline) -> list[otio.schema.Clip]:
-    return [clip for clip in timeline.find_clips()
-            if isinstance(clip.media_reference, otio.schema.ImageSequenceReference)]
+    return [
+        clip for clip in timeline.find_clips() if isinstance(clip.media_reference, otio.schema.ImageSequenceReference)
+    ]
 
 
 def _flat(composition: otio.core.Composition, kind: str, warnings: list[str]) -> list[otio.core.Composable]:
@@ -58,8 +60,10 @@ def _flat(composition: otio.core.Composition, kind: str, warnings: list[str]) ->
         return [otio.schema.Gap(duration=composition.trimmed_range().duration)]
     if composition.effects:
         names = ", ".join(effect.effect_name or effect.schema_name() for effect in composition.effects)
-        warnings.append(f"nested composition {composition.name!r}: its effects ({names}) are left out of the "
-                        "flattened export; its clips play at their own speed, then a gap fills its length")
+        warnings.append(
+            f"nested composition {composition.name!r}: its effects ({names}) are left out of the "
+            "flattened export; its clips play at their own speed, then a gap fills its length"
+        )
     if isinstance(composition, otio.schema.Stack):
         layers = otio.schema.Stack()
         for child in composition:  # flatten_stack takes tracks: a clip placed in the stack is a track of its own
@@ -95,19 +99,27 @@ def _stack_as_tracks(tracks: otio.schema.Stack, index: int) -> None:
     (video: its clips and video tracks; audio: its audio tracks), for the flattening to take apart."""
     stack = tracks[index]
     del tracks[index]
-    kinds = [kind for kind in (otio.schema.TrackKind.Video, otio.schema.TrackKind.Audio)
-             if any(child.kind == kind if isinstance(child, otio.schema.Track) else kind == otio.schema.TrackKind.Video
-                    for child in stack)]
+    kinds = [
+        kind
+        for kind in (otio.schema.TrackKind.Video, otio.schema.TrackKind.Audio)
+        if any(
+            child.kind == kind if isinstance(child, otio.schema.Track) else kind == otio.schema.TrackKind.Video
+            for child in stack
+        )
+    ]
     for offset, kind in enumerate(kinds):
-        tracks.insert(index + offset, otio.schema.Track(name=stack.name, kind=kind,
-                                                        children=[stack.clone() if offset else stack]))
+        tracks.insert(
+            index + offset, otio.schema.Track(name=stack.name, kind=kind, children=[stack.clone() if offset else stack])
+        )
 
 
 def flattened(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.schema.Timeline:
     """A copy whose tracks hold no nested compositions; each video clip that drops out is added to ``warnings``."""
     out = copy.deepcopy(timeline)
-    clips = [f"clip {clip.name!r} of nested composition {clip.parent().name!r}" if _in_video(clip) else None
-             for clip in out.find_clips()]
+    clips = [
+        f"clip {clip.name!r} of nested composition {clip.parent().name!r}" if _in_video(clip) else None
+        for clip in out.find_clips()
+    ]
     for number, clip in enumerate(out.find_clips()):  # marks that survive cloning, to tell which clips made it
         clip.metadata[_MARK] = number
     for index in range(len(out.tracks) - 1, -1, -1):
@@ -118,8 +130,9 @@ def flattened(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.schem
             continue
         items = []
         for item in list(track):
-            items.extend(_flat(item, track.kind, warnings) if isinstance(item, otio.core.Composition)
-                         else [item.clone()])
+            items.extend(
+                _flat(item, track.kind, warnings) if isinstance(item, otio.core.Composition) else [item.clone()]
+            )
         track[:] = items
     kept = set()
     for clip in out.find_clips():
@@ -127,8 +140,10 @@ def flattened(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.schem
         del clip.metadata[_MARK]
     for number, clip in enumerate(clips):
         if clip is not None and number not in kept:  # only nested clips can drop out
-            warnings.append(f"{clip} is not in the flattened export: another layer of the stack covers it, or the "
-                            "composition does not show it")
+            warnings.append(
+                f"{clip} is not in the flattened export: another layer of the stack covers it, or the "
+                "composition does not show it"
+            )
     return out
 
 
@@ -150,7 +165,8 @@ def for_fcp_xml(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.sch
     for clip in _sequence_clips(out):
         sequence = clip.media_reference
         first = otio.schema.ExternalReference(
-            target_url=sequence.target_url_for_image_number(0), available_range=sequence.available_range,
+            target_url=sequence.target_url_for_image_number(0),
+            available_range=sequence.available_range,
         )
         first.name = sequence.name or clip.name
         clip.media_reference = first  # replaces the active reference only; the copy is written, never kept
@@ -161,8 +177,9 @@ def for_fcp_xml(timeline: otio.schema.Timeline, warnings: list[str]) -> otio.sch
     return out
 
 
-def for_edl(timeline: otio.schema.Timeline, path: str,
-            warnings: list[str]) -> list[tuple[str, otio.schema.Timeline, str]]:
+def for_edl(
+    timeline: otio.schema.Timeline, path: str, warnings: list[str]
+) -> list[tuple[str, otio.schema.Timeline, str]]:
     """One EDL per video track (an EDL holds one): its path, a flattened copy of the timeline holding just
     that track, with each image-sequence clip's sequence name as reel, and its media list (CSV text).
 
@@ -173,8 +190,10 @@ def for_edl(timeline: otio.schema.Timeline, path: str,
     edls = []
     for number, track in enumerate(video, 1):
         if all(isinstance(clip.media_reference, otio.schema.GeneratorReference) for clip in track.find_clips()):
-            warnings.append(f"video track {number} ({track.name!r}) holds no clip with media (only gaps, titles or "
-                            "other generators): no EDL for it")
+            warnings.append(
+                f"video track {number} ({track.name!r}) holds no clip with media (only gaps, titles or "
+                "other generators): no EDL for it"
+            )
             continue
         single = otio.schema.Timeline(name=flat.name, global_start_time=flat.global_start_time)
         single.tracks.append(_without_fades(track.clone(), number, warnings))
@@ -203,8 +222,10 @@ def _without_fades(track: otio.schema.Track, number: int, warnings: list[str]) -
         item = items[index]
         neighbours = items[index - 1 : index] + items[index + 1 : index + 2]
         if isinstance(item, otio.schema.Transition) and any(isinstance(n, otio.schema.Gap) for n in neighbours):
-            warnings.append(f"video track {number} ({track.name!r}), item {index}: the {item.name or 'transition'} "
-                            "to or from a gap (a fade) is left out of the EDL; the EDL adapter cannot write it")
+            warnings.append(
+                f"video track {number} ({track.name!r}), item {index}: the {item.name or 'transition'} "
+                "to or from a gap (a fade) is left out of the EDL; the EDL adapter cannot write it"
+            )
             del track[index]
     return track
 
@@ -213,11 +234,18 @@ def stale_edls(path: str, written: list[str]) -> list[str]:
     """The EDLs an earlier conform to ``path`` left beside it (``OUT.edl``, ``OUT.vN.edl`` and their media
     lists) that ``written`` does not hold: they would pass for part of this conform."""
     edl = Path(path)
-    earlier = [edl, *(p for p in edl.parent.glob(f"{glob.escape(edl.stem)}.v*.edl")
-                      if re.fullmatch(rf"{re.escape(edl.stem)}\.v\d+\.edl", p.name))]
+    earlier = [
+        edl,
+        *(
+            p
+            for p in edl.parent.glob(f"{glob.escape(edl.stem)}.v*.edl")
+            if re.fullmatch(rf"{re.escape(edl.stem)}\.v\d+\.edl", p.name)
+        ),
+    ]
     kept = {Path(w).resolve() for w in written}
-    return [str(p) for e in earlier for p in (e, Path(media_list_path(str(e))))
-            if p.is_file() and p.resolve() not in kept]
+    return [
+        str(p) for e in earlier for p in (e, Path(media_list_path(str(e)))) if p.is_file() and p.resolve() not in kept
+    ]
 
 
 def media_list_path(edl_path: str) -> str:
@@ -229,5 +257,6 @@ def refuse_aaf(path: str) -> None:
     """AAF cannot carry the conform: say why, and what to write instead."""
     raise TimelineError(
         "otio-aaf-adapter writes each clip's media from the AAF it was read from, not new media, so an .aaf would "
-        "still play the original media; write .edl for Avid (with its media list) or .otio", path,
+        "still play the original media; write .edl for Avid (with its media list) or .otio",
+        path,
     )

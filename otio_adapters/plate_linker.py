@@ -18,6 +18,7 @@ import logging
 import os
 
 import opentimelineio as otio
+
 from stylecomp.errors import PlateError, TimelineError
 from stylecomp.io.sequence import discover
 from stylecomp_otio.clip_place import ClipPlace
@@ -51,8 +52,13 @@ def link_media_reference(
     except PlateError:
         on_disk = set()
     if not all(f in on_disk for f in range(first, last + 1)):
-        _log.warning("%s: the plate %s lacks frames of the cut %d-%d; media left as it was",
-                     place.describe(), pattern, first, last)
+        _log.warning(
+            "%s: the plate %s lacks frames of the cut %d-%d; media left as it was",
+            place.describe(),
+            pattern,
+            first,
+            last,
+        )
         return in_clip.media_reference
     low, high = first, last
     while low - 1 in on_disk:

@@ -20,6 +20,7 @@ import re
 import string
 
 import opentimelineio as otio
+
 from stylecomp.errors import TimelineError
 
 from .clip_place import ClipPlace

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import opentimelineio as otio
+
 from stylecomp.errors import TimelineError
 
 _SNAP = 0.01  # a typed rate this close to a SMPTE rate means that rate

@@ -19,6 +19,7 @@ import logging
 import os
 
 import opentimelineio as otio
+
 from stylecomp.jobspec import load_job, save_job
 from stylecomp_otio.job_to_timeline import DEFAULT_RATE, job_to_timeline
 from stylecomp_otio.plate_template import DEFAULT_OUTPUT
@@ -46,8 +47,14 @@ def write_to_file(
 ) -> None:
     """Write the timeline's video clips as a job file, one shot per clip."""
     options = JobOptions(
-        plates=plates, output=output, handles=handles, start_frame=start_frame, track=track,
-        allow_missing=allow_missing, unique_names=unique_names, timeline_path=timeline_path,
+        plates=plates,
+        output=output,
+        handles=handles,
+        start_frame=start_frame,
+        track=track,
+        allow_missing=allow_missing,
+        unique_names=unique_names,
+        timeline_path=timeline_path,
         base_dir=os.path.dirname(os.path.abspath(filepath)),
     )
     job, report = timeline_to_job(input_otio, options)

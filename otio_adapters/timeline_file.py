@@ -24,8 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import opentimelineio as otio
-from stylecomp.io.atomic import atomic_target
+
 from stylecomp.errors import TimelineError
+from stylecomp.io.atomic import atomic_target
 
 from .edl_events import explain_failure, mismatched
 from .newer_otio import read_newer_otio_json
@@ -67,8 +68,7 @@ def _read_text(path: str) -> str:
 def says_drop_frame(edl: str) -> bool:
     """Whether an EDL declares drop-frame timecode (``FCM: DROP FRAME``)."""
     return any(
-        (m := _FCM.match(line)) and m.group(1).upper().replace("-", " ").startswith("DROP")
-        for line in edl.splitlines()
+        (m := _FCM.match(line)) and m.group(1).upper().replace("-", " ").startswith("DROP") for line in edl.splitlines()
     )
 
 
@@ -143,12 +143,20 @@ def _adapter_log(adapter: str, warnings: list[str] | None) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         if warnings is not None:
-            warnings.extend(f"the {adapter} adapter logged: {message}" + (f" ({n} times)" if n > 1 else "")
-                            for message, n in handler.messages.items())
+            warnings.extend(
+                f"the {adapter} adapter logged: {message}" + (f" ({n} times)" if n > 1 else "")
+                for message, n in handler.messages.items()
+            )
 
 
-def read_timeline(path: str | os.PathLike[str], rate: float | None = None, *, ignore_timecode_mismatch: bool = False,
-                  which: int | None = None, warnings: list[str] | None = None) -> otio.schema.Timeline:
+def read_timeline(
+    path: str | os.PathLike[str],
+    rate: float | None = None,
+    *,
+    ignore_timecode_mismatch: bool = False,
+    which: int | None = None,
+    warnings: list[str] | None = None,
+) -> otio.schema.Timeline:
     """Read a timeline in any format OTIO reads; ``rate`` is for formats without one (EDL).
 
     ``ignore_timecode_mismatch`` passes the EDL adapter's tolerance for events whose source and
@@ -186,9 +194,11 @@ def read_timeline(path: str | os.PathLike[str], rate: float | None = None, *, ig
     except Exception as exc:  # an adapter's own parse error, whatever its type: name it and the file
         reason, hint = str(exc), ""
         if text is not None and adapter.name == "cmx_3600":
+
             def read(part: str) -> object:  # the same read of part of the text, for finding the failing event
                 with _adapter_log(adapter.name, None):
                     return otio.adapters.read_from_string(part, adapter_name=adapter.name, rate=rate)
+
             reason = explain_failure(text, read, exc)
             if "duration don't match" in reason:
                 hint = " (pass --ignore-timecode-mismatch to read it with each clip's source length)"
@@ -198,8 +208,9 @@ def read_timeline(path: str | os.PathLike[str], rate: float | None = None, *, ig
     return _one_timeline(result, path, which)
 
 
-def write_timeline(timeline: otio.schema.Timeline, path: str | os.PathLike[str],
-                   warnings: list[str] | None = None) -> list[str]:
+def write_timeline(
+    timeline: otio.schema.Timeline, path: str | os.PathLike[str], warnings: list[str] | None = None
+) -> list[str]:
     """Write in the format the suffix names, atomically (temp file + rename); the files written.
 
     ``.otio`` (or any suffix an installed adapter writes) as it is; ``.xml`` (FCP 7 XML) and
@@ -237,8 +248,9 @@ def write_timeline(timeline: otio.schema.Timeline, path: str | os.PathLike[str],
             try:
                 os.remove(stale)
             except OSError as exc:
-                warnings.append(f"{stale}: left from an earlier conform, not written now, and not removed: "
-                                f"{exc.strerror or exc}")
+                warnings.append(
+                    f"{stale}: left from an earlier conform, not written now, and not removed: {exc.strerror or exc}"
+                )
             else:
                 warnings.append(f"{stale}: left from an earlier conform and not written now: removed")
     return written

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import opentimelineio as otio
 from pydantic import ValidationError
+
 from stylecomp.errors import JobError, TimelineError
-from stylecomp.jobspec import FrameRange, Job, Shot, parse_job
 from stylecomp.io.sequence import frames_on_disk
+from stylecomp.jobspec import FrameRange, Job, Shot, parse_job
 
 from .clip_place import ClipPlace
 from .clip_settings import KEY, ClipSettings, clip_settings, timeline_settings
@@ -151,9 +152,12 @@ def _shot(place: ClipPlace, options: JobOptions, places: dict[str, ClipPlace], r
         for effect in composition.effects:
             if isinstance(effect, otio.schema.LinearTimeWarp):
                 kind = "a freeze frame" if effect.time_scalar == 0 else f"a speed of {effect.time_scalar:g}x"
-                report.note(shot_report, f"nested in {composition.name!r}, which has {kind}; OpenTimelineIO's time "
-                                         "transforms leave it out, so the shot covers the frames the composition "
-                                         f"shows at normal speed, frames {first}-{last}")
+                report.note(
+                    shot_report,
+                    f"nested in {composition.name!r}, which has {kind}; OpenTimelineIO's time "
+                    "transforms leave it out, so the shot covers the frames the composition "
+                    f"shows at normal speed, frames {first}-{last}",
+                )
     head, tail = _handles(place, settings, options.handles, numbering, source, (first, last), report, shot_report)
     output, output_label = options.output, "--output"
     if settings.output is not None:
@@ -164,19 +168,24 @@ def _shot(place: ClipPlace, options: JobOptions, places: dict[str, ClipPlace], r
             name=name,
             plate=fill(options.plates, place, name, "--plates") if options.plates else _media_pattern(place),
             frames=FrameRange(first=first, last=last),
-            handles=min(head, tail), head_handles=None if head == tail else head,
+            handles=min(head, tail),
+            head_handles=None if head == tail else head,
             tail_handles=None if head == tail else tail,
             aovs=settings.aovs or {},
             output=fill(output, place, name, output_label),
             notes=[*(settings.notes or []), *_marker_notes(place)],
             regions=settings.regions or [],
             overrides=settings.overrides(),
-            editorial=(settings.editorial if "editorial" in settings.model_fields_set
-                       else editorial_for(place, source, numbering, options.timeline_path)),
+            editorial=(
+                settings.editorial
+                if "editorial" in settings.model_fields_set
+                else editorial_for(place, source, numbering, options.timeline_path)
+            ),
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
         raise TimelineError(f"{place.describe()}: {problems}") from None
 
 
@@ -205,22 +214,37 @@ def _media_pattern(place: ClipPlace) -> str:
     )
 
 
-def _handles(place: ClipPlace, settings: ClipSettings, default: int, numbering: FrameNumbering,
-             source: otio.opentime.TimeRange, cut: tuple[int, int], report: Report,
-             shot: ShotReport) -> tuple[int, int]:
+def _handles(
+    place: ClipPlace,
+    settings: ClipSettings,
+    default: int,
+    numbering: FrameNumbering,
+    source: otio.opentime.TimeRange,
+    cut: tuple[int, int],
+    report: Report,
+    shot: ShotReport,
+) -> tuple[int, int]:
     """Handles before and after the cut: those wanted, raised to cover transitions, each side clamped to the
     frames the media has there."""
     both = settings.handles if settings.handles is not None else default
     wanted = [both if side is None else side for side in (settings.head_handles, settings.tail_handles)]
     shown = place.shown_range()
-    needed = (numbering.frame(source.start_time) - numbering.frame(shown.start_time),
-              numbering.frame(shown.end_time_exclusive()) - numbering.frame(source.end_time_exclusive()))
+    needed = (
+        numbering.frame(source.start_time) - numbering.frame(shown.start_time),
+        numbering.frame(shown.end_time_exclusive()) - numbering.frame(source.end_time_exclusive()),
+    )
     handles = [max(wanted[0], needed[0]), max(wanted[1], needed[1])]
-    raised = [f"from {wanted[side]} to {handles[side]} {name} the cut" for side, name in enumerate(("before", "after"))
-              if handles[side] > wanted[side]]
+    raised = [
+        f"from {wanted[side]} to {handles[side]} {name} the cut"
+        for side, name in enumerate(("before", "after"))
+        if handles[side] > wanted[side]
+    ]
     if raised:
-        report.note(shot, f"handles raised {' and '.join(raised)}, the frames its transitions play "
-                          f"({needed[0]} before the cut, {needed[1]} after)")
+        report.note(
+            shot,
+            f"handles raised {' and '.join(raised)}, the frames its transitions play "
+            f"({needed[0]} before the cut, {needed[1]} after)",
+        )
     if numbering.available is not None:
         low, high = numbering.available
         room = (cut[0] - low, high - cut[1])
@@ -228,8 +252,11 @@ def _handles(place: ClipPlace, settings: ClipSettings, default: int, numbering: 
             report.note(shot, f"the cut plays frames {cut[0]}-{cut[1]}, beyond its media's frames {low}-{high}")
         for side, name in enumerate(("before", "after")):
             if (clamped := max(room[side], 0)) < handles[side]:
-                report.note(shot, f"handles {name} the cut clamped from {handles[side]} to {clamped}: its media has "
-                                  f"frames {low}-{high} and the cut plays {cut[0]}-{cut[1]}")
+                report.note(
+                    shot,
+                    f"handles {name} the cut clamped from {handles[side]} to {clamped}: its media has "
+                    f"frames {low}-{high} and the cut plays {cut[0]}-{cut[1]}",
+                )
                 handles[side] = clamped
     return handles[0], handles[1]
 
@@ -247,17 +274,21 @@ def _marker_notes(place: ClipPlace) -> list[str]:
     return [_marker_note(m) for m in [*place.clip.markers, *track_markers]]
 
 
-def _check_plate(job: Job, shot: Shot, place: ClipPlace, options: JobOptions, report: Report,
-                 shot_report: ShotReport) -> None:
+def _check_plate(
+    job: Job, shot: Shot, place: ClipPlace, options: JobOptions, report: Report, shot_report: ShotReport
+) -> None:
     """Fail (or warn, with ``allow_missing``) when the plate lacks cut frames; clamp each side's handles to it."""
     pattern = job.resolve(shot.plate)
     first, last = shot.frames.first, shot.frames.last  # type: ignore[union-attr]  # clips always give frames
     on_disk = frames_on_disk(pattern)
     missing = [f for f in range(first, last + 1) if f not in on_disk]
     if missing:
-        problem = (f"no plate frames at {pattern}" if not on_disk else
-                   f"the plate {pattern} lacks {len(missing)} of the cut's frames {first}-{last} "
-                   f"(from frame {missing[0]})")
+        problem = (
+            f"no plate frames at {pattern}"
+            if not on_disk
+            else f"the plate {pattern} lacks {len(missing)} of the cut's frames {first}-{last} "
+            f"(from frame {missing[0]})"
+        )
         if not options.allow_missing:
             raise TimelineError(f"{place.describe()}: {problem} (pass --allow-missing to write the job anyway)")
         report.note(shot_report, f"{problem}; written anyway (--allow-missing)")
@@ -265,11 +296,15 @@ def _check_plate(job: Job, shot: Shot, place: ClipPlace, options: JobOptions, re
     head, tail = shot.handle_frames()
     room_before = next(n for n in range(head + 1) if n == head or first - n - 1 not in on_disk)
     room_after = next(n for n in range(tail + 1) if n == tail or last + n + 1 not in on_disk)
-    for name, wanted, room, gap in (("before", head, room_before, first - room_before - 1),
-                                    ("after", tail, room_after, last + room_after + 1)):
+    for name, wanted, room, gap in (
+        ("before", head, room_before, first - room_before - 1),
+        ("after", tail, room_after, last + room_after + 1),
+    ):
         if room < wanted:
-            report.note(shot_report, f"handles {name} the cut clamped from {wanted} to {room}: the plate {pattern} "
-                                     f"has no frame {gap}")
+            report.note(
+                shot_report,
+                f"handles {name} the cut clamped from {wanted} to {room}: the plate {pattern} has no frame {gap}",
+            )
     if (room_before, room_after) != (head, tail):
         shot.handles, shot.head_handles, shot.tail_handles = min(room_before, room_after), None, None
         if room_before != room_after:

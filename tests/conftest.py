@@ -15,8 +15,7 @@ BEACHBALL = TESTDATA / "plates" / "beachball" / "singlepart.####.exr"
 
 # Fuzzing profiles (tests/test_fuzz.py): "ci" is the default and keeps the suite fast and repeatable; "long" is
 # `make fuzz`; "bench" is in between. Choose with $HYPOTHESIS_PROFILE.
-settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, database=None,
-                          print_blob=True)
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, database=None, print_blob=True)
 settings.register_profile("bench", max_examples=300, deadline=None)  # benchmarks/reliability.py
 settings.register_profile("long", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -41,8 +41,13 @@ KEYS = {  # distinctive values, so that a scan for them finds any leak
     "LUMAAI_API_KEY": "luma-test-LUMAKEY-9e4d2a6b",
 }
 SERVICES = ("sora", "veo", "kling", "runway", "luma")
-PREFIX = {"sora": "/sora/v1", "veo": "/veo/v1beta", "kling": "/kling", "runway": "/runway",
-          "luma": "/luma/dream-machine/v1"}
+PREFIX = {
+    "sora": "/sora/v1",
+    "veo": "/veo/v1beta",
+    "kling": "/kling",
+    "runway": "/runway",
+    "luma": "/luma/dream-machine/v1",
+}
 
 
 def make_clip(seconds: float, fps: int = CLIP_FPS) -> bytes:
@@ -54,7 +59,7 @@ def make_clip(seconds: float, fps: int = CLIP_FPS) -> bytes:
         for index in range(round(seconds * fps)):
             pixels = np.full((CLIP_SIZE[1], CLIP_SIZE[0], 3), 90, np.uint8)
             for bit in range(8):
-                pixels[:24, bit * 8:(bit + 1) * 8] = 255 if (index >> bit) & 1 else 0
+                pixels[:24, bit * 8 : (bit + 1) * 8] = 255 if (index >> bit) & 1 else 0
             for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -66,9 +71,14 @@ def frame_index(image: np.ndarray) -> int:
     """Which clip frame a decoded (H, W, 3) [0, 1] image is (after any scaling to another size)."""
     height, width = image.shape[:2]
     block = width / 8
-    return sum(1 << bit for bit in range(8)
-               if image[height // 12:height * 5 // 12, int(bit * block + block / 4):int((bit + 1) * block - block / 4)]
-               .mean() > 0.5)
+    return sum(
+        1 << bit
+        for bit in range(8)
+        if image[
+            height // 12 : height * 5 // 12, int(bit * block + block / 4) : int((bit + 1) * block - block / 4)
+        ].mean()
+        > 0.5
+    )
 
 
 def jwt_claims(token: str, secret: str) -> dict[str, Any] | None:
@@ -106,7 +116,8 @@ class Seen:
     def form(self) -> dict[str, Any]:
         """A multipart/form-data body: text fields as str, files as bytes."""
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            f"Content-Type: {self.headers['content-type']}\r\n\r\n".encode() + self.body)
+            f"Content-Type: {self.headers['content-type']}\r\n\r\n".encode() + self.body
+        )
         fields: dict[str, Any] = {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
@@ -188,8 +199,11 @@ class Services:
         return f"http://{host}:{self.port}{PREFIX[service]}"
 
     def requests(self, service: str, method: str | None = None, contains: str = "") -> list[Seen]:
-        return [seen for seen in self.seen if seen.service == service and (method is None or seen.method == method)
-                and contains in seen.path]
+        return [
+            seen
+            for seen in self.seen
+            if seen.service == service and (method is None or seen.method == method) and contains in seen.path
+        ]
 
     def clip(self, seconds: float) -> bytes:
         with self._lock:
@@ -216,9 +230,10 @@ class Services:
             return self._file(reply, path)
         if path.startswith("/published/"):
             return reply.raw(200, (self.image_dir / path.rsplit("/", 1)[1]).read_bytes(), "image/png")
-        route = path[len(PREFIX[service]):]
+        route = path[len(PREFIX[service]) :]
         kind = {"POST": "submit", "DELETE": "cancel"}.get(method) or (
-            "download" if route.endswith("/content") else "status")
+            "download" if route.endswith("/content") else "status"
+        )
         if self.faults and self.faults[0][0] in (kind, "any"):
             _, code, extra = self.faults.pop(0)
             return reply.json(code, _error(service, code, "slow down" if code == 429 else "internal error"), extra)
@@ -234,8 +249,11 @@ class Services:
             return None if headers.get("x-goog-api-key") == KEYS["GEMINI_API_KEY"] else "API key not valid"
         auth = headers.get("authorization", "")
         if service == "kling":
-            claims = jwt_claims(auth.removeprefix("Bearer "), KEYS["KLING_SECRET_KEY"]) if auth.startswith(
-                "Bearer ") else None
+            claims = (
+                jwt_claims(auth.removeprefix("Bearer "), KEYS["KLING_SECRET_KEY"])
+                if auth.startswith("Bearer ")
+                else None
+            )
             now = time.time()
             if not claims or claims.get("iss") != KEYS["KLING_ACCESS_KEY"] or not claims["nbf"] <= now < claims["exp"]:
                 return "Auth failed"
@@ -291,8 +309,18 @@ class Services:
             if self.bad_input or form.get("seconds") not in ("4", "8", "12"):
                 return self._bad(reply, "sora", "Invalid value for 'seconds'", headers)
             job = self._new_job("sora", int(form["seconds"]))
-            return reply.json(200, {"id": job.id, "object": "video", "model": form["model"], "status": "queued",
-                                    "progress": 0, "seconds": form["seconds"], "size": form["size"]})
+            return reply.json(
+                200,
+                {
+                    "id": job.id,
+                    "object": "video",
+                    "model": form["model"],
+                    "status": "queued",
+                    "progress": 0,
+                    "seconds": form["seconds"],
+                    "size": form["size"],
+                },
+            )
         job = self.jobs[route.split("/")[2]]
         if route.endswith("/content"):
             return reply.raw(200, self.clip(job.seconds), "video/mp4")
@@ -320,19 +348,41 @@ class Services:
             return reply.json(200, {"name": name, "done": True, "error": {"code": 3, "message": "Prompt blocked"}})
         # The Files API answers a download with a redirect to storage on another host: the key must not follow.
         uri = f"http://127.0.0.1:{self.port}/files/redirect/{job.id}.mp4"
-        reply.json(200, {"name": name, "done": True, "response": {
-            "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",
-            "generateVideoResponse": {"generatedSamples": [{"video": {"uri": uri}}]}}})
+        reply.json(
+            200,
+            {
+                "name": name,
+                "done": True,
+                "response": {
+                    "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",
+                    "generateVideoResponse": {"generatedSamples": [{"video": {"uri": uri}}]},
+                },
+            },
+        )
 
     def _kling(self, reply: _Reply, method: str, route: str, headers: dict[str, str], body: bytes) -> None:
         if method == "POST":
             request = json.loads(body)
             if self.bad_input or request.get("duration") not in ("5", "10"):
-                return reply.json(400, {"code": 1201, "message": "duration value is invalid" + (
-                    f" ({headers['authorization']})" if self.echo_auth else ""), "request_id": "req-1"})
+                return reply.json(
+                    400,
+                    {
+                        "code": 1201,
+                        "message": "duration value is invalid"
+                        + (f" ({headers['authorization']})" if self.echo_auth else ""),
+                        "request_id": "req-1",
+                    },
+                )
             job = self._new_job("kling", int(request["duration"]))
-            return reply.json(200, {"code": 0, "message": "SUCCEED", "request_id": "req-1", "data": {
-                "task_id": job.id, "task_status": "submitted", "created_at": 1, "updated_at": 1}})
+            return reply.json(
+                200,
+                {
+                    "code": 0,
+                    "message": "SUCCEED",
+                    "request_id": "req-1",
+                    "data": {"task_id": job.id, "task_status": "submitted", "created_at": 1, "updated_at": 1},
+                },
+            )
         job = self.jobs[route.rsplit("/", 1)[1]]
         state = self._state(job)
         status = {"running": "processing", "succeed": "succeed", "fail": "failed"}[state]
@@ -355,8 +405,11 @@ class Services:
             job.cancelled = True
             return reply.raw(204, b"", "application/json")
         state = self._state(job)
-        task: dict[str, Any] = {"id": job.id, "createdAt": "2026-12-07T12:00:00Z", "status": {
-            "running": "RUNNING", "succeed": "SUCCEEDED", "fail": "FAILED", "cancelled": "CANCELLED"}[state]}
+        task: dict[str, Any] = {
+            "id": job.id,
+            "createdAt": "2026-12-07T12:00:00Z",
+            "status": {"running": "RUNNING", "succeed": "SUCCEEDED", "fail": "FAILED", "cancelled": "CANCELLED"}[state],
+        }
         if state == "running":
             task["progress"] = round(job.polls / (self.running_polls + 1), 2)
         if state == "succeed":
@@ -381,8 +434,10 @@ class Services:
             job.cancelled = True
             return reply.raw(204, b"", "application/json")
         state = self._state(job)
-        generation: dict[str, Any] = {"id": job.id, "state": {"running": "dreaming", "succeed": "completed",
-                                                              "fail": "failed", "cancelled": "failed"}[state]}
+        generation: dict[str, Any] = {
+            "id": job.id,
+            "state": {"running": "dreaming", "succeed": "completed", "fail": "failed", "cancelled": "failed"}[state],
+        }
         if state == "succeed":
             generation["assets"] = {"video": self._file_url(job)}
         if state == "fail":

@@ -19,10 +19,10 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from stylecomp.errors import ModelError
-from stylecomp.jobspec import ControlNet, IPAdapter, Lora, ModelSettings
 from stylecomp.diffusion.loading import ip_adapter_image_encoder, load_pipeline, style_reference_embeds
 from stylecomp.diffusion.testing import make_test_ip_adapter, make_test_lora
+from stylecomp.errors import ModelError
+from stylecomp.jobspec import ControlNet, IPAdapter, Lora, ModelSettings
 
 FAMILIES = ("sd15", "sdxl", "flux")
 PLATE = Image.fromarray((np.random.default_rng(7).random((64, 64, 3)) * 255).astype(np.uint8))
@@ -154,8 +154,11 @@ def test_kohya_flux_loras(tmp_path: Path, tiny: dict[str, Path]) -> None:
     """kohya's Flux keys (BFL names, fused qkv) convert; diffusers' converter assumes FLUX.1's single-block widths."""
 
     def pair(name: str, inputs: int, outputs: int) -> dict[str, torch.Tensor]:
-        return {f"{name}.lora_down.weight": torch.randn(4, inputs), f"{name}.lora_up.weight": torch.randn(outputs, 4),
-                f"{name}.alpha": torch.tensor(4.0)}
+        return {
+            f"{name}.lora_down.weight": torch.randn(4, inputs),
+            f"{name}.lora_up.weight": torch.randn(outputs, 4),
+            f"{name}.alpha": torch.tensor(4.0),
+        }
 
     width = 32  # the tiny transformer's
     double = pair("lora_unet_double_blocks_0_img_attn_qkv", width, 3 * width)
@@ -239,8 +242,11 @@ def test_cross_frame_attention_leaves_the_style_reference_in_place(
         original = install_cross_frame(pipe.unet, FrameFeatures())
         installed = pipe.unet.attn_processors
         assert all(isinstance(installed[k], CrossFrameAttention) for k in installed if k.endswith("attn1.processor"))
-        assert all(installed[k] is before[k] and "IPAdapter" in type(before[k]).__name__
-                   for k in installed if k.endswith("attn2.processor"))
+        assert all(
+            installed[k] is before[k] and "IPAdapter" in type(before[k]).__name__
+            for k in installed
+            if k.endswith("attn2.processor")
+        )
         frames[name] = stylize(pipe, **style_reference_embeds(pipe, style, guidance=True))
         pipe.unet.set_attn_processor(original)
     assert pipe.unet.attn_processors == before
@@ -268,8 +274,15 @@ def test_style_reference_for_a_batch_of_frames(tiny: dict[str, Path], ip_adapter
     pipe = with_ip_adapter(tiny, ip_adapters, "sd15")
     embeds = style_reference_embeds(pipe, STYLE_A, guidance=True)
     pipe.set_progress_bar_config(disable=True)
-    frames = pipe(prompt=["ink"] * 2, image=[PLATE, CONTROL], num_inference_steps=4, strength=0.5, output_type="np",
-                  generator=[torch.Generator("cpu").manual_seed(s) for s in (1, 2)], **embeds).images
+    frames = pipe(
+        prompt=["ink"] * 2,
+        image=[PLATE, CONTROL],
+        num_inference_steps=4,
+        strength=0.5,
+        output_type="np",
+        generator=[torch.Generator("cpu").manual_seed(s) for s in (1, 2)],
+        **embeds,
+    ).images
     assert frames.shape == (2, 64, 64, 3) and np.isfinite(frames).all()
 
 
@@ -338,8 +351,10 @@ def test_pickle_ip_adapters_are_refused(tmp_path: Path, tiny: dict[str, Path], i
     folder = tmp_path / "models"
     shutil.copytree(ip_adapters["sd15"].parent, folder)
     state = load_file(ip_adapters["sd15"])
-    nested = {part: {k.removeprefix(f"{part}."): v for k, v in state.items() if k.startswith(f"{part}.")}
-              for part in ("image_proj", "ip_adapter")}
+    nested = {
+        part: {k.removeprefix(f"{part}."): v for k, v in state.items() if k.startswith(f"{part}.")}
+        for part in ("image_proj", "ip_adapter")
+    }
     torch.save(nested, folder / "ip-adapter_sd15.bin")
     pickled = IPAdapter(path=str(folder / "ip-adapter_sd15.bin"), image="s", scale=1.0)
     settings = ModelSettings(family="sd15", path=str(tiny["sd15"]), ip_adapter=pickled)

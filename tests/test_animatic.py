@@ -15,8 +15,8 @@ from PIL import Image
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.color import ModelEncoding
-from stylecomp.io.plates import ImagePart, read_plate, write_plate
 from stylecomp.diffusion.testing import make_test_video_model
+from stylecomp.io.plates import ImagePart, read_plate, write_plate
 
 FRAMES = 5
 
@@ -33,8 +33,13 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def animate_job(folder: Path, plates: Path, image_model: Path, video_model: Path, **animation: object) -> Path:
-    document = job_document(plates, image_model, str(folder / "out/demo.####.exr"), FRAMES,
-                            animation={"model": {"path": str(video_model)}, "long_side": 64, "steps": 2} | animation)
+    document = job_document(
+        plates,
+        image_model,
+        str(folder / "out/demo.####.exr"),
+        FRAMES,
+        animation={"model": {"path": str(video_model)}, "long_side": 64, "steps": 2} | animation,
+    )
     return write_job(folder / "job.json", document)
 
 
@@ -111,8 +116,9 @@ def test_last_frame_conditioning_where_the_model_has_it(
     start, end = tmp_path / "start.png", tmp_path / "end.png"
     Image.fromarray(np.full((64, 64, 3), 40, np.uint8)).save(start)
     Image.fromarray(np.full((64, 64, 3), 220, np.uint8)).save(end)
-    with_end = animate_job(tmp_path / "end", plates, tiny["sd15"], video[family], source="image", image=str(start),
-                           last_image=str(end))
+    with_end = animate_job(
+        tmp_path / "end", plates, tiny["sd15"], video[family], source="image", image=str(start), last_image=str(end)
+    )
     without = animate_job(tmp_path / "plain", plates, tiny["sd15"], video[family], source="image", image=str(start))
     assert invoke("animate", str(with_end))[0] == 0 and invoke("animate", str(without))[0] == 0
     assert not np.array_equal(clip(tmp_path / "end")[-1], clip(tmp_path / "plain")[-1])
@@ -125,8 +131,9 @@ def test_a_model_without_last_frame_conditioning_refuses_an_end_image(
 ) -> None:
     start = tmp_path / "start.png"
     Image.fromarray(np.full((64, 64, 3), 40, np.uint8)).save(start)
-    refused = animate_job(tmp_path, plates, tiny["sd15"], video["cogvideox"], source="image", image=str(start),
-                          last_image=str(start))
+    refused = animate_job(
+        tmp_path, plates, tiny["sd15"], video["cogvideox"], source="image", image=str(start), last_image=str(start)
+    )
     status, _, err = invoke("animate", str(refused))
     # The job asks every shot to end on an image: no shot can be made, so the job is unusable (exit 2).
     assert status == 2 and "cannot end on a given frame" in err
@@ -136,8 +143,9 @@ def test_a_model_without_last_frame_conditioning_refuses_an_end_image(
 def test_missing_model_and_missing_still_are_clear_errors(
     tmp_path: Path, plates: Path, tiny: dict[str, Path], video: dict[str, Path]
 ) -> None:
-    no_model = write_job(tmp_path / "a/job.json",
-                         job_document(plates, tiny["sd15"], str(tmp_path / "a/out/demo.####.exr"), FRAMES))
+    no_model = write_job(
+        tmp_path / "a/job.json", job_document(plates, tiny["sd15"], str(tmp_path / "a/out/demo.####.exr"), FRAMES)
+    )
     status, _, err = invoke("animate", str(no_model))
     assert status == 2 and "animation.model is needed" in err
 
@@ -150,24 +158,55 @@ def test_an_animatic_clip_conforms_into_the_edit(
     tmp_path: Path, plates: Path, tiny: dict[str, Path], video: dict[str, Path]
 ) -> None:
     clip_item = otio.schema.Clip(
-        name="demo", media_reference=otio.schema.ImageSequenceReference(
-            target_url_base=plates.as_uri() + "/", name_prefix="demo.", name_suffix=".exr", start_frame=FIRST,
-            frame_zero_padding=4, rate=24,
-            available_range=otio.opentime.TimeRange(otio.opentime.RationalTime(FIRST, 24),
-                                                    otio.opentime.RationalTime(FRAMES, 24))))
+        name="demo",
+        media_reference=otio.schema.ImageSequenceReference(
+            target_url_base=plates.as_uri() + "/",
+            name_prefix="demo.",
+            name_suffix=".exr",
+            start_frame=FIRST,
+            frame_zero_padding=4,
+            rate=24,
+            available_range=otio.opentime.TimeRange(
+                otio.opentime.RationalTime(FIRST, 24), otio.opentime.RationalTime(FRAMES, 24)
+            ),
+        ),
+    )
     timeline = otio.schema.Timeline(name="cut")
     timeline.tracks.append(otio.schema.Track(name="V1", children=[clip_item]))
     otio.adapters.write_to_file(timeline, str(tmp_path / "cut.otio"))
-    assert invoke("timeline", "jobs", str(tmp_path / "cut.otio"), "-o", str(tmp_path / "job.json"),
-                  "--plates", str(plates / "demo.####.exr"))[0] == 0
+    assert (
+        invoke(
+            "timeline",
+            "jobs",
+            str(tmp_path / "cut.otio"),
+            "-o",
+            str(tmp_path / "job.json"),
+            "--plates",
+            str(plates / "demo.####.exr"),
+        )[0]
+        == 0
+    )
     job = json.loads((tmp_path / "job.json").read_text())
-    job["animation"] = {"model": {"path": str(video["wan"])}, "long_side": 64, "steps": 2, "source": "image",
-                        "image": str(plates / f"demo.{FIRST}.exr")}
+    job["animation"] = {
+        "model": {"path": str(video["wan"])},
+        "long_side": 64,
+        "steps": 2,
+        "source": "image",
+        "image": str(plates / f"demo.{FIRST}.exr"),
+    }
     (tmp_path / "job.json").write_text(json.dumps(job))
     assert invoke("animate", str(tmp_path / "job.json"))[0] == 0
 
-    status, _, err = invoke("timeline", "conform", str(tmp_path / "cut.otio"), str(tmp_path / "job.json"),
-                            "-o", str(tmp_path / "animatic.otio"), "--media", "animatic")
+    status, _, err = invoke(
+        "timeline",
+        "conform",
+        str(tmp_path / "cut.otio"),
+        str(tmp_path / "job.json"),
+        "-o",
+        str(tmp_path / "animatic.otio"),
+        "--media",
+        "animatic",
+    )
     assert status == 0, err
     conformed = otio.adapters.read_from_file(str(tmp_path / "animatic.otio"))
     item = conformed.tracks[0][0]
@@ -181,24 +220,31 @@ def test_a_shorter_clip_replaces_the_longer_one_whole_and_the_model_path_is_the_
     tmp_path: Path, plates: Path, tiny: dict[str, Path], video: dict[str, Path]
 ) -> None:
     # The model path is relative to the job's folder, not to where the command runs.
-    job = animate_job(tmp_path, plates, tiny["sd15"], Path(os.path.relpath(video["wan"], tmp_path)),
-                      source="image", image=str(plates / f"demo.{FIRST}.exr"))
+    job = animate_job(
+        tmp_path,
+        plates,
+        tiny["sd15"],
+        Path(os.path.relpath(video["wan"], tmp_path)),
+        source="image",
+        image=str(plates / f"demo.{FIRST}.exr"),
+    )
     assert invoke("animate", str(job), "--frames", "9")[0] == 0
     assert len(clip(tmp_path)) == 9
     status, _, err = invoke("animate", str(job), "--frames", "5")
     assert status == 0, err
     # Frames 6-9 of the first clip would play on after the new one in a conformed edit.
     assert [f.name for f in sorted((tmp_path / "animatic/demo").glob("demo.*.exr"))] == [
-        f"demo.{FIRST + i}.exr" for i in range(5)]
+        f"demo.{FIRST + i}.exr" for i in range(5)
+    ]
     assert len(list((tmp_path / "animatic/demo/preview").glob("demo.*.png"))) == 5
 
 
 def test_stopping_while_the_keyframe_renders_stops_the_clip(
     tmp_path: Path, plates: Path, tiny: dict[str, Path], video: dict[str, Path]
 ) -> None:
+    from stylecomp.errors import Cancelled
     from stylecomp.generators.animatic import animate, video_generator
     from stylecomp.jobspec import load_job
-    from stylecomp.errors import Cancelled
 
     path = animate_job(tmp_path, plates, tiny["sd15"], video["wan"])
     job = load_job(path)

@@ -7,38 +7,76 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylecomp.io.aovs import beauty, detect_aovs
 from stylecomp.errors import PlateError
+from stylecomp.io.aovs import beauty, detect_aovs
 from stylecomp.io.plates import read_plate
 
 RENDERERS = {
     "nuke/arnold-style": (
         ["R", "G", "B", "A", "Z", "N.x", "N.y", "N.z", "motionvector.r", "motionvector.g", "motionvector.b", "id"],
-        {"beauty": ("R", "G", "B", "A"), "depth": ("Z",), "normals": ("N.x", "N.y", "N.z"),
-         "motion": ("motionvector.r", "motionvector.g"), "object_id": ("id",)},
+        {
+            "beauty": ("R", "G", "B", "A"),
+            "depth": ("Z",),
+            "normals": ("N.x", "N.y", "N.z"),
+            "motion": ("motionvector.r", "motionvector.g"),
+            "object_id": ("id",),
+        },
     ),
     "blender cycles": (
-        ["ViewLayer.Combined.R", "ViewLayer.Combined.G", "ViewLayer.Combined.B", "ViewLayer.Combined.A",
-         "ViewLayer.Depth.Z", "ViewLayer.Normal.X", "ViewLayer.Normal.Y", "ViewLayer.Normal.Z",
-         "ViewLayer.Vector.X", "ViewLayer.Vector.Y", "ViewLayer.Vector.Z", "ViewLayer.Vector.W",
-         "ViewLayer.IndexOB.X"],
-        {"beauty": ("ViewLayer.Combined.R", "ViewLayer.Combined.G", "ViewLayer.Combined.B", "ViewLayer.Combined.A"),
-         "depth": ("ViewLayer.Depth.Z",),
-         "normals": ("ViewLayer.Normal.X", "ViewLayer.Normal.Y", "ViewLayer.Normal.Z"),
-         "motion": ("ViewLayer.Vector.X", "ViewLayer.Vector.Y", "ViewLayer.Vector.Z", "ViewLayer.Vector.W"),
-         "object_id": ("ViewLayer.IndexOB.X",)},
+        [
+            "ViewLayer.Combined.R",
+            "ViewLayer.Combined.G",
+            "ViewLayer.Combined.B",
+            "ViewLayer.Combined.A",
+            "ViewLayer.Depth.Z",
+            "ViewLayer.Normal.X",
+            "ViewLayer.Normal.Y",
+            "ViewLayer.Normal.Z",
+            "ViewLayer.Vector.X",
+            "ViewLayer.Vector.Y",
+            "ViewLayer.Vector.Z",
+            "ViewLayer.Vector.W",
+            "ViewLayer.IndexOB.X",
+        ],
+        {
+            "beauty": ("ViewLayer.Combined.R", "ViewLayer.Combined.G", "ViewLayer.Combined.B", "ViewLayer.Combined.A"),
+            "depth": ("ViewLayer.Depth.Z",),
+            "normals": ("ViewLayer.Normal.X", "ViewLayer.Normal.Y", "ViewLayer.Normal.Z"),
+            "motion": ("ViewLayer.Vector.X", "ViewLayer.Vector.Y", "ViewLayer.Vector.Z", "ViewLayer.Vector.W"),
+            "object_id": ("ViewLayer.IndexOB.X",),
+        },
     ),
     "layered depth/normal/velocity": (
-        ["rgba.red", "beauty.R", "beauty.G", "beauty.B", "depth.V", "normal.R", "normal.G", "normal.B",
-         "velocity.x", "velocity.y", "objectid.id"],
-        {"beauty": ("beauty.R", "beauty.G", "beauty.B"), "depth": ("depth.V",),
-         "normals": ("normal.R", "normal.G", "normal.B"), "motion": ("velocity.x", "velocity.y"),
-         "object_id": ("objectid.id",)},
+        [
+            "rgba.red",
+            "beauty.R",
+            "beauty.G",
+            "beauty.B",
+            "depth.V",
+            "normal.R",
+            "normal.G",
+            "normal.B",
+            "velocity.x",
+            "velocity.y",
+            "objectid.id",
+        ],
+        {
+            "beauty": ("beauty.R", "beauty.G", "beauty.B"),
+            "depth": ("depth.V",),
+            "normals": ("normal.R", "normal.G", "normal.B"),
+            "motion": ("velocity.x", "velocity.y"),
+            "object_id": ("objectid.id",),
+        },
     ),
     "stylecomp demo": (
         ["R", "G", "B", "A", "Z", "id", "N.X", "N.Y", "N.Z", "backward.u", "backward.v", "forward.u", "forward.v"],
-        {"beauty": ("R", "G", "B", "A"), "depth": ("Z",), "normals": ("N.X", "N.Y", "N.Z"),
-         "motion": ("backward.u", "backward.v"), "object_id": ("id",)},
+        {
+            "beauty": ("R", "G", "B", "A"),
+            "depth": ("Z",),
+            "normals": ("N.X", "N.Y", "N.Z"),
+            "motion": ("backward.u", "backward.v"),
+            "object_id": ("id",),
+        },
     ),
 }
 

@@ -29,8 +29,10 @@ KNOWN_CYCLE_EDGES = {
     ("stylecomp.comp.headless", "stylecomp.render.cache"): "comp/headless is a render host inside the comp package",
     ("stylecomp.comp.headless", "stylecomp.render.output_guard"): "comp/headless is a render host in comp",
     ("stylecomp.comp.headless", "stylecomp.diffusion.pool"): "comp/headless is a render host inside the comp package",
-    ("stylecomp.diffusion.testing.video_models", "stylecomp.generators.video"):
-        "the tiny video models are built for the video families that generators.video defines",
+    (
+        "stylecomp.diffusion.testing.video_models",
+        "stylecomp.generators.video",
+    ): "the tiny video models are built for the video families that generators.video defines",
     ("stylecomp.generators.hosted.credentials", "stylecomp.server.access_token"): "token files are server-owned",
     ("stylecomp.demo.run", "stylecomp.stylemodel"): "the demo uses the trained model, which trains on demo scenes",
     ("stylecomp.demo.run", "stylecomp.stylemodel.evaluation"): "the demo uses the trained model (as above)",
@@ -47,7 +49,8 @@ def _module_name(package: str, root: Path, path: Path) -> str:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
@@ -149,31 +152,46 @@ def test_cycle_check_finds_the_known_cycles() -> None:
 
 
 def test_core_never_imports_stylecomp_otio_or_opentimelineio() -> None:
-    offenders = sorted(f"{module} imports {target}" for module, targets in _module_imports().items()
-                       if module.split(".")[0] == "stylecomp" for target in targets
-                       if target.split(".")[0] in ("stylecomp_otio", "opentimelineio"))
+    offenders = sorted(
+        f"{module} imports {target}"
+        for module, targets in _module_imports().items()
+        if module.split(".")[0] == "stylecomp"
+        for target in targets
+        if target.split(".")[0] in ("stylecomp_otio", "opentimelineio")
+    )
     assert not offenders, "\n".join(offenders)
 
 
 def test_io_does_not_import_comp() -> None:
-    offenders = sorted(f"{module} imports {target}" for module, targets in _module_imports().items()
-                       if _node(module) == "stylecomp.io" for target in targets
-                       if _node(target) == "stylecomp.comp" and (module, target) not in KNOWN_CYCLE_EDGES)
+    offenders = sorted(
+        f"{module} imports {target}"
+        for module, targets in _module_imports().items()
+        if _node(module) == "stylecomp.io"
+        for target in targets
+        if _node(target) == "stylecomp.comp" and (module, target) not in KNOWN_CYCLE_EDGES
+    )
     assert not offenders, "\n".join(offenders)
 
 
 def _loaded_after(code: str) -> set[str]:
     """The top-level packages in ``sys.modules`` after running ``code`` in a fresh interpreter."""
     script = f"{code}\nimport json, sys\nprint(json.dumps(sorted({{name.split('.')[0] for name in sys.modules}})))"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            cwd=REPO)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr
     return set(json.loads(result.stdout.splitlines()[-1]))
 
 
-LIGHT_MODULES = ["stylecomp.jobspec", "stylecomp.io.plates", "stylecomp.io.sequence", "stylecomp.io.aovs",
-                 "stylecomp.io.atomic", "stylecomp.io.cryptomatte", "stylecomp.io.contactsheet",
-                 "stylecomp.io.inspection", "stylecomp.io.normal_space"]
+LIGHT_MODULES = [
+    "stylecomp.jobspec",
+    "stylecomp.io.plates",
+    "stylecomp.io.sequence",
+    "stylecomp.io.aovs",
+    "stylecomp.io.atomic",
+    "stylecomp.io.cryptomatte",
+    "stylecomp.io.contactsheet",
+    "stylecomp.io.inspection",
+    "stylecomp.io.normal_space",
+]
 # Farm planning (farm.chunks, farm.openjd) still asks a StylizeStage whether a shot is sequential, so it imports
 # torch until part B of issue 16 answers that from the job spec; add those modules here then.
 
@@ -187,8 +205,9 @@ def test_job_spec_io_and_farm_planning_do_not_import_torch(module: str) -> None:
 
 def test_stylecomp_commands_do_not_load_the_timeline_plugin() -> None:
     """A command other than ``timeline`` runs without importing stylecomp_otio or OpenTimelineIO."""
-    loaded = _loaded_after("from stylecomp.cli import cli\n"
-                           "cli(['job', 'schema'], prog_name='stylecomp', standalone_mode=False)")
+    loaded = _loaded_after(
+        "from stylecomp.cli import cli\ncli(['job', 'schema'], prog_name='stylecomp', standalone_mode=False)"
+    )
     plugin = loaded & {"stylecomp_otio", "opentimelineio"}
     assert not plugin, f"stylecomp job schema loads {', '.join(sorted(plugin))}"
 
@@ -197,6 +216,7 @@ def test_timeline_group_comes_from_its_entry_point() -> None:
     """``stylecomp timeline`` is stylecomp_otio's command group, found through the ``stylecomp.cli`` entry point."""
     import click
     from click.testing import CliRunner
+
     from stylecomp.cli import cli
     from stylecomp_otio.cli import timeline
 
@@ -209,8 +229,10 @@ def test_timeline_group_comes_from_its_entry_point() -> None:
 
 def test_a_plugin_command_group_is_found_and_a_broken_one_is_one_line(tmp_path: Path) -> None:
     """Another package's command group joins `stylecomp` through the entry point; one that cannot import is an error."""
-    (tmp_path / "acme_cli.py").write_text("import click\n\n\n@click.group()\ndef acme():\n    'Acme tools.'\n\n\n"
-                                          "@acme.command()\ndef hello():\n    click.echo('hello from acme')\n")
+    (tmp_path / "acme_cli.py").write_text(
+        "import click\n\n\n@click.group()\ndef acme():\n    'Acme tools.'\n\n\n"
+        "@acme.command()\ndef hello():\n    click.echo('hello from acme')\n"
+    )
     dist = tmp_path / "acme_cli-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-cli\nVersion: 1.0\n")

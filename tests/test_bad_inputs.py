@@ -17,8 +17,8 @@ import pytest
 import torch
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
-from stylecomp.errors import ModelError
 from stylecomp.diffusion.loading import model_hash
+from stylecomp.errors import ModelError
 from stylecomp.io.plates import ImagePart, Window, write_plate
 
 
@@ -46,8 +46,9 @@ def test_nan_and_inf_in_the_plates_alpha_never_reach_stylized_alpha(tmp_path: Pa
     rgba[8:16, :, 3] = np.inf
     rgba[16:24, :, 3] = -np.inf
     window = Window(0, 0, 64, 64)
-    write_plate(tmp_path / "plate.exr", [ImagePart.create(rgba, ["R", "G", "B", "A"], window, window,
-                                                          pixel_type="float")])
+    write_plate(
+        tmp_path / "plate.exr", [ImagePart.create(rgba, ["R", "G", "B", "A"], window, window, pixel_type="float")]
+    )
     document = job_document(tmp_path, model, str(tmp_path / "out.exr"), 1)
     document["shots"][0] |= {"plate": str(tmp_path / "plate.exr"), "frames": None}
     status, _, err = invoke("render", str(write_job(tmp_path / "job.json", document)), "--device", "cpu")
@@ -77,8 +78,9 @@ class _NotAllowed:
 
 
 @pytest.mark.parametrize("content", ["foreign object", "truncated zip"])
-def test_a_pickle_that_fails_to_unpickle_with_allow_pickle_is_one_line(tmp_path: Path, model: Path,
-                                                                       content: str) -> None:
+def test_a_pickle_that_fails_to_unpickle_with_allow_pickle_is_one_line(
+    tmp_path: Path, model: Path, content: str
+) -> None:
     checkpoint = tmp_path / "model.ckpt"
     torch.save({"state_dict": {"weight": _NotAllowed()}}, checkpoint)
     if content == "truncated zip":
@@ -159,8 +161,9 @@ print(json.dumps(results))
 
 
 def _run_cli_per_file(folder: Path, paths: list[Path]) -> list[dict[str, object]]:
-    done = subprocess.run([sys.executable, "-c", CLI_PER_FILE, str(folder), *map(str, paths)], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", CLI_PER_FILE, str(folder), *map(str, paths)], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -201,7 +204,8 @@ def test_damaged_frames_in_a_sequence_keep_json_valid_and_are_not_present(testda
         lines = str(result["stderr"]).splitlines()
         assert result["exit"] == 2 and len(lines) == 2, result
         assert lines[0].startswith(f"error: {tmp_path / 's.1004.exr'}: ") and lines[1].startswith(
-            f"error: {tmp_path / 's.1005.exr'}: ")
+            f"error: {tmp_path / 's.1005.exr'}: "
+        )
     assert "  damaged      1004-1005 (2 frames)" in str(text["stdout"])
     assert "  frames       1001-1003, 1006 (4 frames)" in str(text["stdout"])
 
@@ -228,6 +232,7 @@ os.write(2, b"stderr works\n")
 
 def test_concurrent_damaged_reads_print_nothing_and_leave_the_terminal_working(testdata: Path) -> None:
     damaged = next((testdata / "exr-damaged").glob("poc-4d912f49*.exr"))
-    done = subprocess.run([sys.executable, "-c", THREADED_READS, str(damaged)], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", THREADED_READS, str(damaged)], capture_output=True, text=True, timeout=300
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, "stdout works\n", "stderr works\n")

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from tiny_jobs import FIRST, cache_key, invoke, job_document, stylized, write_job, write_plates
 
-from stylecomp.farm.batch import BatchJob, LocalExecutor, run_batch
-from stylecomp.jobspec import load_job
 from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.farm.batch import BatchJob, LocalExecutor, run_batch
 from stylecomp.io.plates import read_plate, write_plate
+from stylecomp.jobspec import load_job
 from stylecomp.render.loop import render_job
 from stylecomp.render.resume import VerifiedCache, prepare_resume
 
@@ -72,8 +72,12 @@ def test_a_killed_batch_resumes_to_the_uninterrupted_result(tmp_path: Path, plat
     leftover.write_bytes(data[: len(data) // 2])
     os.truncate(first, len(data) // 2)
 
-    resumed = subprocess.run([str(ENGINE), "batch", str(job), "--resume", "--device", "cpu", "--progress", "json"],
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [str(ENGINE), "batch", str(job), "--resume", "--device", "cpu", "--progress", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     events = [json.loads(line) for line in resumed.stdout.splitlines()]
     resume = next(e for e in events if e["event"] == "resume")
@@ -95,22 +99,33 @@ def test_a_killed_batch_resumes_to_the_uninterrupted_result(tmp_path: Path, plat
 
 
 def test_jobs_share_a_pipeline_and_progress_counts_shots_and_overall(tmp_path: Path, plates: Path, model: Path) -> None:
-    jobs = [write_job(tmp_path / name / "job.json", job_document(plates, model, "out/demo.####.exr", 2, prompt=name))
-            for name in ("ink", "chalk")]
+    jobs = [
+        write_job(tmp_path / name / "job.json", job_document(plates, model, "out/demo.####.exr", 2, prompt=name))
+        for name in ("ink", "chalk")
+    ]
     events: list[dict] = []
     pool = PipelinePool("cpu")
-    summary = run_batch([BatchJob(str(path), load_job(path)) for path in jobs], LocalExecutor(pool, VerifiedCache()),
-                        report=events.append)
+    summary = run_batch(
+        [BatchJob(str(path), load_job(path)) for path in jobs],
+        LocalExecutor(pool, VerifiedCache()),
+        report=events.append,
+    )
     assert (summary.rendered, summary.cached, summary.exit_status) == (4, 0, 0)
     assert pool.loads == 1, "the second job reuses the first job's pipeline"
     assert events[0] == {"event": "batch", "jobs": [str(path) for path in jobs], "total": 4}
     frames = [e for e in events if e["event"] == "frame"]
     assert [(e["job"], e["frame"], e["overall"]["done"]) for e in frames] == [
-        (str(jobs[0]), 1001, 1), (str(jobs[0]), 1002, 2), (str(jobs[1]), 1001, 3), (str(jobs[1]), 1002, 4)]
+        (str(jobs[0]), 1001, 1),
+        (str(jobs[0]), 1002, 2),
+        (str(jobs[1]), 1001, 3),
+        (str(jobs[1]), 1002, 4),
+    ]
     assert frames[0]["overall"]["eta"] > 0 and frames[-1]["overall"]["eta"] == 0
     shot_ends = [e for e in events if e["event"] == "shot_end"]
     assert [(e["job"], e["done"], e["total"], e["rendered"], e["overall"]["done"]) for e in shot_ends] == [
-        (str(jobs[0]), 2, 2, 2, 2), (str(jobs[1]), 2, 2, 2, 4)]
+        (str(jobs[0]), 2, 2, 2, 2),
+        (str(jobs[1]), 2, 2, 2, 4),
+    ]
     assert [e["event"] for e in events][-2:] == ["job_end", "end"]
 
     status, out, err = invoke("batch", *map(str, jobs), "--device", "cpu")
@@ -154,8 +169,12 @@ def test_resume_removes_only_dead_temp_files_and_damaged_outputs(tmp_path: Path,
     dead.wait()
     alive = subprocess.Popen(["sleep", "30"])
     try:
-        names = {"dead": f".demo.1003.{dead.pid}-00c0ffee.tmp.exr", "alive": f".demo.1003.{alive.pid}-00c0ffee.tmp.exr",
-                 "other": f".other.1003.{dead.pid}-00c0ffee.tmp.exr", "outside": f".demo.1004.{dead.pid}-00c0ffee.tmp.exr"}
+        names = {
+            "dead": f".demo.1003.{dead.pid}-00c0ffee.tmp.exr",
+            "alive": f".demo.1003.{alive.pid}-00c0ffee.tmp.exr",
+            "other": f".other.1003.{dead.pid}-00c0ffee.tmp.exr",
+            "outside": f".demo.1004.{dead.pid}-00c0ffee.tmp.exr",
+        }
         for name in names.values():
             (out / name).write_bytes(b"partial")
         report = prepare_resume(job, frames=(1001, 1003))
@@ -165,7 +184,8 @@ def test_resume_removes_only_dead_temp_files_and_damaged_outputs(tmp_path: Path,
     assert report.removed_temp == [str(out / names["dead"])]
     assert report.removed_damaged == [str(damaged)] and report.complete == 1
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["demo.1001.exr", "demo.1003.exr", names["alive"], names["other"], names["outside"]])
+        ["demo.1001.exr", "demo.1003.exr", names["alive"], names["other"], names["outside"]]
+    )
 
     cache = VerifiedCache(tmp_path / "renders")
     cache.store("ab" * 32, out / "demo.1001.exr")

@@ -110,11 +110,17 @@ def test_rec709_weights_keep_rec709_luminance() -> None:
         luminance_colour(CLEAN, STYLIZED, weights="Rec.2020")
 
 
-@pytest.mark.parametrize(("space", "config", "weights"), [
-    ("ACES - ACEScg", "aces_1.2", "ACEScg"), ("ACEScg", "", "ACEScg"), ("scene_linear", "aces_1.3", "ACEScg"),
-    ("scene_linear", "nuke-default", "Rec.709"), ("linear", "nuke-default", "Rec.709"),
-    ("ACES - ACES2065-1", "aces_1.2", "Rec.709"),
-])
+@pytest.mark.parametrize(
+    ("space", "config", "weights"),
+    [
+        ("ACES - ACEScg", "aces_1.2", "ACEScg"),
+        ("ACEScg", "", "ACEScg"),
+        ("scene_linear", "aces_1.3", "ACEScg"),
+        ("scene_linear", "nuke-default", "Rec.709"),
+        ("linear", "nuke-default", "Rec.709"),
+        ("ACES - ACES2065-1", "aces_1.2", "Rec.709"),
+    ],
+)
 def test_luminance_weights_for_a_working_space(space: str, config: str, weights: str) -> None:
     assert luminance_weights_for(space, config) == weights
 

@@ -29,12 +29,26 @@ def job(testdata: Path, tmp_path: Path, tiny: dict[str, Path]) -> Path:
     model = tiny["sd15"]
     document = {
         "version": 1,
-        "shots": [{"name": "street", "plate": str(testdata / SHOT), "frames": {"first": FRAMES[0], "last": FRAMES[1]},
-                   "output": "stylized/street.####.exr"}],
-        "model": {"family": "sd15", "path": str(model), "controlnets": [
-            {"path": str(model / "controlnet"), "source": "normals", "weight": 1.0},
-            {"path": str(model / "controlnet"), "source": "lineart", "weight": 0.5}]},
-        "prompt": "watercolor", "steps": 2, "strength": 0.5, "guidance": 1.0,
+        "shots": [
+            {
+                "name": "street",
+                "plate": str(testdata / SHOT),
+                "frames": {"first": FRAMES[0], "last": FRAMES[1]},
+                "output": "stylized/street.####.exr",
+            }
+        ],
+        "model": {
+            "family": "sd15",
+            "path": str(model),
+            "controlnets": [
+                {"path": str(model / "controlnet"), "source": "normals", "weight": 1.0},
+                {"path": str(model / "controlnet"), "source": "lineart", "weight": 0.5},
+            ],
+        },
+        "prompt": "watercolor",
+        "steps": 2,
+        "strength": 0.5,
+        "guidance": 1.0,
         "resolution": {"mode": "downscale", "working_size": 128},
         "consistency": {"mechanisms": ["warped_noise", "latent_fusion"]},
         "comp": {"output": "comp/street.####.exr", "weight": "cryptomatte", "mattes": ["car"]},
@@ -60,8 +74,9 @@ def test_inspect_render_flicker_and_comp_by_cryptomatte_name(job: Path, testdata
     assert all(path.is_file() for path in outputs)
     assert read_plate(outputs[0]).channels(["stylized.R"]).shape == (270, 480, 1)
 
-    status, out, err = invoke("flicker", str(tmp_path / "stylized/street.####.exr"), "--plate", str(testdata / SHOT),
-                              "--json")
+    status, out, err = invoke(
+        "flicker", str(tmp_path / "stylized/street.####.exr"), "--plate", str(testdata / SHOT), "--json"
+    )
     assert status == 0, err
     flicker = json.loads(out)
     assert flicker["vectors"]["convention"] == "backward-pixels-yup" and np.isfinite(flicker["R"]) and flicker["D"] > 0
@@ -72,8 +87,10 @@ def test_inspect_render_flicker_and_comp_by_cryptomatte_name(job: Path, testdata
         plate = read_plate(testdata / SHOT.parent / f"street.{frame}.exr")
         comp = read_plate(tmp_path / f"comp/street.{frame}.exr").channels(["R", "G", "B"])
         car = cryptomatte.matte(plate, cryptomatte.select_layer(plate), ["car"])[0]
-        clean, styled = plate.channels(BEAUTY), read_plate(stylized_path).channels(["stylized.R", "stylized.G",
-                                                                                     "stylized.B"])
+        clean, styled = (
+            plate.channels(BEAUTY),
+            read_plate(stylized_path).channels(["stylized.R", "stylized.G", "stylized.B"]),
+        )
         off_car, on_car = car == 0.0, car == 1.0
         assert on_car.sum() > 100
         np.testing.assert_allclose(comp[off_car], clean[off_car], rtol=2e-3, atol=2e-3)  # the street stays clean

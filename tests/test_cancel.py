@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from stylecomp.jobspec import parse_job
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.io.plates import ImagePart, Window, write_plate
+from stylecomp.jobspec import parse_job
 from stylecomp.render.loop import render_job
 
 SIZE = 512  # one step of the tiny UNet here takes seconds on 2 CPU cores
@@ -31,18 +31,27 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15")
 
 
-def test_cancel_mid_step_ends_the_render_within_two_seconds(tmp_path: Path, model: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cancel_mid_step_ends_the_render_within_two_seconds(
+    tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "cache"))
     rgba = np.random.default_rng(0).random((SIZE, SIZE, 4), dtype=np.float32)
     rgba[..., 3] = 1.0
     window = Window(0, 0, SIZE, SIZE)
     write_plate(tmp_path / "plate.exr", [ImagePart.create(rgba, ["R", "G", "B", "A"], window, window)])
     out = tmp_path / "out"
-    job = parse_job(json.dumps({
-        "version": 1, "shots": [{"name": "big", "plate": str(tmp_path / "plate.exr"), "output": str(out / "big.exr")}],
-        "model": {"family": "sd15", "path": str(model)}, "steps": 50, "strength": 1.0,
-        "resolution": {"mode": "native"}}))
+    job = parse_job(
+        json.dumps(
+            {
+                "version": 1,
+                "shots": [{"name": "big", "plate": str(tmp_path / "plate.exr"), "output": str(out / "big.exr")}],
+                "model": {"family": "sd15", "path": str(model)},
+                "steps": 50,
+                "strength": 1.0,
+                "resolution": {"mode": "native"},
+            }
+        )
+    )
     cancel, inside_step = threading.Event(), threading.Event()
 
     def watch(module: torch.nn.Module, _args: Any) -> None:
@@ -51,8 +60,9 @@ def test_cancel_mid_step_ends_the_render_within_two_seconds(tmp_path: Path, mode
 
     hook = torch.nn.modules.module.register_module_forward_pre_hook(watch)
     result: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: result.update(summary=render_job(job, pool=PipelinePool("cpu"),
-                                                                              cancel=cancel, cache=None)))
+    thread = threading.Thread(
+        target=lambda: result.update(summary=render_job(job, pool=PipelinePool("cpu"), cancel=cancel, cache=None))
+    )
     try:
         thread.start()
         assert inside_step.wait(300), "the UNet never ran"

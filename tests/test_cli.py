@@ -86,8 +86,14 @@ def test_job_schema_and_validate(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"shots": [{"name": "sh010", "plate": "p.####.exr", "output": "o.####.exr"}]}))
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"shots": [{"name": "sh010", "plate": "p.####.exr", "output": "o.####.exr",
-                                          "handles": -2}], "steps": "many"}))
+    bad.write_text(
+        json.dumps(
+            {
+                "shots": [{"name": "sh010", "plate": "p.####.exr", "output": "o.####.exr", "handles": -2}],
+                "steps": "many",
+            }
+        )
+    )
     result = CliRunner().invoke(cli, ["job", "validate", str(good), str(bad)])
     assert result.exit_code == 2
     assert f"{good}: valid" in result.stdout

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylecomp.io.aovs import beauty
 from stylecomp.color import PINNED_CONFIG, ModelEncoding, quantize, roundtrip_error
 from stylecomp.errors import ColorError
+from stylecomp.io.aovs import beauty
 from stylecomp.io.plates import read_plate
 
-SHARED_EXRS = sorted(
-    p.name for p in (Path(__file__).resolve().parents[2] / "shared/testdata/exr").glob("*.exr")
-) or ["(none)"]
+SHARED_EXRS = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "shared/testdata/exr").glob("*.exr")) or [
+    "(none)"
+]
 
 
 def _identity_roundtrip(encoding: ModelEncoding, rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:

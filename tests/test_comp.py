@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_render import invoke, stylized, write_job
 
 from stylecomp.comp.blend import depth_weight, line_overlay, mix
 from stylecomp.demo.scene import OBJECT_NAMES, write_demo
 from stylecomp.io.plates import ImagePart, Window, read_plate, write_plate
-from test_render import invoke, stylized, write_job
 
 BALL = next(i for i, name in OBJECT_NAMES.items() if name == "ball")
 
@@ -54,8 +54,10 @@ def test_comp_writes_blended_frames_and_reuses_the_stylized_ones(tmp_path: Path,
     np.testing.assert_allclose(result, mix(clean, styled, 0.25), rtol=1e-3, atol=1e-3)  # half-float output
     header = read_plate(tmp_path / "comp/demo.1002.exr").parts[0].attributes
     assert json.loads(header["stylecomp/comp"])["amount"] == 0.25
-    assert header["stylecomp/stylized_cache_key"] == read_plate(tmp_path / "out/demo.1002.exr").parts[0].attributes[
-        "stylecomp/cache_key"]
+    assert (
+        header["stylecomp/stylized_cache_key"]
+        == read_plate(tmp_path / "out/demo.1002.exr").parts[0].attributes["stylecomp/cache_key"]
+    )
 
     status, out, _ = invoke("comp", str(job))
     assert status == 0 and "stylized 0, from cache 2; comped 2" in out
@@ -73,8 +75,18 @@ def test_object_id_weight_puts_the_stylized_look_on_the_ball_only(tmp_path: Path
 
 
 def test_depth_weight_and_id_lines_match_the_blend_ops(tmp_path: Path, plates: Path, model: Path) -> None:
-    job = comp_job(tmp_path, plates, model, weight="depth", depth_near=5.0, depth_far=20.0, depth_direction="far",
-                   lines=True, line_colour=[1.0, 0.0, 0.0], line_opacity=1.0)
+    job = comp_job(
+        tmp_path,
+        plates,
+        model,
+        weight="depth",
+        depth_near=5.0,
+        depth_far=20.0,
+        depth_direction="far",
+        lines=True,
+        line_colour=[1.0, 0.0, 0.0],
+        line_opacity=1.0,
+    )
     assert invoke("comp", str(job), "--frames", "1001")[0] == 0
     plate = read_plate(plates / "demo.1001.exr")
     clean = plate.channels(["R", "G", "B", "A"])
@@ -93,8 +105,10 @@ def test_a_cropped_data_window_is_kept(tmp_path: Path, plates: Path, model: Path
     for frame in (1001, 1002):
         part = read_plate(plates / f"demo.{frame}.exr").parts[0]
         pixels = part.pixels[window.y : window.y + window.height, window.x : window.x + window.width]
-        write_plate(cropped / f"demo.{frame}.exr", [ImagePart.create(
-            pixels, part.channel_names, window, part.display_window, channel_types={"id": "uint"})])
+        write_plate(
+            cropped / f"demo.{frame}.exr",
+            [ImagePart.create(pixels, part.channel_names, window, part.display_window, channel_types={"id": "uint"})],
+        )
     job = comp_job(tmp_path, cropped, model, mode="detail_transfer", detail_size=4.0)
     assert invoke("comp", str(job), "--frames", "1001")[0] == 0
     result = read_plate(tmp_path / "comp/demo.1001.exr")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stylecomp.demo.scene import OBJECT_NAMES, camera_at, render_frame
 from stylecomp.diffusion.conditioning import (
     NORMAL_BACKGROUND,
     _hysteresis,
@@ -13,7 +14,6 @@ from stylecomp.diffusion.conditioning import (
     line_art,
     normal_condition,
 )
-from stylecomp.demo.scene import OBJECT_NAMES, camera_at, render_frame
 from stylecomp.errors import PlateError, StyleCompError
 
 ID = {name: i for i, name in OBJECT_NAMES.items()}

@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL
+from test_render import invoke, stylized, write_job
 
-from stylecomp.diffusion.consistency import RENDER_STATE, FlowAttention, FrameFeatures, FrameMotion, TokenFlow
 from stylecomp.demo.scene import write_demo
+from stylecomp.diffusion.consistency import RENDER_STATE, FlowAttention, FrameFeatures, FrameMotion, TokenFlow
 from stylecomp.diffusion.geometry import ModelGeometry, model_geometry
+from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.diffusion.resolution import ResolutionPlan, ResolutionSettings, plan
+from stylecomp.diffusion.testing import make_test_model
+from stylecomp.io.plates import Window, read_plate
 from stylecomp.jobspec import parse_job
+from stylecomp.render.loop import render_job
+from stylecomp.stage import FrameInputs
 from stylecomp.temporal.flicker import FlickerReport, measure_flicker
 from stylecomp.temporal.motion import VectorConvention, visible_before, warp
-from stylecomp.diffusion.pool import PipelinePool
-from stylecomp.io.plates import Window, read_plate
-from stylecomp.render.loop import render_job
-from stylecomp.diffusion.resolution import ResolutionPlan, ResolutionSettings, plan
-from stylecomp.stage import FrameInputs
-from stylecomp.diffusion.testing import make_test_model
-from test_render import invoke, stylized, write_job
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 FRAMES = (1001, 1002, 1003, 1004)
@@ -127,9 +127,18 @@ def consistency_job(folder: Path, plates: Path, model: Path, mechanisms: list[st
     return job
 
 
-@pytest.mark.parametrize("mechanisms", [["warped_noise"], ["pixel_fusion"], ["keyframes"], ["latent_fusion"],
-                                        ["cross_frame"], ["flow_attention"],
-                                        ["locked_seed", "warped_noise", "pixel_fusion"]])
+@pytest.mark.parametrize(
+    "mechanisms",
+    [
+        ["warped_noise"],
+        ["pixel_fusion"],
+        ["keyframes"],
+        ["latent_fusion"],
+        ["cross_frame"],
+        ["flow_attention"],
+        ["locked_seed", "warped_noise", "pixel_fusion"],
+    ],
+)
 def test_sequential_mechanisms_render_in_order_and_resume_exactly(
     tmp_path: Path, plates: Path, model: Path, mechanisms: list[str]
 ) -> None:
@@ -159,8 +168,15 @@ def test_sequential_mechanisms_render_in_order_and_resume_exactly(
 
 def test_mechanisms_change_the_frames_after_the_first(tmp_path: Path, plates: Path, model: Path) -> None:
     outputs = {}
-    for mechanisms in (["locked_seed"], ["warped_noise"], ["pixel_fusion"], ["latent_fusion"], ["cross_frame"],
-                       ["flow_attention"], ["cross_frame", "flow_attention"]):
+    for mechanisms in (
+        ["locked_seed"],
+        ["warped_noise"],
+        ["pixel_fusion"],
+        ["latent_fusion"],
+        ["cross_frame"],
+        ["flow_attention"],
+        ["cross_frame", "flow_attention"],
+    ):
         name = "+".join(mechanisms)
         assert invoke("render", str(consistency_job(tmp_path / name, plates, model, mechanisms)))[0] == 0
         outputs[name] = {f: stylized(tmp_path / name / f"out/demo.{f}.exr") for f in FRAMES}
@@ -209,9 +225,17 @@ FLICKER_FRAMES, FLICKER_SIZE = 8, (256, 144)
 FLICKER_MODES = {  # mode: its mechanisms; without locked_seed, a seed per frame
     "none": [],
     "keyframes on per-frame seeds": ["keyframes"],
-    **{mode: sorted({"locked_seed", *mode.split("+")}) for mode in (
-        "locked_seed", "warped_noise", "latent_fusion", "latent_fusion+pixel_fusion", "keyframes",
-        "latent_fusion+keyframes")},
+    **{
+        mode: sorted({"locked_seed", *mode.split("+")})
+        for mode in (
+            "locked_seed",
+            "warped_noise",
+            "latent_fusion",
+            "latent_fusion+pixel_fusion",
+            "keyframes",
+            "latent_fusion+keyframes",
+        )
+    },
 }
 
 
@@ -251,10 +275,18 @@ def flicker(tmp_path_factory: pytest.TempPathFactory, passthrough: Path) -> dict
         patch.setenv("STYLECOMP_CACHE_DIR", str(root / "cache"))  # the model's file hashes
         for mode, mechanisms in FLICKER_MODES.items():
             job = {
-                "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"),
-                           "output": str(root / mode / "demo.####.exr")}],
-                "model": {"family": "sd15", "path": str(passthrough)}, "prompt": "ink and watercolour",
-                "steps": 20, "strength": 0.5, "seed": {"policy": "per_frame", "value": 1234},
+                "shots": [
+                    {
+                        "name": "demo",
+                        "plate": str(plates / "demo.####.exr"),
+                        "output": str(root / mode / "demo.####.exr"),
+                    }
+                ],
+                "model": {"family": "sd15", "path": str(passthrough)},
+                "prompt": "ink and watercolour",
+                "steps": 20,
+                "strength": 0.5,
+                "seed": {"policy": "per_frame", "value": 1234},
                 "consistency": {"mechanisms": mechanisms, "keyframe_interval": 4, "fusion_strength": 0.5},
             }
             render_job(parse_job(json.dumps(job)), pool=pool)  # no render cache: every frame rendered
@@ -310,10 +342,15 @@ def test_the_best_combination_meets_the_goal(flicker: dict[str, FlickerReport]) 
 
 # --- flow_attention: the previous frame's tokens along the vectors ----------------------------------
 
+
 def pixel_plan(width: int = 64, height: int = 32) -> ResolutionPlan:
     """A native plan for a pixel-space model (f=1) whose UNet downsamples twice: multiples of 4 pixels."""
-    return plan(width, height, ModelGeometry("sd15", vae_scale=1, downsamplings=2, sample_size=64),
-                ResolutionSettings(mode="native"))
+    return plan(
+        width,
+        height,
+        ModelGeometry("sd15", vae_scale=1, downsamplings=2, sample_size=64),
+        ResolutionSettings(mode="native"),
+    )
 
 
 def test_token_flow_moves_tokens_by_the_vectors_at_each_level_and_masks_disocclusions() -> None:
@@ -362,6 +399,7 @@ def test_flow_attention_lets_each_token_see_only_its_own_warped_token() -> None:
 
 # --- a pixel-space model (f=1): latent scale, channels and size multiple from the model ----------------
 
+
 @pytest.fixture(scope="module")
 def pixel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_test_model(tmp_path_factory.mktemp("pixel") / "sd15", "sd15", controlnet=True, vae="pixel")
@@ -383,8 +421,15 @@ def test_geometry_comes_from_the_model_and_f8_keeps_the_family_multiple(pixel: P
 def test_a_pixel_space_model_renders_every_mechanism_with_a_lineart_controlnet(tmp_path: Path, pixel: Path) -> None:
     plates = tmp_path / "plates"
     write_demo(plates, frames=3, width=36, height=24, progress=None)
-    mechanisms = ["locked_seed", "warped_noise", "pixel_fusion", "keyframes", "latent_fusion", "cross_frame",
-                  "flow_attention"]
+    mechanisms = [
+        "locked_seed",
+        "warped_noise",
+        "pixel_fusion",
+        "keyframes",
+        "latent_fusion",
+        "cross_frame",
+        "flow_attention",
+    ]
     job = write_job(tmp_path, plates, pixel, consistency={"mechanisms": mechanisms, "keyframe_interval": 2})
     data = json.loads(job.read_text())
     data["model"]["controlnets"] = [{"path": str(pixel / "controlnet"), "source": "lineart"}]

@@ -13,20 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_render import invoke
 
-from stylecomp.io import cryptomatte
-from stylecomp.io.aovs import object_ids
-from stylecomp.comp.blend import line_overlay, mix
 from stylecomp.color import ModelEncoding
+from stylecomp.comp.blend import line_overlay, mix
 from stylecomp.comp.headless import write_comp_frame
 from stylecomp.diffusion.conditioning import line_art
 from stylecomp.errors import PlateError
-from stylecomp.jobspec import parse_job
-from stylecomp.temporal.flicker import read_plate_frame
+from stylecomp.io import cryptomatte
+from stylecomp.io.aovs import object_ids
 from stylecomp.io.plates import ImagePart, read_plate, write_plate
+from stylecomp.jobspec import parse_job
 from stylecomp.render.loop import STYLIZED_CHANNELS, frame_inputs
 from stylecomp.stage import Clip
-from test_render import invoke
+from stylecomp.temporal.flicker import read_plate_frame
 
 SHOT = Path("plates") / "blender_street"
 LAYER = "ViewLayer.CryptoObject"
@@ -185,16 +185,20 @@ def damaged_copy(testdata: Path, tmp_path: Path, **header: str | None) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("header", "complaint"), [
-    ({"manifest": None}, "no manifest in the header"),
-    ({"manifest": '{"car": "882071ea", '}, "its manifest is not JSON"),
-    ({"manifest": '["car"]'}, "is not a JSON object"),
-    ({"manifest": '{"car": "zz"}'}, "not 8 hex digits, for car"),
-    ({"manifest": None, "manif_file": "missing.json"}, "cannot read its manifest file"),
-    ({"hash": "md5"}, "unsupported hash 'md5'"),
-])
-def test_a_bad_manifest_is_one_line_and_ids_still_decode(testdata: Path, tmp_path: Path, header: dict,
-                                                           complaint: str) -> None:
+@pytest.mark.parametrize(
+    ("header", "complaint"),
+    [
+        ({"manifest": None}, "no manifest in the header"),
+        ({"manifest": '{"car": "882071ea", '}, "its manifest is not JSON"),
+        ({"manifest": '["car"]'}, "is not a JSON object"),
+        ({"manifest": '{"car": "zz"}'}, "not 8 hex digits, for car"),
+        ({"manifest": None, "manif_file": "missing.json"}, "cannot read its manifest file"),
+        ({"hash": "md5"}, "unsupported hash 'md5'"),
+    ],
+)
+def test_a_bad_manifest_is_one_line_and_ids_still_decode(
+    testdata: Path, tmp_path: Path, header: dict, complaint: str
+) -> None:
     path = damaged_copy(testdata, tmp_path, **header)
     plate = read_plate(path)
     [layer] = cryptomatte.find_layers(plate)
@@ -213,18 +217,25 @@ def test_a_sidecar_manifest_is_read(testdata: Path, tmp_path: Path) -> None:
     plate = read_plate(path)
     layer = cryptomatte.select_layer(plate)
     assert layer.names() == NAMES
-    np.testing.assert_array_equal(cryptomatte.matte(plate, layer, ["car"])[0], spec_matte(frame_path(testdata, 1008),
-                                                                                           ["car"]))
+    np.testing.assert_array_equal(
+        cryptomatte.matte(plate, layer, ["car"])[0], spec_matte(frame_path(testdata, 1008), ["car"])
+    )
 
 
 def test_unknown_names_and_half_float_ids_are_refused(testdata: Path, tmp_path: Path) -> None:
     plate = read_plate(frame_path(testdata, 1008))
     layer = cryptomatte.select_layer(plate)
-    with pytest.raises(PlateError, match=r"no object matching 'truck'; names: bld0, bld1, bld2, bld3, car, pole, "
-                                         r"road, streetlamp$"):
+    with pytest.raises(
+        PlateError,
+        match=r"no object matching 'truck'; names: bld0, bld1, bld2, bld3, car, pole, "
+        r"road, streetlamp$",
+    ):
         cryptomatte.matte(plate, layer, ["car", "truck"])
-    with pytest.raises(PlateError, match=r"no Cryptomatte layer 'CryptoMaterial' in the file \(layers: "
-                                         r"ViewLayer.CryptoObject\)"):
+    with pytest.raises(
+        PlateError,
+        match=r"no Cryptomatte layer 'CryptoMaterial' in the file \(layers: "
+        r"ViewLayer.CryptoObject\)",
+    ):
         cryptomatte.select_layer(plate, "CryptoMaterial")
     half = tmp_path / "half.exr"
     write_plate(half, plate.parts, pixel_type="half")
@@ -258,42 +269,69 @@ def test_id_consumers_take_the_cryptomatte_unless_the_job_maps_an_id_pass(testda
 
 def blender_job(testdata: Path, tmp_path: Path, **comp: object) -> tuple:
     """A job for the Blender shot whose comp block is ``comp``, and its shot."""
-    job = parse_job(json.dumps({"shots": [{"name": "street", "plate": str(testdata / SHOT / "street.####.exr"),
-                                           "frames": {"first": 1008, "last": 1008},
-                                           "output": str(tmp_path / "out/street.####.exr")}],
-                                "prompt": "watercolor", "comp": {"output": str(tmp_path / "comp/{shot}.####.exr"),
-                                                                 **comp}}))
+    job = parse_job(
+        json.dumps(
+            {
+                "shots": [
+                    {
+                        "name": "street",
+                        "plate": str(testdata / SHOT / "street.####.exr"),
+                        "frames": {"first": 1008, "last": 1008},
+                        "output": str(tmp_path / "out/street.####.exr"),
+                    }
+                ],
+                "prompt": "watercolor",
+                "comp": {"output": str(tmp_path / "comp/{shot}.####.exr"), **comp},
+            }
+        )
+    )
     return job, job.shots[0]
 
 
 def write_stylized(tmp_path: Path, plate_path: Path) -> tuple[Path, np.ndarray]:
     """A stand-in stylized frame (the plate's colours swapped and brightened) as stylecomp's output layer."""
     plate = read_plate(plate_path)
-    clean = plate.channels(["ViewLayer.Combined.R", "ViewLayer.Combined.G", "ViewLayer.Combined.B",
-                            "ViewLayer.Combined.A"])
+    clean = plate.channels(
+        ["ViewLayer.Combined.R", "ViewLayer.Combined.G", "ViewLayer.Combined.B", "ViewLayer.Combined.A"]
+    )
     styled = np.concatenate([clean[..., [2, 0, 1]] * 2.0 + 0.1, clean[..., 3:]], axis=2).astype(np.float32)
     path = tmp_path / "stylized.1008.exr"
-    write_plate(path, [ImagePart.create(styled, list(STYLIZED_CHANNELS), plate.data_window, plate.display_window,
-                                        pixel_type="float")])
+    write_plate(
+        path,
+        [
+            ImagePart.create(
+                styled, list(STYLIZED_CHANNELS), plate.data_window, plate.display_window, pixel_type="float"
+            )
+        ],
+    )
     return path, styled
 
 
 def test_comp_mattes_the_blender_shot_by_cryptomatte_name(testdata: Path, tmp_path: Path) -> None:
     plate_path = frame_path(testdata, 1008)
-    job, shot = blender_job(testdata, tmp_path, weight="cryptomatte", mattes=["car", "bld*"], amount=0.8,
-                            lines=True, line_colour=[1.0, 0.0, 0.0])
+    job, shot = blender_job(
+        testdata,
+        tmp_path,
+        weight="cryptomatte",
+        mattes=["car", "bld*"],
+        amount=0.8,
+        lines=True,
+        line_colour=[1.0, 0.0, 0.0],
+    )
     stylized_path, styled = write_stylized(tmp_path, plate_path)
     output = tmp_path / "comp/street.1008.exr"
     write_comp_frame(job, shot, str(plate_path), str(stylized_path), str(output), 1008)
     result = read_plate(output).channels(["R", "G", "B", "A"])
 
     plate = read_plate(plate_path)
-    clean = plate.channels(["ViewLayer.Combined.R", "ViewLayer.Combined.G", "ViewLayer.Combined.B",
-                            "ViewLayer.Combined.A"])
+    clean = plate.channels(
+        ["ViewLayer.Combined.R", "ViewLayer.Combined.G", "ViewLayer.Combined.B", "ViewLayer.Combined.A"]
+    )
     weight = spec_matte(plate_path, ["car", "bld0", "bld1", "bld2", "bld3"]) * 0.8
     expected = mix(clean, styled, weight)
-    expected = line_overlay(expected, object_id=cryptomatte.dominant_ids(plate, cryptomatte.select_layer(plate))[0],
-                            colour=(1.0, 0.0, 0.0))
+    expected = line_overlay(
+        expected, object_id=cryptomatte.dominant_ids(plate, cryptomatte.select_layer(plate))[0], colour=(1.0, 0.0, 0.0)
+    )
     np.testing.assert_allclose(result, expected, rtol=2e-3, atol=2e-3)  # half-float output
 
     lines = (result[..., 0] == 1.0) & (result[..., 1] == 0.0)
@@ -310,15 +348,31 @@ def test_comp_mattes_the_blender_shot_by_cryptomatte_name(testdata: Path, tmp_pa
 
 def test_comp_with_an_unknown_name_stops_before_anything_renders(testdata: Path, tmp_path: Path) -> None:
     job = tmp_path / "job.json"
-    job.write_text(json.dumps({
-        "shots": [{"name": "street", "plate": str(testdata / SHOT / "street.####.exr"),
-                   "frames": {"first": 1001, "last": 1002}, "output": "out/street.####.exr"}],
-        "model": {"family": "sd15", "path": str(tmp_path / "no-model-needed")}, "prompt": "watercolor",
-        "comp": {"weight": "cryptomatte", "mattes": ["car", "truck*"]}}))
+    job.write_text(
+        json.dumps(
+            {
+                "shots": [
+                    {
+                        "name": "street",
+                        "plate": str(testdata / SHOT / "street.####.exr"),
+                        "frames": {"first": 1001, "last": 1002},
+                        "output": "out/street.####.exr",
+                    }
+                ],
+                "model": {"family": "sd15", "path": str(tmp_path / "no-model-needed")},
+                "prompt": "watercolor",
+                "comp": {"weight": "cryptomatte", "mattes": ["car", "truck*"]},
+            }
+        )
+    )
     status, _, err = invoke("comp", str(job))
     assert status == 2
-    assert err.strip().endswith("has no object matching 'truck*'; names: bld0, bld1, bld2, bld3, car, pole, road, "
-                                "streetlamp") and err.count("\n") == 1, err
+    assert (
+        err.strip().endswith(
+            "has no object matching 'truck*'; names: bld0, bld1, bld2, bld3, car, pole, road, streetlamp"
+        )
+        and err.count("\n") == 1
+    ), err
     assert not list(tmp_path.glob("**/*.exr")), "nothing rendered"
     job.write_text(job.read_text().replace('"mattes": ["car", "truck*"]', '"mattes": []'))
     status, _, err = invoke("comp", str(job))
@@ -329,8 +383,10 @@ def test_inspect_lists_the_cryptomatte_layer_and_its_names(testdata: Path) -> No
     pattern = str(testdata / SHOT / "street.####.exr")
     status, out, err = invoke("inspect", pattern, "--headers-only")
     assert status == 0, err
-    assert (f"  Cryptomatte  {LAYER} (key 542cafa, 6 ranks): bld0, bld1, bld2, bld3, car, pole, road, streetlamp"
-            in out.splitlines())
+    assert (
+        f"  Cryptomatte  {LAYER} (key 542cafa, 6 ranks): bld0, bld1, bld2, bld3, car, pole, road, streetlamp"
+        in out.splitlines()
+    )
     status, out, err = invoke("inspect", pattern, "--headers-only", "--json")
     assert status == 0, err
     [layer] = json.loads(out)["cryptomatte"]

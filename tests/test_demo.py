@@ -23,7 +23,10 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> list[Plate]:
     """The first FRAMES frames at 480x270, written and read back through the plate API."""
     calls: list[tuple[int, int]] = []
     sequence = write_demo(
-        tmp_path_factory.mktemp("demo"), frames=FRAMES, width=WIDTH, height=HEIGHT,
+        tmp_path_factory.mktemp("demo"),
+        frames=FRAMES,
+        width=WIDTH,
+        height=HEIGHT,
         progress=lambda done, total: calls.append((done, total)),
     )
     assert calls == [(n, FRAMES) for n in range(1, FRAMES + 1)]

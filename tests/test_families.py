@@ -9,15 +9,14 @@ import sys
 
 import pytest
 
-from stylecomp.families import FAMILIES, family_spec
 from stylecomp.diffusion.geometry import model_geometry
 from stylecomp.errors import ModelError
+from stylecomp.families import FAMILIES, family_spec
 
 
 @pytest.mark.parametrize("module", ["stylecomp.families", "stylecomp.jobspec", "stylecomp.render.cache"])
 def test_imports_without_torch(module: str) -> None:
-    code = (f"import sys, {module}; "
-            "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
+    code = f"import sys, {module}; print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
@@ -49,7 +48,10 @@ def test_published_geometry_matches_the_shipped_configs(tmp_path, family: str) -
     shipped = model_geometry(tmp_path / "checkpoint.safetensors", family)
     spec = family_spec(family)
     assert (shipped.latent_channels, shipped.downsamplings, shipped.sample_size) == (
-        spec.latent_channels, spec.downsamplings, spec.sample_size)
+        spec.latent_channels,
+        spec.downsamplings,
+        spec.sample_size,
+    )
     assert spec.size_multiple % (shipped.vae_scale * 2**shipped.downsamplings * spec.latent_packing) == 0
     assert shipped.sample_size * shipped.vae_scale == spec.working_size
 

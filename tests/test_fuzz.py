@@ -31,22 +31,48 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_jobs import job_document, write_plates
 
-from stylecomp.render.cache import RenderCache
 from stylecomp.cli import cli
+from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.errors import JobError
 from stylecomp.jobspec import Job, load_job, parse_job
-from stylecomp.diffusion.pool import PipelinePool
-from stylecomp.server.app import EngineServer
+from stylecomp.render.cache import RenderCache
 from stylecomp.server.access_token import load_or_create_token
+from stylecomp.server.app import EngineServer
 
 # Text as users and attackers type it: control characters, newlines, path tricks, format braces, long runs.
-TEXT = st.one_of(st.text(max_size=40), st.sampled_from(["", "..", "../../etc/passwd", "~", "$HOME", "${X}", "{{", "%d",
-                                                        "a\nb", "\r\n", "\x00", "####", "#" * 300, "/", "\u202e"]))
-SCALARS = st.one_of(st.none(), st.booleans(), TEXT, st.floats(allow_nan=False),
-                    st.integers(min_value=-2**70, max_value=2**70),
-                    st.sampled_from([0, -1, 2**31 - 1, 2**31, 2**63 - 1, 2**63, 10**9, 1e308]))
-JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
-                    max_leaves=12)
+TEXT = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "",
+            "..",
+            "../../etc/passwd",
+            "~",
+            "$HOME",
+            "${X}",
+            "{{",
+            "%d",
+            "a\nb",
+            "\r\n",
+            "\x00",
+            "####",
+            "#" * 300,
+            "/",
+            "\u202e",
+        ]
+    ),
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    TEXT,
+    st.floats(allow_nan=False),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, -1, 2**31 - 1, 2**31, 2**63 - 1, 2**63, 10**9, 1e308]),
+)
+JSON = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12
+)
 
 
 def record(kind: str, outcome: str) -> None:
@@ -123,8 +149,13 @@ def test_job_documents_are_a_job_or_one_line_per_field(document: dict[str, Any],
 
 
 @settings(max_examples=max(settings().max_examples // 2, 10))
-@given(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
-                 st.integers(1, 100_000).map(lambda depth: b"[" * depth)))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200).map(str.encode),
+        st.integers(1, 100_000).map(lambda depth: b"[" * depth),
+    )
+)
 def test_job_files_of_any_bytes_are_one_line(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
     path = tmp_path_factory.getbasetemp() / "bytes.json"
     path.write_bytes(data)
@@ -148,8 +179,9 @@ def test_job_validate_exits_0_or_2_with_one_line_per_field(document: dict[str, A
         assert result.exit_code in (0, 2) and "Traceback" not in result.output, result.output
         if result.exit_code == 2:
             lines = result.stderr.splitlines()
-            assert lines and all(line.startswith(f"error: {job_file}: ") and names_a_field(line.split(": ", 2)[2])
-                                 for line in lines), result.stderr
+            assert lines and all(
+                line.startswith(f"error: {job_file}: ") and names_a_field(line.split(": ", 2)[2]) for line in lines
+            ), result.stderr
         record("job", "valid" if result.exit_code == 0 else "refused")
 
     check()
@@ -172,8 +204,9 @@ def server(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STYLECOMP_CACHE_DIR", str(home / "cache"))
         patch.setenv("STYLECOMP_CONFIG_DIR", str(home / "config"))
-        engine = EngineServer(("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), RenderCache(),
-                              roots=[workspace])
+        engine = EngineServer(
+            ("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), RenderCache(), roots=[workspace]
+        )
         engine.start()
         yield engine
         engine.stop()
@@ -181,8 +214,9 @@ def server(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def post(engine: EngineServer, body: bytes) -> tuple[int, Any]:
     """POST /jobs with the server's token: the status and the JSON answer (a dropped connection raises)."""
-    request = urllib.request.Request(engine.url + "/jobs", data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {engine.token}"})
+    request = urllib.request.Request(
+        engine.url + "/jobs", data=body, method="POST", headers={"Authorization": f"Bearer {engine.token}"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.load(answer)
@@ -191,16 +225,25 @@ def post(engine: EngineServer, body: bytes) -> tuple[int, Any]:
             return refused.code, json.load(refused)
 
 
-def test_submissions_get_201_or_4xx_with_one_line_per_field(server: EngineServer, document: dict[str, Any],
-                                                            workspace: Path) -> None:
-    fields = st.fixed_dictionaries({}, optional={
-        "base_dir": st.one_of(TEXT, st.just(str(workspace)), JSON), "shots": st.one_of(st.just(["demo"]), JSON),
-        "frames": st.one_of(st.lists(st.integers(-2**40, 2**40), max_size=3), JSON), "label": JSON,
-        "overwrite": JSON, "unknown": JSON})
+def test_submissions_get_201_or_4xx_with_one_line_per_field(
+    server: EngineServer, document: dict[str, Any], workspace: Path
+) -> None:
+    fields = st.fixed_dictionaries(
+        {},
+        optional={
+            "base_dir": st.one_of(TEXT, st.just(str(workspace)), JSON),
+            "shots": st.one_of(st.just(["demo"]), JSON),
+            "frames": st.one_of(st.lists(st.integers(-(2**40), 2**40), max_size=3), JSON),
+            "label": JSON,
+            "overwrite": JSON,
+            "unknown": JSON,
+        },
+    )
     submissions = st.one_of(
         st.builds(lambda job, extra: json.dumps({"job": job} | extra).encode(), mutated(document), fields),
         st.builds(lambda extra: json.dumps(extra).encode(), JSON),
-        st.binary(max_size=100))
+        st.binary(max_size=100),
+    )
 
     @given(submissions)
     def check(body: bytes) -> None:
@@ -229,8 +272,11 @@ def _cli_arguments() -> st.SearchStrategy[list[str]]:
                 commands.append((prefix + [name], command))
 
     walk(cli, [])
-    values = st.one_of(TEXT.filter(lambda text: "\x00" not in text), st.integers(-5, 10**6).map(str),
-                       st.sampled_from(["fuzzed.json", "missing.json", "plate.exr", "1001-1002", "-1", "ray:x"]))
+    values = st.one_of(
+        TEXT.filter(lambda text: "\x00" not in text),
+        st.integers(-5, 10**6).map(str),
+        st.sampled_from(["fuzzed.json", "missing.json", "plate.exr", "1001-1002", "-1", "ray:x"]),
+    )
 
     def arguments(entry: tuple[list[str], click.Command]) -> st.SearchStrategy[list[str]]:
         path, command = entry
@@ -242,8 +288,9 @@ def _cli_arguments() -> st.SearchStrategy[list[str]]:
     return st.sampled_from(commands).flatmap(arguments)
 
 
-def test_cli_arguments_exit_0_1_or_2_never_a_traceback(document: dict[str, Any], workspace: Path,
-                                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_cli_arguments_exit_0_1_or_2_never_a_traceback(
+    document: dict[str, Any], workspace: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     folder = tmp_path_factory.mktemp("cli")
     (folder / "fuzzed.json").write_text(json.dumps(document), encoding="utf-8")
     shutil.copyfile(workspace / "plates" / "demo.1001.exr", folder / "plate.exr")
@@ -266,8 +313,12 @@ def test_cli_arguments_exit_0_1_or_2_never_a_traceback(document: dict[str, Any],
 
 
 # The EXR header mutator. Seeds: the shared plates (copied first: the shared folder is read-only).
-SEEDS = ("plates/beachball/singlepart.0001.exr", "plates/blender_street/street.1001.exr",
-         "exr/DisplayWindow_t01.exr", "exr/MultiResolution_ColorCodedLevels.exr")
+SEEDS = (
+    "plates/beachball/singlepart.0001.exr",
+    "plates/blender_street/street.1001.exr",
+    "exr/DisplayWindow_t01.exr",
+    "exr/MultiResolution_ColorCodedLevels.exr",
+)
 MUTANT_TIMEOUT = 30.0  # seconds one mutant may take to read: longer is a hang
 WORKER = r"""
 import json, resource, sys, traceback
@@ -300,8 +351,13 @@ class PlateReader:
 
     def read(self, path: Path) -> dict[str, Any]:
         if self.process is None or self.process.poll() is not None:
-            self.process = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", WORKER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(f"{path}\n")
         self.process.stdin.flush()
@@ -346,7 +402,7 @@ def _parses(data: bytes) -> bool:
         return False
 
 
-BOUNDARIES = [0, 1, -1, 2**31 - 1, -2**31, 2**16, 65535, 0x7FFF0000]
+BOUNDARIES = [0, 1, -1, 2**31 - 1, -(2**31), 2**16, 65535, 0x7FFF0000]
 EXR_TYPES = [b"box2i", b"int", b"float", b"string", b"chlist", b"compression", b"v2f", b"tiledesc", b"x"]
 
 
@@ -362,33 +418,34 @@ def exr_mutants(draw: st.DrawFn, seeds: tuple[Path, ...]) -> bytes:
         action = draw(st.sampled_from(["value_int", "value_bytes", "size", "type", "version", "offsets", "flip"]))
         if action == "value_int" and size >= 4:
             offset = value_at + 4 * draw(st.integers(0, size // 4 - 1))
-            number = draw(st.sampled_from(BOUNDARIES) | st.integers(-2**31, 2**31 - 1))
-            data[offset:offset + 4] = struct.pack("<i", number)
+            number = draw(st.sampled_from(BOUNDARIES) | st.integers(-(2**31), 2**31 - 1))
+            data[offset : offset + 4] = struct.pack("<i", number)
         elif action == "value_bytes" and size > 0:
             offset = value_at + draw(st.integers(0, size - 1))
             chunk = draw(st.binary(min_size=1, max_size=8))
-            data[offset:offset + len(chunk)] = chunk
+            data[offset : offset + len(chunk)] = chunk
         elif action == "size":
-            data[size_at:size_at + 4] = struct.pack("<i", draw(st.sampled_from(BOUNDARIES)))
+            data[size_at : size_at + 4] = struct.pack("<i", draw(st.sampled_from(BOUNDARIES)))
         elif action == "type":
             data[type_at:size_at] = draw(st.sampled_from(EXR_TYPES)) + b"\0"
         elif action == "version":
             data[4 + draw(st.integers(0, 3))] ^= 1 << draw(st.integers(0, 7))
         elif action == "offsets" and header_end + 8 <= len(data):
             offset = header_end + 8 * draw(st.integers(0, min(64, (len(data) - header_end) // 8 - 1)))
-            data[offset:offset + 8] = struct.pack("<q", draw(st.sampled_from([0, -1, 1, 2**62, len(data) - 1])))
+            data[offset : offset + 8] = struct.pack("<q", draw(st.sampled_from([0, -1, 1, 2**62, len(data) - 1])))
         elif action == "flip":
             data[draw(st.integers(0, min(header_end + 512, len(data) - 1)))] ^= 1 << draw(st.integers(0, 7))
         if not _parses(bytes(data)):
             break  # the attribute list no longer walks: later mutations would land anywhere
         attributes = _attributes(bytes(data))
     if draw(st.booleans()):
-        del data[draw(st.integers(0, len(data) - 1)):]
+        del data[draw(st.integers(0, len(data) - 1)) :]
     return bytes(data)
 
 
-def test_exr_header_mutants_give_one_line_never_a_traceback_or_hang(testdata: Path,
-                                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_exr_header_mutants_give_one_line_never_a_traceback_or_hang(
+    testdata: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     folder = tmp_path_factory.mktemp("mutants")
     seeds = tuple(Path(shutil.copyfile(testdata / seed, folder / Path(seed).name)) for seed in SEEDS)
     mutant = folder / "mutant.exr"

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 
 from stylecomp.cli import cli
 from stylecomp.demo.scene import write_demo
-from stylecomp.jobspec import ColorSettings, parse_job
 from stylecomp.diffusion.pool import PipelinePool
-from stylecomp.io.plates import read_plate
-from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 from stylecomp.diffusion.testing import make_full_size_model
+from stylecomp.io.plates import read_plate
+from stylecomp.jobspec import ColorSettings, parse_job
+from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 
 pytestmark = pytest.mark.gpu
 
@@ -30,9 +30,7 @@ SIZES = {"sd15": (512, 288), "sdxl": (1024, 576)}
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
-def test_full_size_model_renders_a_frame_on_cuda(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, family: str
-) -> None:
+def test_full_size_model_renders_a_frame_on_cuda(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, family: str) -> None:
     monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "cache"))
     model = make_full_size_model(tmp_path / family, family, controlnet=family == "sd15")
     width, height = SIZES[family]
@@ -41,7 +39,9 @@ def test_full_size_model_renders_a_frame_on_cuda(
     job = {
         "shots": [{"name": "gpu", "plate": str(tmp_path / "plates/demo.####.exr"), "output": "out/gpu.####.exr"}],
         "model": {"family": family, "path": str(model), "controlnets": controlnets},
-        "prompt": "ink", "steps": 8, "strength": 0.5,
+        "prompt": "ink",
+        "steps": 8,
+        "strength": 0.5,
     }
     (tmp_path / "job.json").write_text(json.dumps(job))
 
@@ -67,16 +67,30 @@ def test_optimized_render_agrees_with_eager_on_cuda(
     controlnets = [{"path": str(model / "controlnet"), "source": "depth"}] if family == "sd15" else []
     encoding = ColorSettings().model_encoding()
     frames = {}
-    for name, performance in (("eager", {"batch_frames": 1, "prefetch": 0, "compile": False, "channels_last": False,
-                                         "vae_bfloat16": False}),
-                              ("optimized", {"batch_frames": 4, "compile": True})):
-        job = parse_job(json.dumps({
-            "shots": [{"name": "gpu", "plate": str(tmp_path / "plates/demo.####.exr"),
-                       "output": str(tmp_path / name / "gpu.####.exr")}],
-            "model": {"family": family, "path": str(model), "controlnets": controlnets},
-            "prompt": "ink", "steps": 20, "strength": 0.5, "seed": {"policy": "per_frame", "value": 3},
-            "exr": {"pixel_type": "float"}, "performance": performance,
-        }))
+    for name, performance in (
+        ("eager", {"batch_frames": 1, "prefetch": 0, "compile": False, "channels_last": False, "vae_bfloat16": False}),
+        ("optimized", {"batch_frames": 4, "compile": True}),
+    ):
+        job = parse_job(
+            json.dumps(
+                {
+                    "shots": [
+                        {
+                            "name": "gpu",
+                            "plate": str(tmp_path / "plates/demo.####.exr"),
+                            "output": str(tmp_path / name / "gpu.####.exr"),
+                        }
+                    ],
+                    "model": {"family": family, "path": str(model), "controlnets": controlnets},
+                    "prompt": "ink",
+                    "steps": 20,
+                    "strength": 0.5,
+                    "seed": {"policy": "per_frame", "value": 3},
+                    "exr": {"pixel_type": "float"},
+                    "performance": performance,
+                }
+            )
+        )
         summary = render_job(job, pool=PipelinePool("cuda"), cache=None)
         assert summary.rendered == 4 and not summary.failed
         frames[name] = []

@@ -29,11 +29,10 @@ from PIL import Image
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.color import ModelEncoding
-from stylecomp.errors import HostedError, ModelError
-from stylecomp.generators.interface import Request, Setup, load_generator
+from stylecomp.errors import Cancelled, HostedError, ModelError
 from stylecomp.generators.hosted.credentials import Secret, credential
+from stylecomp.generators.interface import Request, Setup, load_generator
 from stylecomp.io.plates import read_plate
-from stylecomp.errors import Cancelled
 
 FRAMES = 5
 FAST = {"poll_interval": 0.01, "poll_max_interval": 0.05, "retry_backoff": 0.01, "request_timeout": 10}
@@ -85,15 +84,29 @@ def generator(services: Services, service: str, **changes: Any) -> Any:
 
 def start_image(width: int = 64, height: int = 48, shift: float = 0.0) -> np.ndarray:
     ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)
-    image = np.stack([np.tile(ramp, (height, 1)), np.full((height, width), 0.3 + shift, np.float32),
-                      np.tile(ramp[::-1], (height, 1))], axis=2)
+    image = np.stack(
+        [
+            np.tile(ramp, (height, 1)),
+            np.full((height, width), 0.3 + shift, np.float32),
+            np.tile(ramp[::-1], (height, 1)),
+        ],
+        axis=2,
+    )
     return np.clip(image, 0, 1)
 
 
 def request(folder: Path, **changes: Any) -> Request:
     fields: dict[str, Any] = {
-        "prompt": "ink and watercolour street", "negative_prompt": "blurry", "seed": 7, "width": 64, "height": 48,
-        "steps": 1, "guidance": 1.0, "image": start_image(), "frames": 5, "fps": 24.0,
+        "prompt": "ink and watercolour street",
+        "negative_prompt": "blurry",
+        "seed": 7,
+        "width": 64,
+        "height": 48,
+        "steps": 1,
+        "guidance": 1.0,
+        "image": start_image(),
+        "frames": 5,
+        "fps": 24.0,
         "job_record": str(folder / "clip" / "demo.remote-job.json"),
     }
     return Request(**(fields | changes))
@@ -119,7 +132,8 @@ EXPECTED_START = eight_bit(start_image())
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_clip_is_submitted_once_verified_and_retimed_to_the_shot(
-        services: Services, tmp_path: Path, service: str) -> None:
+    services: Services, tmp_path: Path, service: str
+) -> None:
     result = generator(services, service).generate(request(tmp_path), threading.Event())
 
     assert services.submits[service] == 1
@@ -137,19 +151,24 @@ def test_a_clip_is_submitted_once_verified_and_retimed_to_the_shot(
     assert entry["state"] == "downloaded" and entry["job_id"] == provenance["remote_job_id"]
     assert (tmp_path / "clip" / "demo.remote-job.mp4").is_file()
     assert sorted(p.name for p in (tmp_path / "clip").iterdir()) == [
-        "demo.remote-job.json", "demo.remote-job.lock", "demo.remote-job.mp4"]
+        "demo.remote-job.json",
+        "demo.remote-job.lock",
+        "demo.remote-job.mp4",
+    ]
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_rerun_reuses_the_paid_clip_and_a_changed_request_pays_again(
-        services: Services, tmp_path: Path, service: str) -> None:
+    services: Services, tmp_path: Path, service: str
+) -> None:
     plugin = generator(services, service)
     first = plugin.generate(request(tmp_path), threading.Event())
     asked = len(services.seen)
     again = plugin.generate(request(tmp_path), threading.Event())
     assert len(services.seen) == asked, "a verified download is reused without asking the service"
-    assert again.provenance["resumed"] is True and again.provenance["remote_job_id"] == first.provenance[
-        "remote_job_id"]
+    assert (
+        again.provenance["resumed"] is True and again.provenance["remote_job_id"] == first.provenance["remote_job_id"]
+    )
     assert all(np.array_equal(a, b) for a, b in zip(first.frames, again.frames, strict=True))
     recut = plugin.generate(request(tmp_path, frames=12), threading.Event())
     assert len(recut.frames) == 12 and frame_index(recut.frames[-1]) == 3, "a re-cut of the same length is free"
@@ -181,7 +200,11 @@ def test_sora_sends_a_multipart_form_with_the_start_frame_at_the_clip_size(servi
     assert submit.path == "/sora/v1/videos" and submit.headers["authorization"] == f"Bearer {KEYS['OPENAI_API_KEY']}"
     form = submit.form()
     assert {key: form[key] for key in ("model", "prompt", "seconds", "size")} == {
-        "model": "sora-2", "prompt": "ink and watercolour street", "seconds": "4", "size": "1280x720"}
+        "model": "sora-2",
+        "prompt": "ink and watercolour street",
+        "seconds": "4",
+        "size": "1280x720",
+    }
     assert png_pixels(form["input_reference"]).shape == (720, 1280, 3), "input_reference must match size"
     assert "seed" not in form and "negative_prompt" not in form
     assert services.requests("sora", "GET", "/content"), "the clip comes from /videos/{id}/content"
@@ -197,10 +220,14 @@ def test_veo_sends_both_frames_base64_and_the_seed_with_its_key_header(services:
     instance = body["instances"][0]
     assert instance["prompt"] == "ink and watercolour street" and instance["image"]["mimeType"] == "image/png"
     assert np.array_equal(png_pixels(base64.b64decode(instance["image"]["bytesBase64Encoded"])), EXPECTED_START)
-    assert np.array_equal(png_pixels(base64.b64decode(instance["lastFrame"]["bytesBase64Encoded"])),
-                          eight_bit(end))
-    assert body["parameters"] == {"aspectRatio": "16:9", "resolution": "720p", "durationSeconds": 4, "seed": 7,
-                                  "negativePrompt": "blurry"}
+    assert np.array_equal(png_pixels(base64.b64decode(instance["lastFrame"]["bytesBase64Encoded"])), eight_bit(end))
+    assert body["parameters"] == {
+        "aspectRatio": "16:9",
+        "resolution": "720p",
+        "durationSeconds": 4,
+        "seed": 7,
+        "negativePrompt": "blurry",
+    }
     assert result.provenance["seed"] == 7 and result.provenance["last_frame"] is True
     # The download is redirected to storage on another host: the key goes to the API host only.
     fetches = [seen for seen in services.seen if seen.path.startswith("/files/")]
@@ -229,8 +256,9 @@ def test_kling_signs_each_request_with_an_hs256_jwt_of_the_access_key(services: 
 
 
 def test_runway_sends_first_and_last_prompt_images_with_its_version_header(services: Services, tmp_path: Path) -> None:
-    generator(services, "runway").generate(request(tmp_path, last_image=start_image(shift=0.4), seed=2**40 + 5),
-                                           threading.Event())
+    generator(services, "runway").generate(
+        request(tmp_path, last_image=start_image(shift=0.4), seed=2**40 + 5), threading.Event()
+    )
     submit = services.requests("runway", "POST")[0]
     assert submit.path == "/runway/v1/image_to_video"
     assert submit.headers["x-runway-version"] == "2024-11-06"
@@ -245,8 +273,9 @@ def test_runway_sends_first_and_last_prompt_images_with_its_version_header(servi
 
 
 def test_luma_publishes_the_keyframes_and_sends_their_urls(services: Services, tmp_path: Path) -> None:
-    generator(services, "luma").generate(request(tmp_path, last_image=start_image(shift=0.4), frames=120),
-                                         threading.Event())
+    generator(services, "luma").generate(
+        request(tmp_path, last_image=start_image(shift=0.4), frames=120), threading.Event()
+    )
     submit = services.requests("luma", "POST")[0]
     assert submit.path == "/luma/dream-machine/v1/generations"
     assert submit.headers["authorization"] == f"Bearer {KEYS['LUMAAI_API_KEY']}"
@@ -260,7 +289,8 @@ def test_luma_publishes_the_keyframes_and_sends_their_urls(services: Services, t
 
 
 def test_the_clip_length_is_the_shortest_the_service_makes_that_covers_the_shot(
-        services: Services, tmp_path: Path) -> None:
+    services: Services, tmp_path: Path
+) -> None:
     result = generator(services, "kling").generate(request(tmp_path, frames=150), threading.Event())
     assert services.requests("kling", "POST")[0].json()["duration"] == "10"  # 150 frames at 24 fps: 6.25 s
     assert len(result.frames) == 150 and frame_index(result.frames[-1]) == 49  # 149 / 24 s at 8 fps
@@ -299,9 +329,13 @@ def test_bad_input_is_one_line_with_the_services_own_message(services: Services,
         generator(services, service).generate(request(tmp_path), threading.Event())
     message = str(caught.value)
     assert "\n" not in message and message.startswith(f"{service}: HTTP 400 from POST ")
-    assert {"sora": "Invalid value for 'seconds'", "veo": "durationSeconds must be one of 4, 6, 8",
-            "kling": "duration value is invalid", "runway": "Invalid duration",
-            "luma": "duration must be 5s or 9s"}[service] in message
+    assert {
+        "sora": "Invalid value for 'seconds'",
+        "veo": "durationSeconds must be one of 4, 6, 8",
+        "kling": "duration value is invalid",
+        "runway": "Invalid duration",
+        "luma": "duration must be 5s or 9s",
+    }[service] in message
     assert "***" in message and not any(key in message for key in KEYS.values())
     assert not (tmp_path / "clip" / "demo.remote-job.json").exists(), "a refused job is not recorded"
 
@@ -311,8 +345,13 @@ def test_a_job_that_fails_remotely_is_reported_and_forgotten(services: Services,
     services.outcome = "fail"
     with pytest.raises(HostedError) as caught:
         generator(services, service).generate(request(tmp_path), threading.Event())
-    reason = {"sora": "blocked by moderation", "veo": "Prompt blocked", "kling": "risk control system",
-              "runway": "Content moderation", "luma": "prompt not allowed"}[service]
+    reason = {
+        "sora": "blocked by moderation",
+        "veo": "Prompt blocked",
+        "kling": "risk control system",
+        "runway": "Content moderation",
+        "luma": "prompt not allowed",
+    }[service]
     assert f"{service}: job " in str(caught.value) and reason in str(caught.value)
     assert not (tmp_path / "clip" / "demo.remote-job.json").exists()
     services.outcome = "succeed"
@@ -344,7 +383,8 @@ def test_cancel_asks_the_service_to_stop_where_its_api_can(services: Services, t
 
 @pytest.mark.parametrize("service", ["sora", "veo", "kling"])
 def test_where_a_service_cannot_cancel_the_next_run_takes_the_job_up(
-        services: Services, tmp_path: Path, service: str) -> None:
+    services: Services, tmp_path: Path, service: str
+) -> None:
     _cancel_while_running(services, generator(services, service), tmp_path, service)
     assert not services.requests(service, "DELETE")
     assert record(tmp_path)["state"] == "submitted"
@@ -355,8 +395,9 @@ def test_where_a_service_cannot_cancel_the_next_run_takes_the_job_up(
 
 def test_a_slow_job_is_polled_with_backoff_up_to_the_cap(services: Services, tmp_path: Path) -> None:
     services.running_polls = 6
-    generator(services, "luma", poll_interval=0.02, poll_max_interval=0.06).generate(request(tmp_path),
-                                                                                     threading.Event())
+    generator(services, "luma", poll_interval=0.02, poll_max_interval=0.06).generate(
+        request(tmp_path), threading.Event()
+    )
     polls = [seen.at for seen in services.requests("luma", "GET", "/generations/")]
     assert len(polls) == 7
     gaps = np.diff(polls)
@@ -366,11 +407,13 @@ def test_a_slow_job_is_polled_with_backoff_up_to_the_cap(services: Services, tmp
 
 @pytest.mark.parametrize("service", ["sora", "runway"])
 def test_where_the_service_says_how_far_a_job_is_that_is_progress(
-        services: Services, tmp_path: Path, service: str) -> None:
+    services: Services, tmp_path: Path, service: str
+) -> None:
     services.running_polls = 3
     steps: list[tuple[int, int]] = []
-    generator(services, service).generate(request(tmp_path, on_step=lambda *step: steps.append(step)),
-                                          threading.Event())
+    generator(services, service).generate(
+        request(tmp_path, on_step=lambda *step: steps.append(step)), threading.Event()
+    )
     assert steps == {"sora": [(50, 100)] * 3 + [(100, 100)], "runway": [(25, 100), (50, 100), (75, 100)]}[service]
 
 
@@ -383,10 +426,14 @@ def test_every_request_has_a_timeout(services: Services, tmp_path: Path) -> None
 
 
 def test_a_run_that_dies_while_submitting_is_owned_up_to_by_the_next(
-        services: Services, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    services: Services, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     services.submit_delay = 0.6  # the service makes the job, but only after the client gave up on the answer
-    with pytest.raises(HostedError, match="runway: POST /runway/v1/image_to_video got no answer .timed out.; the "
-                                          "service may have made the job, so it is not sent again"):
+    with pytest.raises(
+        HostedError,
+        match="runway: POST /runway/v1/image_to_video got no answer .timed out.; the "
+        "service may have made the job, so it is not sent again",
+    ):
         generator(services, "runway", request_timeout=0.2).generate(request(tmp_path), threading.Event())
     assert record(tmp_path)["state"] == "submitting" and "job_id" not in record(tmp_path)
     time.sleep(0.6)
@@ -398,7 +445,8 @@ def test_a_run_that_dies_while_submitting_is_owned_up_to_by_the_next(
 
 @pytest.mark.parametrize("fault", ["timeout", 500, 502, 504])
 def test_a_submit_that_may_have_made_a_job_is_not_sent_again(
-        services: Services, tmp_path: Path, fault: str | int) -> None:
+    services: Services, tmp_path: Path, fault: str | int
+) -> None:
     """The service may have made (and billed) the job before the answer was lost: a retry would pay again."""
     if fault == "timeout":
         services.submit_delay = 0.5
@@ -430,8 +478,10 @@ def test_a_retry_after_longer_than_the_cap_stops_saying_how_long(services: Servi
     tick = time.monotonic()
     with pytest.raises(HostedError) as caught:
         generator(services, "runway", retry_max_wait=1).generate(request(tmp_path), threading.Event())
-    assert str(caught.value) == ("runway: HTTP 429 from GET /runway/v1/tasks/runway-0001: the service asks to wait "
-                                 "300 s before trying again, longer than retry_max_wait (1 s)")
+    assert str(caught.value) == (
+        "runway: HTTP 429 from GET /runway/v1/tasks/runway-0001: the service asks to wait "
+        "300 s before trying again, longer than retry_max_wait (1 s)"
+    )
     assert time.monotonic() - tick < 5 and record(tmp_path)["state"] == "submitted"
 
     services.faults = [("submit", 503, {"Retry-After": "300"})]
@@ -442,7 +492,8 @@ def test_a_retry_after_longer_than_the_cap_stops_saying_how_long(services: Servi
 
 @pytest.mark.parametrize("service", ["runway", "luma"])
 def test_a_run_stopped_while_a_finished_clip_downloads_keeps_the_paid_job(
-        services: Services, tmp_path: Path, service: str) -> None:
+    services: Services, tmp_path: Path, service: str
+) -> None:
     services.download_delay = 0.3
     cancel = threading.Event()
 
@@ -474,8 +525,9 @@ def test_a_stopped_run_asks_to_cancel_once_without_retries(services: Services, t
 def test_two_runs_of_one_shot_submit_once(services: Services, tmp_path: Path) -> None:
     services.submit_delay = 0.5
     results: list[Any] = []
-    first = threading.Thread(target=lambda: results.append(
-        generator(services, "runway").generate(request(tmp_path), threading.Event())))
+    first = threading.Thread(
+        target=lambda: results.append(generator(services, "runway").generate(request(tmp_path), threading.Event()))
+    )
     first.start()
     while not services.requests("runway", "POST"):
         time.sleep(0.005)
@@ -487,14 +539,17 @@ def test_two_runs_of_one_shot_submit_once(services: Services, tmp_path: Path) ->
 
 
 def test_a_changed_request_names_the_paid_job_it_replaces(
-        services: Services, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    services: Services, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     services.hold = True
     with pytest.raises(HostedError, match="still"):
         generator(services, "runway", wait=0.05).generate(request(tmp_path), threading.Event())
     services.hold = False
     generator(services, "runway").generate(request(tmp_path, prompt="pencil sketch street"), threading.Event())
-    assert "the request for this clip changed; runway job runway-0001 (submitted) is paid for but not downloaded" \
+    assert (
+        "the request for this clip changed; runway job runway-0001 (submitted) is paid for but not downloaded"
         in caplog.text
+    )
     assert services.submits["runway"] == 2
 
 
@@ -507,11 +562,19 @@ def test_the_key_goes_only_to_the_base_urls_host(services: Services, tmp_path: P
     assert fetches and not any("x-goog-api-key" in seen.headers for seen in fetches)
 
 
-@pytest.mark.parametrize(("service", "answer", "field"), [
-    ("sora", {"object": "video"}, "id"), ("veo", {"done": False}, "name"), ("runway", {"id": None}, "id"),
-    ("luma", ["not", "an", "object"], "id"), ("kling", {"code": 0, "data": {"task_status": "submitted"}}, "task_id")])
+@pytest.mark.parametrize(
+    ("service", "answer", "field"),
+    [
+        ("sora", {"object": "video"}, "id"),
+        ("veo", {"done": False}, "name"),
+        ("runway", {"id": None}, "id"),
+        ("luma", ["not", "an", "object"], "id"),
+        ("kling", {"code": 0, "data": {"task_status": "submitted"}}, "task_id"),
+    ],
+)
 def test_a_malformed_submit_answer_is_one_line_and_owned_up_to(
-        services: Services, tmp_path: Path, service: str, answer: Any, field: str) -> None:
+    services: Services, tmp_path: Path, service: str, answer: Any, field: str
+) -> None:
     services.answers["submit"] = answer
     with pytest.raises(HostedError) as caught:
         generator(services, service).generate(request(tmp_path), threading.Event())
@@ -519,14 +582,22 @@ def test_a_malformed_submit_answer_is_one_line_and_owned_up_to(
     assert record(tmp_path)["state"] == "submitting", "a job may have been made: the next run says so"
 
 
-@pytest.mark.parametrize(("service", "answer", "message"), [
-    ("sora", None, "sora: the status answer is not a JSON object"),
-    ("veo", {"done": True, "response": {"generateVideoResponse": {"generatedSamples": [{"video": {}}]}}},
-     "veo: the status answer has no response.generateVideoResponse.generatedSamples.0.video.uri"),
-    ("veo", {"done": True, "error": "quota exhausted"}, r"veo: job .* failed \(error\): quota exhausted"),
-    ("runway", {"status": "SUCCEEDED", "output": []}, "runway: the status answer has no output.0")])
+@pytest.mark.parametrize(
+    ("service", "answer", "message"),
+    [
+        ("sora", None, "sora: the status answer is not a JSON object"),
+        (
+            "veo",
+            {"done": True, "response": {"generateVideoResponse": {"generatedSamples": [{"video": {}}]}}},
+            "veo: the status answer has no response.generateVideoResponse.generatedSamples.0.video.uri",
+        ),
+        ("veo", {"done": True, "error": "quota exhausted"}, r"veo: job .* failed \(error\): quota exhausted"),
+        ("runway", {"status": "SUCCEEDED", "output": []}, "runway: the status answer has no output.0"),
+    ],
+)
 def test_a_malformed_status_answer_is_one_line(
-        services: Services, tmp_path: Path, service: str, answer: Any, message: str) -> None:
+    services: Services, tmp_path: Path, service: str, answer: Any, message: str
+) -> None:
     services.answers["status"] = answer
     with pytest.raises(HostedError, match=f"^{message}$"):
         generator(services, service).generate(request(tmp_path), threading.Event())
@@ -552,8 +623,10 @@ def test_a_cut_download_is_fetched_again_and_never_kept_half(services: Services,
     services.truncate = 10
     with pytest.raises(HostedError, match=r"failed after 2 tries: the download stopped at \d+ of \d+ bytes"):
         generator(services, service, retries=1).generate(request(tmp_path / "cut"), threading.Event())
-    assert sorted(p.name for p in (tmp_path / "cut" / "clip").iterdir()) == ["demo.remote-job.json",
-                                                                            "demo.remote-job.lock"]
+    assert sorted(p.name for p in (tmp_path / "cut" / "clip").iterdir()) == [
+        "demo.remote-job.json",
+        "demo.remote-job.lock",
+    ]
     assert record(tmp_path / "cut")["state"] == "succeeded", "the job is kept: the next run downloads again"
 
 
@@ -584,11 +657,13 @@ def test_a_kept_download_that_changed_on_disk_is_fetched_again(services: Service
 
 
 def test_bad_options_and_missing_settings_are_refused_before_anything_is_sent(
-        services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ModelError, match="unknown kling generator_options: colour .*it takes base_url"):
         generator(services, "kling", colour="red")
-    with pytest.raises(ModelError, match="kling generator_options.poll_interval must be a number of at least 0, "
-                                         "not 'fast'"):
+    with pytest.raises(
+        ModelError, match="kling generator_options.poll_interval must be a number of at least 0, not 'fast'"
+    ):
         generator(services, "kling", poll_interval="fast")
     with pytest.raises(ModelError, match="luma takes keyframes by URL only"):
         load_generator("luma", Setup("image_to_video", None, {"base_url": services.base_url("luma")}))
@@ -603,17 +678,21 @@ def test_bad_options_and_missing_settings_are_refused_before_anything_is_sent(
 
 
 def test_animate_without_a_key_stops_before_any_work_with_one_line(
-        services: Services, tmp_path: Path, plates: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    services: Services, tmp_path: Path, plates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("LUMAAI_API_KEY")
     job = animate_job(tmp_path, plates, tmp_path / "no-model", services, "luma")
     status, out, err = invoke("animate", str(job), "--generator", "luma")
     assert status == 2 and not services.seen and not (tmp_path / "out").exists()
-    assert err.strip().splitlines() == [f"error: luma needs LUMAAI_API_KEY: set that environment variable, or put it "
-                                        f"in {tmp_path / 'config' / 'hosted-keys.json'} (a JSON object, mode 0600)"]
+    assert err.strip().splitlines() == [
+        f"error: luma needs LUMAAI_API_KEY: set that environment variable, or put it "
+        f"in {tmp_path / 'config' / 'hosted-keys.json'} (a JSON object, mode 0600)"
+    ]
 
 
 def test_keys_come_from_the_environment_else_an_owner_only_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("RUNWAYML_API_SECRET")
     keys_file = tmp_path / "config" / "hosted-keys.json"
     keys_file.parent.mkdir()
@@ -629,8 +708,10 @@ def test_keys_come_from_the_environment_else_an_owner_only_file(
     keys_file.chmod(0o644)
     with pytest.raises(ModelError) as caught:
         credential("RUNWAYML_API_SECRET", "runway")
-    assert str(caught.value) == (f"{keys_file}: the hosted keys file is mode 0644; others may have read the keys: "
-                                 "rotate them, then chmod 600 the file")
+    assert str(caught.value) == (
+        f"{keys_file}: the hosted keys file is mode 0644; others may have read the keys: "
+        "rotate them, then chmod 600 the file"
+    )
     keys_file.chmod(0o600)
     keys_file.write_text('{"RUNWAYML_API_SECRET": "from-the-file-1234",')
     with pytest.raises(ModelError, match="not valid JSON") as caught:
@@ -647,16 +728,22 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_plates(tmp_path_factory.mktemp("plates"), FRAMES)
 
 
-def animate_job(folder: Path, plates: Path, image_model: Path, services: Services, service: str,
-                **animation: Any) -> Path:
+def animate_job(
+    folder: Path, plates: Path, image_model: Path, services: Services, service: str, **animation: Any
+) -> Path:
     settings = {"generator_options": options(services, service), "long_side": 64} | animation
     document = job_document(plates, image_model, str(folder / "out/demo.####.exr"), FRAMES, animation=settings)
     return write_job(folder / "job.json", document)
 
 
 def test_animate_with_kling_turns_a_stylized_keyframe_into_conformed_animatic_exrs(
-        services: Services, tmp_path: Path, plates: Path, tiny: dict[str, Path], private_cache: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    services: Services,
+    tmp_path: Path,
+    plates: Path,
+    tiny: dict[str, Path],
+    private_cache: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     job = animate_job(tmp_path, plates, tiny["sd15"], services, "kling")
     status, out, err = invoke("animate", str(job), "--generator", "kling", "--progress", "json")
@@ -668,8 +755,9 @@ def test_animate_with_kling_turns_a_stylized_keyframe_into_conformed_animatic_ex
     sent = png_pixels(submitted).astype(np.float32) / 255
     encoding = ModelEncoding()
     rgba = stylized(keyframe)
-    assert np.abs(encoding.encode(rgba[..., :3], rgba[..., 3]).image - sent).max() <= 1 / 255 + 1e-6, \
+    assert np.abs(encoding.encode(rgba[..., :3], rgba[..., 3]).image - sent).max() <= 1 / 255 + 1e-6, (
         "the stylized keyframe, in the model's encoding, is what Kling was sent"
+    )
 
     frames = sorted((tmp_path / "animatic/demo").glob("demo.*.exr"))
     assert [f.name for f in frames] == [f"demo.{FIRST + i}.exr" for i in range(FRAMES)]
@@ -686,7 +774,8 @@ def test_animate_with_kling_turns_a_stylized_keyframe_into_conformed_animatic_ex
     assert json.loads(header["stylecomp/request"])["duration"] == "5" and header["stylecomp/submitted_at"]
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [e["frame"] for e in events if e.get("event") == "frame" and e.get("stage") != "render"][-5:] == [
-        FIRST + i for i in range(FRAMES)]
+        FIRST + i for i in range(FRAMES)
+    ]
 
     # Running again pays nothing: the recorded job's verified clip is reused.
     assert invoke("animate", str(job), "--generator", "kling")[0] == 0
@@ -710,8 +799,14 @@ def leaks(services: Services, folder: Path, said: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("service", ["sora", "veo", "runway", "luma"])
 def test_animate_with_each_other_service_leaves_no_key_anywhere(
-        services: Services, tmp_path: Path, plates: Path, tiny: dict[str, Path], private_cache: Path,
-        caplog: pytest.LogCaptureFixture, service: str) -> None:
+    services: Services,
+    tmp_path: Path,
+    plates: Path,
+    tiny: dict[str, Path],
+    private_cache: Path,
+    caplog: pytest.LogCaptureFixture,
+    service: str,
+) -> None:
     caplog.set_level(logging.DEBUG)
     job = animate_job(tmp_path, plates, tiny["sd15"], services, service)
     status, out, err = invoke("animate", str(job), "--generator", service, "--progress", "json")
@@ -724,14 +819,26 @@ def test_animate_with_each_other_service_leaves_no_key_anywhere(
 
 
 def test_a_run_killed_between_submit_and_download_resumes_without_a_second_submit(
-        services: Services, tmp_path: Path) -> None:
+    services: Services, tmp_path: Path
+) -> None:
     start = tmp_path / "start.png"
     Image.fromarray(eight_bit(start_image())).save(start)
     plates_dir = write_plates(tmp_path / "plates", FRAMES)
-    job = write_job(tmp_path / "job.json", job_document(
-        plates_dir, tmp_path / "no-model", str(tmp_path / "out/demo.####.exr"), FRAMES,
-        animation={"generator": "kling", "generator_options": options(services, "kling"), "source": "image",
-                   "image": str(start)}))
+    job = write_job(
+        tmp_path / "job.json",
+        job_document(
+            plates_dir,
+            tmp_path / "no-model",
+            str(tmp_path / "out/demo.####.exr"),
+            FRAMES,
+            animation={
+                "generator": "kling",
+                "generator_options": options(services, "kling"),
+                "source": "image",
+                "image": str(start),
+            },
+        ),
+    )
     services.hold = True
     command = [sys.executable, "-c", "from stylecomp.cli import main; main()", "animate", str(job)]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
@@ -739,8 +846,9 @@ def test_a_run_killed_between_submit_and_download_resumes_without_a_second_submi
     record_file = tmp_path / "animatic/demo/demo.remote-job.json"
     deadline = time.monotonic() + 120
     while not (services.requests("kling", "GET") and record_file.is_file()):
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode() if \
-            process.poll() is not None else "no submit"
+        assert process.poll() is None and time.monotonic() < deadline, (
+            process.stderr.read().decode() if process.poll() is not None else "no submit"
+        )
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     out, err = process.communicate(timeout=30)

@@ -16,17 +16,17 @@ import pytest
 from PIL import Image
 from tiny_jobs import invoke
 
-from stylecomp.render.candidates import write_thumbnail
 from stylecomp.demo.scene import write_demo
-from stylecomp.generators.builtin import diffusers
-from stylecomp.generators.interface import Request, Setup
 from stylecomp.diffusion.geometry import ModelGeometry
-from stylecomp.generators.ideation import candidate_size
-from stylecomp.jobspec import ControlNet, ModelSettings, load_job
 from stylecomp.diffusion.loading import model_hash
-from stylecomp.io.plates import read_plate
 from stylecomp.diffusion.resolution import resize
 from stylecomp.errors import Cancelled
+from stylecomp.generators.builtin import diffusers
+from stylecomp.generators.ideation import candidate_size
+from stylecomp.generators.interface import Request, Setup
+from stylecomp.io.plates import read_plate
+from stylecomp.jobspec import ControlNet, ModelSettings, load_job
+from stylecomp.render.candidates import write_thumbnail
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 RGBA = ["R", "G", "B", "A"]
@@ -40,18 +40,36 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def write_job(folder: Path, plates: Path, model: Path | None, family: str = "sd15", controlnets: bool = False,
-              ideation: dict[str, Any] | None = None, **settings: Any) -> Path:
+def write_job(
+    folder: Path,
+    plates: Path,
+    model: Path | None,
+    family: str = "sd15",
+    controlnets: bool = False,
+    ideation: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Path:
     """A job for the demo shot; 3 steps; ideation at a long side of 128 unless ``ideation`` says otherwise."""
     job: dict[str, Any] = {
-        "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"), "frames": {"first": 1001, "last": 1002},
-                   "output": "out/demo.####.exr"}],
-        "prompt": "ink and watercolour", "negative_prompt": "blurry", "steps": 3, "guidance": 3.0,
+        "shots": [
+            {
+                "name": "demo",
+                "plate": str(plates / "demo.####.exr"),
+                "frames": {"first": 1001, "last": 1002},
+                "output": "out/demo.####.exr",
+            }
+        ],
+        "prompt": "ink and watercolour",
+        "negative_prompt": "blurry",
+        "steps": 3,
+        "guidance": 3.0,
         "ideation": {"seeds": [1], "aspect_ratios": ["16:9"], "long_side": 128} | (ideation or {}),
     } | settings
     if model is not None:
-        nets = [{"path": str(model / "controlnet"), "source": "depth"},
-                {"path": str(model / "controlnet"), "source": "normals", "weight": 0.5}]
+        nets = [
+            {"path": str(model / "controlnet"), "source": "depth"},
+            {"path": str(model / "controlnet"), "source": "normals", "weight": 0.5},
+        ]
         job["model"] = {"family": family, "path": str(model), "controlnets": nets if controlnets else []}
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "job.json"
@@ -85,9 +103,10 @@ def test_each_family_writes_scene_linear_stills_with_provenance_a_sheet_and_a_ma
     assert manifest["folder"] == tmp_path / "ideation/demo"
     assert manifest["kind"] == "ideation" and manifest["shot"] == "demo" and manifest["job"] == str(job.resolve())
     # 16:9 at a long side of 128: 72, a multiple of SD's 8; Flux's 16 rounds it to 80.
-    assert [(c["index"], c["seed"], c["prompt"], c["aspect_ratio"], (c["width"], c["height"]))
-            for c in manifest["candidates"]] == [(0, 1, "ink and watercolour", "16:9", size),
-                                                 (1, 2, "ink and watercolour", "16:9", size)]
+    assert [
+        (c["index"], c["seed"], c["prompt"], c["aspect_ratio"], (c["width"], c["height"]))
+        for c in manifest["candidates"]
+    ] == [(0, 1, "ink and watercolour", "16:9", size), (1, 2, "ink and watercolour", "16:9", size)]
     encoding = load_job(job).color.model_encoding()
     for index, entry in enumerate(manifest["candidates"]):
         rgba = still(manifest, index)
@@ -110,9 +129,16 @@ def test_each_family_writes_scene_linear_stills_with_provenance_a_sheet_and_a_ma
     assert attributes["stylecomp/shot"] == "demo" and attributes["stylecomp/aspect_ratio"] == "16:9"
     assert attributes["stylecomp/device"] == "cpu float32"
     parameters = json.loads(attributes["stylecomp/parameters"])
-    assert parameters | {"family": family} == {"family": family, "prompt": "ink and watercolour", "seed": 2,
-                                               "negative_prompt": "blurry", "width": size[0], "height": size[1],
-                                               "steps": 3, "guidance": 3.0}
+    assert parameters | {"family": family} == {
+        "family": family,
+        "prompt": "ink and watercolour",
+        "seed": 2,
+        "negative_prompt": "blurry",
+        "width": size[0],
+        "height": size[1],
+        "steps": 3,
+        "guidance": 3.0,
+    }
     with Image.open(manifest["folder"] / manifest["contact_sheet"]) as sheet:
         assert sheet.width == 2 * 320
 
@@ -126,8 +152,14 @@ def test_same_seed_gives_the_same_pixels_and_aspect_ratios_give_their_sizes(
     again = ideate(job, "--out", str(tmp_path / "again"))
     assert first["folder"] == tmp_path / "first" and again["folder"] == tmp_path / "again"
     sizes = [(c["aspect_ratio"], c["seed"], c["width"], c["height"]) for c in first["candidates"]]
-    assert sizes == [("16:9", 3, 256, 144), ("16:9", 4, 256, 144), ("1:1", 3, 256, 256), ("1:1", 4, 256, 256),
-                     ("3:4", 3, 192, 256), ("3:4", 4, 192, 256)]
+    assert sizes == [
+        ("16:9", 3, 256, 144),
+        ("16:9", 4, 256, 144),
+        ("1:1", 3, 256, 256),
+        ("1:1", 4, 256, 256),
+        ("3:4", 3, 192, 256),
+        ("3:4", 4, 192, 256),
+    ]
     for index, (_, _, width, height) in enumerate(sizes):
         assert still(first, index).shape == (height, width, 4)
         np.testing.assert_array_equal(still(first, index), still(again, index))
@@ -137,7 +169,8 @@ def test_same_seed_gives_the_same_pixels_and_aspect_ratios_give_their_sizes(
 def test_a_stopped_run_leaves_no_manifest_for_the_candidates_it_replaced(
     tmp_path: Path, plates: Path, tiny: dict[str, Path]
 ) -> None:
-    from stylecomp.generators.ideation import ideate as ideate_shot, ideation_generator
+    from stylecomp.generators.ideation import ideate as ideate_shot
+    from stylecomp.generators.ideation import ideation_generator
 
     path = write_job(tmp_path, plates, tiny["sd15"])
     first = ideate(path)
@@ -161,8 +194,15 @@ def test_sizes_keep_the_aspect_ratio_within_the_pixel_multiple() -> None:
 def test_a_plate_guides_through_the_controlnets_and_sets_the_size(
     tmp_path: Path, plates: Path, tiny: dict[str, Path]
 ) -> None:
-    guided = ideate(write_job(tmp_path / "guided", plates, tiny["sd15"], controlnets=True,
-                              ideation={"seeds": [5], "aspect_ratios": ["1:1", "9:16"]}))
+    guided = ideate(
+        write_job(
+            tmp_path / "guided",
+            plates,
+            tiny["sd15"],
+            controlnets=True,
+            ideation={"seeds": [5], "aspect_ratios": ["1:1", "9:16"]},
+        )
+    )
     # The plate is 16:9: 128 x 72; the aspect ratios do not multiply the candidates.
     assert [(c["aspect_ratio"], c["width"], c["height"]) for c in guided["candidates"]] == [("16:9", 128, 72)]
     assert guided["guide"]["plate"] == str(plates / "demo.1001.exr") and guided["guide"]["frame"] == 1001
@@ -173,11 +213,16 @@ def test_a_plate_guides_through_the_controlnets_and_sets_the_size(
     with Image.open(guided["folder"] / guided["contact_sheet"]) as sheet:
         assert sheet.width == 2 * 320, "the guide frame, then the candidate"
 
-    free = ideate(write_job(tmp_path / "free", plates, tiny["sd15"], ideation={"seeds": [5], "aspect_ratios": ["16:9"]}))
+    free = ideate(
+        write_job(tmp_path / "free", plates, tiny["sd15"], ideation={"seeds": [5], "aspect_ratios": ["16:9"]})
+    )
     assert (free["candidates"][0]["width"], free["candidates"][0]["height"]) == (128, 72)
     assert np.abs(still(guided, 0) - still(free, 0)).max() > 0.01, "the ControlNets steer the still"
-    later = ideate(write_job(tmp_path / "later", plates, tiny["sd15"], controlnets=True,
-                             ideation={"seeds": [5], "guide_frame": 1002}))
+    later = ideate(
+        write_job(
+            tmp_path / "later", plates, tiny["sd15"], controlnets=True, ideation={"seeds": [5], "guide_frame": 1002}
+        )
+    )
     assert later["guide"]["frame"] == 1002
     assert np.abs(still(guided, 0) - still(later, 0)).max() > 1e-4, "another guide frame, another still"
 
@@ -225,14 +270,25 @@ def test_the_style_image_reaches_the_pixels(tmp_path: Path, plates: Path, tiny: 
 
 
 def test_the_generator_api_reproduces_cancels_and_names_a_missing_control_image(tiny: dict[str, Path]) -> None:
-    model = ModelSettings(family="sd15", path=str(tiny["sd15"]),
-                          controlnets=[ControlNet(path=str(tiny["sd15"] / "controlnet"), source="depth")])
+    model = ModelSettings(
+        family="sd15",
+        path=str(tiny["sd15"]),
+        controlnets=[ControlNet(path=str(tiny["sd15"] / "controlnet"), source="depth")],
+    )
     generator = diffusers(Setup("text_to_image", model, device="cpu", dtype="float32"))
     assert generator.frame_count(48) == 1
     depth = np.linspace(0, 1, 64 * 64 * 3, dtype=np.float32).reshape(64, 64, 3)
     steps: list[tuple[int, int]] = []
-    request = Request(prompt="ink", seed=9, width=64, height=64, steps=3, guidance=3.0, control={"depth": depth},
-                      on_step=lambda step, total: steps.append((step, total)))
+    request = Request(
+        prompt="ink",
+        seed=9,
+        width=64,
+        height=64,
+        steps=3,
+        guidance=3.0,
+        control={"depth": depth},
+        on_step=lambda step, total: steps.append((step, total)),
+    )
     first = generator.generate(request, threading.Event())
     again = generator.generate(request, threading.Event())
     total = steps[0][1]  # the scheduler's own count (SD 1.5's PNDM runs one more than asked)
@@ -240,8 +296,7 @@ def test_the_generator_api_reproduces_cancels_and_names_a_missing_control_image(
     assert first.frames[0].shape == (64, 64, 3) and first.frames[0].dtype == np.float32
     np.testing.assert_array_equal(first.frames[0], again.frames[0])
     with pytest.raises(Exception, match="ControlNets need depth image"):
-        generator.generate(Request(prompt="ink", seed=9, width=64, height=64, steps=3, guidance=3.0),
-                           threading.Event())
+        generator.generate(Request(prompt="ink", seed=9, width=64, height=64, steps=3, guidance=3.0), threading.Event())
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled):
@@ -328,13 +383,23 @@ def test_a_plugin_generator_installed_by_entry_point_is_used_and_an_unknown_one_
     (site / "acme_ideas.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(site))
 
-    job = write_job(tmp_path / "job", plates, None, ideation={
-        "generator": "acme", "generator_options": {"palette": "pastel"}, "seeds": [1, 2], "aspect_ratios": ["2:1"]})
+    job = write_job(
+        tmp_path / "job",
+        plates,
+        None,
+        ideation={
+            "generator": "acme",
+            "generator_options": {"palette": "pastel"},
+            "seeds": [1, 2],
+            "aspect_ratios": ["2:1"],
+        },
+    )
     manifest = ideate(job)
     import acme_ideas
 
     assert [(s.kind, s.model, dict(s.options), s.device) for s in acme_ideas.SETUPS] == [
-        ("text_to_image", None, {"palette": "pastel"}, "cpu")]
+        ("text_to_image", None, {"palette": "pastel"}, "cpu")
+    ]
     assert manifest["generator"] == "acme"
     assert [(c["width"], c["height"]) for c in manifest["candidates"]] == [(128, 64)] * 2
     request = Request(prompt="ink and watercolour", seed=2, width=128, height=64, steps=3, guidance=3.0)

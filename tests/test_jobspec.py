@@ -25,11 +25,15 @@ def test_minimal_job_gets_pinned_colour_and_defaults() -> None:
 def test_full_job_round_trips_through_a_file(tmp_path: Path) -> None:
     data = {
         **copy.deepcopy(MINIMAL),
-        "model": {"family": "sdxl", "path": "models/sdxl.safetensors",
-                  "loras": [{"path": "loras/ink.safetensors", "weight": 0.8}],
-                  "controlnets": [{"path": "cn/depth", "source": "depth", "weight": 0.7}],
-                  "ip_adapter": {"path": "ip/adapter.safetensors", "image": "ref.png", "scale": 0.5}},
-        "prompt": "ink wash", "seed": {"policy": "per_frame", "value": 1234},
+        "model": {
+            "family": "sdxl",
+            "path": "models/sdxl.safetensors",
+            "loras": [{"path": "loras/ink.safetensors", "weight": 0.8}],
+            "controlnets": [{"path": "cn/depth", "source": "depth", "weight": 0.7}],
+            "ip_adapter": {"path": "ip/adapter.safetensors", "image": "ref.png", "scale": 0.5},
+        },
+        "prompt": "ink wash",
+        "seed": {"policy": "per_frame", "value": 1234},
         "consistency": {"mechanisms": ["warped_noise", "cross_frame"]},
         "color": {"encoding": "log"},
         "exr": {"pixel_type": "float", "compression": "dwaa:45"},
@@ -46,20 +50,33 @@ def test_full_job_round_trips_through_a_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"color": {"config": "ocio://default"}}, "color.config: 'ocio://default' changes between OpenColorIO releases"),
+        (
+            {"color": {"config": "ocio://default"}},
+            "color.config: 'ocio://default' changes between OpenColorIO releases",
+        ),
         ({"strength": 1.5}, "strength: Input should be less than or equal to 1"),
         ({"model": {"family": "sd3", "path": "m"}}, "model.family: Input should be 'sd15', 'sdxl' or 'flux'"),
         ({"seeds": 3}, "seeds: Extra inputs are not permitted"),
         ({"shots": []}, "shots: List should have at least 1 item"),
         ({"shots": [MINIMAL["shots"][0], MINIMAL["shots"][0]]}, "shots: shot name 'sh010' is used twice"),
-        ({"shots": [{**MINIMAL["shots"][0], "frames": {"first": 10, "last": 1}}]},
-         "shots[0].frames: last (1) is before first (10)"),
+        (
+            {"shots": [{**MINIMAL["shots"][0], "frames": {"first": 10, "last": 1}}]},
+            "shots[0].frames: last (1) is before first (10)",
+        ),
         ({"shots": [{**MINIMAL["shots"][0], "output": "out/sh010.exr"}]}, "shots[0]: output needs a frame token"),
         ({"shots": [{**MINIMAL["shots"][0], "aovs": {"albedo": ["R"]}}]}, "shots[0].aovs.albedo"),
         ({"exr": {"compression": "lzma"}}, "exr.compression: unknown EXR compression"),
-        ({"ideation": {"aspect_ratios": ["16:9", "0:1"]}}, "ideation.aspect_ratios: aspect ratio '0:1' has a zero side"),
-        ({"shots": [MINIMAL["shots"][0], {**MINIMAL["shots"][0], "name": "sh020"}], "ideation": {"output": "stills"}},
-         "(document): ideation.output needs {shot} when the job has several shots"),
+        (
+            {"ideation": {"aspect_ratios": ["16:9", "0:1"]}},
+            "ideation.aspect_ratios: aspect ratio '0:1' has a zero side",
+        ),
+        (
+            {
+                "shots": [MINIMAL["shots"][0], {**MINIMAL["shots"][0], "name": "sh020"}],
+                "ideation": {"output": "stills"},
+            },
+            "(document): ideation.output needs {shot} when the job has several shots",
+        ),
     ],
 )
 def test_bad_fields_are_named(change: dict, message: str) -> None:

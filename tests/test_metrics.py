@@ -21,6 +21,7 @@ from stylecomp.cli import cli
 from stylecomp.color import ModelEncoding
 from stylecomp.demo.scene import OBJECT_NAMES, write_demo
 from stylecomp.errors import PlateError, StyleCompError
+from stylecomp.io.plates import ImagePart, Window, read_plate, write_plate
 from stylecomp.temporal.flicker import (
     CONVENTION_NAMES,
     STYLIZED_CHANNELS,
@@ -33,7 +34,6 @@ from stylecomp.temporal.flicker import (
     read_plate_frame,
     visibility,
 )
-from stylecomp.io.plates import ImagePart, Window, read_plate, write_plate
 
 WIDTH, HEIGHT, FRAMES, FIRST = 160, 90, 5, 1001
 BACKWARD = MotionConvention.parse("backward-pixels-yup")
@@ -56,8 +56,7 @@ def demo_frames(demo: str) -> list[PlateFrame]:
     return [read_plate_frame(demo % f, f, display, ModelEncoding()) for f in range(FIRST, FIRST + FRAMES)]
 
 
-def stylize(plate_pattern: str, folder: Path, transform: Transform,
-            channels: Sequence[str] = STYLIZED_CHANNELS) -> str:
+def stylize(plate_pattern: str, folder: Path, transform: Transform, channels: Sequence[str] = STYLIZED_CHANNELS) -> str:
     """Write ``transform`` of each plate frame as RGBA ``channels``; the new frame pattern."""
     folder.mkdir(parents=True, exist_ok=True)
     for index, frame in enumerate(range(FIRST, FIRST + FRAMES)):
@@ -153,14 +152,17 @@ def test_forward_ndc_vectors_of_a_translating_texture(tmp_path: Path) -> None:
     """A texture sliding 3 px right and 2 px down a frame, vectors forward in NDC with y down."""
     width, height, shift = 96, 64, (2, 3)
     rows, cols = np.mgrid[0:height, 0:width] * (2 * np.pi / np.array([height, width]))[:, None, None]
-    texture = np.stack([0.4 + 0.3 * np.sin(3 * cols), 0.4 + 0.3 * np.sin(2 * rows + cols),
-                        0.3 + 0.2 * np.cos(rows)], axis=-1)  # (H, W, 3), periodic: np.roll slides it
+    texture = np.stack(
+        [0.4 + 0.3 * np.sin(3 * cols), 0.4 + 0.3 * np.sin(2 * rows + cols), 0.3 + 0.2 * np.cos(rows)], axis=-1
+    )  # (H, W, 3), periodic: np.roll slides it
     vectors = np.broadcast_to([shift[1] / width, shift[0] / height], (height, width, 2))  # NDC: fractions
     for index in range(FRAMES):
         rgb = np.roll(texture, (shift[0] * index, shift[1] * index), axis=(0, 1)) * (1 + 0.001 * index)
         pixels = np.concatenate([rgb, np.ones((height, width, 1)), vectors], axis=-1)
-        write_plate(tmp_path / f"slide.{FIRST + index:04d}.exr", [ImagePart.create(
-            pixels, ["R", "G", "B", "A", "forward.u", "forward.v"], pixel_type="float")])
+        write_plate(
+            tmp_path / f"slide.{FIRST + index:04d}.exr",
+            [ImagePart.create(pixels, ["R", "G", "B", "A", "forward.u", "forward.v"], pixel_type="float")],
+        )
     plate = str(tmp_path / "slide.####.exr")
     report = measure_flicker(plate, plate)
     assert report.convention.name == "forward-ndc-ydown" and report.tests == ("on-screen",)
@@ -199,10 +201,18 @@ def test_cli_table_json_and_plot(demo: str, tmp_path: Path) -> None:
     assert report["per_frame"][0]["E_warp"] is None and report["per_frame"][1]["E_warp"] > 0
 
     job = tmp_path / "job.json"  # --job: compare in the job's colour encoding (ACEScct log here)
-    job.write_text(json.dumps({"version": 1, "color": {"encoding": "log"},
-                               "shots": [{"name": "sh", "plate": plate, "output": "out.####.exr"}]}))
-    log = CliRunner().invoke(cli, ["flicker", stylized, "--plate", plate, "--json", "--frames", "1002-1004",
-                                   "--job", str(job)])
+    job.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "color": {"encoding": "log"},
+                "shots": [{"name": "sh", "plate": plate, "output": "out.####.exr"}],
+            }
+        )
+    )
+    log = CliRunner().invoke(
+        cli, ["flicker", stylized, "--plate", plate, "--json", "--frames", "1002-1004", "--job", str(job)]
+    )
     assert log.exit_code == 0, log.output
     assert json.loads(log.stdout)["D"] != pytest.approx(report["D"], rel=0.05)
 
@@ -227,8 +237,10 @@ def test_cli_errors_name_the_file_and_exit_2(demo: str, tmp_path: Path) -> None:
     assert code == 2 and "unknown vector convention 'sideways'" in stderr
 
     wide = read_plate(stylized.replace("####", "1002")).parts[0]
-    write_plate(tmp_path / "styl" / "styl.1002.exr", [ImagePart.create(
-        wide.pixels, wide.channel_names, display_window=Window(0, 0, WIDTH + 10, HEIGHT))])
+    write_plate(
+        tmp_path / "styl" / "styl.1002.exr",
+        [ImagePart.create(wide.pixels, wide.channel_names, display_window=Window(0, 0, WIDTH + 10, HEIGHT))],
+    )
     code, stderr = flicker(stylized, "--plate", demo, "--frames", "1001-1002")
     assert code == 2 and stderr.startswith(f"error: {tmp_path / 'styl' / 'styl.1002.exr'}: display window")
 
@@ -241,8 +253,13 @@ STREET = "plates/blender_street/street.####.exr"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stylecomp.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "stylecomp.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
 
 
 def test_blender_street_against_itself_gives_R_1_and_inspect_names_the_convention(testdata: Path) -> None:
@@ -272,14 +289,17 @@ def street_pairs() -> list[tuple[PlateFrame, PlateFrame]]:
 
 
 def test_cycles_vector_xy_points_to_the_previous_frame_and_zw_from_the_next(
-        street_pairs: list[tuple[PlateFrame, PlateFrame]]) -> None:
+    street_pairs: list[tuple[PlateFrame, PlateFrame]],
+) -> None:
     """XY: backward, pixels, y up. ZW: this frame minus the next, so its negation is the forward vector."""
     scores = check_conventions(street_pairs).scores
     assert scores["backward-pixels-yup"] < 0.15 and scores["forward-pixels-yup"] < 0.15
     assert scores["backward-pixels-yup"] < scores["backward-pixels-ydown"]
     assert not any(check_conventions(street_pairs).reproduces(name) for name in CONVENTION_NAMES if "ndc" in name)
-    as_is = [tuple(replace(f, vectors=f.vectors * np.array([1, 1, -1, -1], np.float32)) for f in pair)
-             for pair in street_pairs]  # ZW read as stored: it does not point to the next frame
+    as_is = [
+        tuple(replace(f, vectors=f.vectors * np.array([1, 1, -1, -1], np.float32)) for f in pair)
+        for pair in street_pairs
+    ]  # ZW read as stored: it does not point to the next frame
     assert check_conventions(as_is).scores["forward-pixels-yup"] > 1
 
 
@@ -287,8 +307,10 @@ def test_cycles_vector_xy_points_to_the_previous_frame_and_zw_from_the_next(
 def test_detection_survives_noisier_renders(street_pairs: list[tuple[PlateFrame, PlateFrame]], sigma: float) -> None:
     """Noise added to the encoded beauty (RMS 0.02 to 0.1: 3 to 16 times the render's own) leaves the vectors accepted."""
     rng = np.random.default_rng(7)
-    noisy = [tuple(replace(f, image=(f.image + rng.normal(0, sigma, f.image.shape)).astype(np.float32))
-                   for f in pair) for pair in street_pairs]
+    noisy = [
+        tuple(replace(f, image=(f.image + rng.normal(0, sigma, f.image.shape)).astype(np.float32)) for f in pair)
+        for pair in street_pairs
+    ]
     check = check_conventions(noisy)
     assert check.best.startswith(("backward-pixels-", "forward-pixels-")) and check.reproduces(check.best)
     assert all(check.scores[check.best] < check.scores[name] for name in CONVENTION_NAMES if "ndc" in name)

@@ -33,10 +33,10 @@ from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from stylecomp.diffusion import loading as models
-from stylecomp.errors import ModelError
-from stylecomp.jobspec import ControlNet, ModelSettings
 from stylecomp.diffusion.loading import detect_family, load_pipeline, model_hash, pick_device, pick_dtype
 from stylecomp.diffusion.testing import make_test_checkpoint, make_test_model
+from stylecomp.errors import ModelError
+from stylecomp.jobspec import ControlNet, ModelSettings
 
 FAMILIES = ("sd15", "sdxl", "flux")
 PIPELINES = {

@@ -18,15 +18,15 @@ import torch
 from conftest import TESTDATA
 from tiny_jobs import invoke
 
-from stylecomp.io.aovs import detect_aovs
 from stylecomp.diffusion.conditioning import normal_condition
-from stylecomp.errors import PlateError
-from stylecomp.jobspec import load_job
-from stylecomp.io.normal_space import angle_between, camera_normals, estimate_rotation, plate_normals, sampled_fit
 from stylecomp.diffusion.pool import PipelinePool
-from stylecomp.io.plates import read_plate, write_plate
-from stylecomp.render.loop import frame_inputs, render_job
 from stylecomp.diffusion.stylize import StylizeParameters, control_clips, control_condition
+from stylecomp.errors import PlateError
+from stylecomp.io.aovs import detect_aovs
+from stylecomp.io.normal_space import angle_between, camera_normals, estimate_rotation, plate_normals, sampled_fit
+from stylecomp.io.plates import read_plate, write_plate
+from stylecomp.jobspec import load_job
+from stylecomp.render.loop import frame_inputs, render_job
 
 STREET = TESTDATA / "plates" / "blender_street"
 pytestmark = pytest.mark.skipif(not STREET.is_dir(), reason=f"shared test data not found at {TESTDATA}")
@@ -54,8 +54,13 @@ def mean_angle(a: np.ndarray, b: np.ndarray, usable: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(cosine[usable], -1.0, 1.0))).mean())
 
 
-def variant(source: Path, target: Path, attributes: dict[str, tuple[str, object]] = {}, erase: tuple[str, ...] = (),
-            normals: np.ndarray | None = None) -> Path:
+def variant(
+    source: Path,
+    target: Path,
+    attributes: dict[str, tuple[str, object]] = {},
+    erase: tuple[str, ...] = (),
+    normals: np.ndarray | None = None,
+) -> Path:
     """A copy of a street frame with header attributes added (name: (OIIO type, value)) or erased,
     or its normals replaced; written through OpenImageIO."""
     plate = read_plate(source)
@@ -104,8 +109,14 @@ def test_depth_fit_refuses_a_frame_with_one_orientation() -> None:
 def opengl_projection(focal: float, width: int, height: int) -> np.ndarray:
     """Camera to NDC (column vectors), OpenGL: x right, y up, w = -z."""
     near, far = 0.1, 1000.0
-    return np.array([[2 * focal / width, 0, 0, 0], [0, 2 * focal / height, 0, 0],
-                     [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)], [0, 0, -1, 0]])
+    return np.array(
+        [
+            [2 * focal / width, 0, 0, 0],
+            [0, 2 * focal / height, 0, 0],
+            [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
+            [0, 0, -1, 0],
+        ]
+    )
 
 
 FLIP_Z = np.diag([1.0, 1.0, -1.0, 1.0])  # Blender/Arnold camera to RenderMan's (left-handed, looking down +Z)
@@ -147,8 +158,9 @@ def test_vray_camera_transform_is_not_taken_for_world_to_camera(tmp_path: Path) 
     """OpenImageIO reads V-Ray's cameraTransform back as "worldtocamera"; its convention is not the standard's."""
     frame = 1009
     camera_to_world = tuple(float(v) for v in np.linalg.inv(true_world_to_camera(frame)).reshape(-1))
-    plate = read_plate(variant(STREET / f"street.{frame}.exr", tmp_path / "vray.exr",
-                               {"cameraTransform": ("matrix", camera_to_world)}))
+    plate = read_plate(
+        variant(STREET / f"street.{frame}.exr", tmp_path / "vray.exr", {"cameraTransform": ("matrix", camera_to_world)})
+    )
     assert "worldtocamera" in plate.parts[0].attributes
     result = plate_normals(plate, detect_aovs(plate.channel_names), plate.data_window)
     assert result.rotation_source == "estimated from depth"
@@ -183,11 +195,25 @@ def test_auto_tells_camera_from_world_normals_by_the_depth_fit(tmp_path: Path) -
 def street_job(tmp_path: Path, model: Path, plate: Path, normals_space: str = "auto") -> Path:
     """One frame of the street shot with a normal ControlNet only."""
     job = {
-        "shots": [{"name": "street", "plate": str(plate), "frames": {"first": 1001, "last": 1001},
-                   "output": str(tmp_path / "out" / f"{normals_space}.####.exr"), "normals_space": normals_space}],
-        "model": {"family": "sd15", "path": str(model),
-                  "controlnets": [{"path": str(model / "controlnet"), "source": "normals", "weight": 1.0}]},
-        "prompt": "ink", "steps": 2, "strength": 1.0, "guidance": 1.0, "seed": {"policy": "fixed", "value": 3},
+        "shots": [
+            {
+                "name": "street",
+                "plate": str(plate),
+                "frames": {"first": 1001, "last": 1001},
+                "output": str(tmp_path / "out" / f"{normals_space}.####.exr"),
+                "normals_space": normals_space,
+            }
+        ],
+        "model": {
+            "family": "sd15",
+            "path": str(model),
+            "controlnets": [{"path": str(model / "controlnet"), "source": "normals", "weight": 1.0}],
+        },
+        "prompt": "ink",
+        "steps": 2,
+        "strength": 1.0,
+        "guidance": 1.0,
+        "seed": {"policy": "fixed", "value": 3},
     }
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "job.json"
@@ -213,18 +239,25 @@ def test_normal_controlnet_on_the_street_shot_gets_the_true_camera_colours(
     # The whole render: what the normal ControlNet receives (caught as it enters the diffusers
     # ControlNetModel) from the world-space plate is what the true camera-space plate gives it.
     camera_plate = tmp_path / "cam" / f"street.{frame}.exr"
-    variant(STREET / f"street.{frame}.exr", camera_plate, erase=("BlenderMultiChannel",),
-            normals=(normals @ true_rotation(frame).T).astype(np.float32))
+    variant(
+        STREET / f"street.{frame}.exr",
+        camera_plate,
+        erase=("BlenderMultiChannel",),
+        normals=(normals @ true_rotation(frame).T).astype(np.float32),
+    )
     received = {}
-    for name, plate, space in (("world", STREET / "street.####.exr", "auto"),
-                               ("camera", camera_plate.parent / "street.####.exr", "camera"),
-                               ("misread", STREET / "street.####.exr", "camera")):
+    for name, plate, space in (
+        ("world", STREET / "street.####.exr", "auto"),
+        ("camera", camera_plate.parent / "street.####.exr", "camera"),
+        ("misread", STREET / "street.####.exr", "camera"),
+    ):
         job = load_job(street_job(tmp_path / name, tiny["sd15"], plate, space))
         pool = PipelinePool()
         controlnet = pool.get(StylizeParameters.for_shot(job, job.shots[0]).model, job.performance).controlnet
         caught: list[torch.Tensor] = []
         hook = controlnet.register_forward_pre_hook(
-            lambda module, args, kwargs: caught.append(kwargs["controlnet_cond"].detach().clone()), with_kwargs=True)
+            lambda module, args, kwargs: caught.append(kwargs["controlnet_cond"].detach().clone()), with_kwargs=True
+        )
         try:
             summary = render_job(job, pool=pool, cache=None)
         finally:

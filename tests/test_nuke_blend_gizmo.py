@@ -18,6 +18,7 @@ sys.path[:0] = [str(ROOT / "tests" / "nuke_standin")]
 import nkscript  # noqa: E402
 from gizmo_eval import evaluate  # noqa: E402
 from gizmo_eval.windows import Window  # noqa: E402
+
 from stylecomp.comp import blend  # noqa: E402
 from stylecomp.io import windows  # noqa: E402
 from stylecomp.io.plates import Window as PlateWindow  # noqa: E402
@@ -55,8 +56,14 @@ def scene() -> dict:
     ids[12:20, 12:24] = 3.0  # an object wider than one pixel
     matte = rng.uniform(-0.5, 1.5, (CLEAN_WINDOW.height, CLEAN_WINDOW.width)).astype(np.float32)
     matte[20, :3] = (np.nan, np.inf, -np.inf)  # a damaged matte: NaN counts as 0 in the engine
-    return {"clean": _premultiplied(rng, CLEAN_WINDOW), "stylized": _premultiplied(rng, STYLIZED_WINDOW),
-            "stylized_same": _premultiplied(rng, SAME_WINDOW), "depth": depth, "ids": ids, "matte": matte}
+    return {
+        "clean": _premultiplied(rng, CLEAN_WINDOW),
+        "stylized": _premultiplied(rng, STYLIZED_WINDOW),
+        "stylized_same": _premultiplied(rng, SAME_WINDOW),
+        "depth": depth,
+        "ids": ids,
+        "matte": matte,
+    }
 
 
 def _channels(image: np.ndarray, **aovs: np.ndarray) -> dict:
@@ -71,16 +78,19 @@ NUKE_DEFAULT_ROOT = {"colorManagement": "Nuke", "OCIO_config": "nuke-default", "
 """Project Settings > Color of a script on Nuke's own colour management (its working space is linear Rec.709)."""
 
 
-def run_gizmo(scene: dict, knobs: dict, offset: bool = True, root: dict | None = None,
-              stylized_alpha: bool = True) -> np.ndarray:
+def run_gizmo(
+    scene: dict, knobs: dict, offset: bool = True, root: dict | None = None, stylized_alpha: bool = True
+) -> np.ndarray:
     """The gizmo's RGBA over the union window (the Stylized input without alpha if ``stylized_alpha`` is off)."""
     stylized, window = (scene["stylized"], STYLIZED_WINDOW) if offset else (scene["stylized_same"], SAME_WINDOW)
     stylized_channels = _channels(stylized)
     if not stylized_alpha:
         del stylized_channels["rgba.alpha"]
     inputs = {
-        "Clean": (_channels(scene["clean"], **{"depth.Z": scene["depth"], "other.id": scene["ids"]}),
-                  _window(CLEAN_WINDOW)),
+        "Clean": (
+            _channels(scene["clean"], **{"depth.Z": scene["depth"], "other.id": scene["ids"]}),
+            _window(CLEAN_WINDOW),
+        ),
         "Stylized": (stylized_channels, _window(window)),
         "Mask": ({"rgba.alpha": scene["matte"]}, _window(CLEAN_WINDOW)),
     }
@@ -99,34 +109,63 @@ def aligned(scene: dict, offset: bool = True) -> tuple:
 CASES = {
     "mix": ({"amount": 0.35}, lambda c, s, p: blend.mix(c, s, 0.35)),
     "mix full": ({}, lambda c, s, p: blend.mix(c, s, 1.0)),
-    "luminance from clean": ({"mode": "luminance / colour"},
-                             lambda c, s, p: blend.luminance_colour(c, s, "clean")),
-    "luminance from stylized": ({"mode": "luminance / colour", "luminance_from": "stylized", "amount": 0.6},
-                                lambda c, s, p: blend.mix(c, blend.luminance_colour(c, s, "stylized"), 0.6)),
-    "detail transfer": ({"mode": "detail transfer", "detail_size": 6.0},
-                        lambda c, s, p: blend.detail_transfer(c, s, 6.0)),
-    "detail transfer size 0": ({"mode": "detail transfer", "detail_size": 0.0},
-                               lambda c, s, p: blend.detail_transfer(c, s, 0.0)),
-    "depth near": ({"weight": "depth", "depth_near": 10.0, "depth_far": 90.0},
-                   lambda c, s, p: blend.mix(c, s, blend.depth_weight(p["depth"], 10.0, 90.0, "near"))),
-    "depth far": ({"weight": "depth", "depth_near": 10.0, "depth_far": 90.0, "depth_direction": "far"},
-                  lambda c, s, p: blend.mix(c, s, blend.depth_weight(p["depth"], 10.0, 90.0, "far"))),
+    "luminance from clean": ({"mode": "luminance / colour"}, lambda c, s, p: blend.luminance_colour(c, s, "clean")),
+    "luminance from stylized": (
+        {"mode": "luminance / colour", "luminance_from": "stylized", "amount": 0.6},
+        lambda c, s, p: blend.mix(c, blend.luminance_colour(c, s, "stylized"), 0.6),
+    ),
+    "detail transfer": (
+        {"mode": "detail transfer", "detail_size": 6.0},
+        lambda c, s, p: blend.detail_transfer(c, s, 6.0),
+    ),
+    "detail transfer size 0": (
+        {"mode": "detail transfer", "detail_size": 0.0},
+        lambda c, s, p: blend.detail_transfer(c, s, 0.0),
+    ),
+    "depth near": (
+        {"weight": "depth", "depth_near": 10.0, "depth_far": 90.0},
+        lambda c, s, p: blend.mix(c, s, blend.depth_weight(p["depth"], 10.0, 90.0, "near")),
+    ),
+    "depth far": (
+        {"weight": "depth", "depth_near": 10.0, "depth_far": 90.0, "depth_direction": "far"},
+        lambda c, s, p: blend.mix(c, s, blend.depth_weight(p["depth"], 10.0, 90.0, "far")),
+    ),
     "matte": ({"weight": "matte"}, lambda c, s, p: blend.mix(c, s, blend.matte_mask(p["matte"]))),
-    "matte inverted": ({"weight": "matte", "matte_invert": True, "amount": 0.5},
-                       lambda c, s, p: blend.mix(c, s, blend.matte_mask(p["matte"], invert=True) * 0.5)),
-    "object IDs": ({"weight": "object IDs", "object_ids": "3 5"},
-                   lambda c, s, p: blend.mix(c, s, blend.id_mask(p["ids"], [3, 5]))),
-    "object IDs inverted": ({"weight": "object IDs", "object_ids": "3", "ids_invert": True},
-                            lambda c, s, p: blend.mix(c, s, blend.id_mask(p["ids"], [3], invert=True))),
-    "no object IDs": ({"weight": "object IDs", "object_ids": ""},
-                      lambda c, s, p: blend.mix(c, s, blend.id_mask(p["ids"], []))),
-    "detail by depth": ({"mode": "detail transfer", "detail_size": 4.0, "weight": "depth", "depth_near": 5.0,
-                         "depth_far": 60.0, "amount": 0.7},
-                        lambda c, s, p: blend.mix(c, blend.detail_transfer(c, s, 4.0),
-                                                  blend.depth_weight(p["depth"], 5.0, 60.0, "near") * 0.7)),
-    "ID lines": ({"lines": True, "line_colour": (0.2, 0.5, 0.9), "line_opacity": 0.75, "amount": 0.5},
-                 lambda c, s, p: blend.line_overlay(blend.mix(c, s, 0.5), object_id=p["ids"],
-                                                    colour=(0.2, 0.5, 0.9), opacity=0.75)),
+    "matte inverted": (
+        {"weight": "matte", "matte_invert": True, "amount": 0.5},
+        lambda c, s, p: blend.mix(c, s, blend.matte_mask(p["matte"], invert=True) * 0.5),
+    ),
+    "object IDs": (
+        {"weight": "object IDs", "object_ids": "3 5"},
+        lambda c, s, p: blend.mix(c, s, blend.id_mask(p["ids"], [3, 5])),
+    ),
+    "object IDs inverted": (
+        {"weight": "object IDs", "object_ids": "3", "ids_invert": True},
+        lambda c, s, p: blend.mix(c, s, blend.id_mask(p["ids"], [3], invert=True)),
+    ),
+    "no object IDs": (
+        {"weight": "object IDs", "object_ids": ""},
+        lambda c, s, p: blend.mix(c, s, blend.id_mask(p["ids"], [])),
+    ),
+    "detail by depth": (
+        {
+            "mode": "detail transfer",
+            "detail_size": 4.0,
+            "weight": "depth",
+            "depth_near": 5.0,
+            "depth_far": 60.0,
+            "amount": 0.7,
+        },
+        lambda c, s, p: blend.mix(
+            c, blend.detail_transfer(c, s, 4.0), blend.depth_weight(p["depth"], 5.0, 60.0, "near") * 0.7
+        ),
+    ),
+    "ID lines": (
+        {"lines": True, "line_colour": (0.2, 0.5, 0.9), "line_opacity": 0.75, "amount": 0.5},
+        lambda c, s, p: blend.line_overlay(
+            blend.mix(c, s, 0.5), object_id=p["ids"], colour=(0.2, 0.5, 0.9), opacity=0.75
+        ),
+    ),
 }
 
 
@@ -148,8 +187,13 @@ def test_cases_are_not_trivial(scene: dict) -> None:
         result = expected(clean, stylized, planes)
         changed = ~np.isclose(result, clean, atol=1e-4)
         assert changed.any() == (name != "no object IDs"), name
-        if name not in ("mix full", "luminance from clean", "detail transfer", "detail transfer size 0",
-                        "no object IDs"):
+        if name not in (
+            "mix full",
+            "luminance from clean",
+            "detail transfer",
+            "detail transfer size 0",
+            "no object IDs",
+        ):
             assert (~changed).any(), name
     assert (blend.id_mask(planes["ids"], [3, 5]) == 1).sum() > 20
     assert np.isclose(clean[..., 3], 0).any() and np.isclose(clean[..., 3], 1).any()
@@ -169,8 +213,8 @@ def test_cryptomatte_recipe_matches_the_headless_comp(testdata: Path) -> None:
     import struct
 
     from stylecomp.comp.headless import blend_frame
-    from stylecomp.jobspec import parse_job
     from stylecomp.io.plates import ImagePart, Plate, read_plate
+    from stylecomp.jobspec import parse_job
     from stylecomp.render.loop import STYLIZED_CHANNELS
 
     path = testdata / "plates" / "blender_street" / "street.1008.exr"
@@ -182,8 +226,12 @@ def test_cryptomatte_recipe_matches_the_headless_comp(testdata: Path) -> None:
     # What Nuke's Cryptomatte node writes to its Matte Output (alpha): per rank, the coverage where the rank's ID
     # is one of the Matte List's, summed; the IDs are the manifest's hex values as float32 bits.
     manifest = json.loads(plate.parts[0].attributes["cryptomatte/542cafa/manifest"])
-    listed = np.float32([struct.unpack("<f", bytes.fromhex(manifest[name])[::-1])[0]
-                         for name in ("car", "bld0", "bld1", "bld2", "bld3")])
+    listed = np.float32(
+        [
+            struct.unpack("<f", bytes.fromhex(manifest[name])[::-1])[0]
+            for name in ("car", "bld0", "bld1", "bld2", "bld3")
+        ]
+    )
     ranks = plate.channels([f"ViewLayer.CryptoObject{level:02d}.{c}" for level in range(3) for c in "rgba"])
     matte = sum(np.where(np.isin(ranks[..., 2 * r], listed), ranks[..., 2 * r + 1], 0.0) for r in range(6))
     inputs = {
@@ -195,11 +243,25 @@ def test_cryptomatte_recipe_matches_the_headless_comp(testdata: Path) -> None:
     out, union = evaluate(GIZMO, inputs, knobs)
     got = np.stack([out[name] for name in RGBA], axis=-1)
 
-    job = parse_job(json.dumps({"shots": [{"name": "street", "plate": str(path), "output": "out.exr"}],
-                                "comp": {"weight": "cryptomatte", "mattes": ["car", "bld*"], "amount": 0.9,
-                                         "lines": True, "line_colour": [1.0, 0.0, 0.0], "line_opacity": 0.5}}))
-    stylized = Plate("stylized", [ImagePart.create(styled, list(STYLIZED_CHANNELS), window, plate.display_window,
-                                                   pixel_type="float")])
+    job = parse_job(
+        json.dumps(
+            {
+                "shots": [{"name": "street", "plate": str(path), "output": "out.exr"}],
+                "comp": {
+                    "weight": "cryptomatte",
+                    "mattes": ["car", "bld*"],
+                    "amount": 0.9,
+                    "lines": True,
+                    "line_colour": [1.0, 0.0, 0.0],
+                    "line_opacity": 0.5,
+                },
+            }
+        )
+    )
+    stylized = Plate(
+        "stylized",
+        [ImagePart.create(styled, list(STYLIZED_CHANNELS), window, plate.display_window, pixel_type="float")],
+    )
     want, _, engine_window = blend_frame(plate, stylized, job.shots[0], job.comp)
     assert engine_window == window and (union.width, union.height) == (window.width, window.height)
     np.testing.assert_allclose(got, want, **TOLERANCE)
@@ -222,10 +284,12 @@ WORKING_SPACES = [  # (OCIO_config, workingSpaceLUT, the gizmo's luminance weigh
 ]
 
 
-@pytest.mark.parametrize(("config", "space", "knob", "weights"), WORKING_SPACES,
-                         ids=[f"{w[0]}-{w[1]}-{w[2]}" for w in WORKING_SPACES])
-def test_luminance_weights_follow_the_working_space(scene: dict, config: str, space: str, knob: str,
-                                                    weights: str) -> None:
+@pytest.mark.parametrize(
+    ("config", "space", "knob", "weights"), WORKING_SPACES, ids=[f"{w[0]}-{w[1]}-{w[2]}" for w in WORKING_SPACES]
+)
+def test_luminance_weights_follow_the_working_space(
+    scene: dict, config: str, space: str, knob: str, weights: str
+) -> None:
     if knob == "working space":
         assert blend.luminance_weights_for(space, config) == weights  # the engine's rule is the gizmo's
     root = {"colorManagement": "OCIO", "OCIO_config": config, "workingSpaceLUT": space}
@@ -309,15 +373,16 @@ def test_damaged_matte_pixels_keep_the_clean_render(scene: dict) -> None:
     assert np.isfinite(got).all()
 
 
-@pytest.mark.parametrize(("root", "weights"), [(NUKE_DEFAULT_ROOT, "Rec.709"), (None, "ACEScg")],
-                         ids=["nuke-default", "aces"])
+@pytest.mark.parametrize(
+    ("root", "weights"), [(NUKE_DEFAULT_ROOT, "Rec.709"), (None, "ACEScg")], ids=["nuke-default", "aces"]
+)
 def test_headless_comp_luminance_weights_match_the_gizmo(testdata: Path, root: dict | None, weights: str) -> None:
     """`stylecomp comp` with ``luminance_weights`` set as the script's working space implies gives the gizmo's image."""
     import json
 
     from stylecomp.comp.headless import blend_frame
-    from stylecomp.jobspec import parse_job
     from stylecomp.io.plates import ImagePart, Plate, read_plate
+    from stylecomp.jobspec import parse_job
     from stylecomp.render.loop import STYLIZED_CHANNELS
 
     path = testdata / "plates" / "blender_street" / "street.1008.exr"
@@ -329,21 +394,34 @@ def test_headless_comp_luminance_weights_match_the_gizmo(testdata: Path, root: d
     out, _ = evaluate(GIZMO, inputs, {"mode": "luminance / colour", "luminance_from": "stylized"}, root)
     got = np.stack([out[name] for name in RGBA], axis=-1)
 
-    job = parse_job(json.dumps({"shots": [{"name": "street", "plate": str(path), "output": "out.exr"}],
-                                "comp": {"mode": "luminance_colour", "luminance_from": "stylized",
-                                         "luminance_weights": weights}}))
-    stylized = Plate("stylized", [ImagePart.create(styled, list(STYLIZED_CHANNELS), window, plate.display_window,
-                                                   pixel_type="float")])
+    job = parse_job(
+        json.dumps(
+            {
+                "shots": [{"name": "street", "plate": str(path), "output": "out.exr"}],
+                "comp": {"mode": "luminance_colour", "luminance_from": "stylized", "luminance_weights": weights},
+            }
+        )
+    )
+    stylized = Plate(
+        "stylized",
+        [ImagePart.create(styled, list(STYLIZED_CHANNELS), window, plate.display_window, pixel_type="float")],
+    )
     want, _, _ = blend_frame(plate, stylized, job.shots[0], job.comp)
     np.testing.assert_allclose(got, want, **TOLERANCE)
 
 
 def test_interpreter_refuses_a_temporary_named_t(scene: dict) -> None:
     """In Nuke ``t`` is the frame, so the old DepthWeight (temporary ``t``) is ambiguous; the interpreter says so."""
-    old = (ROOT / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8").replace(
-        "temp_name0 ramp", "temp_name0 t").replace("ramp", "t")
-    inputs = {"Clean": (_channels(scene["clean"], **{"depth.Z": scene["depth"]}), _window(CLEAN_WINDOW)),
-              "Stylized": (_channels(scene["stylized_same"]), _window(SAME_WINDOW))}
+    old = (
+        (ROOT / "gizmos" / "StyleCompBlend.gizmo")
+        .read_text(encoding="utf-8")
+        .replace("temp_name0 ramp", "temp_name0 t")
+        .replace("ramp", "t")
+    )
+    inputs = {
+        "Clean": (_channels(scene["clean"], **{"depth.Z": scene["depth"]}), _window(CLEAN_WINDOW)),
+        "Stylized": (_channels(scene["stylized_same"]), _window(SAME_WINDOW)),
+    }
     with pytest.raises(ValueError, match="temporary 't'"):
         evaluate(nkscript.parse(old), inputs, {"weight": "depth"})
 
@@ -358,20 +436,30 @@ def test_amount_per_region_from_the_regions_channels(scene: dict, offset: bool) 
     rng = np.random.default_rng(11)
     coverages = [rng.uniform(0.0, 1.0, (window.height, window.width)).astype(np.float32) for _ in range(3)]
     for coverage, rows in zip(coverages, (slice(0, 6), slice(4, 14), slice(12, 20))):  # overlapping, hard edges
-        coverage[:rows.start] = 0.0
-        coverage[rows.stop:] = 0.0
+        coverage[: rows.start] = 0.0
+        coverage[rows.stop :] = 0.0
     coverages[1][6:10] = 1.0
     weights = overlap_weights(np.stack(coverages, axis=2))  # the engine's rule: later regions win
     car, bld, sky = (weights[..., i] for i in range(3))
     inputs = {
         "Clean": (_channels(scene["clean"]), _window(CLEAN_WINDOW)),
-        "Stylized": (_channels(stylized, **{"regions.car": car, "regions.bld": bld, "regions.sky": sky}),
-                     _window(window)),
+        "Stylized": (
+            _channels(stylized, **{"regions.car": car, "regions.bld": bld, "regions.sky": sky}),
+            _window(window),
+        ),
         "Mask": ({"rgba.alpha": scene["matte"]}, _window(CLEAN_WINDOW)),
     }
-    knobs = {"use_regions": True, "weight": "matte", "amount": 0.3,  # rows 1, 2 and 6 (any row takes any region)
-             "region1_channel": "regions.car", "region1_amount": 0.9, "region2_channel": "regions.bld",
-             "region2_amount": 0.0, "region6_channel": "regions.sky", "region6_amount": 0.5}
+    knobs = {
+        "use_regions": True,
+        "weight": "matte",
+        "amount": 0.3,  # rows 1, 2 and 6 (any row takes any region)
+        "region1_channel": "regions.car",
+        "region1_amount": 0.9,
+        "region2_channel": "regions.bld",
+        "region2_amount": 0.0,
+        "region6_channel": "regions.sky",
+        "region6_amount": 0.5,
+    }
     out, union = evaluate(GIZMO, inputs, knobs)
     got = np.stack([out[name] for name in RGBA], axis=-1)
 
@@ -391,10 +479,13 @@ def test_amount_per_region_from_the_regions_channels(scene: dict, offset: bool) 
 
 def test_regions_on_without_rows_is_the_plain_amount(scene: dict) -> None:
     """Amount per region with no channel picked (or a Stylized input without regions) blends by amount alone."""
-    np.testing.assert_allclose(run_gizmo(scene, {"use_regions": True, "amount": 0.4, "weight": "depth",
-                                                 "depth_near": 10.0, "depth_far": 90.0}),
-                               run_gizmo(scene, {"amount": 0.4, "weight": "depth", "depth_near": 10.0,
-                                                 "depth_far": 90.0}), **TOLERANCE)
+    np.testing.assert_allclose(
+        run_gizmo(
+            scene, {"use_regions": True, "amount": 0.4, "weight": "depth", "depth_near": 10.0, "depth_far": 90.0}
+        ),
+        run_gizmo(scene, {"amount": 0.4, "weight": "depth", "depth_near": 10.0, "depth_far": 90.0}),
+        **TOLERANCE,
+    )
 
 
 def test_stylize_gizmo_passes_the_regions_layer_on(scene: dict) -> None:
@@ -404,10 +495,15 @@ def test_stylize_gizmo_passes_the_regions_layer_on(scene: dict) -> None:
     stylize = nkscript.parse((ROOT / "gizmos" / "StyleCompStylize.gizmo").read_text(encoding="utf-8"))
     clean, styled = scene["clean"], scene["stylized_same"]
     car = np.clip(scene["matte"], 0.0, 1.0)
-    read = {**{f"stylized.{c}": styled[..., i] for i, c in enumerate(("red", "green", "blue", "alpha"))},
-            "regions.car": car, "regions.bld": 1 - car}
-    inputs = {"Plate": (_channels(clean, **{"depth.Z": scene["depth"]}), _window(CLEAN_WINDOW)),
-              "ReadStylized": (read, _window(SAME_WINDOW))}
+    read = {
+        **{f"stylized.{c}": styled[..., i] for i, c in enumerate(("red", "green", "blue", "alpha"))},
+        "regions.car": car,
+        "regions.bld": 1 - car,
+    }
+    inputs = {
+        "Plate": (_channels(clean, **{"depth.Z": scene["depth"]}), _window(CLEAN_WINDOW)),
+        "ReadStylized": (read, _window(SAME_WINDOW)),
+    }
     out, _ = evaluate(stylize, inputs, {"mix_amount": 0.25})
     got = np.stack([out[name] for name in RGBA], axis=-1)
     np.testing.assert_allclose(got, clean * 0.75 + styled * 0.25, **TOLERANCE)

@@ -41,8 +41,11 @@ def _channel_problems(gizmo: nkscript.Gizmo, where: str, knob: str, kind: str, t
     if kind == "channel":
         return [] if text in channels | {"none"} else [f"{where}: {knob} names unknown channel {text!r}"]
     tokens = [word.text.lstrip("-") for word in nkscript.words(text)] if " " in text else [text]
-    return [f"{where}: {knob} names unknown channels {token!r}" for token in tokens
-            if token not in layers and token not in channels and token not in ("none", "all")]
+    return [
+        f"{where}: {knob} names unknown channels {token!r}"
+        for token in tokens
+        if token not in layers and token not in channels and token not in ("none", "all")
+    ]
 
 
 def _name_problems(gizmo: nkscript.Gizmo, where: str, name: str, pixel: bool, temps: set[str]) -> list[str]:
@@ -69,16 +72,21 @@ def _name_problems(gizmo: nkscript.Gizmo, where: str, name: str, pixel: bool, te
 
 
 def _expression_problems(gizmo: nkscript.Gizmo, where: str, text: str, pixel: bool, temps: set[str]) -> list[str]:
-    problems = [f"{where}: [value {path}] reads nothing that exists" for path in nkscript.tcl_references(text)
-                if _name_problems(gizmo, where, path, False, set())]
+    problems = [
+        f"{where}: [value {path}] reads nothing that exists"
+        for path in nkscript.tcl_references(text)
+        if _name_problems(gizmo, where, path, False, set())
+    ]
     try:
         tree = nkexpr.parse(nkscript.tcl_substitute(text, lambda path: TCL_PLACEHOLDER))
     except (nkexpr.ExpressionError, nkscript.ScriptError) as exc:
         return problems + [f"{where}: expression {text!r} does not parse: {exc}"]
     for name in sorted(nkexpr.names(tree)):
         problems += _name_problems(gizmo, where, name, pixel, temps)
-    return problems + [f"{where}: calls {name}(), which is not a Nuke expression function"
-                       for name in sorted(nkexpr.functions(tree) - set(nkexpr.FUNCTIONS))]
+    return problems + [
+        f"{where}: calls {name}(), which is not a Nuke expression function"
+        for name in sorted(nkexpr.functions(tree) - set(nkexpr.FUNCTIONS))
+    ]
 
 
 def _user_knob_problems(gizmo: nkscript.Gizmo) -> list[str]:
@@ -120,8 +128,9 @@ def _node_problems(gizmo: nkscript.Gizmo, node: nkscript.Node) -> list[str]:
         return [f"{where}: node class is not in the known set"]
     problems = [f"{where}: has no knob {knob!r}" for knob in node.knobs if not node_classes.knob_exists(node.cls, knob)]
     temps = {node.knobs[f"temp_name{i}"].text for i in range(4) if f"temp_name{i}" in node.knobs}
-    problems += [f"{where}: temporary {name!r} is one of Nuke's expression names"
-                 for name in sorted(temps & RESERVED_NAMES)]
+    problems += [
+        f"{where}: temporary {name!r} is one of Nuke's expression names" for name in sorted(temps & RESERVED_NAMES)
+    ]
     for knob, word in node.knobs.items():
         allowed = node_classes.ENUMS.get((node.cls, knob))
         if node.cls == "Write" and "file_type" in node.knobs:
@@ -136,16 +145,21 @@ def _node_problems(gizmo: nkscript.Gizmo, node: nkscript.Node) -> list[str]:
         for text in texts:
             problems += _expression_problems(gizmo, f"{where}.{knob}", text, pixel, temps)
         if word.kind == "quoted" and not pixel:
-            problems += [f"{where}.{knob}: [value {path}] reads nothing that exists"
-                         for path in nkscript.tcl_references(word.text)
-                         if _name_problems(gizmo, where, path, False, set())]
+            problems += [
+                f"{where}.{knob}: [value {path}] reads nothing that exists"
+                for path in nkscript.tcl_references(word.text)
+                if _name_problems(gizmo, where, path, False, set())
+            ]
     required, most = node_classes.INPUTS.get(node.cls, (node_classes.default_inputs(node.cls),) * 2)
     if node.cls == "Switch":
         required = most = len(node.inputs)
     if len(node.inputs) > most:
         problems.append(f"{where}: {len(node.inputs)} inputs, {node.cls} takes at most {most}")
-    problems += [f"{where}: input {i} is not connected" for i in range(required)
-                 if i >= len(node.inputs) or node.inputs[i] is None]
+    problems += [
+        f"{where}: input {i} is not connected"
+        for i in range(required)
+        if i >= len(node.inputs) or node.inputs[i] is None
+    ]
     return problems
 
 
@@ -166,8 +180,9 @@ def _graph_problems(gizmo: nkscript.Gizmo) -> list[str]:
         if id(node) not in used:
             used.add(id(node))
             pending += [source for source in node.inputs if source is not None]
-    problems += [f"{node.cls} {node.name} feeds neither the Output nor a Write" for node in gizmo.nodes
-                 if id(node) not in used]
+    problems += [
+        f"{node.cls} {node.name} feeds neither the Output nor a Write" for node in gizmo.nodes if id(node) not in used
+    ]
     return problems
 
 
@@ -203,9 +218,13 @@ MUTATIONS = [
     ("from0 depth.Z", "from0 deep.Z", "unknown channel"),
     (" push $NregionWeight\n", " push 0\n", "input 2 is not connected"),
     ("T RegionWeights5to8.from3", "T RegionWeights5to8.from4", "links to missing"),
-    ("Premult {\n  channels rgb\n  name DetailPremult", "Grade {\n  channels rgb\n  name DetailPremult", "not in the known"),
+    (
+        "Premult {\n  channels rgb\n  name DetailPremult",
+        "Grade {\n  channels rgb\n  name DetailPremult",
+        "not in the known",
+    ),
     ("\\[value parent.object_ids]", "\\[value parent.object_id]", "[value parent.object_id]"),
-    ("expr3 1\n", "expr3 \"1 +\"\n", "does not parse"),
+    ("expr3 1\n", 'expr3 "1 +"\n', "does not parse"),
     ("clamp((a - parent.depth_near)", "clip((a - parent.depth_near)", "calls clip()"),
     ("temp_name0 ramp", "temp_name0 t", "temporary 't' is one of Nuke's expression names"),
     ("temp_name0 matte\n", "temp_name0 frame\n", "temporary 'frame'"),
@@ -230,7 +249,10 @@ def test_stack_wiring_follows_nuke_input_order() -> None:
     detail = gizmo.node("CleanDetail")
     assert [source.name for source in detail.inputs] == ["CleanUnpremult", "CleanLow"]  # from: B - A
     assert [source.name for source in gizmo.node("ModeSwitch").inputs] == [
-        "Stylized", "LuminanceColourPremult", "DetailPremult"]
+        "Stylized",
+        "LuminanceColourPremult",
+        "DetailPremult",
+    ]
     assert gizmo.group.user_knob("mode").items == ("mix", "luminance / colour", "detail transfer")
 
 
@@ -265,14 +287,22 @@ def stylize() -> nkscript.Gizmo:
 def test_internal_nodes_the_plugin_uses(stylize: nkscript.Gizmo) -> None:
     from stylecomp_nuke import gizmo as names
 
-    expected = {names.WRITE_PLATE: "Write", names.WRITE_STYLE_REFERENCE: "Write", names.READ_STYLIZED: "Read",
-                **{shuffle: "Shuffle" for shuffle in names.LAYER_SHUFFLES.values()}}
+    expected = {
+        names.WRITE_PLATE: "Write",
+        names.WRITE_STYLE_REFERENCE: "Write",
+        names.READ_STYLIZED: "Read",
+        **dict.fromkeys(names.LAYER_SHUFFLES.values(), "Shuffle"),
+    }
     assert {name: stylize.node(name).cls for name in expected} == expected
-    files = {name: stylize.node(name).knobs["file"].text for name in
-             (names.WRITE_PLATE, names.WRITE_STYLE_REFERENCE, names.READ_STYLIZED)}
-    assert files == {names.WRITE_PLATE: "[value parent.cache_dir]/" + names.PLATE_PATTERN,
-                     names.WRITE_STYLE_REFERENCE: "[value parent.cache_dir]/" + names.STYLE_REFERENCE_FILE,
-                     names.READ_STYLIZED: "[value parent.cache_dir]/" + names.OUTPUT_PATTERN}
+    files = {
+        name: stylize.node(name).knobs["file"].text
+        for name in (names.WRITE_PLATE, names.WRITE_STYLE_REFERENCE, names.READ_STYLIZED)
+    }
+    assert files == {
+        names.WRITE_PLATE: "[value parent.cache_dir]/" + names.PLATE_PATTERN,
+        names.WRITE_STYLE_REFERENCE: "[value parent.cache_dir]/" + names.STYLE_REFERENCE_FILE,
+        names.READ_STYLIZED: "[value parent.cache_dir]/" + names.OUTPUT_PATTERN,
+    }
     assert int(stylize.group.knobs["tile_color"].text, 16) == names.TILE_COLOUR
     inputs = {number: node.name for number, node in stylize.input_nodes().items()}
     assert inputs == {names.PLATE_INPUT: "Plate", 1: "Mask", names.STYLE_REFERENCE_INPUT: "StyleReference"}
@@ -280,13 +310,22 @@ def test_internal_nodes_the_plugin_uses(stylize: nkscript.Gizmo) -> None:
         assert stylize.node(write).knobs["disable"].text == "true"
     plate_write = stylize.node(names.WRITE_PLATE).knobs
     assert (plate_write["channels"].text, plate_write["datatype"].text, plate_write["raw"].text) == (
-        "all", "32 bit float", "true")
+        "all",
+        "32 bit float",
+        "true",
+    )
 
 
 def _knobs_read(source: str) -> set[str]:
     """String subscripts of ``node[...]`` in plugin source: the gizmo knobs it reads or sets."""
-    return {sub.slice.value for sub in ast.walk(ast.parse(source)) if isinstance(sub, ast.Subscript)
-            and isinstance(sub.value, ast.Name) and sub.value.id == "node" and isinstance(sub.slice, ast.Constant)}
+    return {
+        sub.slice.value
+        for sub in ast.walk(ast.parse(source))
+        if isinstance(sub, ast.Subscript)
+        and isinstance(sub.value, ast.Name)
+        and sub.value.id == "node"
+        and isinstance(sub.slice, ast.Constant)
+    }
 
 
 def test_knobs_the_plugin_reads_exist(stylize: nkscript.Gizmo) -> None:
@@ -297,9 +336,10 @@ def test_knobs_the_plugin_reads_exist(stylize: nkscript.Gizmo) -> None:
 
 
 def test_buttons_call_plugin_functions(stylize: nkscript.Gizmo) -> None:
-    from stylecomp_nuke import actions  # imports the stand-in `nuke`
-
-    from stylecomp_nuke import regions
+    from stylecomp_nuke import (
+        actions,  # imports the stand-in `nuke`
+        regions,
+    )
 
     buttons = {spec.name: spec.target for spec in stylize.group.user_knobs if spec.type == 22}
     picks = {regions.knob_name(row, "pick"): row for row in range(1, regions.ROWS + 1)}
@@ -336,7 +376,12 @@ def test_consistency_modes_match_the_plugin(stylize: nkscript.Gizmo) -> None:
     assert stylize.group.user_knob("consistency").items == jobs.CONSISTENCY_MODES
     assert stylize.group.user_knob("show").items == ("stylized", "plate", "depth", "normals", "motion")
     assert [source.name for source in stylize.node("ShowSwitch").inputs] == [
-        "CopyRegions", "Plate", "DepthLayer", "NormalsLayer", "MotionLayer"]
+        "CopyRegions",
+        "Plate",
+        "DepthLayer",
+        "NormalsLayer",
+        "MotionLayer",
+    ]
 
 
 def test_plate_write_names_its_channels_explicitly(stylize: nkscript.Gizmo) -> None:
@@ -346,10 +391,15 @@ def test_plate_write_names_its_channels_explicitly(stylize: nkscript.Gizmo) -> N
     from stylecomp_nuke import gizmo as names
 
     knobs = {name: word.text for name, word in stylize.node(names.WRITE_PLATE).knobs.items()}
-    assert {name: knobs.get(name) for name in ("interleave", "standard_layer_name_format", "write_full_layer_names",
-                                               "truncateChannelNames")} == {
-        "interleave": "channels, layers and views", "standard_layer_name_format": "true",
-        "write_full_layer_names": "true", "truncateChannelNames": "false"}
+    assert {
+        name: knobs.get(name)
+        for name in ("interleave", "standard_layer_name_format", "write_full_layer_names", "truncateChannelNames")
+    } == {
+        "interleave": "channels, layers and views",
+        "standard_layer_name_format": "true",
+        "write_full_layer_names": "true",
+        "truncateChannelNames": "false",
+    }
 
 
 def test_shuffles_are_the_legacy_class_with_explicit_output(stylize: nkscript.Gizmo) -> None:
@@ -358,4 +408,5 @@ def test_shuffles_are_the_legacy_class_with_explicit_output(stylize: nkscript.Gi
     shuffles = [node for node in stylize.nodes if node.cls.startswith("Shuffle")]
     assert shuffles and {node.cls for node in shuffles} == {"Shuffle"}
     assert {node.name: node.knobs["out"].text if "out" in node.knobs else None for node in shuffles} == {
-        node.name: "rgba" for node in shuffles}
+        node.name: "rgba" for node in shuffles
+    }

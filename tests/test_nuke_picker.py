@@ -92,14 +92,20 @@ def test_picker_shows_thumbnails_and_reports_the_choice(binding: str, tmp_path: 
     script.write_text(SCRIPT, encoding="utf-8")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(tmp_path))
     env.pop("QT_PREFERRED_BINDING", None)
-    done = subprocess.run([sys.executable, str(script), str(ROOT / "nuke_plugin"), str(tmp_path), binding], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(script), str(ROOT / "nuke_plugin"), str(tmp_path), binding],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["binding"] == binding and result["qt_py"] is False
     assert result["title"] == "StyleComp candidates: sh010, frame 1001"
     assert result["labels"] == [f"#{k}  seed {1000 + 7 * k}\nstrength 0.5" for k in range(3)] + [
-        "#3  seed 1021\nstrength 0.5\n(no thumbnail)"]
+        "#3  seed 1021\nstrength 0.5\n(no thumbnail)"
+    ]
     assert result["shown"] == [[200, 30, 30], [30, 200, 30], [30, 30, 200], [60, 60, 60]]  # last: placeholder
     assert result["double_click"] == [1014]  # candidate 2
     assert result["seeds"] == [1014, 1007]  # then candidate 1 through the button

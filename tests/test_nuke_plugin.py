@@ -23,13 +23,27 @@ PLUGIN_FOLDER = ROOT / "nuke_plugin"
 sys.path[:0] = [str(ROOT / "tests" / "nuke_standin"), str(PLUGIN_FOLDER)]
 
 import nuke  # noqa: E402  (the stand-in)
+
 from stylecomp.color import ModelEncoding  # noqa: E402
 from stylecomp.jobspec import parse_job  # noqa: E402
 from stylecomp_nuke import actions, gizmo, presets  # noqa: E402
 
 standin = nuke.standin
-PLATE_CHANNELS = ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha", "depth.Z", "N.red", "N.green", "N.blue",
-                  "forward.u", "forward.v", "backward.u", "backward.v", "other.id"]
+PLATE_CHANNELS = [
+    "rgba.red",
+    "rgba.green",
+    "rgba.blue",
+    "rgba.alpha",
+    "depth.Z",
+    "N.red",
+    "N.green",
+    "N.blue",
+    "forward.u",
+    "forward.v",
+    "backward.u",
+    "backward.v",
+    "other.id",
+]
 
 FAKE_ENGINE = r'''#!{python}
 """A fake stylecomp engine: the CLI contract, no diffusion. FAKE_ENGINE_MODE picks the behaviour."""
@@ -107,9 +121,12 @@ sys.exit(3)
 '''
 
 PRESETS = {
-    "toon": {"family": "sd15", "path": "$FAKE_MODELS/sd15",
-             "controlnets": [{"path": "~/models/cn-depth", "source": "depth", "weight": 1.0}],
-             "ip_adapter": {"path": "$FAKE_MODELS/ip-adapter"}},
+    "toon": {
+        "family": "sd15",
+        "path": "$FAKE_MODELS/sd15",
+        "controlnets": [{"path": "~/models/cn-depth", "source": "depth", "weight": 1.0}],
+        "ip_adapter": {"path": "$FAKE_MODELS/ip-adapter"},
+    },
     "plain": {"family": "sdxl", "path": "/models/sdxl"},
 }
 
@@ -193,8 +210,9 @@ def test_init_adds_gizmos_without_ui(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert standin.messages == [] and standin.tasks == []
 
 
-def test_init_warns_on_a_missing_gizmo_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture) -> None:
+def test_init_warns_on_a_missing_gizmo_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     standin.reset()
     monkeypatch.setenv("STYLECOMP_GIZMOS", str(tmp_path / "nowhere"))
     runpy.run_path(str(PLUGIN_FOLDER / "init.py"))
@@ -216,14 +234,18 @@ def test_menu_adds_toolbar_and_menu() -> None:
 # Rendering
 
 
-@pytest.mark.parametrize(("management", "working", "typed", "expected"), [
-    ("Nuke", "linear", "", "Linear Rec.709 (sRGB)"),
-    ("OCIO", "ACES - ACEScg", "", "ACES - ACEScg"),
-    ("OCIO", "scene_linear", "", "scene_linear"),
-    ("OCIO", "ACEScg", "Linear Rec.709 (sRGB)", "Linear Rec.709 (sRGB)"),  # a typed space wins
-])
-def test_the_plate_colour_space_follows_the_working_space(node, engine_log: Path, management: str, working: str,
-                                                          typed: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("management", "working", "typed", "expected"),
+    [
+        ("Nuke", "linear", "", "Linear Rec.709 (sRGB)"),
+        ("OCIO", "ACES - ACEScg", "", "ACES - ACEScg"),
+        ("OCIO", "scene_linear", "", "scene_linear"),
+        ("OCIO", "ACEScg", "Linear Rec.709 (sRGB)", "Linear Rec.709 (sRGB)"),  # a typed space wins
+    ],
+)
+def test_the_plate_colour_space_follows_the_working_space(
+    node, engine_log: Path, management: str, working: str, typed: str, expected: str
+) -> None:
     nuke.root()["colorManagement"].setValue(management)
     nuke.root()["workingSpaceLUT"].setValue(working)
     node["plate_space"].setValue(typed)
@@ -241,15 +263,23 @@ def test_render_frame(node, engine_log: Path, tmp_path: Path) -> None:
     assert standin.executed == [(f"{node.name()}.{gizmo.WRITE_PLATE}", 1004, 1004, 1)]
     assert node.node(gizmo.WRITE_PLATE)["disable"].value() is True  # disabled again for farm renders
     assert (folder / "inputs" / "plate.1004.exr").is_file()
-    assert calls(engine_log) == [["render", str(folder / "job.json"), "--shot", node.name(), "--frames",
-                                  "1004-1004", "--progress", "json"]]
+    assert calls(engine_log) == [
+        ["render", str(folder / "job.json"), "--shot", node.name(), "--frames", "1004-1004", "--progress", "json"]
+    ]
     data, job = job_of(node)
     shot = job.shots[0]
-    assert (shot.name, shot.plate, shot.output) == (node.name(), str(folder / "inputs/plate.####.exr"),
-                                                    str(folder / "stylized/stylized.####.exr"))
+    assert (shot.name, shot.plate, shot.output) == (
+        node.name(),
+        str(folder / "inputs/plate.####.exr"),
+        str(folder / "stylized/stylized.####.exr"),
+    )
     assert (shot.frames.first, shot.frames.last, shot.handles, shot.aovs) == (1004, 1004, 0, {})
     assert (job.prompt, job.seed.value, job.seed.policy, job.consistency.mechanisms) == (
-        "ink and watercolour", 1234, "fixed", ["locked_seed"])
+        "ink and watercolour",
+        1234,
+        "fixed",
+        ["locked_seed"],
+    )
     assert job.model.path == "/models/sd15" and job.model.controlnets[0].path == os.path.expanduser("~/models/cn-depth")
     assert job.model.ip_adapter is None  # no StyleReference connected
     # An empty plate colour space is the script's working space: nuke-default's linear is linear Rec.709.
@@ -273,8 +303,11 @@ def test_render_range_with_handles_and_aov_layers(node, engine_log: Path) -> Non
     assert calls(engine_log)[-1][5] == "999-1012"
     data, job = job_of(node)
     assert (job.shots[0].frames.first, job.shots[0].frames.last, job.shots[0].handles) == (1001, 1010, 2)
-    assert data["shots"][0]["aovs"] == {"depth": ["depth.Z"], "normals": ["N.R", "N.G", "N.B"],
-                                        "motion": ["backward.u", "backward.v"]}
+    assert data["shots"][0]["aovs"] == {
+        "depth": ["depth.Z"],
+        "normals": ["N.R", "N.G", "N.B"],
+        "motion": ["backward.u", "backward.v"],
+    }
     assert (job.seed.policy, job.consistency.mechanisms) == ("per_frame", [])
     progress = standin.tasks[-1].progress
     assert progress == sorted(progress) and progress[-1] == 100 and len(progress) == 14
@@ -304,7 +337,10 @@ def test_style_reference_feeds_the_ip_adapter(node) -> None:
     assert (f"{node.name()}.{gizmo.WRITE_STYLE_REFERENCE}", 12, 12, 1) in standin.executed
     adapter = job_of(node)[1].model.ip_adapter
     assert (adapter.path, adapter.image, adapter.scale) == (
-        "/models/ip-adapter", str(cache(node) / "inputs" / "style_reference.png"), 0.8)
+        "/models/ip-adapter",
+        str(cache(node) / "inputs" / "style_reference.png"),
+        0.8,
+    )
     assert (cache(node) / "inputs" / "style_reference.png").is_file()
 
 
@@ -350,8 +386,9 @@ def test_refused_job_is_shown_with_the_engine_errors(node, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize("problem", ["unset", "missing", "not executable"])
-def test_missing_engine_is_explained(node, engine_log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                     problem: str) -> None:
+def test_missing_engine_is_explained(
+    node, engine_log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, problem: str
+) -> None:
     if problem == "unset":
         monkeypatch.delenv("STYLECOMP_ENGINE")
     elif problem == "missing":
@@ -363,7 +400,9 @@ def test_missing_engine_is_explained(node, engine_log: Path, monkeypatch: pytest
     press(node, "render_frame")
     message = standin.messages[-1]
     assert "STYLECOMP_ENGINE" in message and "Set Engine Location" in message
-    assert {"unset": "not set up", "missing": "was not found at", "not executable": "is not executable"}[problem] in message
+    assert {"unset": "not set up", "missing": "was not found at", "not executable": "is not executable"}[
+        problem
+    ] in message
     assert node["tile_color"].value() == gizmo.ERROR_COLOUR and node["label"].value().startswith("error: ")
     assert standin.executed == [] and calls(engine_log) == []
 
@@ -447,12 +486,12 @@ def test_candidates_pick_locks_the_seed_and_renders(node, engine_log: Path, monk
     standin.frame = 1003
     press(node, "candidates")
     assert calls(engine_log)[-1][:2] == ["candidates", str(cache(node) / "job.json")]
-    assert calls(engine_log)[-1][2:] == ["--shot", node.name(), "--frame", "1003", "--count", "3",
-                                         "--progress", "json"]
+    assert calls(engine_log)[-1][2:] == ["--shot", node.name(), "--frame", "1003", "--count", "3", "--progress", "json"]
     name, found = shown[-1]
     assert name == node.fullName() and found.frame == 1003 and [c.seed for c in found.candidates] == [5000, 5011, 5022]
-    assert found.candidates[1].thumbnail == str(cache(node) / "stylized" / "candidates" / f"{node.name()}.1003"
-                                                / "candidate_01.png")
+    assert found.candidates[1].thumbnail == str(
+        cache(node) / "stylized" / "candidates" / f"{node.name()}.1003" / "candidate_01.png"
+    )
     assert node["label"].value() == "3 candidates of frame 1003"
 
     actions.apply_candidate(name, found.frame, found.candidates[1])  # what the picker calls
@@ -503,20 +542,28 @@ def demo_plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def engine_server(node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path, demo_plates: Path):
     """A running engine server on STYLECOMP_SERVER, a `tiny` preset, and the plate Write writing real EXRs."""
-    from stylecomp.render.cache import RenderCache
     from stylecomp.diffusion.pool import PipelinePool
-    from stylecomp.server.app import EngineServer
+    from stylecomp.render.cache import RenderCache
     from stylecomp.server.access_token import load_or_create_token
+    from stylecomp.server.app import EngineServer
 
     monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "render-cache"))
-    server = EngineServer(("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), RenderCache(),
-                          roots=[tmp_path.parent])  # this run's temp folder: the model, plates and nodes
+    server = EngineServer(
+        ("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), RenderCache(), roots=[tmp_path.parent]
+    )  # this run's temp folder: the model, plates and nodes
     server.start()
     monkeypatch.setenv("STYLECOMP_SERVER", server.url)
     presets_file = Path(os.environ["STYLECOMP_PRESETS"])
-    presets_file.write_text(json.dumps(PRESETS | {"tiny": {"family": "sd15", "path": str(tiny_model)},
-                                                  "pickle": {"family": "sd15", "path": str(tiny_model),
-                                                             "allow_pickle": True}}), encoding="utf-8")
+    presets_file.write_text(
+        json.dumps(
+            PRESETS
+            | {
+                "tiny": {"family": "sd15", "path": str(tiny_model)},
+                "pickle": {"family": "sd15", "path": str(tiny_model), "allow_pickle": True},
+            }
+        ),
+        encoding="utf-8",
+    )
     original = nuke.execute
 
     def execute(write, start: int, end: int, incr: int = 1, **options) -> None:
@@ -581,8 +628,9 @@ def test_a_refused_job_and_a_wrong_token_are_shown(node, engine_server, engine_l
     assert "refused the token" in standin.messages[-1] and calls(engine_log) == []
 
 
-def test_the_command_line_is_used_when_no_server_answers(node, engine_log: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          tmp_path: Path) -> None:
+def test_the_command_line_is_used_when_no_server_answers(
+    node, engine_log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import socket
 
     from stylecomp.server.access_token import load_or_create_token
@@ -600,8 +648,9 @@ def test_the_command_line_is_used_when_no_server_answers(node, engine_log: Path,
 # Issue 18: what the stand-in used to hide
 
 
-def test_the_engine_does_not_inherit_nukes_python(node, engine_log: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  tmp_path: Path) -> None:
+def test_the_engine_does_not_inherit_nukes_python(
+    node, engine_log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """A launcher's PYTHONPATH/PYTHONHOME are for Nuke's Python; the engine's virtualenv must not see them."""
     (tmp_path / "nuke_python").mkdir()
     monkeypatch.setenv("PYTHONHOME", str(tmp_path / "nuke_python"))  # a Python here would not even start
@@ -609,8 +658,12 @@ def test_the_engine_does_not_inherit_nukes_python(node, engine_log: Path, monkey
     monkeypatch.setenv("PYTHONSTARTUP", str(tmp_path / "startup.py"))
     press(node, "render_frame")
     assert json.loads((engine_log / "env.json").read_text()) == {
-        "PYTHONPATH": None, "PYTHONHOME": None, "PYTHONSTARTUP": None, "PYTHONNOUSERSITE": "1",
-        "FAKE_ENGINE_LOG": str(engine_log)}  # the rest of the environment is kept
+        "PYTHONPATH": None,
+        "PYTHONHOME": None,
+        "PYTHONSTARTUP": None,
+        "PYTHONNOUSERSITE": "1",
+        "FAKE_ENGINE_LOG": str(engine_log),
+    }  # the rest of the environment is kept
     assert node["label"].value() == "1 rendered, 0 cached"
 
 
@@ -630,10 +683,12 @@ def test_the_standin_read_follows_its_frame_range(node) -> None:
         read["after"].setValue(mode)
         shown[mode] = [standin.shown(read, frame) for frame in (8, 9, 10, 12, 14, 15, 16)]
     names = {mode: [path and int(Path(path).suffixes[0][1:]) for path in paths] for mode, paths in shown.items()}
-    assert names == {"black": [None, None, None, 12, None, None, None],
-                     "hold": [11, 11, 11, 12, None, None, None],
-                     "loop": [12, 13, None, 12, None, 11, 12],  # 14 is missing: black
-                     "bounce": [None, 13, 12, 12, None, 13, 12]}
+    assert names == {
+        "black": [None, None, None, 12, None, None, None],
+        "hold": [11, 11, 11, 12, None, None, None],
+        "loop": [12, 13, None, 12, None, 11, 12],  # 14 is missing: black
+        "bounce": [None, 13, 12, 12, None, 13, 12],
+    }
     read["on_error"].setValue("error")
     with pytest.raises(RuntimeError):
         standin.shown(read, 14)
@@ -650,12 +705,18 @@ def test_render_frame_outside_the_scripts_range_is_shown(node, engine_log: Path)
     standin.frame = 1052
     press(node, "render_frame")
     assert [standin.shown(read, frame) is not None for frame in (1049, 1050, 1051, 1052, 1053)] == [
-        False, True, False, True, False]  # frames not rendered stay black
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]  # frames not rendered stay black
     assert node["label"].value() == "1 rendered, 0 cached"
 
 
-def test_a_candidate_applied_outside_the_scripts_range_is_shown(node, engine_log: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_candidate_applied_outside_the_scripts_range_is_shown(
+    node, engine_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     nuke.root()["first_frame"].setValue(1)
     nuke.root()["last_frame"].setValue(100)
     shown = []
@@ -727,4 +788,5 @@ def test_cache_folders_are_stored_with_forward_slashes(node, monkeypatch: pytest
     assert node["cache_dir"].value() == typed.root == "//server/share/sh010/stylecomp"
     assert node.node(gizmo.WRITE_PLATE)["file"].evaluate(1001) == "//server/share/sh010/stylecomp/inputs/plate.1001.exr"
     assert node.node(gizmo.READ_STYLIZED)["file"].evaluate(1001) == (
-        "//server/share/sh010/stylecomp/stylized/stylized.1001.exr")
+        "//server/share/sh010/stylecomp/stylized/stylized.1001.exr"
+    )

@@ -22,21 +22,57 @@ OLDEST_PYTHON = (3, 7)
 
 NEW_MODULES = {"zoneinfo": "3.9", "graphlib": "3.9", "tomllib": "3.11", "importlib.metadata": "3.8"}
 NEW_NAMES = {  # module attribute -> the Python that added it
-    "functools.cache": "3.9", "functools.cached_property": "3.8", "functools.singledispatchmethod": "3.8",
-    "math.prod": "3.8", "math.isqrt": "3.8", "math.dist": "3.8", "math.comb": "3.8", "math.perm": "3.8",
-    "math.lcm": "3.9", "math.nextafter": "3.9", "statistics.fmean": "3.8", "shlex.join": "3.8",
-    "typing.Literal": "3.8", "typing.Final": "3.8", "typing.Protocol": "3.8", "typing.TypedDict": "3.8",
-    "typing.get_origin": "3.8", "typing.get_args": "3.8", "typing.Annotated": "3.9", "typing.TypeAlias": "3.10",
-    "typing.ParamSpec": "3.10", "typing.Self": "3.11", "asyncio.to_thread": "3.9",
-    "threading.get_native_id": "3.8", "threading.excepthook": "3.8", "os.waitstatus_to_exitcode": "3.9",
-    "os.add_dll_directory": "3.8", "sys.stdlib_module_names": "3.10", "sys.unraisablehook": "3.8",
-    "itertools.pairwise": "3.10", "contextlib.chdir": "3.11", "datetime.UTC": "3.11",
+    "functools.cache": "3.9",
+    "functools.cached_property": "3.8",
+    "functools.singledispatchmethod": "3.8",
+    "math.prod": "3.8",
+    "math.isqrt": "3.8",
+    "math.dist": "3.8",
+    "math.comb": "3.8",
+    "math.perm": "3.8",
+    "math.lcm": "3.9",
+    "math.nextafter": "3.9",
+    "statistics.fmean": "3.8",
+    "shlex.join": "3.8",
+    "typing.Literal": "3.8",
+    "typing.Final": "3.8",
+    "typing.Protocol": "3.8",
+    "typing.TypedDict": "3.8",
+    "typing.get_origin": "3.8",
+    "typing.get_args": "3.8",
+    "typing.Annotated": "3.9",
+    "typing.TypeAlias": "3.10",
+    "typing.ParamSpec": "3.10",
+    "typing.Self": "3.11",
+    "asyncio.to_thread": "3.9",
+    "threading.get_native_id": "3.8",
+    "threading.excepthook": "3.8",
+    "os.waitstatus_to_exitcode": "3.9",
+    "os.add_dll_directory": "3.8",
+    "sys.stdlib_module_names": "3.10",
+    "sys.unraisablehook": "3.8",
+    "itertools.pairwise": "3.10",
+    "contextlib.chdir": "3.11",
+    "datetime.UTC": "3.11",
 }
-NEW_METHODS = {"removeprefix": "3.9", "removesuffix": "3.9", "is_relative_to": "3.9", "with_stem": "3.9",
-               "bit_count": "3.10", "readlink": "3.9", "hardlink_to": "3.10"}
-NEW_KEYWORDS = {"strict": "3.10 (zip)", "missing_ok": "3.8 (Path.unlink)", "dirs_exist_ok": "3.8 (copytree)",
-                "cancel_futures": "3.9 (Executor.shutdown)", "kw_only": "3.10 (dataclass)", "slots": "3.10 (dataclass)",
-                "encoding_errors": "3.9"}
+NEW_METHODS = {
+    "removeprefix": "3.9",
+    "removesuffix": "3.9",
+    "is_relative_to": "3.9",
+    "with_stem": "3.9",
+    "bit_count": "3.10",
+    "readlink": "3.9",
+    "hardlink_to": "3.10",
+}
+NEW_KEYWORDS = {
+    "strict": "3.10 (zip)",
+    "missing_ok": "3.8 (Path.unlink)",
+    "dirs_exist_ok": "3.8 (copytree)",
+    "cancel_futures": "3.9 (Executor.shutdown)",
+    "kw_only": "3.10 (dataclass)",
+    "slots": "3.10 (dataclass)",
+    "encoding_errors": "3.9",
+}
 BUILTIN_GENERICS = {"list", "dict", "tuple", "set", "frozenset", "type"}
 
 
@@ -64,7 +100,8 @@ def _dotted(node: ast.AST) -> str:
 
 def _is_dict(node: ast.AST) -> bool:
     return isinstance(node, (ast.Dict, ast.DictComp)) or (
-        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict")
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict"
+    )
 
 
 def python37_problems(source: str, name: str = "<source>") -> list[str]:
@@ -73,21 +110,31 @@ def python37_problems(source: str, name: str = "<source>") -> list[str]:
         tree = ast.parse(source, filename=name, feature_version=OLDEST_PYTHON)
     except SyntaxError as exc:
         return [f"{name}:{exc.lineno}: not Python 3.7 syntax: {exc.msg}"]
-    lazy = any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
-               and any(alias.name == "annotations" for alias in node.names) for node in tree.body)
+    lazy = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )
     annotations = _annotation_nodes(tree) if lazy else set()
     problems = []
     for node in ast.walk(tree):
         where = f"{name}:{getattr(node, 'lineno', '?')}"
         if isinstance(node, ast.Import):
-            problems += [f"{where}: imports {alias.name} (Python {NEW_MODULES[alias.name]})"
-                         for alias in node.names if alias.name in NEW_MODULES]
+            problems += [
+                f"{where}: imports {alias.name} (Python {NEW_MODULES[alias.name]})"
+                for alias in node.names
+                if alias.name in NEW_MODULES
+            ]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             module = node.module or ""
             if module in NEW_MODULES:
                 problems.append(f"{where}: imports {module} (Python {NEW_MODULES[module]})")
-            problems += [f"{where}: imports {module}.{alias.name} (Python {NEW_NAMES[f'{module}.{alias.name}']})"
-                         for alias in node.names if f"{module}.{alias.name}" in NEW_NAMES]
+            problems += [
+                f"{where}: imports {module}.{alias.name} (Python {NEW_NAMES[f'{module}.{alias.name}']})"
+                for alias in node.names
+                if f"{module}.{alias.name}" in NEW_NAMES
+            ]
         elif isinstance(node, ast.Attribute):
             dotted = _dotted(node)
             if dotted in NEW_NAMES:
@@ -98,8 +145,7 @@ def python37_problems(source: str, name: str = "<source>") -> list[str]:
             problems.append(f"{where}: passes {node.arg}= (Python {NEW_KEYWORDS[node.arg]})")
         elif id(node) in annotations:
             continue
-        elif (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
-              and node.value.id in BUILTIN_GENERICS):
+        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in BUILTIN_GENERICS:
             problems.append(f"{where}: {node.value.id}[...] is evaluated at run time (Python 3.9)")
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
             if _is_dict(node.left) or _is_dict(node.right):
@@ -122,8 +168,14 @@ def _imports(tree: ast.AST) -> list[tuple[str, int]]:
 
 def test_the_plugin_has_its_files() -> None:
     names = {path.relative_to(PLUGIN).as_posix() for path in SOURCES}
-    assert {"init.py", "menu.py", "stylecomp_nuke/__init__.py", "stylecomp_nuke/actions.py",
-            "stylecomp_nuke/picker.py", "stylecomp_nuke/runner.py"} <= names
+    assert {
+        "init.py",
+        "menu.py",
+        "stylecomp_nuke/__init__.py",
+        "stylecomp_nuke/actions.py",
+        "stylecomp_nuke/picker.py",
+        "stylecomp_nuke/runner.py",
+    } <= names
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda path: path.relative_to(PLUGIN).as_posix())
@@ -162,14 +214,19 @@ def test_checker_catches_what_python37_cannot_run(source: str) -> None:
 
 def test_checker_accepts_lazy_annotations() -> None:
     """With ``from __future__ import annotations`` (3.7+) annotations are strings, never evaluated."""
-    source = ("from __future__ import annotations\n"
-              "def f(names: list[str], extra: dict[str, int] | None = None) -> tuple[int, ...]:\n"
-              "    total: list[int] = []\n    return tuple(total)\n")
+    source = (
+        "from __future__ import annotations\n"
+        "def f(names: list[str], extra: dict[str, int] | None = None) -> tuple[int, ...]:\n"
+        "    total: list[int] = []\n    return tuple(total)\n"
+    )
     assert python37_problems(source) == []
 
 
 def test_only_the_picker_needs_qt() -> None:
     """The rest of the plugin runs headless (nuke -t, farm) without Qt."""
-    users = {path.name for path in SOURCES
-             if {("PySide2", 0), ("PySide6", 0)} & set(_imports(ast.parse(path.read_text(encoding="utf-8"))))}
+    users = {
+        path.name
+        for path in SOURCES
+        if {("PySide2", 0), ("PySide6", 0)} & set(_imports(ast.parse(path.read_text(encoding="utf-8"))))
+    }
     assert users == {"picker.py"}

@@ -9,20 +9,20 @@ import json
 import sys
 from pathlib import Path
 
+import nkscript  # the stand-in's modules and the plugin, put on sys.path by test_nuke_plugin
+import nuke
 import numpy as np
 import OpenImageIO as oiio
 import pytest
-from test_nuke_plugin import PLUGIN_FOLDER, calls, engine_log, job_of, node, press  # noqa: F401  (fixtures)
-
-import nkscript  # the stand-in's modules and the plugin, put on sys.path by test_nuke_plugin
-import nuke
 from gizmo_eval import evaluate
 from gizmo_eval.windows import Window
+from test_nuke_plugin import PLUGIN_FOLDER, calls, engine_log, job_of, node, press  # noqa: F401  (fixtures)
+
 from stylecomp.comp import blend
-from stylecomp.io.cryptomatte import find_layers, matte, select_layer
-from stylecomp.jobspec import Shot
 from stylecomp.diffusion.testing import make_test_model
+from stylecomp.io.cryptomatte import find_layers, matte, select_layer
 from stylecomp.io.plates import PROVENANCE_PREFIX, read_plate, write_plate
+from stylecomp.jobspec import Shot
 from stylecomp.regions.mattes import frame_regions
 from stylecomp_nuke import actions, cryptomatte, gizmo, regions
 
@@ -33,8 +33,12 @@ STREET = Path("plates") / "blender_street" / "street.1008.exr"
 def _street_plate(node, testdata: Path) -> list:
     """Connect a Read of the Blender street frame, with its header metadata; the engine's own list of its names."""
     path = testdata / STREET
-    node.setInput(0, standin.add_source("ReadStreet", ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"],
-                                        standin.exr_metadata(str(path))))
+    node.setInput(
+        0,
+        standin.add_source(
+            "ReadStreet", ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"], standin.exr_metadata(str(path))
+        ),
+    )
     return sorted({name for layer in find_layers(read_plate(path)) for name in layer.names()})
 
 
@@ -62,22 +66,40 @@ def test_sidecar_manifest_and_the_bare_prefix(tmp_path: Path) -> None:
     """A layer may keep its manifest in a sidecar beside the EXR (``manif_file``); metadata written by other tools
     may lack the ``exr/`` prefix. Both are read, as the Cryptomatte gizmo reads them."""
     (tmp_path / "objects.json").write_text(json.dumps({"lamp post": "0a1b2c3d", "car": "6e3a5a5c"}))
-    metadata = {"input/filename": str(tmp_path / "shot.1001.exr"),
-                "exr/cryptomatte/aaaaaaa/name": "CryptoObject", "exr/cryptomatte/aaaaaaa/manif_file": "objects.json",
-                "cryptomatte/bbbbbbb/name": "CryptoMaterial", "cryptomatte/bbbbbbb/manifest": '{"paint": "01020304"}',
-                "exr/cryptomatte/ccccccc/name": "CryptoAsset"}  # no manifest: no names
+    metadata = {
+        "input/filename": str(tmp_path / "shot.1001.exr"),
+        "exr/cryptomatte/aaaaaaa/name": "CryptoObject",
+        "exr/cryptomatte/aaaaaaa/manif_file": "objects.json",
+        "cryptomatte/bbbbbbb/name": "CryptoMaterial",
+        "cryptomatte/bbbbbbb/manifest": '{"paint": "01020304"}',
+        "exr/cryptomatte/ccccccc/name": "CryptoAsset",
+    }  # no manifest: no names
     assert [(layer.name, layer.names) for layer in cryptomatte.layers(metadata)] == [
-        ("CryptoAsset", ()), ("CryptoMaterial", ("paint",)), ("CryptoObject", ("car", "lamp post"))]
+        ("CryptoAsset", ()),
+        ("CryptoMaterial", ("paint",)),
+        ("CryptoObject", ("car", "lamp post")),
+    ]
     assert cryptomatte.names(metadata) == ["car", "lamp post", "paint"]
 
 
-@pytest.mark.parametrize(("metadata", "problem"), [
-    ({"exr/cryptomatte/aaaaaaa/name": "CryptoObject", "exr/cryptomatte/aaaaaaa/manifest": "{car"},
-     "the Cryptomatte manifest of layer CryptoObject is not JSON"),
-    ({"exr/cryptomatte/aaaaaaa/name": "CryptoObject", "exr/cryptomatte/aaaaaaa/manif_file": "gone.json",
-      "input/filename": "/plates/shot.1001.exr"}, "Cannot read the Cryptomatte manifest /plates/gone.json"),
-    ({"exr/compression": "zip"}, "has no Cryptomatte manifest"),
-])
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        (
+            {"exr/cryptomatte/aaaaaaa/name": "CryptoObject", "exr/cryptomatte/aaaaaaa/manifest": "{car"},
+            "the Cryptomatte manifest of layer CryptoObject is not JSON",
+        ),
+        (
+            {
+                "exr/cryptomatte/aaaaaaa/name": "CryptoObject",
+                "exr/cryptomatte/aaaaaaa/manif_file": "gone.json",
+                "input/filename": "/plates/shot.1001.exr",
+            },
+            "Cannot read the Cryptomatte manifest /plates/gone.json",
+        ),
+        ({"exr/compression": "zip"}, "has no Cryptomatte manifest"),
+    ],
+)
 def test_names_picker_explains_a_plate_without_usable_names(node, metadata: dict, problem: str) -> None:
     node.setInput(0, standin.add_source("ReadOther", ["rgba.red"], metadata))
     node[regions.knob_name(1, "pick")].execute()
@@ -110,11 +132,19 @@ def test_rows_become_the_shots_regions(node, engine_log: Path) -> None:
     assert (car.select.cryptomatte, car.prompt, car.strength) == (["car"], "cel shading, bold ink", 0.6)
     assert [(lora.path, lora.weight) for lora in car.loras] == [("/loras/cel.safetensors", 0.8)]
     assert (buildings.select.cryptomatte, buildings.prompt, buildings.strength, buildings.loras) == (
-        ["bld*", "bld0"], "ink wash", 0.45, None)  # the shot's strength, followed by the row
+        ["bld*", "bld0"],
+        "ink wash",
+        0.45,
+        None,
+    )  # the shot's strength, followed by the row
     assert (lamp.prompt, lamp.strength, lamp.select.layer) == (None, 0.0, None)  # the shot's prompt; plate kept
     assert job.shot_regions(shot) == shot.regions and job.regions == []
-    assert data["shots"][0]["regions"][1] == {"name": "bld", "select": {"cryptomatte": ["bld*", "bld0"]},
-                                              "strength": 0.45, "prompt": "ink wash"}
+    assert data["shots"][0]["regions"][1] == {
+        "name": "bld",
+        "select": {"cryptomatte": ["bld*", "bld0"]},
+        "strength": 0.45,
+        "prompt": "ink wash",
+    }
 
 
 def test_an_empty_table_writes_no_regions(node, engine_log: Path) -> None:
@@ -130,13 +160,17 @@ def test_same_first_names_get_distinct_region_names(node, engine_log: Path) -> N
     assert [region.name for region in job_of(node)[1].shots[0].regions] == ["car", "car_4"]
 
 
-@pytest.mark.parametrize(("row", "knob", "value", "problem"), [
-    (2, "prompt", "ink", "Region 2 has a prompt or LoRA but no Cryptomatte names"),
-    (6, "lora", "/loras/x.safetensors", "Region 6 has a prompt or LoRA but no Cryptomatte names"),
-    (3, "strength", 1.5, "Region 3 (car): strength 1.5 is outside 0-1."),
-])
-def test_a_bad_row_is_one_line_and_nothing_runs(node, engine_log: Path, row: int, knob: str, value,
-                                                 problem: str) -> None:
+@pytest.mark.parametrize(
+    ("row", "knob", "value", "problem"),
+    [
+        (2, "prompt", "ink", "Region 2 has a prompt or LoRA but no Cryptomatte names"),
+        (6, "lora", "/loras/x.safetensors", "Region 6 has a prompt or LoRA but no Cryptomatte names"),
+        (3, "strength", 1.5, "Region 3 (car): strength 1.5 is outside 0-1."),
+    ],
+)
+def test_a_bad_row_is_one_line_and_nothing_runs(
+    node, engine_log: Path, row: int, knob: str, value, problem: str
+) -> None:
     if knob == "strength":
         node[regions.knob_name(row, "matte")].setValue("car")
     node[regions.knob_name(row, knob)].setValue(value)
@@ -191,12 +225,22 @@ def test_the_tables_regions_blend_per_region_on_the_street_plate(node, engine_lo
     styled = np.concatenate([clean[..., [2, 0, 1]] * 1.4 + 0.03, clean[..., 3:]], axis=2).astype(np.float32)
     rgba = ("rgba.red", "rgba.green", "rgba.blue", "rgba.alpha")
     box = Window(window.x, window.y, window.width, window.height)
-    inputs = {"Clean": ({name: clean[..., i] for i, name in enumerate(rgba)}, box),
-              "Stylized": ({**{name: styled[..., i] for i, name in enumerate(rgba)},
-                            **dict(zip(found.channels(), (bld, car)))}, box)}
+    inputs = {
+        "Clean": ({name: clean[..., i] for i, name in enumerate(rgba)}, box),
+        "Stylized": (
+            {**{name: styled[..., i] for i, name in enumerate(rgba)}, **dict(zip(found.channels(), (bld, car)))},
+            box,
+        ),
+    }
     gizmo = nkscript.parse((PLUGIN_FOLDER.parent / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8"))
-    knobs = {"use_regions": True, "amount": 0.0, "region1_channel": "regions.car", "region1_amount": 1.0,
-             "region2_channel": "regions.bld", "region2_amount": 0.5}
+    knobs = {
+        "use_regions": True,
+        "amount": 0.0,
+        "region1_channel": "regions.car",
+        "region1_amount": 1.0,
+        "region2_channel": "regions.bld",
+        "region2_amount": 0.5,
+    }
     out, _ = evaluate(gizmo, inputs, knobs)
     got = np.stack([out[name] for name in rgba], axis=-1)
     np.testing.assert_allclose(got, blend.mix(clean, styled, car * 1.0 + bld * 0.5), rtol=1e-5, atol=1e-5)
@@ -221,8 +265,9 @@ def test_a_plate_written_by_nuke_keeps_its_cryptomatte_regions(testdata: Path, t
     original, as_nuke = read_plate(source), read_plate(path)
     layer = select_layer(as_nuke)
     assert layer.name == "ViewLayer.CryptoObject" and layer.channels[0].startswith("ViewLayer_CryptoObject00.")
-    np.testing.assert_array_equal(matte(as_nuke, layer, ["car", "bld*"])[0],
-                                  matte(original, select_layer(original), ["car", "bld*"])[0])
+    np.testing.assert_array_equal(
+        matte(as_nuke, layer, ["car", "bld*"])[0], matte(original, select_layer(original), ["car", "bld*"])[0]
+    )
 
 
 @pytest.fixture
@@ -278,7 +323,9 @@ def test_the_gizmo_renders_per_object_looks_with_the_engine(real_engine, testdat
     assert car.sum() > 100 and not np.allclose(stylized[car], clean[car], atol=1e-3)  # the car is restyled
     recorded = json.loads(out.parts[0].attributes[PROVENANCE_PREFIX + "regions"])
     assert [(entry["name"], entry["resolved"]) for entry in recorded] == [
-        ("road", {"ViewLayer.CryptoObject": ["road"]}), ("car", {"ViewLayer.CryptoObject": ["car"]})]
+        ("road", {"ViewLayer.CryptoObject": ["road"]}),
+        ("car", {"ViewLayer.CryptoObject": ["car"]}),
+    ]
 
 
 def test_a_name_the_manifest_lacks_is_the_engines_one_line_with_the_nearest_names(real_engine) -> None:
@@ -305,8 +352,12 @@ def test_a_sidecar_manifest_reaches_the_engine(real_engine, testdata: Path, tmp_
     path = render / "street.1008.exr"
     write_plate(path, [part])
     standin.rendered = lambda write, frame: path.read_bytes()
-    node.setInput(0, standin.add_source("ReadSidecar", ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"],
-                                        standin.exr_metadata(str(path))))
+    node.setInput(
+        0,
+        standin.add_source(
+            "ReadSidecar", ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"], standin.exr_metadata(str(path))
+        ),
+    )
     assert "car" in cryptomatte.names(node.input(0).metadata())
     node[regions.knob_name(1, "matte")].setValue("car")
     node[regions.knob_name(1, "prompt")].setValue("cel shading, bold ink")

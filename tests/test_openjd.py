@@ -16,10 +16,10 @@ from openjd.model import StepParameterSpaceIterator
 
 from stylecomp.cli import cli
 from stylecomp.demo.scene import write_demo
+from stylecomp.diffusion.testing import make_test_model
 from stylecomp.farm.openjd import instantiate
 from stylecomp.io.plates import read_plate
 from stylecomp.render.loop import STYLIZED_CHANNELS
-from stylecomp.diffusion.testing import make_test_model
 
 BIN = Path(sys.executable).parent
 
@@ -37,14 +37,29 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def write_job(folder: Path, plates: Path, model: Path, shots: tuple[str, ...] = ("sh010",),
-              mechanisms: tuple[str, ...] = ("locked_seed",)) -> Path:
+def write_job(
+    folder: Path,
+    plates: Path,
+    model: Path,
+    shots: tuple[str, ...] = ("sh010",),
+    mechanisms: tuple[str, ...] = ("locked_seed",),
+) -> Path:
     """A job whose shots each cover frames 1001-1003, with these consistency mechanisms."""
     job = {
-        "shots": [{"name": name, "plate": str(plates / "demo.####.exr"), "frames": {"first": 1001, "last": 1003},
-                   "output": f"out/{name}/{name}.####.exr"} for name in shots],
+        "shots": [
+            {
+                "name": name,
+                "plate": str(plates / "demo.####.exr"),
+                "frames": {"first": 1001, "last": 1003},
+                "output": f"out/{name}/{name}.####.exr",
+            }
+            for name in shots
+        ],
         "model": {"family": "sd15", "path": str(model)},
-        "prompt": "ink", "steps": 2, "strength": 0.5, "guidance": 3.0,
+        "prompt": "ink",
+        "steps": 2,
+        "strength": 0.5,
+        "guidance": 3.0,
         "consistency": {"mechanisms": list(mechanisms)},
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,19 +88,34 @@ def test_the_template_validates_and_expands_to_one_task_per_chunk(tmp_path: Path
     template = yaml.safe_load((tmp_path / "job.template.yaml").read_text())
     assert template["specificationVersion"] == "jobtemplate-2023-09"
     assert {p["name"]: p.get("default") for p in template["parameterDefinitions"]} == {
-        "JobFile": "job.json", "Stylecomp": "stylecomp", "Device": "cuda"}
+        "JobFile": "job.json",
+        "Stylecomp": "stylecomp",
+        "Device": "cuda",
+    }
     job = instantiate(template, tmp_path, {})
     assert [step.name for step in job.steps] == ["sh010", "sh020"]
     assert tasks(job, 0) == tasks(job, 1) == [(1001, 1002), (1003, 1003)]
     amounts = {a.name: a.min for a in job.steps[0].hostRequirements.amounts}  # type: ignore[union-attr]
     assert amounts == {"amount.worker.gpu": 1, "amount.worker.gpu.memory": 8192, "amount.worker.memory": 16384}
     assert {name: value.value for name, value in (job.parameters or {}).items()} == {
-        "JobFile": str(job_path), "Stylecomp": "stylecomp", "Device": "cuda"}
+        "JobFile": str(job_path),
+        "Stylecomp": "stylecomp",
+        "Device": "cuda",
+    }
     action = job.steps[0].script.actions.onRun
     assert [action.command, *(action.args or [])] == [
-        "{{Param.Stylecomp}}", "render", "{{Param.JobFile}}", "--shot", "sh010",
-        "--frames", "{{Task.Param.ChunkStart}}-{{Task.Param.ChunkEnd}}", "--progress", "json",
-        "--device", "{{Param.Device}}"]
+        "{{Param.Stylecomp}}",
+        "render",
+        "{{Param.JobFile}}",
+        "--shot",
+        "sh010",
+        "--frames",
+        "{{Task.Param.ChunkStart}}-{{Task.Param.ChunkEnd}}",
+        "--progress",
+        "json",
+        "--device",
+        "{{Param.Device}}",
+    ]
 
 
 def test_a_sequential_shot_is_one_task(tmp_path: Path, plates: Path, model: Path) -> None:
@@ -122,8 +152,13 @@ def test_openjd_run_renders_the_frames(tmp_path: Path, plates: Path, model: Path
     assert farm_openjd(str(job_path), "-o", str(template), "--no-gpu", "--chunk-size", "2")[0] == 0
 
     env = os.environ | {"STYLECOMP_CACHE_DIR": str(tmp_path / "cache")}
-    run = subprocess.run([BIN / "openjd", "run", template, "--step", "sh010", "-p", f"Stylecomp={BIN / 'stylecomp'}"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [BIN / "openjd", "run", template, "--step", "sh010", "-p", f"Stylecomp={BIN / 'stylecomp'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Chunks run: 2" in run.stdout and '"status": "rendered"' in run.stdout
     for frame in (1001, 1002, 1003):

@@ -33,10 +33,16 @@ def render(job: Job, shots: list[str]) -> None:
 def structure(timeline: otio.schema.Timeline) -> list[tuple[str, str, object, object]]:
     """Every item of every track: kind, name, record range and markers."""
     return [
-        (type(item).__name__, item.name,
-         item.range_in_parent() if not isinstance(item, otio.schema.Transition) else (item.in_offset, item.out_offset),
-         [(m.name, m.color, m.marked_range) for m in getattr(item, "markers", [])])
-        for track in timeline.tracks for item in track
+        (
+            type(item).__name__,
+            item.name,
+            item.range_in_parent()
+            if not isinstance(item, otio.schema.Transition)
+            else (item.in_offset, item.out_offset),
+            [(m.name, m.color, m.marked_range) for m in getattr(item, "markers", [])],
+        )
+        for track in timeline.tracks
+        for item in track
     ]
 
 
@@ -50,7 +56,9 @@ def test_every_shared_timeline_conforms_with_its_record_ranges(testdata: Path, t
     assert result.exit_code == 0, result.output
     assert f"{len(rendered)} of {len(job.shots)} shots conformed" in result.stdout
     assert "skipped: 1 unrendered shot" in result.stdout
-    assert f"shot {job.shots[-1].name}: not rendered in" in result.stderr and "keeps its original media" in result.stderr
+    assert (
+        f"shot {job.shots[-1].name}: not rendered in" in result.stderr and "keeps its original media" in result.stderr
+    )
 
     original = read_timeline(path, job.shots[0].editorial.record.rate)
     out = otio.adapters.read_from_file(str(tmp_path / "out.otio"))  # plain OTIO reads what conform wrote
@@ -59,7 +67,8 @@ def test_every_shared_timeline_conforms_with_its_record_ranges(testdata: Path, t
     for shot, old, new in zip(job.shots, before, after, strict=True):
         assert new.range_in_parent() == old.range_in_parent()
         assert [(e.schema_name(), pytest.approx(getattr(e, "time_scalar", 1))) for e in new.effects] == [
-            (e.schema_name(), getattr(e, "time_scalar", 1)) for e in old.effects]  # OTIO JSON keeps 16 digits
+            (e.schema_name(), getattr(e, "time_scalar", 1)) for e in old.effects
+        ]  # OTIO JSON keeps 16 digits
         if shot.name not in rendered:
             assert new.active_media_reference_key == "DEFAULT_MEDIA"
             assert type(new.media_reference) is type(old.media_reference)
@@ -82,11 +91,14 @@ def test_a_timeline_that_no_longer_matches_the_job_is_an_error(testdata: Path, t
     assert conform(str(other), str(tmp_path / "job.json"), "-o", str(tmp_path / "a.otio")).exit_code == 0
     timeline = read_timeline(path)
     timeline.tracks[0][3].source_range = otio.opentime.TimeRange(
-        timeline.tracks[0][3].source_range.start_time, otio.opentime.RationalTime(20, 24))  # re-trimmed
+        timeline.tracks[0][3].source_range.start_time, otio.opentime.RationalTime(20, 24)
+    )  # re-trimmed
     otio.adapters.write_to_file(timeline, str(tmp_path / "recut.otio"))
     result = conform(str(tmp_path / "recut.otio"), str(tmp_path / "job.json"), "-o", str(tmp_path / "b.otio"))
     assert result.exit_code == 2 and not (tmp_path / "b.otio").exists()
-    assert result.stderr.startswith(f"error: {tmp_path / 'recut.otio'}: shot ZZ100_504C_LAY1: clip 'ZZ100_504C (LAY1)' ")
+    assert result.stderr.startswith(
+        f"error: {tmp_path / 'recut.otio'}: shot ZZ100_504C_LAY1: clip 'ZZ100_504C (LAY1)' "
+    )
     assert "as when the job was made; make the job again" in result.stderr
     wrong = conform(str(testdata / "timelines/simple_cut.otio"), str(tmp_path / "job.json"), "-o", str(tmp_path / "c"))
     assert wrong.exit_code == 2
@@ -125,7 +137,9 @@ def test_a_drop_frame_edl_conforms_at_the_rate_the_job_noted(tmp_path: Path) -> 
     clips = list(out.find_clips())
     assert [c.range_in_parent().duration.value for c in clips] == [4, 6]
     assert [(c.media_reference.start_frame, c.media_reference.end_frame()) for c in clips] == [
-        (1000, 1005), (1000, 1007)]
+        (1000, 1005),
+        (1000, 1007),
+    ]
     assert clips[0].media_reference.rate == 30000 / 1001
 
 
@@ -138,7 +152,9 @@ def test_animatic_clips_and_picked_stills_conform_under_their_own_keys(testdata:
     write_frames(str(still.parent / "picked.%d.exr"), [0])
     (still.parent / "picked.0.exr").rename(still)
 
-    result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "animatic.otio"), "--media", "animatic")
+    result = conform(
+        str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "animatic.otio"), "--media", "animatic"
+    )
     assert result.exit_code == 0, result.output
     assert f"1 of {len(job.shots)} shots conformed" in result.stdout
     out = otio.adapters.read_from_file(str(tmp_path / "animatic.otio"))
@@ -149,7 +165,9 @@ def test_animatic_clips_and_picked_stills_conform_under_their_own_keys(testdata:
     assert "DEFAULT_MEDIA" in clips[0].media_references()
     assert clips[1].active_media_reference_key == "DEFAULT_MEDIA"
 
-    result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "ideation.otio"), "--media", "ideation")
+    result = conform(
+        str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "ideation.otio"), "--media", "ideation"
+    )
     assert result.exit_code == 0, result.output
     out = otio.adapters.read_from_file(str(tmp_path / "ideation.otio"))
     edit = read_timeline(path, job.shots[0].editorial.record.rate)

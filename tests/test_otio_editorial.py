@@ -40,8 +40,14 @@ def test_nested_example_gives_one_shot_per_visible_clip(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     job = load_job(tmp_path / "j")
     assert [s.editorial.clip for s in job.shots] == [
-        "Normal Clip 1", "Clip Inside A Stack 1", "Normal Clip 2", "Clip Inside A Stack 2", "Normal Clip 3",
-        "Clip Inside A Track", "Normal Clip 4"]
+        "Normal Clip 1",
+        "Clip Inside A Stack 1",
+        "Normal Clip 2",
+        "Clip Inside A Stack 2",
+        "Normal Clip 3",
+        "Clip Inside A Track",
+        "Normal Clip 4",
+    ]
     assert "skipped: nothing" in result.stdout
     by_clip = {s.editorial.clip: s for s in job.shots}
     # The file's numbers: Nested Stack 1 starts after Normal Clip 1 (238 frames) and shows 31 of its clip's 37
@@ -53,7 +59,10 @@ def test_nested_example_gives_one_shot_per_visible_clip(tmp_path: Path) -> None:
     assert (stacked.frames.first, stacked.frames.last) == (1001, 1031)
     in_track = by_clip["Clip Inside A Track"]
     assert (in_track.editorial.record.start, in_track.editorial.source.start, in_track.editorial.nesting) == (
-        394, 471, [0])
+        394,
+        471,
+        [0],
+    )
     assert (by_clip["Normal Clip 2"].editorial.record.start, by_clip["Normal Clip 2"].editorial.nesting) == (269, [])
     assert "nested in 'Nested Stack 2 (with effects)', which has a speed of 0.854545x" in result.stderr
     assert "nested in 'Nested Track', which has a freeze frame" in result.stderr
@@ -75,8 +84,10 @@ def test_nested_clips_conform_back_onto_the_nested_clips(tmp_path: Path) -> None
         assert clip.trimmed_range() == clip_at(original, shot).trimmed_range()
         ref = clip.media_reference
         assert (ref.start_frame, ref.end_frame()) == shot.frame_range_with_handles()
-        assert all(Path(otio.url_utils.filepath_from_url(ref.target_url_for_image_number(i))).is_file()
-                   for i in range(ref.number_of_images_in_sequence()))
+        assert all(
+            Path(otio.url_utils.filepath_from_url(ref.target_url_for_image_number(i))).is_file()
+            for i in range(ref.number_of_images_in_sequence())
+        )
 
 
 def test_premiere_transition_frames_are_inside_the_shot(tmp_path: Path) -> None:
@@ -124,12 +135,14 @@ def _movie_clip(name: str, start: int, duration: int) -> otio.schema.Clip:
 @pytest.mark.parametrize("nested", ["trimmed head", "transition next to it"])
 def test_handles_of_a_nested_clip_cover_only_the_frames_transitions_play(tmp_path: Path, nested: str) -> None:
     if nested == "trimmed head":  # a nested track shows frames 10-29 of its clip's 0-47; no transition anywhere
-        inner = otio.schema.Track(name="inner", children=[_movie_clip("n", 0, 48)],
-                                  source_range=TR(RT(10, 24), RT(20, 24)))
+        inner = otio.schema.Track(
+            name="inner", children=[_movie_clip("n", 0, 48)], source_range=TR(RT(10, 24), RT(20, 24))
+        )
         timeline, source_start, expected = _cut(_movie_clip("a", 0, 24), inner), 10, (0, 0)
     else:  # a stack shows frames 10-29 of its time (its clip's 30-49); a top-level dissolve plays 6 more before
-        inner = otio.schema.Stack(name="inner", children=[_movie_clip("n", 20, 40)],
-                                  source_range=TR(RT(10, 24), RT(20, 24)))
+        inner = otio.schema.Stack(
+            name="inner", children=[_movie_clip("n", 20, 40)], source_range=TR(RT(10, 24), RT(20, 24))
+        )
         dissolve = otio.schema.Transition(in_offset=RT(6, 24), out_offset=RT(6, 24))
         timeline, source_start, expected = _cut(_movie_clip("a", 0, 24), dissolve, inner), 30, (6, 0)
     path = tmp_path / "cut.otio"
@@ -147,44 +160,62 @@ def test_handles_of_a_nested_clip_cover_only_the_frames_transitions_play(tmp_pat
 
 
 def test_effects_otio_warns_only_about_real_clamps(tmp_path: Path) -> None:
-    result = jobs(str(DATA / "effects.otio"), "--plates", PLATES, "--allow-missing", "--unique-names",
-                  "-o", str(tmp_path / "j.json"))
+    result = jobs(
+        str(DATA / "effects.otio"),
+        "--plates",
+        PLATES,
+        "--allow-missing",
+        "--unique-names",
+        "-o",
+        str(tmp_path / "j.json"),
+    )
     assert result.exit_code == 0, result.output
     assert not re.search(r"clamped from (\d+) to \1\b", result.stderr)
     # Its stills have one frame of media, so the dissolve's 30 frames cannot be handles: that clamp is real.
-    assert ("clip 'Picchu_V7_310821_0003.png' (track 'Video 1', item 0): handles after the cut clamped from 30 to 0"
-            in result.stderr)
+    assert (
+        "clip 'Picchu_V7_310821_0003.png' (track 'Video 1', item 0): handles after the cut clamped from 30 to 0"
+        in result.stderr
+    )
 
 
 def test_a_broken_edl_is_one_line_naming_the_file_and_event(tmp_path: Path) -> None:
     path = DATA / "dissolve_test_fail.edl"
     result = jobs(str(path), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 2 and not (tmp_path / "j.json").exists()
-    assert result.stderr == (f"error: {path}: cannot read it as cmx_3600: event 001 has 2 lines (3, 5) and line 5 is "
-                             "not a dissolve or wipe: lines that share an event number are a cut and the transition "
-                             "from it; number line 5 as the event it belongs to\n")
+    assert result.stderr == (
+        f"error: {path}: cannot read it as cmx_3600: event 001 has 2 lines (3, 5) and line 5 is "
+        "not a dissolve or wipe: lines that share an event number are a cut and the transition "
+        "from it; number line 5 as the event it belongs to\n"
+    )
     bad = tmp_path / "bad.edl"  # the third event has an edit type the adapter does not know: found by bisection
-    bad.write_text("TITLE: bad\n"
-                   "001  AX V C 01:00:00:00 01:00:01:00 01:00:00:00 01:00:01:00\n* FROM CLIP NAME:  sh010\n"
-                   "002  AX V C 01:00:00:00 01:00:01:00 01:00:01:00 01:00:02:00\n* FROM CLIP NAME:  sh020\n"
-                   "003  AX V X 01:00:00:00 01:00:01:00 01:00:02:00 01:00:03:00\n* FROM CLIP NAME:  sh030\n")
+    bad.write_text(
+        "TITLE: bad\n"
+        "001  AX V C 01:00:00:00 01:00:01:00 01:00:00:00 01:00:01:00\n* FROM CLIP NAME:  sh010\n"
+        "002  AX V C 01:00:00:00 01:00:01:00 01:00:01:00 01:00:02:00\n* FROM CLIP NAME:  sh020\n"
+        "003  AX V X 01:00:00:00 01:00:01:00 01:00:02:00 01:00:03:00\n* FROM CLIP NAME:  sh030\n"
+    )
     result = jobs(str(bad), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith(f"error: {bad}: cannot read it as cmx_3600: event 003 (line 6, clip 'sh030'): "
-                                    "incorrect edit type X")
+    assert result.stderr.startswith(
+        f"error: {bad}: cannot read it as cmx_3600: event 003 (line 6, clip 'sh030'): incorrect edit type X"
+    )
 
 
 def test_a_broken_edl_is_blamed_on_the_event_the_adapter_stopped_at(tmp_path: Path) -> None:
     bad = tmp_path / "bad.edl"  # event 002's durations differ (2 s of source, 1 s of record); 003 is doubled
-    bad.write_text("TITLE: T\nFCM: NON-DROP FRAME\n\n"
-                   "001  A001 V C        01:00:00:00 01:00:01:00 00:00:00:00 00:00:01:00\n* FROM CLIP NAME: sh010\n"
-                   "002  A002 V C        01:00:00:00 01:00:02:00 00:00:01:00 00:00:02:00\n* FROM CLIP NAME: sh020\n"
-                   "003  A003 V C        01:00:00:00 01:00:01:00 00:00:02:00 00:00:03:00\n"
-                   "003  A004 V C        01:00:00:00 01:00:01:00 00:00:03:00 00:00:04:00\n* FROM CLIP NAME: sh030\n")
+    bad.write_text(
+        "TITLE: T\nFCM: NON-DROP FRAME\n\n"
+        "001  A001 V C        01:00:00:00 01:00:01:00 00:00:00:00 00:00:01:00\n* FROM CLIP NAME: sh010\n"
+        "002  A002 V C        01:00:00:00 01:00:02:00 00:00:01:00 00:00:02:00\n* FROM CLIP NAME: sh020\n"
+        "003  A003 V C        01:00:00:00 01:00:01:00 00:00:02:00 00:00:03:00\n"
+        "003  A004 V C        01:00:00:00 01:00:01:00 00:00:03:00 00:00:04:00\n* FROM CLIP NAME: sh030\n"
+    )
     result = jobs(str(bad), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and not (tmp_path / "j.json").exists()
-    assert result.stderr.startswith(f"error: {bad}: cannot read it as cmx_3600: event 002 (line 6, clip 'sh020'): "
-                                    "Source and record duration don't match"), result.stderr
+    assert result.stderr.startswith(
+        f"error: {bad}: cannot read it as cmx_3600: event 002 (line 6, clip 'sh020'): "
+        "Source and record duration don't match"
+    ), result.stderr
     assert result.stderr.endswith("(pass --ignore-timecode-mismatch to read it with each clip's source length)\n")
     assert "event 003" not in result.stderr
 
@@ -195,8 +226,18 @@ def test_a_mismatched_edl_reads_with_the_flag_and_names_each_clip(tmp_path: Path
     assert refused.exit_code == 2
     assert "event 004 (line 13, clip 'sq001_s004'): Source and record duration don't match" in refused.stderr
     assert "(pass --ignore-timecode-mismatch to read it" in refused.stderr
-    result = jobs(str(path), "--rate", "25", "--ignore-timecode-mismatch", "--unique-names", "--plates", PLATES,
-                  "--allow-missing", "-o", str(tmp_path / "j.json"))
+    result = jobs(
+        str(path),
+        "--rate",
+        "25",
+        "--ignore-timecode-mismatch",
+        "--unique-names",
+        "--plates",
+        PLATES,
+        "--allow-missing",
+        "-o",
+        str(tmp_path / "j.json"),
+    )
     assert result.exit_code == 0, result.output
     # The events whose durations differ, counted here from the file's own timecodes at 25 fps.
     expected = []
@@ -234,15 +275,27 @@ def _enabled_video(item: otio.core.Composable) -> bool:
 @pytest.mark.parametrize("name", SHARED_FORMATS)
 def test_fcp_xml_fcpx_and_aaf_samples_produce_jobs(testdata: Path, tmp_path: Path, name: str) -> None:
     path = testdata / "timelines" / name
-    result = jobs(str(path), "--plates", PLATES, "--allow-missing", "--json", "-o", str(tmp_path / "j.json"),
-                  *SHARED_FORMATS[name])
+    result = jobs(
+        str(path),
+        "--plates",
+        PLATES,
+        "--allow-missing",
+        "--json",
+        "-o",
+        str(tmp_path / "j.json"),
+        *SHARED_FORMATS[name],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     job = load_job(tmp_path / "j.json")
     which = int(SHARED_FORMATS[name][-1]) if "--timeline" in SHARED_FORMATS[name] else None
     timeline = read_timeline(path, which=which)
-    candidates = [c for track in timeline.video_tracks() for c in track.find_clips()
-                  if _enabled_video(c) and not isinstance(c.media_reference, otio.schema.GeneratorReference)]
+    candidates = [
+        c
+        for track in timeline.video_tracks()
+        for c in track.find_clips()
+        if _enabled_video(c) and not isinstance(c.media_reference, otio.schema.GeneratorReference)
+    ]
     hidden = report["skipped"]["counts"].get("nested clip outside what its composition shows", 0)
     assert len(job.shots) + hidden == len(candidates) > 0
     assert [s["name"] for s in report["shots"]] == [s.name for s in job.shots]
@@ -255,8 +308,14 @@ def test_fcp_xml_fcpx_and_aaf_samples_produce_jobs(testdata: Path, tmp_path: Pat
 
 
 def test_adapter_log_lines_become_warnings(testdata: Path, tmp_path: Path) -> None:
-    result = jobs(str(testdata / "timelines/2997fps-DFTC.aaf"), "--plates", PLATES, "--allow-missing",
-                  "-o", str(tmp_path / "j.json"))
+    result = jobs(
+        str(testdata / "timelines/2997fps-DFTC.aaf"),
+        "--plates",
+        PLATES,
+        "--allow-missing",
+        "-o",
+        str(tmp_path / "j.json"),
+    )
     assert result.exit_code == 0, result.output
     assert "the AAF adapter logged: Fraction(0,0) not mathematically plausible" in result.stderr
     assert "WARNING:root" not in result.stderr
@@ -297,9 +356,16 @@ def _render_all(path: Path, tmp_path: Path, *args: str) -> Job:
     return job
 
 
-ROUND_TRIPS = [("screening_example.edl", "edl"), ("screening_example.edl", "xml"), ("nested_example.otio", "edl"),
-               ("nested_example.otio", "xml"), ("premiere_example.otio", "xml"), ("premiere_example.otio", "edl"),
-               ("fcpx_project.fcpxml", "xml"), ("fcpx_project.fcpxml", "edl")]
+ROUND_TRIPS = [
+    ("screening_example.edl", "edl"),
+    ("screening_example.edl", "xml"),
+    ("nested_example.otio", "edl"),
+    ("nested_example.otio", "xml"),
+    ("premiere_example.otio", "xml"),
+    ("premiere_example.otio", "edl"),
+    ("fcpx_project.fcpxml", "xml"),
+    ("fcpx_project.fcpxml", "edl"),
+]
 
 
 def recorded(timeline: otio.schema.Timeline, track: otio.schema.Track, record: TR, transitions: tuple) -> TR:
@@ -326,15 +392,20 @@ def test_conform_to_nle_formats_round_trips_through_otio(tmp_path: Path, name: s
     written = sorted(tmp_path.glob(f"review*.{suffix}"))  # an EDL per video track: review.edl, review.v2.edl, ...
     assert [f"also written: {f}" in result.stdout for f in written[1:]] == [True] * (len(written) - 1)
     backs = [otio.adapters.read_from_file(str(f), **({"rate": rate} if suffix == "edl" else {})) for f in written]
-    played = [(back, c) for back in backs for track in back.video_tracks() for c in track
-              if isinstance(c, otio.schema.Clip)]
+    played = [
+        (back, c) for back in backs for track in back.video_tracks() for c in track if isinstance(c, otio.schema.Clip)
+    ]
     original = read_timeline(path, rate)
     for shot in job.shots:
         track, clip = original.tracks[shot.editorial.track_index], clip_at(original, shot)
         around = clip.parent().handles_of_child(clip) if isinstance(clip.parent(), otio.schema.Track) else (None, None)
         record = recorded(original, track, time_range_of(shot.editorial.record), around)
-        found = [c for back, c in played if c.name == shot.editorial.clip
-                 and recorded(back, c.parent(), c.range_in_parent(), c.parent().handles_of_child(c)) == record]
+        found = [
+            c
+            for back, c in played
+            if c.name == shot.editorial.clip
+            and recorded(back, c.parent(), c.range_in_parent(), c.parent().handles_of_child(c)) == record
+        ]
         assert len(found) == 1, f"{shot.name}: no clip {shot.editorial.clip!r} at {record} in {out}"
         clip, ref = found[0], found[0].media_reference
         if suffix == "edl":  # the EDL names the sequence with the frames its event plays ('* FROM CLIP:')
@@ -368,7 +439,8 @@ def test_conform_to_nle_formats_round_trips_through_otio(tmp_path: Path, name: s
             assert f"also written: {listing}" in result.stdout
             rows += list(csv.DictReader(listing.open(newline="")))
         assert sorted((r["reel"], r["media"], int(r["first_frame"]), int(r["last_frame"])) for r in rows) == sorted(
-            (s.name, job.resolve(s.output).replace("%04d", "####"), *s.frame_range_with_handles()) for s in job.shots)
+            (s.name, job.resolve(s.output).replace("%04d", "####"), *s.frame_range_with_handles()) for s in job.shots
+        )
     else:
         root = ET.parse(out).getroot()
         assert (root.tag, root.get("version")) == ("xmeml", "4")
@@ -385,8 +457,9 @@ def test_an_aaf_conform_is_refused_and_nothing_is_written(testdata: Path, tmp_pa
     _render_all(path, tmp_path, "--unique-names")
     result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "review.aaf"))
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and not (tmp_path / "review.aaf").exists()
-    assert result.stderr.startswith(f"error: {tmp_path / 'review.aaf'}: otio-aaf-adapter writes each clip's media "
-                                    "from the AAF it was read from")
+    assert result.stderr.startswith(
+        f"error: {tmp_path / 'review.aaf'}: otio-aaf-adapter writes each clip's media from the AAF it was read from"
+    )
 
 
 def test_an_edl_per_video_track_without_fades_or_generator_tracks(tmp_path: Path) -> None:
@@ -395,12 +468,21 @@ def test_an_edl_per_video_track_without_fades_or_generator_tracks(tmp_path: Path
     result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "review.edl"))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.glob("review*")) == [
-        "review.edl", "review.media.csv", "review.v2.edl", "review.v2.media.csv", "review.v4.edl",
-        "review.v4.media.csv"]
-    assert ("video track 2 (''), item 5: the Cross Dissolve to or from a gap (a fade) is left out of the EDL"
-            in result.stderr)
-    assert "video track 3 ('') holds no clip with media (only gaps, titles or other generators): no EDL for it" \
+        "review.edl",
+        "review.media.csv",
+        "review.v2.edl",
+        "review.v2.media.csv",
+        "review.v4.edl",
+        "review.v4.media.csv",
+    ]
+    assert (
+        "video track 2 (''), item 5: the Cross Dissolve to or from a gap (a fade) is left out of the EDL"
         in result.stderr
+    )
+    assert (
+        "video track 3 ('') holds no clip with media (only gaps, titles or other generators): no EDL for it"
+        in result.stderr
+    )
     # The dissolve between two clips of track 4 stays: a D event from the one to the other.
     v4 = (tmp_path / "review.v4.edl").read_text()
     assert re.search(r"^002 +sc01_sh010_anim\.mov_3 +V +D 025 ", v4, re.M), v4
@@ -420,12 +502,26 @@ def test_an_edl_conform_names_the_files_it_wrote_and_removes_stale_ones(tmp_path
     result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / "review.edl"))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.glob("review*")) == [
-        "review.v2.edl", "review.v2.media.csv", "review.v3.edl", "review.v3.media.csv", "review.v4.edl",
-        "review.v4.media.csv", "review.v9.notes.edl"]
+        "review.v2.edl",
+        "review.v2.media.csv",
+        "review.v3.edl",
+        "review.v3.media.csv",
+        "review.v4.edl",
+        "review.v4.media.csv",
+        "review.v9.notes.edl",
+    ]
     lines = result.stdout.splitlines()
     assert lines[0] == f"{tmp_path / 'review.v2.edl'}: 6 of 6 shots conformed into {path}"
-    assert lines[1:6] == [f"  also written: {tmp_path / name}" for name in (
-        "review.v2.media.csv", "review.v3.edl", "review.v3.media.csv", "review.v4.edl", "review.v4.media.csv")]
+    assert lines[1:6] == [
+        f"  also written: {tmp_path / name}"
+        for name in (
+            "review.v2.media.csv",
+            "review.v3.edl",
+            "review.v3.media.csv",
+            "review.v4.edl",
+            "review.v4.media.csv",
+        )
+    ]
     for name in stale:
         assert f"{tmp_path / name}: left from an earlier conform and not written now: removed" in result.stderr
 
@@ -433,10 +529,10 @@ def test_an_edl_conform_names_the_files_it_wrote_and_removes_stale_ones(tmp_path
 @pytest.mark.parametrize("suffix", ["xml", "edl"])
 def test_a_stack_among_the_timelines_tracks_is_flattened_into_the_export(tmp_path: Path, suffix: str) -> None:
     timeline = _cut(_movie_clip("a", 0, 24))
-    nested_video = otio.schema.Track(name="NV", children=[otio.schema.Gap(duration=RT(5, 24)),
-                                                          _movie_clip("b", 10, 30)])
-    nested_audio = otio.schema.Track(name="NA", kind=otio.schema.TrackKind.Audio,
-                                     children=[_movie_clip("snd", 0, 30)])
+    nested_video = otio.schema.Track(
+        name="NV", children=[otio.schema.Gap(duration=RT(5, 24)), _movie_clip("b", 10, 30)]
+    )
+    nested_audio = otio.schema.Track(name="NA", kind=otio.schema.TrackKind.Audio, children=[_movie_clip("snd", 0, 30)])
     timeline.tracks.append(otio.schema.Stack(name="nested", children=[nested_video, nested_audio]))
     path = tmp_path / "cut.otio"
     otio.adapters.write_to_file(timeline, str(path))
@@ -444,17 +540,24 @@ def test_a_stack_among_the_timelines_tracks_is_flattened_into_the_export(tmp_pat
     result = conform(str(path), str(tmp_path / "job.json"), "-o", str(tmp_path / f"review.{suffix}"))
     assert result.exit_code == 0, result.output
     assert "1 of 1 shots conformed" in result.stdout and "warning" not in result.stderr
-    backs = [otio.adapters.read_from_file(str(f), **({"rate": 24} if suffix == "edl" else {}))
-             for f in sorted(tmp_path.glob(f"review*.{suffix}"))]
-    played = sorted((c.name, recorded(back, track, c.range_in_parent(), (None, None)).start_time.value,
-                     c.duration().value) for back in backs for track in back.video_tracks() for c in track.find_clips())
+    backs = [
+        otio.adapters.read_from_file(str(f), **({"rate": 24} if suffix == "edl" else {}))
+        for f in sorted(tmp_path.glob(f"review*.{suffix}"))
+    ]
+    played = sorted(
+        (c.name, recorded(back, track, c.range_in_parent(), (None, None)).start_time.value, c.duration().value)
+        for back in backs
+        for track in back.video_tracks()
+        for c in track.find_clips()
+    )
     assert played == [("a", 0, 24), ("b", 5, 30)]
 
 
 def test_json_report_after_jobs_and_conform(tmp_path: Path) -> None:
     path = DATA / "premiere_example.otio"
-    made = jobs(str(path), "--plates", PLATES, "--allow-missing", "--unique-names", "--json",
-                "-o", str(tmp_path / "job.json"))
+    made = jobs(
+        str(path), "--plates", PLATES, "--allow-missing", "--unique-names", "--json", "-o", str(tmp_path / "job.json")
+    )
     assert made.exit_code == 0, made.output
     report = json.loads(made.stdout)
     job = load_job(tmp_path / "job.json")
@@ -462,8 +565,13 @@ def test_json_report_after_jobs_and_conform(tmp_path: Path) -> None:
     entry = next(s for s in report["shots"] if s["clip"] == "clip 'sc01_sh010_anim.mov' (track 'track4', item 3)")
     assert (entry["frames"], entry["handles"], entry["status"]) == ([1001, 1082], [12, 0], "made")
     assert any(n.startswith("handles raised from 0 to 12 before the cut") for n in entry["notes"])
-    assert report["skipped"]["counts"] == {"audio track": 4, "gap": 6, "transition": 2, "generator clip": 1,
-                                           "empty nested composition": 1}
+    assert report["skipped"]["counts"] == {
+        "audio track": 4,
+        "gap": 6,
+        "transition": 2,
+        "generator clip": 1,
+        "empty nested composition": 1,
+    }
     assert "empty nested composition (Track, item 7)" in report["skipped"]["items"]
     assert all(w in made.stderr for w in report["warnings"])
 
@@ -479,12 +587,15 @@ def test_json_report_after_jobs_and_conform(tmp_path: Path) -> None:
 def test_a_file_of_several_timelines_or_none_is_one_line(testdata: Path, tmp_path: Path) -> None:
     library = testdata / "timelines/fcpx_library.fcpxml"
     names = "(1 'OpenTimeline_Project', 2 'OpenTimeline_Project 1')"
-    for args, message in [([], f"holds 2 timelines {names}; choose one with --timeline N"),
-                          (["--timeline", "3"], f"--timeline 3: it holds 2 timelines {names}")]:
+    for args, message in [
+        ([], f"holds 2 timelines {names}; choose one with --timeline N"),
+        (["--timeline", "3"], f"--timeline 3: it holds 2 timelines {names}"),
+    ]:
         result = jobs(str(library), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"), *args)
         assert result.exit_code == 2 and result.stderr == f"error: {library}: {message}\n"
     clips = testdata / "timelines/fcpx_clips.fcpxml"
     result = jobs(str(clips), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 2
-    assert result.stderr == (f"error: {clips}: holds no timeline (browser clips or media only); export a project "
-                             "or sequence\n")
+    assert result.stderr == (
+        f"error: {clips}: holds no timeline (browser clips or media only); export a project or sequence\n"
+    )

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from stylecomp.cli import cli
-from stylecomp.jobspec import Job, load_job
 from stylecomp.io.plates import ImagePart, write_plate
+from stylecomp.jobspec import Job, load_job
 from stylecomp_otio.timeline_file import read_timeline
 
 RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
@@ -110,10 +110,12 @@ def test_screening_edl_frame_ranges_match_its_events(testdata: Path, tmp_path: P
 
 
 def test_the_otio_written_by_a_newer_otio_reads_like_its_edl(testdata: Path, tmp_path: Path) -> None:
-    from_edl = make_job(testdata / "timelines/screening_example.edl", tmp_path / "a.json", "--plates", PLATES,
-                        "--allow-missing")
-    from_otio = make_job(testdata / "timelines/screening_example.otio", tmp_path / "b.json", "--plates", PLATES,
-                         "--allow-missing")
+    from_edl = make_job(
+        testdata / "timelines/screening_example.edl", tmp_path / "a.json", "--plates", PLATES, "--allow-missing"
+    )
+    from_otio = make_job(
+        testdata / "timelines/screening_example.otio", tmp_path / "b.json", "--plates", PLATES, "--allow-missing"
+    )
     for a, b in zip(from_edl.shots, from_otio.shots, strict=True):
         assert (a.name, a.frames, a.notes, a.editorial.source) == (b.name, b.frames, b.notes, b.editorial.source)
     assert from_otio.shots[6].notes == ["marker 01:00:15:13 GREEN"]
@@ -123,8 +125,9 @@ def test_25_fps_edl_needs_its_rate(testdata: Path, tmp_path: Path) -> None:
     path = testdata / "timelines/25fps.edl"
     result = jobs(str(path), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 2 and not (tmp_path / "j.json").exists()
-    assert result.stderr.startswith(f"error: {path}: cannot read it as cmx_3600: event 004 (line 13, clip "
-                                    "'sq001_s004'): Frame rate mismatch")  # the first event with a frame 24
+    assert result.stderr.startswith(
+        f"error: {path}: cannot read it as cmx_3600: event 004 (line 13, clip 'sq001_s004'): Frame rate mismatch"
+    )  # the first event with a frame 24
     assert "--rate 25" in result.stderr and result.stderr.count("\n") == 1
     job = make_job(path, tmp_path / "j.json", "--plates", PLATES, "--allow-missing", "--rate", "25")
     # 00:00:06:11, 00:00:08:00, 00:00:03:11, 00:00:01:24 at 25 fps
@@ -137,7 +140,12 @@ def test_23_976_source_ranges_round_to_the_nearest_frame(tmp_path: Path) -> None
     # An image sequence whose rate was stored as 23.976, cut by a clip timed at exactly
     # 24000/1001: rescaling gives 86399.91..., which OTIO's to_frames truncates to 86399.
     media = otio.schema.ImageSequenceReference(
-        "plates/", "sh.", ".exr", start_frame=1001, rate=23.976, frame_zero_padding=4,
+        "plates/",
+        "sh.",
+        ".exr",
+        start_frame=1001,
+        rate=23.976,
+        frame_zero_padding=4,
         available_range=TR(RT(86376, 23.976), RT(1100, 23.976)),
     )
     clip = otio.schema.Clip("sh010", media, TR(RT(86400, ntsc), RT(1000, ntsc)))
@@ -152,9 +160,11 @@ def test_23_976_source_ranges_round_to_the_nearest_frame(tmp_path: Path) -> None
 
 def test_23_976_edl_reads_at_exact_ntsc_rate(tmp_path: Path) -> None:
     edl = tmp_path / "ntsc.edl"
-    edl.write_text("TITLE: ntsc\nFCM: NON-DROP FRAME\n"
-                   "001  AX       V     C        01:00:00:00 01:00:41:16 00:00:00:00 00:00:41:16\n"
-                   "* FROM CLIP NAME:  sh010\n")
+    edl.write_text(
+        "TITLE: ntsc\nFCM: NON-DROP FRAME\n"
+        "001  AX       V     C        01:00:00:00 01:00:41:16 00:00:00:00 00:00:41:16\n"
+        "* FROM CLIP NAME:  sh010\n"
+    )
     job = make_job(edl, tmp_path / "j.json", "--plates", PLATES, "--allow-missing", "--rate", "23.976")
     assert job.shots[0].editorial.rate == 24000 / 1001
     assert job.shots[0].frames.last - job.shots[0].frames.first + 1 == 41 * 24 + 16
@@ -190,8 +200,10 @@ def test_handles_clamp_to_the_media_available_range(testdata: Path, tmp_path: Pa
     # Clip-002 2-7 (2 before, none after), Clip-003 0-3 (none before, 4 after); Clip-004 all of its media.
     assert [s.handle_frames() for s in job.shots] == [(3, 2), (2, 0), (0, 4), (0, 0)]
     assert job.shots[0].frame_range_with_handles() == (998, 1005)
-    assert ("clip 'Clip-001' (track 'Track-001', item 0): handles before the cut clamped from 4 to 3: its media has "
-            "frames 998-1005 and the cut plays 1001-1003") in result.stderr
+    assert (
+        "clip 'Clip-001' (track 'Track-001', item 0): handles before the cut clamped from 4 to 3: its media has "
+        "frames 998-1005 and the cut plays 1001-1003"
+    ) in result.stderr
     assert "clip 'Clip-001' (track 'Track-001', item 0): handles after the cut clamped from 4 to 2" in result.stderr
     assert "clip 'Clip-004' (track 'Track-001', item 3): handles before the cut clamped from 4 to 0" in result.stderr
 
@@ -210,19 +222,35 @@ def test_handles_clamp_to_the_plate_frames_on_disk(tmp_path: Path) -> None:
 
 
 def test_transitions_raise_handles_to_the_frames_they_play(testdata: Path, tmp_path: Path) -> None:
-    result = jobs(str(testdata / "timelines/dissolve_test.edl"), "--plates", PLATES, "--allow-missing",
-                  "--unique-names", "-o", str(tmp_path / "j.json"))
+    result = jobs(
+        str(testdata / "timelines/dissolve_test.edl"),
+        "--plates",
+        PLATES,
+        "--allow-missing",
+        "--unique-names",
+        "-o",
+        str(tmp_path / "j.json"),
+    )
     assert result.exit_code == 0, result.output
     job = load_job(tmp_path / "j.json")
     assert [(s.name, s.frames.last - s.frames.first + 1, s.handle_frames()) for s in job.shots] == [
-        ("clip_A", 9, (0, 10)), ("clip_B", 10, (0, 0)), ("clip_B_2", 1, (0, 0))]
+        ("clip_A", 9, (0, 10)),
+        ("clip_B", 10, (0, 0)),
+        ("clip_B_2", 1, (0, 0)),
+    ]
     assert "handles raised from 0 to 10 after the cut" in result.stderr
     assert "skipped: 1 transition" in result.stdout
 
 
 def test_speed_effects_cover_the_media_they_play(testdata: Path, tmp_path: Path) -> None:
-    result = jobs(str(testdata / "timelines/speed_effects_small.edl"), "--plates", PLATES, "--allow-missing",
-                  "-o", str(tmp_path / "j.json"))
+    result = jobs(
+        str(testdata / "timelines/speed_effects_small.edl"),
+        "--plates",
+        PLATES,
+        "--allow-missing",
+        "-o",
+        str(tmp_path / "j.json"),
+    )
     assert result.exit_code == 0, result.output
     job = load_job(tmp_path / "j.json")
     frames = {s.name: s.frames.last - s.frames.first + 1 for s in job.shots}
@@ -234,33 +262,67 @@ def test_speed_effects_cover_the_media_they_play(testdata: Path, tmp_path: Path)
 def test_clip_metadata_overrides_the_jobs_settings(tmp_path: Path) -> None:
     media = otio.schema.MissingReference()
     clips = [
-        otio.schema.Clip("sh010", media.clone(), TR(RT(0, 24), RT(10, 24)), metadata={"stylecomp": {
-            "prompt": "ink wash, night", "seed": 42, "model": "models/ink.safetensors", "strength": 0.35,
-            "handles": 3, "aovs": {"depth": ["depth.Z"]}, "notes": ["hero shot"]}}),
-        otio.schema.Clip("sh020", media.clone(), TR(RT(0, 24), RT(5, 24)), markers=[
-            otio.schema.Marker("fix hand", TR(RT(2, 24), RT(0, 24)), "YELLOW", comment="frame 3")]),
+        otio.schema.Clip(
+            "sh010",
+            media.clone(),
+            TR(RT(0, 24), RT(10, 24)),
+            metadata={
+                "stylecomp": {
+                    "prompt": "ink wash, night",
+                    "seed": 42,
+                    "model": "models/ink.safetensors",
+                    "strength": 0.35,
+                    "handles": 3,
+                    "aovs": {"depth": ["depth.Z"]},
+                    "notes": ["hero shot"],
+                }
+            },
+        ),
+        otio.schema.Clip(
+            "sh020",
+            media.clone(),
+            TR(RT(0, 24), RT(5, 24)),
+            markers=[otio.schema.Marker("fix hand", TR(RT(2, 24), RT(0, 24)), "YELLOW", comment="frame 3")],
+        ),
     ]
-    path = save_otio(tmp_path, "cut", [otio.schema.Track("V", clips)],
-                     stylecomp={"prompt": "watercolour", "strength": 0.6, "steps": 12})
+    path = save_otio(
+        tmp_path,
+        "cut",
+        [otio.schema.Track("V", clips)],
+        stylecomp={"prompt": "watercolour", "strength": 0.6, "steps": 12},
+    )
     job = make_job(path, tmp_path / "j.json", "--plates", PLATES, "--allow-missing", "--handles", "8")
     assert (job.prompt, job.strength, job.steps) == ("watercolour", 0.6, 12)
     first, second = job.shots
-    assert first.overrides.model_dump() == {"prompt": "ink wash, night", "negative_prompt": None, "seed": 42,
-                                            "model": "models/ink.safetensors", "strength": 0.35}
+    assert first.overrides.model_dump() == {
+        "prompt": "ink wash, night",
+        "negative_prompt": None,
+        "seed": 42,
+        "model": "models/ink.safetensors",
+        "strength": 0.35,
+    }
     assert (first.handles, first.aovs, first.notes) == (3, {"depth": ["depth.Z"]}, ["hero shot"])
     assert second.overrides.model_dump(exclude_none=True) == {} and second.handles == 8
     assert second.notes == ["marker 00:00:00:02 YELLOW: fix hand (frame 3)"]
 
 
-@pytest.mark.parametrize("metadata, message", [
-    ({"strength": 2}, "metadata stylecomp.strength: Input should be less than or equal to 1"),
-    ({"seed": -1}, "metadata stylecomp.seed: Input should be greater than or equal to 0"),
-    ({"promt": "typo"}, "metadata stylecomp.promt: Extra inputs are not permitted"),
-    ({"output": "out/{shot}.exr"}, "metadata stylecomp.output 'out/{shot}.exr': the file name needs a frame-number"),
-])
+@pytest.mark.parametrize(
+    "metadata, message",
+    [
+        ({"strength": 2}, "metadata stylecomp.strength: Input should be less than or equal to 1"),
+        ({"seed": -1}, "metadata stylecomp.seed: Input should be greater than or equal to 0"),
+        ({"promt": "typo"}, "metadata stylecomp.promt: Extra inputs are not permitted"),
+        (
+            {"output": "out/{shot}.exr"},
+            "metadata stylecomp.output 'out/{shot}.exr': the file name needs a frame-number",
+        ),
+    ],
+)
 def test_bad_clip_metadata_names_the_clip(tmp_path: Path, metadata: dict[str, object], message: str) -> None:
-    clips = [otio.schema.Clip("ok", None, TR(RT(0, 24), RT(5, 24))),
-             otio.schema.Clip("sh020", None, TR(RT(0, 24), RT(5, 24)), metadata={"stylecomp": metadata})]
+    clips = [
+        otio.schema.Clip("ok", None, TR(RT(0, 24), RT(5, 24))),
+        otio.schema.Clip("sh020", None, TR(RT(0, 24), RT(5, 24)), metadata={"stylecomp": metadata}),
+    ]
     path = save_otio(tmp_path, "cut", [otio.schema.Track("V", clips)])
     result = jobs(str(path), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
@@ -274,25 +336,45 @@ def test_gaps_transitions_audio_disabled_and_generators_are_skipped_and_counted(
     def clip(name: str, **kw: object) -> otio.schema.Clip:
         return otio.schema.Clip(name, otio.schema.MissingReference(), TR(RT(0, 24), RT(12, 24)), **kw)
 
-    black = otio.schema.Clip("slug", otio.schema.GeneratorReference(generator_kind="black"),
-                             TR(RT(0, 24), RT(12, 24)))
+    black = otio.schema.Clip("slug", otio.schema.GeneratorReference(generator_kind="black"), TR(RT(0, 24), RT(12, 24)))
     disabled = clip("sh030")
     disabled.enabled = False
-    video = otio.schema.Track("V1", [clip("sh010"), otio.schema.Gap(source_range=TR(RT(0, 24), RT(5, 24))),
-                                     clip("sh020"), otio.schema.Transition(in_offset=RT(2, 24), out_offset=RT(2, 24)),
-                                     black, disabled])
+    video = otio.schema.Track(
+        "V1",
+        [
+            clip("sh010"),
+            otio.schema.Gap(source_range=TR(RT(0, 24), RT(5, 24))),
+            clip("sh020"),
+            otio.schema.Transition(in_offset=RT(2, 24), out_offset=RT(2, 24)),
+            black,
+            disabled,
+        ],
+    )
     other = otio.schema.Track("V2", [clip("sh040")])
     audio = otio.schema.Track("A1", [clip("dialogue")], kind=otio.schema.TrackKind.Audio)
     path = save_otio(tmp_path, "cut", [video, other, audio])
-    result = jobs(str(path), "--plates", PLATES, "--allow-missing", "--track", "V1", "--handles", "2",
-                  "-o", str(tmp_path / "j.json"))
+    result = jobs(
+        str(path),
+        "--plates",
+        PLATES,
+        "--allow-missing",
+        "--track",
+        "V1",
+        "--handles",
+        "2",
+        "-o",
+        str(tmp_path / "j.json"),
+    )
     assert result.exit_code == 0, result.output
     assert [s.name for s in load_job(tmp_path / "j.json").shots] == ["sh010", "sh020"]
-    assert ("skipped: 1 unselected video track, 1 audio track, 1 gap, 1 transition, 1 generator clip, "
-            "1 disabled clip") in result.stdout
+    assert (
+        "skipped: 1 unselected video track, 1 audio track, 1 gap, 1 transition, 1 generator clip, 1 disabled clip"
+    ) in result.stdout
     missing = jobs(str(path), "--plates", PLATES, "--track", "V9", "-o", str(tmp_path / "k.json"))
-    assert missing.exit_code == 2 and "--track 'V9': no video track has that name (video tracks: 'V1', 'V2')" \
-        in missing.stderr
+    assert (
+        missing.exit_code == 2
+        and "--track 'V9': no video track has that name (video tracks: 'V1', 'V2')" in missing.stderr
+    )
 
 
 def test_missing_plates_are_an_error_naming_the_clip_and_path(testdata: Path, tmp_path: Path) -> None:
@@ -302,8 +384,10 @@ def test_missing_plates_are_an_error_naming_the_clip_and_path(testdata: Path, tm
     result = jobs(str(path), "--plates", PLATES, "-o", str(job_path))
     assert result.exit_code == 2 and not job_path.exists()
     plate = tmp_path / "plates/ZZ100_502A_LAY3/ZZ100_502A_LAY3.%04d.exr"
-    assert result.stderr == (f"error: {path}: clip 'ZZ100_502A (LAY3)' (track 'V', item 1): no plate frames at "
-                             f"{plate} (pass --allow-missing to write the job anyway)\n")
+    assert result.stderr == (
+        f"error: {path}: clip 'ZZ100_502A (LAY3)' (track 'V', item 1): no plate frames at "
+        f"{plate} (pass --allow-missing to write the job anyway)\n"
+    )
     (tmp_path / "plates/ZZ100_501_LAY3/ZZ100_501_LAY3.1010.exr").unlink()
     partial = jobs(str(path), "--plates", PLATES, "--allow-missing", "-o", str(job_path))
     assert partial.exit_code == 0
@@ -315,32 +399,51 @@ def test_clips_making_the_same_shot_name_are_an_error_or_suffixed(testdata: Path
     path = testdata / "timelines/cdl.edl"
     result = jobs(str(path), "--plates", PLATES, "--allow-missing", "-o", str(tmp_path / "j.json"))
     assert result.exit_code == 2
-    assert ("clip 'ZZ100_501 (LAY3)' (track 'V', item 0) and clip 'ZZ100_501 (LAY3)' (track 'V', item 1) both make "
-            "shot 'ZZ100_501_LAY3'; rename one, or pass --unique-names") in result.stderr
+    assert (
+        "clip 'ZZ100_501 (LAY3)' (track 'V', item 0) and clip 'ZZ100_501 (LAY3)' (track 'V', item 1) both make "
+        "shot 'ZZ100_501_LAY3'; rename one, or pass --unique-names"
+    ) in result.stderr
     job = make_job(path, tmp_path / "j.json", "--plates", PLATES, "--allow-missing", "--unique-names")
     assert [s.name for s in job.shots] == ["ZZ100_501_LAY3", "ZZ100_501_LAY3_2"]
     assert job.shots[1].output == "stylized/ZZ100_501_LAY3_2/ZZ100_501_LAY3_2.####.exr"
 
 
-@pytest.mark.parametrize("template, message", [
-    ("plates/{shot_name}.####.exr", "unknown field {shot_name}; the fields are {clip}, {reel}, {shot}, "
-                                    "{source_file}, {track}, {index}"),
-    ("plates/{shot.####.exr", "expected '}' before end of string"),
-    ("plates/{shot}.exr", "the file name needs a frame-number token"),
-])
+@pytest.mark.parametrize(
+    "template, message",
+    [
+        (
+            "plates/{shot_name}.####.exr",
+            "unknown field {shot_name}; the fields are {clip}, {reel}, {shot}, {source_file}, {track}, {index}",
+        ),
+        ("plates/{shot.####.exr", "expected '}' before end of string"),
+        ("plates/{shot}.exr", "the file name needs a frame-number token"),
+    ],
+)
 def test_bad_templates_are_clear_errors(testdata: Path, tmp_path: Path, template: str, message: str) -> None:
     result = jobs(str(testdata / "timelines/screening_example.edl"), "--plates", template, "-o", str(tmp_path / "j"))
     assert result.exit_code == 2 and f"--plates {template!r}" in result.stderr and message in result.stderr
 
 
 def test_template_fields(testdata: Path, tmp_path: Path) -> None:
-    job = make_job(testdata / "timelines/screening_example.edl", tmp_path / "j.json", "--allow-missing",
-                   "--plates", "/shows/zz/{reel}/{track}/{index:03d}_{source_file}/{clip}.%04d.exr",
-                   "--output", "out/{shot}/{index}.@@@@.exr")
+    job = make_job(
+        testdata / "timelines/screening_example.edl",
+        tmp_path / "j.json",
+        "--allow-missing",
+        "--plates",
+        "/shows/zz/{reel}/{track}/{index:03d}_{source_file}/{clip}.%04d.exr",
+        "--output",
+        "out/{shot}/{index}.@@@@.exr",
+    )
     assert job.shots[1].plate == "/shows/zz/ZZ100_50/V/002_ZZ100_502A.LAY3.02/ZZ100_502A (LAY3).%04d.exr"
     assert job.shots[1].output == "out/ZZ100_502A_LAY3/2.@@@@.exr"
-    no_reel = jobs(str(testdata / "timelines/cdl.edl"), "--plates", "p/{reel}.####.exr", "--unique-names",
-                   "-o", str(tmp_path / "k.json"))
+    no_reel = jobs(
+        str(testdata / "timelines/cdl.edl"),
+        "--plates",
+        "p/{reel}.####.exr",
+        "--unique-names",
+        "-o",
+        str(tmp_path / "k.json"),
+    )
     assert no_reel.exit_code == 2
     assert "clip 'ZZ100_501 (LAY3)' (track 'V', item 0): has no reel for {reel} in --plates" in no_reel.stderr
 
@@ -354,10 +457,13 @@ def test_unreadable_timelines_are_one_line_errors(tmp_path: Path) -> None:
     xml.write_text("<xmeml/>")
     text = tmp_path / "cut.txt"
     text.write_text("sh010 1001 1010\n")
-    for path, message in [(garbage, "cannot read it as cmx_3600: "), (broken, "cannot read it as otio_json: "),
-                          (xml, "cannot read it as fcp_xml: No top-level sequences found"),
-                          (text, "no OpenTimelineIO adapter here handles '.txt'"),
-                          (tmp_path / "absent.otio", "no such file")]:
+    for path, message in [
+        (garbage, "cannot read it as cmx_3600: "),
+        (broken, "cannot read it as otio_json: "),
+        (xml, "cannot read it as fcp_xml: No top-level sequences found"),
+        (text, "no OpenTimelineIO adapter here handles '.txt'"),
+        (tmp_path / "absent.otio", "no such file"),
+    ]:
         result = jobs(str(path), "--plates", PLATES, "-o", str(tmp_path / "j.json"))
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith(f"error: {path}: {message}") and result.stderr.count("\n") == 1

@@ -30,8 +30,15 @@ def test_otio_discovers_the_adapter_and_media_linker() -> None:
 
 
 def test_a_job_from_an_edl_round_trips_through_the_adapter(testdata: Path, tmp_path: Path) -> None:
-    job = make_job(testdata / "timelines/screening_example.edl", tmp_path / "job.json", "--plates", PLATES,
-                   "--allow-missing", "--handles", "8")
+    job = make_job(
+        testdata / "timelines/screening_example.edl",
+        tmp_path / "job.json",
+        "--plates",
+        PLATES,
+        "--allow-missing",
+        "--handles",
+        "8",
+    )
     timeline = otio.adapters.read_from_file(str(tmp_path / "job.json"), adapter_name="stylecomp_jobs")
     clips = list(timeline.find_clips())
     assert [c.name for c in clips] == [s.name for s in job.shots]
@@ -40,8 +47,9 @@ def test_a_job_from_an_edl_round_trips_through_the_adapter(testdata: Path, tmp_p
     assert (first.start_frame, first.end_frame(), first.frame_zero_padding) == (993, 1039, 4)
     assert first.target_url_for_image_number(8) == "plates/ZZ100_501_LAY3/ZZ100_501_LAY3.1001.exr"
     assert first.frame_for_time(clips[0].source_range.start_time) == 1001
-    otio.adapters.write_to_file(timeline, str(tmp_path / "again.json"), adapter_name="stylecomp_jobs",
-                                allow_missing=True)
+    otio.adapters.write_to_file(
+        timeline, str(tmp_path / "again.json"), adapter_name="stylecomp_jobs", allow_missing=True
+    )
     assert load_job(tmp_path / "again.json").model_dump() == job.model_dump()
 
 
@@ -79,18 +87,27 @@ def test_writing_a_timeline_as_a_job_matches_the_cli(testdata: Path, tmp_path: P
     path = testdata / "timelines/no_spaces_test.edl"
     from_cli = make_job(path, tmp_path / "cli.json", "--plates", PLATES, "--allow-missing", "--handles", "6")
     timeline = otio.adapters.read_from_file(str(path))
-    otio.adapters.write_to_file(timeline, str(tmp_path / "adapter.json"), adapter_name="stylecomp_jobs",
-                                plates=PLATES, handles=6, allow_missing=True, timeline_path=os.path.abspath(path))
+    otio.adapters.write_to_file(
+        timeline,
+        str(tmp_path / "adapter.json"),
+        adapter_name="stylecomp_jobs",
+        plates=PLATES,
+        handles=6,
+        allow_missing=True,
+        timeline_path=os.path.abspath(path),
+    )
     assert load_job(tmp_path / "adapter.json").model_dump() == from_cli.model_dump()
 
 
-def test_the_media_linker_points_clips_at_their_plates(testdata: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_media_linker_points_clips_at_their_plates(
+    testdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # a relative template is relative to the current folder
     write_frames(tmp_path / "plates/ZZ100_501_LAY3/ZZ100_501_LAY3.%04d.exr", range(995, 1040))
     write_frames(tmp_path / "plates/ZZ100_502A_LAY3/ZZ100_502A_LAY3.%04d.exr", range(1001, 1030))  # short
     timeline = otio.adapters.read_from_file(
-        str(testdata / "timelines/screening_example.edl"), media_linker_name="stylecomp_plates",
+        str(testdata / "timelines/screening_example.edl"),
+        media_linker_name="stylecomp_plates",
         media_linker_argument_map={"plates": PLATES},
     )
     linked, short, *rest = timeline.find_clips()
@@ -99,6 +116,7 @@ def test_the_media_linker_points_clips_at_their_plates(testdata: Path, tmp_path:
     assert (ref.start_frame, ref.end_frame(), ref.rate) == (995, 1039, 24)
     assert ref.frame_for_time(linked.source_range.start_time) == 1001
     assert otio.url_utils.filepath_from_url(ref.target_url_for_image_number(6)) == str(
-        tmp_path / "plates/ZZ100_501_LAY3/ZZ100_501_LAY3.1001.exr")
+        tmp_path / "plates/ZZ100_501_LAY3/ZZ100_501_LAY3.1001.exr"
+    )
     assert isinstance(short.media_reference, otio.schema.MissingReference)
     assert all(isinstance(c.media_reference, otio.schema.MissingReference) for c in rest)

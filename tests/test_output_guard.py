@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
-from stylecomp.render.cache import RenderCache
-from stylecomp.jobspec import Job, load_job
-from stylecomp.render.output_guard import check_outputs, written_by_stylecomp
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.io.plates import ImagePart, Window, write_plate
-from stylecomp.server.app import EngineServer
+from stylecomp.jobspec import Job, load_job
+from stylecomp.render.cache import RenderCache
+from stylecomp.render.output_guard import check_outputs, written_by_stylecomp
 from stylecomp.server.access_token import load_or_create_token, token_file
+from stylecomp.server.app import EngineServer
 
 FRAMES = 2
 
@@ -54,8 +54,10 @@ def digests(folder: Path) -> dict[str, str]:
 def foreign_exr(path: Path) -> None:
     """An EXR that stylecomp did not write: no stylecomp/ attribute in its header."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_plate(path, [ImagePart.create(np.zeros((4, 4, 3), np.float32), ["R", "G", "B"], Window(0, 0, 4, 4),
-                                        Window(0, 0, 4, 4))])
+    write_plate(
+        path,
+        [ImagePart.create(np.zeros((4, 4, 3), np.float32), ["R", "G", "B"], Window(0, 0, 4, 4), Window(0, 0, 4, 4))],
+    )
 
 
 def test_validate_refuses_an_output_equal_to_its_plate(tmp_path: Path, plates: Path, model: Path) -> None:
@@ -71,8 +73,12 @@ def test_validate_sees_through_spellings_of_the_plate(tmp_path: Path, plates: Pa
     """``%04d`` for ``####``, ``..``, a symlinked folder, another padding: each still names the plates."""
     if spelling == "symlink":
         (tmp_path / "link").symlink_to(plates)
-    output = {"printf": str(plates / "demo.%04d.exr"), "dotdot": str(plates / ".." / "plates" / "demo.####.exr"),
-              "symlink": str(tmp_path / "link" / "demo.####.exr"), "padding": str(plates / "demo.#.exr")}[spelling]
+    output = {
+        "printf": str(plates / "demo.%04d.exr"),
+        "dotdot": str(plates / ".." / "plates" / "demo.####.exr"),
+        "symlink": str(tmp_path / "link" / "demo.####.exr"),
+        "padding": str(plates / "demo.#.exr"),
+    }[spelling]
     job = write_job(tmp_path / "job.json", job_document(plates, model, output, FRAMES))
     status, _, err = invoke("job", "validate", str(job))
     assert status == 2 and "shots[0].output" in err
@@ -88,30 +94,41 @@ def test_validate_refuses_outputs_in_the_model_or_on_the_style_image(tmp_path: P
     document["shots"].append({"name": "still", "plate": str(plates / "demo.1001.exr"), "output": str(style)})
     document["model"]["ip_adapter"] = {"path": str(tmp_path / "ip.safetensors"), "image": str(style)}
     problems = check_outputs(_job(tmp_path / "b.json", document))
-    assert problems == [problems[0]] and problems[0].startswith("shots[1].output") and "model.ip_adapter.image" in problems[0]
+    assert (
+        problems == [problems[0]]
+        and problems[0].startswith("shots[1].output")
+        and "model.ip_adapter.image" in problems[0]
+    )
 
 
 def test_one_shot_may_not_write_over_another_shots_plates(tmp_path: Path, plates: Path, model: Path) -> None:
     document = job_document(plates, model, str(tmp_path / "out" / "a.####.exr"), FRAMES)
-    document["shots"].append({"name": "other", "plate": str(tmp_path / "other.####.exr"),
-                              "output": str(plates / "demo.####.exr")})
+    document["shots"].append(
+        {"name": "other", "plate": str(tmp_path / "other.####.exr"), "output": str(plates / "demo.####.exr")}
+    )
     problems = check_outputs(_job(tmp_path / "job.json", document), disk=False)
     assert len(problems) == 1 and problems[0].startswith("shots[1].output") and "shots[0].plate" in problems[0]
 
 
-def test_render_of_a_job_writing_over_its_plates_leaves_them_byte_identical(tmp_path: Path, plates: Path,
-                                                                            model: Path) -> None:
+def test_render_of_a_job_writing_over_its_plates_leaves_them_byte_identical(
+    tmp_path: Path, plates: Path, model: Path
+) -> None:
     before = digests(plates)
     job = write_job(tmp_path / "job.json", job_document(plates, model, str(plates / "demo.####.exr"), FRAMES))
-    for command in (["render", str(job)], ["comp", str(job)], ["batch", "--resume", str(job)],
-                    ["render", str(job), "--overwrite"]):
+    for command in (
+        ["render", str(job)],
+        ["comp", str(job)],
+        ["batch", "--resume", str(job)],
+        ["render", str(job), "--overwrite"],
+    ):
         status, _, err = invoke(*command, "--device", "cpu")
         assert status == 2 and "shots[0].output" in err and "Traceback" not in err, (command, err)
     assert digests(plates) == before
 
 
-def test_a_file_stylecomp_did_not_write_is_replaced_only_with_overwrite(tmp_path: Path, plates: Path,
-                                                                         model: Path) -> None:
+def test_a_file_stylecomp_did_not_write_is_replaced_only_with_overwrite(
+    tmp_path: Path, plates: Path, model: Path
+) -> None:
     out = tmp_path / "out"
     theirs = out / f"demo.{FIRST + 1}.exr"
     foreign_exr(theirs)
@@ -162,8 +179,12 @@ def test_server_refuses_a_submission_writing_over_its_plates(tmp_path: Path, pla
 
 def call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """One request with the token file's token: status and JSON answer."""
-    request = urllib.request.Request(url + path, data=None if body is None else json.dumps(body).encode(),
-                                     method=method, headers={"Authorization": f"Bearer {token_file().read_text().strip()}"})
+    request = urllib.request.Request(
+        url + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token_file().read_text().strip()}"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:
             return answer.status, json.load(answer)
@@ -177,8 +198,7 @@ def _job(path: Path, document: dict[str, Any]) -> Job:
     return load_job(path)
 
 
-def test_outputs_may_not_write_over_a_regions_mattes_or_style_image(tmp_path: Path, plates: Path,
-                                                                     model: Path) -> None:
+def test_outputs_may_not_write_over_a_regions_mattes_or_style_image(tmp_path: Path, plates: Path, model: Path) -> None:
     style = tmp_path / "style.exr"
     foreign_exr(style)
     document = job_document(plates, model, str(tmp_path / "mattes" / "car.####.exr"), FRAMES)
@@ -187,7 +207,13 @@ def test_outputs_may_not_write_over_a_regions_mattes_or_style_image(tmp_path: Pa
     assert len(problems) == 1 and problems[0].startswith("shots[0].output")
     assert "regions[0].select.matte_sequence" in problems[0]
     document = job_document(plates, model, str(tmp_path / "out" / "demo.####.exr"), FRAMES)
-    document["shots"].append({"name": "still", "plate": str(plates / "demo.1001.exr"), "output": str(style),
-                              "regions": [{"name": "a", "select": {"ids": [1]}, "ip_adapter_image": str(style)}]})
+    document["shots"].append(
+        {
+            "name": "still",
+            "plate": str(plates / "demo.1001.exr"),
+            "output": str(style),
+            "regions": [{"name": "a", "select": {"ids": [1]}, "ip_adapter_image": str(style)}],
+        }
+    )
     problems = check_outputs(_job(tmp_path / "b.json", document))
     assert len(problems) == 1 and "shots[1].regions[0].ip_adapter_image" in problems[0]

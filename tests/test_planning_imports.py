@@ -21,14 +21,15 @@ HEAVY = ("torch", "diffusers")
 PATHS = {
     "job validate": "from stylecomp.cli import cli\ncli(['job', 'validate', job], standalone_mode=False)",
     "chunk planning": "from stylecomp.farm.chunks import plan_shots\nfrom stylecomp.jobspec import load_job\n"
-                      "plan_shots(load_job(job), chunk_size=2)",
+    "plan_shots(load_job(job), chunk_size=2)",
     "farm openjd": "from stylecomp.cli import cli\n"
-                   "cli(['farm', 'openjd', job, '-o', job + '.template.yaml'], standalone_mode=False)",
+    "cli(['farm', 'openjd', job, '-o', job + '.template.yaml'], standalone_mode=False)",
     "sequential": "from stylecomp.jobspec import load_job\nassert load_job(job).consistency.sequential",
 }
 # Chunk planning checks the model's files (diffusion.loading.check_model), which imports diffusers and torch.
-MODEL_CHECK = pytest.mark.xfail(strict=True, reason="the model file checks live in diffusion/loading.py, which "
-                                                    "imports torch and diffusers")
+MODEL_CHECK = pytest.mark.xfail(
+    strict=True, reason="the model file checks live in diffusion/loading.py, which imports torch and diffusers"
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,32 +39,53 @@ def job_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_demo(root / "plates", frames=3, width=64, height=48, progress=lambda done, total: None)
     model = make_test_model(root / "sd15", "sd15")
     job = {
-        "shots": [{"name": name, "plate": str(root / "plates" / "demo.####.exr"),
-                   "frames": {"first": 1001, "last": 1003}, "output": f"out/{name}/{name}.####.exr"}
-                  for name in ("sh010", "sh020")],
+        "shots": [
+            {
+                "name": name,
+                "plate": str(root / "plates" / "demo.####.exr"),
+                "frames": {"first": 1001, "last": 1003},
+                "output": f"out/{name}/{name}.####.exr",
+            }
+            for name in ("sh010", "sh020")
+        ],
         "model": {"family": "sd15", "path": str(model)},
-        "prompt": "ink", "steps": 2, "strength": 0.5,
+        "prompt": "ink",
+        "steps": 2,
+        "strength": 0.5,
         "consistency": {"mechanisms": ["locked_seed", "warped_noise"]},
     }
     (root / "job.json").write_text(json.dumps(job))
     return root / "job.json"
 
 
-@pytest.mark.parametrize("path", [
-    "job validate", "sequential",
-    pytest.param("chunk planning", marks=MODEL_CHECK), pytest.param("farm openjd", marks=MODEL_CHECK),
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "job validate",
+        "sequential",
+        pytest.param("chunk planning", marks=MODEL_CHECK),
+        pytest.param("farm openjd", marks=MODEL_CHECK),
+    ],
+)
 def test_planning_paths_import_no_torch(job_path: Path, path: str) -> None:
-    code = f"import sys\njob = sys.argv[1]\n{PATHS[path]}\n" \
-           f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))"
+    code = (
+        f"import sys\njob = sys.argv[1]\n{PATHS[path]}\n"
+        f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))"
+    )
     run = subprocess.run([sys.executable, "-c", code, str(job_path)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "[]", f"{path} imported {run.stdout.strip()}"
 
 
-@pytest.mark.parametrize("mechanisms, sequential", [
-    ([], False), (["locked_seed"], False), (["pixel_fusion"], True), (["cross_frame"], True),
-])
+@pytest.mark.parametrize(
+    "mechanisms, sequential",
+    [
+        ([], False),
+        (["locked_seed"], False),
+        (["pixel_fusion"], True),
+        (["cross_frame"], True),
+    ],
+)
 def test_plan_follows_the_job_spec(job_path: Path, mechanisms: list[str], sequential: bool) -> None:
     job = load_job(job_path)
     job.consistency.mechanisms = mechanisms

@@ -51,8 +51,11 @@ def test_rewrite_keeps_header_windows_and_pixels(testdata: Path, tmp_path: Path)
 def test_provenance_keeps_seeds_beyond_32_bits(tmp_path: Path) -> None:
     out = tmp_path / "seed.exr"
     seed = 2**63 - 1  # the largest seed a job allows
-    write_plate(out, [ImagePart.create(np.zeros((2, 2, 3), np.float32), ["R", "G", "B"])],
-                provenance={"seed": seed, "frame": 1001, "negative": -(2**31) - 1, "scale": 0.5})
+    write_plate(
+        out,
+        [ImagePart.create(np.zeros((2, 2, 3), np.float32), ["R", "G", "B"])],
+        provenance={"seed": seed, "frame": 1001, "negative": -(2**31) - 1, "scale": 0.5},
+    )
     header = read_plate(out, pixels=False).parts[0].attributes
     assert int(header["stylecomp/seed"]) == seed and int(header["stylecomp/negative"]) == -(2**31) - 1
     assert header["stylecomp/frame"] == 1001 and header["stylecomp/scale"] == 0.5
@@ -66,7 +69,9 @@ def test_negative_origins_and_tiles_survive_a_rewrite(testdata: Path, tmp_path: 
     assert copy.display_window == source.display_window
     assert copy.data_window == source.data_window
     assert (copy.parts[0].spec.tile_width, copy.parts[0].spec.tile_height) == (
-        source.parts[0].spec.tile_width, source.parts[0].spec.tile_height)
+        source.parts[0].spec.tile_width,
+        source.parts[0].spec.tile_height,
+    )
     np.testing.assert_array_equal(copy.parts[0].pixels, source.parts[0].pixels)
 
 
@@ -109,8 +114,13 @@ def test_unnamed_parts_are_refused_and_nothing_is_left_behind(tmp_path: Path) ->
 def test_pixel_type_override_keeps_uint_ids(tmp_path: Path) -> None:
     window = Window(0, 0, 16, 8)
     ids = (np.arange(16 * 8).reshape(8, 16, 1) + 2**24 - 127).astype(np.float32)  # up to 2**24
-    part = ImagePart.create(np.concatenate([ids * 0 + 1.1, ids], axis=2), ["R", "id"], window,
-                            pixel_type="float", channel_types={"id": "uint"})
+    part = ImagePart.create(
+        np.concatenate([ids * 0 + 1.1, ids], axis=2),
+        ["R", "id"],
+        window,
+        pixel_type="float",
+        channel_types={"id": "uint"},
+    )
     write_plate(tmp_path / "h.exr", [part], pixel_type="half")
     plate = read_plate(tmp_path / "h.exr")
     assert plate.parts[0].channel_types == ["half", "uint"]
@@ -169,8 +179,10 @@ def test_not_an_exr(tmp_path: Path) -> None:
 
 def test_multipart_stereo_views(tmp_path: Path) -> None:
     window = Window(0, 0, 16, 8)
-    parts = [_part(eye, ["R", "G", "B"], value, window, attributes={"view": eye})
-             for eye, value in (("left", 1.0), ("right", 2.0))]
+    parts = [
+        _part(eye, ["R", "G", "B"], value, window, attributes={"view": eye})
+        for eye, value in (("left", 1.0), ("right", 2.0))
+    ]
     write_plate(tmp_path / "stereo.exr", parts)
     plate = read_plate(tmp_path / "stereo.exr")
     assert plate.views == ["left", "right"]
@@ -227,9 +239,18 @@ def test_multipart_beachball_reads_like_the_single_part_one(testdata: Path, mult
     assert len(multi.parts) == 10 and {"rgba_left", "depth_right", "forward_left"} <= {p.name for p in multi.parts}
     assert multi.channel_names == single.channel_names and multi.views == single.views == ["right", "left"]
     assert multi.data_window == single.data_window and multi.display_window == single.display_window
-    for name, view in [("R", "left"), ("Z", "right"), ("Z", "left"), ("A", ""), ("forward.u", "left"),
-                       ("forward.v", "right"), ("whitebarmask.mask", "left"), ("disparityL.x", "left"),
-                       ("left.G", ""), ("forward.right.u", "")]:
+    for name, view in [
+        ("R", "left"),
+        ("Z", "right"),
+        ("Z", "left"),
+        ("A", ""),
+        ("forward.u", "left"),
+        ("forward.v", "right"),
+        ("whitebarmask.mask", "left"),
+        ("disparityL.x", "left"),
+        ("left.G", ""),
+        ("forward.right.u", ""),
+    ]:
         np.testing.assert_array_equal(multi.channel(name, view), single.channel(name, view), err_msg=f"{name} {view}")
     np.testing.assert_array_equal(multi.channel("R", "left"), single.channel("left.R"))
     np.testing.assert_array_equal(multi.channel("forward.u", "left"), single.channel("forward.left.u"))
@@ -237,8 +258,12 @@ def test_multipart_beachball_reads_like_the_single_part_one(testdata: Path, mult
 
 
 def _inspect(pattern: Path) -> dict[str, object]:
-    done = subprocess.run([sys.executable, "-m", "stylecomp.cli", "inspect", "--json", str(pattern)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "stylecomp.cli", "inspect", "--json", str(pattern)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -255,8 +280,10 @@ def test_multipart_beachball_inspects_like_the_single_part_one(testdata: Path, m
 
 
 def test_data_window_is_the_union_of_the_parts(tmp_path: Path) -> None:
-    parts = [_part("rgba", ["R", "G", "B"], 0.5, Window(4, 2, 20, 10)),
-             _part("depth", ["Z"], 7.0, Window(-3, 6, 10, 20))]
+    parts = [
+        _part("rgba", ["R", "G", "B"], 0.5, Window(4, 2, 20, 10)),
+        _part("depth", ["Z"], 7.0, Window(-3, 6, 10, 20)),
+    ]
     write_plate(tmp_path / "two.exr", parts)
     plate = read_plate(tmp_path / "two.exr")
     assert plate.data_window == Window(-3, 2, 27, 24)
@@ -267,8 +294,9 @@ def test_single_part_views_follow_openexr_naming(testdata: Path) -> None:
     """The view is the penultimate component: forward.left.u is in view left, disparityL.x in none (every view)."""
     plate = read_plate(testdata / "plates/beachball/singlepart.0001.exr")
     np.testing.assert_array_equal(plate.channel("forward.u", view="left"), plate.channel("forward.left.u"))
-    np.testing.assert_array_equal(plate.channel("whitebarmask.mask", view="right"),
-                                  plate.channel("whitebarmask.right.mask"))
+    np.testing.assert_array_equal(
+        plate.channel("whitebarmask.mask", view="right"), plate.channel("whitebarmask.right.mask")
+    )
     np.testing.assert_array_equal(plate.channel("disparityR.y", view="left"), plate.channel("disparityR.y"))
     with pytest.raises(PlateError, match="no channel 'forward.u' in view 'middle'"):
         plate.channel("forward.u", view="middle")

@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 import torch
 
-from stylecomp.render.cache import RenderCache
-from stylecomp.farm.chunks import plan_shots
 from stylecomp.demo.scene import write_demo
-from stylecomp.errors import JobError, ModelError
-from stylecomp.jobspec import load_job
 from stylecomp.diffusion.pool import PipelinePool
-from stylecomp.io.plates import read_plate
-from stylecomp.farm.ray_cluster import RayExecutor, render_with_ray
-from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 from stylecomp.diffusion.testing import make_test_model
+from stylecomp.errors import JobError, ModelError
+from stylecomp.farm.chunks import plan_shots
+from stylecomp.farm.ray_cluster import RayExecutor, render_with_ray
+from stylecomp.io.plates import read_plate
+from stylecomp.jobspec import load_job
+from stylecomp.render.cache import RenderCache
+from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 
 FRAMES = (1001, 1002, 1003, 1004)
 
@@ -35,8 +35,11 @@ FRAMES = (1001, 1002, 1003, 1004)
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A real Ray cluster on loopback with 2 CPUs and no GPU; its workers use a scratch stylecomp cache."""
     saved = dict(os.environ)
-    os.environ |= {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-                   "STYLECOMP_CACHE_DIR": str(tmp_path_factory.mktemp("ray-cache"))}
+    os.environ |= {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "STYLECOMP_CACHE_DIR": str(tmp_path_factory.mktemp("ray-cache")),
+    }
     import ray
 
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
@@ -64,11 +67,24 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def write_job(folder: Path, plates: Path, model: Path, shot: str = "demo", **settings: object) -> Path:
     """A one-shot job over the four frames with a depth ControlNet; 4 steps at strength 0.5."""
     job = {
-        "shots": [{"name": shot, "plate": str(plates / "demo.####.exr"),
-                   "frames": {"first": FRAMES[0], "last": FRAMES[-1]}, "output": "out/demo.####.exr"}],
-        "model": {"family": "sd15", "path": str(model),
-                  "controlnets": [{"path": str(model / "controlnet"), "source": "depth"}]},
-        "prompt": "ink", "steps": 4, "strength": 0.5, "guidance": 3.0, "seed": {"policy": "per_frame", "value": 3},
+        "shots": [
+            {
+                "name": shot,
+                "plate": str(plates / "demo.####.exr"),
+                "frames": {"first": FRAMES[0], "last": FRAMES[-1]},
+                "output": "out/demo.####.exr",
+            }
+        ],
+        "model": {
+            "family": "sd15",
+            "path": str(model),
+            "controlnets": [{"path": str(model / "controlnet"), "source": "depth"}],
+        },
+        "prompt": "ink",
+        "steps": 4,
+        "strength": 0.5,
+        "guidance": 3.0,
+        "seed": {"policy": "per_frame", "value": 3},
     } | settings
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "job.json").write_text(json.dumps(job))
@@ -95,8 +111,9 @@ def test_ray_renders_the_same_pixels_as_the_local_render(
 
     assert (summary.rendered, summary.cached, summary.failed, summary.cancelled) == (4, 0, [], False)
     for frame in FRAMES:
-        np.testing.assert_array_equal(stylized(tmp_path / f"ray/out/demo.{frame}.exr"),
-                                      stylized(tmp_path / f"local/out/demo.{frame}.exr"))
+        np.testing.assert_array_equal(
+            stylized(tmp_path / f"ray/out/demo.{frame}.exr"), stylized(tmp_path / f"local/out/demo.{frame}.exr")
+        )
     starts = [e for e in events if e["event"] == "start"]
     frames = [e for e in events if e["event"] == "frame"]
     assert starts == [{"event": "start", "shot": "demo", "frames": [1001, 1004], "total": 4, "stage": "stylize"}]
@@ -127,11 +144,15 @@ def test_a_damaged_frame_fails_alone_a_broken_model_fails_its_shot_and_a_rerun_u
 
     assert summary.rendered == 3
     assert sorted((shot, frame) for shot, frame, _ in summary.failed) == [("broken", f) for f in FRAMES] + [
-        ("demo", 1002)]
+        ("demo", 1002)
+    ]
     reasons = {(shot, frame): reason for shot, frame, reason in summary.failed}
     assert "demo.1002.exr" in reasons[("demo", 1002)] and "broken" in reasons[("broken", 1001)]
     assert sorted(p.name for p in (tmp_path / "good/out").glob("*.exr")) == [
-        "demo.1001.exr", "demo.1003.exr", "demo.1004.exr"]
+        "demo.1001.exr",
+        "demo.1003.exr",
+        "demo.1004.exr",
+    ]
     for shot in ("demo", "broken"):
         frames = [e for e in events if e["event"] == "frame" and e["shot"] == shot]
         assert [e["done"] for e in frames] == [1, 2, 3, 4] and {e["total"] for e in frames} == {4}
@@ -171,14 +192,19 @@ def test_chunks_split_independent_shots_and_keep_a_sequential_shot_whole(
     tail = plan_shots(sequential_job, frames=(1003, 1003))[0]  # rendered from the shot's first frame
     assert tail.frames == (1001, 1002, 1003) and [(c.first, c.last) for c in tail.chunks] == [(1001, 1003)]
 
-    assert [(c.first, c.last) for c in plan_shots(load_job(write_job(tmp_path / "c", plates, model)),
-                                                  frames=(1002, 1003), chunk_size=5)[0].chunks] == [(1002, 1003)]
+    assert [
+        (c.first, c.last)
+        for c in plan_shots(load_job(write_job(tmp_path / "c", plates, model)), frames=(1002, 1003), chunk_size=5)[
+            0
+        ].chunks
+    ] == [(1002, 1003)]
     with pytest.raises(JobError, match="no shot named nope"):
         plan_shots(load_job(write_job(tmp_path / "d", plates, model)), shots=["nope"])
 
 
-def test_batch_command_runs_on_ray(ray_cluster: None, tmp_path: Path, plates: Path, model: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_command_runs_on_ray(
+    ray_cluster: None, tmp_path: Path, plates: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from click.testing import CliRunner
 
     from stylecomp.cli import cli

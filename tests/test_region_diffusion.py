@@ -26,7 +26,8 @@ def test_each_pixel_starts_where_img2img_at_its_strength_starts(tiny: dict[str, 
     whose schedule holds 11 entries for 10 steps; a strength-0 pixel is put back at every step."""
     flux = family == "flux"
     pipe = (FluxImg2ImgPipeline if flux else StableDiffusionImg2ImgPipeline).from_pretrained(
-        tiny[family], local_files_only=True)
+        tiny[family], local_files_only=True
+    )
     scale = pipe.vae_scale_factor
     rows, cols = 2, 2 * len(STRENGTHS)  # latent size
     height, width = rows * scale, cols * scale

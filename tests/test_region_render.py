@@ -13,29 +13,47 @@ import pytest
 from PIL import Image
 from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
-from stylecomp.io import cryptomatte
-from stylecomp.jobspec import MAX_REGIONS, Region
 from stylecomp.diffusion.pool import PipelinePool
+from stylecomp.diffusion.testing import make_test_ip_adapter, make_test_lora
+from stylecomp.io import cryptomatte
 from stylecomp.io.plates import ImagePart, read_plate, write_plate
+from stylecomp.jobspec import MAX_REGIONS, Region
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.architecture import save_random_model
 from stylecomp.stylemodel.evaluation import EVALUATION_PROMPTS, RECOMMENDED, display_output, held_out_shot, stylize
-from stylecomp.diffusion.testing import make_test_ip_adapter, make_test_lora
 
 pytestmark = pytest.mark.usefixtures("private_cache")  # no render cache shared with other runs
 STREET = Path("plates") / "blender_street" / "street.####.exr"
 BEAUTY = [f"ViewLayer.Combined.{c}" for c in "RGBA"]
 
 
-def street_job(testdata: Path, tmp_path: Path, weights: Path, frames: tuple[int, int] = (1007, 1008),
-               plate: str | None = None, **settings: object) -> Path:
+def street_job(
+    testdata: Path,
+    tmp_path: Path,
+    weights: Path,
+    frames: tuple[int, int] = (1007, 1008),
+    plate: str | None = None,
+    **settings: object,
+) -> Path:
     document = {
         "version": 1,
-        "shots": [{"name": "street", "plate": plate or str(testdata / STREET),
-                   "frames": {"first": frames[0], "last": frames[1]}, "output": "out/street.####.exr"}],
-        "model": {"family": "sd15", "path": str(weights),
-                  "controlnets": [{"path": str(weights / "controlnet"), "source": "lineart", "weight": 0.5}]},
-        "prompt": "watercolor", "steps": 4, "strength": 0.6, "guidance": 2.0,
+        "shots": [
+            {
+                "name": "street",
+                "plate": plate or str(testdata / STREET),
+                "frames": {"first": frames[0], "last": frames[1]},
+                "output": "out/street.####.exr",
+            }
+        ],
+        "model": {
+            "family": "sd15",
+            "path": str(weights),
+            "controlnets": [{"path": str(weights / "controlnet"), "source": "lineart", "weight": 0.5}],
+        },
+        "prompt": "watercolor",
+        "steps": 4,
+        "strength": 0.6,
+        "guidance": 2.0,
         "resolution": {"mode": "downscale", "working_size": 128},
     } | settings
     return write_job(tmp_path / "street.json", document)
@@ -45,15 +63,24 @@ def bits(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, np.float32).view(np.uint32)
 
 
-def test_street_regions_by_cryptomatte_name_through_the_cli(testdata: Path, tmp_path: Path,
-                                                            tiny: dict[str, Path]) -> None:
+def test_street_regions_by_cryptomatte_name_through_the_cli(
+    testdata: Path, tmp_path: Path, tiny: dict[str, Path]
+) -> None:
     """road left alone, the car in its own prompt, strength, seed and line-art weight, along the motion vectors."""
-    job = street_job(testdata, tmp_path, tiny["sd15"],
-                     consistency={"mechanisms": ["warped_noise", "latent_fusion", "cross_frame"]})
-    status, _, err = invoke("render", str(job), "--device", "cpu", "--no-cache",
-                            "--region", "road: strength=0",
-                            "--region", "car: prompt=cel shading, bold ink; strength=0.9; seed=5; "
-                                        "controlnet_weights=lineart:1.5")
+    job = street_job(
+        testdata, tmp_path, tiny["sd15"], consistency={"mechanisms": ["warped_noise", "latent_fusion", "cross_frame"]}
+    )
+    status, _, err = invoke(
+        "render",
+        str(job),
+        "--device",
+        "cpu",
+        "--no-cache",
+        "--region",
+        "road: strength=0",
+        "--region",
+        "car: prompt=cel shading, bold ink; strength=0.9; seed=5; controlnet_weights=lineart:1.5",
+    )
     assert status == 0, err
     for frame in (1007, 1008):
         plate = read_plate(testdata / "plates" / "blender_street" / f"street.{frame}.exr")
@@ -73,7 +100,9 @@ def test_street_regions_by_cryptomatte_name_through_the_cli(testdata: Path, tmp_
         header = output.parts[0].attributes
         regions = json.loads(header["stylecomp/regions"])
         assert [(r["name"], r["resolved"]) for r in regions] == [
-            ("road", {"ViewLayer.CryptoObject": ["road"]}), ("car", {"ViewLayer.CryptoObject": ["car"]})]
+            ("road", {"ViewLayer.CryptoObject": ["road"]}),
+            ("car", {"ViewLayer.CryptoObject": ["car"]}),
+        ]
         parameters = json.loads(header["stylecomp/parameters"])
         assert [r["name"] for r in parameters["regions"]] == ["road", "car"]
         assert parameters["regions"][1]["prompt"] == "cel shading, bold ink"
@@ -81,8 +110,13 @@ def test_street_regions_by_cryptomatte_name_through_the_cli(testdata: Path, tmp_
 
 def test_strength_zero_is_bit_exact_in_a_half_float_plate(tmp_path: Path, tiny: dict[str, Path]) -> None:
     plates = write_plates(tmp_path / "plates", 1)
-    document = job_document(plates, tiny["sd15"], str(tmp_path / "out/demo.####.exr"), 1,
-                            regions=[{"name": "ground", "select": {"ids": [1]}, "strength": 0.0}])
+    document = job_document(
+        plates,
+        tiny["sd15"],
+        str(tmp_path / "out/demo.####.exr"),
+        1,
+        regions=[{"name": "ground", "select": {"ids": [1]}, "strength": 0.0}],
+    )
     status, _, err = invoke("render", str(write_job(tmp_path / "job.json", document)), "--device", "cpu")
     assert status == 0, err
     plate, output = read_plate(plates / f"demo.{FIRST}.exr"), read_plate(tmp_path / f"out/demo.{FIRST}.exr")
@@ -104,12 +138,22 @@ def test_strength_zero_under_overlapping_soft_mattes_is_bit_exact(tmp_path: Path
     soft = rng.uniform(0.0, 1.0, (height, width, 2)).astype(np.float32)
     names = [*plate.channel_names, "soft.A", "soft2.A"]
     pixels = np.concatenate([plate.channels(plate.channel_names), soft], axis=2)
-    write_plate(plates / f"demo.{FIRST}.exr", [ImagePart.create(pixels, names, pixel_type="float",
-                                                                channel_types={"id": "uint"})])
-    document = job_document(plates, tiny["sd15"], str(tmp_path / "out/demo.####.exr"), 1, strength=0.6, regions=[
-        {"name": "ground", "select": {"ids": [1]}, "strength": 0.0},
-        {"name": "across", "select": {"matte": "soft.A"}, "strength": 0.0},
-        {"name": "down", "select": {"matte": "soft2.A"}, "strength": 0.0}])
+    write_plate(
+        plates / f"demo.{FIRST}.exr",
+        [ImagePart.create(pixels, names, pixel_type="float", channel_types={"id": "uint"})],
+    )
+    document = job_document(
+        plates,
+        tiny["sd15"],
+        str(tmp_path / "out/demo.####.exr"),
+        1,
+        strength=0.6,
+        regions=[
+            {"name": "ground", "select": {"ids": [1]}, "strength": 0.0},
+            {"name": "across", "select": {"matte": "soft.A"}, "strength": 0.0},
+            {"name": "down", "select": {"matte": "soft2.A"}, "strength": 0.0},
+        ],
+    )
     status, _, err = invoke("render", str(write_job(tmp_path / "job.json", document)), "--device", "cpu")
     assert status == 0, err
     output = read_plate(tmp_path / f"out/demo.{FIRST}.exr")
@@ -131,15 +175,26 @@ def test_matte_channel_and_matte_sequence_selectors(tmp_path: Path, tiny: dict[s
         plate = read_plate(plates / f"demo.{frame}.exr")
         ids = plate.channel("id")
         ramp = np.broadcast_to(np.linspace(0, 1, ids.shape[1], dtype=np.float32), ids.shape)
-        write_plate(tmp_path / "mattes" / f"ball.{frame}.exr", [ImagePart.create(
-            (ids == 5).astype(np.float32)[..., None], ["A"])])
+        write_plate(
+            tmp_path / "mattes" / f"ball.{frame}.exr",
+            [ImagePart.create((ids == 5).astype(np.float32)[..., None], ["A"])],
+        )
         names = [*plate.channel_names, "mask.A"]
         pixels = np.concatenate([plate.channels(plate.channel_names), ramp[..., None]], axis=2)
-        write_plate(plates / f"demo.{frame}.exr", [ImagePart.create(pixels, names, pixel_type="float",
-                                                                    channel_types={"id": "uint"})])
-    document = job_document(plates, tiny["sd15"], str(tmp_path / "out/demo.####.exr"), 2, regions=[
-        {"name": "ramp", "select": {"matte": "mask.A"}, "strength": 0.0},
-        {"name": "ball", "select": {"matte_sequence": "mattes/ball.####.exr"}, "prompt": "ink"}])
+        write_plate(
+            plates / f"demo.{frame}.exr",
+            [ImagePart.create(pixels, names, pixel_type="float", channel_types={"id": "uint"})],
+        )
+    document = job_document(
+        plates,
+        tiny["sd15"],
+        str(tmp_path / "out/demo.####.exr"),
+        2,
+        regions=[
+            {"name": "ramp", "select": {"matte": "mask.A"}, "strength": 0.0},
+            {"name": "ball", "select": {"matte_sequence": "mattes/ball.####.exr"}, "prompt": "ink"},
+        ],
+    )
     status, _, err = invoke("render", str(write_job(tmp_path / "job.json", document)), "--device", "cpu")
     assert status == 0, err
     for frame in (FIRST, FIRST + 1):
@@ -149,8 +204,17 @@ def test_matte_channel_and_matte_sequence_selectors(tmp_path: Path, tiny: dict[s
         assert np.array_equal(output.channel("regions.ball"), ball)
         assert np.allclose(output.channel("regions.ramp"), plate.channel("mask.A") * (1.0 - ball), atol=1e-6)
     (tmp_path / "mattes" / f"ball.{FIRST + 1}.exr").unlink()
-    status, _, err = invoke("render", str(write_job(tmp_path / "job.json", document | {"shots": [
-        document["shots"][0] | {"output": str(tmp_path / "again/demo.####.exr")}]})), "--device", "cpu")
+    status, _, err = invoke(
+        "render",
+        str(
+            write_job(
+                tmp_path / "job.json",
+                document | {"shots": [document["shots"][0] | {"output": str(tmp_path / "again/demo.####.exr")}]},
+            )
+        ),
+        "--device",
+        "cpu",
+    )
     assert status == 2 and f"region 'ball': no matte for frame(s) {FIRST + 1}: " in err, err
     assert not (tmp_path / "again").exists()
 
@@ -165,8 +229,9 @@ def _manifest_without(testdata: Path, folder: Path, frame: int, name: str) -> No
     write_plate(folder / f"street.{frame}.exr", [part])
 
 
-def test_a_name_missing_on_some_frames_is_a_warning_with_the_frames(testdata: Path, tmp_path: Path,
-                                                                    tiny: dict[str, Path]) -> None:
+def test_a_name_missing_on_some_frames_is_a_warning_with_the_frames(
+    testdata: Path, tmp_path: Path, tiny: dict[str, Path]
+) -> None:
     folder = tmp_path / "plates"
     folder.mkdir()
     _manifest_without(testdata, folder, 1007, "zzz")  # unchanged names
@@ -179,8 +244,7 @@ def test_a_name_missing_on_some_frames_is_a_warning_with_the_frames(testdata: Pa
     assert read_plate(tmp_path / "out/street.1008.exr").channel("regions.car").max() == 0.0
 
 
-def test_a_manifest_name_never_on_screen_covers_no_pixel(testdata: Path, tmp_path: Path,
-                                                        tiny: dict[str, Path]) -> None:
+def test_a_manifest_name_never_on_screen_covers_no_pixel(testdata: Path, tmp_path: Path, tiny: dict[str, Path]) -> None:
     """A name the manifest lists but no pixel's ranks hold is refused like any selector that covers nothing."""
     folder = tmp_path / "plates"
     folder.mkdir()
@@ -193,28 +257,41 @@ def test_a_manifest_name_never_on_screen_covers_no_pixel(testdata: Path, tmp_pat
     job = street_job(testdata, tmp_path, tiny["sd15"], plate=str(folder / "street.####.exr"))
     status, _, err = invoke("render", str(job), "--device", "cpu", "--region", "ghost: prompt=ink")
     assert status == 2, err
-    assert ("error: street: region 'ghost': select {\"cryptomatte\": [\"ghost\"]} covers no pixel on any frame "
-            "(1007-1008)") in err, err
+    assert (
+        'error: street: region \'ghost\': select {"cryptomatte": ["ghost"]} covers no pixel on any frame (1007-1008)'
+    ) in err, err
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("regions, message", [
-    (["carr: prompt=ink"], "error: street: region 'carr': no Cryptomatte name matches 'carr' on any frame; "
-                           "nearest names: car"),
-    (["car: match=truck*"], "no Cryptomatte name matches 'truck*' on any frame"),
-    (["car: ids=4000"], "region 'car': select {\"ids\": [4000]} covers no pixel on any frame (1007-1008)"),
-    (["car: matte=mask.A"], "region 'car': no channel 'mask.A'"),
-    (["car: layer=CryptoMaterial"], "region 'car': the plate has no Cryptomatte layer 'CryptoMaterial'"),
-    (["car: controlnet_weights=depth:0.5"], "regions.car: controlnet_weights names depth, but the model has no "
-                                            "such ControlNet (its sources: lineart)"),
-    (["car: ip_adapter_image=ref.png"], "regions.car: ip_adapter_image per region needs the model's ip_adapter"),
-    (["car: strength=1.5"], "Invalid value for '--region': 'car: strength=1.5': strength: Input should be less "
-                            "than or equal to 1"),
-    ([f"r{i}: ids=1" for i in range(MAX_REGIONS + 1)], f"--region: {MAX_REGIONS + 1} regions; at most "
-                                                       f"{MAX_REGIONS} per shot"),
-])
-def test_bad_regions_are_one_line_and_nothing_is_written(testdata: Path, tmp_path: Path, tiny: dict[str, Path],
-                                                         regions: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "regions, message",
+    [
+        (
+            ["carr: prompt=ink"],
+            "error: street: region 'carr': no Cryptomatte name matches 'carr' on any frame; nearest names: car",
+        ),
+        (["car: match=truck*"], "no Cryptomatte name matches 'truck*' on any frame"),
+        (["car: ids=4000"], "region 'car': select {\"ids\": [4000]} covers no pixel on any frame (1007-1008)"),
+        (["car: matte=mask.A"], "region 'car': no channel 'mask.A'"),
+        (["car: layer=CryptoMaterial"], "region 'car': the plate has no Cryptomatte layer 'CryptoMaterial'"),
+        (
+            ["car: controlnet_weights=depth:0.5"],
+            "regions.car: controlnet_weights names depth, but the model has no such ControlNet (its sources: lineart)",
+        ),
+        (["car: ip_adapter_image=ref.png"], "regions.car: ip_adapter_image per region needs the model's ip_adapter"),
+        (
+            ["car: strength=1.5"],
+            "Invalid value for '--region': 'car: strength=1.5': strength: Input should be less than or equal to 1",
+        ),
+        (
+            [f"r{i}: ids=1" for i in range(MAX_REGIONS + 1)],
+            f"--region: {MAX_REGIONS + 1} regions; at most {MAX_REGIONS} per shot",
+        ),
+    ],
+)
+def test_bad_regions_are_one_line_and_nothing_is_written(
+    testdata: Path, tmp_path: Path, tiny: dict[str, Path], regions: list[str], message: str
+) -> None:
     job = street_job(testdata, tmp_path, tiny["sd15"])
     arguments = [item for text in regions for item in ("--region", text)]
     status, out, err = invoke("render", str(job), "--device", "cpu", *arguments)
@@ -223,20 +300,41 @@ def test_bad_regions_are_one_line_and_nothing_is_written(testdata: Path, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_controlnet_weights_per_region_on_flux_are_refused(testdata: Path, tmp_path: Path,
-                                                          tiny: dict[str, Path]) -> None:
-    job = street_job(testdata, tmp_path, tiny["flux"], model={
-        "family": "flux", "path": str(tiny["flux"]),
-        "controlnets": [{"path": str(tiny["flux"] / "controlnet"), "source": "lineart", "weight": 0.5}]})
+def test_controlnet_weights_per_region_on_flux_are_refused(
+    testdata: Path, tmp_path: Path, tiny: dict[str, Path]
+) -> None:
+    job = street_job(
+        testdata,
+        tmp_path,
+        tiny["flux"],
+        model={
+            "family": "flux",
+            "path": str(tiny["flux"]),
+            "controlnets": [{"path": str(tiny["flux"] / "controlnet"), "source": "lineart", "weight": 0.5}],
+        },
+    )
     status, _, err = invoke("render", str(job), "--device", "cpu", "--region", "car: controlnet_weights=lineart:1")
     assert status == 2 and "controlnet_weights per region work on SD 1.5 and SDXL, not on Flux yet" in err
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("setting", ["lora", "controlnet", "style", "prompt", "prompt_passes", "sdxl_prompt",
-                                     "sdxl_prompt_passes", "flux_prompt", "flux_prompt_passes"])
-def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_path: Path, tiny: dict[str, Path],
-                                                                        setting: str) -> None:
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "lora",
+        "controlnet",
+        "style",
+        "prompt",
+        "prompt_passes",
+        "sdxl_prompt",
+        "sdxl_prompt_passes",
+        "flux_prompt",
+        "flux_prompt_passes",
+    ],
+)
+def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(
+    tmp_path: Path, tiny: dict[str, Path], setting: str
+) -> None:
     """The regional machinery (LoRA-set passes, per-pixel ControlNet scales, masked cross-attention, Flux's masked
     joint attention, prompt passes with their own pooled embeddings) gives what the plain pipeline gives when one
     region covers the whole frame."""
@@ -255,8 +353,12 @@ def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_pat
         for name, value in (("dark", 20), ("bright", 230)):
             Image.new("RGB", (32, 32), (value, value // 2, 255 - value)).save(tmp_path / f"{name}.png")
         base["model"]["ip_adapter"] = {"path": adapter, "image": str(tmp_path / "dark.png"), "scale": 1.0}
-        plain = {"model": {**base["model"], "ip_adapter": {**base["model"]["ip_adapter"],
-                                                           "image": str(tmp_path / "bright.png")}}}
+        plain = {
+            "model": {
+                **base["model"],
+                "ip_adapter": {**base["model"]["ip_adapter"], "image": str(tmp_path / "bright.png")},
+            }
+        }
         region = {"ip_adapter_image": str(tmp_path / "bright.png")}
     elif setting == "controlnet":
         plain = {"model": {**base["model"], "controlnets": [{**controlnets[0], "weight": 0.3}]}}
@@ -267,8 +369,10 @@ def test_a_region_over_every_pixel_renders_as_the_shot_with_its_settings(tmp_pat
         plain = base | {"prompt": "cel shading, bold ink"}
         region = {"prompt": "cel shading, bold ink"}
     outputs = []
-    for name, settings in (("plain", plain), ("region", base | {
-            "regions": [{"name": "all", "select": everything, "invert": True} | region]})):
+    for name, settings in (
+        ("plain", plain),
+        ("region", base | {"regions": [{"name": "all", "select": everything, "invert": True} | region]}),
+    ):
         document = job_document(plates, model, str(tmp_path / f"{name}/demo.####.exr"), 1, strength=0.7) | settings
         status, _, err = invoke("render", str(write_job(tmp_path / f"{name}.json", document)), "--device", "cpu")
         assert status == 0, err
@@ -317,13 +421,27 @@ def test_two_regions_take_their_own_looks(weights: str, looks_models: dict[str, 
         looks = {"ground": ("watercolor", ids == 1, [1]), "objects": ("cel", ids > 1, objects)}
         outputs = {}
         for order in ("own", "swapped"):
-            regions = [Region(name=name, select={"ids": selected},
-                              prompt=EVALUATION_PROMPTS[look if order == "own" else
-                                                        ("cel" if look == "watercolor" else "watercolor")],
-                              strength=RECOMMENDED.strength)
-                       for name, (look, _, selected) in looks.items()]
-            sequence = stylize(shot, "", tmp_path / f"{order}{index}", replace(RECOMMENDED, strength=0.0),
-                               model=looks_models[weights], pool=pool, regions=regions, region_prompts="passes")
+            regions = [
+                Region(
+                    name=name,
+                    select={"ids": selected},
+                    prompt=EVALUATION_PROMPTS[
+                        look if order == "own" else ("cel" if look == "watercolor" else "watercolor")
+                    ],
+                    strength=RECOMMENDED.strength,
+                )
+                for name, (look, _, selected) in looks.items()
+            ]
+            sequence = stylize(
+                shot,
+                "",
+                tmp_path / f"{order}{index}",
+                replace(RECOMMENDED, strength=0.0),
+                model=looks_models[weights],
+                pool=pool,
+                regions=regions,
+                region_prompts="passes",
+            )
             outputs[order] = display_output(sequence, frame)
         for look, mask, _ in looks.values():
             other = "cel" if look == "watercolor" else "watercolor"
@@ -331,23 +449,33 @@ def test_two_regions_take_their_own_looks(weights: str, looks_models: dict[str, 
             def error(image: np.ndarray, target: str, mask: np.ndarray = mask) -> float:
                 return float(np.abs(image[mask] - shot.looks[target][frame][mask]).mean())
 
-            checks.append((error(outputs["own"], look) / error(outputs["own"], other),
-                           1.0 - error(outputs["own"], look) / error(outputs["swapped"], look)))
+            checks.append(
+                (
+                    error(outputs["own"], look) / error(outputs["own"], other),
+                    1.0 - error(outputs["own"], look) / error(outputs["swapped"], look),
+                )
+            )
     passed = all(share <= MAX_OWN_SHARE and gain >= MIN_SWAP_GAIN for share, gain in checks)
     assert passed == (weights == "shipped"), checks
 
 
-def test_changing_a_regions_prompt_strength_or_matte_misses_the_render_cache(tmp_path: Path,
-                                                                            tiny: dict[str, Path]) -> None:
+def test_changing_a_regions_prompt_strength_or_matte_misses_the_render_cache(
+    tmp_path: Path, tiny: dict[str, Path]
+) -> None:
     """The render cache reuses a frame only when nothing its pixels depend on changed: a region's prompt, its
     strength and its matte are such things; the same job again is a hit."""
     plates = write_plates(tmp_path / "plates", 1)
     region = {"name": "ball", "select": {"ids": [5]}, "prompt": "ink", "strength": 0.8}
-    changes = {"same": region, "prompt": region | {"prompt": "cel shading"}, "strength": region | {"strength": 0.4},
-               "matte": region | {"select": {"ids": [5, 4]}}}
+    changes = {
+        "same": region,
+        "prompt": region | {"prompt": "cel shading"},
+        "strength": region | {"strength": 0.4},
+        "matte": region | {"select": {"ids": [5, 4]}},
+    }
     for number, (change, settings) in enumerate([("first", region), *changes.items()]):
-        document = job_document(plates, tiny["sd15"], str(tmp_path / f"out{number}/demo.####.exr"), 1,
-                                regions=[settings])
+        document = job_document(
+            plates, tiny["sd15"], str(tmp_path / f"out{number}/demo.####.exr"), 1, regions=[settings]
+        )
         status, out, err = invoke("render", str(write_job(tmp_path / f"{number}.json", document)), "--device", "cpu")
         assert status == 0, err
         hit = "rendered 0, from cache 1" in out
@@ -357,8 +485,13 @@ def test_changing_a_regions_prompt_strength_or_matte_misses_the_render_cache(tmp
 def test_candidates_keep_the_regions(tmp_path: Path, tiny: dict[str, Path]) -> None:
     """Every candidate of a frame is rendered with the shot's regions: the strength-0 ground stays the plate."""
     plates = write_plates(tmp_path / "plates", 1)
-    document = job_document(plates, tiny["sd15"], str(tmp_path / "out/demo.####.exr"), 1,
-                            regions=[{"name": "ground", "select": {"ids": [1]}, "strength": 0.0}])
+    document = job_document(
+        plates,
+        tiny["sd15"],
+        str(tmp_path / "out/demo.####.exr"),
+        1,
+        regions=[{"name": "ground", "select": {"ids": [1]}, "strength": 0.0}],
+    )
     job = write_job(tmp_path / "job.json", document)
     status, _, err = invoke("candidates", str(job), "--count", "2", "--out", str(tmp_path / "cands"), "--device", "cpu")
     assert status == 0, err
@@ -371,14 +504,21 @@ def test_candidates_keep_the_regions(tmp_path: Path, tiny: dict[str, Path]) -> N
 
 
 @pytest.mark.parametrize("mechanisms", [["keyframes"], ["pixel_fusion", "warped_noise", "flow_attention"]])
-def test_regions_with_consistency_mechanisms_keep_the_untouched_pixels(tmp_path: Path, tiny: dict[str, Path],
-                                                                       mechanisms: list[str]) -> None:
+def test_regions_with_consistency_mechanisms_keep_the_untouched_pixels(
+    tmp_path: Path, tiny: dict[str, Path], mechanisms: list[str]
+) -> None:
     """Mechanisms that carry the previous output along the vectors still leave strength-0 pixels as the plate,
     and a region stylizes on every frame even where the shot's own strength is 0 (keyframes heal regions too)."""
     plates = write_plates(tmp_path / "plates", 3)
-    document = job_document(plates, tiny["sd15"], str(tmp_path / "out/demo.####.exr"), 3, strength=0.0,
-                            consistency={"mechanisms": mechanisms, "keyframe_interval": 2},
-                            regions=[{"name": "objects", "select": {"ids": [0, 1]}, "invert": True, "strength": 0.8}])
+    document = job_document(
+        plates,
+        tiny["sd15"],
+        str(tmp_path / "out/demo.####.exr"),
+        3,
+        strength=0.0,
+        consistency={"mechanisms": mechanisms, "keyframe_interval": 2},
+        regions=[{"name": "objects", "select": {"ids": [0, 1]}, "invert": True, "strength": 0.8}],
+    )
     status, _, err = invoke("render", str(write_job(tmp_path / "job.json", document)), "--device", "cpu")
     assert status == 0, err
     for frame in range(FIRST, FIRST + 3):

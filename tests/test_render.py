@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from tiny_jobs import invoke
 
-from stylecomp.render.cache import RenderCache
 from stylecomp.demo.scene import write_demo
-from stylecomp.jobspec import load_job
 from stylecomp.diffusion.loading import model_hash
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.io.plates import read_plate
+from stylecomp.jobspec import load_job
+from stylecomp.render.cache import RenderCache
 from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 
 FRAMES = (1001, 1002, 1003)
@@ -37,17 +37,34 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 pytestmark = pytest.mark.usefixtures("private_cache")
 
 
-def write_job(folder: Path, plates: Path, model: Path, family: str = "sd15", output: str = "out/demo.####.exr",
-              **settings: object) -> Path:
+def write_job(
+    folder: Path, plates: Path, model: Path, family: str = "sd15", output: str = "out/demo.####.exr", **settings: object
+) -> Path:
     """A job for the demo plates with depth and normals ControlNets; 4 steps at strength 0.5 (2 denoising steps)."""
     controlnet = str(model / "controlnet")
     job = {
-        "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"),
-                   "frames": {"first": FRAMES[0], "last": FRAMES[-1]}, "output": output}],
-        "model": {"family": family, "path": str(model), "controlnets": [
-            {"path": controlnet, "source": "depth"}, {"path": controlnet, "source": "normals", "weight": 0.5}]},
-        "prompt": "ink and watercolour", "negative_prompt": "blurry",
-        "steps": 4, "strength": 0.5, "guidance": 3.0, "seed": {"policy": "fixed", "value": 7},
+        "shots": [
+            {
+                "name": "demo",
+                "plate": str(plates / "demo.####.exr"),
+                "frames": {"first": FRAMES[0], "last": FRAMES[-1]},
+                "output": output,
+            }
+        ],
+        "model": {
+            "family": family,
+            "path": str(model),
+            "controlnets": [
+                {"path": controlnet, "source": "depth"},
+                {"path": controlnet, "source": "normals", "weight": 0.5},
+            ],
+        },
+        "prompt": "ink and watercolour",
+        "negative_prompt": "blurry",
+        "steps": 4,
+        "strength": 0.5,
+        "guidance": 3.0,
+        "seed": {"policy": "fixed", "value": 7},
     } | settings
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "job.json"
@@ -80,8 +97,9 @@ def test_render_is_reproducible_and_the_cache_is_reused(
     assert status == 0 and "rendered 0, from cache 3, failed 0" in out, err
     assert err.count("cached") == 3
     for frame in FRAMES:
-        np.testing.assert_array_equal(stylized(tmp_path / f"c/out/demo.{frame}.exr"),
-                                      stylized(tmp_path / f"a/out/demo.{frame}.exr"))
+        np.testing.assert_array_equal(
+            stylized(tmp_path / f"c/out/demo.{frame}.exr"), stylized(tmp_path / f"a/out/demo.{frame}.exr")
+        )
 
 
 def test_output_layer_windows_alpha_and_provenance(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
@@ -114,8 +132,9 @@ def test_a_frame_does_not_depend_on_the_other_frames(tmp_path: Path, plates: Pat
     alone = write_job(tmp_path / "alone", plates, tiny["sd15"])
     assert invoke("render", str(whole), "--no-cache")[0] == 0
     assert invoke("render", str(alone), "--no-cache", "--frames", "1003")[0] == 0
-    np.testing.assert_array_equal(stylized(tmp_path / "alone/out/demo.1003.exr"),
-                                  stylized(tmp_path / "whole/out/demo.1003.exr"))
+    np.testing.assert_array_equal(
+        stylized(tmp_path / "alone/out/demo.1003.exr"), stylized(tmp_path / "whole/out/demo.1003.exr")
+    )
 
 
 def test_seed_policy_per_frame_offsets_by_frame_number(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
@@ -173,8 +192,14 @@ def test_progress_json_events(tmp_path: Path, plates: Path, tiny: dict[str, Path
     assert events[0] == {"event": "start", "shot": "demo", "frames": [1001, 1002], "total": 2, "stage": "stylize"}
     assert [(e["frame"], e["done"], e["status"]) for e in events[1:3]] == [(1001, 1, "rendered"), (1002, 2, "rendered")]
     assert events[1]["output"] == str(tmp_path / "out/demo.1001.exr") and events[2]["eta"] == 0
-    assert events[3] | {"seconds": 0} == {"event": "end", "rendered": 2, "cached": 0, "failed": 0,
-                                          "cancelled": False, "seconds": 0}
+    assert events[3] | {"seconds": 0} == {
+        "event": "end",
+        "rendered": 2,
+        "cached": 0,
+        "failed": 0,
+        "cancelled": False,
+        "seconds": 0,
+    }
 
 
 def test_cancel_keeps_finished_frames_and_leaves_no_temp_files(
@@ -212,8 +237,9 @@ def test_tiles_mode_renders_reproducibly(tmp_path: Path, plates: Path, tiny: dic
     assert invoke("render", str(other), "--frames", "1001", "--no-cache")[0] == 0
     output = read_plate(tmp_path / "out/demo.1001.exr")
     assert "tiles" in output.parts[0].attributes["stylecomp/resolution"]
-    np.testing.assert_array_equal(stylized(tmp_path / "out/demo.1001.exr"),
-                                  stylized(tmp_path / "again/out/demo.1001.exr"))
+    np.testing.assert_array_equal(
+        stylized(tmp_path / "out/demo.1001.exr"), stylized(tmp_path / "again/out/demo.1001.exr")
+    )
 
 
 def test_candidates_contact_sheet_manifest_and_pick(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from stylecomp.families import family_spec
 from stylecomp.diffusion.resolution import ResolutionSettings, plan, stylize_at_resolution
 from stylecomp.errors import JobError, StyleCompError
+from stylecomp.families import family_spec
 
 RNG = np.random.default_rng(11)
 FAMILIES = ("sd15", "sdxl", "flux")
@@ -53,9 +53,7 @@ def tile_grid(layout) -> tuple[list[int], list[int]]:
 # Native: pad to the multiple, crop back.
 
 
-@pytest.mark.parametrize(
-    ("family", "padded"), [("sd15", (576, 1024)), ("sdxl", (576, 1024)), ("flux", (544, 976))]
-)
+@pytest.mark.parametrize(("family", "padded"), [("sd15", (576, 1024)), ("sdxl", (576, 1024)), ("flux", (544, 976))])
 def test_native_identity_is_bit_exact_and_the_call_sees_multiples(family: str, padded: tuple[int, int]) -> None:
     image = noise(541, 961)
     depth, edges = noise(541, 961), (noise(541, 961) > 0.9).astype(np.float32)
@@ -269,8 +267,9 @@ def test_tiles_identity_returns_the_plate_exactly(width: int, height: int) -> No
         assert np.array_equal(conditions[0][rows], x[rows])
         return x
 
-    out = stylize_at_resolution(image, [("normals", image.copy())], Recorder(check_conditions), "sd15",
-                                ResolutionSettings("tiles"))
+    out = stylize_at_resolution(
+        image, [("normals", image.copy())], Recorder(check_conditions), "sd15", ResolutionSettings("tiles")
+    )
     assert np.array_equal(out, image)
 
 

@@ -68,4 +68,3 @@ def test_discover_single_file_and_errors(tmp_path: Path) -> None:
         discover(tmp_path / "nothing.####.exr")
     with pytest.raises(PlateError, match="cannot list folder"):
         discover(tmp_path / "no_folder" / "a.####.exr")
-

@@ -24,12 +24,12 @@ import pytest
 from click.testing import CliRunner
 from tiny_jobs import FIRST, job_document, stylized, write_job, write_plates
 
-from stylecomp.render.cache import RenderCache
 from stylecomp.cli import cli
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.io.plates import read_plate
-from stylecomp.server.app import MAX_BODY, EngineServer, bind_warning
+from stylecomp.render.cache import RenderCache
 from stylecomp.server.access_token import load_or_create_token, token_file
+from stylecomp.server.app import MAX_BODY, EngineServer, bind_warning
 
 FRAMES = 6
 ENGINE = Path(sys.executable).with_name("stylecomp")
@@ -56,8 +56,9 @@ def folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineServer]:
     """A server whose root is this run's temp folder (plates, model and outputs are all in it)."""
     token, _ = load_or_create_token()
-    engine = EngineServer(("127.0.0.1", 0), token, PipelinePool("cpu"), RenderCache(),
-                          roots=[tmp_path_factory.getbasetemp()])
+    engine = EngineServer(
+        ("127.0.0.1", 0), token, PipelinePool("cpu"), RenderCache(), roots=[tmp_path_factory.getbasetemp()]
+    )
     engine.start()
     yield engine
     engine.stop()
@@ -158,8 +159,14 @@ def test_jobs_queue_share_the_loaded_model_and_match_render(
     answers = [wait(server.url, job_id, finished) for job_id in ids]
     assert [a["status"] for a in answers] == ["done", "done"]
     assert answers[0]["started"] <= answers[0]["finished"] <= answers[1]["started"], "one job at a time, in order"
-    assert answers[1]["progress"] | {"eta": 0} == {"done": 2, "total": 2, "eta": 0, "rendered": 2, "cached": 0,
-                                                   "failed": 0}
+    assert answers[1]["progress"] | {"eta": 0} == {
+        "done": 2,
+        "total": 2,
+        "eta": 0,
+        "rendered": 2,
+        "cached": 0,
+        "failed": 0,
+    }
     assert [e["event"] for e in answers[1]["events"]][-3:] == ["shot_end", "job_end", "finished"]
     status, health = call(server.url, "GET", "/health")
     assert status == 200 and health["pipelines_loaded"] == 1, "the second job did not load the model again"
@@ -169,16 +176,21 @@ def test_jobs_queue_share_the_loaded_model_and_match_render(
     assert since[0]["seq"] == 3 and since[-1]["event"] == "finished"
 
     for folder, document in (("a", first), ("b", second)):
-        job = write_job(tmp_path / "cli" / folder / "job.json", document | {"shots": [
-            document["shots"][0] | {"output": "out/demo.####.exr"}]})
+        job = write_job(
+            tmp_path / "cli" / folder / "job.json",
+            document | {"shots": [document["shots"][0] | {"output": "out/demo.####.exr"}]},
+        )
         result = CliRunner().invoke(cli, ["render", str(job), "--no-cache", "--device", "cpu"])
         assert result.exit_code == 0, result.output
         for frame in (FIRST, FIRST + 1):
-            np.testing.assert_array_equal(stylized(tmp_path / folder / f"demo.{frame}.exr"),
-                                          stylized(job.parent / "out" / f"demo.{frame}.exr"))
+            np.testing.assert_array_equal(
+                stylized(tmp_path / folder / f"demo.{frame}.exr"), stylized(job.parent / "out" / f"demo.{frame}.exr")
+            )
 
 
-def test_status_burst_while_rendering_and_cancel(server: EngineServer, tmp_path: Path, plates: Path, model: Path) -> None:
+def test_status_burst_while_rendering_and_cancel(
+    server: EngineServer, tmp_path: Path, plates: Path, model: Path
+) -> None:
     out = tmp_path / "out"
     running = submit(server.url, job_document(plates, model, str(out / "demo.####.exr"), FRAMES, steps=40))
     queued = submit(server.url, job_document(plates, model, str(tmp_path / "never" / "demo.####.exr"), 1))
@@ -197,7 +209,7 @@ def test_status_burst_while_rendering_and_cancel(server: EngineServer, tmp_path:
     for thread in threads:
         thread.join()
     assert len(answers) == 200 and {status for status, _ in answers} == {200}
-    assert ("running" in {state for _, state in answers}), "the burst came while the job rendered"
+    assert "running" in {state for _, state in answers}, "the burst came while the job rendered"
 
     status, answer = call(server.url, "POST", f"/jobs/{queued}/cancel")
     assert status == 200 and answer["status"] == "cancelled", "a queued job is cancelled at once"
@@ -217,8 +229,12 @@ def test_status_burst_while_rendering_and_cancel(server: EngineServer, tmp_path:
 def test_serve_prints_where_and_stops_on_sigterm_keeping_finished_frames(
     tmp_path: Path, plates: Path, model: Path
 ) -> None:
-    process = subprocess.Popen([str(ENGINE), "serve", "--port", "0", "--device", "cpu", "--root",
-                                str(tmp_path.parent)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(ENGINE), "serve", "--port", "0", "--device", "cpu", "--root", str(tmp_path.parent)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = process.stdout.readline().split()[4]  # type: ignore[union-attr]
         assert process.stdout.readline().startswith(f"token file: {token_file()} ")  # type: ignore[union-attr]

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from tiny_jobs import job_document, write_plates
 
-from stylecomp.server import app as server_module
-from stylecomp.render.cache import RenderCache
-from stylecomp.errors import StyleCompError
 from stylecomp.diffusion.pool import PipelinePool
-from stylecomp.server.app import LIMITS, EngineServer, default_roots
+from stylecomp.errors import StyleCompError
+from stylecomp.render.cache import RenderCache
+from stylecomp.server import app as server_module
 from stylecomp.server.access_token import load_or_create_token, token_file
+from stylecomp.server.app import LIMITS, EngineServer, default_roots
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,9 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def server(root: Path, model: Path) -> Iterator[EngineServer]:
     """A server confined to ``root`` and the model's folder."""
-    engine = EngineServer(("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), RenderCache(),
-                          roots=[root, model.parent])
+    engine = EngineServer(
+        ("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), RenderCache(), roots=[root, model.parent]
+    )
     engine.start()
     yield engine
     engine.stop()
@@ -74,27 +75,36 @@ def call(url: str, method: str, path: str, body: Any = None, token: bool = True)
             return refused.code, json.loads(text) if text else None, time.monotonic() - started
 
 
-def test_paths_outside_the_roots_are_refused_naming_the_field(server: EngineServer, root: Path, model: Path,
-                                                              tmp_path: Path) -> None:
+def test_paths_outside_the_roots_are_refused_naming_the_field(
+    server: EngineServer, root: Path, model: Path, tmp_path: Path
+) -> None:
     plates = write_plates(root / "plates", 1)
     inside = job_document(plates, model, str(root / "out" / "demo.####.exr"), 1)
     (root / "escape").symlink_to(tmp_path)  # a symlink inside the root that leads out of it
     keys = str(Path.home() / ".ssh" / "authorized_keys")  # a file outside the roots a token holder must not write
     cases = {
-        "shots[0].output": inside | {"shots": [inside["shots"][0] | {"plate": str(plates / "demo.1001.exr"),
-                                                                      "frames": None,
-                                                                      "output": keys}]},
+        "shots[0].output": inside
+        | {"shots": [inside["shots"][0] | {"plate": str(plates / "demo.1001.exr"), "frames": None, "output": keys}]},
         "shots[0].plate": inside | {"shots": [inside["shots"][0] | {"plate": "/etc/passwd", "frames": None}]},
         "model.path": inside | {"model": {"family": "sd15", "path": "/usr/lib"}},
         "shots[0].output ": inside | {"shots": [inside["shots"][0] | {"output": str(root / "escape" / "x.####.exr")}]},
         "shots[0].plate ": inside | {"shots": [inside["shots"][0] | {"plate": str(root / ".." / "p.####.exr")}]},
-        "shots[0].regions[0].select.matte_sequence": inside | {"shots": [inside["shots"][0] | {"regions": [
-            {"name": "car", "select": {"matte_sequence": "/etc/mattes.####.exr"}}]}]},
-        "regions[1].loras[0].path": inside | {"regions": [
-            {"name": "a", "select": {"ids": [1]}},
-            {"name": "b", "select": {"ids": [2]}, "loras": [{"path": str(tmp_path / "ink.safetensors")}]}]},
-        "regions[0].ip_adapter_image": inside | {"regions": [
-            {"name": "a", "select": {"ids": [1]}, "ip_adapter_image": str(root / "escape" / "ref.png")}]},
+        "shots[0].regions[0].select.matte_sequence": inside
+        | {
+            "shots": [
+                inside["shots"][0]
+                | {"regions": [{"name": "car", "select": {"matte_sequence": "/etc/mattes.####.exr"}}]}
+            ]
+        },
+        "regions[1].loras[0].path": inside
+        | {
+            "regions": [
+                {"name": "a", "select": {"ids": [1]}},
+                {"name": "b", "select": {"ids": [2]}, "loras": [{"path": str(tmp_path / "ink.safetensors")}]},
+            ]
+        },
+        "regions[0].ip_adapter_image": inside
+        | {"regions": [{"name": "a", "select": {"ids": [1]}, "ip_adapter_image": str(root / "escape" / "ref.png")}]},
     }
     for field, document in cases.items():
         status, answer, _ = call(server.url, "POST", "/jobs", {"job": document})
@@ -105,8 +115,9 @@ def test_paths_outside_the_roots_are_refused_naming_the_field(server: EngineServ
     assert call(server.url, "GET", "/jobs")[1] == {"jobs": []}
 
 
-def test_request_paths_are_never_variable_expanded(server: EngineServer, root: Path, model: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_request_paths_are_never_variable_expanded(
+    server: EngineServer, root: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STYLECOMP_TEST_SECRET", "hunter2-value")
     plates = write_plates(root / "plates", 1)
     for spelling in ("$STYLECOMP_TEST_SECRET", "${STYLECOMP_TEST_SECRET}", "~"):
@@ -115,8 +126,12 @@ def test_request_paths_are_never_variable_expanded(server: EngineServer, root: P
         status, answer, _ = call(server.url, "POST", "/jobs", {"job": document})
         text = json.dumps(answer)
         assert status == 403 and "hunter2-value" not in text and str(Path.home()) not in text, answer
-        status, answer, _ = call(server.url, "POST", "/jobs", {"job": document | {"shots": [document["shots"][0] | {
-            "plate": f"{spelling}/p.####.exr"}]}})
+        status, answer, _ = call(
+            server.url,
+            "POST",
+            "/jobs",
+            {"job": document | {"shots": [document["shots"][0] | {"plate": f"{spelling}/p.####.exr"}]}},
+        )
         assert status == 400 and "hunter2-value" not in json.dumps(answer), "relative: needs base_dir, not $HOME"
 
 
@@ -210,8 +225,9 @@ def test_health_is_answered_while_every_worker_is_busy(server: EngineServer) -> 
             connection.close()
 
 
-def test_a_connection_beyond_the_waiting_room_gets_503_at_once(root: Path, model: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_connection_beyond_the_waiting_room_gets_503_at_once(
+    root: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(server_module, "WAITING", 2)
     engine = EngineServer(("127.0.0.1", 0), load_or_create_token()[0], PipelinePool("cpu"), None, roots=[root])
     engine.start()
@@ -248,8 +264,9 @@ def test_stalled_health_requests_cannot_hold_the_health_lane(server: EngineServe
             connection.close()
 
 
-def test_a_slow_client_is_cut_off_at_the_whole_request_deadline(server: EngineServer,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slow_client_is_cut_off_at_the_whole_request_deadline(
+    server: EngineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(server_module, "REQUEST_DEADLINE", 1.0)
     host, port = server.server_address[:2]
     started = time.monotonic()
@@ -288,8 +305,19 @@ def test_accepted_jobs_survive_kill_9_and_the_running_one_resumes(tmp_path: Path
 
     plates = write_plates(root / "plates", 4)
     engine = Path(sys.executable).with_name("stylecomp")
-    command = [str(engine), "serve", "--port", "0", "--device", "cpu", "--no-cache", "--root", str(root),
-               "--root", str(model.parent)]
+    command = [
+        str(engine),
+        "serve",
+        "--port",
+        "0",
+        "--device",
+        "cpu",
+        "--no-cache",
+        "--root",
+        str(root),
+        "--root",
+        str(model.parent),
+    ]
 
     def start() -> tuple[subprocess.Popen[str], str]:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -313,8 +341,11 @@ def test_accepted_jobs_survive_kill_9_and_the_running_one_resumes(tmp_path: Path
     finally:
         process.kill()
         process.wait(30)
-    clean = parse_job(json.dumps(documents[0] | {"shots": [documents[0]["shots"][0] | {
-        "output": str(tmp_path / "clean" / "demo.####.exr")}]}))
+    clean = parse_job(
+        json.dumps(
+            documents[0] | {"shots": [documents[0]["shots"][0] | {"output": str(tmp_path / "clean" / "demo.####.exr")}]}
+        )
+    )
     render_job(clean, pool=PipelinePool("cpu"), cache=None)
     for i in range(3):
         names = sorted(p.name for p in (root / f"out{i}").iterdir())
@@ -333,8 +364,19 @@ def test_sigterm_keeps_accepted_work_for_the_next_start(root: Path, model: Path)
     import sys
 
     plates = write_plates(root / "plates", 4)
-    command = [str(Path(sys.executable).with_name("stylecomp")), "serve", "--port", "0", "--device", "cpu",
-               "--no-cache", "--root", str(root), "--root", str(model.parent)]
+    command = [
+        str(Path(sys.executable).with_name("stylecomp")),
+        "serve",
+        "--port",
+        "0",
+        "--device",
+        "cpu",
+        "--no-cache",
+        "--root",
+        str(root),
+        "--root",
+        str(model.parent),
+    ]
 
     def start() -> tuple[subprocess.Popen[str], str]:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -21,12 +21,11 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from stylecomp.cli import cli
-from stylecomp.errors import ModelError
-from stylecomp.generators.interface import Generator, Request, Setup, load_generator
-from stylecomp.jobspec import VideoModelSettings
-from stylecomp.errors import Cancelled
 from stylecomp.diffusion.testing import make_test_video_model
+from stylecomp.errors import Cancelled, ModelError
+from stylecomp.generators.interface import Generator, Request, Setup, load_generator
 from stylecomp.generators.video import detect_video_family
+from stylecomp.jobspec import VideoModelSettings
 
 pytestmark = pytest.mark.usefixtures("no_network", "private_cache")
 
@@ -63,8 +62,15 @@ def _image(seed: int, width: int = 60, height: int = 40) -> np.ndarray:
 
 def _request(**changes: object) -> Request:
     fields: dict[str, object] = {
-        "prompt": "a red ball bounces", "seed": 7, "width": 60, "height": 40, "steps": 2, "guidance": 4.0,
-        "image": _image(1), "frames": 6, "fps": 24.0,
+        "prompt": "a red ball bounces",
+        "seed": 7,
+        "width": 60,
+        "height": 40,
+        "steps": 2,
+        "guidance": 4.0,
+        "image": _image(1),
+        "frames": 6,
+        "fps": 24.0,
     }
     return Request(**(fields | changes))  # type: ignore[arg-type]
 
@@ -138,8 +144,14 @@ def test_ltx_0_9_0_folders_run_first_frame_clips_only(video_models: dict[str, Pa
     folder = shutil.copytree(video_models["ltx"], tmp_path / "ltx-0.9.1")
     config_file = folder / "scheduler" / "scheduler_config.json"
     config = json.loads(config_file.read_text())
-    config |= {"use_dynamic_shifting": True, "base_shift": 0.95, "max_shift": 2.05, "base_image_seq_len": 1024,
-               "max_image_seq_len": 4096, "shift_terminal": 0.1}
+    config |= {
+        "use_dynamic_shifting": True,
+        "base_shift": 0.95,
+        "max_shift": 2.05,
+        "base_image_seq_len": 1024,
+        "max_image_seq_len": 4096,
+        "shift_terminal": 0.1,
+    }
     config_file.write_text(json.dumps(config))
     generator = _load(folder)
 
@@ -219,7 +231,8 @@ def test_cli_builds_a_tiny_video_model(tmp_path: Path) -> None:
 
 
 def test_the_ltx_sigmas_notice_is_hidden_only_while_a_clip_renders(
-        generators: dict[str, Generator], caplog: pytest.LogCaptureFixture) -> None:
+    generators: dict[str, Generator], caplog: pytest.LogCaptureFixture
+) -> None:
     scheduler_log = logging.getLogger("diffusers.schedulers.scheduling_flow_match_euler_discrete")
     filters = list(scheduler_log.filters)
     with caplog.at_level(logging.WARNING):
@@ -232,8 +245,10 @@ def test_no_leak_report_when_the_process_exits(testdata: Path) -> None:
     # Logging filters of the generator modules reach stylecomp.io.plates, which held OpenImageIO TypeDescs: they
     # outlived OIIO at shutdown, and every command that had loaded a generator ended with nanobind's report.
     plate = testdata / "plates" / "beachball" / "singlepart.0001.exr"
-    script = ("import stylecomp.generators.image, stylecomp.generators.video, stylecomp.io.plates as plates; "
-              f"plates.read_plate({str(plate)!r})")
+    script = (
+        "import stylecomp.generators.image, stylecomp.generators.video, stylecomp.io.plates as plates; "
+        f"plates.read_plate({str(plate)!r})"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "leaked" not in done.stderr

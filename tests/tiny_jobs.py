@@ -27,10 +27,19 @@ def job_document(plates: Path, model: Path, output: str, frames: int, **settings
     """One shot ``demo`` of ``frames`` frames; no ControlNets; strength 1 so every step runs."""
     return {
         "version": 1,
-        "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"),
-                   "frames": {"first": FIRST, "last": FIRST + frames - 1}, "output": output}],
+        "shots": [
+            {
+                "name": "demo",
+                "plate": str(plates / "demo.####.exr"),
+                "frames": {"first": FIRST, "last": FIRST + frames - 1},
+                "output": output,
+            }
+        ],
         "model": {"family": "sd15", "path": str(model)},
-        "prompt": "ink and watercolour", "steps": 4, "strength": 1.0, "guidance": 3.0,
+        "prompt": "ink and watercolour",
+        "steps": 4,
+        "strength": 1.0,
+        "guidance": 3.0,
         "seed": {"policy": "per_frame", "value": 7},
     } | settings
 

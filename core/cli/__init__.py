@@ -34,8 +34,23 @@ def cli() -> None:
     """
 
 
-for _command in (inspect, job, color, model, render, comp, candidates, pick, demo, batch, serve, farm, flicker,
-                 animate, ideate):
+for _command in (
+    inspect,
+    job,
+    color,
+    model,
+    render,
+    comp,
+    candidates,
+    pick,
+    demo,
+    batch,
+    serve,
+    farm,
+    flicker,
+    animate,
+    ideate,
+):
     cli.add_command(_command)
 
 

@@ -1,4 +1,5 @@
 """``python -m stylecomp.cli``: the same command as the ``stylecomp`` console script."""
+
 from . import main
 
 main()

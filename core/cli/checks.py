@@ -40,14 +40,25 @@ def color() -> None:
 @color.command()
 @click.argument("path")
 @click.option("--frame", type=int, default=None, help="Frame to check, for a pattern (default: the first).")
-@click.option("--quantize", "bits", type=click.IntRange(1, 16), default=None,
-              help="Quantise the model's image to this many bits per channel (8 = an 8-bit VAE).")
-@click.option("--encoding", type=click.Choice(["view", "log"]), default="view", show_default=True,
-              help="Model space: the display view transform or the log (ACEScct) encoding.")
+@click.option(
+    "--quantize",
+    "bits",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="Quantise the model's image to this many bits per channel (8 = an 8-bit VAE).",
+)
+@click.option(
+    "--encoding",
+    type=click.Choice(["view", "log"]),
+    default="view",
+    show_default=True,
+    help="Model space: the display view transform or the log (ACEScct) encoding.",
+)
 @click.option("--config", default=None, help="OCIO config path or ocio:// URI (default: $OCIO, else pinned).")
 @click.option("--plate-space", default="ACEScg", show_default=True, help="Colour space of the plate's RGB.")
-def roundtrip(path: str, frame: int | None, bits: int | None, encoding: str, config: str | None,
-              plate_space: str) -> None:
+def roundtrip(
+    path: str, frame: int | None, bits: int | None, encoding: str, config: str | None, plate_space: str
+) -> None:
     """Encode a plate for the model, decode it back, and report the relative error.
 
     With no --quantize the model is an identity and the error must be 0: stylecomp restores
@@ -71,19 +82,47 @@ def roundtrip(path: str, frame: int | None, bits: int | None, encoding: str, con
 
 @click.command()
 @click.argument("stylized")
-@click.option("--plate", required=True, metavar="PLATE", help="The plate sequence STYLIZED was made from (a frame pattern).")
-@click.option("--frames", default=None, metavar="A-B", help="Only frames A to B (inclusive). Default: every stylized frame.")
-@click.option("--vectors", default="auto", show_default=True, metavar="CONVENTION",
-              help="How the plate's motion vectors are stored: auto (each convention is tried on the plate and the "
-                   "one that reproduces it kept), or DIRECTION-UNITS-Y: backward|forward, pixels|ndc, yup|ydown, "
-                   "e.g. backward-pixels-yup.")
-@click.option("--job", "job_path", default=None, type=click.Path(dir_okay=False),
-              help="Compare in this job's colour encoding (its `color` block). Default: the built-in default.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (keys R, E_warp, E_warp_plate, D, drift, per_frame, ...).")
-@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
-              help="Write a PNG chart of the per-frame warp error of the plate and the stylized frames.")
-def flicker(stylized: str, plate: str, frames: str | None, vectors: str, job_path: str | None, as_json: bool,
-            plot_path: str | None) -> None:
+@click.option(
+    "--plate", required=True, metavar="PLATE", help="The plate sequence STYLIZED was made from (a frame pattern)."
+)
+@click.option(
+    "--frames", default=None, metavar="A-B", help="Only frames A to B (inclusive). Default: every stylized frame."
+)
+@click.option(
+    "--vectors",
+    default="auto",
+    show_default=True,
+    metavar="CONVENTION",
+    help="How the plate's motion vectors are stored: auto (each convention is tried on the plate and the "
+    "one that reproduces it kept), or DIRECTION-UNITS-Y: backward|forward, pixels|ndc, yup|ydown, "
+    "e.g. backward-pixels-yup.",
+)
+@click.option(
+    "--job",
+    "job_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Compare in this job's colour encoding (its `color` block). Default: the built-in default.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (keys R, E_warp, E_warp_plate, D, drift, per_frame, ...)."
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write a PNG chart of the per-frame warp error of the plate and the stylized frames.",
+)
+def flicker(
+    stylized: str,
+    plate: str,
+    frames: str | None,
+    vectors: str,
+    job_path: str | None,
+    as_json: bool,
+    plot_path: str | None,
+) -> None:
     """Measure the flicker of STYLIZED frames against their plate with the render's motion vectors.
 
     STYLIZED and --plate are frame patterns (name.####.exr, name.%04d.exr); STYLIZED holds the

@@ -22,25 +22,54 @@ from .progress import BatchPrinter, ProgressPrinter
 
 @click.command()
 @click.argument("job_paths", metavar="JOB.json...", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--resume", is_flag=True,
-              help="Continue a run that was killed: delete the temp files it left and outputs that do not read "
-                   "whole (pixels checked, not only the header), then render what is not done.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process; ray: a Ray cluster, one worker per GPU (per CPU when there is none), "
-                   "shots split into frame chunks.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue a run that was killed: delete the temp files it left and outputs that do not read "
+    "whole (pixels checked, not only the header), then render what is not done.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: a Ray cluster, one worker per GPU (per CPU when there is none), "
+    "shots split into frame chunks.",
+)
 @click.option("--address", default=None, help="--executor ray: the cluster to join (default: start a local one).")
-@click.option("--chunk-size", type=click.IntRange(1), default=10, show_default=True,
-              help="--executor ray: frames per task (a sequential shot is always one chunk).")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="--executor ray: frames per task (a sequential shot is always one chunk).",
+)
 @DEVICE_OPTION
 @DTYPE_OPTION
 @NO_CACHE_OPTION
-@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: a line per frame and per shot with the overall frames done/total and ETA; json: one JSON "
-                   "event per line on stdout (render's events with a job field, plus batch, shot_end, resume, "
-                   "job_failed, job_end; see the README).")
+@click.option(
+    "--progress",
+    "progress_style",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: a line per frame and per shot with the overall frames done/total and ETA; json: one JSON "
+    "event per line on stdout (render's events with a job field, plus batch, shot_end, resume, "
+    "job_failed, job_end; see the README).",
+)
 @OVERWRITE_OPTION
-def batch(job_paths: tuple[str, ...], resume: bool, executor: str, address: str | None, chunk_size: int,
-          device: str, dtype: str, no_cache: bool, progress_style: str, overwrite: bool) -> None:
+def batch(
+    job_paths: tuple[str, ...],
+    resume: bool,
+    executor: str,
+    address: str | None,
+    chunk_size: int,
+    device: str,
+    dtype: str,
+    no_cache: bool,
+    progress_style: str,
+    overwrite: bool,
+) -> None:
     """Render the shots of many JOB.json files, one job after another; pipelines stay loaded between jobs.
 
     As with `render`, a frame whose output is current (the cache key in its header matches)
@@ -73,15 +102,18 @@ def batch(job_paths: tuple[str, ...], resume: bool, executor: str, address: str 
         if executor == "ray":
             from ..farm.ray_cluster import RayExecutor
 
-            runner = stack.enter_context(RayExecutor(address=address, cache=cache, chunk_size=chunk_size,
-                                                     dtype=torch_dtype(dtype)))
+            runner = stack.enter_context(
+                RayExecutor(address=address, cache=cache, chunk_size=chunk_size, dtype=torch_dtype(dtype))
+            )
         else:
             runner = LocalExecutor(pipeline_pool(device, dtype), cache)
         summary = run_batch(items, runner, resume=resume, report=report, cancel=cancel)
     if progress_style == "text":
-        click.echo(f"{len(items)} job(s): rendered {summary.rendered}, from cache {summary.cached}, failed "
-                   f"{len(summary.failed)}, refused {len(summary.refused)} in {summary.seconds:.1f} s"
-                   + ("  (stopped)" if summary.cancelled else ""))
+        click.echo(
+            f"{len(items)} job(s): rendered {summary.rendered}, from cache {summary.cached}, failed "
+            f"{len(summary.failed)}, refused {len(summary.refused)} in {summary.seconds:.1f} s"
+            + ("  (stopped)" if summary.cancelled else "")
+        )
         for job_path, shot, frame, reason in summary.failed:
             click.echo(f"error: {job_path}: {shot} {frame}: {reason}", err=True)
     sys.exit(summary.exit_status)
@@ -94,12 +126,22 @@ def farm() -> None:
 
 @farm.command("openjd")
 @click.argument("job_path", metavar="JOB.json", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--out", "template_path", required=True, type=click.Path(dir_okay=False),
-              help="Job template to write (YAML).")
-@click.option("--chunk-size", type=click.IntRange(1), default=10, show_default=True,
-              help="Frames per task. A shot whose frames need the previous frame's output is always one task.")
-@click.option("--gpu/--no-gpu", default=True, show_default=True,
-              help="Ask for a worker with a GPU and render on CUDA, or for any worker and render on its CPU.")
+@click.option(
+    "-o", "--out", "template_path", required=True, type=click.Path(dir_okay=False), help="Job template to write (YAML)."
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Frames per task. A shot whose frames need the previous frame's output is always one task.",
+)
+@click.option(
+    "--gpu/--no-gpu",
+    default=True,
+    show_default=True,
+    help="Ask for a worker with a GPU and render on CUDA, or for any worker and render on its CPU.",
+)
 @OVERWRITE_OPTION
 def farm_openjd(job_path: str, template_path: str, chunk_size: int, gpu: bool, overwrite: bool) -> None:
     """Write an OpenJD 2023-09 job template for JOB.json: one step per shot, one task per frame
@@ -111,8 +153,9 @@ def farm_openjd(job_path: str, template_path: str, chunk_size: int, gpu: bool, o
     from ..farm.openjd import write_job_template
     from ..jobspec import load_job
 
-    template = write_job_template(load_job(job_path), job_path, template_path, chunk_size=chunk_size, gpu=gpu,
-                                  overwrite=overwrite)
+    template = write_job_template(
+        load_job(job_path), job_path, template_path, chunk_size=chunk_size, gpu=gpu, overwrite=overwrite
+    )
     steps = template["steps"]
     tasks = sum(len(step["parameterSpace"]["taskParameterDefinitions"][0]["range"]) for step in steps)
     click.echo(f"{template_path}: {len(steps)} step(s), {tasks} task(s), {'GPU' if gpu else 'CPU'} workers")

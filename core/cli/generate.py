@@ -25,24 +25,57 @@ _Result = TypeVar("_Result")
 @click.command()
 @click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
 @click.option("--shot", "shot_names", multiple=True, help="Shot to animate (repeat for several). Default: every shot.")
-@click.option("--keyframe", type=int, default=None,
-              help="Start from the shot's stylized frame N (rendered first if it is not on disk). "
-                   "Default: the job's animation.keyframe, else the first cut frame.")
-@click.option("--image", default=None, type=click.Path(dir_okay=False, exists=True),
-              help="Start from this image instead (EXR is read as scene-linear, PNG/JPEG/TIFF as display-referred).")
-@click.option("--frames", type=click.IntRange(1, 1024), default=None,
-              help="Clip length (rounded up to what the model allows). Default: the shot's cut length.")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Seed (default: the job's animation.seed).")
-@click.option("--generator", default=None,
-              help="Generator plugin to use instead of the job's animation.generator: diffusers (local models), "
-                   "sora, veo, kling, runway, luma (hosted; options from animation.generator_options), or another "
-                   "installed plugin.")
+@click.option(
+    "--keyframe",
+    type=int,
+    default=None,
+    help="Start from the shot's stylized frame N (rendered first if it is not on disk). "
+    "Default: the job's animation.keyframe, else the first cut frame.",
+)
+@click.option(
+    "--image",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Start from this image instead (EXR is read as scene-linear, PNG/JPEG/TIFF as display-referred).",
+)
+@click.option(
+    "--frames",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Clip length (rounded up to what the model allows). Default: the shot's cut length.",
+)
+@click.option(
+    "--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Seed (default: the job's animation.seed)."
+)
+@click.option(
+    "--generator",
+    default=None,
+    help="Generator plugin to use instead of the job's animation.generator: diffusers (local models), "
+    "sora, veo, kling, runway, luma (hosted; options from animation.generator_options), or another "
+    "installed plugin.",
+)
 @DEVICE_OPTION
 @DTYPE_OPTION
-@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help=PROGRESS_HELP)
-def animate(job_path: str, shot_names: tuple[str, ...], keyframe: int | None, image: str | None, frames: int | None,
-            seed: int | None, generator: str | None, device: str, dtype: str, progress_style: str) -> None:
+@click.option(
+    "--progress",
+    "progress_style",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help=PROGRESS_HELP,
+)
+def animate(
+    job_path: str,
+    shot_names: tuple[str, ...],
+    keyframe: int | None,
+    image: str | None,
+    frames: int | None,
+    seed: int | None,
+    generator: str | None,
+    device: str,
+    dtype: str,
+    progress_style: str,
+) -> None:
     """Animatic clips: animate each shot's start image with a local image-to-video model
     (Wan, LTX-Video, CogVideoX; the job's `animation` block) or a hosted service (--generator
     sora, veo, kling, runway or luma; keys from the environment or the 0600 hosted-keys.json).
@@ -80,26 +113,46 @@ def animate(job_path: str, shot_names: tuple[str, ...], keyframe: int | None, im
 
     def done(shot: Shot, clip: Animatic) -> None:
         if progress_style == "text":
-            click.echo(f"{shot.name}: {len(clip.frames)} frames {clip.frames[0]}-{clip.frames[-1]} -> {clip.output} "
-                       f"(preview {clip.preview})")
+            click.echo(
+                f"{shot.name}: {len(clip.frames)} frames {clip.frames[0]}-{clip.frames[-1]} -> {clip.output} "
+                f"(preview {clip.preview})"
+            )
 
     # a keyframe that will not render, a missing still, a plugin failing on a shot: that shot fails
-    _each_shot(shots, lambda shot, cancel: animate_shot(job_, job_path, shot, clip_maker, pool, printer, cancel),
-               done, "its clip is not written whole")
+    _each_shot(
+        shots,
+        lambda shot, cancel: animate_shot(job_, job_path, shot, clip_maker, pool, printer, cancel),
+        done,
+        "its clip is not written whole",
+    )
 
 
 @click.command()
 @click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
-@click.option("--shot", "shot_names", multiple=True, help="Shot to make stills for (repeat for several). Default: every shot.")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Folder for the candidates, {shot} = the shot name (needed with several shots). "
-                   "Default: the job's ideation.output.")
+@click.option(
+    "--shot", "shot_names", multiple=True, help="Shot to make stills for (repeat for several). Default: every shot."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder for the candidates, {shot} = the shot name (needed with several shots). "
+    "Default: the job's ideation.output.",
+)
 @DEVICE_OPTION
 @DTYPE_OPTION
-@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help=PROGRESS_HELP)
-def ideate(job_path: str, shot_names: tuple[str, ...], out_dir: str | None, device: str, dtype: str,
-           progress_style: str) -> None:
+@click.option(
+    "--progress",
+    "progress_style",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help=PROGRESS_HELP,
+)
+def ideate(
+    job_path: str, shot_names: tuple[str, ...], out_dir: str | None, device: str, dtype: str, progress_style: str
+) -> None:
     """Treatment stills: text-to-image candidates for each shot, one per prompt x seed x aspect
     ratio of the job's `ideation` block, made by its generator (a local model, or a plugin).
 
@@ -126,9 +179,17 @@ def ideate(job_path: str, shot_names: tuple[str, ...], out_dir: str | None, devi
     def ideate_one(shot: Shot, cancel: threading.Event) -> Path:
         if shot.overrides.model not in generators:
             generators[shot.overrides.model] = ideation_generator(
-                job_, shot, None if device == "auto" else device, None if dtype == "auto" else dtype)
-        return ideate_shot(job_, job_path, shot, out_dir.replace("{shot}", shot.name) if out_dir else None,
-                           generators[shot.overrides.model], printer, cancel)
+                job_, shot, None if device == "auto" else device, None if dtype == "auto" else dtype
+            )
+        return ideate_shot(
+            job_,
+            job_path,
+            shot,
+            out_dir.replace("{shot}", shot.name) if out_dir else None,
+            generators[shot.overrides.model],
+            printer,
+            cancel,
+        )
 
     def done(shot: Shot, manifest: Path) -> None:
         if progress_style == "text":
@@ -139,8 +200,12 @@ def ideate(job_path: str, shot_names: tuple[str, ...], out_dir: str | None, devi
     _each_shot(shots, ideate_one, done, "its manifest is not written")
 
 
-def _each_shot(shots: list[Shot], work: Callable[[Shot, threading.Event], _Result],
-               done: Callable[[Shot, _Result], None], unfinished: str) -> None:
+def _each_shot(
+    shots: list[Shot],
+    work: Callable[[Shot, threading.Event], _Result],
+    done: Callable[[Shot, _Result], None],
+    unfinished: str,
+) -> None:
     """The per-shot loop of `animate` and `ideate`: ``work`` on each shot until Ctrl-C or SIGTERM, then ``done``.
 
     A shot that fails is reported on one line and the others go on (exit status 1 at the end); a

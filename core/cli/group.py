@@ -77,8 +77,7 @@ class StyleCompGroup(click.Group):
             _usage_error(ctx, exc)
         except JobError as exc:
             for problem in exc.problems:
-                click.echo(printable(f"error: {exc.where}: {problem}" if exc.where else f"error: {problem}"),
-                           err=True)
+                click.echo(printable(f"error: {exc.where}: {problem}" if exc.where else f"error: {problem}"), err=True)
             ctx.exit(2)
         except StyleCompError as exc:
             click.echo(printable(f"error: {exc}"), err=True)

@@ -15,23 +15,43 @@ def model() -> None:
 
 @model.command("make-test")
 @click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--family", type=click.Choice(["sd15", "sdxl", "flux"]),
-              help="Image model to build: Stable Diffusion 1.5, SDXL or Flux.")
-@click.option("--video", type=click.Choice(["wan", "ltx", "cogvideox"]),
-              help="Image-to-video model to build instead (for `stylecomp animate`): Wan 2.2 I2V, LTX-Video or "
-                   "CogVideoX 1.5 I2V. Takes no adapters.")
+@click.option(
+    "--family",
+    type=click.Choice(["sd15", "sdxl", "flux"]),
+    help="Image model to build: Stable Diffusion 1.5, SDXL or Flux.",
+)
+@click.option(
+    "--video",
+    type=click.Choice(["wan", "ltx", "cogvideox"]),
+    help="Image-to-video model to build instead (for `stylecomp animate`): Wan 2.2 I2V, LTX-Video or "
+    "CogVideoX 1.5 I2V. Takes no adapters.",
+)
 @click.option("--controlnet", is_flag=True, help="Also write a matching tiny ControlNet in DIR/controlnet.")
 @click.option("--lora", is_flag=True, help="Also write a matching tiny LoRA as DIR/lora.safetensors.")
-@click.option("--ip-adapter", is_flag=True,
-              help="Also write a matching tiny IP-Adapter: DIR/ip_adapter/ip-adapter.safetensors + image_encoder/.")
+@click.option(
+    "--ip-adapter",
+    is_flag=True,
+    help="Also write a matching tiny IP-Adapter: DIR/ip_adapter/ip-adapter.safetensors + image_encoder/.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random weights.")
-@click.option("--vae", type=click.Choice(["random", "passthrough"]), default="random", show_default=True,
-              help="random: the VAE decodes noise whatever it is given. passthrough: its weights are set by "
-                   "construction so that the latents are the image at 1/8 size and decode back to it, blurred; the "
-                   "random UNet then paints a texture over a recognisable plate (for measuring what must follow "
-                   "the plate, such as flicker).")
+@click.option(
+    "--vae",
+    type=click.Choice(["random", "passthrough"]),
+    default="random",
+    show_default=True,
+    help="random: the VAE decodes noise whatever it is given. passthrough: its weights are set by "
+    "construction so that the latents are the image at 1/8 size and decode back to it, blurred; the "
+    "random UNet then paints a texture over a recognisable plate (for measuring what must follow "
+    "the plate, such as flicker).",
+)
 def make_test(
-    out_dir: str, family: str | None, video: str | None, controlnet: bool, lora: bool, ip_adapter: bool, seed: int,
+    out_dir: str,
+    family: str | None,
+    video: str | None,
+    controlnet: bool,
+    lora: bool,
+    ip_adapter: bool,
+    seed: int,
     vae: str,
 ) -> None:
     """Write a tiny random-weight model to DIR, built from the real diffusers and transformers
@@ -42,42 +62,87 @@ def make_test(
 
     if video:
         if family or controlnet or lora or ip_adapter or vae != "random":
-            raise click.UsageError("--video builds an image-to-video model alone: leave out --family, --vae and adapters")
+            raise click.UsageError(
+                "--video builds an image-to-video model alone: leave out --family, --vae and adapters"
+            )
         folder = make_test_video_model(out_dir, video, seed=seed)  # type: ignore[arg-type]
         click.echo(f"{folder}: tiny {video} image-to-video test model")
         return
     if not family:
         raise click.UsageError("give --family (an image model) or --video (an image-to-video model)")
     folder = make_test_model(out_dir, family, controlnet=controlnet, seed=seed, vae=vae)  # type: ignore[arg-type]
-    click.echo(f"{folder}: tiny {family} test model" + (" (passthrough VAE)" if vae == "passthrough" else "")
-               + (" with a ControlNet in controlnet/" if controlnet else ""))
+    click.echo(
+        f"{folder}: tiny {family} test model"
+        + (" (passthrough VAE)" if vae == "passthrough" else "")
+        + (" with a ControlNet in controlnet/" if controlnet else "")
+    )
     if lora:
         click.echo(f"{make_test_lora(folder / 'lora.safetensors', folder, seed=seed)}: tiny LoRA")
     if ip_adapter:
-        click.echo(f"{make_test_ip_adapter(folder / 'ip_adapter', folder, seed=seed)}: tiny IP-Adapter "
-                   "(image encoder beside it)")
+        click.echo(
+            f"{make_test_ip_adapter(folder / 'ip_adapter', folder, seed=seed)}: tiny IP-Adapter "
+            "(image encoder beside it)"
+        )
 
 
 @model.command("train-demo")
 @click.argument("out_dir", metavar="OUT", type=click.Path(file_okay=False))
-@click.option("--steps", type=click.IntRange(1), default=None,
-              help="UNet + tile ControlNet training steps (default 1600: about 27 min on one CPU core).")
-@click.option("--controlnet-steps", type=click.IntRange(1), default=None,
-              help="Line-art ControlNet training steps, after the UNet's (default 600).")
-@click.option("--scenes", type=click.IntRange(1, 10_000), default=None,
-              help="Random training scenes to render (default 320; each takes about 1.3 MB of memory).")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
-              help="Seed for the weights, the scenes and every batch: the same seed gives the same model "
-                   "(on the CPU; CUDA kernels may round differently from run to run).")
-@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
-              help="Where to train: auto picks CUDA when there is one.")
-@click.option("--resume", is_flag=True,
-              help="Continue a killed or finished run in OUT from its checkpoints (OUT/.training/) instead of "
-                   "refusing a folder that holds one.")
-@click.option("--eval-scenes", type=click.IntRange(0, 16), default=2, show_default=True,
-              help="Held-out scenes the finished model stylizes in each look, for the card's metrics (0: none).")
-def train_demo(out_dir: str, steps: int | None, controlnet_steps: int | None, scenes: int | None, seed: int,
-               device: str, resume: bool, eval_scenes: int) -> None:
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=None,
+    help="UNet + tile ControlNet training steps (default 1600: about 27 min on one CPU core).",
+)
+@click.option(
+    "--controlnet-steps",
+    type=click.IntRange(1),
+    default=None,
+    help="Line-art ControlNet training steps, after the UNet's (default 600).",
+)
+@click.option(
+    "--scenes",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="Random training scenes to render (default 320; each takes about 1.3 MB of memory).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Seed for the weights, the scenes and every batch: the same seed gives the same model "
+    "(on the CPU; CUDA kernels may round differently from run to run).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cuda", "cpu"]),
+    default="auto",
+    show_default=True,
+    help="Where to train: auto picks CUDA when there is one.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue a killed or finished run in OUT from its checkpoints (OUT/.training/) instead of "
+    "refusing a folder that holds one.",
+)
+@click.option(
+    "--eval-scenes",
+    type=click.IntRange(0, 16),
+    default=2,
+    show_default=True,
+    help="Held-out scenes the finished model stylizes in each look, for the card's metrics (0: none).",
+)
+def train_demo(
+    out_dir: str,
+    steps: int | None,
+    controlnet_steps: int | None,
+    scenes: int | None,
+    seed: int,
+    device: str,
+    resume: bool,
+    eval_scenes: int,
+) -> None:
     """Train stylecomp's own style model into OUT: render random scenes with their ground-truth
     looks (cel, watercolor), build the f=1 VAE, train the UNet with its tile ControlNet, then
     the line-art ControlNet.
@@ -100,9 +165,12 @@ def train_demo(out_dir: str, steps: int | None, controlnet_steps: int | None, sc
     if (out / ".training").exists() and not resume:
         raise click.UsageError(f"{out} holds a training run already: add --resume to continue it, or pick another OUT")
     defaults = TrainingSettings()
-    settings = TrainingSettings(seed=seed, scenes=scenes or defaults.scenes,
-                                unet_steps=steps or defaults.unet_steps,
-                                controlnet_steps=controlnet_steps or defaults.controlnet_steps)
+    settings = TrainingSettings(
+        seed=seed,
+        scenes=scenes or defaults.scenes,
+        unet_steps=steps or defaults.unet_steps,
+        controlnet_steps=controlnet_steps or defaults.controlnet_steps,
+    )
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
@@ -111,8 +179,14 @@ def train_demo(out_dir: str, steps: int | None, controlnet_steps: int | None, sc
 
     def progress(stage: str, step: int, total: int, figures: dict[str, float]) -> None:
         if stage not in bars:
-            bars[stage] = tqdm(total=total, desc=stage, unit="scene" if stage == "data" else "step",
-                               initial=step - 1, dynamic_ncols=True, mininterval=1.0)
+            bars[stage] = tqdm(
+                total=total,
+                desc=stage,
+                unit="scene" if stage == "data" else "step",
+                initial=step - 1,
+                dynamic_ncols=True,
+                mininterval=1.0,
+            )
         bars[stage].update(step - bars[stage].n)
         if figures:
             bars[stage].set_postfix({k: f"{v:.4f}" for k, v in figures.items()}, refresh=False)

@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 
 
 OVERWRITE_OPTION = click.option(
-    "--overwrite", is_flag=True,
+    "--overwrite",
+    is_flag=True,
     help="Replace existing output files that stylecomp did not write (no stylecomp provenance in their header). "
-         "Outputs that are files the job reads (plates, models, style images) are refused even so.")
+    "Outputs that are files the job reads (plates, models, style images) are refused even so.",
+)
 
 
 _DEVICE_HELP = "Where the model runs: auto picks CUDA, then Apple MPS, then the CPU."
@@ -32,20 +34,29 @@ _DEVICE_HELP = "Where the model runs: auto picks CUDA, then Apple MPS, then the 
 _DTYPE_HELP = "Weights' precision: auto is bf16 on CUDA (fp16 where bf16 is missing), fp16 on MPS, fp32 on the CPU."
 
 
-PROGRESS_HELP = ("text: a progress line with ETA (one line per frame in a log); json: one JSON event per line on "
-                  "stdout, for hosts such as the Nuke plugin (see the README).")
+PROGRESS_HELP = (
+    "text: a progress line with ETA (one line per frame in a log); json: one JSON event per line on "
+    "stdout, for hosts such as the Nuke plugin (see the README)."
+)
 
 
-DEVICE_OPTION = click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto",
-                              show_default=True, help=_DEVICE_HELP)
+DEVICE_OPTION = click.option(
+    "--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True, help=_DEVICE_HELP
+)
 
 
-DTYPE_OPTION = click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
-                             show_default=True, help=_DTYPE_HELP)
+DTYPE_OPTION = click.option(
+    "--dtype",
+    type=click.Choice(["auto", "float32", "float16", "bfloat16"]),
+    default="auto",
+    show_default=True,
+    help=_DTYPE_HELP,
+)
 
 
-NO_CACHE_OPTION = click.option("--no-cache", is_flag=True,
-                                help="Stylize every frame afresh; neither read nor fill the render cache.")
+NO_CACHE_OPTION = click.option(
+    "--no-cache", is_flag=True, help="Stylize every frame afresh; neither read nor fill the render cache."
+)
 
 
 def torch_dtype(name: str) -> torch.dtype | None:
@@ -66,7 +77,9 @@ def pick_shot(job_: Job, name: str | None) -> Shot:
     """The --shot a one-shot command works on; the only shot when none is named (a JobError naming the shots else)."""
     if name is None:
         if len(job_.shots) > 1:
-            raise JobError(f"the job has {len(job_.shots)} shots; name one with --shot ({', '.join(s.name for s in job_.shots)})")
+            raise JobError(
+                f"the job has {len(job_.shots)} shots; name one with --shot ({', '.join(s.name for s in job_.shots)})"
+            )
         return job_.shots[0]
     for shot in job_.shots:
         if shot.name == name:
@@ -92,7 +105,9 @@ def frame_range(text: str | None) -> tuple[int, int] | None:
 def cancel_on_signals() -> Iterator[threading.Event]:
     """An event set by SIGTERM or Ctrl-C, so a run stops between denoising steps and keeps finished frames."""
     cancel = threading.Event()
-    previous = {sig: signal.signal(sig, lambda _signum, _frame: cancel.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        sig: signal.signal(sig, lambda _signum, _frame: cancel.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         yield cancel
     finally:
@@ -131,21 +146,41 @@ def render_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options `render` and `comp` share: which shots and frames, where the model runs, cache, progress."""
     options = [
         click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False)),
-        click.option("--shot", "shots", multiple=True, help="Only this shot (repeat for several). Default: every shot."),
-        click.option("--frames", default=None, metavar="A-B",
-                     help="Only frames A to B (inclusive), e.g. 1001-1010, or one frame."),
-        DEVICE_OPTION, DTYPE_OPTION, NO_CACHE_OPTION,
-        click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text",
-                     show_default=True, help=PROGRESS_HELP),
+        click.option(
+            "--shot", "shots", multiple=True, help="Only this shot (repeat for several). Default: every shot."
+        ),
+        click.option(
+            "--frames",
+            default=None,
+            metavar="A-B",
+            help="Only frames A to B (inclusive), e.g. 1001-1010, or one frame.",
+        ),
+        DEVICE_OPTION,
+        DTYPE_OPTION,
+        NO_CACHE_OPTION,
+        click.option(
+            "--progress",
+            "progress_style",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help=PROGRESS_HELP,
+        ),
         OVERWRITE_OPTION,
-        click.option("--region", "regions", multiple=True, metavar="'NAME: key=value; ...'", callback=_parse_regions,
-                     help="A per-object region replacing the job's and shots' regions (repeat for several), e.g. "
-                     "'car: prompt=cel shading, bold ink; strength=0.6'. Selects the Cryptomatte name NAME unless "
-                     "match=bld*,tower, ids=3,4, matte=mask.A or matte_sequence=mattes/car.####.exr says otherwise; "
-                     "other keys: negative_prompt, strength, seed, invert, layer, channel, loras=path[:weight], "
-                     "controlnet_weights=lineart:0.5, ip_adapter_image. A NAME that is not an identifier (Car.001, "
-                     "ns:car, bld*) is the pattern and names the region Car_001, ns_car, bld; write \\; for a ; "
-                     "inside a value (prompt=cel\\; ink)."),
+        click.option(
+            "--region",
+            "regions",
+            multiple=True,
+            metavar="'NAME: key=value; ...'",
+            callback=_parse_regions,
+            help="A per-object region replacing the job's and shots' regions (repeat for several), e.g. "
+            "'car: prompt=cel shading, bold ink; strength=0.6'. Selects the Cryptomatte name NAME unless "
+            "match=bld*,tower, ids=3,4, matte=mask.A or matte_sequence=mattes/car.####.exr says otherwise; "
+            "other keys: negative_prompt, strength, seed, invert, layer, channel, loras=path[:weight], "
+            "controlnet_weights=lineart:0.5, ip_adapter_image. A NAME that is not an identifier (Car.001, "
+            "ns:car, bld*) is the pattern and names the region Car_001, ns_car, bld; write \\; for a ; "
+            "inside a value (prompt=cel\\; ink).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)

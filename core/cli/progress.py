@@ -21,23 +21,32 @@ class ProgressPrinter:
             return
         kind = event["event"]
         if kind == "start":
-            click.echo(f"{event['shot']}: {event['total']} frame(s) {event['frames'][0]}-{event['frames'][1]}", err=True)  # type: ignore[index]
+            click.echo(
+                f"{event['shot']}: {event['total']} frame(s) {event['frames'][0]}-{event['frames'][1]}", err=True
+            )  # type: ignore[index]
             if "note" in event:
                 click.echo(f"  note: {event['note']}", err=True)
             if "warning" in event:
                 click.echo(f"warning: {event['shot']}: {event['warning']}", err=True)
         elif kind == "frame":
             eta = float(event.get("eta", 0))  # type: ignore[arg-type]
-            line = (f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
-                    f"{float(event.get('seconds', 0)):6.1f} s   ETA {int(eta // 60)}:{int(eta % 60):02d}")  # type: ignore[arg-type]
+            line = (
+                f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
+                f"{float(event.get('seconds', 0)):6.1f} s   ETA {int(eta // 60)}:{int(eta % 60):02d}"
+            )  # type: ignore[arg-type]
             if event["status"] == "failed":
                 line += f"\n    {event['error']}"
             if "warning" in event:
-                click.echo(("\n" if self.tty else "") + f"warning: {event['shot']} {event['frame']}: {event['warning']}",
-                           err=True)
+                click.echo(
+                    ("\n" if self.tty else "") + f"warning: {event['shot']} {event['frame']}: {event['warning']}",
+                    err=True,
+                )
             last = event["done"] == event["total"]
-            click.echo(("\r" + line) if self.tty and event["status"] != "failed" else line, nl=not self.tty or last
-                       or event["status"] == "failed", err=True)
+            click.echo(
+                ("\r" + line) if self.tty and event["status"] != "failed" else line,
+                nl=not self.tty or last or event["status"] == "failed",
+                err=True,
+            )
         elif kind == "step":  # one long generation (an animatic clip): denoising progress
             step, total = int(event["step"]), int(event["total"])  # type: ignore[call-overload]
             if self.tty or step == total or step % max(total // 4, 1) == 0:
@@ -62,26 +71,39 @@ class BatchPrinter:
     def __call__(self, event: dict) -> None:
         kind = event["event"]
         if kind == "start":
-            click.echo(f"{event['job']}: {event['shot']}: {event['total']} frame(s) {event['frames'][0]}-"
-                       f"{event['frames'][1]}", err=True)
+            click.echo(
+                f"{event['job']}: {event['shot']}: {event['total']} frame(s) {event['frames'][0]}-{event['frames'][1]}",
+                err=True,
+            )
         elif kind == "frame":
-            line = (f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
-                    f"{float(event.get('seconds', 0)):6.1f} s   {_overall(event['overall'])}")
+            line = (
+                f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
+                f"{float(event.get('seconds', 0)):6.1f} s   {_overall(event['overall'])}"
+            )
             if "warning" in event:
-                click.echo(("\n" if self.tty else "") + f"warning: {event['job']}: {event['shot']} {event['frame']}: "
-                           f"{event['warning']}", err=True)
+                click.echo(
+                    ("\n" if self.tty else "") + f"warning: {event['job']}: {event['shot']} {event['frame']}: "
+                    f"{event['warning']}",
+                    err=True,
+                )
             if event["status"] == "failed":
                 click.echo(("\r" if self.tty else "") + f"{line}\n    {event['error']}", err=True)
             else:
                 click.echo(("\r" + line) if self.tty else line, nl=not self.tty, err=True)
         elif kind == "shot_end":
-            click.echo(("\n" if self.tty else "") + f"{event['job']} {event['shot']}: {event['done']}/{event['total']} "
-                       f"frames (rendered {event['rendered']}, cached {event['cached']}, failed {event['failed']})   "
-                       f"{_overall(event['overall'])}", err=True)
+            click.echo(
+                ("\n" if self.tty else "") + f"{event['job']} {event['shot']}: {event['done']}/{event['total']} "
+                f"frames (rendered {event['rendered']}, cached {event['cached']}, failed {event['failed']})   "
+                f"{_overall(event['overall'])}",
+                err=True,
+            )
         elif kind == "resume":
-            click.echo(f"{event['job']}: resuming: {event['complete']} complete output(s); removed "
-                       f"{len(event['removed_temp'])} temp file(s) of a killed run and "
-                       f"{len(event['removed_damaged'])} output(s) that did not read whole", err=True)
+            click.echo(
+                f"{event['job']}: resuming: {event['complete']} complete output(s); removed "
+                f"{len(event['removed_temp'])} temp file(s) of a killed run and "
+                f"{len(event['removed_damaged'])} output(s) that did not read whole",
+                err=True,
+            )
         elif kind == "job_failed":
             click.echo(f"error: {event['job']}: {event['error']}", err=True)
 

@@ -27,8 +27,17 @@ if TYPE_CHECKING:
 
 @click.command()
 @render_options
-def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: str, dtype: str, no_cache: bool,
-           progress_style: str, overwrite: bool, regions: list[Region]) -> None:
+def render(
+    job_path: str,
+    shots: tuple[str, ...],
+    frames: str | None,
+    device: str,
+    dtype: str,
+    no_cache: bool,
+    progress_style: str,
+    overwrite: bool,
+    regions: list[Region],
+) -> None:
     """Stylize the shots of JOB.json into EXRs with a `stylized` RGBA layer and provenance.
 
     Frames whose output is already current, or whose result is in the render cache
@@ -44,12 +53,21 @@ def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: st
     job_ = load_job(job_path)
     apply_regions(job_, regions)
     with cancel_on_signals() as cancel:
-        summary = render_job(job_, shots=shots or None, frames=frame_range(frames),
-                             pool=pipeline_pool(device, dtype), cache=None if no_cache else RenderCache(),
-                             report=ProgressPrinter(progress_style), cancel=cancel, overwrite=overwrite)
+        summary = render_job(
+            job_,
+            shots=shots or None,
+            frames=frame_range(frames),
+            pool=pipeline_pool(device, dtype),
+            cache=None if no_cache else RenderCache(),
+            report=ProgressPrinter(progress_style),
+            cancel=cancel,
+            overwrite=overwrite,
+        )
     if progress_style == "text":
-        click.echo(f"rendered {summary.rendered}, from cache {summary.cached}, failed {len(summary.failed)} "
-                   f"in {summary.seconds:.1f} s" + ("  (stopped)" if summary.cancelled else ""))
+        click.echo(
+            f"rendered {summary.rendered}, from cache {summary.cached}, failed {len(summary.failed)} "
+            f"in {summary.seconds:.1f} s" + ("  (stopped)" if summary.cancelled else "")
+        )
         for shot, frame, reason in summary.failed:
             click.echo(f"error: {shot} {frame}: {reason}", err=True)
     if summary.failed or summary.cancelled:
@@ -58,8 +76,17 @@ def render(job_path: str, shots: tuple[str, ...], frames: str | None, device: st
 
 @click.command()
 @render_options
-def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str, dtype: str, no_cache: bool,
-         progress_style: str, overwrite: bool, regions: list[Region]) -> None:
+def comp(
+    job_path: str,
+    shots: tuple[str, ...],
+    frames: str | None,
+    device: str,
+    dtype: str,
+    no_cache: bool,
+    progress_style: str,
+    overwrite: bool,
+    regions: list[Region],
+) -> None:
     """The headless comp: stylize JOB.json's shots (current outputs and the cache are reused),
     blend each stylized frame with its clean plate as the job's `comp` block says (the
     StyleCompBlend gizmo's knobs: mode, amount, weight by depth / matte / object IDs /
@@ -74,13 +101,22 @@ def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str,
     job_ = load_job(job_path)
     apply_regions(job_, regions)
     with cancel_on_signals() as cancel:
-        summary = comp_job(job_, shots=shots or None, frames=frame_range(frames), pool=pipeline_pool(device, dtype),
-                           cache=None if no_cache else RenderCache(), report=ProgressPrinter(progress_style),
-                           cancel=cancel, overwrite=overwrite)
+        summary = comp_job(
+            job_,
+            shots=shots or None,
+            frames=frame_range(frames),
+            pool=pipeline_pool(device, dtype),
+            cache=None if no_cache else RenderCache(),
+            report=ProgressPrinter(progress_style),
+            cancel=cancel,
+            overwrite=overwrite,
+        )
     failed = summary.stylize.failed + summary.failed
     if progress_style == "text":
-        click.echo(f"stylized {summary.stylize.rendered}, from cache {summary.stylize.cached}; comped "
-                   f"{summary.comped}, failed {len(failed)}" + ("  (stopped)" if summary.stylize.cancelled else ""))
+        click.echo(
+            f"stylized {summary.stylize.rendered}, from cache {summary.stylize.cached}; comped "
+            f"{summary.comped}, failed {len(failed)}" + ("  (stopped)" if summary.stylize.cancelled else "")
+        )
         for shot, frame, reason in failed:
             click.echo(f"error: {shot} {frame}: {reason}", err=True)
     if failed or summary.stylize.cancelled:
@@ -91,19 +127,45 @@ def comp(job_path: str, shots: tuple[str, ...], frames: str | None, device: str,
 @click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
 @click.option("--shot", "shot_name", default=None, help="Shot to vary (needed when the job has several).")
 @click.option("--frame", type=int, default=None, help="Frame to render the variants of. Default: the first cut frame.")
-@click.option("--count", type=click.IntRange(1, 64), default=None,
-              help="How many variants (default: the job's candidates.count).")
-@click.option("--strengths", default=None, metavar="S1,S2,..",
-              help="Strengths to cycle through, e.g. 0.3,0.5,0.7 (default: the job's candidates.strengths, else its strength).")
+@click.option(
+    "--count", type=click.IntRange(1, 64), default=None, help="How many variants (default: the job's candidates.count)."
+)
+@click.option(
+    "--strengths",
+    default=None,
+    metavar="S1,S2,..",
+    help="Strengths to cycle through, e.g. 0.3,0.5,0.7 (default: the job's candidates.strengths, else its strength).",
+)
 @click.option("--prompt", "prompts", multiple=True, help="A prompt variation to cycle through (repeat for several).")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Folder for the candidates (default: <shot output folder>/candidates/<shot>.<frame>/).")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder for the candidates (default: <shot output folder>/candidates/<shot>.<frame>/).",
+)
 @DEVICE_OPTION
 @DTYPE_OPTION
-@click.option("--progress", "progress_style", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help=PROGRESS_HELP)
-def candidates(job_path: str, shot_name: str | None, frame: int | None, count: int | None, strengths: str | None,
-               prompts: tuple[str, ...], out_dir: str | None, device: str, dtype: str, progress_style: str) -> None:
+@click.option(
+    "--progress",
+    "progress_style",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help=PROGRESS_HELP,
+)
+def candidates(
+    job_path: str,
+    shot_name: str | None,
+    frame: int | None,
+    count: int | None,
+    strengths: str | None,
+    prompts: tuple[str, ...],
+    out_dir: str | None,
+    device: str,
+    dtype: str,
+    progress_style: str,
+) -> None:
     """Render variants of one frame to choose from: candidate k uses seed + k x seed_stride
     (and the k-th strength/prompt variation). Writes candidate_KK.exr and .png, a labelled
     contact_sheet.png and manifest.json, and prints the manifest's path last. Lock one in with
@@ -126,26 +188,49 @@ def candidates(job_path: str, shot_name: str | None, frame: int | None, count: i
     if frame is None:
         frame = shot.frames.first if shot.frames else _first_frame_on_disk(job_, shot)
     with cancel_on_signals() as cancel:
-        manifest = render_candidates(job_, job_path, shot, frame, out_dir, pool=pipeline_pool(device, dtype),
-                                     report=ProgressPrinter(progress_style), cancel=cancel)
+        manifest = render_candidates(
+            job_,
+            job_path,
+            shot,
+            frame,
+            out_dir,
+            pool=pipeline_pool(device, dtype),
+            report=ProgressPrinter(progress_style),
+            cancel=cancel,
+        )
     if progress_style == "text":
-        click.echo(f"{job_.candidates.count} candidates of {shot.name} {frame}; contact sheet "
-                   f"{manifest.parent / 'contact_sheet.png'}")
+        click.echo(
+            f"{job_.candidates.count} candidates of {shot.name} {frame}; contact sheet "
+            f"{manifest.parent / 'contact_sheet.png'}"
+        )
     click.echo(str(manifest))
 
 
 @click.command()
 @click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False))
 @click.option("--candidate", "index", type=int, required=True, help="The candidate number (as in the contact sheet).")
-@click.option("--shot", "shot_name", default=None, help="Shot the candidates belong to (needed when the job has several).")
-@click.option("--frame", type=int, default=None, help="Frame the candidates were rendered for (default: the latest run).")
-@click.option("--ideation", is_flag=True,
-              help="Pick from the shot's ideation candidates (`stylecomp ideate`, in ideation.output) instead.")
-@click.option("--manifest", "manifest_path", default=None, type=click.Path(dir_okay=False),
-              help="The candidates' manifest.json (stylization or ideation), if they were written somewhere other "
-                   "than the default folder.")
-def pick(job_path: str, index: int, shot_name: str | None, frame: int | None, ideation: bool,
-         manifest_path: str | None) -> None:
+@click.option(
+    "--shot", "shot_name", default=None, help="Shot the candidates belong to (needed when the job has several)."
+)
+@click.option(
+    "--frame", type=int, default=None, help="Frame the candidates were rendered for (default: the latest run)."
+)
+@click.option(
+    "--ideation",
+    is_flag=True,
+    help="Pick from the shot's ideation candidates (`stylecomp ideate`, in ideation.output) instead.",
+)
+@click.option(
+    "--manifest",
+    "manifest_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The candidates' manifest.json (stylization or ideation), if they were written somewhere other "
+    "than the default folder.",
+)
+def pick(
+    job_path: str, index: int, shot_name: str | None, frame: int | None, ideation: bool, manifest_path: str | None
+) -> None:
     """Lock a candidate into JOB.json: its seed (and strength/prompt, if they were varied)
     become the shot's overrides, so every later render of the shot uses them.
 
@@ -166,16 +251,21 @@ def pick(job_path: str, index: int, shot_name: str | None, frame: int | None, id
         if ideation:
             manifest_path = str(ideation_manifest(job_, shot))
         else:
-            manifest_path = str(candidates_folder(job_, shot, frame) / MANIFEST if frame is not None
-                                else latest_manifest(job_, shot))
+            manifest_path = str(
+                candidates_folder(job_, shot, frame) / MANIFEST if frame is not None else latest_manifest(job_, shot)
+            )
     if read_manifest(manifest_path, "ideation" if ideation else None).get("kind") == "ideation":
         chosen = pick_still(job_, job_path, shot, manifest_path, index)
-        click.echo(f"{job_path}: shot {shot.name} picked ideation candidate {index} (seed {chosen['seed']}) as "
-                   f"{job_.picked_still(shot)}; prompt {chosen['prompt']!r}")
+        click.echo(
+            f"{job_path}: shot {shot.name} picked ideation candidate {index} (seed {chosen['seed']}) as "
+            f"{job_.picked_still(shot)}; prompt {chosen['prompt']!r}"
+        )
         return
     chosen = pick_candidate(job_, job_path, shot, manifest_path, index)
-    click.echo(f"{job_path}: shot {shot.name} locked to candidate {index} (seed {chosen['seed']}, "
-               f"strength {chosen['strength']:g})")
+    click.echo(
+        f"{job_path}: shot {shot.name} locked to candidate {index} (seed {chosen['seed']}, "
+        f"strength {chosen['strength']:g})"
+    )
 
 
 def _first_frame_on_disk(job_: Job, shot: Shot) -> int:

@@ -157,9 +157,7 @@ def mix(clean: np.ndarray, stylized: np.ndarray, weight: float | np.ndarray) -> 
     return _finite((1.0 - w) * clean + w * stylized)
 
 
-def depth_weight(
-    z: np.ndarray, near: float, far: float, direction: Literal["near", "far"] = "near"
-) -> np.ndarray:
+def depth_weight(z: np.ndarray, near: float, far: float, direction: Literal["near", "far"] = "near") -> np.ndarray:
     """Stylized share (H, W) from depth: 1 at the chosen end of [near, far], 0 at the other, smoothstep between.
 
     With ``t = clamp((Z - near) / (far - near), 0, 1)`` and ``s = t*t*(3 - 2*t)``,
@@ -347,8 +345,11 @@ def line_overlay(
     ``Merge`` ``over`` (A = lines, B = image).
     """
     base = _rgba("image", image)
-    aovs = {name: plane for name, plane in (("object_id", object_id), ("normals", normals), ("depth", depth))
-            if plane is not None}
+    aovs = {
+        name: plane
+        for name, plane in (("object_id", object_id), ("normals", normals), ("depth", depth))
+        if plane is not None
+    }
     _same_size(image=base, **aovs)
     rgb = np.asarray(colour, dtype=np.float32)
     if rgb.shape != (3,) or not np.isfinite(rgb).all():

@@ -19,18 +19,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import __version__
-from ..io.aovs import beauty, detect_aovs, object_ids
-from .blend import depth_weight, detail_transfer, id_mask, line_overlay, luminance_colour, matte_mask, mix
-from ..io.windows import align, reframe
-from ..render.cache import RenderCache
-from ..io.cryptomatte import matte as cryptomatte_matte, select_layer
-from ..errors import PlateError, StyleCompError
-from ..jobspec import Comp, Job, Shot
-from ..render.output_guard import check_writable, guard_outputs
 from ..diffusion.pool import PipelinePool
+from ..errors import PlateError, StyleCompError
+from ..io.aovs import beauty, detect_aovs, object_ids
+from ..io.cryptomatte import matte as cryptomatte_matte
+from ..io.cryptomatte import select_layer
 from ..io.plates import ImagePart, Plate, Window, read_plate, write_plate
-from ..render.loop import STYLIZED_CHANNELS, Report, RenderSummary, render_job, rgba_part, shot_frames
 from ..io.sequence import FrameSequence
+from ..io.windows import align, reframe
+from ..jobspec import Comp, Job, Shot
+from ..render.cache import RenderCache
+from ..render.loop import STYLIZED_CHANNELS, RenderSummary, Report, render_job, rgba_part, shot_frames
+from ..render.output_guard import check_writable, guard_outputs
+from .blend import depth_weight, detail_transfer, id_mask, line_overlay, luminance_colour, matte_mask, mix
 
 COMP_CHANNELS = ("R", "G", "B", "A")
 
@@ -66,8 +67,11 @@ def comp_job(
     guard_outputs(job, shots, frames, overwrite=overwrite, comp=True)
     check_writable(job, shots, comp=True)
     check_mattes(job, shots, frames)
-    summary = CompSummary(render_job(job, shots=shots, frames=frames, pool=pool, cache=cache, report=report,
-                                     cancel=cancel, overwrite=overwrite))
+    summary = CompSummary(
+        render_job(
+            job, shots=shots, frames=frames, pool=pool, cache=cache, report=report, cancel=cancel, overwrite=overwrite
+        )
+    )
     if summary.stylize.cancelled:
         return summary
     failed = {(shot, frame) for shot, frame, _ in summary.stylize.failed}
@@ -77,12 +81,25 @@ def comp_job(
         plates, frame_list = shot_frames(job, shot, frames)
         stylized, outputs = FrameSequence(job.resolve(shot.output)), comp_output(job, shot)
         todo = [f for f in frame_list if (shot.name, f) not in failed]
-        report({"event": "start", "shot": shot.name, "frames": [frame_list[0], frame_list[-1]] if frame_list else [],
-                "total": len(todo), "stage": "comp"})
+        report(
+            {
+                "event": "start",
+                "shot": shot.name,
+                "frames": [frame_list[0], frame_list[-1]] if frame_list else [],
+                "total": len(todo),
+                "stage": "comp",
+            }
+        )
         for done, frame in enumerate(todo, 1):
             tick = time.monotonic()
-            event = {"event": "frame", "shot": shot.name, "frame": frame, "done": done, "total": len(todo),
-                     "output": outputs.path(frame)}
+            event = {
+                "event": "frame",
+                "shot": shot.name,
+                "frame": frame,
+                "done": done,
+                "total": len(todo),
+                "output": outputs.path(frame),
+            }
             try:
                 write_comp_frame(job, shot, plates.path(frame), stylized.path(frame), outputs.path(frame), frame)
                 event["status"] = "rendered"
@@ -116,7 +133,11 @@ def write_comp_frame(job: Job, shot: Shot, plate_path: str, stylized_path: str, 
     plate, stylized = read_plate(plate_path), read_plate(stylized_path)
     rgba, part, window = blend_frame(plate, stylized, shot, job.comp)
     provenance = {
-        "stage": "comp", "version": __version__, "frame": frame, "plate": plate_path, "stylized": stylized_path,
+        "stage": "comp",
+        "version": __version__,
+        "frame": frame,
+        "plate": plate_path,
+        "stylized": stylized_path,
         "stylized_cache_key": str(stylized.parts[0].attributes.get("stylecomp/cache_key", "")),
         "comp": job.comp.model_dump_json(),
     }
@@ -131,8 +152,9 @@ def blend_frame(plate: Plate, stylized: Plate, shot: Shot, settings: Comp) -> tu
     part = plate.locate(aovs["beauty"].channels[0])[0]
     clean = np.concatenate([rgb, (np.ones_like(rgb[..., 0]) if alpha is None else alpha)[..., None]], axis=2)
     styled_part = stylized.locate(STYLIZED_CHANNELS[0])[0]
-    clean, styled, window = align(clean, part.data_window, stylized.channels(list(STYLIZED_CHANNELS)),
-                                  styled_part.data_window)
+    clean, styled, window = align(
+        clean, part.data_window, stylized.channels(list(STYLIZED_CHANNELS)), styled_part.data_window
+    )
 
     def plane(role: str, channel: str | None = None) -> np.ndarray:
         """An AOV plane of the plate over the union window (0 outside its data window: background, no ID)."""
@@ -162,8 +184,9 @@ def blend_frame(plate: Plate, stylized: Plate, shot: Shot, settings: Comp) -> tu
         styled = detail_transfer(clean, styled, settings.detail_size)
     weight: float | np.ndarray = settings.amount
     if settings.weight == "depth":
-        weight = weight * depth_weight(plane("depth"), settings.depth_near, settings.depth_far,
-                                       settings.depth_direction)
+        weight = weight * depth_weight(
+            plane("depth"), settings.depth_near, settings.depth_far, settings.depth_direction
+        )
     elif settings.weight == "matte":
         weight = weight * matte_mask(plane("matte", settings.matte_channel), settings.matte_invert)
     elif settings.weight == "object_ids":
@@ -173,6 +196,5 @@ def blend_frame(plate: Plate, stylized: Plate, shot: Shot, settings: Comp) -> tu
         weight = weight * matte_mask(coverage, settings.mattes_invert)
     out = mix(clean, styled, weight)
     if settings.lines:
-        out = line_overlay(out, object_id=ids(), colour=settings.line_colour,
-                           opacity=settings.line_opacity)
+        out = line_overlay(out, object_id=ids(), colour=settings.line_colour, opacity=settings.line_opacity)
     return out, part, window

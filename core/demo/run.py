@@ -14,27 +14,35 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
 from PIL import Image
 
-from ..render.cache import RenderCache
 from ..comp.headless import comp_job, comp_output
 from ..diffusion.conditioning import line_art
-from ..io.contactsheet import depth_preview, id_preview, motion_preview, normals_preview, write_contact_sheet
-from .scene import OBJECT_NAMES, write_demo
-from ..errors import ModelError
-from ..jobspec import (
-    Comp, Consistency, FrameRange, Job, ModelSettings, Resolution, SeedPolicy, Shot, load_job, save_job,
-)
-from ..temporal.flicker import measure_flicker, write_plot
 from ..diffusion.loading import detect_family
 from ..diffusion.pool import PipelinePool
+from ..errors import ModelError
+from ..io.contactsheet import depth_preview, id_preview, motion_preview, normals_preview, write_contact_sheet
 from ..io.plates import read_plate
-from ..render.loop import Event
 from ..io.sequence import FrameSequence
+from ..jobspec import (
+    Comp,
+    Consistency,
+    FrameRange,
+    Job,
+    ModelSettings,
+    Resolution,
+    SeedPolicy,
+    Shot,
+    load_job,
+    save_job,
+)
+from ..render.cache import RenderCache
+from ..render.loop import Event
 from ..stage import STYLIZED_CHANNELS
 from ..stylemodel import SHIPPED_MODEL
 from ..stylemodel.evaluation import RECOMMENDED, model_settings
+from ..temporal.flicker import measure_flicker, write_plot
+from .scene import OBJECT_NAMES, write_demo
 
 Progress = Callable[[str, int, int], None]
 PROMPT = "watercolor painting"  # the look the built-in model learned best (its card has both)
@@ -42,28 +50,52 @@ MECHANISMS = ["warped_noise", "latent_fusion", "pixel_fusion"]  # the best mode 
 STYLIZED_OBJECTS = ["globe", "crate", "ball"]  # the comp keeps the ground, the lamp and the sky clean
 
 
-def run_demo(out_dir: Path, frames: int, width: int, height: int, progress: Progress,
-             model: str | None = None, device: str | None = None) -> dict[str, str]:
+def run_demo(
+    out_dir: Path,
+    frames: int,
+    width: int,
+    height: int,
+    progress: Progress,
+    model: str | None = None,
+    device: str | None = None,
+) -> dict[str, str]:
     """Run the demo end to end into ``out_dir``; returns what was written, for the summary."""
-    plates = write_demo(out_dir / "plates", frames, width, height,
-                        progress=lambda done, total: progress("rendering demo plates", done, total))
+    plates = write_demo(
+        out_dir / "plates",
+        frames,
+        width,
+        height,
+        progress=lambda done, total: progress("rendering demo plates", done, total),
+    )
     job_path = out_dir / "demo_job.json"
     built_in = model is None
     ids = [i for i, name in OBJECT_NAMES.items() if name in STYLIZED_OBJECTS]
-    save_job(Job(
-        shots=[Shot(name="demo", plate="plates/demo.####.exr",
+    save_job(
+        Job(
+            shots=[
+                Shot(
+                    name="demo",
+                    plate="plates/demo.####.exr",
                     frames=FrameRange(first=plates.frames[0], last=plates.frames[-1]),
-                    output="stylized/demo.####.exr")],
-        model=_model_settings(model),
-        prompt=PROMPT, seed=SeedPolicy(policy="fixed", value=RECOMMENDED.seed),
-        # The built-in model's own settings; another model gets the job defaults (20 steps, guidance 7).
-        **(dict(strength=RECOMMENDED.strength, steps=RECOMMENDED.steps, guidance=RECOMMENDED.guidance)
-           if built_in else {}),
-        consistency=Consistency(mechanisms=MECHANISMS if built_in else []),
-        # The built-in model works at 256 px (downscale, then the plate's detail restored), as it was trained.
-        resolution=Resolution(mode="downscale", working_size=256) if built_in else Resolution(),
-        comp=Comp(output="comp/{shot}.####.exr", mode="mix", weight="object_ids", object_ids=ids),
-    ), job_path)
+                    output="stylized/demo.####.exr",
+                )
+            ],
+            model=_model_settings(model),
+            prompt=PROMPT,
+            seed=SeedPolicy(policy="fixed", value=RECOMMENDED.seed),
+            # The built-in model's own settings; another model gets the job defaults (20 steps, guidance 7).
+            **(
+                dict(strength=RECOMMENDED.strength, steps=RECOMMENDED.steps, guidance=RECOMMENDED.guidance)
+                if built_in
+                else {}
+            ),
+            consistency=Consistency(mechanisms=MECHANISMS if built_in else []),
+            # The built-in model works at 256 px (downscale, then the plate's detail restored), as it was trained.
+            resolution=Resolution(mode="downscale", working_size=256) if built_in else Resolution(),
+            comp=Comp(output="comp/{shot}.####.exr", mode="mix", weight="object_ids", object_ids=ids),
+        ),
+        job_path,
+    )
     job = load_job(job_path)  # what a user's `stylecomp render` would read back
     shot = job.shots[0]
 
@@ -86,8 +118,14 @@ def run_demo(out_dir: Path, frames: int, width: int, height: int, progress: Prog
     write_plot(flicker, plot)
     sheet = out_dir / "contact_sheet.png"
     write_contact_sheet(sheet, _contact_tiles(job, plates, outputs, comps, plot))
-    note = (f"stylecomp's own trained model ({SHIPPED_MODEL.name}), prompt {PROMPT!r}, "
-            f"consistency {' + '.join(MECHANISMS)}") if built_in else f"model {model}"
+    note = (
+        (
+            f"stylecomp's own trained model ({SHIPPED_MODEL.name}), prompt {PROMPT!r}, "
+            f"consistency {' + '.join(MECHANISMS)}"
+        )
+        if built_in
+        else f"model {model}"
+    )
     return {
         "plates": plates.pattern,
         "job": str(job_path),
@@ -95,10 +133,10 @@ def run_demo(out_dir: Path, frames: int, width: int, height: int, progress: Prog
         "comp": comps.pattern,
         "contact sheet": str(sheet),
         "frames": f"{summary.stylize.rendered} stylized, {summary.stylize.cached} from the cache, in "
-                  f"{summary.stylize.seconds:.1f} s; {summary.comped} comped",
+        f"{summary.stylize.seconds:.1f} s; {summary.comped} comped",
         "model": note,
         "flicker": f"R {flicker.R:.2f} (warp error relative to the plate's own; 1 = no added flicker), "
-                   f"D {flicker.D:.3f} (mean change from the plate); plot {plot}",
+        f"D {flicker.D:.3f} (mean change from the plate); plot {plot}",
     }
 
 
@@ -108,13 +146,17 @@ def _model_settings(model: str | None) -> ModelSettings:
         path = str(Path(model).expanduser().resolve())
         return ModelSettings(family=detect_family(path), path=path)
     if not (SHIPPED_MODEL / "model_index.json").is_file():
-        raise ModelError("the built-in model is missing; rebuild it with `stylecomp model train-demo "
-                         f"{SHIPPED_MODEL}` or give --model", str(SHIPPED_MODEL))
+        raise ModelError(
+            "the built-in model is missing; rebuild it with `stylecomp model train-demo "
+            f"{SHIPPED_MODEL}` or give --model",
+            str(SHIPPED_MODEL),
+        )
     return model_settings(SHIPPED_MODEL)
 
 
-def _contact_tiles(job: Job, plates: FrameSequence, outputs: FrameSequence, comps: FrameSequence,
-                   flicker_plot: Path) -> list[tuple[str, np.ndarray]]:
+def _contact_tiles(
+    job: Job, plates: FrameSequence, outputs: FrameSequence, comps: FrameSequence, flicker_plot: Path
+) -> list[tuple[str, np.ndarray]]:
     """Plates over their stylized and comp frames (first, middle, last), the line art, the flicker plot, the AOVs."""
     encoding = job.color.model_encoding()
     shown = (plates.frames[0], plates.frames[len(plates.frames) // 2], plates.frames[-1])
@@ -132,7 +174,8 @@ def _contact_tiles(job: Job, plates: FrameSequence, outputs: FrameSequence, comp
     return [
         *row("plate", plates, ["R", "G", "B", "A"]),
         ("ControlNet: line art", line_art(object_id=first.channel("id"), normals=normals, depth=first.channel("Z"))),
-        *row("stylized", outputs, list(STYLIZED_CHANNELS)), ("flicker: warp error per frame", plot),
+        *row("stylized", outputs, list(STYLIZED_CHANNELS)),
+        ("flicker: warp error per frame", plot),
         *row("comp", comps, ["R", "G", "B", "A"]),
         ("object id", id_preview(first.channel("id"))),
         ("depth Z", depth_preview(first.channel("Z"))),

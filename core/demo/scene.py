@@ -269,8 +269,9 @@ class SurfaceLayers:
 # Rendering.
 
 
-def trace(origin: np.ndarray, dirs: np.ndarray, time: float,
-          objects: tuple[SceneObject, ...] = SCENE) -> tuple[np.ndarray, np.ndarray]:
+def trace(
+    origin: np.ndarray, dirs: np.ndarray, time: float, objects: tuple[SceneObject, ...] = SCENE
+) -> tuple[np.ndarray, np.ndarray]:
     """Nearest hit per ray: ray parameter (N,) (inf for sky) and object index (N,) (-1 for sky)."""
     hits = np.stack([obj.intersect(origin[None, :], dirs, time) for obj in objects])  # (objects, N)
     nearest = np.argmin(hits, axis=0)
@@ -290,8 +291,9 @@ def direct_and_ambient(normals: np.ndarray, lighting: Lighting) -> tuple[np.ndar
     return direct, (0.5 + 0.5 * normals[:, 1])[:, None] * lighting.sky_ambient
 
 
-def shade(albedo: np.ndarray, normals: np.ndarray, emission: np.ndarray,
-          lighting: Lighting = DEMO_SCENE.lighting) -> np.ndarray:
+def shade(
+    albedo: np.ndarray, normals: np.ndarray, emission: np.ndarray, lighting: Lighting = DEMO_SCENE.lighting
+) -> np.ndarray:
     """View-independent radiance (N, 3): Lambert sun + hemispherical sky ambient + emission."""
     direct, ambient = direct_and_ambient(normals, lighting)
     return albedo * (direct[:, None] * lighting.sun_colour + ambient) + emission
@@ -359,8 +361,13 @@ def render_layers(
     def image(values: np.ndarray) -> np.ndarray:
         return values.reshape(height, width, *values.shape[1:]).astype(np.float32)
 
-    layers = SurfaceLayers(albedo=image(albedo), direct=image(direct), ambient=image(ambient),
-                           emission=image(emission), sky=(index < 0).reshape(height, width))
+    layers = SurfaceLayers(
+        albedo=image(albedo),
+        direct=image(direct),
+        ambient=image(ambient),
+        emission=image(emission),
+        sky=(index < 0).reshape(height, width),
+    )
     return {name: image(plane) for name, plane in planes.items()}, layers
 
 

@@ -245,8 +245,9 @@ def line_art(
     if not given:
         raise StyleCompError("line art needs at least one of object_id, normals or depth")
     if not 0.0 < crease_degrees < 180.0 or not depth_jump > 0.0:
-        raise StyleCompError(f"line art needs 0 < crease_degrees < 180 and depth_jump > 0, "
-                             f"got {crease_degrees} and {depth_jump}")
+        raise StyleCompError(
+            f"line art needs 0 < crease_degrees < 180 and depth_jump > 0, got {crease_degrees} and {depth_jump}"
+        )
     if int(thickness) != thickness or thickness < 1:
         raise StyleCompError(f"line thickness must be a whole number of pixels >= 1, got {thickness}")
     shapes = {name: np.shape(plane)[:2] for name, plane in given.items()}

@@ -51,11 +51,11 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from ..errors import JobError
-from ..jobspec import ATTENTION_MECHANISMS, RENDER_STATE_MECHANISMS, SEQUENTIAL_MECHANISMS
 from ..families import family_spec
+from ..jobspec import ATTENTION_MECHANISMS, RENDER_STATE_MECHANISMS, SEQUENTIAL_MECHANISMS
+from ..stage import FrameInputs
 from ..temporal.motion import VectorConvention, visible_before, warp
 from .resolution import ResolutionPlan
-from ..stage import FrameInputs
 
 ATTENTION = ATTENTION_MECHANISMS  # installed on the UNet's self-attention layers
 SEQUENTIAL = SEQUENTIAL_MECHANISMS
@@ -71,8 +71,11 @@ def check_mechanisms(mechanisms: frozenset[str], family: str, tiled: bool, where
         if family_spec(family).denoiser != "unet":
             raise JobError(f"{name} attention works on UNet models (SD 1.5, SDXL), not on Flux's transformer", where)
     if tiled and mechanisms & SEQUENTIAL:
-        raise JobError("consistency mechanisms that follow the motion vectors need resolution mode "
-                       "native, downscale or auto (not tiles)", where)
+        raise JobError(
+            "consistency mechanisms that follow the motion vectors need resolution mode "
+            "native, downscale or auto (not tiles)",
+            where,
+        )
 
 
 @dataclass
@@ -94,8 +97,15 @@ class FrameMotion:
             image = inputs.get(clip)
             return None if image is None else image[..., 0]
 
-        visible = visible_before(xs, ys, on_screen, plane(current, "Depth"), plane(previous, "Depth"),
-                                 plane(current, "ObjectID"), plane(previous, "ObjectID"))
+        visible = visible_before(
+            xs,
+            ys,
+            on_screen,
+            plane(current, "Depth"),
+            plane(previous, "Depth"),
+            plane(current, "ObjectID"),
+            plane(previous, "ObjectID"),
+        )
         return cls(xs, ys, visible)
 
     def carry(self, previous_image: np.ndarray, current_image: np.ndarray, amount: float) -> np.ndarray:
@@ -110,16 +120,18 @@ class FrameMotion:
         moved, keep = self._latent_flow(previous, plan, nearest=True)
         return torch.where(keep, moved, fresh.to(moved.dtype))
 
-    def carry_latents(self, previous: torch.Tensor, current: torch.Tensor, plan: ResolutionPlan,
-                      amount: float) -> torch.Tensor:
+    def carry_latents(
+        self, previous: torch.Tensor, current: torch.Tensor, plan: ResolutionPlan, amount: float
+    ) -> torch.Tensor:
         """``current`` latents (B, C, h, w) with ``previous`` moved along the vectors (bilinear) blended in by
         ``amount``."""
         moved, keep = self._latent_flow(previous, plan, nearest=False)
         weight = keep.to(current.dtype) * amount
         return (1 - weight) * current + weight * moved.to(current.device, current.dtype)
 
-    def _latent_flow(self, previous: torch.Tensor, plan: ResolutionPlan,
-                     nearest: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _latent_flow(
+        self, previous: torch.Tensor, plan: ResolutionPlan, nearest: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``previous`` (B, C, h, w) moved along the vectors to frame t's latent grid, and where that holds (1, 1, h, w).
 
         ``nearest`` moves whole cells (exact values: noise), so motion under half a cell per frame moves
@@ -132,8 +144,9 @@ class FrameMotion:
         moved_tensor = torch.from_numpy(moved).reshape(rows, cols, *previous.shape[:2]).permute(2, 3, 0, 1)
         return moved_tensor.to(previous.device, previous.dtype), torch.from_numpy(keep)[None, None].to(previous.device)
 
-    def grid_sources(self, rows: int, cols: int, plan: ResolutionPlan,
-                     cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def grid_sources(
+        self, rows: int, cols: int, plan: ResolutionPlan, cell: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Where each cell of a (rows, cols) grid over the working image was in t-1, in that grid's cells
         (columns, rows; (rows, cols) each), and where that holds: visible before, on the plate, source on the grid.
 
@@ -181,8 +194,13 @@ class TokenFlow:
             self._grids[tokens] = torch.from_numpy(grid.astype(np.float32))[None], torch.from_numpy(keep.ravel())
         grid, visible = self._grids[tokens]
         image = previous.transpose(1, 2).reshape(batch, channels, rows, cols)
-        moved = F.grid_sample(image.float(), grid.to(previous.device).expand(batch, -1, -1, -1), mode="bilinear",
-                              padding_mode="border", align_corners=True)  # (B, C, h, w)
+        moved = F.grid_sample(
+            image.float(),
+            grid.to(previous.device).expand(batch, -1, -1, -1),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )  # (B, C, h, w)
         return moved.reshape(batch, channels, tokens).transpose(1, 2).to(previous.dtype), visible.to(previous.device)
 
     def _level(self, tokens: int) -> tuple[int, int, int]:
@@ -192,8 +210,10 @@ class TokenFlow:
         while rows * cols > tokens and rows * cols > 1:
             rows, cols, cell = -(-rows // 2), -(-cols // 2), cell * 2
         if rows * cols != tokens:
-            raise ValueError(f"{tokens} attention tokens are no level of the {self.plan.working_width}x"
-                             f"{self.plan.working_height} image's latent grid")
+            raise ValueError(
+                f"{tokens} attention tokens are no level of the {self.plan.working_width}x"
+                f"{self.plan.working_height} image's latent grid"
+            )
         return rows, cols, cell
 
 
@@ -208,9 +228,16 @@ class CrossFrameAttention:
         self.name, self.features = name, features
         self.base = AttnProcessor2_0()
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
-                 *args: object, **kwargs: object) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args: object,
+        **kwargs: object,
+    ) -> torch.Tensor:
         references = self.features.exchange(self.name, hidden_states)  # (B, N, C) each
         context = torch.cat([hidden_states, *references], dim=1) if references else hidden_states
         return self.base(attn, hidden_states, encoder_hidden_states=context, attention_mask=attention_mask, temb=temb)
@@ -229,9 +256,16 @@ class FlowAttention:
         self.name, self.features, self.anchor = name, features, anchor
         self.base = AttnProcessor2_0()
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
-                 *args: object, **kwargs: object) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args: object,
+        **kwargs: object,
+    ) -> torch.Tensor:
         anchor, previous = self.features.record(self.name, hidden_states)  # (B, N, C) each, or None
         references = [anchor] if self.anchor and anchor is not None else []
         flow = self.features.flow
@@ -244,8 +278,13 @@ class FlowAttention:
         everyone = torch.ones(tokens, tokens * (1 + len(references)), dtype=torch.bool, device=visible.device)
         mask = torch.cat([everyone, torch.diag(visible)], dim=1)  # (N, K): token i sees warped token i if visible
         # one (N, K) mask for every image and head: expanded, not copied (AttnProcessor2_0 repeats a smaller one)
-        return self.base(attn, hidden_states, encoder_hidden_states=context, temb=temb,
-                         attention_mask=mask[None].expand(batch * attn.heads, -1, -1))
+        return self.base(
+            attn,
+            hidden_states,
+            encoder_hidden_states=context,
+            temb=temb,
+            attention_mask=mask[None].expand(batch * attn.heads, -1, -1),
+        )
 
 
 class FrameFeatures:
@@ -283,8 +322,9 @@ class FrameFeatures:
         self.previous, self.current, self.flow = self.current, {}, None
 
 
-def install_cross_frame(unet: torch.nn.Module, features: FrameFeatures,
-                        mechanisms: frozenset[str] = frozenset({"cross_frame"})) -> dict[str, object]:
+def install_cross_frame(
+    unet: torch.nn.Module, features: FrameFeatures, mechanisms: frozenset[str] = frozenset({"cross_frame"})
+) -> dict[str, object]:
     """Put frame attention on the UNet's self-attention layers (``FlowAttention`` with ``flow_attention``, else
     ``CrossFrameAttention``); returns the processors to restore."""
     original = dict(unet.attn_processors)
@@ -294,6 +334,10 @@ def install_cross_frame(unet: torch.nn.Module, features: FrameFeatures,
             return FlowAttention(name, features, anchor="cross_frame" in mechanisms)
         return CrossFrameAttention(name, features)
 
-    unet.set_attn_processor({name: processor(name) if name.endswith("attn1.processor") else original_processor
-                             for name, original_processor in original.items()})
+    unet.set_attn_processor(
+        {
+            name: processor(name) if name.endswith("attn1.processor") else original_processor
+            for name, original_processor in original.items()
+        }
+    )
     return original

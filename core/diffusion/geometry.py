@@ -43,8 +43,12 @@ class ModelGeometry:
     def published(cls, family: Family) -> ModelGeometry:
         """The family's published architecture (what the bare family name stands for in planning)."""
         spec = family_spec(family)
-        return cls(spec.name, latent_channels=spec.latent_channels, downsamplings=spec.downsamplings,
-                   sample_size=spec.sample_size)
+        return cls(
+            spec.name,
+            latent_channels=spec.latent_channels,
+            downsamplings=spec.downsamplings,
+            sample_size=spec.sample_size,
+        )
 
     @classmethod
     def from_configs(cls, family: Family, vae: dict[str, Any], denoiser: dict[str, Any]) -> ModelGeometry:
@@ -55,8 +59,13 @@ class ModelGeometry:
             if packing > 1:  # a transformer over packed patches: in_channels counts a patch's cells
                 return cls(family, scale, int(denoiser["in_channels"]) // packing**2, 0, None)
             size = denoiser.get("sample_size")
-            return cls(family, scale, int(denoiser["in_channels"]), len(denoiser["down_block_types"]) - 1,
-                       int(size if isinstance(size, int) else size[0]) if size else None)
+            return cls(
+                family,
+                scale,
+                int(denoiser["in_channels"]),
+                len(denoiser["down_block_types"]) - 1,
+                int(size if isinstance(size, int) else size[0]) if size else None,
+            )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"the model's vae or unet config lacks what sets its geometry ({exc!r})") from None
 

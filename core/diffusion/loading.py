@@ -54,11 +54,11 @@ from transformers import CLIPVisionModelWithProjection  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from ..cache_folder import cache_dir  # noqa: E402
-from ..io.atomic import atomic_target  # noqa: E402
 from ..errors import ModelError  # noqa: E402
 from ..families import Family, family_spec  # noqa: E402
-from .geometry import CONFIG_DIR  # noqa: E402
+from ..io.atomic import atomic_target  # noqa: E402
 from ..jobspec import IPAdapter, ModelSettings, Performance  # noqa: E402
+from .geometry import CONFIG_DIR  # noqa: E402
 
 
 def offline() -> None:
@@ -82,7 +82,9 @@ _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, SingleFileComponent
 
 
 def load_pipeline(
-    settings: ModelSettings, device: str | None = None, dtype: torch.dtype | None = None,
+    settings: ModelSettings,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
     performance: Performance | None = None,
 ) -> DiffusionPipeline:
     """The job's img2img pipeline with its ControlNets, LoRAs and IP-Adapter, from local files, on ``device``;
@@ -500,7 +502,10 @@ def _load_ip_adapter(
             )
         else:
             pipe.load_ip_adapter(
-                str(weights.parent), subfolder="", weight_name=weights.name, image_encoder_folder=None,
+                str(weights.parent),
+                subfolder="",
+                weight_name=weights.name,
+                image_encoder_folder=None,
                 local_files_only=True,
             )
     except _LOAD_ERRORS as exc:

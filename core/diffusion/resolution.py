@@ -44,8 +44,8 @@ import torch.nn.functional as F
 
 from ..errors import JobError, StyleCompError
 from ..families import FAMILIES, Family
-from .geometry import ModelGeometry
 from ..io.plates import Window
+from .geometry import ModelGeometry
 
 Mode = Literal["auto", "native", "downscale", "tiles"]
 ConditionKind = Literal["depth", "normals", "lineart", "edges", "tile"]
@@ -140,14 +140,28 @@ def plan(width: int, height: int, model: Family | ModelGeometry, settings: Resol
     mode = settings.mode
     if mode == "auto":
         mode = "native" if max(width, height) <= NATIVE_LIMIT * size else "downscale"
-    common = {"auto": settings.mode == "auto", "geometry": geometry, "width": width, "height": height,
-              "working_size": size, "detail_restore": settings.detail_restore}
+    common = {
+        "auto": settings.mode == "auto",
+        "geometry": geometry,
+        "width": width,
+        "height": height,
+        "working_size": size,
+        "detail_restore": settings.detail_restore,
+    }
     whole = (Window(0, 0, width, height),)
 
     if mode == "native":
         return ResolutionPlan(
-            mode=mode, scaled_width=width, scaled_height=height, working_width=_round_up(width, multiple),
-            working_height=_round_up(height, multiple), tiles=whole, columns=1, rows=1, overlap=0, feather=0,
+            mode=mode,
+            scaled_width=width,
+            scaled_height=height,
+            working_width=_round_up(width, multiple),
+            working_height=_round_up(height, multiple),
+            tiles=whole,
+            columns=1,
+            rows=1,
+            overlap=0,
+            feather=0,
             **common,
         )
     if mode == "downscale":
@@ -155,9 +169,17 @@ def plan(width: int, height: int, model: Family | ModelGeometry, settings: Resol
         short_scaled = max(1, (2 * short_side * size + long_side) // (2 * long_side))  # rounded, aspect kept
         scaled_width, scaled_height = (size, short_scaled) if width >= height else (short_scaled, size)
         return ResolutionPlan(
-            mode=mode, scaled_width=scaled_width, scaled_height=scaled_height,
-            working_width=_round_up(scaled_width, multiple), working_height=_round_up(scaled_height, multiple),
-            tiles=whole, columns=1, rows=1, overlap=0, feather=0, **common,
+            mode=mode,
+            scaled_width=scaled_width,
+            scaled_height=scaled_height,
+            working_width=_round_up(scaled_width, multiple),
+            working_height=_round_up(scaled_height, multiple),
+            tiles=whole,
+            columns=1,
+            rows=1,
+            overlap=0,
+            feather=0,
+            **common,
         )
 
     overlap = settings.tile_overlap
@@ -167,11 +189,17 @@ def plan(width: int, height: int, model: Family | ModelGeometry, settings: Resol
     tile_width, tile_height = min(width, size), min(height, size)
     shared = [tile_width - step for step in np.diff(xs)] + [tile_height - step for step in np.diff(ys)]
     return ResolutionPlan(
-        mode="tiles", scaled_width=width, scaled_height=height, working_width=_round_up(tile_width, multiple),
+        mode="tiles",
+        scaled_width=width,
+        scaled_height=height,
+        working_width=_round_up(tile_width, multiple),
         working_height=_round_up(tile_height, multiple),
-        tiles=tuple(Window(x, y, tile_width, tile_height) for y in ys for x in xs), columns=len(xs), rows=len(ys),
+        tiles=tuple(Window(x, y, tile_width, tile_height) for y in ys for x in xs),
+        columns=len(xs),
+        rows=len(ys),
         overlap=int(min(shared, default=0)),
-        feather=min((_feather(starts, overlap) for starts in (xs, ys) if len(starts) > 1), default=0), **common,
+        feather=min((_feather(starts, overlap) for starts in (xs, ys) if len(starts) > 1), default=0),
+        **common,
     )
 
 
@@ -196,12 +224,16 @@ def stylize_at_resolution(
 ) -> np.ndarray:
     """Run ``call`` on the plate at a size the model takes; the result (H, W, 3) [0, 1] at the plate's size."""
     calls = model_calls(image, conditions, model, settings)
-    return assemble(calls, [call(tile_image, maps, index)
-                            for index, (tile_image, maps) in enumerate(zip(calls.images, calls.conditions))])
+    return assemble(
+        calls,
+        [call(tile_image, maps, index) for index, (tile_image, maps) in enumerate(zip(calls.images, calls.conditions))],
+    )
 
 
 def model_calls(
-    image: np.ndarray, conditions: Sequence[tuple[ConditionKind, np.ndarray]], model: Family | ModelGeometry,
+    image: np.ndarray,
+    conditions: Sequence[tuple[ConditionKind, np.ndarray]],
+    model: Family | ModelGeometry,
     settings: ResolutionSettings,
 ) -> ModelCalls:
     """The model calls ``stylize_at_resolution`` makes for this plate, not made yet: a caller can run several
@@ -225,16 +257,32 @@ def model_calls(
     elif layout.mode == "downscale":
         scaled = (layout.scaled_height, layout.scaled_width)
         low = resize(image, scaled, "bicubic")
-        pieces = [(low, [resize(array, scaled, "max" if kind in LINE_KINDS else "bilinear")
-                         for kind, array in zip(kinds, maps)])]
+        pieces = [
+            (
+                low,
+                [
+                    resize(array, scaled, "max" if kind in LINE_KINDS else "bilinear")
+                    for kind, array in zip(kinds, maps)
+                ],
+            )
+        ]
     else:
-        pieces = [(image[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width],
-                   [array[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] for array in maps])
-                  for tile in layout.tiles]
+        pieces = [
+            (
+                image[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width],
+                [array[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] for array in maps],
+            )
+            for tile in layout.tiles
+        ]
     # The image pads by reflection, which continues its texture so the model sees no hard border; conditions pad
     # by replicating their edge, which continues depth and normals smoothly and invents no lines.
-    return ModelCalls(layout, [_pad(piece, working, "reflect") for piece, _ in pieces],
-                      [[_pad(array, working, "edge") for array in piece_maps] for _, piece_maps in pieces], image, low)
+    return ModelCalls(
+        layout,
+        [_pad(piece, working, "reflect") for piece, _ in pieces],
+        [[_pad(array, working, "edge") for array in piece_maps] for _, piece_maps in pieces],
+        image,
+        low,
+    )
 
 
 def assemble(calls: ModelCalls, outputs: Sequence[np.ndarray]) -> np.ndarray:

@@ -33,6 +33,14 @@ from diffusers import DiffusionPipeline
 
 from .. import __version__
 from ..color import EncodedPlate, ModelEncoding
+from ..errors import Cancelled, JobError, ModelError, PlateError
+from ..families import FAMILIES
+from ..io.plates import Window
+from ..jobspec import ControlNet, Job, Lora, ModelSettings, Performance, Region, Shot
+from ..regions.diffusion import Column, RegionalCall, controlnets_vary, flux_attention_kwargs, regional_call
+from ..regions.mattes import FrameRegions
+from ..stage import Clip, FrameInputs, FrameResult, StageDescription
+from ..temporal.motion import VectorConvention
 from .conditioning import beauty_edges, depth_condition, line_art, normal_condition
 from .consistency import (
     ATTENTION,
@@ -46,18 +54,10 @@ from .consistency import (
     check_mechanisms,
     install_cross_frame,
 )
-from ..errors import Cancelled, JobError, ModelError, PlateError
-from ..families import FAMILIES
 from .geometry import ModelGeometry, model_geometry, pipeline_geometry
-from ..jobspec import ControlNet, Job, Lora, ModelSettings, Performance, Region, Shot
 from .loading import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
-from ..temporal.motion import VectorConvention
 from .pool import PipelinePool
-from ..io.plates import Window
-from ..regions.diffusion import Column, RegionalCall, controlnets_vary, flux_attention_kwargs, regional_call
-from ..regions.mattes import FrameRegions
 from .resolution import ModelCalls, ResolutionPlan, ResolutionSettings, assemble, model_calls, plan
-from ..stage import Clip, FrameInputs, FrameResult, StageDescription
 
 # The AOV clips each ControlNet source is built from: (required, optional).
 _SOURCE_CLIPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -184,16 +184,22 @@ class StylizeStage:
 
     name = "stylize"
 
-    def __init__(self, params: StylizeParameters, encoding: ModelEncoding, pool: PipelinePool,
-                 performance: Performance | None = None) -> None:
+    def __init__(
+        self,
+        params: StylizeParameters,
+        encoding: ModelEncoding,
+        pool: PipelinePool,
+        performance: Performance | None = None,
+    ) -> None:
         self.params = params
         self.encoding = encoding
         self.pool = pool
         self.performance = performance or Performance()
         # Images per pipeline call for render_batch; a sequential shot's frames (and a shot with regions, whose
         # calls each install their own mattes) render one at a time.
-        self.frames_per_call = (1 if params.sequential or params.regions
-                                else self.performance.frames_per_call(pool.device))
+        self.frames_per_call = (
+            1 if params.sequential or params.regions else self.performance.frames_per_call(pool.device)
+        )
         self._segments = _segments(params)  # regions: the distinct prompt segments, the shot's first
         self._pipe: DiffusionPipeline | None = None
         self._embeds: dict[str, Any] = {}
@@ -222,15 +228,24 @@ class StylizeStage:
         if self.params.style_reference:
             clips.append(Clip("StyleReference", 3, description="style image, read once per shot"))
         if self.params.sequential:
-            notes = ["sequential: each frame needs the previous one's output, so the shot renders in order from its "
-                     "first frame (handles included)"]
+            notes = [
+                "sequential: each frame needs the previous one's output, so the shot renders in order from its "
+                "first frame (handles included)"
+            ]
         else:
             notes = ["frames are independent: any frame renders alone, in any order"]
         if not FAMILIES[self.params.model.family].uses_cfg:
-            notes.append("Flux is guidance-distilled: guidance is its embedded guidance and the negative prompt is unused")
-        return StageDescription(self.name, tuple(clips), self.parameters(), sequential=self.params.sequential,
-                                state_from_rendering=bool(self.params.mechanisms & RENDER_STATE),
-                                notes=tuple(notes))
+            notes.append(
+                "Flux is guidance-distilled: guidance is its embedded guidance and the negative prompt is unused"
+            )
+        return StageDescription(
+            self.name,
+            tuple(clips),
+            self.parameters(),
+            sequential=self.params.sequential,
+            state_from_rendering=bool(self.params.mechanisms & RENDER_STATE),
+            notes=tuple(notes),
+        )
 
     def parameters(self) -> dict[str, Any]:
         """The shot's parameters as plain JSON values (for provenance, cache keys and hosts' UIs)."""
@@ -248,12 +263,18 @@ class StylizeStage:
             "loras": [{"weight": lora.weight} for lora in p.model.loras],
             "ip_adapter_scale": p.model.ip_adapter.scale if p.model.ip_adapter else None,
             "resolution": p.resolution.__dict__,
-            "consistency": {"mechanisms": sorted(p.mechanisms), "keyframe_interval": p.keyframe_interval,
-                            "fusion_strength": p.fusion_strength},
+            "consistency": {
+                "mechanisms": sorted(p.mechanisms),
+                "keyframe_interval": p.keyframe_interval,
+                "fusion_strength": p.fusion_strength,
+            },
             "color": self.encoding.description,
             "ocio_config": self.encoding.config_uri,
-            **({"regions": [_region_parameters(region) for region in p.regions],
-                "region_prompts": p.region_prompts} if p.regions else {}),
+            **(
+                {"regions": [_region_parameters(region) for region in p.regions], "region_prompts": p.region_prompts}
+                if p.regions
+                else {}
+            ),
         }
 
     def region_of_definition(self, frame: int, source_window: Window) -> Window:
@@ -298,8 +319,9 @@ class StylizeStage:
                 identity["style_reference"] = hashlib.sha256(self._reference.tobytes()).hexdigest()
             self._region_references = [read_style_reference(path, self.encoding) for path in _region_styles(p)]
             if self._region_references:
-                identity["region_style_references"] = [hashlib.sha256(image.tobytes()).hexdigest()
-                                                       for image in self._region_references]
+                identity["region_style_references"] = [
+                    hashlib.sha256(image.tobytes()).hexdigest() for image in self._region_references
+                ]
             self._identity = identity
         return self._identity
 
@@ -324,25 +346,33 @@ class StylizeStage:
         self._pipe.set_progress_bar_config(disable=True)
         loaded, planned = pipeline_geometry(self._pipe, p.model.family), self.geometry()
         if (loaded.vae_scale, loaded.latent_channels) != (planned.vae_scale, planned.latent_channels):
-            raise ModelError(f"the loaded model has latent scale {loaded.vae_scale} and {loaded.latent_channels} "
-                             f"latent channels, but its configs say {planned.vae_scale} and "
-                             f"{planned.latent_channels}", p.model.path)
+            raise ModelError(
+                f"the loaded model has latent scale {loaded.vae_scale} and {loaded.latent_channels} "
+                f"latent channels, but its configs say {planned.vae_scale} and "
+                f"{planned.latent_channels}",
+                p.model.path,
+            )
         with torch.no_grad():
             self._embeds = _encode_prompt(self._pipe, p)
             if len(self._segments) > 1:
                 parts = [self._embeds] + [self._encode_segment(segment) for segment in self._segments[1:]]
                 # Token embeddings side by side; pooled ones (SDXL, Flux: one vector per prompt) stacked, to be
                 # mixed by area (one pass) or given to each prompt's pass (passes).
-                self._regional_embeds = {name: value if value is None else
-                                         torch.stack([part[name] for part in parts]) if "pooled" in name else
-                                         torch.cat([part[name] for part in parts], dim=1)
-                                         for name, value in self._embeds.items()}
+                self._regional_embeds = {
+                    name: value
+                    if value is None
+                    else torch.stack([part[name] for part in parts])
+                    if "pooled" in name
+                    else torch.cat([part[name] for part in parts], dim=1)
+                    for name, value in self._embeds.items()
+                }
             if self._reference is not None:
                 self._embeds |= style_reference_embeds(self._pipe, self._reference, _uses_cfg(p))
             if self._region_references:
                 self._styles = [self._embeds["ip_adapter_image_embeds"]] + [
                     style_reference_embeds(self._pipe, image, _uses_cfg(p))["ip_adapter_image_embeds"]
-                    for image in self._region_references]
+                    for image in self._region_references
+                ]
         return self._pipe
 
     def _encode_segment(self, segment: Segment) -> dict[str, Any]:
@@ -365,8 +395,13 @@ class StylizeStage:
         """A hash of everything the frame's pixels depend on: inputs, parameters, models, seed, version; for a
         sequential shot also the previous frame's key (a chain) and the shot's first frame (keyframe phase)."""
         digest = hashlib.sha256()
-        record = {"stage": self.name, "parameters": self.parameters(), "identity": self.identity(),
-                  "frame_seed": self.params.frame_seed(frame), "window": inputs.window.as_list()}
+        record = {
+            "stage": self.name,
+            "parameters": self.parameters(),
+            "identity": self.identity(),
+            "frame_seed": self.params.frame_seed(frame),
+            "window": inputs.window.as_list(),
+        }
         if self.params.sequential:
             record |= {"previous": previous_key, "first": self._first}
         digest.update(json.dumps(record, sort_keys=True).encode())
@@ -389,13 +424,29 @@ class StylizeStage:
             "model_hash": identity.get("model", ""),
             "seed": p.frame_seed(frame),
             "parameters": json.dumps(self.parameters(), sort_keys=True),
-            "controlnets": json.dumps([{"path": c.path, "source": c.source, "weight": c.weight, "hash": h}
-                                       for c, h in zip(p.model.controlnets, identity.get("controlnets", []))]),
-            "loras": json.dumps([{"path": lora.path, "weight": lora.weight, "hash": h}
-                                 for lora, h in zip(p.model.loras, identity.get("loras", []))]),
-            "ip_adapter": json.dumps(None if p.model.ip_adapter is None else {
-                "path": p.model.ip_adapter.path, "image": p.style_reference, "scale": p.model.ip_adapter.scale,
-                "hash": identity.get("ip_adapter"), "image_hash": identity.get("style_reference")}),
+            "controlnets": json.dumps(
+                [
+                    {"path": c.path, "source": c.source, "weight": c.weight, "hash": h}
+                    for c, h in zip(p.model.controlnets, identity.get("controlnets", []))
+                ]
+            ),
+            "loras": json.dumps(
+                [
+                    {"path": lora.path, "weight": lora.weight, "hash": h}
+                    for lora, h in zip(p.model.loras, identity.get("loras", []))
+                ]
+            ),
+            "ip_adapter": json.dumps(
+                None
+                if p.model.ip_adapter is None
+                else {
+                    "path": p.model.ip_adapter.path,
+                    "image": p.style_reference,
+                    "scale": p.model.ip_adapter.scale,
+                    "hash": identity.get("ip_adapter"),
+                    "image_hash": identity.get("style_reference"),
+                }
+            ),
             "device": f"{identity.get('device')} {identity.get('dtype')}",
         }
 
@@ -411,13 +462,22 @@ class StylizeStage:
         work = self._prepare(frame, window, inputs)
         layout, outputs = work.calls.layout, []
         for tile, (image, controls) in enumerate(zip(work.calls.images, work.calls.conditions)):
-            noise = (self._initial_noise(frame, work.seed, work.motion, layout)
-                     if "warped_noise" in p.mechanisms else None)
+            noise = (
+                self._initial_noise(frame, work.seed, work.motion, layout) if "warped_noise" in p.mechanisms else None
+            )
             fusion = self._fuse_latents(work.motion, layout) if "latent_fusion" in p.mechanisms else None
             if "flow_attention" in p.mechanisms and work.motion is not None:
                 self._features.flow = TokenFlow(work.motion, layout)
-            outputs += self._diffuse([image], [controls], [_tile_seed(work.seed, tile)], work.strength, cancel,
-                                     noise, fusion, work.regional[tile] if work.regional else None)
+            outputs += self._diffuse(
+                [image],
+                [controls],
+                [_tile_seed(work.seed, tile)],
+                work.strength,
+                cancel,
+                noise,
+                fusion,
+                work.regional[tile] if work.regional else None,
+            )
         self._features.finish_frame(is_anchor=frame == self._first or not self._features.anchor)
         return self._finish(work, outputs, batch=1)
 
@@ -448,8 +508,13 @@ class StylizeStage:
         for calls in by_size.values():
             while calls:
                 group, calls = calls[: self.frames_per_call], calls[self.frames_per_call :]
-                self._run_calls([call for call in group if not isinstance(results[call[0]], Exception)], frames,
-                                cancel, outputs, results)
+                self._run_calls(
+                    [call for call in group if not isinstance(results[call[0]], Exception)],
+                    frames,
+                    cancel,
+                    outputs,
+                    results,
+                )
         for index, work in frames.items():
             if results[index] is None:
                 tiles = [outputs[index, tile] for tile in range(len(work.calls.images))]
@@ -459,20 +524,28 @@ class StylizeStage:
                     results[index] = exc
         return results  # type: ignore[return-value]
 
-    def _run_calls(self, calls: list[tuple[int, int]], frames: dict[int, _Frame], cancel: threading.Event,
-                   outputs: dict[tuple[int, int], tuple[np.ndarray, int]],
-                   results: list[FrameResult | Exception | None]) -> None:
+    def _run_calls(
+        self,
+        calls: list[tuple[int, int]],
+        frames: dict[int, _Frame],
+        cancel: threading.Event,
+        outputs: dict[tuple[int, int], tuple[np.ndarray, int]],
+        results: list[FrameResult | Exception | None],
+    ) -> None:
         """One pipeline call for ``calls`` ((frame index, tile) of one working size), into ``outputs``; a failing
         call's frames fail alone (see ``render_batch``)."""
         if not calls:
             return
         works = [frames[index] for index, _ in calls]
         try:
-            images = self._diffuse([work.calls.images[tile] for work, (_, tile) in zip(works, calls)],
-                                   [work.calls.conditions[tile] for work, (_, tile) in zip(works, calls)],
-                                   [_tile_seed(work.seed, tile) for work, (_, tile) in zip(works, calls)],
-                                   self.params.strength, cancel,
-                                   regional=works[0].regional[calls[0][1]] if works[0].regional else None)
+            images = self._diffuse(
+                [work.calls.images[tile] for work, (_, tile) in zip(works, calls)],
+                [work.calls.conditions[tile] for work, (_, tile) in zip(works, calls)],
+                [_tile_seed(work.seed, tile) for work, (_, tile) in zip(works, calls)],
+                self.params.strength,
+                cancel,
+                regional=works[0].regional[calls[0][1]] if works[0].regional else None,
+            )
         except Cancelled:
             raise
         except Exception as exc:
@@ -555,12 +628,14 @@ class StylizeStage:
             "performance": json.dumps({"batch": batch, "compile": self.performance.compile}),
         }
         if p.sequential:
-            provenance["consistency"] = "keyframe" if self._is_keyframe(work.frame) else (
-                "from the previous frame" if work.motion is not None else "first frame")
+            provenance["consistency"] = (
+                "keyframe"
+                if self._is_keyframe(work.frame)
+                else ("from the previous frame" if work.motion is not None else "first frame")
+            )
         if work.regions is not None:
             provenance["regions"] = work.regions.describe()
-        return FrameResult(np.concatenate([out, work.alpha[..., None]], axis=2), work.window, provenance,
-                           work.regions)
+        return FrameResult(np.concatenate([out, work.alpha[..., None]], axis=2), work.window, provenance, work.regions)
 
     def _untouched(self, inputs: FrameInputs) -> FrameResult:
         """A frame at strength 0 everywhere: the plate itself (and its region weights)."""
@@ -595,8 +670,12 @@ class StylizeStage:
         if self._noise is not None and self._noise_frame == frame:
             return self._noise
         geometry = layout.geometry
-        shape = (1, geometry.latent_channels,
-                 layout.working_height // geometry.vae_scale, layout.working_width // geometry.vae_scale)
+        shape = (
+            1,
+            geometry.latent_channels,
+            layout.working_height // geometry.vae_scale,
+            layout.working_width // geometry.vae_scale,
+        )
         fresh = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
         noise = fresh if motion is None or self._noise is None else motion.carry_noise(self._noise, fresh, layout)
         self._noise, self._noise_frame = noise, frame
@@ -609,8 +688,16 @@ class StylizeStage:
 
         def fuse(step: int, latents: torch.Tensor) -> torch.Tensor:
             flux = FAMILIES[self.params.model.family].latent_packing > 1
-            grid = pipe._unpack_latents(latents, layout.working_height, layout.working_width,  # type: ignore[union-attr]
-                                        pipe.vae_scale_factor) if flux else latents  # type: ignore[union-attr]
+            grid = (
+                pipe._unpack_latents(
+                    latents,
+                    layout.working_height,
+                    layout.working_width,  # type: ignore[union-attr]
+                    pipe.vae_scale_factor,
+                )
+                if flux
+                else latents
+            )  # type: ignore[union-attr]
             steps = pipe._num_timesteps  # type: ignore[union-attr]
             # img2img runs the tail of one schedule, so step s here ends at the timestep of the previous frame's
             # step s + len(previous) - steps (they differ where the strength does: keyframes heal at less).
@@ -625,9 +712,17 @@ class StylizeStage:
 
         return fuse
 
-    def _diffuse(self, images: list[np.ndarray], controls: list[list[np.ndarray]], seeds: list[int], strength: float,
-                 cancel: threading.Event, noise: torch.Tensor | None = None,
-                 fusion: StepHook | None = None, regional: RegionalCall | None = None) -> list[np.ndarray]:
+    def _diffuse(
+        self,
+        images: list[np.ndarray],
+        controls: list[list[np.ndarray]],
+        seeds: list[int],
+        strength: float,
+        cancel: threading.Event,
+        noise: torch.Tensor | None = None,
+        fusion: StepHook | None = None,
+        regional: RegionalCall | None = None,
+    ) -> list[np.ndarray]:
         """One pipeline call on (h, w, 3) [0, 1] images of one size the model takes, each with its ControlNets'
         images and its own seed's generator; the results in the same order. ``noise`` replaces the pipeline's
         own initial noise (1, C, h/f, w/f for the VAE's scale f) and ``fusion`` sees (and may replace) the latents
@@ -641,8 +736,9 @@ class StylizeStage:
             if strength <= 0.0:
                 return [images[0].copy()]  # every pixel untouched: _finish puts the plate's own values back
             if regional.segments > 1:
-                embeds, pooled = _regional_pooled(self._regional_embeds, regional, p.region_prompts == "passes",
-                                                  _uses_cfg(p))
+                embeds, pooled = _regional_pooled(
+                    self._regional_embeds, regional, p.region_prompts == "passes", _uses_cfg(p)
+                )
 
         def on_step(_pipe: object, step: int, _t: object, tensors: dict[str, Any]) -> dict[str, Any]:
             if cancel.is_set():
@@ -663,8 +759,10 @@ class StylizeStage:
             "callback_on_step_end_tensor_inputs": ["latents"],
             # The prompt's embeddings once per image; the pipelines repeat IP-Adapter embeddings themselves.
             # (None: no negative prompt without classifier-free guidance, at guidance <= 1.)
-            **{name: value if value is None or "ip_adapter" in name else torch.cat([value] * count)
-               for name, value in embeds.items()},
+            **{
+                name: value if value is None or "ip_adapter" in name else torch.cat([value] * count)
+                for name, value in embeds.items()
+            },
         }
         if controls[0]:
             weights = [net.weight for net in p.model.controlnets]
@@ -677,16 +775,23 @@ class StylizeStage:
                 kwargs["control_mode"] = [None] * len(per_net)  # plain (not Union) ControlNets: no mode each
         if controls[0] or p.model.family == "flux":
             kwargs |= {"height": height, "width": width}
-        if (regional is not None and regional.segments > 1 and p.model.family == "flux"
-                and p.region_prompts == "attention"):
+        if (
+            regional is not None
+            and regional.segments > 1
+            and p.model.family == "flux"
+            and p.region_prompts == "attention"
+        ):
             kwargs["joint_attention_kwargs"] = flux_attention_kwargs(pipe, regional, embeds["prompt_embeds"])
         attention = p.mechanisms & ATTENTION
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             if regional is not None:
                 adapters = [f"lora{number}" for number in range(len(p.loaded_loras))]  # models._load_loras names
-                step_hook = stack.enter_context(regional_call(pipe, regional, noise, fusion, adapters,
-                                                              p.region_prompts == "passes", pooled, self._styles))
+                step_hook = stack.enter_context(
+                    regional_call(
+                        pipe, regional, noise, fusion, adapters, p.region_prompts == "passes", pooled, self._styles
+                    )
+                )
             else:
                 step_hook = fusion
                 stack.enter_context(_noise_injected(pipe, noise))
@@ -696,8 +801,9 @@ class StylizeStage:
 
 
 @contextlib.contextmanager
-def _frame_attention_installed(pipe: DiffusionPipeline, features: FrameFeatures,
-                               mechanisms: frozenset[str]) -> Iterator[None]:
+def _frame_attention_installed(
+    pipe: DiffusionPipeline, features: FrameFeatures, mechanisms: frozenset[str]
+) -> Iterator[None]:
     """While a pipeline call runs, the UNet's self-attention also attends to earlier frames (``cross_frame``:
     the anchor and previous frames; ``flow_attention``: the previous frame along the motion vectors).
 
@@ -750,8 +856,9 @@ def _uses_cfg(p: StylizeParameters) -> bool:
     return FAMILIES[p.model.family].uses_cfg and p.guidance > 1.0
 
 
-def _encode_prompt(pipe: DiffusionPipeline, p: StylizeParameters, prompt: str | None = None,
-                   negative_prompt: str | None = None) -> dict[str, Any]:
+def _encode_prompt(
+    pipe: DiffusionPipeline, p: StylizeParameters, prompt: str | None = None, negative_prompt: str | None = None
+) -> dict[str, Any]:
     """The prompt's embeddings (the shot's, or ``prompt`` and ``negative_prompt``), once per shot, as the keyword
     arguments each family's pipeline takes."""
     device, cfg = pipe._execution_device, _uses_cfg(p)
@@ -763,30 +870,44 @@ def _encode_prompt(pipe: DiffusionPipeline, p: StylizeParameters, prompt: str | 
         return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
     if encoding == "dual_clip":
         positive, negative, pooled, negative_pooled = pipe.encode_prompt(
-            prompt=prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=cfg,
+            prompt=prompt,
+            device=device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=cfg,
             negative_prompt=negative_prompt,
         )
-        return {"prompt_embeds": positive, "negative_prompt_embeds": negative,
-                "pooled_prompt_embeds": pooled, "negative_pooled_prompt_embeds": negative_pooled}
+        return {
+            "prompt_embeds": positive,
+            "negative_prompt_embeds": negative,
+            "pooled_prompt_embeds": pooled,
+            "negative_pooled_prompt_embeds": negative_pooled,
+        }
     positive, pooled, _text_ids = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device)
     return {"prompt_embeds": positive, "pooled_prompt_embeds": pooled}
 
 
-def _regional_pooled(embeds: dict[str, Any], call: RegionalCall, passes: bool, cfg: bool
-                     ) -> tuple[dict[str, Any], list[torch.Tensor] | None]:
+def _regional_pooled(
+    embeds: dict[str, Any], call: RegionalCall, passes: bool, cfg: bool
+) -> tuple[dict[str, Any], list[torch.Tensor] | None]:
     """The pipeline's embeddings for a regional call, and (passes, SDXL and Flux) each prompt's pooled embedding
     as its pass gives it to the model. A pooled embedding conditions the whole frame, so one pass gets the
     prompts' pooled embeddings mixed by their share of the frame."""
     if not any("pooled" in name for name in embeds):
         return embeds, None
     shares = torch.from_numpy(call.grouped(lambda c: c.segment, call.segments).mean(axis=(0, 1)))
-    mixed = {name: (value * shares.to(value.device, value.dtype).view(-1, *[1] * (value.dim() - 1))).sum(0)
-             if value is not None and "pooled" in name else value for name, value in embeds.items()}
+    mixed = {
+        name: (value * shares.to(value.device, value.dtype).view(-1, *[1] * (value.dim() - 1))).sum(0)
+        if value is not None and "pooled" in name
+        else value
+        for name, value in embeds.items()
+    }
     if not passes:
         return mixed, None
     positive, negative = embeds["pooled_prompt_embeds"], embeds.get("negative_pooled_prompt_embeds")
-    per_pass = [torch.cat([negative[g], positive[g]]) if cfg and negative is not None else positive[g]
-                for g in range(call.segments)]
+    per_pass = [
+        torch.cat([negative[g], positive[g]]) if cfg and negative is not None else positive[g]
+        for g in range(call.segments)
+    ]
     return mixed, per_pass
 
 
@@ -835,8 +956,16 @@ def _columns(p: StylizeParameters, segments: list[Segment], heal: float, frame: 
         segment = _segment(p, region, sets)
         scales = tuple((region.controlnet_weights or {}).get(net.source, net.weight) for net in p.model.controlnets)
         style = 0 if region.ip_adapter_image is None else 1 + styles.index(region.ip_adapter_image)
-        columns.append(Column(_or(region.strength, p.strength) * heal, segments.index(segment), segment[2],
-                              own_seed if region.seed is None else p.frame_seed(frame, region.seed), scales, style))
+        columns.append(
+            Column(
+                _or(region.strength, p.strength) * heal,
+                segments.index(segment),
+                segment[2],
+                own_seed if region.seed is None else p.frame_seed(frame, region.seed),
+                scales,
+                style,
+            )
+        )
     return tuple(columns)
 
 
@@ -873,11 +1002,17 @@ def check_region_settings(p: StylizeParameters) -> None:
             raise JobError("ip_adapter_image per region needs the model's ip_adapter, on SD 1.5 or SDXL", where)
         unknown = sorted(set(region.controlnet_weights or {}) - sources)
         if unknown:
-            raise JobError(f"controlnet_weights names {', '.join(unknown)}, but the model has no such ControlNet "
-                           f"(its sources: {', '.join(sorted(sources)) or 'none'})", where)
+            raise JobError(
+                f"controlnet_weights names {', '.join(unknown)}, but the model has no such ControlNet "
+                f"(its sources: {', '.join(sorted(sources)) or 'none'})",
+                where,
+            )
     if len(_segments(p)) > 1 and p.model.ip_adapter is not None and p.region_prompts == "attention":
-        raise JobError("regional prompts with an IP-Adapter need region_prompts 'passes' (masked cross-attention "
-                       "would replace the adapter's)", "regions")
+        raise JobError(
+            "regional prompts with an IP-Adapter need region_prompts 'passes' (masked cross-attention "
+            "would replace the adapter's)",
+            "regions",
+        )
 
 
 def _tile_seed(seed: int, tile: int) -> int:
@@ -894,8 +1029,11 @@ def control_clips(controlnets: Sequence[ControlNet]) -> list[Clip]:
         required, extra = _SOURCE_CLIPS[net.source]
         needed |= set(required)
         optional |= set(extra)
-    return [Clip(name, _CLIP_COMPONENTS[name], optional=name not in needed) for name in
-            ("Source", "Depth", "Normal", "ObjectID") if name in needed | optional]
+    return [
+        Clip(name, _CLIP_COMPONENTS[name], optional=name not in needed)
+        for name in ("Source", "Depth", "Normal", "ObjectID")
+        if name in needed | optional
+    ]
 
 
 def control_condition(net: ControlNet, inputs: FrameInputs, display_rgb: np.ndarray) -> np.ndarray:

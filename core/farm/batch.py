@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..render.cache import RenderCache
+from ..diffusion.pool import PipelinePool
 from ..errors import StyleCompError
 from ..jobspec import Job
+from ..render.cache import RenderCache
+from ..render.loop import Event, RenderSummary, Report, render_job, shot_frames
 from ..render.output_guard import guard_outputs
-from ..diffusion.pool import PipelinePool
-from ..render.loop import Event, Report, RenderSummary, render_job, shot_frames
 from ..render.resume import prepare_resume
 
 
@@ -50,8 +50,16 @@ class LocalExecutor:
         self.cache = cache
 
     def run(self, item: BatchJob, report: Report, cancel: threading.Event) -> RenderSummary:
-        return render_job(item.job, shots=item.shots, frames=item.frames, pool=self.pool, cache=self.cache,
-                          report=report, cancel=cancel, overwrite=item.overwrite)
+        return render_job(
+            item.job,
+            shots=item.shots,
+            frames=item.frames,
+            pool=self.pool,
+            cache=self.cache,
+            report=report,
+            cancel=cancel,
+            overwrite=item.overwrite,
+        )
 
 
 @dataclass
@@ -70,8 +78,16 @@ class ShotCounts:
         return self.rendered + self.cached + self.failed
 
     def as_event(self) -> Event:
-        return {"event": "shot_end", "job": self.job, "shot": self.shot, "total": self.total, "done": self.done,
-                "rendered": self.rendered, "cached": self.cached, "failed": self.failed}
+        return {
+            "event": "shot_end",
+            "job": self.job,
+            "shot": self.shot,
+            "total": self.total,
+            "done": self.done,
+            "rendered": self.rendered,
+            "cached": self.cached,
+            "failed": self.failed,
+        }
 
 
 class BatchProgress:
@@ -125,8 +141,11 @@ class BatchProgress:
     def finish(self, label: str) -> list[Event]:
         """A job is over: shot_end events for its shots that started but did not get to their last frame."""
         self.finished.add(label)
-        return [c.as_event() | {"overall": self.overall()} for c in self.shots.values()
-                if c.job == label and 0 < c.done < c.total]
+        return [
+            c.as_event() | {"overall": self.overall()}
+            for c in self.shots.values()
+            if c.job == label and 0 < c.done < c.total
+        ]
 
 
 @dataclass
@@ -168,10 +187,18 @@ def run_batch(
             guard_outputs(item.job, item.shots, item.frames, overwrite=item.overwrite)  # before resume deletes
             if resume:
                 kept = prepare_resume(item.job, item.shots, item.frames)
-                report({"event": "resume", "job": item.label, "complete": kept.complete,
-                        "removed_temp": kept.removed_temp, "removed_damaged": kept.removed_damaged})
-            result = executor.run(item, lambda event, label=item.label: _forward(progress, label, event, report),
-                                  cancel)
+                report(
+                    {
+                        "event": "resume",
+                        "job": item.label,
+                        "complete": kept.complete,
+                        "removed_temp": kept.removed_temp,
+                        "removed_damaged": kept.removed_damaged,
+                    }
+                )
+            result = executor.run(
+                item, lambda event, label=item.label: _forward(progress, label, event, report), cancel
+            )
         except StyleCompError as exc:
             summary.refused.append((item.label, str(exc)))
             report({"event": "job_failed", "job": item.label, "error": str(exc)})
@@ -183,9 +210,19 @@ def run_batch(
         for event in progress.finish(item.label):
             report(event)
     summary.seconds = time.monotonic() - started
-    report({"event": "end", "jobs": len(items), "rendered": summary.rendered, "cached": summary.cached,
-            "failed": len(summary.failed), "refused": len(summary.refused), "cancelled": summary.cancelled,
-            "seconds": round(summary.seconds, 3), "overall": progress.overall()})
+    report(
+        {
+            "event": "end",
+            "jobs": len(items),
+            "rendered": summary.rendered,
+            "cached": summary.cached,
+            "failed": len(summary.failed),
+            "refused": len(summary.refused),
+            "cancelled": summary.cancelled,
+            "seconds": round(summary.seconds, 3),
+            "overall": progress.overall(),
+        }
+    )
     return summary
 
 

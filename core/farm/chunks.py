@@ -65,8 +65,10 @@ def plan_shots(
         if sequential:  # rendered from the shot's first frame, as render_job does
             frame_list = sequential_frames(job, shot, frame_list[-1])
         size = len(frame_list) if sequential else chunk_size
-        chunks = tuple(Chunk(shot.name, part[0], part[-1], len(part))
-                       for part in (frame_list[i:i + size] for i in range(0, len(frame_list), size)))
+        chunks = tuple(
+            Chunk(shot.name, part[0], part[-1], len(part))
+            for part in (frame_list[i : i + size] for i in range(0, len(frame_list), size))
+        )
         plans.append(ShotPlan(shot, tuple(frame_list), STAGE, sequential, chunks))
     if not plans:
         where = f" in {frames[0]}-{frames[1]}" if frames is not None else ""

@@ -18,26 +18,35 @@ from typing import Any
 import yaml
 from openjd.model import (
     DecodeValidationError,
-    Job as OpenJDJob,
     create_job,
     decode_job_template,
     preprocess_job_parameters,
 )
+from openjd.model import (
+    Job as OpenJDJob,
+)
 
-from ..io.atomic import atomic_target
-from .chunks import DEFAULT_CHUNK_SIZE, ShotPlan, plan_shots
-from ..families import FAMILIES
 from ..errors import JobError, StyleCompError
+from ..families import FAMILIES
+from ..io.atomic import atomic_target
 from ..jobspec import Job
 from ..render.output_guard import guard_outputs
+from .chunks import DEFAULT_CHUNK_SIZE, ShotPlan, plan_shots
 
 SPECIFICATION = "jobtemplate-2023-09"
 MAX_TASKS = 1024  # the longest list a 2023-09 task parameter range may be
 LOAD_SECONDS, FRAME_SECONDS = 600, 300  # a task's time limit: model loading plus this much a frame
 
 
-def job_template(job: Job, job_path: str | os.PathLike[str], template_path: str | os.PathLike[str], *,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE, gpu: bool = True, overwrite: bool = False) -> dict[str, Any]:
+def job_template(
+    job: Job,
+    job_path: str | os.PathLike[str],
+    template_path: str | os.PathLike[str],
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    gpu: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """The template for ``job`` (read from ``job_path``), to be written at ``template_path``; refused (JobError)
     when an output would replace a file the job reads or, without ``overwrite``, one stylecomp did not write."""
     guard_outputs(job, overwrite=overwrite, where=os.fspath(job_path))
@@ -51,8 +60,15 @@ def job_template(job: Job, job_path: str | os.PathLike[str], template_path: str 
     }
 
 
-def write_job_template(job: Job, job_path: str | os.PathLike[str], template_path: str | os.PathLike[str], *,
-                       chunk_size: int = DEFAULT_CHUNK_SIZE, gpu: bool = True, overwrite: bool = False) -> dict[str, Any]:
+def write_job_template(
+    job: Job,
+    job_path: str | os.PathLike[str],
+    template_path: str | os.PathLike[str],
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    gpu: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Make the template, validate it with openjd-model, and write it as YAML (atomically); returns it."""
     template = job_template(job, job_path, template_path, chunk_size=chunk_size, gpu=gpu, overwrite=overwrite)
     instantiate(template, Path(template_path).resolve().parent, {"JobFile": os.path.abspath(job_path)})
@@ -66,8 +82,12 @@ def instantiate(template: dict[str, Any], template_dir: Path, values: dict[str, 
     """The OpenJD job ``template`` makes with parameter ``values``: openjd-model's validation, or StyleCompError."""
     try:
         decoded = decode_job_template(template=template, supported_extensions=[])
-        parameters = preprocess_job_parameters(job_template=decoded, job_parameter_values=values,
-                                               job_template_dir=template_dir, current_working_dir=Path.cwd())
+        parameters = preprocess_job_parameters(
+            job_template=decoded,
+            job_parameter_values=values,
+            job_template_dir=template_dir,
+            current_working_dir=Path.cwd(),
+        )
         return create_job(job_template=decoded, job_parameter_values=parameters)
     except (DecodeValidationError, ValueError) as exc:
         raise StyleCompError(f"the OpenJD template is not valid: {exc}") from None
@@ -81,7 +101,10 @@ def _literal(text: str) -> str:
 def _parameters(job_path: Path, template_path: Path, gpu: bool) -> list[dict[str, Any]]:
     """JobFile (PATH, defaulting to the job when it sits under the template's folder), Stylecomp and Device."""
     job_file: dict[str, Any] = {
-        "name": "JobFile", "type": "PATH", "objectType": "FILE", "dataFlow": "IN",
+        "name": "JobFile",
+        "type": "PATH",
+        "objectType": "FILE",
+        "dataFlow": "IN",
         "description": "The stylecomp job file (its relative paths resolve against its folder)",
     }
     relative = os.path.relpath(job_path.resolve(), template_path.resolve().parent)
@@ -89,10 +112,20 @@ def _parameters(job_path: Path, template_path: Path, gpu: bool) -> list[dict[str
         job_file["default"] = Path(relative).as_posix()
     return [
         job_file,
-        {"name": "Stylecomp", "type": "STRING", "default": "stylecomp", "minLength": 1,
-         "description": "The stylecomp executable on the worker (a name on its PATH, or a full path)"},
-        {"name": "Device", "type": "STRING", "default": "cuda" if gpu else "cpu",
-         "allowedValues": ["auto", "cuda", "mps", "cpu"], "description": "Where the model runs"},
+        {
+            "name": "Stylecomp",
+            "type": "STRING",
+            "default": "stylecomp",
+            "minLength": 1,
+            "description": "The stylecomp executable on the worker (a name on its PATH, or a full path)",
+        },
+        {
+            "name": "Device",
+            "type": "STRING",
+            "default": "cuda" if gpu else "cpu",
+            "allowedValues": ["auto", "cuda", "mps", "cpu"],
+            "description": "Where the model runs",
+        },
     ]
 
 
@@ -100,8 +133,10 @@ def _step(plan: ShotPlan, family: str, gpu: bool, overwrite: bool) -> dict[str, 
     """One shot: its chunks as tasks, what a worker needs, and the render command."""
     name, chunks = plan.shot.name, plan.chunks
     if len(chunks) > MAX_TASKS:
-        raise JobError(f"{len(chunks)} chunks: more than the {MAX_TASKS} tasks an OpenJD step may have; "
-                       "use a larger --chunk-size", name)
+        raise JobError(
+            f"{len(chunks)} chunks: more than the {MAX_TASKS} tasks an OpenJD step may have; use a larger --chunk-size",
+            name,
+        )
     gpu_mib, memory_mib = FAMILIES[family].memory_mib
     amounts = [{"name": "amount.worker.memory", "min": memory_mib}]
     if gpu:
@@ -118,13 +153,27 @@ def _step(plan: ShotPlan, family: str, gpu: bool, overwrite: bool) -> dict[str, 
             "combination": "(ChunkStart, ChunkEnd)",
         },
         "hostRequirements": {"amounts": amounts},
-        "script": {"actions": {"onRun": {
-            "command": "{{Param.Stylecomp}}",
-            "args": ["render", "{{Param.JobFile}}", "--shot", name,
-                     "--frames", "{{Task.Param.ChunkStart}}-{{Task.Param.ChunkEnd}}",
-                     "--progress", "json", "--device", "{{Param.Device}}"] + (["--overwrite"] if overwrite else []),
-            "timeout": LOAD_SECONDS + FRAME_SECONDS * max(chunk.count for chunk in chunks),
-            # SIGTERM first: the render stops between denoising steps and keeps its finished frames.
-            "cancelation": {"mode": "NOTIFY_THEN_TERMINATE", "notifyPeriodInSeconds": 30},
-        }}},
+        "script": {
+            "actions": {
+                "onRun": {
+                    "command": "{{Param.Stylecomp}}",
+                    "args": [
+                        "render",
+                        "{{Param.JobFile}}",
+                        "--shot",
+                        name,
+                        "--frames",
+                        "{{Task.Param.ChunkStart}}-{{Task.Param.ChunkEnd}}",
+                        "--progress",
+                        "json",
+                        "--device",
+                        "{{Param.Device}}",
+                    ]
+                    + (["--overwrite"] if overwrite else []),
+                    "timeout": LOAD_SECONDS + FRAME_SECONDS * max(chunk.count for chunk in chunks),
+                    # SIGTERM first: the render stops between denoising steps and keeps its finished frames.
+                    "cancelation": {"mode": "NOTIFY_THEN_TERMINATE", "notifyPeriodInSeconds": 30},
+                }
+            }
+        },
     }

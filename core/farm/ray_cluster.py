@@ -34,14 +34,14 @@ from typing import Any
 
 import torch
 
-from ..render.cache import RenderCache
-from .chunks import DEFAULT_CHUNK_SIZE, Chunk, ShotPlan, plan_shots
-from ..errors import StyleCompError
-from ..jobspec import Job
 from ..diffusion.pool import PipelinePool
-from ..render.output_guard import guard_outputs
-from ..render.loop import Event, Report, RenderSummary, render_job
+from ..errors import StyleCompError
 from ..io.sequence import FrameSequence
+from ..jobspec import Job
+from ..render.cache import RenderCache
+from ..render.loop import Event, RenderSummary, Report, render_job
+from ..render.output_guard import guard_outputs
+from .chunks import DEFAULT_CHUNK_SIZE, Chunk, ShotPlan, plan_shots
 
 POLL_SECONDS = 0.2
 
@@ -58,12 +58,21 @@ class RayWorker:
         """The device the actor renders on (answering at all means it was placed and started)."""
         return self.pool.device
 
-    def render(self, job: Job, chunk: Chunk, cache: RenderCache | None, events: Any, tag: int,
-               overwrite: bool = False) -> RenderSummary:
+    def render(
+        self, job: Job, chunk: Chunk, cache: RenderCache | None, events: Any, tag: int, overwrite: bool = False
+    ) -> RenderSummary:
         """Render one chunk; each event goes to the driver's ``events`` queue as ``(tag, event)``."""
         self.cancel_event = threading.Event()
-        return render_job(job, shots=[chunk.shot], frames=(chunk.first, chunk.last), pool=self.pool, cache=cache,
-                          report=lambda event: events.put((tag, event)), cancel=self.cancel_event, overwrite=overwrite)
+        return render_job(
+            job,
+            shots=[chunk.shot],
+            frames=(chunk.first, chunk.last),
+            pool=self.pool,
+            cache=cache,
+            report=lambda event: events.put((tag, event)),
+            cancel=self.cancel_event,
+            overwrite=overwrite,
+        )
 
     def cancel(self) -> None:
         """Stop the running chunk between denoising steps (its finished frames stay)."""
@@ -97,9 +106,17 @@ class RayExecutor:
     executor started it. ``run`` is the batch executor's interface (one ``BatchJob`` at a time).
     """
 
-    def __init__(self, *, address: str | None = None, workers: int | None = None, dtype: torch.dtype | None = None,
-                 cache: RenderCache | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 startup_timeout: float = 300.0, stall_timeout: float = 1800.0) -> None:
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        workers: int | None = None,
+        dtype: torch.dtype | None = None,
+        cache: RenderCache | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        startup_timeout: float = 300.0,
+        stall_timeout: float = 1800.0,
+    ) -> None:
         self.address, self.workers, self.dtype, self.cache = address, workers, dtype, cache
         self.chunk_size, self.startup_timeout, self.stall_timeout = chunk_size, startup_timeout, stall_timeout
         self.ray: Any = None
@@ -135,14 +152,28 @@ class RayExecutor:
         summary = driver.run()
         self.actors = [actor for actor in self.actors if all(actor is not lost for lost in driver.lost)]
         summary.seconds = time.monotonic() - started
-        report({"event": "end", "rendered": summary.rendered, "cached": summary.cached,
-                "failed": len(summary.failed), "cancelled": summary.cancelled, "seconds": round(summary.seconds, 3)})
+        report(
+            {
+                "event": "end",
+                "rendered": summary.rendered,
+                "cached": summary.cached,
+                "failed": len(summary.failed),
+                "cancelled": summary.cancelled,
+                "seconds": round(summary.seconds, 3),
+            }
+        )
         return summary
 
     def run(self, item: Any, report: Report, cancel: threading.Event) -> RenderSummary:
         """One batch job (anything with ``job``, ``shots`` and ``frames``), as the batch's executors do."""
-        return self.render([item.job], shots=item.shots, frames=item.frames, report=report, cancel=cancel,
-                           overwrite=getattr(item, "overwrite", False))
+        return self.render(
+            [item.job],
+            shots=item.shots,
+            frames=item.frames,
+            report=report,
+            cancel=cancel,
+            overwrite=getattr(item, "overwrite", False),
+        )
 
     def close(self) -> None:
         """Stop the actors, and Ray if this executor started it."""
@@ -183,10 +214,15 @@ class RayExecutor:
         except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as exc:
             for actor in actors:
                 ray.kill(actor)
-            problem = f"within {self.startup_timeout:g} s" if isinstance(exc, ray.exceptions.GetTimeoutError) else (
-                f"({_last_line(exc)})")
-            raise StyleCompError(f"Ray could not start {count} worker(s) with {options} {problem}; the cluster has "
-                                 f"{resources.get('CPU', 0):g} CPU, {gpus} GPU") from None
+            problem = (
+                f"within {self.startup_timeout:g} s"
+                if isinstance(exc, ray.exceptions.GetTimeoutError)
+                else (f"({_last_line(exc)})")
+            )
+            raise StyleCompError(
+                f"Ray could not start {count} worker(s) with {options} {problem}; the cluster has "
+                f"{resources.get('CPU', 0):g} CPU, {gpus} GPU"
+            ) from None
         return actors
 
 
@@ -211,8 +247,15 @@ def render_with_ray(
     frame finishing (model loading included) before its actor is stopped. Returns the totals, as
     ``render_job`` does; raises StyleCompError when a job is unusable or no worker can start.
     """
-    with RayExecutor(address=address, workers=workers, dtype=dtype, cache=cache, chunk_size=chunk_size,
-                     startup_timeout=startup_timeout, stall_timeout=stall_timeout) as executor:
+    with RayExecutor(
+        address=address,
+        workers=workers,
+        dtype=dtype,
+        cache=cache,
+        chunk_size=chunk_size,
+        startup_timeout=startup_timeout,
+        stall_timeout=stall_timeout,
+    ) as executor:
         return executor.render(jobs, shots=shots, frames=frames, report=report, cancel=cancel)
 
 
@@ -236,15 +279,25 @@ def _connect(address: str | None) -> tuple[Any, bool]:
 class _Driver:
     """One render: hands chunks to the executor's actors, forwards their events, and keeps the totals."""
 
-    def __init__(self, executor: RayExecutor, jobs: Sequence[Job], plans: list[list[ShotPlan]], report: Report,
-                 cancel: threading.Event, overwrite: bool) -> None:
+    def __init__(
+        self,
+        executor: RayExecutor,
+        jobs: Sequence[Job],
+        plans: list[list[ShotPlan]],
+        report: Report,
+        cancel: threading.Event,
+        overwrite: bool,
+    ) -> None:
         self.executor, self.ray, self.events = executor, executor.ray, executor.events
         self.jobs, self.report, self.cancel, self.overwrite = jobs, report, cancel, overwrite
-        self.shots = {(index, plan.shot.name): _ShotProgress(plan) for index, job_plans in enumerate(plans)
-                      for plan in job_plans}
+        self.shots = {
+            (index, plan.shot.name): _ShotProgress(plan) for index, job_plans in enumerate(plans) for plan in job_plans
+        }
         # Longest chunks first (sequential shots are one long chunk): the wall time is bounded sooner.
-        self.pending = sorted(((index, chunk) for index, job_plans in enumerate(plans) for plan in job_plans
-                               for chunk in plan.chunks), key=lambda item: -item[1].count)
+        self.pending = sorted(
+            ((index, chunk) for index, job_plans in enumerate(plans) for plan in job_plans for chunk in plan.chunks),
+            key=lambda item: -item[1].count,
+        )
         self.summary = RenderSummary()
         self.chunks: dict[int, _Running] = {}  # every chunk this render submitted, by its events' tag
         self.running: dict[Any, _Running] = {}  # by result reference
@@ -277,8 +330,9 @@ class _Driver:
     def _submit(self, actor: Any, job_index: int, chunk: Chunk) -> None:
         tag, self.executor.tags = self.executor.tags, self.executor.tags + 1
         self.chunks[tag] = running = _Running(actor, job_index, chunk)
-        self.running[actor.render.remote(self.jobs[job_index], chunk, self.executor.cache, self.events, tag,
-                                         self.overwrite)] = running
+        self.running[
+            actor.render.remote(self.jobs[job_index], chunk, self.executor.cache, self.events, tag, self.overwrite)
+        ] = running
 
     def _forward(self) -> None:
         """Pass the queued events on as render_job's, counted over each shot."""
@@ -312,8 +366,15 @@ class _Driver:
         if progress.started is None:
             progress.started = time.monotonic()
             frames = progress.plan.frames
-            self.report({"event": "start", "shot": shot, "frames": [frames[0], frames[-1]], "total": len(frames),
-                         "stage": progress.plan.stage})
+            self.report(
+                {
+                    "event": "start",
+                    "shot": shot,
+                    "frames": [frames[0], frames[-1]],
+                    "total": len(frames),
+                    "stage": progress.plan.stage,
+                }
+            )
         return progress
 
     def _finish(self, ref: Any, running: _Running) -> bool:
@@ -339,9 +400,19 @@ class _Driver:
         outputs = FrameSequence(self.jobs[job_index].resolve(progress.plan.shot.output))
         for frame in progress.plan.frames:
             if chunk.first <= frame <= chunk.last and frame not in progress.seen:
-                self._frame(job_index, chunk.shot, {"event": "frame", "shot": chunk.shot, "frame": frame,
-                                                    "output": outputs.path(frame), "status": "failed",
-                                                    "error": reason, "seconds": 0.0})
+                self._frame(
+                    job_index,
+                    chunk.shot,
+                    {
+                        "event": "frame",
+                        "shot": chunk.shot,
+                        "frame": frame,
+                        "output": outputs.path(frame),
+                        "status": "failed",
+                        "error": reason,
+                        "seconds": 0.0,
+                    },
+                )
 
     def _stop_stalled(self) -> None:
         """Kill the actors whose chunk made no progress for ``stall_timeout`` s; their chunks fail."""
@@ -351,8 +422,11 @@ class _Driver:
                 del self.running[ref]
                 self.ray.kill(running.actor, no_restart=True)
                 self.lost.append(running.actor)
-                self._fail_chunk(running.job_index, running.chunk,
-                                 f"no progress for {self.executor.stall_timeout:g} s: the Ray worker was stopped")
+                self._fail_chunk(
+                    running.job_index,
+                    running.chunk,
+                    f"no progress for {self.executor.stall_timeout:g} s: the Ray worker was stopped",
+                )
 
 
 def _last_line(exc: BaseException) -> str:

@@ -24,18 +24,18 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..io.atomic import atomic_target
-from ..render.cache import RenderCache
 from ..color import ModelEncoding
-from ..errors import Cancelled, JobError, PlateError
-from .interface import Generator, Request, Setup, load_generator, write_generated
-from ..jobspec import Job, Shot
 from ..diffusion.pool import PipelinePool
-from ..io.plates import read_plate
-from ..render.loop import Report, render_job, shot_frames
-from ..io.sequence import FrameSequence, discover
-from ..stage import STYLIZED_CHANNELS
 from ..diffusion.stylize import read_style_reference
+from ..errors import Cancelled, JobError, PlateError
+from ..io.atomic import atomic_target
+from ..io.plates import read_plate
+from ..io.sequence import FrameSequence, discover
+from ..jobspec import Job, Shot
+from ..render.cache import RenderCache
+from ..render.loop import Report, render_job, shot_frames
+from ..stage import STYLIZED_CHANNELS
+from .interface import Generator, Request, Setup, load_generator, write_generated
 
 DEFAULT_LONG_SIDE = 832  # Wan's 480p width; LTX-Video and CogVideoX work at it too
 DEFAULT_FPS = 24.0
@@ -81,31 +81,57 @@ def animate(
     request = Request(
         prompt=settings.prompt if settings.prompt is not None else _shot_prompt(job, shot),
         negative_prompt=settings.negative_prompt if settings.negative_prompt is not None else job.negative_prompt,
-        seed=settings.seed, width=width, height=height, steps=settings.steps, guidance=settings.guidance,
-        image=start, last_image=last, frames=requested,
+        seed=settings.seed,
+        width=width,
+        height=height,
+        steps=settings.steps,
+        guidance=settings.guidance,
+        image=start,
+        last_image=last,
+        frames=requested,
         fps=settings.fps or (shot.editorial.rate if shot.editorial else DEFAULT_FPS),
         on_step=lambda step, steps: report({"event": "step", "shot": shot.name, "step": step, "total": steps}),
         job_record=str(Path(output.pattern).parent / f"{shot.name}.remote-job.json"),
     )
     frames = list(range(first_frame, first_frame + count))
-    report({"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": count,
-            "stage": "animate"})
+    report({"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": count, "stage": "animate"})
     tick = time.monotonic()
     generated = generator.generate(request, cancel)
     seconds = (time.monotonic() - tick) / max(len(generated.frames), 1)
 
     preview = FrameSequence(_preview_pattern(output.pattern))
-    provenance = generated.provenance | {f"start_{key}": value for key, value in source.items()} | {
-        "shot": shot.name, "job": str(Path(job_path).resolve()), "first_frame": first_frame}
+    provenance = (
+        generated.provenance
+        | {f"start_{key}": value for key, value in source.items()}
+        | {"shot": shot.name, "job": str(Path(job_path).resolve()), "first_frame": first_frame}
+    )
     for done, (frame, image) in enumerate(zip(frames, generated.frames, strict=True), start=1):
         write_generated(output.path(frame), image, encoding, job.exr, provenance | {"frame": frame})
         _write_png(preview.path(frame), image)
-        report({"event": "frame", "shot": shot.name, "frame": frame, "done": done, "total": count,
-                "status": "rendered", "output": output.path(frame), "seconds": round(seconds, 3)})
+        report(
+            {
+                "event": "frame",
+                "shot": shot.name,
+                "frame": frame,
+                "done": done,
+                "total": count,
+                "status": "rendered",
+                "output": output.path(frame),
+                "seconds": round(seconds, 3),
+            }
+        )
     for stale in (output, preview):  # an earlier, longer clip's frames would play on in the conformed edit
         _remove_frames_outside(stale.pattern, frames)
-    report({"event": "end", "rendered": count, "cached": 0, "failed": 0, "cancelled": False,
-            "seconds": round(time.monotonic() - tick, 3)})
+    report(
+        {
+            "event": "end",
+            "rendered": count,
+            "cached": 0,
+            "failed": 0,
+            "cancelled": False,
+            "seconds": round(time.monotonic() - tick, 3),
+        }
+    )
     return Animatic(output.pattern, frames, preview.pattern)
 
 
@@ -127,8 +153,9 @@ def _cut(job: Job, shot: Shot) -> tuple[int, int]:
     return frames[0], len(frames)
 
 
-def _start_image(job: Job, shot: Shot, encoding: ModelEncoding, pool: PipelinePool | None, report: Report,
-                 cancel: threading.Event) -> tuple[np.ndarray, dict[str, Any]]:
+def _start_image(
+    job: Job, shot: Shot, encoding: ModelEncoding, pool: PipelinePool | None, report: Report, cancel: threading.Event
+) -> tuple[np.ndarray, dict[str, Any]]:
     """The clip's first frame, (H, W, 3) [0, 1] in the model's encoding, and where it came from."""
     settings = job.animation
     if settings.source == "image":
@@ -137,23 +164,35 @@ def _start_image(job: Job, shot: Shot, encoding: ModelEncoding, pool: PipelinePo
     if settings.source == "ideation":
         path = str(job.picked_still(shot))
         if not Path(path).is_file():
-            raise PlateError(f"shot {shot.name} has no picked ideation still; run 'stylecomp ideate' and "
-                             "'stylecomp pick --ideation' first", path)
+            raise PlateError(
+                f"shot {shot.name} has no picked ideation still; run 'stylecomp ideate' and "
+                "'stylecomp pick --ideation' first",
+                path,
+            )
         return _identified(read_style_reference(path, encoding), {"kind": "ideation", "path": path})
     keyframe = settings.keyframe if settings.keyframe is not None else _cut(job, shot)[0]
     path = FrameSequence(job.resolve(shot.output)).path(keyframe)
     if not Path(path).is_file():
-        summary = render_job(job, shots=[shot.name], frames=(keyframe, keyframe), pool=pool, cache=RenderCache(),
-                             report=report, cancel=cancel)
+        summary = render_job(
+            job,
+            shots=[shot.name],
+            frames=(keyframe, keyframe),
+            pool=pool,
+            cache=RenderCache(),
+            report=report,
+            cancel=cancel,
+        )
         if summary.cancelled:
             raise Cancelled(shot.name)
         if summary.failed or not Path(path).is_file():
             reasons = "; ".join(reason for _, _, reason in summary.failed) or "it was not rendered"
-            raise PlateError(f"the stylized keyframe {keyframe} of shot {shot.name} could not be rendered: {reasons}",
-                             path)
+            raise PlateError(
+                f"the stylized keyframe {keyframe} of shot {shot.name} could not be rendered: {reasons}", path
+            )
     rgba = read_plate(path).channels(list(STYLIZED_CHANNELS))
-    return _identified(encoding.encode(rgba[..., :3], rgba[..., 3]).image,
-                       {"kind": "stylized", "path": path, "keyframe": keyframe})
+    return _identified(
+        encoding.encode(rgba[..., :3], rgba[..., 3]).image, {"kind": "stylized", "path": path, "keyframe": keyframe}
+    )
 
 
 def _identified(image: np.ndarray, source: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:

@@ -29,19 +29,19 @@ from typing import Any
 
 import numpy as np
 
-from ..io.atomic import atomic_target
-from ..render.candidates import MANIFEST, chosen_entry, read_manifest, write_thumbnail
 from ..color import ModelEncoding
-from ..io.contactsheet import write_contact_sheet
-from ..errors import Cancelled, JobError, StyleCompError
-from .interface import Generator, Request, Setup, load_generator, write_generated
-from ..jobspec import Job, Shot, save_job
-from ..io.plates import read_plate
-from ..render.loop import Report, frame_inputs, shot_frames
 from ..diffusion.geometry import model_geometry
 from ..diffusion.resolution import LINE_KINDS, resize
-from ..io.sequence import FrameSequence
 from ..diffusion.stylize import StylizeParameters, control_clips, control_condition, read_style_reference
+from ..errors import Cancelled, JobError, StyleCompError
+from ..io.atomic import atomic_target
+from ..io.contactsheet import write_contact_sheet
+from ..io.plates import read_plate
+from ..io.sequence import FrameSequence
+from ..jobspec import Job, Shot, save_job
+from ..render.candidates import MANIFEST, chosen_entry, read_manifest, write_thumbnail
+from ..render.loop import Report, frame_inputs, shot_frames
+from .interface import Generator, Request, Setup, load_generator, write_generated
 
 # A still has no plate to pad and crop back to, so its sides need only be what the pipeline takes:
 # ModelGeometry.pixel_multiple (diffusers' UNets fit latents that their own downsampling does not divide).
@@ -70,8 +70,10 @@ class Guide:
     def at(self, width: int, height: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The beauty and condition images resized to ``width`` x ``height`` (lines by max pooling, as stylization)."""
         size = (height, width)
-        control = {source: resize(image, size, "max" if source in LINE_KINDS else "bilinear")
-                   for source, image in self.control.items()}
+        control = {
+            source: resize(image, size, "max" if source in LINE_KINDS else "bilinear")
+            for source, image in self.control.items()
+        }
         return resize(self.beauty, size, "bicubic"), control
 
 
@@ -130,11 +132,20 @@ def ideate(
     multiple = geometry.pixel_multiple if geometry else NO_MODEL_MULTIPLE
     long_side = settings.long_side or (geometry.working_size if geometry else NO_MODEL_LONG_SIDE)
     aspects = [guide.aspect_ratio] if guide else settings.aspect_ratios
-    plan = [(number, text, aspect, seed) for number, text in enumerate(settings.prompts or [prompt])
-            for aspect in aspects for seed in settings.seeds]
+    plan = [
+        (number, text, aspect, seed)
+        for number, text in enumerate(settings.prompts or [prompt])
+        for aspect in aspects
+        for seed in settings.seeds
+    ]
 
-    start: dict[str, Any] = {"event": "start", "shot": shot.name, "frames": [0, len(plan) - 1], "total": len(plan),
-                             "stage": "ideation"}
+    start: dict[str, Any] = {
+        "event": "start",
+        "shot": shot.name,
+        "frames": [0, len(plan) - 1],
+        "total": len(plan),
+        "stage": "ideation",
+    }
     note = _guide_note(guide, settings.aspect_ratios) if guide else None
     if note:
         start["note"] = note
@@ -149,38 +160,93 @@ def ideate(
         tick = time.monotonic()
         width, height = candidate_size(_ratio(aspect), long_side, multiple)
         image, control = guide.at(width, height) if guide else (None, {})
-        request = Request(prompt=text, seed=seed, width=width, height=height, steps=job.steps, guidance=job.guidance,
-                          negative_prompt=negative, image=image if settings.init_strength is not None else None,
-                          strength=settings.init_strength or 1.0, control=control, style_image=style)
+        request = Request(
+            prompt=text,
+            seed=seed,
+            width=width,
+            height=height,
+            steps=job.steps,
+            guidance=job.guidance,
+            negative_prompt=negative,
+            image=image if settings.init_strength is not None else None,
+            strength=settings.init_strength or 1.0,
+            control=control,
+            style_image=style,
+        )
         still = generator.generate(request, cancel)
         name = f"candidate_{index:02d}"
         picture = _one_image(still.frames, settings.generator)
-        provenance = {"generator": settings.generator} | still.provenance | {
-            "stage": "ideation", "job": str(Path(job_path).resolve()), "shot": shot.name, "candidate": index,
-            "prompt": text, "prompt_index": number, "seed": seed, "aspect_ratio": aspect}
+        provenance = (
+            {"generator": settings.generator}
+            | still.provenance
+            | {
+                "stage": "ideation",
+                "job": str(Path(job_path).resolve()),
+                "shot": shot.name,
+                "candidate": index,
+                "prompt": text,
+                "prompt_index": number,
+                "seed": seed,
+                "aspect_ratio": aspect,
+            }
+        )
         if guide:
             provenance |= {"plate": guide.path, "frame": guide.frame}
         write_generated(folder / f"{name}.exr", picture, encoding, job.exr, provenance)
         write_thumbnail(folder / f"{name}.png", picture)
         tiles.append((f"#{index}  prompt {number}  seed {seed}  {aspect}", picture))
-        entries.append({"index": index, "prompt": text, "prompt_index": number, "seed": seed, "aspect_ratio": aspect,
-                        "width": picture.shape[1], "height": picture.shape[0], "exr": f"{name}.exr",
-                        "thumbnail": f"{name}.png"})
+        entries.append(
+            {
+                "index": index,
+                "prompt": text,
+                "prompt_index": number,
+                "seed": seed,
+                "aspect_ratio": aspect,
+                "width": picture.shape[1],
+                "height": picture.shape[0],
+                "exr": f"{name}.exr",
+                "thumbnail": f"{name}.png",
+            }
+        )
         done = index + 1
-        report({"event": "frame", "shot": shot.name, "frame": index, "candidate": index, "done": done,
-                "total": len(plan), "status": "rendered", "output": str(folder / f"{name}.exr"),
+        report(
+            {
+                "event": "frame",
+                "shot": shot.name,
+                "frame": index,
+                "candidate": index,
+                "done": done,
+                "total": len(plan),
+                "status": "rendered",
+                "output": str(folder / f"{name}.exr"),
                 "seconds": round(time.monotonic() - tick, 3),
-                "eta": round((time.monotonic() - began) / done * (len(plan) - done), 1)})
+                "eta": round((time.monotonic() - began) / done * (len(plan) - done), 1),
+            }
+        )
     write_contact_sheet(folder / "contact_sheet.png", _letterboxed(tiles), columns=min(4, len(tiles)))
-    manifest: dict[str, Any] = {"kind": "ideation", "shot": shot.name, "job": str(Path(job_path).resolve()),
-                                "generator": settings.generator, "contact_sheet": "contact_sheet.png",
-                                "guide": None, "candidates": entries}
+    manifest: dict[str, Any] = {
+        "kind": "ideation",
+        "shot": shot.name,
+        "job": str(Path(job_path).resolve()),
+        "generator": settings.generator,
+        "contact_sheet": "contact_sheet.png",
+        "guide": None,
+        "candidates": entries,
+    }
     if guide:
         manifest["guide"] = {"plate": guide.path, "frame": guide.frame, "note": note}
     path = folder / MANIFEST
     _write_json(path, manifest)
-    report({"event": "end", "rendered": len(plan), "cached": 0, "failed": 0, "cancelled": False,
-            "seconds": round(time.monotonic() - began, 3)})
+    report(
+        {
+            "event": "end",
+            "rendered": len(plan),
+            "cached": 0,
+            "failed": 0,
+            "cancelled": False,
+            "seconds": round(time.monotonic() - began, 3),
+        }
+    )
     return path
 
 
@@ -245,8 +311,10 @@ def _one_image(frames: list[np.ndarray], generator: str) -> np.ndarray:
 
 
 def _guide_note(guide: Guide, aspect_ratios: list[str]) -> str:
-    return (f"plate frame {guide.frame} guides: its aspect ratio ({guide.aspect_ratio}) sets the size, so "
-            f"ideation.aspect_ratios ({', '.join(aspect_ratios)}) are not used")
+    return (
+        f"plate frame {guide.frame} guides: its aspect ratio ({guide.aspect_ratio}) sets the size, so "
+        f"ideation.aspect_ratios ({', '.join(aspect_ratios)}) are not used"
+    )
 
 
 def _letterboxed(tiles: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
@@ -258,7 +326,7 @@ def _letterboxed(tiles: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndar
         box = max(height, round(width * tallest))
         top = (box - height) // 2
         canvas = np.full((box, width, 3), _SHEET_GREY, np.float32)
-        canvas[top:top + height] = image[..., :3]
+        canvas[top : top + height] = image[..., :3]
         boxed.append((label, canvas))
     return boxed
 

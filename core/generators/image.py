@@ -19,10 +19,6 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..families import FAMILIES
-from ..errors import Cancelled, ModelError, StyleCompError
-from .interface import Generated, Request, Setup
-from ..jobspec import ModelSettings
 from ..diffusion.loading import (
     ip_adapter_image_encoder,
     load_pipeline,
@@ -31,6 +27,10 @@ from ..diffusion.loading import (
     pick_dtype,
     style_reference_embeds,
 )
+from ..errors import Cancelled, ModelError, StyleCompError
+from ..families import FAMILIES
+from ..jobspec import ModelSettings
+from .interface import Generated, Request, Setup
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -99,8 +99,9 @@ class ImageGenerator:
             del kwargs["height"], kwargs["width"]  # SD's plain img2img pipelines take the size from the image
         with torch.no_grad():
             image = pipe(**kwargs).images[0]  # type: ignore[operator]
-        return Generated(frames=[np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)],
-                         provenance=self._provenance(request))
+        return Generated(
+            frames=[np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)], provenance=self._provenance(request)
+        )
 
     def _inputs(self, request: Request) -> dict[str, Any]:
         """The start image, ControlNet images and IP-Adapter embeddings of a request, as pipeline arguments."""
@@ -115,10 +116,14 @@ class ImageGenerator:
         if model.controlnets:
             missing = sorted({net.source for net in model.controlnets} - set(request.control))
             if missing:
-                raise StyleCompError(f"the model's ControlNets need {', '.join(missing)} image(s) "
-                                     f"(Request.control has {', '.join(sorted(request.control)) or 'none'})")
-            controls = [_checked(f"the {net.source} ControlNet image", request.control[net.source], size)[None]
-                        for net in model.controlnets]
+                raise StyleCompError(
+                    f"the model's ControlNets need {', '.join(missing)} image(s) "
+                    f"(Request.control has {', '.join(sorted(request.control)) or 'none'})"
+                )
+            controls = [
+                _checked(f"the {net.source} ControlNet image", request.control[net.source], size)[None]
+                for net in model.controlnets
+            ]
             weights = [net.weight for net in model.controlnets]
             # The text-to-image SD pipelines take the ControlNet image as `image`; the others as `control_image`.
             key = "image" if self.setup.kind == "text_to_image" and model.family != "flux" else "control_image"
@@ -154,8 +159,13 @@ class ImageGenerator:
         """What the still's header records: the generator, the model and adapters with hashes, every parameter."""
         model, hashes = self.model, self._identity
         parameters: dict[str, Any] = {
-            "family": model.family, "prompt": request.prompt, "negative_prompt": request.negative_prompt,
-            "seed": request.seed, "width": request.width, "height": request.height, "steps": request.steps,
+            "family": model.family,
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "seed": request.seed,
+            "width": request.width,
+            "height": request.height,
+            "steps": request.steps,
             "guidance": request.guidance,
         }
         if self.setup.kind == "image_to_image":
@@ -163,9 +173,13 @@ class ImageGenerator:
         ip_adapter = None
         if model.ip_adapter is not None:
             style = np.ascontiguousarray(request.style_image, dtype=np.float32)
-            ip_adapter = {"path": model.ip_adapter.path, "scale": model.ip_adapter.scale, "hash": hashes["ip_adapter"],
-                          "image_encoder_hash": hashes["image_encoder"],
-                          "image_hash": hashlib.sha256(style.tobytes()).hexdigest()}
+            ip_adapter = {
+                "path": model.ip_adapter.path,
+                "scale": model.ip_adapter.scale,
+                "hash": hashes["ip_adapter"],
+                "image_encoder_hash": hashes["image_encoder"],
+                "image_hash": hashlib.sha256(style.tobytes()).hexdigest(),
+            }
         return {
             "generator": "diffusers",
             "kind": self.setup.kind,
@@ -174,10 +188,15 @@ class ImageGenerator:
             "model_hash": hashes["model"],
             "seed": request.seed,
             "parameters": json.dumps(parameters, sort_keys=True),
-            "controlnets": json.dumps([{"path": net.path, "source": net.source, "weight": net.weight, "hash": h}
-                                       for net, h in zip(model.controlnets, hashes["controlnets"])]),
-            "loras": json.dumps([{"path": lora.path, "weight": lora.weight, "hash": h}
-                                 for lora, h in zip(model.loras, hashes["loras"])]),
+            "controlnets": json.dumps(
+                [
+                    {"path": net.path, "source": net.source, "weight": net.weight, "hash": h}
+                    for net, h in zip(model.controlnets, hashes["controlnets"])
+                ]
+            ),
+            "loras": json.dumps(
+                [{"path": lora.path, "weight": lora.weight, "hash": h} for lora, h in zip(model.loras, hashes["loras"])]
+            ),
             "ip_adapter": json.dumps(ip_adapter),
             "device": f"{torch.device(self.device).type} {str(self.dtype).removeprefix('torch.')}",
         }
@@ -187,6 +206,7 @@ def _checked(what: str, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An (H, W, 3) [0, 1] input image of the request's size, as float32; else a clear error."""
     image = np.asarray(image, dtype=np.float32)
     if image.shape != (*size, 3):
-        raise StyleCompError(f"{what} is {image.shape}, but the request is {size[1]}x{size[0]}: it must be "
-                             f"({size[0]}, {size[1]}, 3)")
+        raise StyleCompError(
+            f"{what} is {image.shape}, but the request is {size[1]}x{size[0]}: it must be ({size[0]}, {size[1]}, 3)"
+        )
     return image

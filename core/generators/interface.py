@@ -30,8 +30,8 @@ import numpy as np
 
 from ..color import ModelEncoding
 from ..errors import ModelError
-from ..jobspec import ExrSettings, ModelSettings, VideoModelSettings
 from ..io.plates import ImagePart, write_plate
+from ..jobspec import ExrSettings, ModelSettings, VideoModelSettings
 
 ENTRY_POINT_GROUP = "stylecomp.generators"
 
@@ -92,13 +92,19 @@ class Generator(Protocol):
         ...
 
 
-def write_generated(path: str | os.PathLike[str], image: np.ndarray, encoding: ModelEncoding, exr: ExrSettings,
-                    provenance: Mapping[str, object]) -> None:
+def write_generated(
+    path: str | os.PathLike[str],
+    image: np.ndarray,
+    encoding: ModelEncoding,
+    exr: ExrSettings,
+    provenance: Mapping[str, object],
+) -> None:
     """A generated (H, W, 3) [0, 1] image as an opaque scene-linear RGBA EXR (through the job's colour encoding)."""
     rgb = encoding.to_scene_linear(image)
     rgba = np.concatenate([rgb, np.ones((*rgb.shape[:2], 1), np.float32)], axis=2)
-    part = ImagePart.create(rgba, ["R", "G", "B", "A"], pixel_type=exr.pixel_type or "half",
-                            compression=exr.compression or "zip")
+    part = ImagePart.create(
+        rgba, ["R", "G", "B", "A"], pixel_type=exr.pixel_type or "half", compression=exr.compression or "zip"
+    )
     write_plate(path, [part], provenance=provenance)
 
 
@@ -118,4 +124,3 @@ def load_generator(name: str, setup: Setup) -> Generator:
     except (ImportError, AttributeError) as exc:
         raise ModelError(f"generator {name!r} ({plugins[name].value}) cannot be imported: {exc}") from None
     return factory(setup)
-

@@ -32,25 +32,24 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
+import diffusers
 import numpy as np
 import torch
-
-from ..diffusion import loading as models  # first: hides transformers' torchvision notice before diffusers imports
-from ..errors import Cancelled, ModelError
-from .interface import Generated, Request, Setup
-from ..jobspec import VideoModelSettings
-
-import diffusers  # noqa: E402  (after the notice filter)
-from diffusers import (  # noqa: E402
+from diffusers import (
     CogVideoXImageToVideoPipeline,
     DiffusionPipeline,
     LTXConditionPipeline,
     LTXImageToVideoPipeline,
     WanImageToVideoPipeline,
 )
-from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition  # noqa: E402
-from diffusers.utils import is_ftfy_available  # noqa: E402
-from PIL import Image  # noqa: E402
+from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+from diffusers.utils import is_ftfy_available
+from PIL import Image
+
+from ..diffusion import loading as models  # first: hides transformers' torchvision notice before diffusers imports
+from ..errors import Cancelled, ModelError
+from ..jobspec import VideoModelSettings
+from .interface import Generated, Request, Setup
 
 VideoFamily = Literal["wan", "ltx", "cogvideox"]
 

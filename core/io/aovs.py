@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cryptomatte import dominant_ids, find_layers, object_layer
 from ..errors import PlateError
+from .cryptomatte import dominant_ids, find_layers, object_layer
 from .plates import Plate, Window
 
 ROLES = ("beauty", "depth", "normals", "motion", "object_id")
@@ -43,14 +43,37 @@ RULES: dict[str, AovRule] = {
         single=True,
     ),
     "normals": AovRule(
-        layers=("n", "normal", "normals", "n_cam", "normal_camera", "camera_normals", "nn", "n_world",
-                "normal_world", "world_normals"),
+        layers=(
+            "n",
+            "normal",
+            "normals",
+            "n_cam",
+            "normal_camera",
+            "camera_normals",
+            "nn",
+            "n_world",
+            "normal_world",
+            "world_normals",
+        ),
         components=(("x", "y", "z"), ("r", "g", "b")),
     ),
     "motion": AovRule(
-        layers=("backward", "motion_backward", "motionvector", "motionvectors", "motion_vector",
-                "motion_vectors", "motion", "mv", "velocity", "vel", "vector", "smotion", "forward",
-                "motion_forward"),
+        layers=(
+            "backward",
+            "motion_backward",
+            "motionvector",
+            "motionvectors",
+            "motion_vector",
+            "motion_vectors",
+            "motion",
+            "mv",
+            "velocity",
+            "vel",
+            "vector",
+            "smotion",
+            "forward",
+            "motion_forward",
+        ),
         components=(("u", "v"), ("x", "y", "z", "w"), ("x", "y"), ("r", "g")),
     ),
     "object_id": AovRule(
@@ -108,9 +131,7 @@ def _layer_rank(layer: str, aliases: tuple[str, ...]) -> int | None:
 
 def _detect_role(role: str, layers: dict[str, dict[str, str]]) -> AovMatch | None:
     rule = RULES[role]
-    ranked = sorted(
-        (rank, layer) for layer in layers if (rank := _layer_rank(layer, rule.layers)) is not None
-    )
+    ranked = sorted((rank, layer) for layer in layers if (rank := _layer_rank(layer, rule.layers)) is not None)
     for _, layer in ranked:
         components = layers[layer]
         for order in rule.components:

@@ -114,13 +114,17 @@ class CryptomatteLayer:
         for pattern in patterns:
             found = [pattern] if pattern in self.manifest else fnmatch.filter(names, pattern)  # type: ignore[operator]
             if not found:
-                raise PlateError(f"Cryptomatte layer {self.name!r} has no object matching {pattern!r}; "
-                                 f"names: {', '.join(names)}", self.path)
+                raise PlateError(
+                    f"Cryptomatte layer {self.name!r} has no object matching {pattern!r}; names: {', '.join(names)}",
+                    self.path,
+                )
             selected += [name for name in found if name not in selected]
         return selected
 
 
-def _manifest(plate: Plate, key: str, name: str, attributes: dict[str, object]) -> tuple[dict[str, int] | None, str | None]:
+def _manifest(
+    plate: Plate, key: str, name: str, attributes: dict[str, object]
+) -> tuple[dict[str, int] | None, str | None]:
     """The layer's manifest (name -> ID bits) from the header or its sidecar, or (None, why not)."""
     text = attributes.get(f"cryptomatte/{key}/manifest")
     source = "manifest"
@@ -238,8 +242,9 @@ def read_ranks(plate: Plate, layer: CryptomatteLayer) -> tuple[np.ndarray, np.nd
     part = plate.locate(layer.channels[0])[0]
     halves = [c for c in layer.channels[0::2] if part.channel_types[part.channel_index(c)] != "float"]
     if halves:
-        raise PlateError(f"Cryptomatte IDs need 32-bit float channels; {halves[0]} is not (its hashes are lost)",
-                         plate.path)
+        raise PlateError(
+            f"Cryptomatte IDs need 32-bit float channels; {halves[0]} is not (its hashes are lost)", plate.path
+        )
     values = np.ascontiguousarray(plate.channels(layer.channels), dtype=np.float32)  # (H, W, 2N)
     coverage = np.nan_to_num(values[..., 1::2], nan=0.0, posinf=0.0, neginf=0.0)
     return np.ascontiguousarray(values[..., 0::2]).view(np.uint32), coverage, part.data_window
@@ -247,8 +252,10 @@ def read_ranks(plate: Plate, layer: CryptomatteLayer) -> tuple[np.ndarray, np.nd
 
 def matte(plate: Plate, layer: CryptomatteLayer, patterns: Sequence[str]) -> tuple[np.ndarray, Window]:
     """Coverage (H, W) in [0, 1] of the objects ``patterns`` select, summed over ranks, and its data window."""
-    wanted = np.array([layer.manifest[name] for name in layer.resolve(patterns)],  # type: ignore[index]
-                      dtype=np.uint32)
+    wanted = np.array(
+        [layer.manifest[name] for name in layer.resolve(patterns)],  # type: ignore[index]
+        dtype=np.uint32,
+    )
     bits, coverage, window = read_ranks(plate, layer)
     return np.clip(np.sum(coverage * np.isin(bits, wanted), axis=2), 0.0, 1.0).astype(np.float32), window
 
@@ -268,6 +275,14 @@ def dominant_ids(plate: Plate, layer: CryptomatteLayer) -> tuple[np.ndarray, Win
 
 def describe(layers: Sequence[CryptomatteLayer]) -> list[dict[str, object]]:
     """What ``inspect`` reports of each layer: name, key, ranks, channels, object names (or the problem)."""
-    return [{"name": layer.name, "key": layer.key, "ranks": layer.ranks, "channels": list(layer.channels),
-             "names": sorted(layer.manifest) if layer.manifest is not None else None, "problem": layer.problem}
-            for layer in layers]
+    return [
+        {
+            "name": layer.name,
+            "key": layer.key,
+            "ranks": layer.ranks,
+            "channels": list(layer.channels),
+            "names": sorted(layer.manifest) if layer.manifest is not None else None,
+            "problem": layer.problem,
+        }
+        for layer in layers
+    ]

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import PlateError
 from .aovs import detect_aovs
 from .cryptomatte import describe, find_layers
-from ..errors import PlateError
 from .normal_space import header_rotation, plate_normals
 from .plates import Plate, nonfinite_counts, read_plate
 from .sequence import FrameSequence, discover
@@ -32,8 +32,9 @@ def _json_safe(value: object) -> object:
 
 
 # Header attributes that describe how the file is split into parts, not the image: shown by "parts" and "views".
-_LAYOUT_ATTRIBUTES = frozenset({"name", "view", "multiView", "oiio:subimagename", "oiio:subimages",
-                                "openexr:chunkCount"})
+_LAYOUT_ATTRIBUTES = frozenset(
+    {"name", "view", "multiView", "oiio:subimagename", "oiio:subimages", "openexr:chunkCount"}
+)
 
 
 def _part_report(plate: Plate) -> list[dict[str, Any]]:
@@ -148,13 +149,19 @@ def _vector_report(sequence: FrameSequence, frames: list[int], first: Plate) -> 
     steps = [steps[i - 1] for i in detection_pairs(list(range(len(steps) + 1)))]
     encoding = ModelEncoding()
     try:
-        loaded = {f: read_plate_frame(sequence.path(f), f, first.display_window, encoding)
-                  for step in steps for f in step}
+        loaded = {
+            f: read_plate_frame(sequence.path(f), f, first.display_window, encoding) for step in steps for f in step
+        }
     except PlateError as exc:
         return {"convention": None, "error": f"{exc.where}: {exc.reason}"}
     check = check_conventions([(loaded[a], loaded[b]) for a, b in steps])
-    return {"convention": check.best if check.reproduces(check.best) else None, "best": check.best,
-            "scores": check.scores, "reproduces_at_most": REPRODUCES, "changing_pixels": check.changing}
+    return {
+        "convention": check.best if check.reproduces(check.best) else None,
+        "best": check.best,
+        "scores": check.scores,
+        "reproduces_at_most": REPRODUCES,
+        "changing_pixels": check.changing,
+    }
 
 
 def _frames_label(frames: list[int]) -> str:
@@ -175,6 +182,7 @@ def _frames_label(frames: list[int]) -> str:
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as aligned text for a terminal."""
+
     def window(w: list[int]) -> str:
         return f"{w[2]}x{w[3]} at ({w[0]}, {w[1]})"
 
@@ -185,16 +193,20 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("damaged"):
         lines.append(f"  damaged      {_frames_label(report['damaged'])}")
     lines.append(f"  display      {window(report['display_window'])}   pixel aspect {report['pixel_aspect']:g}")
-    lines.append(f"  data         {window(report['data_window'])}"
-                 + ("   (varies by frame)" if "data_window_by_frame" in report else ""))
+    lines.append(
+        f"  data         {window(report['data_window'])}"
+        + ("   (varies by frame)" if "data_window_by_frame" in report else "")
+    )
     lines.append(f"  compression  {report['compression']}")
     if report["views"]:
         lines.append(f"  views        {', '.join(report['views'])}")
     for i, part in enumerate(report["parts"]):
         types = sorted(set(part["channel_types"]))
         tiled = f", tiled {part['tiles'][0]}x{part['tiles'][1]}" if part["tiles"] else ""
-        lines.append(f"  part {i}       {part['name'] or '(unnamed)'}: {len(part['channels'])} channels, "
-                     f"{'/'.join(types)}{tiled}")
+        lines.append(
+            f"  part {i}       {part['name'] or '(unnamed)'}: {len(part['channels'])} channels, "
+            f"{'/'.join(types)}{tiled}"
+        )
     lines.append("  layers")
     width = max(len(layer["name"]) for layer in report["layers"])
     for layer in report["layers"]:
@@ -220,16 +232,21 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  vectors      not checked: {vectors['error']}")
         else:
             best = f"{vectors['best']} (score {vectors['scores'][vectors['best']]:.3f})"
-            lines.append(f"  vectors      {best}: reproduces the plate" if vectors["convention"]
-                         else f"  vectors      reproduce the plate under no convention; best {best}")
+            lines.append(
+                f"  vectors      {best}: reproduces the plate"
+                if vectors["convention"]
+                else f"  vectors      reproduce the plate under no convention; best {best}"
+            )
     normals = report.get("normals")
     if normals:
         text = f"{normals['space']}" + (f" ({normals['decided_by']})" if "decided_by" in normals else "")
         if "rotation_source" in normals:
             text += f"; to camera by the rotation {normals['rotation_source']}"
         if "residual_degrees" in normals:
-            text += (f" (residual {normals['residual_degrees']:g} deg over {normals['fit_pixels']} px, "
-                     f"focal {normals['focal_pixels']:g} px)")
+            text += (
+                f" (residual {normals['residual_degrees']:g} deg over {normals['fit_pixels']} px, "
+                f"focal {normals['focal_pixels']:g} px)"
+            )
         if normals.get("header_matrix"):
             text += f"; header matrix {normals['header_matrix']}"
         if "error" in normals:

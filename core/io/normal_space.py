@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aovs import AovMatch
-from .windows import reframe
 from ..errors import PlateError
+from .aovs import AovMatch
 from .plates import Plate, Window
+from .windows import reframe
 
 NORMAL_SPACES: tuple[str, ...] = ("auto", "camera", "world")
 
@@ -73,8 +73,11 @@ class CameraNormals:
         if self.rotation_source is not None:
             report["rotation_source"] = self.rotation_source
         if self.fit is not None:
-            report |= {"residual_degrees": round(self.fit.residual_degrees, 3),
-                       "focal_pixels": round(self.fit.focal_pixels, 1), "fit_pixels": self.fit.pixels}
+            report |= {
+                "residual_degrees": round(self.fit.residual_degrees, 3),
+                "focal_pixels": round(self.fit.focal_pixels, 1),
+                "fit_pixels": self.fit.pixels,
+            }
         return report
 
 
@@ -92,7 +95,8 @@ def _matrix(value: object) -> np.ndarray | None:
 def _column_form(matrix: np.ndarray) -> np.ndarray:
     """The 4x4 for column vectors (p' = M @ p): Imath's row-vector form unless the translation is in the last column."""
     translation_in_last_column = np.allclose(matrix[3, :3], 0.0, atol=1e-6) and not np.allclose(
-        matrix[:3, 3], 0.0, atol=1e-6)
+        matrix[:3, 3], 0.0, atol=1e-6
+    )
     return matrix if translation_in_last_column else matrix.T
 
 
@@ -272,8 +276,9 @@ def _is_blender(attributes: Mapping[str, object]) -> bool:
     return any(name.lower().removeprefix("exr/") == "blendermultichannel" for name in attributes)
 
 
-def sampled_fit(normals: np.ndarray, depth: np.ndarray, size: tuple[int, int] | None = None,
-                origin: tuple[int, int] = (0, 0)) -> DepthFit:
+def sampled_fit(
+    normals: np.ndarray, depth: np.ndarray, size: tuple[int, int] | None = None, origin: tuple[int, int] = (0, 0)
+) -> DepthFit:
     """``estimate_rotation`` on every n-th pixel, so that at most FIT_SIZE span the longer side.
 
     Sample k*i's centre, k*i + 0.5, is i + 0.5/k on the sampled grid: the origin carries that
@@ -283,8 +288,12 @@ def sampled_fit(normals: np.ndarray, depth: np.ndarray, size: tuple[int, int] | 
     step = max(1, math.ceil(max(depth.shape) / FIT_SIZE))
     width, height = size or (depth.shape[1], depth.shape[0])
     shift = 0.5 / step - 0.5
-    fit = estimate_rotation(normals[::step, ::step], depth[::step, ::step], (width / step, height / step),
-                            (origin[0] / step + shift, origin[1] / step + shift))
+    fit = estimate_rotation(
+        normals[::step, ::step],
+        depth[::step, ::step],
+        (width / step, height / step),
+        (origin[0] / step + shift, origin[1] / step + shift),
+    )
     return DepthFit(fit.rotation, fit.residual_degrees, fit.focal_pixels * step, fit.pixels)
 
 
@@ -344,13 +353,16 @@ def camera_normals(
                 raise PlateError(
                     f"shot {shot!r}: the normals are world space and the plate has neither a worldToCamera header "
                     "matrix nor a depth AOV to estimate the camera from; add a depth pass (or map it in 'aovs'), "
-                    "or set the shot's normals_space to 'camera' if they are camera space")
+                    "or set the shot's normals_space to 'camera' if they are camera space"
+                )
             try:
                 fit = sampled_fit(vectors, depth, size, origin)
             except PlateError as exc:
-                raise PlateError(f"shot {shot!r}: world-space normals, no camera matrix in the header, and the "
-                                 f"depth fit failed: {exc}; add worldToCamera to the header or set normals_space "
-                                 "to 'camera'") from None
+                raise PlateError(
+                    f"shot {shot!r}: world-space normals, no camera matrix in the header, and the "
+                    f"depth fit failed: {exc}; add worldToCamera to the header or set normals_space "
+                    "to 'camera'"
+                ) from None
         rotation, source = fit.rotation, "estimated from depth"
     camera = (vectors @ rotation.T).astype(np.float32)
     return CameraNormals(camera, "world", decided_by, source, rotation, fit)
@@ -376,7 +388,15 @@ def plate_normals(
             attributes.setdefault(name, value)
     display = plate.display_window
     try:
-        return camera_normals(normals, space, attributes, match.layer, depth, (display.width, display.height),
-                              (window.x - display.x, window.y - display.y), shot)
+        return camera_normals(
+            normals,
+            space,
+            attributes,
+            match.layer,
+            depth,
+            (display.width, display.height),
+            (window.x - display.x, window.y - display.y),
+            shot,
+        )
     except PlateError as exc:
         raise PlateError(exc.reason, plate.path) from None

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import OpenImageIO as oiio
 
-from .atomic import atomic_target
 from ..errors import PlateError
+from .atomic import atomic_target
 from .windows import Window
 
 PROVENANCE_PREFIX = "stylecomp/"
@@ -97,9 +97,7 @@ class ImagePart:
         spec.full_width, spec.full_height = display_window.width, display_window.height
         spec.channelnames = tuple(channel_names)
         if channel_types:
-            spec.channelformats = tuple(
-                oiio.TypeDesc(channel_types.get(c, pixel_type)) for c in channel_names
-            )
+            spec.channelformats = tuple(oiio.TypeDesc(channel_types.get(c, pixel_type)) for c in channel_names)
         spec.attribute("compression", compression)
         if name:
             spec.attribute("oiio:subimagename", name)

@@ -48,15 +48,13 @@ def reframe(pixels: np.ndarray, window: Window, target: Window) -> np.ndarray:
     x1 = min(window.x + window.width, target.x + target.width)
     y1 = min(window.y + window.height, target.y + target.height)
     if x0 < x1 and y0 < y1:
-        out[y0 - target.y : y1 - target.y, x0 - target.x : x1 - target.x] = (
-            array[y0 - window.y : y1 - window.y, x0 - window.x : x1 - window.x]
-        )
+        out[y0 - target.y : y1 - target.y, x0 - target.x : x1 - target.x] = array[
+            y0 - window.y : y1 - window.y, x0 - window.x : x1 - window.x
+        ]
     return out
 
 
-def align(
-    a: np.ndarray, a_window: Window, b: np.ndarray, b_window: Window
-) -> tuple[np.ndarray, np.ndarray, Window]:
+def align(a: np.ndarray, a_window: Window, b: np.ndarray, b_window: Window) -> tuple[np.ndarray, np.ndarray, Window]:
     """Two images over different data windows as two arrays over their union window, and that window.
 
     Nuke: a ``Merge``/``Keymix`` with ``bbox`` set to ``union`` does the same implicitly.

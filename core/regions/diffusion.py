@@ -93,9 +93,16 @@ class RegionalCrossAttention:
         self.segments = segments
         self.segment_weights = segment_weights
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
-                 *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         if encoder_hidden_states is None or attention_mask is not None or attn.spatial_norm is not None:
             raise ValueError("regional prompts need plain cross-attention (no mask, no spatial norm)")
         residual, input_ndim = hidden_states, hidden_states.ndim
@@ -145,9 +152,16 @@ def attention_grid(tokens: int, height: int, width: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tensor | None,
-                  step_hook: StepHook | None, adapters: Sequence[str], prompt_passes: bool = False,
-                  pooled: Sequence[torch.Tensor] | None = None, styles: Sequence[Any] = ()) -> Iterator[StepHook]:
+def regional_call(
+    pipe: DiffusionPipeline,
+    call: RegionalCall,
+    noise: torch.Tensor | None,
+    step_hook: StepHook | None,
+    adapters: Sequence[str],
+    prompt_passes: bool = False,
+    pooled: Sequence[torch.Tensor] | None = None,
+    styles: Sequence[Any] = (),
+) -> Iterator[StepHook]:
     """While one pipeline call runs: the call's regions in its noise, attention, model passes and ControlNets.
 
     Yields the per-step hook (latents after step -> latents to go on with) that applies per-pixel
@@ -163,8 +177,11 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
     unet, scheduler = (pipe.transformer if flux else pipe.unet), pipe.scheduler
     height, width = call.weights.shape[:2]
     scale = pipe.vae_scale_factor
-    latent_size = ((2 * (height // (scale * 2)), 2 * (width // (scale * 2))) if flux
-                   else (math.ceil(height / scale), math.ceil(width / scale)))
+    latent_size = (
+        (2 * (height // (scale * 2)), 2 * (width // (scale * 2)))
+        if flux
+        else (math.ceil(height / scale), math.ceil(width / scale))
+    )
     captured: dict[str, torch.Tensor] = {}
     strengths = call.strength_map()
 
@@ -211,6 +228,7 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
 
     segments = call.segments
     segment_maps = call.grouped(lambda c: c.segment, segments)
+
     # The UNet passes: one per distinct (LoRA set, style image), or (prompt passes) (prompt, LoRA set, style image).
     def key(column: Column) -> tuple[int | None, int, int]:
         return column.segment if prompt_passes else None, column.lora_set, column.style
@@ -230,9 +248,14 @@ def regional_call(pipe: DiffusionPipeline, call: RegionalCall, noise: torch.Tens
     originals = [model.attn_processors for model in models]
     if segments > 1:
         for model in models:
-            model.set_attn_processor({name: RegionalCrossAttention(segments, segment_weights)
-                                      if name.endswith("attn2.processor") else processor
-                                      for name, processor in model.attn_processors.items()})
+            model.set_attn_processor(
+                {
+                    name: RegionalCrossAttention(segments, segment_weights)
+                    if name.endswith("attn2.processor")
+                    else processor
+                    for name, processor in model.attn_processors.items()
+                }
+            )
     unet_forward = unet.forward
     if len(passes) > 1:
         # The pipelines pass the prompt embeddings (and Flux its text positions) by keyword.
@@ -353,8 +376,13 @@ def _scaled_controlnets(pipe: DiffusionPipeline, call: RegionalCall) -> Callable
         scales = call.weights @ np.array([c.controlnet_scales[index] for c in call.columns], np.float32)
         original = net.forward
 
-        def forward(*args: Any, _original: Callable[..., Any] = original, _map: np.ndarray = scales,
-                    _name: str = f"controlnet{index}", **kwargs: Any) -> Any:
+        def forward(
+            *args: Any,
+            _original: Callable[..., Any] = original,
+            _map: np.ndarray = scales,
+            _name: str = f"controlnet{index}",
+            **kwargs: Any,
+        ) -> Any:
             down, mid = _original(*args, **{**kwargs, "return_dict": False})
             down = [r * call.at(_name, _map[..., None], *r.shape[-2:], r) for r in down]
             mid = mid * call.at(_name, _map[..., None], *mid.shape[-2:], mid)

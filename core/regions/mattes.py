@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from ..io.aovs import detect_aovs
 from ..comp.blend import id_mask, matte_mask
-from ..io.windows import reframe
-from ..io.cryptomatte import CryptomatteLayer, find_layers, read_ranks
 from ..errors import JobError, PlateError
-from ..jobspec import Job, Region, Shot
+from ..io.aovs import detect_aovs
+from ..io.cryptomatte import CryptomatteLayer, find_layers, read_ranks
 from ..io.plates import Plate, Window, read_plate
 from ..io.sequence import FrameSequence
+from ..io.windows import reframe
+from ..jobspec import Job, Region, Shot
 
 REGION_LAYER = "regions"  # the output's layer of per-region weights: regions.<name>
 DEFAULT_MATTE_CHANNEL = "A"
@@ -54,9 +54,12 @@ class FrameRegions:
 
     def describe(self) -> str:
         """The frame's regions as the output header records them (JSON): names, resolved names, mean weight."""
-        return json.dumps([{"name": name, "resolved": resolved,
-                            "mean_weight": round(float(self.weights[..., i].mean()), 6)}
-                           for i, (name, resolved) in enumerate(zip(self.names, self.resolved))])
+        return json.dumps(
+            [
+                {"name": name, "resolved": resolved, "mean_weight": round(float(self.weights[..., i].mean()), 6)}
+                for i, (name, resolved) in enumerate(zip(self.names, self.resolved))
+            ]
+        )
 
 
 def overlap_weights(coverage: np.ndarray) -> np.ndarray:
@@ -72,8 +75,9 @@ def overlap_weights(coverage: np.ndarray) -> np.ndarray:
     return weights
 
 
-def frame_regions(job: Job, shot: Shot, regions: Sequence[Region], plate: Plate, frame: int,
-                  window: Window) -> FrameRegions:
+def frame_regions(
+    job: Job, shot: Shot, regions: Sequence[Region], plate: Plate, frame: int, window: Window
+) -> FrameRegions:
     """The frame's region weights over ``window`` (the beauty's data window of ``plate``, frame ``frame``)."""
     coverage, resolved = [], []
     for region in regions:
@@ -84,8 +88,9 @@ def frame_regions(job: Job, shot: Shot, regions: Sequence[Region], plate: Plate,
     return FrameRegions(tuple(region.name for region in regions), overlap_weights(stacked), tuple(resolved))
 
 
-def region_coverage(job: Job, shot: Shot, region: Region, plate: Plate, frame: int,
-                    window: Window) -> tuple[np.ndarray, dict[str, list[str]] | None]:
+def region_coverage(
+    job: Job, shot: Shot, region: Region, plate: Plate, frame: int, window: Window
+) -> tuple[np.ndarray, dict[str, list[str]] | None]:
     """A region's coverage (H, W) in [0, 1] over ``window`` (``invert`` applied), and its resolved Cryptomatte names.
 
     A Cryptomatte pattern that selects nothing in this frame covers nothing here (``check_regions`` has
@@ -152,8 +157,9 @@ def check_regions(job: Job, shot: Shot, frames: Sequence[int], plates: FrameSequ
             if matte.max() > 0.0:
                 break
         else:
-            raise JobError(f"{where}: {_selector_text(region)} covers no pixel on any frame "
-                           f"({present[0]}-{present[-1]})")
+            raise JobError(
+                f"{where}: {_selector_text(region)} covers no pixel on any frame ({present[0]}-{present[-1]})"
+            )
     return warnings
 
 
@@ -223,16 +229,20 @@ def _matching(layer: CryptomatteLayer, patterns: Sequence[str]) -> list[str]:
 def _id_channel(plate: Plate, shot: Shot) -> str:
     match = detect_aovs(plate.channel_names, shot.aovs).get("object_id")
     if match is None:
-        raise PlateError("an ids selector needs an integer object-ID AOV; none found (map it in the shot's "
-                         "aovs.object_id)", plate.path)
+        raise PlateError(
+            "an ids selector needs an integer object-ID AOV; none found (map it in the shot's aovs.object_id)",
+            plate.path,
+        )
     return match.channels[0]
 
 
 def _require_channel(plate: Plate, channel: str, region: Region) -> None:
     if channel not in plate.channel_names:
         near = difflib.get_close_matches(channel, plate.channel_names, n=3, cutoff=0.5)
-        raise PlateError(f"region {region.name!r}: no channel {channel!r}" +
-                         (f" (nearest: {', '.join(near)})" if near else ""), plate.path)
+        raise PlateError(
+            f"region {region.name!r}: no channel {channel!r}" + (f" (nearest: {', '.join(near)})" if near else ""),
+            plate.path,
+        )
 
 
 def _plane(plate: Plate, channel: str, window: Window) -> np.ndarray:
@@ -252,11 +262,19 @@ def _beauty_window(plate: Plate, shot: Shot) -> Window:
 # --- the CLI's --region -----------------------------------------------------------------------
 
 REGION_KEYS = {
-    "prompt": "the region's prompt", "negative_prompt": "its negative prompt", "strength": "0..1 (0 = untouched)",
-    "seed": "its noise seed", "invert": "true/false", "match": "Cryptomatte names, comma-separated (bld*)",
-    "layer": "the Cryptomatte layer", "ids": "object IDs, comma-separated", "matte": "a plate channel (mask.A)",
-    "matte_sequence": "a matte sequence (mattes/car.####.exr)", "channel": "its channel (default A)",
-    "loras": "path[:weight], comma-separated", "ip_adapter_image": "a style image",
+    "prompt": "the region's prompt",
+    "negative_prompt": "its negative prompt",
+    "strength": "0..1 (0 = untouched)",
+    "seed": "its noise seed",
+    "invert": "true/false",
+    "match": "Cryptomatte names, comma-separated (bld*)",
+    "layer": "the Cryptomatte layer",
+    "ids": "object IDs, comma-separated",
+    "matte": "a plate channel (mask.A)",
+    "matte_sequence": "a matte sequence (mattes/car.####.exr)",
+    "channel": "its channel (default A)",
+    "loras": "path[:weight], comma-separated",
+    "ip_adapter_image": "a style image",
     "controlnet_weights": "source:weight, comma-separated (lineart:0.5)",
 }
 _SELECTORS = ("match", "ids", "matte", "matte_sequence")
@@ -286,7 +304,7 @@ def parse_region(text: str) -> Region:
     head = _REGION_HEAD.match(text) or _FIRST_COLON.match(text)
     if head is None or not head.group("name").strip():
         raise ValueError("expected NAME: key=value; key=value (e.g. 'car: prompt=cel shading; strength=0.6')")
-    given, rest = head.group("name").strip(), text[head.end():]
+    given, rest = head.group("name").strip(), text[head.end() :]
     values: dict[str, str] = {}
     for item in re.split(r"(?<!\\);", rest):
         if not item.strip():
@@ -297,8 +315,11 @@ def parse_region(text: str) -> Region:
             raise ValueError(f"{item.strip()!r} is not key=value")
         if key not in REGION_KEYS:
             near = difflib.get_close_matches(key, list(REGION_KEYS), n=1)
-            raise ValueError(f"unknown key {key!r}" + (f" (did you mean {near[0]!r}?)" if near else "") +
-                             f"; keys: {', '.join(REGION_KEYS)}")
+            raise ValueError(
+                f"unknown key {key!r}"
+                + (f" (did you mean {near[0]!r}?)" if near else "")
+                + f"; keys: {', '.join(REGION_KEYS)}"
+            )
         if key in values:
             raise ValueError(f"{key!r} is given twice")
         values[key] = value.strip()

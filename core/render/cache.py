@@ -13,9 +13,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ..io.atomic import atomic_target
-from ..errors import StyleCompError
 from ..cache_folder import cache_dir
+from ..errors import StyleCompError
+from ..io.atomic import atomic_target
 from ..io.plates import PROVENANCE_PREFIX, read_plate
 
 KEY_ATTRIBUTE = PROVENANCE_PREFIX + "cache_key"

@@ -20,24 +20,26 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from ..diffusion.pool import PipelinePool
+from ..diffusion.stylize import StylizeParameters
+from ..errors import JobError
 from ..io.atomic import atomic_target
 from ..io.contactsheet import write_contact_sheet
-from ..errors import JobError
-from ..jobspec import Job, Shot, save_job
-from ..diffusion.pool import PipelinePool
 from ..io.plates import read_plate, write_plate
+from ..io.sequence import FrameSequence
+from ..jobspec import Job, Shot, save_job
 from ..regions.mattes import check_regions
 from .loop import Report, rgba_part, shot_inputs
-from ..io.sequence import FrameSequence
-from ..diffusion.stylize import StylizeParameters
 from .stages import stylize_stage
 
 MANIFEST = "manifest.json"
 THUMBNAIL_WIDTH = 320
 ManifestKind = Literal["candidates", "ideation"]
 # The fields every candidate entry of each kind of manifest has (``pick`` relies on them).
-_MANIFEST_FIELDS: dict[str, tuple[str, ...]] = {"candidates": ("index", "seed"),
-                                                "ideation": ("index", "seed", "prompt", "exr")}
+_MANIFEST_FIELDS: dict[str, tuple[str, ...]] = {
+    "candidates": ("index", "seed"),
+    "ideation": ("index", "seed", "prompt", "exr"),
+}
 
 
 def candidates_folder(job: Job, shot: Shot, frame: int) -> Path:
@@ -86,27 +88,59 @@ def render_candidates(
         clips = [c for c in stage.describe().clips if c.name != "StyleReference"]
         inputs, part = shot_inputs(job, shot, plate, frame, clips)
         if index == 0:
-            tiles.append((f"plate {frame}", encoding.encode(inputs.images["Source"][..., :3],
-                                                          inputs.images["Source"][..., 3]).image))
+            tiles.append(
+                (
+                    f"plate {frame}",
+                    encoding.encode(inputs.images["Source"][..., :3], inputs.images["Source"][..., 3]).image,
+                )
+            )
         stage.begin_sequence(frame, frame)
         result = stage.render(frame, inputs.window, inputs, cancel)
         stage.end_sequence()
         name = f"candidate_{index:02d}"
-        write_plate(folder / f"{name}.exr", [rgba_part(result.rgba, result.window, part, job)],
-                    provenance=result.provenance | {"frame": frame, "plate": plate_path, "candidate": index})
+        write_plate(
+            folder / f"{name}.exr",
+            [rgba_part(result.rgba, result.window, part, job)],
+            provenance=result.provenance | {"frame": frame, "plate": plate_path, "candidate": index},
+        )
         preview = encoding.encode(result.rgba[..., :3], result.rgba[..., 3]).image
         write_thumbnail(folder / f"{name}.png", preview)
         label = f"#{index}  seed {params.seed}  strength {params.strength:g}"
         tiles.append((label, preview))
-        entries.append({"index": index, "seed": params.seed, "frame_seed": params.frame_seed(frame),
-                        "strength": params.strength, "prompt": params.prompt,
-                        "exr": f"{name}.exr", "thumbnail": f"{name}.png"})
-        report({"event": "frame", "shot": shot.name, "frame": frame, "candidate": index, "done": index + 1,
-                "total": count, "status": "rendered", "output": str(folder / f"{name}.exr"),
-                "seconds": round(time.monotonic() - tick, 3)})
+        entries.append(
+            {
+                "index": index,
+                "seed": params.seed,
+                "frame_seed": params.frame_seed(frame),
+                "strength": params.strength,
+                "prompt": params.prompt,
+                "exr": f"{name}.exr",
+                "thumbnail": f"{name}.png",
+            }
+        )
+        report(
+            {
+                "event": "frame",
+                "shot": shot.name,
+                "frame": frame,
+                "candidate": index,
+                "done": index + 1,
+                "total": count,
+                "status": "rendered",
+                "output": str(folder / f"{name}.exr"),
+                "seconds": round(time.monotonic() - tick, 3),
+            }
+        )
     write_contact_sheet(folder / "contact_sheet.png", tiles, columns=min(4, len(tiles)))
-    manifest = {"kind": "candidates", "shot": shot.name, "frame": frame, "job": str(Path(job_path).resolve()),
-                "plate": plate_path, "contact_sheet": "contact_sheet.png", "candidates": entries}
+    manifest = {
+        "kind": "candidates",
+        "shot": shot.name,
+        "frame": frame,
+        "job": str(Path(job_path).resolve()),
+        "plate": plate_path,
+        "contact_sheet": "contact_sheet.png",
+        "candidates": entries,
+    }
     path = folder / MANIFEST
     with atomic_target(path) as temp:
         Path(temp).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -114,8 +148,9 @@ def render_candidates(
     return path
 
 
-def pick(job: Job, job_path: str | os.PathLike[str], shot: Shot, manifest_path: str | os.PathLike[str],
-         index: int) -> dict[str, Any]:
+def pick(
+    job: Job, job_path: str | os.PathLike[str], shot: Shot, manifest_path: str | os.PathLike[str], index: int
+) -> dict[str, Any]:
     """Lock candidate ``index`` of a manifest into the shot's overrides and save the job; returns the candidate."""
     chosen = chosen_entry(read_manifest(manifest_path, "candidates"), shot, index, manifest_path)
     base = StylizeParameters.for_shot(job, shot)
@@ -147,8 +182,11 @@ def read_manifest(path: str | os.PathLike[str], kind: ManifestKind | None = None
     fields = _MANIFEST_FIELDS[found]
     entries = manifest.get("candidates")
     if not isinstance(entries, list) or not all(isinstance(c, dict) and set(fields) <= c.keys() for c in entries):
-        raise JobError(f"not {'an' if found == 'ideation' else 'a'} {found} manifest (no 'candidates' list with "
-                       f"{', '.join(fields[:-1])} and {fields[-1]})", path)
+        raise JobError(
+            f"not {'an' if found == 'ideation' else 'a'} {found} manifest (no 'candidates' list with "
+            f"{', '.join(fields[:-1])} and {fields[-1]})",
+            path,
+        )
     return manifest
 
 

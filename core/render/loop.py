@@ -26,21 +26,21 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..io.aovs import beauty, detect_aovs, object_ids
-from ..io.windows import reframe
-from .cache import RenderCache, key_of
-from ..errors import Cancelled, JobError, ModelError, PlateError, StyleCompError
 from ..diffusion.interrupt import interruptible
-from ..io.normal_space import plate_normals
-from ..jobspec import Job, Shot
-from .output_guard import check_writable, guard_outputs
 from ..diffusion.pool import PipelinePool
-from ..io.plates import ImagePart, Plate, Window, read_plate, write_plate
-from ..regions.mattes import check_regions, frame_regions
-from ..io.sequence import FrameSequence
-from ..stage import STYLIZED_CHANNELS, Clip, FrameInputs, FrameResult
 from ..diffusion.stylize import StylizeParameters, StylizeStage, check_region_settings
+from ..errors import Cancelled, JobError, ModelError, PlateError, StyleCompError
+from ..io.aovs import beauty, detect_aovs, object_ids
+from ..io.normal_space import plate_normals
+from ..io.plates import ImagePart, Plate, Window, read_plate, write_plate
+from ..io.sequence import FrameSequence
+from ..io.windows import reframe
+from ..jobspec import Job, Shot
+from ..regions.mattes import check_regions, frame_regions
+from ..stage import STYLIZED_CHANNELS, Clip, FrameInputs, FrameResult
+from .cache import RenderCache, key_of
 from .frames import shot_frames
+from .output_guard import check_writable, guard_outputs
 from .stages import stylize_stage
 
 _CLIP_ROLES = {"Depth": "depth", "Normal": "normals", "ObjectID": "object_id", "Motion": "motion"}
@@ -97,14 +97,23 @@ def render_job(
     with interruptible(cancel, enabled=not job.performance.compile):  # cancel ends a long step too
         for shot, plates, frame_list in plans:
             try:
-                _render_shot(job, shot, plates, frame_list, pool, cache, report, cancel, summary, overwrite,
-                             warnings[shot.name])
+                _render_shot(
+                    job, shot, plates, frame_list, pool, cache, report, cancel, summary, overwrite, warnings[shot.name]
+                )
             except Cancelled:
                 summary.cancelled = True
                 break
     summary.seconds = time.monotonic() - started
-    report({"event": "end", "rendered": summary.rendered, "cached": summary.cached, "failed": len(summary.failed),
-            "cancelled": summary.cancelled, "seconds": round(summary.seconds, 3)})
+    report(
+        {
+            "event": "end",
+            "rendered": summary.rendered,
+            "cached": summary.cached,
+            "failed": len(summary.failed),
+            "cancelled": summary.cancelled,
+            "seconds": round(summary.seconds, 3),
+        }
+    )
     return summary
 
 
@@ -120,8 +129,16 @@ def select_shots(job: Job, names: Sequence[str] | None) -> list[Shot]:
 
 
 def _render_shot(
-    job: Job, shot: Shot, plates: FrameSequence, frames: list[int], pool: PipelinePool,
-    cache: RenderCache | None, report: Report, cancel: threading.Event, summary: RenderSummary, overwrite: bool,
+    job: Job,
+    shot: Shot,
+    plates: FrameSequence,
+    frames: list[int],
+    pool: PipelinePool,
+    cache: RenderCache | None,
+    report: Report,
+    cancel: threading.Event,
+    summary: RenderSummary,
+    overwrite: bool,
     warnings: Sequence[str] = (),
 ) -> None:
     """Render one shot's ``frames`` into its outputs, step by step as ``_ShotRender``'s methods say."""
@@ -142,8 +159,18 @@ def _render_shot(
 class _ShotRender:
     """One shot's render in the steps ``_render_shot`` lists, and the state those steps share."""
 
-    def __init__(self, job: Job, shot: Shot, plates: FrameSequence, frames: list[int], pool: PipelinePool,
-                 cache: RenderCache | None, report: Report, cancel: threading.Event, summary: RenderSummary) -> None:
+    def __init__(
+        self,
+        job: Job,
+        shot: Shot,
+        plates: FrameSequence,
+        frames: list[int],
+        pool: PipelinePool,
+        cache: RenderCache | None,
+        report: Report,
+        cancel: threading.Event,
+        summary: RenderSummary,
+    ) -> None:
         """Step 1, check the inputs: the shot's stage, its description and the clips it reads from the plate."""
         self.job, self.shot, self.cache, self.report, self.cancel = job, shot, cache, report, cancel
         self.summary = summary
@@ -165,16 +192,22 @@ class _ShotRender:
         """Step 2, plan the frames: a sequential shot renders from its first frame (its outputs before the range
         are guarded as well); then report the shot's start."""
         job, shot, plates, frames = self.job, self.shot, self.plates, self.frames
-        start: Event = {"event": "start", "shot": shot.name, "frames": [frames[0], frames[-1]], "total": len(frames),
-                        "stage": self.description.name}
+        start: Event = {
+            "event": "start",
+            "shot": shot.name,
+            "frames": [frames[0], frames[-1]],
+            "total": len(frames),
+            "stage": self.description.name,
+        }
         if warnings:
             start["warning"] = "; ".join(warnings)
         if self.sequential:
             plates, chain = shot_frames(job, shot)
             chain = [f for f in chain if f <= frames[-1]]
             if chain[0] < frames[0]:
-                start["note"] = (f"sequential consistency: rendering from frame {chain[0]}, since each frame needs "
-                                 "the previous one")
+                start["note"] = (
+                    f"sequential consistency: rendering from frame {chain[0]}, since each frame needs the previous one"
+                )
             frames = chain
             start |= {"frames": [frames[0], frames[-1]], "total": len(frames)}
             guard_outputs(job, [shot.name], (frames[0], frames[-1]), overwrite=overwrite)  # the frames before
@@ -186,7 +219,8 @@ class _ShotRender:
         unless all of them are done already."""
         self.stage.begin_sequence(self.frames[0], self.frames[-1])
         self.rerender = self.description.state_from_rendering and not _all_done(
-            self.job, self.stage, self.plates, self.frames, self.outputs, self.shot, self.clips, self.cache)
+            self.job, self.stage, self.plates, self.frames, self.outputs, self.shot, self.clips, self.cache
+        )
 
     def render_frames(self) -> None:
         """Step 4, each window of ``frames_per_call`` frames: read (ahead, in the background), take what is cached,
@@ -204,24 +238,34 @@ class _ShotRender:
                 results = self._render(todo)
                 self._write_behind(io, tick, len(window), events, todo, results)
 
-    def _take_done(self, window: list[tuple[int, Future[tuple[FrameInputs, ImagePart, str | None]]]],
-                   ) -> tuple[list[Event], list[tuple[Event, FrameInputs, ImagePart, str, bool]]]:
+    def _take_done(
+        self,
+        window: list[tuple[int, Future[tuple[FrameInputs, ImagePart, str | None]]]],
+    ) -> tuple[list[Event], list[tuple[Event, FrameInputs, ImagePart, str, bool]]]:
         """Step 4a: each frame's event, with the frames whose output is current or cached done; the rest to render."""
         events: list[Event] = []
         todo: list[tuple[Event, FrameInputs, ImagePart, str, bool]] = []  # frames to render
         for frame, plate in window:
             self.done += 1
             target = self.outputs.path(frame)
-            event: Event = {"event": "frame", "shot": self.shot.name, "frame": frame, "done": self.done,
-                            "total": len(self.frames), "output": target}
+            event: Event = {
+                "event": "frame",
+                "shot": self.shot.name,
+                "frame": frame,
+                "done": self.done,
+                "total": len(self.frames),
+                "output": target,
+            }
             events.append(event)
             try:
                 inputs, part, key = plate.result()  # raises what the read raised
                 size = (part.display_window.width, part.display_window.height)
                 self.first_size = first_size = self.first_size or size
                 if size != first_size:
-                    event["warning"] = (f"resolution changes mid-sequence: {size[0]}x{size[1]}, the shot's first "
-                                        f"frame is {first_size[0]}x{first_size[1]}")
+                    event["warning"] = (
+                        f"resolution changes mid-sequence: {size[0]}x{size[1]}, the shot's first "
+                        f"frame is {first_size[0]}x{first_size[1]}"
+                    )
                 if self.sequential:
                     key = self.previous_key = self.stage.cache_key(frame, inputs, self.previous_key)
                 current = key_of(target) == key
@@ -251,9 +295,15 @@ class _ShotRender:
             return self.stage.render_batch([inputs for _, inputs, _, _, _ in todo], self.cancel)
         return []
 
-    def _write_behind(self, io: _FrameIO, tick: float, size: int, events: list[Event],
-                      todo: list[tuple[Event, FrameInputs, ImagePart, str, bool]],
-                      results: list[FrameResult | Exception]) -> None:
+    def _write_behind(
+        self,
+        io: _FrameIO,
+        tick: float,
+        size: int,
+        events: list[Event],
+        todo: list[tuple[Event, FrameInputs, ImagePart, str, bool]],
+        results: list[FrameResult | Exception],
+    ) -> None:
         """Step 4c: queue each rendered frame's write, then every frame's report, in order, with timings."""
         writes: dict[int, Callable[[], None]] = {}
         for (event, inputs, part, key, current), result in zip(todo, results):
@@ -295,9 +345,12 @@ class _ShotRender:
             if result.regions is not None:  # each region's weight beside the RGBA: regions.<name>
                 pixels = np.concatenate([pixels, result.regions.weights.astype(np.float32)], axis=2)
                 channels += result.regions.channels()
-            write_plate(target, [rgba_part(pixels, result.window, part, self.job, channels)],
-                        provenance=result.provenance | {"frame": inputs.frame,
-                                                        "plate": self.plates.path(inputs.frame), "cache_key": key})
+            write_plate(
+                target,
+                [rgba_part(pixels, result.window, part, self.job, channels)],
+                provenance=result.provenance
+                | {"frame": inputs.frame, "plate": self.plates.path(inputs.frame), "cache_key": key},
+            )
             if self.cache is not None:
                 self.cache.store(key, target)
         if self.sequential:
@@ -375,8 +428,16 @@ def _now(function: Callable[[int], T], argument: int) -> Future[T]:
     return future
 
 
-def _all_done(job: Job, stage: StylizeStage, plates: FrameSequence, frames: list[int], outputs: FrameSequence,
-              shot: Shot, clips: Sequence[Clip], cache: RenderCache | None) -> bool:
+def _all_done(
+    job: Job,
+    stage: StylizeStage,
+    plates: FrameSequence,
+    frames: list[int],
+    outputs: FrameSequence,
+    shot: Shot,
+    clips: Sequence[Clip],
+    cache: RenderCache | None,
+) -> bool:
     """Whether every frame of a sequential shot is current on disk or in the cache (its chain of keys matches)."""
     previous_key = None
     for frame in frames:
@@ -412,8 +473,9 @@ def frame_inputs(plate: Plate, frame: int, shot: Shot, clips: Sequence[Clip]) ->
     part = plate.locate(aovs["beauty"].channels[0])[0]
     window = part.data_window
     # The output keeps the plate's alpha: NaN and Inf in it (as colour.encode reads them) must not reach stylized.A.
-    alpha = np.ones(rgb.shape[:2], np.float32) if alpha is None else np.nan_to_num(alpha, nan=0.0, posinf=1.0,
-                                                                                     neginf=0.0)
+    alpha = (
+        np.ones(rgb.shape[:2], np.float32) if alpha is None else np.nan_to_num(alpha, nan=0.0, posinf=1.0, neginf=0.0)
+    )
     images = {"Source": np.concatenate([rgb, alpha[..., None]], axis=2)}
     for clip in clips:
         if clip.name == "Source":
@@ -425,7 +487,9 @@ def frame_inputs(plate: Plate, frame: int, shot: Shot, clips: Sequence[Clip]) ->
                 continue
             raise PlateError(
                 f"the ControlNets need a {_CLIP_ROLES[clip.name]} AOV and none was found; map its channels in "
-                f"the shot's 'aovs' (channels: {', '.join(plate.channel_names[:16])})", plate.path)
+                f"the shot's 'aovs' (channels: {', '.join(plate.channel_names[:16])})",
+                plate.path,
+            )
         if clip.name == "Normal":  # every consumer of normals gets them in camera space
             images[clip.name] = plate_normals(plate, aovs, window, shot.normals_space, shot.name).normals
             continue
@@ -449,7 +513,10 @@ def rgba_part(
     overrides them."""
     beauty_type = beauty_part.channel_types[0] if beauty_part.channel_types[0] in ("half", "float") else "half"
     part = ImagePart.create(
-        rgba, channels, window, beauty_part.display_window,
+        rgba,
+        channels,
+        window,
+        beauty_part.display_window,
         pixel_type=job.exr.pixel_type or beauty_type,
         compression=job.exr.compression or beauty_part.compression,
     )

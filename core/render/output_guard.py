@@ -20,9 +20,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import JobError, StyleCompError
-from ..jobspec import Job, Region, Shot
 from ..io.plates import PROVENANCE_PREFIX, read_plate
 from ..io.sequence import FrameSequence, discover
+from ..jobspec import Job, Region, Shot
 from .frames import shot_frames
 
 _PRINTF = re.compile(r"%0?\d*d")
@@ -49,15 +49,30 @@ def written_by_stylecomp(path: str | os.PathLike[str]) -> bool:
     return any(name.startswith(PROVENANCE_PREFIX) for part in plate.parts for name in part.attributes)
 
 
-def check_outputs(job: Job, shots: Sequence[str] | None = None, frames: tuple[int, int] | None = None, *,
-                  overwrite: bool = False, comp: bool = False, disk: bool = True) -> list[str]:
+def check_outputs(
+    job: Job,
+    shots: Sequence[str] | None = None,
+    frames: tuple[int, int] | None = None,
+    *,
+    overwrite: bool = False,
+    comp: bool = False,
+    disk: bool = True,
+) -> list[str]:
     """Problems with the outputs of the shots named (all if none), one per line naming the field; [] when safe.
 
     ``comp`` also checks ``comp.output``; ``disk`` False compares patterns only (no file is looked at).
     """
     inputs = _job_inputs(job, disk)
-    comp_inputs = _Inputs(inputs.patterns + [(f"shots[{i}].output", *os.path.split(os.path.realpath(job.resolve(
-        shot.output)))) for i, shot in enumerate(job.shots)], inputs.files, inputs.inodes, inputs.folders)
+    comp_inputs = _Inputs(
+        inputs.patterns
+        + [
+            (f"shots[{i}].output", *os.path.split(os.path.realpath(job.resolve(shot.output))))
+            for i, shot in enumerate(job.shots)
+        ],
+        inputs.files,
+        inputs.inodes,
+        inputs.folders,
+    )
     problems = []
     for index, shot in enumerate(job.shots):
         if shots and shot.name not in shots:
@@ -74,8 +89,15 @@ def check_outputs(job: Job, shots: Sequence[str] | None = None, frames: tuple[in
     return problems
 
 
-def guard_outputs(job: Job, shots: Sequence[str] | None = None, frames: tuple[int, int] | None = None, *,
-                  overwrite: bool = False, comp: bool = False, where: str | None = None) -> None:
+def guard_outputs(
+    job: Job,
+    shots: Sequence[str] | None = None,
+    frames: tuple[int, int] | None = None,
+    *,
+    overwrite: bool = False,
+    comp: bool = False,
+    where: str | None = None,
+) -> None:
     """Raise JobError naming each output field that would replace an input or a file stylecomp did not write."""
     problems = check_outputs(job, shots, frames, overwrite=overwrite, comp=comp)
     if problems:
@@ -128,8 +150,11 @@ def _job_inputs(job: Job, disk: bool) -> _Inputs:
             _add_path(inputs, "model.ip_adapter.path", adapter)
             _add_path(inputs, "model.ip_adapter.image", job.resolve(model.ip_adapter.image))
             encoder = model.ip_adapter.image_encoder
-            _add_path(inputs, "model.ip_adapter.image_encoder",
-                      job.resolve(encoder) if encoder else os.path.join(os.path.dirname(adapter), "image_encoder"))
+            _add_path(
+                inputs,
+                "model.ip_adapter.image_encoder",
+                job.resolve(encoder) if encoder else os.path.join(os.path.dirname(adapter), "image_encoder"),
+            )
     if not job.color.config.startswith("ocio://"):
         _add_path(inputs, "color.config", job.resolve(job.color.config))
     return inputs
@@ -182,7 +207,7 @@ def _add_file(inputs: _Inputs, name: str, path: str) -> None:
 def _head_tail(name: str) -> tuple[str, str] | None:
     """A file-name pattern's text around its frame token (None for a single file), whatever the padding."""
     match = _PRINTF.search(name)
-    return (name[: match.start()], name[match.end():]) if match else None
+    return (name[: match.start()], name[match.end() :]) if match else None
 
 
 def _pattern_problem(name: str, written: str, pattern: str, inputs: _Inputs) -> str | None:
@@ -192,14 +217,18 @@ def _pattern_problem(name: str, written: str, pattern: str, inputs: _Inputs) -> 
     for plate_field, plate_folder, plate_name in inputs.patterns:
         plate_parts = _head_tail(plate_name)
         if folder == plate_folder and (parts == plate_parts if parts or plate_parts else file_name == plate_name):
-            return (f"{name} {written!r} is the same file(s) as {plate_field}: stylecomp never writes over the "
-                    "files a job reads; choose another output")
+            return (
+                f"{name} {written!r} is the same file(s) as {plate_field}: stylecomp never writes over the "
+                "files a job reads; choose another output"
+            )
     real = os.path.join(folder, file_name)
     for input_field, input_folder in inputs.folders:
         if real == input_folder or real.startswith(input_folder + os.sep):
             return f"{name} {written!r} is inside {input_field}, which the job reads; choose another output"
     if parts is None and real in inputs.files:
-        return f"{name} {written!r} is the same file as {inputs.files[real]}, which the job reads; choose another output"
+        return (
+            f"{name} {written!r} is the same file as {inputs.files[real]}, which the job reads; choose another output"
+        )
     return None
 
 
@@ -240,9 +269,13 @@ def _frame_problem(name: str, pattern: str, frames: list[int], inputs: _Inputs, 
         if read_by is None:
             read_by = next((f for f, folder in inputs.folders if real.startswith(folder + os.sep)), None)
         if read_by is not None:
-            return (f"{name}: frame {frame} would be written to {target}, a file {read_by} reads: stylecomp "
-                    "never writes over the files a job reads; choose another output")
+            return (
+                f"{name}: frame {frame} would be written to {target}, a file {read_by} reads: stylecomp "
+                "never writes over the files a job reads; choose another output"
+            )
         if stat is not None and not overwrite and not written_by_stylecomp(target):
-            return (f"{name}: {target} exists and was not written by stylecomp (no stylecomp provenance in its "
-                    "header); pass --overwrite to replace it")
+            return (
+                f"{name}: {target} exists and was not written by stylecomp (no stylecomp provenance in its "
+                "header); pass --overwrite to replace it"
+            )
     return None

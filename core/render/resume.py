@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import KEY_ATTRIBUTE, RenderCache
 from ..errors import StyleCompError
-from ..jobspec import Job
 from ..io.plates import Plate, read_plate
-from .loop import shot_frames
 from ..io.sequence import FrameSequence
+from ..jobspec import Job
+from .cache import KEY_ATTRIBUTE, RenderCache
+from .loop import shot_frames
 
 # io.atomic's temp name: "." + the target's stem + ".<pid>-<8 hex digits>.tmp" + the target's extension.
 _TEMP_NAME = re.compile(r"\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<ext>\.[^.]*)?\Z")
@@ -112,4 +112,3 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-

@@ -38,18 +38,18 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .. import __version__
-from ..farm.batch import BatchJob, LocalExecutor
-from ..render.cache import RenderCache
-from ..errors import JobError, StyleCompError
-from ..jobspec import Job, Region, parse_job
 from ..cache_folder import cache_dir
-from ..render.output_guard import check_outputs
 from ..diffusion.pool import PipelinePool
+from ..errors import JobError, StyleCompError
+from ..farm.batch import BatchJob, LocalExecutor
 from ..io.plates import read_plate
-from .store import QueueStore
-from .queue import RenderQueue
 from ..io.sequence import discover
+from ..jobspec import Job, Region, parse_job
+from ..render.cache import RenderCache
+from ..render.output_guard import check_outputs
 from .access_token import config_dir, token_matches
+from .queue import RenderQueue
+from .store import QueueStore
 
 MAX_BODY = 1 << 20  # bytes; a job document is a few kilobytes
 DRAIN_LIMIT = 16 << 20  # a larger body is not read before the 413 is sent
@@ -96,12 +96,20 @@ class EngineServer(HTTPServer):
 
     request_queue_size = BACKLOG
 
-    def __init__(self, address: tuple[str, int], token: str, pool: PipelinePool, cache: RenderCache | None,
-                 roots: Sequence[str | os.PathLike[str]] | None = None,
-                 queue_file: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        token: str,
+        pool: PipelinePool,
+        cache: RenderCache | None,
+        roots: Sequence[str | os.PathLike[str]] | None = None,
+        queue_file: str | os.PathLike[str] | None = None,
+    ) -> None:
         if not roots and bind_warning(address[0]) is not None:
-            raise StyleCompError(f"the engine server will not listen on {address[0]} without --root: name the "
-                                 "folders its clients may read and write")
+            raise StyleCompError(
+                f"the engine server will not listen on {address[0]} without --root: name the "
+                "folders its clients may read and write"
+            )
         self.roots = [os.path.realpath(root) for root in (roots or default_roots())]
         missing = [str(root) for root in roots or () if not os.path.isdir(root)]
         if missing:
@@ -122,8 +130,9 @@ class EngineServer(HTTPServer):
         self._health_lane = ThreadPoolExecutor(HEALTH_LANE, "stylecomp-health")
         self._health_admitted = threading.BoundedSemaphore(HEALTH_LANE + HEALTH_WAITING)
         self._deadlines = _Deadlines()
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="stylecomp server", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name="stylecomp server", daemon=True
+        )
 
     def _restore(self) -> None:
         """Queue again the jobs that were queued or running when the server last died, validated afresh."""
@@ -156,8 +165,9 @@ class EngineServer(HTTPServer):
                 request.sendall(_BUSY)
             self.shutdown_request(request)
 
-    def _serve_one(self, request: Any, client_address: Any, admitted: threading.BoundedSemaphore,
-                   deadline: float) -> None:
+    def _serve_one(
+        self, request: Any, client_address: Any, admitted: threading.BoundedSemaphore, deadline: float
+    ) -> None:
         self._deadlines.watch(request, deadline)  # from when it is served: waiting for a worker does not count
         try:
             self.finish_request(request, client_address)
@@ -197,9 +207,14 @@ class EngineServer(HTTPServer):
         self.store.close()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "device": self.pool.device,
-                "dtype": str(self.pool.dtype).removeprefix("torch."), "pipelines_loaded": self.pool.loads,
-                "queue": self.queue.counts()}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "device": self.pool.device,
+            "dtype": str(self.pool.dtype).removeprefix("torch."),
+            "pipelines_loaded": self.pool.loads,
+            "queue": self.queue.counts(),
+        }
 
 
 def bind_warning(host: str) -> str | None:
@@ -210,9 +225,11 @@ def bind_warning(host: str) -> str | None:
         loopback = False
     if loopback:
         return None
-    return (f"the engine server listens on {host}, not only on this machine: anyone who can reach it and has the "
-            "token can render with your files and GPU, and HTTP sends the token and jobs unencrypted. Bind "
-            "127.0.0.1 (the default) and use an SSH tunnel or an authenticating TLS proxy for remote hosts.")
+    return (
+        f"the engine server listens on {host}, not only on this machine: anyone who can reach it and has the "
+        "token can render with your files and GPU, and HTTP sends the token and jobs unencrypted. Bind "
+        "127.0.0.1 (the default) and use an SSH tunnel or an authenticating TLS proxy for remote hosts."
+    )
 
 
 def configured_roots() -> list[str]:
@@ -268,8 +285,10 @@ class _Deadlines:
 
 
 _BUSY_ANSWER = json.dumps({"error": f"the server is busy ({WORKERS + WAITING} requests in hand); retry"}).encode()
-_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-         b"Connection: close\r\nContent-Length: " + str(len(_BUSY_ANSWER)).encode() + b"\r\n\r\n" + _BUSY_ANSWER)
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: " + str(len(_BUSY_ANSWER)).encode() + b"\r\n\r\n" + _BUSY_ANSWER
+)
 
 
 def _asks_for_health(connection: socket.socket) -> bool:
@@ -288,16 +307,19 @@ def parse_submission(body: Any, roots: Sequence[str] | None = None) -> BatchJob:
     """A POST /jobs body as a batch job; HttpError(400) says what is wrong with it, HttpError(403) names a path
     outside ``roots`` (real paths of folders; None: no confinement)."""
     if not isinstance(body, dict):
-        raise HttpError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object: {\"job\": {...}, ...}")
+        raise HttpError(HTTPStatus.BAD_REQUEST, 'the body must be a JSON object: {"job": {...}, ...}')
     unknown = sorted(set(body) - set(SUBMIT_FIELDS))
     if unknown:
-        raise HttpError(HTTPStatus.BAD_REQUEST, f"unknown field(s) {', '.join(unknown)}; a submission has "
-                                                f"{', '.join(SUBMIT_FIELDS)}")
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST,
+            f"unknown field(s) {', '.join(unknown)}; a submission has {', '.join(SUBMIT_FIELDS)}",
+        )
     if not isinstance(body.get("job"), dict):
         raise HttpError(HTTPStatus.BAD_REQUEST, "'job' must be a job document (a JSON object)")
     base_dir = body.get("base_dir")
-    if base_dir is not None and (not isinstance(base_dir, str) or not os.path.isabs(base_dir)
-                                 or not os.path.isdir(base_dir)):
+    if base_dir is not None and (
+        not isinstance(base_dir, str) or not os.path.isabs(base_dir) or not os.path.isdir(base_dir)
+    ):
         raise HttpError(HTTPStatus.BAD_REQUEST, "'base_dir' must be the absolute path of an existing folder")
     try:
         job = parse_job(json.dumps(body["job"]), "job", base_dir, expand=False)
@@ -336,8 +358,10 @@ def _check_bounds(job: Job, shots: tuple[str, ...] | None, frames: tuple[int, in
         if span is not None and frames is not None:
             span = (max(span[0], frames[0]), min(span[1], frames[1]))
         if span is not None and span[1] - span[0] + 1 > LIMITS["frames"]:
-            over.append(f"shots[{i}].frames: {span[1] - span[0] + 1} frames, over {LIMITS['frames']} a submission "
-                        "may render (split the shot with 'frames')")
+            over.append(
+                f"shots[{i}].frames: {span[1] - span[0] + 1} frames, over {LIMITS['frames']} a submission "
+                "may render (split the shot with 'frames')"
+            )
         for name, prompt in (("prompt", shot.overrides.prompt), ("negative_prompt", shot.overrides.negative_prompt)):
             if prompt and len(prompt) > LIMITS["prompt"]:
                 over.append(f"shots[{i}].overrides.{name}: over {LIMITS['prompt']} characters")
@@ -369,8 +393,11 @@ def _check_plates(job: Job, shots: tuple[str, ...] | None, frames: tuple[int, in
         except StyleCompError:
             continue  # the render reports missing plates frame by frame
         if len(found.frames) + len(found.missing) > LIMITS["frames"]:
-            raise HttpError(HTTPStatus.BAD_REQUEST, f"shots[{i}].plate: {len(found.frames)} frames on disk, over "
-                                                    f"{LIMITS['frames']} a submission may render; give 'frames'")
+            raise HttpError(
+                HTTPStatus.BAD_REQUEST,
+                f"shots[{i}].plate: {len(found.frames)} frames on disk, over "
+                f"{LIMITS['frames']} a submission may render; give 'frames'",
+            )
         if size is None:
             continue
         first = found.path(found.frames[0]) if found.frames else found.pattern
@@ -380,23 +407,31 @@ def _check_plates(job: Job, shots: tuple[str, ...] | None, frames: tuple[int, in
             continue
         allowed = max(2 * max(window.width, window.height), 1024)
         if size > allowed:
-            raise HttpError(HTTPStatus.BAD_REQUEST, f"resolution.working_size: {size} for a {window.width}x"
-                                                    f"{window.height} plate (shots[{i}].plate); at most {allowed}")
+            raise HttpError(
+                HTTPStatus.BAD_REQUEST,
+                f"resolution.working_size: {size} for a {window.width}x"
+                f"{window.height} plate (shots[{i}].plate); at most {allowed}",
+            )
 
 
 def _check_paths(job: Job, base_dir: str | None) -> None:
     """Refuse pickle checkpoints, and relative paths when there is no base_dir to resolve them against."""
     if job.model is not None and job.model.allow_pickle:
-        raise HttpError(HTTPStatus.BAD_REQUEST, "model.allow_pickle is refused by the server (unpickling runs "
-                                                "code); render such a job with `stylecomp render`")
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST,
+            "model.allow_pickle is refused by the server (unpickling runs "
+            "code); render such a job with `stylecomp render`",
+        )
     if not job.color.config.startswith("ocio://") and not os.path.isabs(job.color.config):
         raise HttpError(HTTPStatus.BAD_REQUEST, "color.config must be an ocio:// URI or an absolute path")
     if base_dir is not None:
         return
     relative = [f"{where} ({path})" for where, path in _job_paths(job) if not os.path.isabs(path)]
     if relative:
-        raise HttpError(HTTPStatus.BAD_REQUEST, "relative paths need 'base_dir' (the folder they are relative to): "
-                                                + ", ".join(relative))
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST,
+            "relative paths need 'base_dir' (the folder they are relative to): " + ", ".join(relative),
+        )
 
 
 def _check_roots(job: Job, base_dir: str | None, roots: Sequence[str]) -> None:
@@ -409,9 +444,12 @@ def _check_roots(job: Job, base_dir: str | None, roots: Sequence[str]) -> None:
         paths.append(("color.config", job.color.config))
     outside = [where for where, path in paths if not _inside(os.path.realpath(path), roots)]
     if outside:
-        raise HttpError(HTTPStatus.FORBIDDEN, f"outside the server's roots: {', '.join(outside)}; start the server "
-                                               "with --root for the folders these are in",
-                        [f"{where}: outside the server's roots" for where in outside])
+        raise HttpError(
+            HTTPStatus.FORBIDDEN,
+            f"outside the server's roots: {', '.join(outside)}; start the server "
+            "with --root for the folders these are in",
+            [f"{where}: outside the server's roots" for where in outside],
+        )
 
 
 def _inside(path: str, roots: Sequence[str]) -> bool:
@@ -433,9 +471,17 @@ def _job_paths(job: Job) -> list[tuple[str, str]]:
         paths += [(f"model.loras[{i}].path", lora.path) for i, lora in enumerate(model.loras)]
         paths += [(f"model.controlnets[{i}].path", net.path) for i, net in enumerate(model.controlnets)]
         if model.ip_adapter is not None:
-            paths += [("model.ip_adapter.path", model.ip_adapter.path), ("model.ip_adapter.image", model.ip_adapter.image)]
-            paths.append(("model.ip_adapter.image_encoder", model.ip_adapter.image_encoder
-                          or os.path.join(os.path.dirname(model.ip_adapter.path), "image_encoder")))
+            paths += [
+                ("model.ip_adapter.path", model.ip_adapter.path),
+                ("model.ip_adapter.image", model.ip_adapter.image),
+            ]
+            paths.append(
+                (
+                    "model.ip_adapter.image_encoder",
+                    model.ip_adapter.image_encoder
+                    or os.path.join(os.path.dirname(model.ip_adapter.path), "image_encoder"),
+                )
+            )
     return paths
 
 
@@ -459,16 +505,16 @@ def _shots(value: Any, job: Job) -> tuple[str, ...] | None:
     names = [shot.name for shot in job.shots]
     unknown = [name for name in value if name not in names]
     if unknown:
-        raise HttpError(HTTPStatus.BAD_REQUEST, f"no shot named {', '.join(unknown)}; the job's shots are "
-                                                f"{', '.join(names)}")
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST, f"no shot named {', '.join(unknown)}; the job's shots are {', '.join(names)}"
+        )
     return tuple(value)
 
 
 def _frames(value: Any) -> tuple[int, int] | None:
     if value is None:
         return None
-    if (not isinstance(value, list) or len(value) != 2 or not all(type(v) is int for v in value)
-            or value[1] < value[0]):
+    if not isinstance(value, list) or len(value) != 2 or not all(type(v) is int for v in value) or value[1] < value[0]:
         raise HttpError(HTTPStatus.BAD_REQUEST, "'frames' must be [first, last], whole numbers, first <= last")
     return value[0], value[1]
 
@@ -511,8 +557,11 @@ class _Handler(BaseHTTPRequestHandler):
                     raise
                 body = b""  # the missing token is the answer
             if not authorised:
-                raise HttpError(HTTPStatus.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer <token>' "
-                                                         "with the token from the server's token file")
+                raise HttpError(
+                    HTTPStatus.UNAUTHORIZED,
+                    "missing or wrong token: send 'Authorization: Bearer <token>' "
+                    "with the token from the server's token file",
+                )
             status, answer = self._route(method, body)
         except HttpError as exc:
             status, answer = exc.status, {"error": exc.message}
@@ -599,7 +648,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "GET" or int(code) >= 400:
             super().log_request(code, size)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"stylecomp server: {self.address_string()} {format % args}\n")
 
 

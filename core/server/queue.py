@@ -17,11 +17,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..farm.batch import BatchJob, BatchProgress, Executor
 from ..errors import StyleCompError
-from .store import QueueStore, StoredJob
+from ..farm.batch import BatchJob, BatchProgress, Executor
 from ..render.loop import Event
 from ..render.resume import prepare_resume
+from .store import QueueStore, StoredJob
 
 FINISHED = ("done", "failed", "cancelled")
 EVENTS_KEPT = 1000  # per job; clients page through them with ``since``
@@ -50,15 +50,33 @@ class QueuedJob:
     def snapshot(self, since: int | None = None) -> dict[str, Any]:
         """The job as JSON values; events after number ``since``, else the latest few."""
         progress = self.progress
-        counts = {"done": progress.done, "total": progress.total, "eta": progress.eta(), **{
-            kind: sum(getattr(c, kind) for c in progress.shots.values()) for kind in ("rendered", "cached", "failed")}}
-        events = [e for e in self.events if e["seq"] > since] if since is not None else list(self.events)[-RECENT_EVENTS:]
-        return {"id": self.id, "label": self.item.label, "status": self.status,
-                "cancel_requested": self.cancel.is_set() and self.status not in FINISHED,
-                "submitted": self.submitted, "started": self.started, "finished": self.finished,
-                "shots": list(self.item.shots or [shot.name for shot in self.item.job.shots]),
-                "frames": list(self.item.frames) if self.item.frames else None,
-                "progress": counts, "events": events, "last_event": self.sequence, "errors": list(self.errors)}
+        counts = {
+            "done": progress.done,
+            "total": progress.total,
+            "eta": progress.eta(),
+            **{
+                kind: sum(getattr(c, kind) for c in progress.shots.values())
+                for kind in ("rendered", "cached", "failed")
+            },
+        }
+        events = (
+            [e for e in self.events if e["seq"] > since] if since is not None else list(self.events)[-RECENT_EVENTS:]
+        )
+        return {
+            "id": self.id,
+            "label": self.item.label,
+            "status": self.status,
+            "cancel_requested": self.cancel.is_set() and self.status not in FINISHED,
+            "submitted": self.submitted,
+            "started": self.started,
+            "finished": self.finished,
+            "shots": list(self.item.shots or [shot.name for shot in self.item.job.shots]),
+            "frames": list(self.item.frames) if self.item.frames else None,
+            "progress": counts,
+            "events": events,
+            "last_event": self.sequence,
+            "errors": list(self.errors),
+        }
 
 
 class RenderQueue:
@@ -95,8 +113,7 @@ class RenderQueue:
         """Queue a job the store kept from before a restart (call before ``start``); a running one resumes."""
         progress = BatchProgress([item])
         with self._lock:
-            queued = QueuedJob(stored.id, item, progress, submitted=stored.submitted,
-                               resume=stored.status == "running")
+            queued = QueuedJob(stored.id, item, progress, submitted=stored.submitted, resume=stored.status == "running")
             self._jobs[queued.id] = queued
             self._waiting.append(queued)
 
@@ -177,7 +194,9 @@ class RenderQueue:
             queued.errors += errors
             if queued.interrupted and status == "cancelled":
                 queued.status = "interrupted"  # not saved: the store keeps it running, to resume at the next start
-                self._append(queued, [{"event": "interrupted", "reason": "the server stopped; resumes at its next start"}])
+                self._append(
+                    queued, [{"event": "interrupted", "reason": "the server stopped; resumes at its next start"}]
+                )
                 return
             self._finish(queued, status)
 

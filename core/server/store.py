@@ -60,20 +60,26 @@ class QueueStore:
 
     def add(self, job_id: str, body: dict[str, Any], submitted: float) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO jobs (id, body, status, submitted) VALUES (?, ?, 'queued', ?)",
-                             (job_id, json.dumps(body), submitted))
+            self._db.execute(
+                "INSERT INTO jobs (id, body, status, submitted) VALUES (?, ?, 'queued', ?)",
+                (job_id, json.dumps(body), submitted),
+            )
 
-    def update(self, job_id: str, status: str, started: float | None, finished: float | None,
-               errors: list[str]) -> None:
+    def update(
+        self, job_id: str, status: str, started: float | None, finished: float | None, errors: list[str]
+    ) -> None:
         with self._lock:
-            self._db.execute("UPDATE jobs SET status = ?, started = ?, finished = ?, errors = ? WHERE id = ?",
-                             (status, started, finished, json.dumps(errors), job_id))
+            self._db.execute(
+                "UPDATE jobs SET status = ?, started = ?, finished = ?, errors = ? WHERE id = ?",
+                (status, started, finished, json.dumps(errors), job_id),
+            )
 
     def unfinished(self) -> list[StoredJob]:
         """Jobs that were queued or running when the server stopped, in submission order."""
         with self._lock:
-            rows = self._db.execute("SELECT id, body, status, submitted FROM jobs WHERE status IN ('queued', "
-                                    "'running') ORDER BY seq").fetchall()
+            rows = self._db.execute(
+                "SELECT id, body, status, submitted FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq"
+            ).fetchall()
         return [StoredJob(job_id, json.loads(body), status, submitted) for job_id, body, status, submitted in rows]
 
     def close(self) -> None:

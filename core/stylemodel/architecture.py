@@ -66,18 +66,26 @@ def build_text_encoder() -> CLIPTextModel:
 
 
 def build_scheduler() -> DDIMScheduler:
-    return DDIMScheduler(**SD_BETAS, prediction_type="sample", clip_sample=False, set_alpha_to_one=False,
-                         steps_offset=1)
+    return DDIMScheduler(
+        **SD_BETAS, prediction_type="sample", clip_sample=False, set_alpha_to_one=False, steps_offset=1
+    )
 
 
-def save_model(out: Path, unet: UNet2DConditionModel, tile: ControlNetModel, lineart: ControlNetModel,
-               text_encoder: CLIPTextModel) -> None:
+def save_model(
+    out: Path, unet: UNet2DConditionModel, tile: ControlNetModel, lineart: ControlNetModel, text_encoder: CLIPTextModel
+) -> None:
     """Write the diffusers folder: UNet and ControlNets as ``SAVED_DTYPE`` safetensors, the small VAE (whose
     constructed weights need float32 to round-trip to 1e-5) and text encoder as float32."""
     unet = build_unet_like(unet, SAVED_DTYPE)
     pipe = StableDiffusionImg2ImgPipeline(
-        vae=pixel_vae(), text_encoder=text_encoder, tokenizer=clip_tokenizer(), unet=unet,
-        scheduler=build_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=pixel_vae(),
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        unet=unet,
+        scheduler=build_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.save_pretrained(out, safe_serialization=True)
     write_clip_vocab_files(out / "tokenizer")

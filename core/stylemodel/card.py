@@ -33,8 +33,7 @@ def write_loss_curve(path: Path, stages: dict[str, StageState], every: int = 50)
             x = margin + rank * (width - 2 * margin) / max(1, len(points) - 1)
             y = height - margin - (np.log10(loss) - low) / (high - low) * (height - 2 * margin)
             draw.ellipse((x - 1.5, y - 1.5, x + 1.5, y + 1.5), fill=_COLOURS.get(name, (0, 0, 0)))
-        draw.text((margin, 10), f"L1 loss per {every} steps (log scale, {10 ** low:.3f} to {10 ** high:.3f})",
-                  fill="black")
+        draw.text((margin, 10), f"L1 loss per {every} steps (log scale, {10**low:.3f} to {10**high:.3f})", fill="black")
         for row, name in enumerate(stages):
             draw.text((width - 200, 10 + 14 * row), f"{name}: {stages[name].step} steps", fill=_COLOURS.get(name))
     draw.line((margin, height - margin, width - margin, height - margin), fill="black")
@@ -42,13 +41,19 @@ def write_loss_curve(path: Path, stages: dict[str, StageState], every: int = 50)
     image.save(path)
 
 
-def write_card(out: Path, settings: TrainingSettings, report: dict[str, Any], device: str,
-               metrics: dict[str, Any] | None = None) -> Path:
+def write_card(
+    out: Path, settings: TrainingSettings, report: dict[str, Any], device: str, metrics: dict[str, Any] | None = None
+) -> Path:
     """Write ``README.md`` (and ``training.json`` with the same facts, for tools) into the model folder."""
     stages = {name: StageState(**state) for name, state in report["stages"].items()}
     write_loss_curve(out / "loss_curve.png", stages)
-    facts = {"settings": asdict(settings), "device": device, "torch": torch.__version__,
-             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", **report}
+    facts = {
+        "settings": asdict(settings),
+        "device": device,
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        **report,
+    }
     if metrics:
         facts["metrics"] = metrics
     (out / "training.json").write_text(json.dumps(facts, indent=2) + "\n")
@@ -101,9 +106,11 @@ def write_card(out: Path, settings: TrainingSettings, report: dict[str, Any], de
             "",
             "| look | L1 ratio (plate = 1) | SSIM (plate's) | outline F1 (plate's) | outline contrast |",
             "|---|---|---|---|---|",
-            *[f"| {look} | {m['l1_ratio']:.3f} | {m['ssim']:.3f} ({m['plate_ssim']:.3f}) | "
-              f"{m['outline_f1']:.3f} ({m['plate_outline_f1']:.3f}) | {m['outline_contrast']:+.3f} |"
-              for look, m in metrics.items()],
+            *[
+                f"| {look} | {m['l1_ratio']:.3f} | {m['ssim']:.3f} ({m['plate_ssim']:.3f}) | "
+                f"{m['outline_f1']:.3f} ({m['plate_outline_f1']:.3f}) | {m['outline_contrast']:+.3f} |"
+                for look, m in metrics.items()
+            ],
             "",
         ]
     card = out / "README.md"

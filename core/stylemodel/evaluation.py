@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..render.cache import RenderCache
 from ..color import ModelEncoding
 from ..demo.scene import render_layers, write_demo
-from ..jobspec import Consistency, ControlNet, FrameRange, Job, ModelSettings, Region, Resolution, SeedPolicy, Shot
 from ..diffusion.pool import PipelinePool
 from ..io.plates import read_plate
-from ..render.loop import render_job
 from ..io.sequence import FrameSequence, discover
+from ..jobspec import Consistency, ControlNet, FrameRange, Job, ModelSettings, Region, Resolution, SeedPolicy, Shot
+from ..render.loop import render_job
 from ..stage import STYLIZED_CHANNELS
 from . import SHIPPED_MODEL
 from .looks import INK, LOOKS, LUMA, gaussian, lines
@@ -83,19 +82,37 @@ def held_out_shot(index: int, folder: Path, frames: int = 1, first_frame: int = 
     return HeldOutShot(seed, plates, looks, line_masks, plate_images)
 
 
-def stylize(shot: HeldOutShot, prompt: str, out: Path, settings: Settings = RECOMMENDED,
-            model: Path = SHIPPED_MODEL, pool: PipelinePool | None = None,
-            regions: Sequence[Region] = (), region_prompts: str = "attention") -> FrameSequence:
+def stylize(
+    shot: HeldOutShot,
+    prompt: str,
+    out: Path,
+    settings: Settings = RECOMMENDED,
+    model: Path = SHIPPED_MODEL,
+    pool: PipelinePool | None = None,
+    regions: Sequence[Region] = (),
+    region_prompts: str = "attention",
+) -> FrameSequence:
     """Stylize the shot with ``render_job``, as ``stylecomp render`` would; returns the written sequence.
     With ``regions`` (and how their prompts reach the model), ``prompt`` and ``settings.strength`` are the
     shot's own, outside them."""
     job = Job(
-        shots=[Shot(name="held_out", plate=shot.plates.pattern, output=str(out / "stylized.####.exr"),
-                    frames=FrameRange(first=shot.plates.frames[0], last=shot.plates.frames[-1]))],
+        shots=[
+            Shot(
+                name="held_out",
+                plate=shot.plates.pattern,
+                output=str(out / "stylized.####.exr"),
+                frames=FrameRange(first=shot.plates.frames[0], last=shot.plates.frames[-1]),
+            )
+        ],
         model=model_settings(model, settings.line_art),
-        prompt=prompt, seed=SeedPolicy(value=settings.seed), strength=settings.strength, steps=settings.steps,
-        guidance=settings.guidance, resolution=Resolution(mode="native"),
-        consistency=Consistency(mechanisms=list(settings.mechanisms)), regions=list(regions),
+        prompt=prompt,
+        seed=SeedPolicy(value=settings.seed),
+        strength=settings.strength,
+        steps=settings.steps,
+        guidance=settings.guidance,
+        resolution=Resolution(mode="native"),
+        consistency=Consistency(mechanisms=list(settings.mechanisms)),
+        regions=list(regions),
         region_prompts=region_prompts,
     )
     summary = render_job(job, pool=pool, cache=None, overwrite=True)
@@ -104,8 +121,13 @@ def stylize(shot: HeldOutShot, prompt: str, out: Path, settings: Settings = RECO
     return discover(job.resolve(job.shots[0].output))
 
 
-def held_out_metrics(shots: list[HeldOutShot], out: Path, settings: Settings = RECOMMENDED,
-                     model: Path = SHIPPED_MODEL, pool: PipelinePool | None = None) -> dict[str, dict[str, float]]:
+def held_out_metrics(
+    shots: list[HeldOutShot],
+    out: Path,
+    settings: Settings = RECOMMENDED,
+    model: Path = SHIPPED_MODEL,
+    pool: PipelinePool | None = None,
+) -> dict[str, dict[str, float]]:
     """Each look's prompt on each shot's first frame; per look, the mean of ``fidelity``'s metrics over the shots."""
     metrics = {}
     for look, prompt in EVALUATION_PROMPTS.items():
@@ -113,8 +135,11 @@ def held_out_metrics(shots: list[HeldOutShot], out: Path, settings: Settings = R
         for shot in shots:
             output = stylize(shot, prompt, out / f"{look}-{shot.seed}", settings, model=model, pool=pool)
             frame = output.frames[0]
-            rows.append(fidelity(display_output(output, frame), shot.plate_images[frame], shot.looks[look][frame],
-                                 shot.lines[frame]))
+            rows.append(
+                fidelity(
+                    display_output(output, frame), shot.plate_images[frame], shot.looks[look][frame], shot.lines[frame]
+                )
+            )
         metrics[look] = {name: round(float(np.mean([row[name] for row in rows])), 4) for name in rows[0]}
         metrics[look]["scenes"] = len(shots)
     return metrics
@@ -190,5 +215,5 @@ def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
     out = np.zeros_like(mask)
     for dy in range(2 * pixels + 1):
         for dx in range(2 * pixels + 1):
-            out |= padded[dy:dy + height, dx:dx + width]
+            out |= padded[dy : dy + height, dx : dx + width]
     return out

@@ -22,8 +22,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..color import ModelEncoding
-from ..diffusion.conditioning import line_art
 from ..demo.scene import Lighting, SurfaceLayers
+from ..diffusion.conditioning import line_art
 
 Look = Callable[[dict[str, np.ndarray], SurfaceLayers, Lighting, ModelEncoding], np.ndarray]
 
@@ -43,8 +43,9 @@ def _display(scene_linear: np.ndarray, encoding: ModelEncoding) -> np.ndarray:
     return encoding.encode(scene_linear.astype(np.float32)).image
 
 
-def cel(planes: dict[str, np.ndarray], layers: SurfaceLayers, lighting: Lighting,
-        encoding: ModelEncoding) -> np.ndarray:
+def cel(
+    planes: dict[str, np.ndarray], layers: SurfaceLayers, lighting: Lighting, encoding: ModelEncoding
+) -> np.ndarray:
     """Flat albedo under banded sun and flat ambient, with ink outlines."""
     band = np.select([layers.direct < SUN_BANDS[0], layers.direct < SUN_BANDS[1]], [0.0, 0.5], 1.0)
     light = band[..., None] * lighting.sun_colour + 0.75 * lighting.sky_ambient
@@ -53,8 +54,9 @@ def cel(planes: dict[str, np.ndarray], layers: SurfaceLayers, lighting: Lighting
     return (_display(linear, encoding) * (1.0 - ink) + INK * ink).astype(np.float32)
 
 
-def watercolor(planes: dict[str, np.ndarray], layers: SurfaceLayers, lighting: Lighting,
-               encoding: ModelEncoding) -> np.ndarray:
+def watercolor(
+    planes: dict[str, np.ndarray], layers: SurfaceLayers, lighting: Lighting, encoding: ModelEncoding
+) -> np.ndarray:
     """Soft, lifted washes on paper with darkened edges."""
     light = (0.35 + 0.65 * layers.direct[..., None]) * lighting.sun_colour * 0.7 + layers.ambient
     linear = np.where(layers.sky[..., None], layers.albedo, layers.albedo * light + layers.emission)
@@ -88,6 +90,6 @@ def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps /= taps.sum()
     out = np.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="reflect")
-    out = sum(w * out[i:i + image.shape[0]] for i, w in enumerate(taps))
+    out = sum(w * out[i : i + image.shape[0]] for i, w in enumerate(taps))
     out = np.pad(out, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
-    return sum(w * out[:, i:i + image.shape[1]] for i, w in enumerate(taps))
+    return sum(w * out[:, i : i + image.shape[1]] for i, w in enumerate(taps))

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..demo.scene import Box, Camera, GroundPlane, Lighting, Scene, SceneObject, Sphere, camera_at, mix, smoothstep
 
-TRAINING_SEEDS = range(0, 100_000)
+TRAINING_SEEDS = range(100_000)
 HELD_OUT_SEEDS = range(1_000_000, 1_000_016)  # used only for evaluation: benchmarks and quality tests
 
 
@@ -64,8 +64,16 @@ def _ground_texture(a: np.ndarray, b: np.ndarray, size: float, p: np.ndarray) ->
     return mix(a, b, checker * fade)
 
 
-def _linear_camera(start: np.ndarray, velocity: np.ndarray, target: np.ndarray, target_velocity: np.ndarray,
-                   fov_scale: float, time: float, width: int, height: int) -> Camera:
+def _linear_camera(
+    start: np.ndarray,
+    velocity: np.ndarray,
+    target: np.ndarray,
+    target_velocity: np.ndarray,
+    fov_scale: float,
+    time: float,
+    width: int,
+    height: int,
+) -> Camera:
     """A camera moving along a line and looking at a moving point, like the demo's ``camera_at``."""
     position, aim = start + velocity * time, target + target_velocity * time
     forward = (aim - position) / np.linalg.norm(aim - position)
@@ -80,34 +88,50 @@ def random_scene(seed: int) -> Scene:
     """The scene of ``seed``: deterministic, and different for every seed."""
     rng = np.random.default_rng([seed, 20261207])
     objects: list[SceneObject] = [
-        GroundPlane(1, partial(_ground_texture, _colour(rng, (0.2, 0.5)), _colour(rng, (0.1, 0.4)),
-                               rng.uniform(0.5, 2.0)), origin=(0.0, 0.0, 0.0)),
+        GroundPlane(
+            1,
+            partial(_ground_texture, _colour(rng, (0.2, 0.5)), _colour(rng, (0.1, 0.4)), rng.uniform(0.5, 2.0)),
+            origin=(0.0, 0.0, 0.0),
+        ),
     ]
     for _ in range(int(rng.integers(2, 7))):
         x, z = rng.uniform(-3.5, 3.5), rng.uniform(-4.0, 2.0)
         velocity = tuple(rng.uniform(-0.15, 0.15, 3) * [1.0, 0.0, 1.0]) if rng.random() < 0.4 else (0.0, 0.0, 0.0)
         if rng.random() < 0.5:
             radius = rng.uniform(0.3, 1.2)
-            objects.append(Sphere(len(objects) + 1, _texture(rng), origin=(x, radius, z), velocity=velocity,
-                                  radius=radius))
+            objects.append(
+                Sphere(len(objects) + 1, _texture(rng), origin=(x, radius, z), velocity=velocity, radius=radius)
+            )
         else:
             half = tuple(rng.uniform(0.25, 0.9, 3))
-            objects.append(Box(len(objects) + 1, _texture(rng), origin=(x, half[1], z), velocity=velocity,
-                               half=half))
+            objects.append(Box(len(objects) + 1, _texture(rng), origin=(x, half[1], z), velocity=velocity, half=half))
     for _ in range(int(rng.integers(0, 3))):
         emission = _colour(rng, (0.6, 0.8)) * rng.uniform(5.0, 20.0)
-        objects.append(Sphere(len(objects) + 1, partial(_flat, np.full(3, 0.2)),
-                              origin=(rng.uniform(-3.0, 3.0), rng.uniform(1.5, 3.0), rng.uniform(-5.0, -1.0)),
-                              radius=rng.uniform(0.15, 0.4), emission=tuple(emission)))
+        objects.append(
+            Sphere(
+                len(objects) + 1,
+                partial(_flat, np.full(3, 0.2)),
+                origin=(rng.uniform(-3.0, 3.0), rng.uniform(1.5, 3.0), rng.uniform(-5.0, -1.0)),
+                radius=rng.uniform(0.15, 0.4),
+                emission=tuple(emission),
+            )
+        )
 
     elevation, azimuth = np.radians(rng.uniform(15.0, 75.0)), rng.uniform(0.0, 2.0 * np.pi)
     sun = np.array([np.cos(elevation) * np.sin(azimuth), np.sin(elevation), np.cos(elevation) * np.cos(azimuth)])
     warmth = rng.uniform(0.0, 0.25)
-    lighting = Lighting(sun_direction=sun,
-                        sun_colour=rng.uniform(2.0, 4.0) * np.array([1.0, 1.0 - 0.4 * warmth, 1.0 - warmth]),
-                        sky_ambient=rng.uniform(0.25, 0.6) * np.array([0.6, 0.75, 1.0]))
+    lighting = Lighting(
+        sun_direction=sun,
+        sun_colour=rng.uniform(2.0, 4.0) * np.array([1.0, 1.0 - 0.4 * warmth, 1.0 - warmth]),
+        sky_ambient=rng.uniform(0.25, 0.6) * np.array([0.6, 0.75, 1.0]),
+    )
     start = np.array([rng.uniform(-3.0, 3.0), rng.uniform(0.8, 3.0), rng.uniform(5.5, 9.0)])
-    camera = partial(_linear_camera, start, rng.uniform(-0.08, 0.08, 3) * [1.0, 0.2, 1.0],
-                     np.array([rng.uniform(-1.0, 1.0), rng.uniform(0.3, 1.2), rng.uniform(-2.0, 0.0)]),
-                     rng.uniform(-0.05, 0.05, 3) * [1.0, 0.0, 0.0], rng.uniform(0.8, 1.3))
+    camera = partial(
+        _linear_camera,
+        start,
+        rng.uniform(-0.08, 0.08, 3) * [1.0, 0.2, 1.0],
+        np.array([rng.uniform(-1.0, 1.0), rng.uniform(0.3, 1.2), rng.uniform(-2.0, 0.0)]),
+        rng.uniform(-0.05, 0.05, 3) * [1.0, 0.0, 0.0],
+        rng.uniform(0.8, 1.3),
+    )
     return Scene(tuple(objects), camera, lighting)

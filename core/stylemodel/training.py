@@ -38,11 +38,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..io.atomic import atomic_target
 from ..color import ModelEncoding
-from ..errors import StyleCompError
 from ..demo.scene import render_layers
 from ..diffusion.testing import clip_tokenizer, pixel_latents, pixel_vae
+from ..errors import StyleCompError
+from ..io.atomic import atomic_target
 from .architecture import build_controlnet, build_scheduler, build_text_encoder, build_unet, save_model
 from .looks import LOOKS, PROMPTS, lines
 from .scenes import TRAINING_SEEDS, random_scene
@@ -136,7 +136,7 @@ def sample_batch(pairs: TrainingPairs, settings: TrainingSettings, rng: np.rando
         out = []
         for i in range(size):
             source = look_images[chosen[i]] if look_images is not None else images
-            patch = source[frames[i], tops[i]:tops[i] + crop, lefts[i]:lefts[i] + crop]
+            patch = source[frames[i], tops[i] : tops[i] + crop, lefts[i] : lefts[i] + crop]
             out.append(patch[:, ::-1] if flips[i] else patch)
         return np.stack(out)
 
@@ -160,8 +160,9 @@ class StageState:
 class Trainer:
     """Runs the stages into ``out`` (see the module docstring)."""
 
-    def __init__(self, out: Path, settings: TrainingSettings, device: str = "cpu",
-                 progress: Progress | None = None) -> None:
+    def __init__(
+        self, out: Path, settings: TrainingSettings, device: str = "cpu", progress: Progress | None = None
+    ) -> None:
         self.out, self.settings, self.device, self.progress = out, settings, device, progress
         self.work = out / ".training"
         self.work.mkdir(parents=True, exist_ok=True)
@@ -183,8 +184,11 @@ class Trainer:
         base = self.train_unet(pairs)
         lineart = self.train_controlnet(pairs, base)
         save_model(self.out, base["unet"], base["tile"], lineart, self.text_encoder)
-        return {"vae_round_trip": vae_error, "this_run_seconds": time.monotonic() - started,
-                "stages": {name: asdict(self._state(name)) for name in ("unet", "controlnet")}}
+        return {
+            "vae_round_trip": vae_error,
+            "this_run_seconds": time.monotonic() - started,
+            "stages": {name: asdict(self._state(name)) for name in ("unet", "controlnet")},
+        }
 
     def measure_vae(self, pairs: TrainingPairs) -> dict[str, float]:
         """The f=1 VAE's round trip on the first 16 training plates: mean and max absolute error in [0, 1]."""
@@ -205,13 +209,21 @@ class Trainer:
         """The line-art ControlNet, on top of the frozen UNet and tile ControlNet."""
         base.requires_grad_(False)
         controlnet = build_controlnet(base["unet"]).to(self.device)
-        return self._train("controlnet", controlnet, pairs, self.settings.controlnet_steps,
-                           self.settings.controlnet_lr, base)
+        return self._train(
+            "controlnet", controlnet, pairs, self.settings.controlnet_steps, self.settings.controlnet_lr, base
+        )
 
     # --- one stage ----------------------------------------------------------------------------
 
-    def _train(self, stage: str, model: torch.nn.Module, pairs: TrainingPairs, steps: int, lr: float,
-               frozen: torch.nn.ModuleDict | None) -> torch.nn.Module:
+    def _train(
+        self,
+        stage: str,
+        model: torch.nn.Module,
+        pairs: TrainingPairs,
+        steps: int,
+        lr: float,
+        frozen: torch.nn.ModuleDict | None,
+    ) -> torch.nn.Module:
         """Train ``model`` for ``steps`` (resuming from its checkpoint); returns it with its EMA weights."""
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
@@ -249,8 +261,9 @@ class Trainer:
         model.eval()
         return model
 
-    def _loss(self, stage: str, model: torch.nn.Module, frozen: torch.nn.ModuleDict | None,
-              pairs: TrainingPairs, step: int) -> torch.Tensor:
+    def _loss(
+        self, stage: str, model: torch.nn.Module, frozen: torch.nn.ModuleDict | None, pairs: TrainingPairs, step: int
+    ) -> torch.Tensor:
         """L1 between the predicted clean sample and the look, for the batch of (seed, stage, step)."""
         rng = np.random.default_rng([self.settings.seed, STAGES.index(stage), step])
         batch = sample_batch(pairs, self.settings, rng)
@@ -273,15 +286,22 @@ class Trainer:
         keep = keep[:, None, None, None].to(device)
         base = model if frozen is None else frozen
         plate_rgb = ((batch.plate[:, :3] + 1.0) / 2.0).to(device)  # the tile ControlNet's image, as pipelines feed it
-        down, mid = base["tile"](noisy, timesteps, encoder_hidden_states=text, controlnet_cond=plate_rgb,
-                                 return_dict=False)
+        down, mid = base["tile"](
+            noisy, timesteps, encoder_hidden_states=text, controlnet_cond=plate_rgb, return_dict=False
+        )
         down, mid = [d * keep for d in down], mid * keep
         if frozen is not None:  # the line-art ControlNet's residuals add to the tile's, as in a multi-ControlNet
-            line_down, line_mid = model(noisy, timesteps, encoder_hidden_states=text,
-                                        controlnet_cond=batch.control.to(device), return_dict=False)
+            line_down, line_mid = model(
+                noisy,
+                timesteps,
+                encoder_hidden_states=text,
+                controlnet_cond=batch.control.to(device),
+                return_dict=False,
+            )
             down, mid = [d + e for d, e in zip(down, line_down)], mid + line_mid
-        predicted = base["unet"](noisy, timesteps, text, down_block_additional_residuals=down,
-                                 mid_block_additional_residual=mid).sample
+        predicted = base["unet"](
+            noisy, timesteps, text, down_block_additional_residuals=down, mid_block_additional_residual=mid
+        ).sample
         return (predicted - target).abs().mean()
 
     def _schedule(self, step: int, steps: int) -> float:
@@ -294,8 +314,9 @@ class Trainer:
     def _embedding(self, prompt: str) -> torch.Tensor:
         """The frozen text encoder's (77, width) hidden states for ``prompt``, as the pipelines compute them."""
         if prompt not in self._embeddings:
-            tokens = clip_tokenizer()(prompt, padding="max_length", max_length=77, truncation=True,
-                                      return_tensors="pt").input_ids
+            tokens = clip_tokenizer()(
+                prompt, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+            ).input_ids
             with torch.no_grad():
                 self._embeddings[prompt] = self.text_encoder(tokens)[0][0]
         return self._embeddings[prompt]
@@ -310,11 +331,17 @@ class Trainer:
                 Path(temporary).write_text(json.dumps(settings, indent=2))
             return
         saved = json.loads(file.read_text())
-        changed = [f"{name} {saved.get(name)!r} (now {value!r})" for name, value in settings.items()
-                   if saved.get(name) != value and name != "checkpoint_every"]  # the only one that leaves weights be
+        changed = [
+            f"{name} {saved.get(name)!r} (now {value!r})"
+            for name, value in settings.items()
+            if saved.get(name) != value and name != "checkpoint_every"
+        ]  # the only one that leaves weights be
         if changed:
-            raise StyleCompError(f"this run was started with {', '.join(changed)}; resume it with the same "
-                                 "settings, or train into another folder", self.work)
+            raise StyleCompError(
+                f"this run was started with {', '.join(changed)}; resume it with the same "
+                "settings, or train into another folder",
+                self.work,
+            )
 
     def _state(self, stage: str) -> StageState:
         file = self.work / f"{stage}.safetensors"
@@ -323,32 +350,43 @@ class Trainer:
         with safe_open(str(file), "pt") as checkpoint:
             return StageState(**json.loads(checkpoint.metadata()["state"]))
 
-    def _load(self, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              ema: dict[str, torch.Tensor]) -> StageState:
+    def _load(
+        self, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: dict[str, torch.Tensor]
+    ) -> StageState:
         """Restore weights, EMA and optimizer from the stage's checkpoint, if there is one."""
         state = self._state(stage)
         if state.step == 0:
             return state
         tensors = load_file(str(self.work / f"{stage}.safetensors"))
-        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
         for name in ema:
             ema[name].copy_(tensors[f"ema.{name}"])
         saved = optimizer.state_dict()
         for index in saved["param_groups"][0]["params"]:
             if f"adam.{index}.exp_avg" in tensors:
-                saved["state"][index] = {key: tensors[f"adam.{index}.{key}"] for key in ("step", "exp_avg", "exp_avg_sq")}
+                saved["state"][index] = {
+                    key: tensors[f"adam.{index}.{key}"] for key in ("step", "exp_avg", "exp_avg_sq")
+                }
         optimizer.load_state_dict(saved)
         return state
 
-    def _save(self, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              ema: dict[str, torch.Tensor], state: StageState) -> None:
+    def _save(
+        self,
+        stage: str,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        ema: dict[str, torch.Tensor],
+        state: StageState,
+    ) -> None:
         """Write the checkpoint atomically, as one file: tensors, with the stage's progress in the metadata."""
         tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
         tensors |= {f"ema.{k}": v.contiguous() for k, v in ema.items()}
         for index, values in optimizer.state_dict()["state"].items():
-            tensors |= {f"adam.{index}.{key}": torch.as_tensor(values[key]).contiguous()
-                        for key in ("step", "exp_avg", "exp_avg_sq")}
+            tensors |= {
+                f"adam.{index}.{key}": torch.as_tensor(values[key]).contiguous()
+                for key in ("step", "exp_avg", "exp_avg_sq")
+            }
         with atomic_target(self.work / f"{stage}.safetensors") as temporary:
-            save_file({k: v.cpu() for k, v in tensors.items()}, str(temporary),
-                      metadata={"state": json.dumps(asdict(state))})
-
+            save_file(
+                {k: v.cpu() for k, v in tensors.items()}, str(temporary), metadata={"state": json.dumps(asdict(state))}
+            )

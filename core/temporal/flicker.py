@@ -62,15 +62,15 @@ from typing import Literal, TypeVar
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..io.aovs import beauty, detect_aovs, object_ids
-from ..io.atomic import atomic_target
-from ..io.windows import reframe
 from ..color import ModelEncoding
 from ..errors import PlateError, StyleCompError
-from .motion import DEPTH_TOLERANCE, VectorConvention, warp
+from ..io.aovs import beauty, detect_aovs, object_ids
+from ..io.atomic import atomic_target
 from ..io.plates import Plate, Window, read_plate
 from ..io.sequence import FrameSequence, discover
+from ..io.windows import reframe
 from ..stage import STYLIZED_CHANNELS
+from .motion import DEPTH_TOLERANCE, VectorConvention, warp
 
 DIRECTIONS = ("backward", "forward")
 UNITS: tuple[Literal["pixels", "ndc"], ...] = ("pixels", "ndc")
@@ -103,8 +103,10 @@ class MotionConvention:
         raise StyleCompError(f"unknown vector convention {name!r}; use auto or one of {', '.join(CONVENTION_NAMES)}")
 
 
-CONVENTIONS = tuple(MotionConvention(direction, VectorConvention(units, y))
-                    for direction, units, y in itertools.product(DIRECTIONS, UNITS, Y_AXES))
+CONVENTIONS = tuple(
+    MotionConvention(direction, VectorConvention(units, y))
+    for direction, units, y in itertools.product(DIRECTIONS, UNITS, Y_AXES)
+)
 CONVENTION_NAMES = tuple(c.name for c in CONVENTIONS)
 
 
@@ -178,8 +180,9 @@ class Sampler:
     def same_value(self, source: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """True where ``source`` (H, W) equals ``reference`` (h, w) at every neighbour with a nonzero weight."""
         flat = source.reshape(-1)
-        return np.logical_and.reduce([(flat[corner] == reference) | ~used
-                                      for corner, used in zip(self.corners, self.used)])
+        return np.logical_and.reduce(
+            [(flat[corner] == reference) | ~used for corner, used in zip(self.corners, self.used)]
+        )
 
 
 def pair_roles(previous: T, current: T, convention: MotionConvention) -> tuple[T, T]:
@@ -233,8 +236,9 @@ def _on_display(plate: Plate, names: Sequence[str]) -> np.ndarray:
     return reframe(plate.channels(names), part.data_window, plate.display_window)
 
 
-def _encoded_on_display(encoding: ModelEncoding, plate: Plate, names: Sequence[str], rgb: np.ndarray,
-                        alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _encoded_on_display(
+    encoding: ModelEncoding, plate: Plate, names: Sequence[str], rgb: np.ndarray, alpha: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Encode RGB over its data window, then place it on the display window (empty = encoded black)."""
     window, display = plate.locate(names[0])[0].data_window, plate.display_window
     black = encoding.encode(np.zeros((1, 1, 3), np.float32), None if alpha is None else np.zeros((1, 1))).image
@@ -245,12 +249,15 @@ def _encoded_on_display(encoding: ModelEncoding, plate: Plate, names: Sequence[s
 
 def _check_display(plate: Plate, display: Window) -> None:
     if plate.display_window != display:
-        raise PlateError(f"display window {plate.display_window.as_list()} differs from the first plate frame's "
-                         f"{display.as_list()}", plate.path)
+        raise PlateError(
+            f"display window {plate.display_window.as_list()} differs from the first plate frame's {display.as_list()}",
+            plate.path,
+        )
 
 
-def read_plate_frame(path: str, frame: int, display: Window, encoding: ModelEncoding,
-                     aovs: Mapping[str, Sequence[str]] | None = None) -> PlateFrame:
+def read_plate_frame(
+    path: str, frame: int, display: Window, encoding: ModelEncoding, aovs: Mapping[str, Sequence[str]] | None = None
+) -> PlateFrame:
     """A plate frame's encoded beauty, motion vectors, depth and IDs; PlateError without vectors."""
     plate = read_plate(path)
     _check_display(plate, display)
@@ -264,8 +271,9 @@ def read_plate_frame(path: str, frame: int, display: Window, encoding: ModelEnco
     if (plane := object_ids(plate, aovs)) is not None:  # Cryptomatte's dominant object, or the ID pass
         ids = np.nan_to_num(reframe(plane[0], plane[1], plate.display_window))
     motion = found["motion"].channels
-    vectors = np.nan_to_num(_on_display(plate, motion if len(motion) == 4 else motion[:2]),
-                            nan=0.0, posinf=0.0, neginf=0.0)
+    vectors = np.nan_to_num(
+        _on_display(plate, motion if len(motion) == 4 else motion[:2]), nan=0.0, posinf=0.0, neginf=0.0
+    )
     if vectors.shape[2] == 4:  # Cycles' Vector: ZW is (this frame - next frame), the forward vector negated
         vectors[..., 2:] *= -1
     return PlateFrame(frame, image, alpha, vectors, depth, ids)
@@ -327,8 +335,14 @@ def noise_variance(image: np.ndarray) -> float:
     """
     if image.shape[0] < 3 or image.shape[1] < 3:
         return 0.0
-    response = (4 * image[1:-1, 1:-1] - 2 * (image[:-2, 1:-1] + image[2:, 1:-1] + image[1:-1, :-2] + image[1:-1, 2:])
-                + image[:-2, :-2] + image[:-2, 2:] + image[2:, :-2] + image[2:, 2:])
+    response = (
+        4 * image[1:-1, 1:-1]
+        - 2 * (image[:-2, 1:-1] + image[2:, 1:-1] + image[1:-1, :-2] + image[1:-1, 2:])
+        + image[:-2, :-2]
+        + image[:-2, 2:]
+        + image[2:, :-2]
+        + image[2:, 2:]
+    )
     sigma = np.median(np.abs(response), axis=(0, 1)) / 0.6745 / 6  # (C,)
     return float(np.mean(sigma.astype(np.float64) ** 2))
 
@@ -377,18 +391,22 @@ def require_reproduction(check: ConventionCheck, where: str) -> MotionConvention
     if check.reproduces(chosen):
         return MotionConvention.parse(chosen)
     best = check.scores[check.best]
-    rule = (f"a convention must leave at most {REPRODUCES:g} of the plate's frame-to-frame error "
-            f"(median over changing pixels)")
+    rule = (
+        f"a convention must leave at most {REPRODUCES:g} of the plate's frame-to-frame error "
+        f"(median over changing pixels)"
+    )
     if check.requested == "auto":
         tried = ", ".join(f"{name} {score:.2f}" for name, score in sorted(check.scores.items(), key=lambda i: i[1]))
         raise PlateError(
             f"the motion vectors do not reproduce the plate under any convention, so flicker cannot be measured: "
             f"warping the plate by its own vectors leaves at best {best:.2f} ({check.best}); {rule}; all: {tried}",
-            where)
+            where,
+        )
     raise PlateError(
         f"vectors read as {chosen} do not reproduce the plate: warping it by them leaves "
         f"{check.scores[chosen]:.2f} of its frame-to-frame error; {rule}; the best is {check.best} ({best:.2f})",
-        where)
+        where,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,26 +477,49 @@ class FlickerReport:
     def as_dict(self) -> dict[str, object]:
         """JSON-ready: summary keys, the convention and its check, and per-frame values (null where undefined)."""
         per_frame: list[dict[str, object]] = [
-            {"frame": self.frames[0], "D": _json(self.differences[0])} | dict.fromkeys(_PAIR_KEYS)]
+            {"frame": self.frames[0], "D": _json(self.differences[0])} | dict.fromkeys(_PAIR_KEYS)
+        ]
         for pair, d in zip(self.pairs, self.differences[1:]):
-            per_frame.append({"frame": pair.frame, "D": _json(d)} | {
-                key: _json(getattr(pair, field)) for key, field in _PAIR_KEYS.items()})
+            per_frame.append(
+                {"frame": pair.frame, "D": _json(d)}
+                | {key: _json(getattr(pair, field)) for key, field in _PAIR_KEYS.items()}
+            )
         return {
-            "R": _json(self.R), "E_warp": _json(self.E_warp), "E_warp_plate": _json(self.E_warp_plate),
-            "E_warp_l1": _json(self._mean("l1")), "E_warp_plate_l1": _json(self._mean("l1_plate")),
-            "D": _json(self.D), "drift": _json(self.drift), "drift_plate": _json(self.drift_plate),
+            "R": _json(self.R),
+            "E_warp": _json(self.E_warp),
+            "E_warp_plate": _json(self.E_warp_plate),
+            "E_warp_l1": _json(self._mean("l1")),
+            "E_warp_plate_l1": _json(self._mean("l1_plate")),
+            "D": _json(self.D),
+            "drift": _json(self.drift),
+            "drift_plate": _json(self.drift_plate),
             "R_drift": _json(_ratio(self.drift, self.drift_plate)),
-            "stylized": self.stylized, "plate": self.plate, "frames": [self.frames[0], self.frames[-1]],
-            "vectors": {"convention": self.convention.name, "requested": self.check.requested,
-                        "scores": dict(self.check.scores), "changing_pixels": self.check.changing},
-            "mask_tests": list(self.tests), "depth_tolerance": self.depth_tolerance,
+            "stylized": self.stylized,
+            "plate": self.plate,
+            "frames": [self.frames[0], self.frames[-1]],
+            "vectors": {
+                "convention": self.convention.name,
+                "requested": self.check.requested,
+                "scores": dict(self.check.scores),
+                "changing_pixels": self.check.changing,
+            },
+            "mask_tests": list(self.tests),
+            "depth_tolerance": self.depth_tolerance,
             "per_frame": per_frame,
         }
 
 
-_PAIR_KEYS = {"E_warp": "mse", "E_warp_plate": "mse_plate", "E_warp_l1": "l1", "E_warp_plate_l1": "l1_plate",
-              "valid": "valid", "disoccluded": "disoccluded", "drift": "drift", "drift_plate": "drift_plate",
-              "drift_valid": "drift_valid"}
+_PAIR_KEYS = {
+    "E_warp": "mse",
+    "E_warp_plate": "mse_plate",
+    "E_warp_l1": "l1",
+    "E_warp_plate_l1": "l1_plate",
+    "valid": "valid",
+    "disoccluded": "disoccluded",
+    "drift": "drift",
+    "drift_plate": "drift_plate",
+    "drift_valid": "drift_valid",
+}
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -515,8 +556,9 @@ class _Chain:
         self.visible &= at.on_screen & at.all_of(valid)
         self.positions = self.positions + at.bilinear(field)
 
-    def errors(self, convention: MotionConvention, plate: PlateFrame, stylized: StylizedFrame
-               ) -> tuple[float, float, float]:
+    def errors(
+        self, convention: MotionConvention, plate: PlateFrame, stylized: StylizedFrame
+    ) -> tuple[float, float, float]:
         """(stylized MSE, plate MSE, visible share) of frame t against the first frame along the chain."""
         at = Sampler(self.positions[..., 0], self.positions[..., 1], *self.size)
         visible = self.visible & at.on_screen
@@ -554,20 +596,35 @@ def measure_pairs(
         else:
             chain.forward(sampler.offsets(), valid)
         drift, drift_plate, drift_valid = chain.errors(convention, plate, styl)
-        results.append(PairResult(plate.frame, mse, mse_plate, l1, l1_plate, float(valid.mean()),
-                                  float(seen.disoccluded.mean()), drift, drift_plate, drift_valid))
+        results.append(
+            PairResult(
+                plate.frame,
+                mse,
+                mse_plate,
+                l1,
+                l1_plate,
+                float(valid.mean()),
+                float(seen.disoccluded.mean()),
+                drift,
+                drift_plate,
+                drift_valid,
+            )
+        )
         previous = (plate, styl)
     return results, differences
 
 
-def _sequences(stylized: str, plate: str, frames: tuple[int, int] | None) -> tuple[FrameSequence, FrameSequence,
-                                                                                   list[int]]:
+def _sequences(
+    stylized: str, plate: str, frames: tuple[int, int] | None
+) -> tuple[FrameSequence, FrameSequence, list[int]]:
     """Both sequences and the frames to measure; PlateError for a missing frame or fewer than two."""
     styl_seq = discover(stylized, frames)
     plate_seq = discover(plate, frames)
     if styl_seq.is_single_file or plate_seq.is_single_file:
-        raise PlateError("flicker needs frame sequences (name.####.exr), not single files",
-                         styl_seq.pattern if styl_seq.is_single_file else plate_seq.pattern)
+        raise PlateError(
+            "flicker needs frame sequences (name.####.exr), not single files",
+            styl_seq.pattern if styl_seq.is_single_file else plate_seq.pattern,
+        )
     wanted = sorted({*styl_seq.frames, *styl_seq.missing})
     for sequence in (styl_seq, plate_seq):
         absent = [f for f in wanted if f not in sequence.frames]
@@ -614,18 +671,29 @@ def measure_flicker(
         for frame in (wanted[i - 1], wanted[i]):
             if frame not in sampled:
                 sampled[frame] = plate_frame(frame)
-    check = check_conventions([(sampled[wanted[i - 1]], sampled[wanted[i]]) for i in detection_pairs(wanted)],
-                              vectors)
+    check = check_conventions([(sampled[wanted[i - 1]], sampled[wanted[i]]) for i in detection_pairs(wanted)], vectors)
     convention = require_reproduction(check, plate_seq.pattern)
     first = sampled.pop(wanted[0])
-    tests = ("on-screen",) + (("depth",) if first.depth is not None else ()) + (
-        ("object id",) if first.ids is not None else ())
+    tests = (
+        ("on-screen",)
+        + (("depth",) if first.depth is not None else ())
+        + (("object id",) if first.ids is not None else ())
+    )
     sampled.clear()  # the measurement streams the frames again rather than hold them all
     plates = (plate_frame(frame) for frame in wanted)
     stylized_frames = (read_stylized_frame(styl_seq.path(frame), display, encoding) for frame in wanted)
     pairs, differences = measure_pairs(plates, stylized_frames, convention, depth_tolerance)
-    return FlickerReport(styl_seq.pattern, plate_seq.pattern, tuple(wanted), convention, check, tests,
-                         depth_tolerance, tuple(pairs), tuple(differences))
+    return FlickerReport(
+        styl_seq.pattern,
+        plate_seq.pattern,
+        tuple(wanted),
+        convention,
+        check,
+        tests,
+        depth_tolerance,
+        tuple(pairs),
+        tuple(differences),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,9 +59,13 @@ def warp(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, nearest: bool = Fals
 
 
 def visible_before(
-    xs: np.ndarray, ys: np.ndarray, on_screen: np.ndarray,
-    depth: np.ndarray | None, previous_depth: np.ndarray | None,
-    ids: np.ndarray | None, previous_ids: np.ndarray | None,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    on_screen: np.ndarray,
+    depth: np.ndarray | None,
+    previous_depth: np.ndarray | None,
+    ids: np.ndarray | None,
+    previous_ids: np.ndarray | None,
 ) -> np.ndarray:
     """(H, W) bool: pixels of frame t whose surface was visible at their source in t-1 (not disoccluded).
 

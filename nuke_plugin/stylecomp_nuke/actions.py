@@ -15,8 +15,23 @@ from dataclasses import dataclass
 
 import nuke
 
-from . import (atomic, cache, cryptomatte, engine, gizmo, inputs, jobs, layers, manifest, node_status, presets,
-               regions, runner, server_client, server_runner)
+from . import (
+    atomic,
+    cache,
+    cryptomatte,
+    engine,
+    gizmo,
+    inputs,
+    jobs,
+    layers,
+    manifest,
+    node_status,
+    presets,
+    regions,
+    runner,
+    server_client,
+    server_runner,
+)
 from .errors import StyleCompNukeError
 
 SEED_LIMIT = 2**31 - 1  # Nuke's Int knobs hold 32-bit values
@@ -64,11 +79,15 @@ def candidates(node) -> None:
         return
     count = jobs.read_look(node).candidate_count
     command = engine.candidates_command(prepared.engine, prepared.job, prepared.shot, frame, count)
-    default_manifest = os.path.join(os.path.dirname(prepared.folder.output), "candidates",
-                                    f"{prepared.shot}.{frame}", "manifest.json")
+    default_manifest = os.path.join(
+        os.path.dirname(prepared.folder.output), "candidates", f"{prepared.shot}.{frame}", "manifest.json"
+    )
     title = f"StyleComp {prepared.shot}: {count} candidates of frame {frame}"
-    _start(node, functools.partial(runner.EngineRun, command, title),
-           functools.partial(_candidates_rendered, default_manifest))
+    _start(
+        node,
+        functools.partial(runner.EngineRun, command, title),
+        functools.partial(_candidates_rendered, default_manifest),
+    )
 
 
 def apply_candidate(node_name: str, frame: int, candidate: manifest.Candidate) -> None:
@@ -77,8 +96,10 @@ def apply_candidate(node_name: str, frame: int, candidate: manifest.Candidate) -
     if node is None:
         return
     if not 0 <= candidate.seed <= SEED_LIMIT:
-        node_status.show_error(node, f"Candidate {candidate.index}'s seed {candidate.seed} does not fit Nuke's "
-                                     f"seed knob (0 to {SEED_LIMIT}).")
+        node_status.show_error(
+            node,
+            f"Candidate {candidate.index}'s seed {candidate.seed} does not fit Nuke's seed knob (0 to {SEED_LIMIT}).",
+        )
         return
     node["seed"].setValue(candidate.seed)
     node["lock_seed"].setValue(True)
@@ -116,8 +137,10 @@ def pick_region_name(node, row: int) -> None:
         nuke.message(str(exc))
         return
     if not names:
-        nuke.message("The Plate's metadata has no Cryptomatte manifest (exr/cryptomatte/<key>/manifest); type the "
-                     "names, or read the render with all its metadata.")
+        nuke.message(
+            "The Plate's metadata has no Cryptomatte manifest (exr/cryptomatte/<key>/manifest); type the "
+            "names, or read the render with all its metadata."
+        )
         return
     index = nuke.choice(f"StyleComp region {row}", "Cryptomatte name to add to the region", names)
     if index is not None:
@@ -147,17 +170,28 @@ def _write_job(node, first: int, last: int, handles: int, use_server: bool) -> P
         raise StyleCompNukeError("Connect the render to the Plate input first.")
     folder = cache.cache_folder(node)
     styled = node.input(gizmo.STYLE_REFERENCE_INPUT) is not None
-    model = presets.model_block(node["model_preset"].value().strip(), folder.style_reference if styled else None,
-                                float(node["style_scale"].value()))
+    model = presets.model_block(
+        node["model_preset"].value().strip(),
+        folder.style_reference if styled else None,
+        float(node["style_scale"].value()),
+    )
     picks = {role: node.node(shuffle)["in"].value() for role, shuffle in gizmo.LAYER_SHUFFLES.items()}
     aovs = layers.aov_mapping(picks, plate.channels())
     if not node["lock_seed"].value():
         node["seed"].setValue(random.randint(0, SEED_LIMIT))
     script = nuke.root()["name"].value() or "an unsaved script"
-    job = jobs.build_job(shot=node.name(), plate=folder.plate, output=folder.output, frames=(first, last),
-                         handles=handles, aovs=aovs, model=model, look=jobs.read_look(node),
-                         regions=regions.read_regions(node),
-                         notes=[f"written by StyleComp for Nuke from {script}, node {node.fullName()}"])
+    job = jobs.build_job(
+        shot=node.name(),
+        plate=folder.plate,
+        output=folder.output,
+        frames=(first, last),
+        handles=handles,
+        aovs=aovs,
+        model=model,
+        look=jobs.read_look(node),
+        regions=regions.read_regions(node),
+        notes=[f"written by StyleComp for Nuke from {script}, node {node.fullName()}"],
+    )
     inputs.write_plate(node, first - handles, last + handles)
     if job["shots"][0].get("regions"):  # the engine resolves manif_file beside the plate it reads: inputs/
         cryptomatte.copy_sidecars(plate.metadata(), os.path.dirname(folder.plate))
@@ -170,8 +204,16 @@ def _write_job(node, first: int, last: int, handles: int, use_server: bool) -> P
 def _render(node, prepared: Prepared, title: str) -> None:
     """Render the prepared frames on the engine server if there is one, else with the engine's command line."""
     if prepared.server is not None:
-        make_run = functools.partial(server_runner.ServerRun, prepared.server, prepared.document,
-                                     prepared.folder.root, prepared.shot, prepared.first, prepared.last, title)
+        make_run = functools.partial(
+            server_runner.ServerRun,
+            prepared.server,
+            prepared.document,
+            prepared.folder.root,
+            prepared.shot,
+            prepared.first,
+            prepared.last,
+            title,
+        )
     else:
         command = engine.render_command(prepared.engine, prepared.job, prepared.shot, prepared.first, prepared.last)
         make_run = functools.partial(runner.EngineRun, command, title)
@@ -209,7 +251,9 @@ def _rendered(folder: cache.CacheFolder, node, result: runner.RunResult) -> None
     if result.cancelled:
         node_status.show_state(node, f"cancelled; {kept} frames kept")
     elif result.returncode == 0:
-        node_status.show_state(node, f"{len(result.frames('rendered'))} rendered, {len(result.frames('cached'))} cached")
+        node_status.show_state(
+            node, f"{len(result.frames('rendered'))} rendered, {len(result.frames('cached'))} cached"
+        )
     else:
         failed = result.frames("failed")
         details = "\n".join(f"frame {e.get('frame')}: {e.get('error') or 'no reason given'}" for e in failed)
@@ -266,5 +310,6 @@ def _show_failure(node, result: runner.RunResult) -> None:
     elif result.returncode == 2:
         node_status.show_error(node, "The engine refused the job or its input.", "\n".join(result.error_lines()))
     else:
-        node_status.show_error(node, f"The engine stopped with exit status {result.returncode}.",
-                               "\n".join(result.error_lines()))
+        node_status.show_error(
+            node, f"The engine stopped with exit status {result.returncode}.", "\n".join(result.error_lines())
+        )

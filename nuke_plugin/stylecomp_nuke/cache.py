@@ -52,7 +52,8 @@ def engine_cache_dir() -> str:
     """The engine's cache folder, by the engine's rule: $STYLECOMP_CACHE_DIR, else $XDG_CACHE_HOME/stylecomp, else
     ~/.cache/stylecomp."""
     return os.environ.get("STYLECOMP_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "stylecomp")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "stylecomp"
+    )
 
 
 def forward_slashes(path: str) -> str:

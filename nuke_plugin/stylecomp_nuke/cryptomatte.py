@@ -33,8 +33,10 @@ def layers(metadata: dict[str, object]) -> list[CryptomatteLayer]:
     """The Cryptomatte layers the metadata describes, sorted by layer name; a layer without a manifest
     lists no names."""
     fields = _fields(metadata)
-    found = [CryptomatteLayer(key, str(entry.get("name", key)), _names(entry, key, metadata))
-             for key, entry in fields.items()]
+    found = [
+        CryptomatteLayer(key, str(entry.get("name", key)), _names(entry, key, metadata))
+        for key, entry in fields.items()
+    ]
     return sorted(found, key=lambda layer: layer.name)
 
 
@@ -52,9 +54,11 @@ def copy_sidecars(metadata: dict[str, object], folder: str) -> list[str]:
             continue
         relative = os.path.normpath(str(entry["manif_file"]))
         if relative.startswith(os.pardir):
-            raise StyleCompNukeError(f"The Cryptomatte manifest {entry['manif_file']} (layer "
-                                     f"{entry.get('name', key)}) lies outside the render's folder; the engine "
-                                     f"cannot follow it from the cache folder: keep it beside the EXRs")
+            raise StyleCompNukeError(
+                f"The Cryptomatte manifest {entry['manif_file']} (layer "
+                f"{entry.get('name', key)}) lies outside the render's folder; the engine "
+                f"cannot follow it from the cache folder: keep it beside the EXRs"
+            )
         target = os.path.join(folder, relative)
         atomic.write_text(target, _sidecar_text(entry, key, metadata)[0])
         written.append(target)
@@ -68,7 +72,7 @@ def _fields(metadata: dict[str, object]) -> dict[str, dict[str, object]]:
         prefix = next((prefix for prefix in PREFIXES if key.startswith(prefix)), None)
         if prefix is None:
             continue
-        layer_key, _, field = key[len(prefix):].partition("/")
+        layer_key, _, field = key[len(prefix) :].partition("/")
         fields.setdefault(layer_key, {})[field] = value
     return fields
 
@@ -81,8 +85,9 @@ def _sidecar_text(entry: dict[str, object], key: str, metadata: dict[str, object
         with open(where, encoding="utf-8") as handle:
             return handle.read(), where
     except OSError as exc:
-        raise StyleCompNukeError(f"Cannot read the Cryptomatte manifest {where} (layer "
-                                 f"{entry.get('name', key)}): {exc.strerror}") from None
+        raise StyleCompNukeError(
+            f"Cannot read the Cryptomatte manifest {where} (layer {entry.get('name', key)}): {exc.strerror}"
+        ) from None
 
 
 def _names(entry: dict[str, object], key: str, metadata: dict[str, object]) -> tuple[str, ...]:

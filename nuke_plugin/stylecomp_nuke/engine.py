@@ -43,8 +43,19 @@ def render_command(engine: str, job: str, shot: str, first: int, last: int) -> l
 
 def candidates_command(engine: str, job: str, shot: str, frame: int, count: int) -> list[str]:
     """Render ``count`` candidates of one frame; the manifest's path is the last stdout line."""
-    return [engine, "candidates", job, "--shot", shot, "--frame", str(frame), "--count", str(count),
-            "--progress", "json"]
+    return [
+        engine,
+        "candidates",
+        job,
+        "--shot",
+        shot,
+        "--frame",
+        str(frame),
+        "--count",
+        str(count),
+        "--progress",
+        "json",
+    ]
 
 
 def version_command(engine: str) -> list[str]:

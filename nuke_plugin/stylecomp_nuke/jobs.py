@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import nuke
 
-CONSISTENCY_MODES = ("none", "locked_seed", "warped_noise", "cross_frame", "latent_fusion", "pixel_fusion",
-                     "keyframes")
+CONSISTENCY_MODES = ("none", "locked_seed", "warped_noise", "cross_frame", "latent_fusion", "pixel_fusion", "keyframes")
 JOB_VERSION = 1
 NUKE_DEFAULT_LINEAR = "Linear Rec.709 (sRGB)"  # nuke-default's "linear", named as the engine's OCIO config names it
 
@@ -58,23 +57,36 @@ def working_space() -> str:
     return space
 
 
-def build_job(*, shot: str, plate: str, output: str, frames: tuple, handles: int, aovs: dict, model: dict,
-              look: Look, notes: list, regions: list) -> dict:
+def build_job(
+    *,
+    shot: str,
+    plate: str,
+    output: str,
+    frames: tuple,
+    handles: int,
+    aovs: dict,
+    model: dict,
+    look: Look,
+    notes: list,
+    regions: list,
+) -> dict:
     """One-shot job: consistency ``none`` gives every frame its own seed, any other mode one fixed seed;
     ``regions`` (the regions table, stylecomp.jobspec.Region as dicts) become the shot's."""
     mechanisms = [] if look.consistency == "none" else [look.consistency]
     job = {
         "version": JOB_VERSION,
-        "shots": [{
-            "name": shot,
-            "plate": plate,
-            "frames": {"first": int(frames[0]), "last": int(frames[1])},
-            "handles": int(handles),
-            "aovs": aovs,
-            "output": output,
-            "notes": list(notes),
-            **({"regions": list(regions)} if regions else {}),
-        }],
+        "shots": [
+            {
+                "name": shot,
+                "plate": plate,
+                "frames": {"first": int(frames[0]), "last": int(frames[1])},
+                "handles": int(handles),
+                "aovs": aovs,
+                "output": output,
+                "notes": list(notes),
+                **({"regions": list(regions)} if regions else {}),
+            }
+        ],
         "model": model,
         "prompt": look.prompt,
         "negative_prompt": look.negative_prompt,
@@ -82,8 +94,11 @@ def build_job(*, shot: str, plate: str, output: str, frames: tuple, handles: int
         "strength": look.strength,
         "steps": look.steps,
         "guidance": look.guidance,
-        "consistency": {"mechanisms": mechanisms, "keyframe_interval": look.keyframe_interval,
-                        "fusion_strength": look.fusion_strength},
+        "consistency": {
+            "mechanisms": mechanisms,
+            "keyframe_interval": look.keyframe_interval,
+            "fusion_strength": look.fusion_strength,
+        },
         "candidates": {"count": look.candidate_count, "seed_stride": 1},
     }
     if look.plate_space:

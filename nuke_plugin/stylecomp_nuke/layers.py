@@ -37,7 +37,9 @@ def aov_mapping(picks: dict, available: list[str]) -> dict:
             continue
         channels = layer_channels(layer, available)
         if not channels:
-            raise StyleCompNukeError(f"The Plate input has no '{layer}' layer for {role}; pick another layer "
-                                     f"or none to let the engine find it.")
+            raise StyleCompNukeError(
+                f"The Plate input has no '{layer}' layer for {role}; pick another layer "
+                f"or none to let the engine find it."
+            )
         mapping[role] = [exr_channel(channel) for channel in channels]
     return mapping

@@ -44,15 +44,25 @@ def load(path: str) -> Manifest:
             data = json.load(handle)
         folder = os.path.dirname(os.path.abspath(path))
         candidates = tuple(
-            Candidate(index=int(entry["index"]), seed=int(entry["seed"]),
-                      strength=None if entry.get("strength") is None else float(entry["strength"]),
-                      prompt=entry.get("prompt"), exr=os.path.join(folder, entry["exr"]),
-                      thumbnail=os.path.join(folder, entry["thumbnail"]))
-            for entry in data["candidates"])
+            Candidate(
+                index=int(entry["index"]),
+                seed=int(entry["seed"]),
+                strength=None if entry.get("strength") is None else float(entry["strength"]),
+                prompt=entry.get("prompt"),
+                exr=os.path.join(folder, entry["exr"]),
+                thumbnail=os.path.join(folder, entry["thumbnail"]),
+            )
+            for entry in data["candidates"]
+        )
         sheet = data.get("contact_sheet")
-        return Manifest(path=os.path.abspath(path), shot=str(data["shot"]), frame=int(data["frame"]),
-                        job=str(data.get("job", "")), contact_sheet=os.path.join(folder, sheet) if sheet else None,
-                        candidates=candidates)
+        return Manifest(
+            path=os.path.abspath(path),
+            shot=str(data["shot"]),
+            frame=int(data["frame"]),
+            job=str(data.get("job", "")),
+            contact_sheet=os.path.join(folder, sheet) if sheet else None,
+            candidates=candidates,
+        )
     except (OSError, ValueError) as exc:
         raise ManifestError(f"Cannot read the candidates manifest {path}: {exc}") from None
     except (KeyError, TypeError) as exc:

@@ -42,8 +42,9 @@ def check_engine() -> None:
     except StyleCompNukeError as exc:
         nuke.message(f"StyleComp: {exc}")
         return
-    runner.EngineRun(engine.version_command(executable), "StyleComp: checking the engine",
-                     functools.partial(_checked, executable)).start()
+    runner.EngineRun(
+        engine.version_command(executable), "StyleComp: checking the engine", functools.partial(_checked, executable)
+    ).start()
 
 
 def _checked(executable: str, result: runner.RunResult) -> None:

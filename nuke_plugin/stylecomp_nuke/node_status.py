@@ -12,7 +12,7 @@ LABEL_LENGTH = 60
 def _one_line(text: str) -> str:
     """The first line of ``text``, shortened for a node label."""
     line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= LABEL_LENGTH else line[:LABEL_LENGTH - 3] + "..."
+    return line if len(line) <= LABEL_LENGTH else line[: LABEL_LENGTH - 3] + "..."
 
 
 def show_error(node, summary: str, details: str = "") -> None:

@@ -41,9 +41,12 @@ def load() -> dict:
     for name, block in presets.items():
         if not _NAME.match(name):
             raise PresetError(f"Model preset name {name!r} in {path} may only use letters, digits, '_', '.' and '-'.")
-        if not isinstance(block, dict) or not isinstance(block.get("family"), str) or not isinstance(
-                block.get("path"), str):
-            raise PresetError(f"Model preset {name!r} in {path} needs at least \"family\" and \"path\".")
+        if (
+            not isinstance(block, dict)
+            or not isinstance(block.get("family"), str)
+            or not isinstance(block.get("path"), str)
+        ):
+            raise PresetError(f'Model preset {name!r} in {path} needs at least "family" and "path".')
     return presets
 
 
@@ -51,19 +54,24 @@ def model_block(name: str, style_reference: str | None = None, style_scale: floa
     """The job's ``model`` block for preset ``name``, with the style reference wired to its IP-Adapter."""
     presets = load()
     if name not in presets:
-        raise PresetError(f"There is no model preset {name!r}; presets in {presets_file()}: {', '.join(sorted(presets))}.")
+        raise PresetError(
+            f"There is no model preset {name!r}; presets in {presets_file()}: {', '.join(sorted(presets))}."
+        )
     block = copy.deepcopy(presets[name])
     adapter = block.pop("ip_adapter", None)
     if style_reference is not None:
         if not isinstance(adapter, dict) or not isinstance(adapter.get("path"), str):
-            raise PresetError(f"Model preset {name!r} has no IP-Adapter (\"ip_adapter\": {{\"path\": ...}}) for "
-                              f"the StyleReference input; disconnect it or choose a preset with one.")
+            raise PresetError(
+                f'Model preset {name!r} has no IP-Adapter ("ip_adapter": {{"path": ...}}) for '
+                f"the StyleReference input; disconnect it or choose a preset with one."
+            )
         block["ip_adapter"] = dict(adapter, image=style_reference, scale=style_scale)
     return _expand_paths(block)
 
 
 def _expand_paths(block: dict) -> dict:
     """The block with ``~`` and $VARIABLES expanded in its model, LoRA, ControlNet and IP-Adapter paths."""
+
     def expand(path: str) -> str:
         return os.path.expandvars(os.path.expanduser(path))
 

@@ -51,14 +51,14 @@ def read_regions(node: Any) -> list[dict[str, Any]]:
         lora = node[knob_name(row, "lora")].value().strip()
         if not found:
             if prompt or lora:
-                raise StyleCompNukeError(f"Region {row} has a prompt or LoRA but no Cryptomatte names: type them "
-                                         f"or pick them with Names...")
+                raise StyleCompNukeError(
+                    f"Region {row} has a prompt or LoRA but no Cryptomatte names: type them or pick them with Names..."
+                )
             continue
         strength = float(node[knob_name(row, "strength")].value())
         if not 0.0 <= strength <= 1.0:
             raise StyleCompNukeError(f"Region {row} ({', '.join(found)}): strength {strength:g} is outside 0-1.")
-        region = {"name": region_name(found[0], row, taken), "select": {"cryptomatte": found},
-                  "strength": strength}
+        region = {"name": region_name(found[0], row, taken), "select": {"cryptomatte": found}, "strength": strength}
         if prompt:
             region["prompt"] = prompt
         if lora:

@@ -89,8 +89,10 @@ class EngineRun(BackgroundRun):
             return result
         lines: queue.Queue = queue.Queue()
         stderr: list = []
-        readers = [threading.Thread(target=_forward, args=(process.stdout, lines.put), daemon=True),
-                   threading.Thread(target=_forward, args=(process.stderr, stderr.append), daemon=True)]
+        readers = [
+            threading.Thread(target=_forward, args=(process.stdout, lines.put), daemon=True),
+            threading.Thread(target=_forward, args=(process.stderr, stderr.append), daemon=True),
+        ]
         for reader in readers:
             reader.start()
         task.setMessage("starting the engine")
@@ -117,8 +119,18 @@ def _launch(command: list) -> subprocess.Popen:
     """Start the engine with piped output, in its own process group so a stop reaches its helpers too."""
     env = engine_environment(os.environ)
     options = {"creationflags": subprocess.CREATE_NO_WINDOW} if os.name == "nt" else {"start_new_session": True}
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, encoding="utf-8", errors="replace", bufsize=1, env=env, **options)
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+        env=env,
+        **options,
+    )
 
 
 def engine_environment(host: dict) -> dict:
@@ -129,8 +141,11 @@ def engine_environment(host: dict) -> dict:
     fail to start. Every PYTHON* variable (and macOS's __PYVENV_LAUNCHER__) is dropped, the user
     site folder is switched off, and output is unbuffered so progress lines arrive as they happen.
     """
-    env = {name: value for name, value in host.items()
-           if not name.upper().startswith("PYTHON") and name != "__PYVENV_LAUNCHER__"}
+    env = {
+        name: value
+        for name, value in host.items()
+        if not name.upper().startswith("PYTHON") and name != "__PYVENV_LAUNCHER__"
+    }
     env.update(PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1")
     return env
 

@@ -56,8 +56,12 @@ class Server:
 
     def _request(self, method: str, path: str, body: dict | None = None, timeout: float = TIMEOUT) -> dict:
         data = None if body is None else json.dumps(body).encode("utf-8")
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 return json.loads(answer.read().decode("utf-8"))
@@ -68,8 +72,9 @@ class Server:
                 except ValueError:
                     detail = {}
             message = detail.get("error") or f"HTTP {refused.code}"
-            raise ServerError(f"The engine server refused {method} {path}: {message}", refused.code,
-                              detail.get("problems")) from None
+            raise ServerError(
+                f"The engine server refused {method} {path}: {message}", refused.code, detail.get("problems")
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ServerError(f"The engine server at {self.url} does not answer: {reason}") from None
@@ -81,7 +86,8 @@ def token_path() -> str:
     if configured:
         return os.path.expanduser(str(configured))
     folder = os.environ.get("STYLECOMP_CONFIG_DIR") or os.path.join(
-        os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config"), "stylecomp")
+        os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config"), "stylecomp"
+    )
     return os.path.join(folder, "server-token")
 
 
@@ -103,7 +109,9 @@ def find() -> Server | None:
         server.health(timeout=PROBE_TIMEOUT)
     except ServerError as exc:
         if exc.status == 401:
-            raise StyleCompNukeError(f"The engine server at {server.url} refused the token in {token_path()}; "
-                                     "restart `stylecomp serve` as this user or fix the server_token_file setting.") from None
+            raise StyleCompNukeError(
+                f"The engine server at {server.url} refused the token in {token_path()}; "
+                "restart `stylecomp serve` as this user or fix the server_token_file setting."
+            ) from None
         return None
     return server

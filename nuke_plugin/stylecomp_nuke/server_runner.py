@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import time
 
-import nuke
-
 from . import progress
 from .runner import BackgroundRun, RunResult
 from .server_client import FINISHED, Server, ServerError
@@ -25,8 +23,9 @@ class ServerRun(BackgroundRun):
 
     failure = "The engine server run failed"
 
-    def __init__(self, server: Server, job: dict, base_dir: str, shot: str, first: int, last: int, title: str,
-                 on_finish) -> None:
+    def __init__(
+        self, server: Server, job: dict, base_dir: str, shot: str, first: int, last: int, title: str, on_finish
+    ) -> None:
         super().__init__(title, on_finish)
         self.server = server
         self.job, self.base_dir, self.shot, self.first, self.last = job, base_dir, shot, first, last
@@ -38,8 +37,10 @@ class ServerRun(BackgroundRun):
             job_id = self.server.submit(self.job, self.base_dir, self.shot, self.first, self.last, self.title)
         except ServerError as exc:
             if exc.status == 403:  # the server's roots leave out this node's folder or its model
-                result.error = (f"{exc} Start the engine server with --root for the folders this node uses, e.g. "
-                                f"`stylecomp serve --root {os.path.dirname(self.base_dir)}` (and the model's folder).")
+                result.error = (
+                    f"{exc} Start the engine server with --root for the folders this node uses, e.g. "
+                    f"`stylecomp serve --root {os.path.dirname(self.base_dir)}` (and the model's folder)."
+                )
                 return result
             if exc.status != 400:
                 result.error = str(exc)

@@ -23,7 +23,9 @@ def add_gizmo_path() -> None:
     """nuke.pluginAddPath the gizmo folder; only a warning on stderr if it is missing (no UI here)."""
     folder = gizmo_folder()
     if not os.path.isdir(folder):
-        sys.stderr.write(f"StyleComp: no gizmo folder at {folder}; set STYLECOMP_GIZMOS to the folder holding "
-                         f"StyleCompStylize.gizmo\n")
+        sys.stderr.write(
+            f"StyleComp: no gizmo folder at {folder}; set STYLECOMP_GIZMOS to the folder holding "
+            f"StyleCompStylize.gizmo\n"
+        )
         return
     nuke.pluginAddPath(folder, addToSysPath=False)

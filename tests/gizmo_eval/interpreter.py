@@ -9,11 +9,10 @@ the edge pixels of that union window, as Nuke repeats the edges of a bounding bo
 
 from __future__ import annotations
 
-import numpy as np
-
 import nkexpr
 import nkscript
 import node_classes
+import numpy as np
 
 from . import nodes
 from .windows import place, union
@@ -22,8 +21,9 @@ from .windows import place, union
 class Evaluation:
     """One evaluation of a gizmo: its knob values, its inputs on one window, results per node."""
 
-    def __init__(self, gizmo: nkscript.Gizmo, inputs: dict, knobs: dict, shape: tuple, root: dict,
-                 frame: float) -> None:
+    def __init__(
+        self, gizmo: nkscript.Gizmo, inputs: dict, knobs: dict, shape: tuple, root: dict, frame: float
+    ) -> None:
         self.gizmo, self.inputs, self.shape, self.root, self.frame = gizmo, inputs, shape, root, frame
         self.layers = {layer[0]: tuple(layer[1:]) for layer in gizmo.layers}
         self.user = {knob.name: knob for knob in gizmo.group.user_knobs}
@@ -72,9 +72,12 @@ class Evaluation:
         word = self.word(node, knob)
         if word is None:
             return []
-        return [float(nkexpr.evaluate(nkexpr.parse(nkscript.tcl_substitute(text, self.tcl_value)), self.resolve))
-                if is_expression else _number(text)
-                for text, is_expression in nkscript.value_items(word)]
+        return [
+            float(nkexpr.evaluate(nkexpr.parse(nkscript.tcl_substitute(text, self.tcl_value)), self.resolve))
+            if is_expression
+            else _number(text)
+            for text, is_expression in nkscript.value_items(word)
+        ]
 
     def text(self, node: nkscript.Node, knob: str, default: str) -> str:
         word = self.word(node, knob)
@@ -160,8 +163,9 @@ ACES_ROOT = {"colorManagement": "OCIO", "OCIO_config": "aces_1.2", "workingSpace
 """The root knobs of a script colour-managed with an ACES config (Nuke's Project Settings > Color)."""
 
 
-def evaluate(gizmo: nkscript.Gizmo, inputs: dict, knobs: dict | None = None, root: dict | None = None,
-             frame: float = 1001.0) -> tuple:
+def evaluate(
+    gizmo: nkscript.Gizmo, inputs: dict, knobs: dict | None = None, root: dict | None = None, frame: float = 1001.0
+) -> tuple:
     """The gizmo's output over the union window of its inputs: (channels dict, Window).
 
     ``inputs`` maps an Input (or Read) node's name to (channels dict, Window); ``knobs`` sets user knobs
@@ -169,10 +173,10 @@ def evaluate(gizmo: nkscript.Gizmo, inputs: dict, knobs: dict | None = None, roo
     knobs ``[value root.x]`` reads (ACES_ROOT by default); ``frame`` is what ``frame`` and ``t`` give.
     """
     window = union([box for _, box in inputs.values()])
-    placed = {name: {channel: place(plane, box, window) for channel, plane in channels.items()}
-              for name, (channels, box) in inputs.items()}
-    evaluation = Evaluation(gizmo, placed, knobs or {}, (window.height, window.width), root or ACES_ROOT,
-                            frame)
+    placed = {
+        name: {channel: place(plane, box, window) for channel, plane in channels.items()}
+        for name, (channels, box) in inputs.items()
+    }
+    evaluation = Evaluation(gizmo, placed, knobs or {}, (window.height, window.width), root or ACES_ROOT, frame)
     output = next(node for node in gizmo.nodes if node.cls == "Output")
     return evaluation.image(output), window
-

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 import nkexpr
 import nkscript
+import numpy as np
 
 BLUR_SIZE_PER_SIGMA = 2.4  # size is the diameter, sigma = size / 2.4: openfx-misc CImg/Blur/CImgBlur.cpp (Natron)
 BLUR_EXTENT = 1.5  # taps reach 1.5 * size (3.6 sigma) each side
@@ -112,8 +111,12 @@ def expression(ev, node) -> dict:
         if name:
             variables[name] = run(text)
     out = dict(image)
-    defaults = ("{rgba.red -rgba.green -rgba.blue none}", "{-rgba.red rgba.green -rgba.blue none}",
-                "{-rgba.red -rgba.green rgba.blue none}", "alpha")
+    defaults = (
+        "{rgba.red -rgba.green -rgba.blue none}",
+        "{-rgba.red rgba.green -rgba.blue none}",
+        "{-rgba.red -rgba.green rgba.blue none}",
+        "alpha",
+    )
     for i in range(4):
         channels = ev.channel_set(ev.text(node, f"channel{i}", defaults[i]).strip("{}"), image)
         if channels:
@@ -148,8 +151,10 @@ def unpremult(ev, node) -> dict:
 def color_matrix(ev, node) -> dict:
     """ColorMatrix: rgb' = M rgb (float32 coefficients)."""
     image = ev.input(node, 0)
-    rows = [[np.float32(float(word.text)) for word in nkscript.words(row.text)]
-            for row in nkscript.words(ev.word(node, "matrix").text)]
+    rows = [
+        [np.float32(float(word.text)) for word in nkscript.words(row.text)]
+        for row in nkscript.words(ev.word(node, "matrix").text)
+    ]
     rgb = [ev.plane(image, channel) for channel in RGB]
     for channel, row in zip(RGB, rows):
         image[channel] = row[0] * rgb[0] + row[1] * rgb[1] + row[2] * rgb[2]
@@ -173,8 +178,7 @@ def merge2(ev, node) -> dict:
     b_channels = ev.channel_set(ev.text(node, "Bchannels", "rgba"), b)
     a_alpha = ev.plane(a, "rgba.alpha")
     out = dict(b)
-    for a_channel, b_channel, target in zip(a_channels, b_channels,
-                                            ev.channel_set(ev.text(node, "output", "rgba"), b)):
+    for a_channel, b_channel, target in zip(a_channels, b_channels, ev.channel_set(ev.text(node, "output", "rgba"), b)):
         out[target] = operation(ev.plane(a, a_channel), ev.plane(b, b_channel), a_alpha).astype(np.float32)
     return out
 
@@ -235,7 +239,7 @@ def blur(ev, node) -> dict:
 def transform(ev, node) -> dict:
     """Transform by whole pixels with the impulse filter; outside the image repeats its edge unless black_outside."""
     image = ev.input(node, 0)
-    tx, ty = (ev.scalars(node, "translate") or [0.0, 0.0])
+    tx, ty = ev.scalars(node, "translate") or [0.0, 0.0]
     if ev.text(node, "filter", "cubic") != "impulse" or tx != int(tx) or ty != int(ty):
         raise NotImplementedError("only whole-pixel translations with the impulse filter are modelled")
     if any(ev.word(node, knob) is not None for knob in ("rotate", "scale", "skewX", "skewY")):
@@ -253,8 +257,22 @@ def transform(ev, node) -> dict:
 
 
 OPERATIONS = {
-    "Input": input_node, "Read": input_node, "Output": passthrough, "Dot": passthrough, "NoOp": passthrough,
-    "Switch": switch, "Remove": remove, "Shuffle": shuffle, "Dissolve": dissolve,
-    "Copy": copy, "Expression": expression, "Premult": premult, "Unpremult": unpremult,
-    "ColorMatrix": color_matrix, "Merge2": merge2, "Keymix": keymix, "Blur": blur, "Transform": transform,
+    "Input": input_node,
+    "Read": input_node,
+    "Output": passthrough,
+    "Dot": passthrough,
+    "NoOp": passthrough,
+    "Switch": switch,
+    "Remove": remove,
+    "Shuffle": shuffle,
+    "Dissolve": dissolve,
+    "Copy": copy,
+    "Expression": expression,
+    "Premult": premult,
+    "Unpremult": unpremult,
+    "ColorMatrix": color_matrix,
+    "Merge2": merge2,
+    "Keymix": keymix,
+    "Blur": blur,
+    "Transform": transform,
 }

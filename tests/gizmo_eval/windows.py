@@ -26,5 +26,5 @@ def place(plane: np.ndarray, window: Window, target: Window) -> np.ndarray:
     """A (H, W) plane over ``window`` on ``target`` (which holds it), black around it."""
     out = np.zeros((target.height, target.width), np.float32)
     top, left = window.y - target.y, window.x - target.x
-    out[top:top + window.height, left:left + window.width] = plane
+    out[top : top + window.height, left : left + window.width] = plane
     return out

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|([A-Za-z_][\w]*(?:\.\w+)*)"
-                    r"|(&&|\|\||==|!=|<=|>=|[-+*/%<>!?:(),]))")
+_TOKEN = re.compile(
+    r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|([A-Za-z_][\w]*(?:\.\w+)*)"
+    r"|(&&|\|\||==|!=|<=|>=|[-+*/%<>!?:(),]))"
+)
 
 
 class ExpressionError(ValueError):
@@ -146,8 +148,12 @@ def parse(text: str):
 def _nodes(tree):
     """Every node of an expression tree."""
     yield tree
-    children = {Call: lambda t: t.args, Unary: lambda t: (t.operand,), Binary: lambda t: (t.left, t.right),
-                Ternary: lambda t: (t.condition, t.then, t.otherwise)}.get(type(tree), lambda t: ())(tree)
+    children = {
+        Call: lambda t: t.args,
+        Unary: lambda t: (t.operand,),
+        Binary: lambda t: (t.left, t.right),
+        Ternary: lambda t: (t.condition, t.then, t.otherwise),
+    }.get(type(tree), lambda t: ())(tree)
     for child in children:
         yield from _nodes(child)
 
@@ -177,8 +183,18 @@ def _clamp(x, low=0.0, high=1.0):
 
 FUNCTIONS = {
     "clamp": _clamp,
-    "min": np.minimum, "max": np.maximum, "abs": np.abs, "floor": np.floor, "ceil": np.ceil, "sqrt": np.sqrt,
-    "pow": np.power, "pow2": lambda x: x * x, "exp": np.exp, "log": np.log, "sin": np.sin, "cos": np.cos,
+    "min": np.minimum,
+    "max": np.maximum,
+    "abs": np.abs,
+    "floor": np.floor,
+    "ceil": np.ceil,
+    "sqrt": np.sqrt,
+    "pow": np.power,
+    "pow2": lambda x: x * x,
+    "exp": np.exp,
+    "log": np.log,
+    "sin": np.sin,
+    "cos": np.cos,
     "lerp": lambda a, b, t: a + (b - a) * t,
 }
 CONSTANTS = {"pi": math.pi}
@@ -236,6 +252,12 @@ def _binary(op: str, left, right):
     if op in ("&&", "||"):
         both = (np.logical_and if op == "&&" else np.logical_or)(_truth(left), _truth(right))
         return _bool(both)
-    comparisons = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal, "==": np.equal,
-                   "!=": np.not_equal}
+    comparisons = {
+        "<": np.less,
+        "<=": np.less_equal,
+        ">": np.greater,
+        ">=": np.greater_equal,
+        "==": np.equal,
+        "!=": np.not_equal,
+    }
     return _bool(comparisons[op](left, right))

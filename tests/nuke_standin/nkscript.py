@@ -82,14 +82,14 @@ def commands(text: str) -> list[list[Word]]:
             pos = text.find("\n", pos) if "\n" in text[pos:] else len(text)
         elif char == "{":
             end = _closing(text, pos, "{", "}")
-            current.append(Word(text[pos + 1:end - 1], "braced"))
+            current.append(Word(text[pos + 1 : end - 1], "braced"))
             pos = end
         elif char == '"':
             word, pos = _quoted(text, pos)
             current.append(Word(word, "quoted"))
         elif char == "[":
             end = _closing(text, pos, "[", "]")
-            current.append(Word(text[pos + 1:end - 1], "bracket"))
+            current.append(Word(text[pos + 1 : end - 1], "bracket"))
             pos = end
         else:
             match = _BARE.match(text, pos)
@@ -191,8 +191,11 @@ class Gizmo:
 
     def input_nodes(self) -> dict[int, Node]:
         """Input nodes by their ``number`` knob (0 when not written)."""
-        return {int(node.knobs["number"].text) if "number" in node.knobs else 0: node
-                for node in self.nodes if node.cls == "Input"}
+        return {
+            int(node.knobs["number"].text) if "number" in node.knobs else 0: node
+            for node in self.nodes
+            if node.cls == "Input"
+        }
 
 
 def parse(text: str) -> Gizmo:
@@ -297,7 +300,7 @@ def tcl_substitute(text: str, value_of) -> str:
         char = text[pos]
         if char in "{[":
             end = _closing(text, pos, char, "}" if char == "{" else "]")
-            out.append(text[pos:end] if char == "{" else _run_tcl(text[pos + 1:end - 1], value_of))
+            out.append(text[pos:end] if char == "{" else _run_tcl(text[pos + 1 : end - 1], value_of))
             pos = end
         else:
             out.append(char)
@@ -306,9 +309,14 @@ def tcl_substitute(text: str, value_of) -> str:
 
 
 def _run_tcl(command: str, value_of) -> str:
-    parts = [_run_tcl(word.text, value_of) if word.kind == "bracket"
-             else word.text if word.kind == "braced" else tcl_substitute(word.text, value_of)
-             for word in words(command)]
+    parts = [
+        _run_tcl(word.text, value_of)
+        if word.kind == "bracket"
+        else word.text
+        if word.kind == "braced"
+        else tcl_substitute(word.text, value_of)
+        for word in words(command)
+    ]
     if parts[0] == "value" and len(parts) == 2:
         return str(value_of(parts[1]))
     if parts[0] == "regsub" and parts[1] == "-all" and len(parts) == 5:

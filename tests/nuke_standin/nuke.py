@@ -262,13 +262,32 @@ class Node:
         return str(self._owner(head)[rest].value())
 
 
-_KNOB_CLASSES = {cls.__name__: cls for cls in (String_Knob, File_Knob, Int_Knob, Enumeration_Knob, Boolean_Knob,
-                                               Double_Knob, Color_Knob, Tab_Knob, PyScript_Knob, Text_Knob,
-                                               Link_Knob, Multiline_Eval_String_Knob)}
+_KNOB_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        String_Knob,
+        File_Knob,
+        Int_Knob,
+        Enumeration_Knob,
+        Boolean_Knob,
+        Double_Knob,
+        Color_Knob,
+        Tab_Knob,
+        PyScript_Knob,
+        Text_Knob,
+        Link_Knob,
+        Multiline_Eval_String_Knob,
+    )
+}
 _TYPED_KNOBS = {  # knobs of internal nodes that the plugin reads or presses, by class
-    ("Write", "file"): File_Knob, ("Read", "file"): File_Knob, ("Read", "reload"): Script_Knob,
-    ("Shuffle", "in"): Channel_Knob, ("Copy", "from0"): Channel_Knob, ("Read", "first"): Int_Knob,
-    ("Read", "last"): Int_Knob, ("Write", "proxy"): File_Knob,
+    ("Write", "file"): File_Knob,
+    ("Read", "file"): File_Knob,
+    ("Read", "reload"): Script_Knob,
+    ("Shuffle", "in"): Channel_Knob,
+    ("Copy", "from0"): Channel_Knob,
+    ("Read", "first"): Int_Knob,
+    ("Read", "last"): Int_Knob,
+    ("Write", "proxy"): File_Knob,
 }
 
 
@@ -327,12 +346,16 @@ def _build_gizmo(cls: str, path: str, name: str, parent) -> Node:
 
 
 _root = Node("Root", "root")
-for _knob in (File_Knob("name", ""), Int_Knob("first_frame", 1), Int_Knob("last_frame", 100),  # a new script's
-              Boolean_Knob("proxy", False),
-              # Project Settings > Color, as a new script under nuke-default colour management has them.
-              Enumeration_Knob("colorManagement", ("Nuke", "OCIO"), "Nuke"),
-              Enumeration_Knob("OCIO_config", ("nuke-default", "aces_1.2", "custom"), "nuke-default"),
-              Enumeration_Knob("workingSpaceLUT", ("linear", "ACES - ACEScg", "ACEScg", "scene_linear"), "linear")):
+for _knob in (
+    File_Knob("name", ""),
+    Int_Knob("first_frame", 1),
+    Int_Knob("last_frame", 100),  # a new script's
+    Boolean_Knob("proxy", False),
+    # Project Settings > Color, as a new script under nuke-default colour management has them.
+    Enumeration_Knob("colorManagement", ("Nuke", "OCIO"), "Nuke"),
+    Enumeration_Knob("OCIO_config", ("nuke-default", "aces_1.2", "custom"), "nuke-default"),
+    Enumeration_Knob("workingSpaceLUT", ("linear", "ACES - ACEScg", "ACEScg", "scene_linear"), "linear"),
+):
     _root.add_knob(_knob)
 _this: list = []
 
@@ -422,8 +445,14 @@ def _saved_word(knob: Knob) -> str:
 
 
 def _gizmo_file(cls: str) -> str | None:
-    return next((os.path.join(folder, cls + ".gizmo") for folder in standin.plugin_paths
-                 if os.path.isfile(os.path.join(folder, cls + ".gizmo"))), None)
+    return next(
+        (
+            os.path.join(folder, cls + ".gizmo")
+            for folder in standin.plugin_paths
+            if os.path.isfile(os.path.join(folder, cls + ".gizmo"))
+        ),
+        None,
+    )
 
 
 def scriptSave(filename: str | None = None) -> bool:
@@ -608,7 +637,11 @@ class _Standin:
         _root._children.clear()
         _root["name"]._value = ""
         _root["first_frame"]._value, _root["last_frame"]._value, _root["proxy"]._value = 1, 100, False
-        for knob, value in (("colorManagement", "Nuke"), ("OCIO_config", "nuke-default"), ("workingSpaceLUT", "linear")):
+        for knob, value in (
+            ("colorManagement", "Nuke"),
+            ("OCIO_config", "nuke-default"),
+            ("workingSpaceLUT", "linear"),
+        ):
             _root[knob]._value = value
 
     def set_gui(self, gui: bool) -> None:
@@ -668,8 +701,11 @@ class _Standin:
         paste (the class's next free number), whose knobs and internal nodes' knobs hold the copied
         values and expressions."""
         _main_thread("nodePaste")
-        path = next(os.path.join(folder, node.Class() + ".gizmo") for folder in self.plugin_paths
-                    if os.path.isfile(os.path.join(folder, node.Class() + ".gizmo")))
+        path = next(
+            os.path.join(folder, node.Class() + ".gizmo")
+            for folder in self.plugin_paths
+            if os.path.isfile(os.path.join(folder, node.Class() + ".gizmo"))
+        )
         number = 1 + sum(1 for other in _root.nodes() if other.Class() == node.Class())
         while _root.node(f"{node.Class()}{number}") is not None:
             number += 1

@@ -34,7 +34,16 @@ from .tokenizers import clip_text_config, clip_tokenizer, write_clip_vocab_files
 from .video_models import make_test_video_model  # noqa: E402
 
 __all__ = [
-    "SD_BETAS", "clip_text_config", "clip_tokenizer", "make_full_size_model", "make_test_checkpoint",
-    "make_test_ip_adapter", "make_test_lora", "make_test_model", "make_test_video_model", "pixel_latents",
-    "pixel_vae", "write_clip_vocab_files",
+    "SD_BETAS",
+    "clip_text_config",
+    "clip_tokenizer",
+    "make_full_size_model",
+    "make_test_checkpoint",
+    "make_test_ip_adapter",
+    "make_test_lora",
+    "make_test_model",
+    "make_test_video_model",
+    "pixel_latents",
+    "pixel_vae",
+    "write_clip_vocab_files",
 ]

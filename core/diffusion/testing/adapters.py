@@ -15,6 +15,7 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionC
 from ..loading import detect_family
 from .checkpoints import _LDM_UNET, _unet_to_ldm
 
+
 def make_test_lora(
     out_file: str | os.PathLike[str], model_dir: str | os.PathLike[str], seed: int = 0, rank: int = 4
 ) -> Path:

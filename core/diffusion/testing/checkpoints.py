@@ -9,9 +9,9 @@ from typing import Literal
 
 import torch
 from safetensors.torch import save_file
-from transformers import CLIPTextModelWithProjection
 
 from .image_models import _build
+
 
 def make_test_checkpoint(out_file: str | os.PathLike[str], family: Literal["sd15", "sdxl"], seed: int = 0) -> Path:
     """Write the tiny model of ``family`` as one original-layout (LDM) .safetensors, like community checkpoints."""
@@ -90,6 +90,7 @@ def _unet_to_ldm(state: dict[str, torch.Tensor], layers: int, up_types: tuple[st
 
 def _vae_to_ldm(state: dict[str, torch.Tensor], num_blocks: int) -> dict[str, torch.Tensor]:
     """VAE keys as in the original checkpoints (first_stage_model.*; decoder blocks numbered bottom-up)."""
+
     def up(match: re.Match[str]) -> int:
         return num_blocks - 1 - int(match[1])
 

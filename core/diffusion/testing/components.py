@@ -7,7 +7,6 @@ from diffusers import AutoencoderKL, ControlNetModel, FluxControlNetModel, FluxT
 from diffusers.models.downsampling import Downsample2D
 from diffusers.models.upsampling import Upsample2D
 
-
 # --- components ---------------------------------------------------------------------------------
 
 
@@ -47,9 +46,16 @@ def pixel_vae(latent_channels: int = 4, contrast: float = 1.0) -> AutoencoderKL:
     model works on pixels through it: a VAE trained on a CPU costs more error than the whole style budget.
     """
     like = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",), block_out_channels=(_PASS_WIDTH,), layers_per_block=1,
-        norm_num_groups=_PASS_GROUPS, latent_channels=latent_channels, sample_size=64, scaling_factor=1.0,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(_PASS_WIDTH,),
+        layers_per_block=1,
+        norm_num_groups=_PASS_GROUPS,
+        latent_channels=latent_channels,
+        sample_size=64,
+        scaling_factor=1.0,
         mid_block_add_attention=False,
     )
     return _passthrough_vae(like, contrast)
@@ -80,12 +86,19 @@ def _passthrough_vae(like: AutoencoderKL, contrast: float = _CONTRAST) -> Autoen
     config = like.config
     with torch.random.fork_rng(devices=[]):  # every weight is set below: leave the seed's stream to the other parts
         vae = AutoencoderKL(
-            in_channels=3, out_channels=3, down_block_types=config.down_block_types,
-            up_block_types=config.up_block_types, block_out_channels=(_PASS_WIDTH,) * len(config.block_out_channels),
-            layers_per_block=config.layers_per_block, norm_num_groups=_PASS_GROUPS,
-            latent_channels=config.latent_channels, sample_size=config.sample_size,
-            scaling_factor=config.scaling_factor, shift_factor=config.shift_factor,
-            use_quant_conv=config.use_quant_conv, use_post_quant_conv=config.use_post_quant_conv,
+            in_channels=3,
+            out_channels=3,
+            down_block_types=config.down_block_types,
+            up_block_types=config.up_block_types,
+            block_out_channels=(_PASS_WIDTH,) * len(config.block_out_channels),
+            layers_per_block=config.layers_per_block,
+            norm_num_groups=_PASS_GROUPS,
+            latent_channels=config.latent_channels,
+            sample_size=config.sample_size,
+            scaling_factor=config.scaling_factor,
+            shift_factor=config.shift_factor,
+            use_quant_conv=config.use_quant_conv,
+            use_post_quant_conv=config.use_post_quant_conv,
             mid_block_add_attention=config.mid_block_add_attention,
         )
     latents, shift = config.latent_channels, config.shift_factor or 0.0

@@ -31,8 +31,13 @@ from .tokenizers import _t5_tokenizer, clip_text_config, clip_tokenizer, write_c
 SD_BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
 
 
-def make_test_model(out_dir: str | os.PathLike[str], family: Family, controlnet: bool = False, seed: int = 0,
-                    vae: Literal["random", "passthrough", "pixel"] = "random") -> Path:
+def make_test_model(
+    out_dir: str | os.PathLike[str],
+    family: Family,
+    controlnet: bool = False,
+    seed: int = 0,
+    vae: Literal["random", "passthrough", "pixel"] = "random",
+) -> Path:
     """Write a tiny random-weight diffusers folder of ``family`` (plus ``controlnet/``) for tests and dry runs.
 
     ``vae="passthrough"``: the VAE keeps the image at 1/8 (see ``_passthrough_vae``); ``vae="pixel"``: it keeps
@@ -55,14 +60,20 @@ def make_test_model(out_dir: str | os.PathLike[str], family: Family, controlnet:
         if family == "sdxl":
             write_clip_vocab_files(out / "tokenizer_2")
         if controlnet:
-            net = (_flux_controlnet(pipe.transformer) if family == "flux"
-                   else _unet_controlnet(pipe.unet, 2 ** (len(pipe.vae.config.block_out_channels) - 1)))
+            net = (
+                _flux_controlnet(pipe.transformer)
+                if family == "flux"
+                else _unet_controlnet(pipe.unet, 2 ** (len(pipe.vae.config.block_out_channels) - 1))
+            )
             net.save_pretrained(out / "controlnet", safe_serialization=True)
     return out
 
 
 def make_full_size_model(
-    out_dir: str | os.PathLike[str], family: Literal["sd15", "sdxl"], controlnet: bool = False, seed: int = 0,
+    out_dir: str | os.PathLike[str],
+    family: Literal["sd15", "sdxl"],
+    controlnet: bool = False,
+    seed: int = 0,
     dtype: torch.dtype = torch.float16,
 ) -> Path:
     """Write a full-size random-weight SD1.5 or SDXL (from the shipped architecture configs) for GPU tests and
@@ -81,13 +92,15 @@ def make_full_size_model(
         }
         if family == "sd15":
             scheduler = PNDMScheduler.from_config(PNDMScheduler.load_config(configs / "scheduler"))
-            pipe = StableDiffusionImg2ImgPipeline(**parts, scheduler=scheduler, safety_checker=None,
-                                                  feature_extractor=None, requires_safety_checker=False)
+            pipe = StableDiffusionImg2ImgPipeline(
+                **parts, scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+            )
         else:
             scheduler = EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(configs / "scheduler"))
             encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(configs / "text_encoder_2"))
-            pipe = StableDiffusionXLImg2ImgPipeline(**parts, text_encoder_2=encoder_2,
-                                                    tokenizer_2=clip_tokenizer(pad_token="!"), scheduler=scheduler)
+            pipe = StableDiffusionXLImg2ImgPipeline(
+                **parts, text_encoder_2=encoder_2, tokenizer_2=clip_tokenizer(pad_token="!"), scheduler=scheduler
+            )
         pipe.to(dtype=dtype)
         pipe.save_pretrained(out, safe_serialization=True)
         for name in ("tokenizer", "tokenizer_2")[: 2 if family == "sdxl" else 1]:
@@ -131,7 +144,9 @@ def _sdxl() -> StableDiffusionXLImg2ImgPipeline:
     tokenizer, tokenizer_2 = clip_tokenizer(), clip_tokenizer(pad_token="!")
     # Different widths for the two encoders, as in SDXL (768 / 1280): single-file loading tells them apart by it.
     text_encoder = CLIPTextModel(clip_text_config(tokenizer, hidden=32))
-    text_encoder_2 = CLIPTextModelWithProjection(clip_text_config(tokenizer_2, hidden=64, projection_dim=64, act="gelu"))
+    text_encoder_2 = CLIPTextModelWithProjection(
+        clip_text_config(tokenizer_2, hidden=64, projection_dim=64, act="gelu")
+    )
     time_embed_dim = 8
     unet = UNet2DConditionModel(
         sample_size=32,

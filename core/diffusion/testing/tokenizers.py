@@ -7,7 +7,6 @@ from pathlib import Path
 
 from transformers import CLIPTextConfig, CLIPTokenizer, T5Tokenizer
 
-
 _BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
 # A few BPE merges, so that common words become single tokens as with the real CLIP vocabulary.
 _CLIP_MERGES = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>"), ("i", "n"), ("in", "g</w>"), ("e", "r</w>")]

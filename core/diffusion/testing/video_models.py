@@ -35,6 +35,7 @@ from ...generators.video import VideoFamily
 from .image_models import SD_BETAS
 from .tokenizers import _t5_tokenizer
 
+
 def make_test_video_model(out_dir: str | os.PathLike[str], family: VideoFamily, seed: int = 0) -> Path:
     """Write a tiny random-weight image-to-video diffusers folder of ``family`` for tests and dry runs."""
     if family not in _VIDEO_BUILDERS:

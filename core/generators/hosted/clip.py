@@ -51,13 +51,15 @@ def read_clip(path: str | os.PathLike[str], service: str) -> Clip:
             for frame in container.decode(stream):
                 times.append(float(frame.time) if frame.time is not None else len(times) / rate)
     except av.FFmpegError as exc:
-        raise HostedError(f"{service}: the downloaded clip is not a readable video ({exc.strerror or exc})",
-                          path) from None
+        raise HostedError(
+            f"{service}: the downloaded clip is not a readable video ({exc.strerror or exc})", path
+        ) from None
     if not times:
         raise HostedError(f"{service}: the downloaded clip has no frames", path)
     if declared and len(times) != declared:
-        raise HostedError(f"{service}: the downloaded clip decodes to {len(times)} frames, its container "
-                          f"declares {declared}", path)
+        raise HostedError(
+            f"{service}: the downloaded clip decodes to {len(times)} frames, its container declares {declared}", path
+        )
     return Clip(Path(path), [time - times[0] for time in times], rate, width, height)
 
 
@@ -65,8 +67,10 @@ def retime(clip: Clip, frames: int, fps: float, service: str) -> list[np.ndarray
     """``frames`` (H, W, 3) [0, 1] frames at ``fps``: for each, the clip frame on screen at that moment."""
     needed = frames / fps
     if needed > clip.seconds + 1e-6:
-        raise HostedError(f"{service}: the clip lasts {clip.seconds:.3f} s; {frames} frames at {fps:g} fps need "
-                          f"{needed:.3f} s", clip.path)
+        raise HostedError(
+            f"{service}: the clip lasts {clip.seconds:.3f} s; {frames} frames at {fps:g} fps need {needed:.3f} s",
+            clip.path,
+        )
     picks = np.searchsorted(np.asarray(clip.times), np.arange(frames) / fps + 1e-9, side="right") - 1
     picks = np.clip(picks, 0, len(clip.times) - 1)
     wanted = set(picks.tolist())

@@ -53,8 +53,9 @@ def credential(name: str, service: str, path: Path | None = None) -> Secret:
     keys = _read_keys(path) if path.exists() else {}
     value = keys.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise ModelError(f"{service} needs {name}: set that environment variable, or put it in {path} "
-                         "(a JSON object, mode 0600)")
+        raise ModelError(
+            f"{service} needs {name}: set that environment variable, or put it in {path} (a JSON object, mode 0600)"
+        )
     return Secret(value.strip())
 
 
@@ -66,8 +67,11 @@ def _read_keys(path: Path) -> dict[str, object]:
     if info.st_uid != os.getuid():
         raise ModelError("the hosted keys file belongs to another user", path)
     if stat.S_IMODE(info.st_mode) & 0o077:
-        raise ModelError(f"the hosted keys file is mode {stat.S_IMODE(info.st_mode):04o}; others may have read "
-                         "the keys: rotate them, then chmod 600 the file", path)
+        raise ModelError(
+            f"the hosted keys file is mode {stat.S_IMODE(info.st_mode):04o}; others may have read "
+            "the keys: rotate them, then chmod 600 the file",
+            path,
+        )
     try:
         keys = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -46,8 +46,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from PIL import Image
 
-from ...io.atomic import atomic_target
 from ...errors import Cancelled, HostedError, ModelError
+from ...io.atomic import atomic_target
 from ..interface import Generated, Request, Setup
 from .clip import Clip, read_clip, retime
 from .credentials import Secret, credential
@@ -159,22 +159,40 @@ class HostedGenerator:
         known = COMMON_OPTIONS | service.options
         unknown = sorted(set(setup.options) - set(known))
         if unknown:
-            raise ModelError(f"unknown {service.name} generator_options: {', '.join(unknown)} "
-                             f"(it takes {', '.join(sorted(known))})")
+            raise ModelError(
+                f"unknown {service.name} generator_options: {', '.join(unknown)} (it takes {', '.join(sorted(known))})"
+            )
         settings = known | dict(setup.options)
-        for option in ("poll_interval", "poll_max_interval", "wait", "request_timeout", "retries", "retry_backoff",
-                       "retry_max_wait"):
-            if isinstance(settings[option], bool) or not isinstance(settings[option], (int, float)) or \
-                    settings[option] < 0:
-                raise ModelError(f"{service.name} generator_options.{option} must be a number of at least 0, "
-                                 f"not {settings[option]!r}")
+        for option in (
+            "poll_interval",
+            "poll_max_interval",
+            "wait",
+            "request_timeout",
+            "retries",
+            "retry_backoff",
+            "retry_max_wait",
+        ):
+            if (
+                isinstance(settings[option], bool)
+                or not isinstance(settings[option], (int, float))
+                or settings[option] < 0
+            ):
+                raise ModelError(
+                    f"{service.name} generator_options.{option} must be a number of at least 0, "
+                    f"not {settings[option]!r}"
+                )
         self.settings = settings
         keys = {name: credential(name, service.name) for name in service.credentials}
-        self.service = service(str(settings["model"] or service.default_model),
-                               {name: settings[name] for name in service.options}, keys)
+        self.service = service(
+            str(settings["model"] or service.default_model), {name: settings[name] for name in service.options}, keys
+        )
         self.base_url = str(settings["base_url"] or service.base_url)
-        self.retry = Retry(timeout=float(settings["request_timeout"]), retries=int(settings["retries"]),
-                           backoff=float(settings["retry_backoff"]), max_wait=float(settings["retry_max_wait"]))
+        self.retry = Retry(
+            timeout=float(settings["request_timeout"]),
+            retries=int(settings["retries"]),
+            backoff=float(settings["retry_backoff"]),
+            max_wait=float(settings["retry_max_wait"]),
+        )
         self._secrets = [key.reveal() for key in keys.values()]
 
     def frame_count(self, frames: int) -> int:
@@ -197,8 +215,12 @@ class HostedGenerator:
         if request.last_image is not None and not self.service.takes_last_frame:
             raise ModelError(f"{name} cannot end a clip on a given frame (animation.last_image)")
         seconds = self._seconds(request)
-        frames = Frames(_png(request.image), None if request.last_image is None else _png(request.last_image),
-                        request.image.shape[1], request.image.shape[0])
+        frames = Frames(
+            _png(request.image),
+            None if request.last_image is None else _png(request.last_image),
+            request.image.shape[1],
+            request.image.shape[0],
+        )
         parameters = self.service.parameters(request, seconds, frames)
         fingerprint = _fingerprint(name, parameters, frames)
         record = JobRecord(Path(request.job_record) if request.job_record else None)
@@ -206,19 +228,33 @@ class HostedGenerator:
         with record.submit_lock(name):
             entry = record.load()
             if entry is not None and entry.get("fingerprint") == fingerprint and entry.get("state") == "submitting":
-                _LOG.warning("%s: an earlier run stopped while submitting this clip, before the service answered; "
-                             "it may have made (and billed) a job that stylecomp cannot find. Submitting again", name)
+                _LOG.warning(
+                    "%s: an earlier run stopped while submitting this clip, before the service answered; "
+                    "it may have made (and billed) a job that stylecomp cannot find. Submitting again",
+                    name,
+                )
                 entry = None
             if entry is not None and entry.get("fingerprint") != fingerprint:
                 if entry.get("job_id") and entry.get("state") in ("submitted", "succeeded"):
-                    _LOG.warning("%s: the request for this clip changed; %s job %s (%s) is paid for but not "
-                                 "downloaded, and its record is replaced by a new job", name,
-                                 entry.get("service", name), entry["job_id"], entry["state"])
+                    _LOG.warning(
+                        "%s: the request for this clip changed; %s job %s (%s) is paid for but not "
+                        "downloaded, and its record is replaced by a new job",
+                        name,
+                        entry.get("service", name),
+                        entry["job_id"],
+                        entry["state"],
+                    )
                 entry = None
             resumed = entry is not None
             if entry is None:
-                entry = {"version": RECORD_VERSION, "service": name, "fingerprint": fingerprint,
-                         "base_url": _safe_url(self.base_url), "parameters": parameters, "state": "submitting"}
+                entry = {
+                    "version": RECORD_VERSION,
+                    "service": name,
+                    "fingerprint": fingerprint,
+                    "base_url": _safe_url(self.base_url),
+                    "parameters": parameters,
+                    "state": "submitting",
+                }
                 record.save(entry)  # a run that dies before the answer leaves this, and the next run says so
                 try:
                     job_id = self.service.submit(http, parameters, frames)
@@ -281,8 +317,10 @@ class HostedGenerator:
             if seconds + 1e-6 >= needed:
                 return seconds
         longest = max(self.service.durations)
-        raise ModelError(f"{self.service.name} makes clips of at most {longest} s; {request.frames} frames at "
-                         f"{request.fps:g} fps need {needed:.2f} s (set animation.frames lower)")
+        raise ModelError(
+            f"{self.service.name} makes clips of at most {longest} s; {request.frames} frames at "
+            f"{request.fps:g} fps need {needed:.2f} s (set animation.frames lower)"
+        )
 
     def _wait(self, http: Http, job_id: str, cancel: threading.Event, record: JobRecord, request: Request) -> Status:
         """Poll until the job ends, backing off; a remote failure forgets the job and is reported in one line.
@@ -301,12 +339,14 @@ class HostedGenerator:
                 return status
             if status.state == "failed":
                 record.remove()
-                raise HostedError(http.redact(f"{name}: job {job_id} failed ({status.detail}): "
-                                              f"{status.message or 'no reason given'}"))
+                raise HostedError(
+                    http.redact(f"{name}: job {job_id} failed ({status.detail}): {status.message or 'no reason given'}")
+                )
             if time.monotonic() + interval > deadline:
                 where = f"; it is recorded in {record.path}, run again to keep waiting" if record.path else ""
-                raise HostedError(f"{name}: job {job_id} is still {status.detail} after "
-                                  f"{float(self.settings['wait']):g} s{where}")
+                raise HostedError(
+                    f"{name}: job {job_id} is still {status.detail} after {float(self.settings['wait']):g} s{where}"
+                )
             if cancel.wait(interval):
                 raise Cancelled()
             interval = min(interval * 1.5, float(self.settings["poll_max_interval"]))
@@ -314,8 +354,9 @@ class HostedGenerator:
     def _cancel(self, job_id: str, record: JobRecord) -> None:
         """Ask the service, once and briefly, to stop a running job; forget the job if it can."""
         retry = Retry(timeout=min(self.retry.timeout, CANCEL_TIMEOUT), retries=0)
-        http = Http(self.service.name, self.base_url, retry, self.service.error_message, self._secrets,
-                    threading.Event())
+        http = Http(
+            self.service.name, self.base_url, retry, self.service.error_message, self._secrets, threading.Event()
+        )
         try:
             if self.service.cancel(http, job_id):
                 record.remove()

@@ -29,6 +29,7 @@ TOKEN_SECONDS = 1800
 
 def jwt_hs256(claims: dict[str, Any], secret: str) -> str:
     """A compact JWS (JSON Web Token) of ``claims`` signed with HMAC-SHA256 (RFC 7519, RFC 7515)."""
+
     def segment(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -58,8 +59,13 @@ class Kling(Service):
 
     def parameters(self, request: Request, seconds: int, frames: Frames) -> dict[str, Any]:
         """The body's fields, without the images."""
-        parameters: dict[str, Any] = {"model_name": self.model, "prompt": request.prompt, "mode": self.settings["mode"],
-                                      "duration": str(seconds), "image_tail": frames.last is not None}
+        parameters: dict[str, Any] = {
+            "model_name": self.model,
+            "prompt": request.prompt,
+            "mode": self.settings["mode"],
+            "duration": str(seconds),
+            "image_tail": frames.last is not None,
+        }
         if request.negative_prompt:
             parameters["negative_prompt"] = request.negative_prompt
         if self.settings["cfg_scale"] is not None:
@@ -79,8 +85,9 @@ class Kling(Service):
         """GET /v1/videos/image2video/{task_id}."""
         task = _data(http, http.json("GET", f"v1/videos/image2video/{job_id}", self.headers()))
         state = str(task.get("task_status"))
-        video = answer_field(self.name, "status", task, "task_result", "videos", 0, "url") if state == "succeed" \
-            else None
+        video = (
+            answer_field(self.name, "status", task, "task_result", "videos", 0, "url") if state == "succeed" else None
+        )
         return Status(_STATES.get(state, "running"), state, video, str(task.get("task_status_msg") or ""))
 
     @staticmethod

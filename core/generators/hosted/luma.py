@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...io.atomic import atomic_target
 from ...errors import ModelError
+from ...io.atomic import atomic_target
 from ..interface import Request, Setup
 from .credentials import Secret
 from .jobs import Frames, HostedGenerator, Service, Status, answer_field, answer_object, orientation
@@ -44,8 +44,10 @@ class Luma(Service):
         """Refuse a setup without the published keyframe folder: Luma takes keyframes by URL only."""
         super().__init__(model, options, keys)
         if not self.settings["image_dir"] or not self.settings["image_url"]:
-            raise ModelError("luma takes keyframes by URL only: set generator_options.image_dir (a folder that is "
-                             "published) and image_url (the URL it is published at)")
+            raise ModelError(
+                "luma takes keyframes by URL only: set generator_options.image_dir (a folder that is "
+                "published) and image_url (the URL it is published at)"
+            )
 
     def headers(self) -> dict[str, str]:
         """Bearer auth with the API key."""
@@ -56,10 +58,15 @@ class Luma(Service):
         keyframes = {"frame0": {"type": "image", "url": self._url(frames.first)}}
         if frames.last is not None:
             keyframes["frame1"] = {"type": "image", "url": self._url(frames.last)}
-        return {"prompt": request.prompt, "model": self.model,
-                "aspect_ratio": self.settings["aspect_ratio"] or orientation(frames, "16:9", "9:16"),
-                "resolution": self.settings["resolution"], "duration": f"{seconds}s", "loop": False,
-                "keyframes": keyframes}
+        return {
+            "prompt": request.prompt,
+            "model": self.model,
+            "aspect_ratio": self.settings["aspect_ratio"] or orientation(frames, "16:9", "9:16"),
+            "resolution": self.settings["resolution"],
+            "duration": f"{seconds}s",
+            "loop": False,
+            "keyframes": keyframes,
+        }
 
     def submit(self, http: Http, parameters: dict[str, Any], frames: Frames) -> str:
         """Publish the keyframes, then POST /generations."""
@@ -73,8 +80,7 @@ class Luma(Service):
         generation = answer_object(self.name, "status", http.json("GET", f"generations/{job_id}", self.headers()))
         state = str(generation.get("state"))
         video = answer_field(self.name, "status", generation, "assets", "video") if state == "completed" else None
-        return Status(_STATES.get(state, "running"), state, video,
-                      str(generation.get("failure_reason") or ""))
+        return Status(_STATES.get(state, "running"), state, video, str(generation.get("failure_reason") or ""))
 
     def cancel(self, http: Http, job_id: str) -> bool:
         """DELETE /generations/{id}: the API's only way to stop one."""

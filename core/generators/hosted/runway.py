@@ -14,14 +14,19 @@ from typing import Any
 
 from ...errors import ModelError
 from ..interface import Request, Setup
-from .jobs import (Frames, HostedGenerator, Service, Status, answer_field, answer_object, base64_png,
-                   orientation)
+from .jobs import Frames, HostedGenerator, Service, Status, answer_field, answer_object, base64_png, orientation
 from .transport import Http
 
 API_VERSION = "2024-11-06"
 PROMPT_LIMIT = 1000  # characters of promptText the API takes
-_STATES = {"PENDING": "running", "THROTTLED": "running", "RUNNING": "running", "SUCCEEDED": "succeeded",
-           "FAILED": "failed", "CANCELLED": "failed"}
+_STATES = {
+    "PENDING": "running",
+    "THROTTLED": "running",
+    "RUNNING": "running",
+    "SUCCEEDED": "succeeded",
+    "FAILED": "failed",
+    "CANCELLED": "failed",
+}
 
 
 class Runway(Service):
@@ -44,11 +49,17 @@ class Runway(Service):
     def parameters(self, request: Request, seconds: int, frames: Frames) -> dict[str, Any]:
         """The body's fields, without the images; a prompt longer than Runway takes is refused, not cut."""
         if len(request.prompt) > PROMPT_LIMIT:
-            raise ModelError(f"runway takes a prompt of at most {PROMPT_LIMIT} characters; this prompt has "
-                             f"{len(request.prompt)}")
-        return {"model": self.model, "promptText": request.prompt,
-                "ratio": self.settings["ratio"] or orientation(frames, "1280:720", "720:1280"),
-                "duration": seconds, "seed": request.seed % 2**32, "last_frame": frames.last is not None}
+            raise ModelError(
+                f"runway takes a prompt of at most {PROMPT_LIMIT} characters; this prompt has {len(request.prompt)}"
+            )
+        return {
+            "model": self.model,
+            "promptText": request.prompt,
+            "ratio": self.settings["ratio"] or orientation(frames, "1280:720", "720:1280"),
+            "duration": seconds,
+            "seed": request.seed % 2**32,
+            "last_frame": frames.last is not None,
+        }
 
     def submit(self, http: Http, parameters: dict[str, Any], frames: Frames) -> str:
         """POST /v1/image_to_video."""
@@ -65,8 +76,13 @@ class Runway(Service):
         output = answer_field(self.name, "status", task, "output", 0) if state == "SUCCEEDED" else None
         message = task.get("failure") or ("cancelled" if state == "CANCELLED" else "")
         progress = task.get("progress")  # 0 to 1 while RUNNING
-        return Status(_STATES.get(state, "running"), state, output, str(message),
-                      round(progress * 100) if isinstance(progress, (int, float)) else None)
+        return Status(
+            _STATES.get(state, "running"),
+            state,
+            output,
+            str(message),
+            round(progress * 100) if isinstance(progress, (int, float)) else None,
+        )
 
     def cancel(self, http: Http, job_id: str) -> bool:
         """DELETE /v1/tasks/{id}: Runway cancels a running task (and deletes a finished one)."""

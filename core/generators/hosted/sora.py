@@ -55,8 +55,13 @@ class Sora(Service):
         content = f"videos/{job_id}/content" if state == "completed" else None
         message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
         progress = video.get("progress")
-        return Status(_STATES.get(state, "running"), state, content, message,
-                      int(progress) if isinstance(progress, (int, float)) else None)
+        return Status(
+            _STATES.get(state, "running"),
+            state,
+            content,
+            message,
+            int(progress) if isinstance(progress, (int, float)) else None,
+        )
 
     def download_headers(self) -> dict[str, str]:
         """The content endpoint needs the key too."""

@@ -59,8 +59,10 @@ class Multipart:
         for name, value in self.fields.items():
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
         for name, filename, content_type, data in self.files:
-            head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                    f"Content-Type: {content_type}\r\n\r\n")
+            head = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: {content_type}\r\n\r\n"
+            )
             parts.append(head.encode() + data + b"\r\n")
         parts.append(f"--{boundary}--\r\n".encode())
         return b"".join(parts), f"multipart/form-data; boundary={boundary}"
@@ -69,8 +71,9 @@ class Multipart:
 class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
     """Follow redirects, dropping auth headers when the redirect leaves the original host."""
 
-    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> urllib.request.Request | None:
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
             for name in list(new.headers):
@@ -86,8 +89,15 @@ class Refused(HostedError):
 class Http:
     """One service's HTTP client: the base URL, how to read its error bodies, and which secrets to mask."""
 
-    def __init__(self, service: str, base_url: str, retry: Retry, error_message: Callable[[Any], str | None],
-                 secrets: Iterable[str], cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        service: str,
+        base_url: str,
+        retry: Retry,
+        error_message: Callable[[Any], str | None],
+        secrets: Iterable[str],
+        cancel: threading.Event,
+    ) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self.retry = retry
@@ -123,8 +133,9 @@ class Http:
         try:
             return json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise HostedError(f"{self.service}: {method} {self._where(path)} answered with something that is "
-                              "not JSON") from None
+            raise HostedError(
+                f"{self.service}: {method} {self._where(path)} answered with something that is not JSON"
+            ) from None
 
     def download(self, path: str, headers: Mapping[str, str], target: BinaryIO) -> int:
         """Stream ``path`` into ``target``; a short body (fewer bytes than Content-Length) is retried whole."""
@@ -145,8 +156,9 @@ class Http:
 
         return self._send("GET", path, {"Accept": "*/*", **headers}, None, stream)
 
-    def _send(self, method: str, path: str, headers: Mapping[str, str], data: bytes | None,
-              read: Callable[[Any], Any]) -> Any:
+    def _send(
+        self, method: str, path: str, headers: Mapping[str, str], data: bytes | None, read: Callable[[Any], Any]
+    ) -> Any:
         """One request, retried as the module says (a submit only when nothing was made); ``read`` reads the answer."""
         where = self._where(path)
         idempotent = method in IDEMPOTENT
@@ -176,19 +188,27 @@ class Http:
                 if wait is not None and wait > self.retry.max_wait:
                     raise (HostedError if idempotent else Refused)(
                         f"{self.service}: HTTP {exc.code} from {method} {where}: the service asks to wait {wait:g} s "
-                        f"before trying again, longer than retry_max_wait ({self.retry.max_wait:g} s)") from None
+                        f"before trying again, longer than retry_max_wait ({self.retry.max_wait:g} s)"
+                    ) from None
             except (urllib.error.URLError, http.client.HTTPException, _Truncated, OSError) as exc:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                 refused = isinstance(reason, ConnectionRefusedError)
                 if not idempotent and not refused:
-                    raise HostedError(self.redact(f"{self.service}: {method} {where} got no answer ({reason}); the "
-                                                  "service may have made the job, so it is not sent again",
-                                                  headers)) from None
+                    raise HostedError(
+                        self.redact(
+                            f"{self.service}: {method} {where} got no answer ({reason}); the "
+                            "service may have made the job, so it is not sent again",
+                            headers,
+                        )
+                    ) from None
                 if attempt == self.retry.retries:
                     error = Refused if refused and not idempotent else HostedError
-                    raise error(self.redact(f"{self.service}: {method} {where} failed after {attempt + 1} tries: "
-                                            f"{reason}", headers)) from None
-            delay = wait if wait is not None else min(self.retry.backoff * 2 ** attempt, self.retry.max_wait)
+                    raise error(
+                        self.redact(
+                            f"{self.service}: {method} {where} failed after {attempt + 1} tries: {reason}", headers
+                        )
+                    ) from None
+            delay = wait if wait is not None else min(self.retry.backoff * 2**attempt, self.retry.max_wait)
             if self.cancel.wait(delay):
                 raise Cancelled()
         raise AssertionError("unreachable")

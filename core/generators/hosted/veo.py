@@ -53,8 +53,10 @@ class Veo(Service):
 
     def submit(self, http: Http, parameters: dict[str, Any], frames: Frames) -> str:
         """POST models/{model}:predictLongRunning; the operation's name is the job id."""
-        instance: dict[str, Any] = {"prompt": parameters["prompt"],
-                                    "image": {"bytesBase64Encoded": base64_png(frames.first), "mimeType": "image/png"}}
+        instance: dict[str, Any] = {
+            "prompt": parameters["prompt"],
+            "image": {"bytesBase64Encoded": base64_png(frames.first), "mimeType": "image/png"},
+        }
         if frames.last is not None:
             instance["lastFrame"] = {"bytesBase64Encoded": base64_png(frames.last), "mimeType": "image/png"}
         settings = {key: value for key, value in parameters.items() if key not in ("model", "prompt", "lastFrame")}
@@ -77,8 +79,9 @@ class Veo(Service):
         if not samples:
             reasons = response.get("raiMediaFilteredReasons") or ["no video in the response"]
             return Status("failed", "filtered", message="; ".join(map(str, reasons)))
-        uri = answer_field(self.name, "status", operation, "response", "generateVideoResponse", "generatedSamples", 0,
-                           "video", "uri")
+        uri = answer_field(
+            self.name, "status", operation, "response", "generateVideoResponse", "generatedSamples", 0, "video", "uri"
+        )
         return Status("succeeded", "done", uri)
 
     def download_headers(self) -> dict[str, str]:
