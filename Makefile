@@ -1,6 +1,7 @@
 # make demo   set everything up and stylize the built-in demo shot into demo_out/ (MODEL=/path for a real model)
 # make test   set everything up and run the test suite
 # make fuzz   the fuzz tests with the long hypothesis profile (2000 cases per kind; minutes)
+# make lint   ruff (lint + format check) and mypy, as make test runs them
 # make bench  run the benchmarks (plain-library baseline vs stylecomp, as ratios; the GPU one needs CUDA)
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SETUP  := $(VENV)/.stylecomp-installed
 
-.PHONY: demo test fuzz bench clean
+.PHONY: demo test lint fuzz bench clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "stylecomp needs Python >= 3.11; set PYTHON=python3.11")'
@@ -25,6 +26,15 @@ demo: $(SETUP)
 
 test: $(SETUP)
 	$(PY) -m pytest
+
+# mypy checks core/ and otio_adapters/ under the names users import (pyproject.toml's mypy_path).
+lint: $(SETUP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	mkdir -p $(VENV)/mypy-path
+	ln -sfn ../../core $(VENV)/mypy-path/stylecomp
+	ln -sfn ../../otio_adapters $(VENV)/mypy-path/stylecomp_otio
+	$(VENV)/bin/mypy -p stylecomp -p stylecomp_otio
 
 fuzz: $(SETUP)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_fuzz.py
