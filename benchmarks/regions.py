@@ -29,6 +29,7 @@ sheet and the flicker ratio R (stylecomp flicker's, measured inside each region'
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import tempfile
@@ -234,7 +235,7 @@ def overhead(root: Path, pool: PipelinePool, frames: int = 3, repeats: int = 2) 
     prompts = ["cel shaded", "watercolor painting", "cel shaded, bold ink", "watercolor painting, soft"]
     regions = [
         Region(name=f"r{i}", select={"ids": group}, prompt=prompt)
-        for i, (group, prompt) in enumerate(zip(groups, prompts))
+        for i, (group, prompt) in enumerate(zip(groups, prompts, strict=True))
         if group
     ]
     seconds = {}
@@ -281,9 +282,9 @@ def region_flicker(
     plate_frames = [read_plate_frame(plates.path(f), f, display, encoding) for f in frames]
     styl_frames = [read_stylized_frame(outputs.path(f), display, encoding) for f in frames]
     weights = [region_weights(mattes or outputs, f, names) for f in frames]
-    check = check_conventions(list(zip(plate_frames[:-1], plate_frames[1:])), "auto")
+    check = check_conventions(list(itertools.pairwise(plate_frames)), "auto")
     convention = require_reproduction(check, plates.pattern)
-    sums = {name: [0.0, 0.0] for name in names + ["whole_frame"]}
+    sums = {name: [0.0, 0.0] for name in [*names, "whole_frame"]}
     for i in range(1, len(frames)):
         reference, source = pair_roles(plate_frames[i - 1], plate_frames[i], convention)
         ref_styl, src_styl = pair_roles(styl_frames[i - 1], styl_frames[i], convention)

@@ -50,7 +50,7 @@ def load_config(uri: str) -> ocio.Config:
     """Load an OCIO config from a file path or an ``ocio://`` built-in URI."""
     try:
         return ocio.Config.CreateFromFile(uri)
-    except Exception as exc:  # OCIO raises its own Exception type with the reason
+    except Exception as exc:  # noqa: BLE001 - OCIO raises its own Exception type with the reason
         raise ColorError(f"cannot load OCIO config: {exc}", uri) from None
 
 
@@ -101,7 +101,7 @@ class ModelEncoding:
         try:
             self._forward = cfg.getProcessor(transform, ocio.TRANSFORM_DIR_FORWARD).getDefaultCPUProcessor()
             self._inverse = cfg.getProcessor(transform, ocio.TRANSFORM_DIR_INVERSE).getDefaultCPUProcessor()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - OCIO raises its own Exception type with the reason
             raise ColorError(f"cannot build {self.description}: {exc}", self.config_uri) from None
 
     def _apply(self, processor: ocio.CPUProcessor, rgb: np.ndarray) -> np.ndarray:

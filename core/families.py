@@ -131,4 +131,4 @@ def family_spec(family: str) -> FamilySpec:
 def _diffusers_class(name: str) -> type[Any]:
     import diffusers  # here, not at module level: the job spec and farm planners import this module without torch
 
-    return getattr(diffusers, name)  # type: ignore[no-any-return]  # diffusers' lazy module exports are untyped
+    return getattr(diffusers, name)

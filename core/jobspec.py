@@ -23,7 +23,7 @@ from .io.atomic import atomic_target
 from .io.plates import COMPRESSIONS
 from .io.sequence import to_printf
 
-JOB_VERSION = 1
+JOB_VERSION: Literal[1] = 1
 _FLOATING_CONFIGS = ("ocio://default", "ocio://cg-config-latest", "ocio://studio-config-latest")
 _FRAME_TOKEN = re.compile(r"#+|@+|%0?\d*d")
 _ASPECT = r"^\d+(\.\d+)?:\d+(\.\d+)?$"
@@ -237,7 +237,9 @@ class ColorSettings(_Strict):
 class ControlNet(_Strict):
     path: str
     source: Literal["depth", "normals", "lineart", "edges", "tile"] = Field(
-        description="What feeds it: an AOV conditioning, the beauty's edges, or (tile) the display-referred plate itself"
+        description=(
+            "What feeds it: an AOV conditioning, the beauty's edges, or (tile) the display-referred plate itself"
+        ),
     )
     weight: float = Field(1.0, ge=0.0, le=2.0)
 
@@ -612,7 +614,7 @@ class Job(_Strict):
         return to_printf(self._base_dir / expanded if not os.path.isabs(expanded) else expanded)
 
     def shot_path(self, template: str, shot: Shot) -> str:
-        """A per-shot path from the job (``comp.output``, ``animation.output``, ...) with ``{shot}`` filled in, resolved."""
+        """A per-shot path from the job (``comp.output``, ``animation.output``, ...), ``{shot}`` filled in, resolved."""
         return self.resolve(template.replace("{shot}", shot.name))
 
     def picked_still(self, shot: Shot) -> Path:

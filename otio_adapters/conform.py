@@ -75,6 +75,7 @@ def _conform(timeline: otio.schema.Timeline, job: Job, media: str) -> Report:
 def _clip_for(timeline: otio.schema.Timeline, shot: Shot) -> otio.schema.Clip:
     """The shot's clip, where its editorial record says (through its nesting), with the record range it had."""
     record = shot.editorial
+    assert record is not None  # _conform passes only shots made from clips
     tracks = list(timeline.tracks)
     item: object = tracks[record.track_index] if record.track_index < len(tracks) else None
     for index in (record.item_index, *record.nesting):
@@ -102,7 +103,7 @@ def _clip_for(timeline: otio.schema.Timeline, shot: Shot) -> otio.schema.Clip:
 def _conform_clip(
     clip: otio.schema.Clip, shot: Shot, output: str, key: str, report: Report, shot_report: ShotReport
 ) -> bool:
-    """Give ``clip`` the shot's frames of ``output`` under ``key``; False (and a warning) when they are not all there."""
+    """Give ``clip`` the shot's frames of ``output`` under ``key``; False (and a warning) when some are missing."""
     first, last = shot.frames.first, shot.frames.last  # type: ignore[union-attr]  # shots from clips have frames
     rendered = frames_on_disk(output)
     missing = [f for f in range(first, last + 1) if f not in rendered]
@@ -117,6 +118,7 @@ def _conform_clip(
     while high - last < tail and high + 1 in rendered:
         high += 1
     record = shot.editorial
+    assert record is not None  # _conform passes only shots made from clips
     if clip.source_range is None:  # it played its whole media; keep that range when the media changes
         clip.source_range = clip.trimmed_range()
     if not clip.effects:

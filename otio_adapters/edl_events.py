@@ -104,7 +104,7 @@ def explain_failure(text: str, read: Callable[[str], object], error: Exception) 
         middle = (low + high + 1) // 2
         try:
             read("".join(lines[: found[middle - 1].end]))
-        except Exception as exc:  # the adapter's own error, whatever its type: this prefix fails
+        except Exception as exc:  # noqa: BLE001 - the adapter's own error, whatever its type: this prefix fails
             errors[middle] = exc
             high = middle - 1
         else:

@@ -27,6 +27,7 @@ def _clip(shot: Shot, rate: float) -> otio.schema.Clip:
     record = shot.editorial
     rate, offset = (record.rate, record.frame_offset) if record is not None else (rate, 0)
     first, last = shot.frames.first, shot.frames.last
+    head, tail = shot.handle_frames()
     settings = ClipSettings(
         **shot.overrides.model_dump(),
         handles=shot.handles,
@@ -41,7 +42,7 @@ def _clip(shot: Shot, rate: float) -> otio.schema.Clip:
     metadata = settings.model_dump(mode="json", exclude_none=True)
     metadata["editorial"] = metadata.get("editorial")  # null too: a shot not cut from an edit stays so
     try:
-        media = reference(shot.plate, *shot.frame_range_with_handles(), rate, offset)
+        media = reference(shot.plate, first - head, last + tail, rate, offset)
     except TimelineError as exc:
         raise TimelineError(f"shot {shot.name}: plate {shot.plate}: {exc.reason}") from None
     return otio.schema.Clip(

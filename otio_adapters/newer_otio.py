@@ -40,7 +40,7 @@ def _marker_3_to_2(node: dict[str, Any]) -> dict[str, Any]:
         name = str(color.get("name") or "").upper()
         if name not in _MARKER_RGB:
             rgb = tuple(float(color.get(c, 0.0)) for c in "rgb")
-            name = min(_MARKER_RGB, key=lambda n: sum((a - b) ** 2 for a, b in zip(_MARKER_RGB[n], rgb)))
+            name = min(_MARKER_RGB, key=lambda n: sum((a - b) ** 2 for a, b in zip(_MARKER_RGB[n], rgb, strict=True)))
         color = name
     return {**node, "OTIO_SCHEMA": "Marker.2", "color": color or "RED"}
 

@@ -44,7 +44,10 @@ def link_media_reference(
     except otio.exceptions.CannotComputeAvailableRangeError:
         _log.warning("%s: no source range and no available range; media left as it was", place.describe())
         return in_clip.media_reference
-    numbering = FrameNumbering.for_clip(place, source, int(arguments.get("start_frame", 1001)))
+    start_frame = arguments.get("start_frame", 1001)
+    if not isinstance(start_frame, int | float | str):
+        raise TimelineError(f"the stylecomp_plates media linker's start_frame must be a number, not {start_frame!r}")
+    numbering = FrameNumbering.for_clip(place, source, int(start_frame))
     first, last, _ = numbering.cut(place, source)
     pattern = os.path.abspath(fill(template, place, default_shot_name(place), "plates"))
     try:

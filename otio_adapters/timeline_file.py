@@ -22,6 +22,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import opentimelineio as otio
 
@@ -191,7 +192,7 @@ def read_timeline(
             result = read_newer_otio_json(_read_text(path))
         except TimelineError as exc:
             raise TimelineError(exc.reason, path) from None
-    except Exception as exc:  # an adapter's own parse error, whatever its type: name it and the file
+    except Exception as exc:  # noqa: BLE001 - an adapter's own parse error, whatever its type: name it and the file
         reason, hint = str(exc), ""
         if text is not None and adapter.name == "cmx_3600":
 
@@ -224,6 +225,7 @@ def write_timeline(
     if adapter.name == "AAF":
         refuse_aaf(path)
     warnings = warnings if warnings is not None else []
+    files: list[tuple[str, otio.schema.Timeline, dict[str, Any], str | None]]  # path, timeline, options, listing
     if adapter.name == "cmx_3600":
         files = [(edl, out, {"reelname_len": None}, listing) for edl, out, listing in for_edl(timeline, path, warnings)]
     else:
@@ -241,7 +243,7 @@ def write_timeline(
                     written.append(media_list_path(target))
     except OSError as exc:
         raise TimelineError(exc.strerror or str(exc), target) from None
-    except Exception as exc:  # an adapter's own write error
+    except Exception as exc:  # noqa: BLE001 - an adapter's own write error
         raise TimelineError(f"cannot write it as {adapter.name}: {exc}", target) from None
     if adapter.name == "cmx_3600":
         for stale in stale_edls(path, written):

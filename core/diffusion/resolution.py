@@ -33,6 +33,8 @@ pipeline call). The modes (``plan`` resolves one and says how in ``describe()``)
 
 from __future__ import annotations
 
+import functools
+import itertools
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -140,18 +142,19 @@ def plan(width: int, height: int, model: Family | ModelGeometry, settings: Resol
     mode = settings.mode
     if mode == "auto":
         mode = "native" if max(width, height) <= NATIVE_LIMIT * size else "downscale"
-    common = {
-        "auto": settings.mode == "auto",
-        "geometry": geometry,
-        "width": width,
-        "height": height,
-        "working_size": size,
-        "detail_restore": settings.detail_restore,
-    }
+    plan = functools.partial(
+        ResolutionPlan,
+        auto=settings.mode == "auto",
+        geometry=geometry,
+        width=width,
+        height=height,
+        working_size=size,
+        detail_restore=settings.detail_restore,
+    )
     whole = (Window(0, 0, width, height),)
 
     if mode == "native":
-        return ResolutionPlan(
+        return plan(
             mode=mode,
             scaled_width=width,
             scaled_height=height,
@@ -162,13 +165,12 @@ def plan(width: int, height: int, model: Family | ModelGeometry, settings: Resol
             rows=1,
             overlap=0,
             feather=0,
-            **common,
         )
     if mode == "downscale":
         long_side, short_side = max(width, height), min(width, height)
         short_scaled = max(1, (2 * short_side * size + long_side) // (2 * long_side))  # rounded, aspect kept
         scaled_width, scaled_height = (size, short_scaled) if width >= height else (short_scaled, size)
-        return ResolutionPlan(
+        return plan(
             mode=mode,
             scaled_width=scaled_width,
             scaled_height=scaled_height,
@@ -179,7 +181,6 @@ def plan(width: int, height: int, model: Family | ModelGeometry, settings: Resol
             rows=1,
             overlap=0,
             feather=0,
-            **common,
         )
 
     overlap = settings.tile_overlap
@@ -188,7 +189,7 @@ def plan(width: int, height: int, model: Family | ModelGeometry, settings: Resol
     xs, ys = _tile_starts(width, size, overlap), _tile_starts(height, size, overlap)
     tile_width, tile_height = min(width, size), min(height, size)
     shared = [tile_width - step for step in np.diff(xs)] + [tile_height - step for step in np.diff(ys)]
-    return ResolutionPlan(
+    return plan(
         mode="tiles",
         scaled_width=width,
         scaled_height=height,
@@ -199,7 +200,6 @@ def plan(width: int, height: int, model: Family | ModelGeometry, settings: Resol
         rows=len(ys),
         overlap=int(min(shared, default=0)),
         feather=min((_feather(starts, overlap) for starts in (xs, ys) if len(starts) > 1), default=0),
-        **common,
     )
 
 
@@ -226,7 +226,10 @@ def stylize_at_resolution(
     calls = model_calls(image, conditions, model, settings)
     return assemble(
         calls,
-        [call(tile_image, maps, index) for index, (tile_image, maps) in enumerate(zip(calls.images, calls.conditions))],
+        [
+            call(tile_image, maps, index)
+            for index, (tile_image, maps) in enumerate(zip(calls.images, calls.conditions, strict=True))
+        ],
     )
 
 
@@ -245,7 +248,7 @@ def model_calls(
         if kind not in get_args(ConditionKind):
             raise StyleCompError(f"unknown condition kind {kind!r}; use one of {', '.join(get_args(ConditionKind))}")
     maps = [_checked(f"{kind} condition", array) for kind, array in conditions]
-    for kind, array in zip(kinds, maps):
+    for kind, array in zip(kinds, maps, strict=True):
         if array.shape != image.shape:
             raise StyleCompError(f"{kind} condition shaped {array.shape} does not match the image {image.shape}")
     layout = plan(width, height, model, settings)
@@ -262,7 +265,7 @@ def model_calls(
                 low,
                 [
                     resize(array, scaled, "max" if kind in LINE_KINDS else "bilinear")
-                    for kind, array in zip(kinds, maps)
+                    for kind, array in zip(kinds, maps, strict=True)
                 ],
             )
         ]
@@ -420,7 +423,7 @@ def _axis_weights(starts: list[int], extent: int, feather: int) -> list[np.ndarr
     Neighbours' ramps over a seam are t and 1 - t, so the weights along the axis sum to 1 and
     a tile's own ramp moves by at most 1 / feather per pixel.
     """
-    seams = [(a + extent + b - feather) // 2 for a, b in zip(starts, starts[1:])]
+    seams = [(a + extent + b - feather) // 2 for a, b in itertools.pairwise(starts)]
     weights = []
     for i, start in enumerate(starts):
         positions = np.arange(start, start + extent, dtype=np.float64)

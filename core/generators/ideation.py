@@ -41,7 +41,7 @@ from ..io.sequence import FrameSequence
 from ..jobspec import Job, Shot, save_job
 from ..render.candidates import MANIFEST, chosen_entry, read_manifest, write_thumbnail
 from ..render.loop import Report, frame_inputs, shot_frames
-from .interface import Generator, Request, Setup, load_generator, write_generated
+from .interface import Generator, Kind, Request, Setup, load_generator, write_generated
 
 # A still has no plate to pad and crop back to, so its sides need only be what the pipeline takes:
 # ModelGeometry.pixel_multiple (diffusers' UNets fit latents that their own downsampling does not divide).
@@ -96,7 +96,7 @@ def ideation_generator(job: Job, shot: Shot, device: str | None = None, dtype: s
     model = StylizeParameters.for_shot(job, shot).model if job.model is not None else None
     if settings.generator == "diffusers" and model is None:
         raise JobError("ideation with the built-in 'diffusers' generator needs the job's 'model' block")
-    kind = "image_to_image" if settings.init_strength is not None else "text_to_image"
+    kind: Kind = "image_to_image" if settings.init_strength is not None else "text_to_image"
     return load_generator(settings.generator, Setup(kind, model, settings.generator_options, device, dtype))
 
 

@@ -134,7 +134,8 @@ def _manifest(
             with open(source, encoding="utf-8") as handle:
                 text = handle.read()
         except (OSError, UnicodeDecodeError) as exc:
-            return None, f"cannot read its manifest file {source}: {exc.strerror or exc}"
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            return None, f"cannot read its manifest file {source}: {reason}"
     if text is None:
         return None, "no manifest in the header (cryptomatte/<key>/manifest or manif_file)"
     try:

@@ -130,7 +130,7 @@ def header_rotation(attributes: Mapping[str, object]) -> tuple[np.ndarray, str] 
 
     Camera space as the renderer has it; ``_facing_camera`` turns a camera looking down +Z.
     """
-    by_name = {}
+    by_name: dict[str, tuple[str, object]] = {}
     for name, value in attributes.items():
         key = name.lower().removeprefix("exr/")
         if name != _OIIO_CAMERA_TRANSFORM:

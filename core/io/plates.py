@@ -408,7 +408,7 @@ def _read_luminance_chroma(path: str) -> Plate:
         with _library_output_dropped(), OpenEXR.File(path) as exr:
             header = dict(exr.header())  # the bindings clear it on close
             planes = {name: ch.pixels.astype(np.float32) for name, ch in exr.channels().items()}
-    except Exception as exc:  # the bindings raise bare exceptions for damaged files
+    except Exception as exc:  # noqa: BLE001 - the bindings raise bare exceptions for damaged files
         raise PlateError(f"luminance/chroma EXR: {exc}", path) from None
     if not {"Y", "RY", "BY"} <= planes.keys():
         raise PlateError("subsampled channels other than luminance/chroma are not supported", path)
@@ -483,7 +483,7 @@ def write_plate(
         if out is None:
             raise PlateError(_oiio_message(), path)
         try:
-            for i, (spec, part) in enumerate(zip(specs, parts)):
+            for i, (spec, part) in enumerate(zip(specs, parts, strict=True)):
                 opened = out.open(temp, specs) if i == 0 else out.open(temp, spec, "AppendSubimage")
                 if part.pixels is None:
                     raise PlateError(f"part {i} has no pixels to write", path)

@@ -57,7 +57,7 @@ class FrameRegions:
         return json.dumps(
             [
                 {"name": name, "resolved": resolved, "mean_weight": round(float(self.weights[..., i].mean()), 6)}
-                for i, (name, resolved) in enumerate(zip(self.names, self.resolved))
+                for i, (name, resolved) in enumerate(zip(self.names, self.resolved, strict=True))
             ]
         )
 
@@ -106,8 +106,9 @@ def region_coverage(
                 continue
             resolved[layer.name] = names
             bits, cover, layer_window = read_ranks(plate, layer)
-            wanted = np.array([layer.manifest[name] for name in names], dtype=np.uint32)  # type: ignore[index]
-            total += reframe(np.sum(cover * np.isin(bits, wanted), axis=2, dtype=np.float32), layer_window, window)
+            manifest = layer.manifest or {}  # _layers keeps only layers with a manifest
+            wanted = np.array([manifest[name] for name in names], dtype=np.uint32)
+            total += reframe((cover * np.isin(bits, wanted)).sum(axis=2, dtype=np.float32), layer_window, window)
         matte = np.clip(total, 0.0, 1.0)
     elif select.ids is not None:
         channel = _id_channel(plate, shot)
@@ -137,7 +138,7 @@ def check_regions(job: Job, shot: Shot, frames: Sequence[int], plates: FrameSequ
         return []
     warnings: list[str] = []
     headers = {frame: read_plate(plates.path(frame), pixels=False) for frame in present}
-    for index, region in enumerate(regions):
+    for region in regions:
         where = f"{shot.name}: region {region.name!r}"
         select = region.select
         if select.cryptomatte is not None:

@@ -268,6 +268,7 @@ class _ShotRender:
                     )
                 if self.sequential:
                     key = self.previous_key = self.stage.cache_key(frame, inputs, self.previous_key)
+                assert key is not None  # independent frames got theirs from the read, sequential ones just now
                 current = key_of(target) == key
                 if not self.rerender and (current or (self.cache is not None and self.cache.restore(key, target))):
                     event["status"] = "cached"
@@ -277,7 +278,7 @@ class _ShotRender:
                     todo.append((event, inputs, part, key, current))
             except (Cancelled, ModelError):
                 raise  # the whole shot stops: no frame can render without its model
-            except Exception as exc:  # a bad plate
+            except Exception as exc:  # noqa: BLE001 - a bad plate
                 self._failed(event, exc)
         return events, todo
 
@@ -289,7 +290,7 @@ class _ShotRender:
                 return [self.stage.render(inputs.frame, inputs.window, inputs, self.cancel)]
             except (Cancelled, ModelError):
                 raise
-            except Exception as exc:  # the model failing on this frame (out of memory, ...)
+            except Exception as exc:  # noqa: BLE001 - the model failing on this frame (out of memory, ...)
                 return [exc]
         if todo:  # independent frames: each fails alone (see render_batch)
             return self.stage.render_batch([inputs for _, inputs, _, _, _ in todo], self.cancel)
@@ -306,7 +307,7 @@ class _ShotRender:
     ) -> None:
         """Step 4c: queue each rendered frame's write, then every frame's report, in order, with timings."""
         writes: dict[int, Callable[[], None]] = {}
-        for (event, inputs, part, key, current), result in zip(todo, results):
+        for (event, inputs, part, key, current), result in zip(todo, results, strict=True):
             if isinstance(result, Exception):
                 self._failed(event, result)
             else:
@@ -360,7 +361,7 @@ class _ShotRender:
         """Count and report a frame whose fate is known, once ``then`` (its write) is done; an error in it fails it."""
         try:
             then()
-        except Exception as exc:  # the output cannot be written (disk full, ...)
+        except Exception as exc:  # noqa: BLE001 - the output cannot be written (disk full, ...)
             self._failed(event, exc)
         if event["status"] == "rendered":
             self.summary.rendered += 1
@@ -423,7 +424,7 @@ def _now(function: Callable[[int], T], argument: int) -> Future[T]:
     future: Future[T] = Future()
     try:
         future.set_result(function(argument))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - handed on whole, as an executor's future would
         future.set_exception(exc)
     return future
 
@@ -496,6 +497,7 @@ def frame_inputs(plate: Plate, frame: int, shot: Shot, clips: Sequence[Clip]) ->
         if ids is not None:
             pixels, aov_window = ids[0][..., None], ids[1]
         else:
+            assert match is not None  # no AOV and no IDs was skipped or refused above
             names = match.channels[: clip.components]
             pixels = plate.channels(names)
             aov_window = plate.locate(names[0])[0].data_window

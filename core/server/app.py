@@ -180,13 +180,14 @@ class EngineServer(HTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection that broke (a client gone, cut at its deadline): one line, not a traceback."""
-        kind, exc = sys.exc_info()[:2]
+        exc = sys.exc_info()[1]
         if not isinstance(exc, OSError):
             super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host  # socketserver types it str | bytes
         return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
 
     def start(self) -> None:

@@ -184,7 +184,7 @@ class RenderQueue:
             summary = self.executor.run(queued.item, lambda event: self._record(queued, event), queued.cancel)
         except StyleCompError as exc:
             errors, status = [str(exc)], "failed"
-        except Exception as exc:  # a bug must not take the worker down with it
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the worker down with it
             traceback.print_exc(file=sys.stderr)
             errors, status = [f"internal error: {exc!r}"], "failed"
         else:

@@ -7,4 +7,4 @@ default model of ``make demo``, the quality tests and the benchmarks.
 from pathlib import Path
 
 SHIPPED_MODEL = Path(__file__).parent / "stylecomp-toon"
-"""The trained model folder (SD 1.5 layout at f=1; tile ControlNet in ``controlnet_tile/``, line art in ``controlnet/``)."""
+"""The trained model folder: SD 1.5 layout at f=1, ControlNets in ``controlnet_tile/`` and ``controlnet/`` (lines)."""

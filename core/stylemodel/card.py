@@ -82,10 +82,12 @@ def write_card(
         "",
         "## Data",
         "",
-        f"{settings.scenes} random scenes (seeds {scene_seeds(settings)[0]} on), two "
-        f"frames each at {settings.width}x{settings.height}, {settings.crop}-pixel crops, batch {settings.batch}, "
-        "horizontal flips. Held-out scenes for evaluation use seeds "
-        f"{HELD_OUT_SEEDS.start}-{HELD_OUT_SEEDS.stop - 1}; the demo shot is never seen.",
+        (
+            f"{settings.scenes} random scenes (seeds {scene_seeds(settings)[0]} on), two "
+            f"frames each at {settings.width}x{settings.height}, {settings.crop}-pixel crops, batch {settings.batch}, "
+            "horizontal flips. Held-out scenes for evaluation use seeds "
+            f"{HELD_OUT_SEEDS.start}-{HELD_OUT_SEEDS.stop - 1}; the demo shot is never seen."
+        ),
         "",
         "## Training",
         "",
@@ -100,9 +102,12 @@ def write_card(
         lines += [
             "## Held-out metrics",
             "",
-            f"Each look's prompt on {next(iter(metrics.values()))['scenes']} held-out scenes at the recommended settings (strength {RECOMMENDED.strength}, "
-            f"{RECOMMENDED.steps} steps, guidance {RECOMMENDED.guidance}, both ControlNets), display-referred; "
-            "`stylecomp.stylemodel.evaluation` says what each metric is.",
+            (
+                f"Each look's prompt on {next(iter(metrics.values()))['scenes']} held-out scenes at the recommended "
+                f"settings (strength {RECOMMENDED.strength}, {RECOMMENDED.steps} steps, guidance "
+                f"{RECOMMENDED.guidance}, both ControlNets), display-referred; "
+                "`stylecomp.stylemodel.evaluation` says what each metric is."
+            ),
             "",
             "| look | L1 ratio (plate = 1) | SSIM (plate's) | outline F1 (plate's) | outline contrast |",
             "|---|---|---|---|---|",

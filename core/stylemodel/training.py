@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -46,6 +47,8 @@ from ..io.atomic import atomic_target
 from .architecture import build_controlnet, build_scheduler, build_text_encoder, build_unet, save_model
 from .looks import LOOKS, PROMPTS, lines
 from .scenes import TRAINING_SEEDS, random_scene
+
+_Trained = TypeVar("_Trained", bound=torch.nn.Module)
 
 STAGES = ("data", "vae", "unet", "controlnet")
 IMG2IMG_LOWEST_T = 200  # samples that start from the plate (u < 1) are noised at least this much
@@ -86,7 +89,8 @@ class TrainingPairs:
     def render(cls, settings: TrainingSettings, progress: Progress | None = None) -> TrainingPairs:
         """Render ``settings.scenes`` training scenes, two frames each (deterministic)."""
         encoding = ModelEncoding()
-        plates, line_maps, looks = [], [], {name: [] for name in LOOKS}
+        plates, line_maps = [], []
+        looks: dict[str, list[np.ndarray]] = {name: [] for name in LOOKS}
         for index, seed in enumerate(scene_seeds(settings)):
             scene = random_scene(seed)
             for frame in (0, 1 + seed % 40):
@@ -132,10 +136,11 @@ def sample_batch(pairs: TrainingPairs, settings: TrainingSettings, rng: np.rando
     names = list(LOOKS)
     chosen = [names[i] for i in rng.integers(len(names), size=size)]
 
-    def crops(images: np.ndarray | None, look_images: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    def crops(images: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        """The batch's crops of ``images``, or of each sample's chosen look where ``images`` holds the looks."""
         out = []
         for i in range(size):
-            source = look_images[chosen[i]] if look_images is not None else images
+            source = images[chosen[i]] if isinstance(images, dict) else images
             patch = source[frames[i], tops[i] : tops[i] + crop, lefts[i] : lefts[i] + crop]
             out.append(patch[:, ::-1] if flips[i] else patch)
         return np.stack(out)
@@ -145,7 +150,7 @@ def sample_batch(pairs: TrainingPairs, settings: TrainingSettings, rng: np.rando
         for name in chosen
     ]
     control = torch.from_numpy(crops(pairs.lines).astype(np.float32))[:, None].expand(-1, 3, -1, -1)
-    return Batch(_latents(crops(pairs.plates)), _latents(crops(None, pairs.looks)), control.contiguous(), prompts)
+    return Batch(_latents(crops(pairs.plates)), _latents(crops(pairs.looks)), control.contiguous(), prompts)
 
 
 @dataclass
@@ -218,12 +223,12 @@ class Trainer:
     def _train(
         self,
         stage: str,
-        model: torch.nn.Module,
+        model: _Trained,
         pairs: TrainingPairs,
         steps: int,
         lr: float,
         frozen: torch.nn.ModuleDict | None,
-    ) -> torch.nn.Module:
+    ) -> _Trained:
         """Train ``model`` for ``steps`` (resuming from its checkpoint); returns it with its EMA weights."""
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
@@ -284,7 +289,8 @@ class Trainer:
         text = torch.stack([self._embedding(p) for p in batch.prompts]).to(device)
         keep = torch.from_numpy((rng.random(size) >= self.settings.tile_dropout).astype(np.float32))
         keep = keep[:, None, None, None].to(device)
-        base = model if frozen is None else frozen
+        base = frozen if frozen is not None else model
+        assert isinstance(base, torch.nn.ModuleDict)  # the UNet stage trains {"unet", "tile"} together
         plate_rgb = ((batch.plate[:, :3] + 1.0) / 2.0).to(device)  # the tile ControlNet's image, as pipelines feed it
         down, mid = base["tile"](
             noisy, timesteps, encoder_hidden_states=text, controlnet_cond=plate_rgb, return_dict=False
@@ -298,7 +304,7 @@ class Trainer:
                 controlnet_cond=batch.control.to(device),
                 return_dict=False,
             )
-            down, mid = [d + e for d, e in zip(down, line_down)], mid + line_mid
+            down, mid = [d + e for d, e in zip(down, line_down, strict=True)], mid + line_mid
         predicted = base["unet"](
             noisy, timesteps, text, down_block_additional_residuals=down, mid_block_additional_residual=mid
         ).sample

@@ -75,7 +75,7 @@ def _expand_paths(block: dict) -> dict:
     def expand(path: str) -> str:
         return os.path.expandvars(os.path.expanduser(path))
 
-    entries = [block, block.get("ip_adapter")] + list(block.get("loras") or []) + list(block.get("controlnets") or [])
+    entries = [block, block.get("ip_adapter"), *(block.get("loras") or []), *(block.get("controlnets") or [])]
     for entry in entries:
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             entry["path"] = expand(entry["path"])

@@ -72,4 +72,4 @@ def add_name(node: Any, row: int, name: str) -> None:
     knob = node[knob_name(row, "matte")]
     found = patterns(knob.value())
     if name not in found:
-        knob.setValue(", ".join(found + [name]))
+        knob.setValue(", ".join([*found, name]))

@@ -65,7 +65,7 @@ class BackgroundRun:
             task = nuke.ProgressTask(self.title)
             result = self._execute(task)
             del task  # Nuke closes the progress bar when its task goes away
-        except Exception as exc:  # never leave the node waiting for a result that will not come
+        except Exception as exc:  # noqa: BLE001 - never leave the node waiting for a result that will not come
             result = RunResult(error=f"{self.failure}: {exc!r}")
         nuke.executeInMainThread(self.on_finish, args=(result,))
 

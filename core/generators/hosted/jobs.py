@@ -71,11 +71,14 @@ COMMON_OPTIONS: dict[str, Any] = {
 }
 
 
+State = Literal["running", "succeeded", "failed"]
+
+
 @dataclass(frozen=True)
 class Status:
     """A remote job's state: running, succeeded (with where to download), or failed (with the service's reason)."""
 
-    state: Literal["running", "succeeded", "failed"]
+    state: State
     detail: str  # the service's own state name
     video: str | None = None
     message: str = ""

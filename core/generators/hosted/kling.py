@@ -17,13 +17,18 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from ..interface import Request, Setup
-from .jobs import Frames, HostedGenerator, Service, Status, answer_field, base64_png
+from .jobs import Frames, HostedGenerator, Service, State, Status, answer_field, base64_png
 from .transport import Http, Refused
 
-_STATES = {"submitted": "running", "processing": "running", "succeed": "succeeded", "failed": "failed"}
+_STATES: dict[str, State] = {
+    "submitted": "running",
+    "processing": "running",
+    "succeed": "succeeded",
+    "failed": "failed",
+}
 TOKEN_SECONDS = 1800
 
 
@@ -49,7 +54,10 @@ class Kling(Service):
     credentials = ("KLING_ACCESS_KEY", "KLING_SECRET_KEY")
     durations = (5, 10)
     takes_last_frame = True
-    options = {"mode": "pro", "cfg_scale": None}  # mode "std" or "pro" (image_tail needs pro); cfg_scale 0-1
+    options: ClassVar[dict[str, Any]] = {
+        "mode": "pro",
+        "cfg_scale": None,
+    }  # mode "std" or "pro" (image_tail needs pro); cfg_scale 0-1
 
     def headers(self) -> dict[str, str]:
         """A fresh JWT for each request."""

@@ -15,16 +15,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ...errors import ModelError
 from ...io.atomic import atomic_target
 from ..interface import Request, Setup
 from .credentials import Secret
-from .jobs import Frames, HostedGenerator, Service, Status, answer_field, answer_object, orientation
+from .jobs import Frames, HostedGenerator, Service, State, Status, answer_field, answer_object, orientation
 from .transport import Http
 
-_STATES = {"queued": "running", "dreaming": "running", "completed": "succeeded", "failed": "failed"}
+_STATES: dict[str, State] = {"queued": "running", "dreaming": "running", "completed": "succeeded", "failed": "failed"}
 
 
 class Luma(Service):
@@ -38,7 +38,12 @@ class Luma(Service):
     durations = (5, 9)
     takes_last_frame = True
     # image_dir: a folder published at image_url (both needed); aspect_ratio None = 16:9 or 9:16 by aspect
-    options = {"image_dir": None, "image_url": None, "aspect_ratio": None, "resolution": "720p"}
+    options: ClassVar[dict[str, Any]] = {
+        "image_dir": None,
+        "image_url": None,
+        "aspect_ratio": None,
+        "resolution": "720p",
+    }
 
     def __init__(self, model: str, options: Mapping[str, Any], keys: Mapping[str, Secret]) -> None:
         """Refuse a setup without the published keyframe folder: Luma takes keyframes by URL only."""

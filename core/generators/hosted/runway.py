@@ -10,16 +10,16 @@ inputs and model Runway documents that results are similar, not identical.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ...errors import ModelError
 from ..interface import Request, Setup
-from .jobs import Frames, HostedGenerator, Service, Status, answer_field, answer_object, base64_png, orientation
+from .jobs import Frames, HostedGenerator, Service, State, Status, answer_field, answer_object, base64_png, orientation
 from .transport import Http
 
 API_VERSION = "2024-11-06"
 PROMPT_LIMIT = 1000  # characters of promptText the API takes
-_STATES = {
+_STATES: dict[str, State] = {
     "PENDING": "running",
     "THROTTLED": "running",
     "RUNNING": "running",
@@ -40,7 +40,9 @@ class Runway(Service):
     durations = (5, 10)
     takes_seed = True
     takes_last_frame = True
-    options = {"ratio": None}  # e.g. "1280:720", "720:1280", "960:960"; None = 1280:720 or 720:1280 by aspect
+    options: ClassVar[dict[str, Any]] = {
+        "ratio": None
+    }  # e.g. "1280:720", "720:1280", "960:960"; None = 1280:720 or 720:1280 by aspect
 
     def headers(self) -> dict[str, str]:
         """Bearer auth and the API version Runway requires on every request."""

@@ -11,13 +11,18 @@ OpenAI's guide announces that the Videos API and the sora-2 models shut down on 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ..interface import Request, Setup
-from .jobs import Frames, HostedGenerator, Service, Status, answer_field, answer_object, orientation, png_resized
+from .jobs import Frames, HostedGenerator, Service, State, Status, answer_field, answer_object, orientation, png_resized
 from .transport import Http, Multipart
 
-_STATES = {"queued": "running", "in_progress": "running", "completed": "succeeded", "failed": "failed"}
+_STATES: dict[str, State] = {
+    "queued": "running",
+    "in_progress": "running",
+    "completed": "succeeded",
+    "failed": "failed",
+}
 
 
 class Sora(Service):
@@ -29,7 +34,9 @@ class Sora(Service):
     default_model = "sora-2"
     credentials = ("OPENAI_API_KEY",)
     durations = (4, 8, 12)
-    options = {"size": None}  # "1280x720" or "720x1280" (sora-2-pro also 1792x1024, 1024x1792); None = by aspect
+    options: ClassVar[dict[str, Any]] = {
+        "size": None
+    }  # "1280x720" or "720x1280" (sora-2-pro also 1792x1024, 1024x1792); None = by aspect
 
     def headers(self) -> dict[str, str]:
         """Bearer auth with the API key."""

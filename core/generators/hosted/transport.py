@@ -191,12 +191,12 @@ class Http:
                         f"before trying again, longer than retry_max_wait ({self.retry.max_wait:g} s)"
                     ) from None
             except (urllib.error.URLError, http.client.HTTPException, _Truncated, OSError) as exc:
-                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-                refused = isinstance(reason, ConnectionRefusedError)
+                cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                refused = isinstance(cause, ConnectionRefusedError)
                 if not idempotent and not refused:
                     raise HostedError(
                         self.redact(
-                            f"{self.service}: {method} {where} got no answer ({reason}); the "
+                            f"{self.service}: {method} {where} got no answer ({cause}); the "
                             "service may have made the job, so it is not sent again",
                             headers,
                         )
@@ -205,7 +205,7 @@ class Http:
                     error = Refused if refused and not idempotent else HostedError
                     raise error(
                         self.redact(
-                            f"{self.service}: {method} {where} failed after {attempt + 1} tries: {reason}", headers
+                            f"{self.service}: {method} {where} failed after {attempt + 1} tries: {cause}", headers
                         )
                     ) from None
             delay = wait if wait is not None else min(self.retry.backoff * 2**attempt, self.retry.max_wait)

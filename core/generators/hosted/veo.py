@@ -12,7 +12,7 @@ seed is not promised to give the same clip. The Gemini API documents no cancel f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ..interface import Request, Setup
 from .jobs import Frames, HostedGenerator, Service, Status, answer_field, answer_object, base64_png, orientation
@@ -30,7 +30,10 @@ class Veo(Service):
     durations = (4, 6, 8)
     takes_seed = True
     takes_last_frame = True
-    options = {"aspect_ratio": None, "resolution": "720p"}  # aspect_ratio "16:9" or "9:16"; None = by aspect
+    options: ClassVar[dict[str, Any]] = {
+        "aspect_ratio": None,
+        "resolution": "720p",
+    }  # aspect_ratio "16:9" or "9:16"; None = by aspect
 
     def headers(self) -> dict[str, str]:
         """The Gemini API key header."""
