@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.diffusion.loading import model_hash
 from stylecomp.errors import ModelError
 from stylecomp.io.plates import ImagePart, Window, write_plate
+from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from click.testing import CliRunner
 
 from stylecomp.cli import cli
 from stylecomp.io.plates import read_plate
+from tests.shared_data import TESTDATA
 
-DAMAGED = sorted((Path(__file__).resolve().parents[2] / "shared/testdata/exr-damaged").glob("*.exr"))
+DAMAGED = sorted((TESTDATA / "exr-damaged").glob("*.exr"))
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

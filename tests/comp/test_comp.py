@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_render import invoke, stylized, write_job
 
 from stylecomp.comp.blend import depth_weight, line_overlay, mix
 from stylecomp.demo.scene import OBJECT_NAMES, write_demo
 from stylecomp.io.plates import ImagePart, Window, read_plate, write_plate
+from tests.tiny_jobs import invoke, stylized, write_controlnet_job
 
 BALL = next(i for i, name in OBJECT_NAMES.items() if name == "ball")
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def comp_job(tmp_path: Path, plates: Path, model: Path, **comp: object) -> Path:
-    job = write_job(tmp_path, plates, model, comp={"output": "comp/{shot}.####.exr", **comp})
+    job = write_controlnet_job(tmp_path, plates, model, comp={"output": "comp/{shot}.####.exr", **comp})
     data = json.loads(job.read_text())
     data["shots"][0]["frames"] = {"first": 1001, "last": 1002}
     job.write_text(json.dumps(data))

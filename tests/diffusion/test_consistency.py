@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL
-from test_render import invoke, stylized, write_job
 
 from stylecomp.demo.scene import write_demo
 from stylecomp.diffusion.consistency import RENDER_STATE, FlowAttention, FrameFeatures, FrameMotion, TokenFlow
@@ -23,6 +22,7 @@ from stylecomp.render.loop import render_job
 from stylecomp.stage import FrameInputs
 from stylecomp.temporal.flicker import FlickerReport, measure_flicker
 from stylecomp.temporal.motion import VectorConvention, visible_before, warp
+from tests.tiny_jobs import invoke, stylized, write_controlnet_job
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 FRAMES = (1001, 1002, 1003, 1004)
@@ -119,7 +119,9 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def consistency_job(folder: Path, plates: Path, model: Path, mechanisms: list[str], **settings: object) -> Path:
-    job = write_job(folder, plates, model, consistency={"mechanisms": mechanisms, "keyframe_interval": 2, **settings})
+    job = write_controlnet_job(
+        folder, plates, model, consistency={"mechanisms": mechanisms, "keyframe_interval": 2, **settings}
+    )
     data = json.loads(job.read_text())
     data["model"]["controlnets"] = []
     data["shots"][0]["frames"] = {"first": FRAMES[0], "last": FRAMES[-1]}
@@ -430,7 +432,7 @@ def test_a_pixel_space_model_renders_every_mechanism_with_a_lineart_controlnet(t
         "cross_frame",
         "flow_attention",
     ]
-    job = write_job(tmp_path, plates, pixel, consistency={"mechanisms": mechanisms, "keyframe_interval": 2})
+    job = write_controlnet_job(tmp_path, plates, pixel, consistency={"mechanisms": mechanisms, "keyframe_interval": 2})
     data = json.loads(job.read_text())
     data["model"]["controlnets"] = [{"path": str(pixel / "controlnet"), "source": "lineart"}]
     data["shots"][0]["frames"] = {"first": 1001, "last": 1003}

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_jobs import FIRST, cache_key, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.farm.batch import BatchJob, LocalExecutor, run_batch
@@ -25,6 +24,7 @@ from stylecomp.io.plates import read_plate, write_plate
 from stylecomp.jobspec import load_job
 from stylecomp.render.loop import render_job
 from stylecomp.render.resume import VerifiedCache, prepare_resume
+from tests.tiny_jobs import FIRST, cache_key, invoke, job_document, stylized, write_job, write_plates
 
 FRAMES = 6
 ENGINE = Path(sys.executable).with_name("stylecomp")

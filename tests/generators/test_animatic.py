@@ -12,11 +12,11 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 from PIL import Image
-from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.color import ModelEncoding
 from stylecomp.diffusion.testing import make_test_video_model
 from stylecomp.io.plates import ImagePart, read_plate, write_plate
+from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 FRAMES = 5
 

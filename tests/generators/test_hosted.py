@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hosted_services import KEYS, SERVICES, Services, frame_index, jwt_claims
 from PIL import Image
-from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.color import ModelEncoding
 from stylecomp.errors import Cancelled, HostedError, ModelError
 from stylecomp.generators.hosted.credentials import Secret, credential
 from stylecomp.generators.interface import Request, Setup, load_generator
 from stylecomp.io.plates import read_plate
+from tests.generators.hosted_services import KEYS, SERVICES, Services, frame_index, jwt_claims
+from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 FRAMES = 5
 FAST = {"poll_interval": 0.01, "poll_max_interval": 0.05, "retry_backoff": 0.01, "request_timeout": 10}

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_jobs import invoke
 
 from stylecomp.demo.scene import write_demo
 from stylecomp.diffusion.geometry import ModelGeometry
@@ -27,6 +26,7 @@ from stylecomp.generators.interface import Request, Setup
 from stylecomp.io.plates import read_plate
 from stylecomp.jobspec import ControlNet, ModelSettings, load_job
 from stylecomp.render.candidates import write_thumbnail
+from tests.tiny_jobs import invoke
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 RGBA = ["R", "G", "B", "A"]

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_render import invoke
 
 from stylecomp.color import ModelEncoding
 from stylecomp.comp.blend import line_overlay, mix
@@ -27,6 +26,7 @@ from stylecomp.jobspec import parse_job
 from stylecomp.render.loop import STYLIZED_CHANNELS, frame_inputs
 from stylecomp.stage import Clip
 from stylecomp.temporal.flicker import read_plate_frame
+from tests.tiny_jobs import invoke
 
 SHOT = Path("plates") / "blender_street"
 LAYER = "ViewLayer.CryptoObject"

@@ -15,8 +15,6 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 import torch
-from conftest import TESTDATA
-from tiny_jobs import invoke
 
 from stylecomp.diffusion.conditioning import normal_condition
 from stylecomp.diffusion.pool import PipelinePool
@@ -27,6 +25,8 @@ from stylecomp.io.normal_space import angle_between, camera_normals, estimate_ro
 from stylecomp.io.plates import read_plate, write_plate
 from stylecomp.jobspec import load_job
 from stylecomp.render.loop import frame_inputs, render_job
+from tests.shared_data import TESTDATA
+from tests.tiny_jobs import invoke
 
 STREET = TESTDATA / "plates" / "blender_street"
 pytestmark = pytest.mark.skipif(not STREET.is_dir(), reason=f"shared test data not found at {TESTDATA}")

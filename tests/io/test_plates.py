@@ -14,6 +14,7 @@ import pytest
 
 from stylecomp.errors import PlateError
 from stylecomp.io.plates import ImagePart, Window, read_plate, write_plate
+from tests.shared_data import TESTDATA
 
 
 def test_beachball_channels_by_name_and_views(testdata: Path) -> None:
@@ -228,7 +229,7 @@ def split_into_parts(source: Path, target: Path) -> None:
 @pytest.fixture(scope="module")
 def multipart_beachball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("multipart")
-    for source in sorted((Path(__file__).resolve().parents[2] / "shared/testdata/plates/beachball").glob("*.exr")):
+    for source in sorted((TESTDATA / "plates" / "beachball").glob("*.exr")):
         split_into_parts(source, folder / source.name.replace("singlepart", "multipart"))
     return folder
 

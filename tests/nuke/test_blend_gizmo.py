@@ -1,30 +1,26 @@
 """StyleCompBlend's node graph, evaluated node by node with numpy, matches stylecomp.comp.blend pixel for pixel.
 
-The interpreter (tests/gizmo_eval) models each native node the gizmo uses; the expected images
+The interpreter (tests/nuke/gizmo_eval) models each native node the gizmo uses; the expected images
 come from the engine's blend ops on the same inputs, brought onto their union data window.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "nuke_standin")]
+from stylecomp.comp import blend
+from stylecomp.io import windows
+from stylecomp.io.plates import Window as PlateWindow
+from stylecomp.regions.mattes import overlap_weights
+from tests.nuke import nkscript
+from tests.nuke.gizmo_eval import evaluate
+from tests.nuke.gizmo_eval.windows import Window
+from tests.nuke.stylize_node import GIZMOS_FOLDER
 
-import nkscript  # noqa: E402
-from gizmo_eval import evaluate  # noqa: E402
-from gizmo_eval.windows import Window  # noqa: E402
-
-from stylecomp.comp import blend  # noqa: E402
-from stylecomp.io import windows  # noqa: E402
-from stylecomp.io.plates import Window as PlateWindow  # noqa: E402
-from stylecomp.regions.mattes import overlap_weights  # noqa: E402
-
-GIZMO = nkscript.parse((ROOT / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8"))
+GIZMO = nkscript.parse((GIZMOS_FOLDER / "StyleCompBlend.gizmo").read_text(encoding="utf-8"))
 RGBA = ("rgba.red", "rgba.green", "rgba.blue", "rgba.alpha")
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -413,7 +409,7 @@ def test_headless_comp_luminance_weights_match_the_gizmo(testdata: Path, root: d
 def test_interpreter_refuses_a_temporary_named_t(scene: dict) -> None:
     """In Nuke ``t`` is the frame, so the old DepthWeight (temporary ``t``) is ambiguous; the interpreter says so."""
     old = (
-        (ROOT / "gizmos" / "StyleCompBlend.gizmo")
+        (GIZMOS_FOLDER / "StyleCompBlend.gizmo")
         .read_text(encoding="utf-8")
         .replace("temp_name0 ramp", "temp_name0 t")
         .replace("ramp", "t")
@@ -492,7 +488,7 @@ def test_stylize_gizmo_passes_the_regions_layer_on(scene: dict) -> None:
     """StyleCompStylize's output: the stylized RGBA (mixed with the plate), the plate's own layers, and the
     stylized EXR's regions layer, so StyleCompBlend downstream finds regions.<name>. The internal Read's image is
     the EXR's channels as Nuke names them (stylized.red ..., regions.car)."""
-    stylize = nkscript.parse((ROOT / "gizmos" / "StyleCompStylize.gizmo").read_text(encoding="utf-8"))
+    stylize = nkscript.parse((GIZMOS_FOLDER / "StyleCompStylize.gizmo").read_text(encoding="utf-8"))
     clean, styled = scene["clean"], scene["stylized_same"]
     car = np.clip(scene["matte"], 0.0, 1.0)
     read = {

@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "nuke_standin"), str(ROOT / "nuke_plugin")]
+from tests.nuke import nkscript
+from tests.nuke.nkscript import nkexpr, node_classes
+from tests.nuke.stylize_node import GIZMOS_FOLDER, PLUGIN_FOLDER
 
-import nkexpr  # noqa: E402
-import nkscript  # noqa: E402
-import node_classes  # noqa: E402
-
-GIZMOS = sorted((ROOT / "gizmos").glob("*.gizmo"))
-PLUGIN = ROOT / "nuke_plugin" / "stylecomp_nuke"
+GIZMOS = sorted((GIZMOS_FOLDER).glob("*.gizmo"))
+PLUGIN = PLUGIN_FOLDER / "stylecomp_nuke"
 SHORT_CHANNELS = {"r", "g", "b", "a"}
 TCL_PLACEHOLDER = "1"
 RESERVED_NAMES = {"frame", "t", "x", "y", "r", "g", "b", "a", "pi"}
@@ -233,14 +229,14 @@ MUTATIONS = [
 
 @pytest.mark.parametrize(("old", "new", "complaint"), MUTATIONS, ids=[m[1][:24] for m in MUTATIONS])
 def test_checker_catches_mistakes(old: str, new: str, complaint: str) -> None:
-    text = (ROOT / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8")
+    text = (GIZMOS_FOLDER / "StyleCompBlend.gizmo").read_text(encoding="utf-8")
     assert old in text
     found = problems(nkscript.parse(text.replace(old, new, 1)))
     assert any(complaint in problem for problem in found), found
 
 
 def test_stack_wiring_follows_nuke_input_order() -> None:
-    gizmo = _parse(ROOT / "gizmos" / "StyleCompBlend.gizmo")
+    gizmo = _parse(GIZMOS_FOLDER / "StyleCompBlend.gizmo")
     keymix = gizmo.node("BlendKeymix")
     assert [source.name for source in keymix.inputs] == ["Clean", "ModeSwitch", "RegionSwitch"]  # B, A, mask
     assert [source.name for source in gizmo.node("RegionSwitch").inputs] == ["WeightSwitch", "RegionWeighted"]
@@ -261,7 +257,7 @@ def test_blend_colour_matrices_use_the_engine_luminance(weights: str, suffix: st
     """Each pair of ColorMatrix nodes holds the engine's weights for its space, and the Switch after it picks it."""
     from stylecomp.comp.blend import LUMINANCE_WEIGHTS
 
-    gizmo = _parse(ROOT / "gizmos" / "StyleCompBlend.gizmo")
+    gizmo = _parse(GIZMOS_FOLDER / "StyleCompBlend.gizmo")
 
     def matrix(name: str) -> np.ndarray:
         rows = nkscript.words(gizmo.node(name).knobs["matrix"].text)
@@ -281,7 +277,7 @@ def test_blend_colour_matrices_use_the_engine_luminance(weights: str, suffix: st
 
 @pytest.fixture(scope="module")
 def stylize() -> nkscript.Gizmo:
-    return _parse(ROOT / "gizmos" / "StyleCompStylize.gizmo")
+    return _parse(GIZMOS_FOLDER / "StyleCompStylize.gizmo")
 
 
 def test_internal_nodes_the_plugin_uses(stylize: nkscript.Gizmo) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.nuke.stylize_node import PLUGIN_FOLDER
 
 SCRIPT = textwrap.dedent(r'''
     import importlib, json, os, sys
-    binding, other = sys.argv[3], {"PySide2": "PySide6", "PySide6": "PySide2"}[sys.argv[3]]
+    binding, other = sys.argv[2], {"PySide2": "PySide6", "PySide6": "PySide2"}[sys.argv[2]]
 
 
     class NukeShipsNoSuchModule:
@@ -33,12 +33,11 @@ SCRIPT = textwrap.dedent(r'''
 
 
     sys.meta_path.insert(0, NukeShipsNoSuchModule())
-    sys.path.insert(0, sys.argv[1])
     QtCore, QtGui, QtTest, QtWidgets = (importlib.import_module(binding + "." + part)
                                         for part in ("QtCore", "QtGui", "QtTest", "QtWidgets"))
 
     app = QtWidgets.QApplication([])
-    folder = sys.argv[2]
+    folder = sys.argv[1]
     colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
     entries = []
     for k, colour in enumerate(colours + [None]):
@@ -90,11 +89,12 @@ def test_picker_shows_thumbnails_and_reports_the_choice(binding: str, tmp_path: 
         pytest.skip(f"{binding} is not installed")
     script = tmp_path / "run_picker.py"
     script.write_text(SCRIPT, encoding="utf-8")
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(tmp_path))
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(tmp_path), PYTHONPATH=str(PLUGIN_FOLDER))
     env.pop("QT_PREFERRED_BINDING", None)
     done = subprocess.run(
-        [sys.executable, str(script), str(ROOT / "nuke_plugin"), str(tmp_path), binding],
+        [sys.executable, str(script), str(tmp_path), binding],
         env=env,
+        check=False,  # the exit status is asserted below, with the subprocess's stderr
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,8 +1,8 @@
 """The Nuke plugin's logic against the stand-in `nuke` module and a fake engine that speaks the CLI contract.
 
-The fake engine is a real executable (a small Python script): it records its arguments, prints the
-``--progress json`` events, writes output files, and stops on SIGTERM; the plugin runs it in a
-background thread exactly as it runs the real one.
+The fake engine is a real executable (tests/nuke/fake_engine.py, installed by the ``engine_log`` fixture): it
+records its arguments, prints the ``--progress json`` events, writes output files, and stops on SIGTERM; the plugin
+runs it in a background thread exactly as it runs the real one.
 """
 
 from __future__ import annotations
@@ -11,188 +11,17 @@ import json
 import os
 import runpy
 import shutil
-import stat
-import sys
 import time
 from pathlib import Path
 
+import nuke  # the stand-in (tests/nuke/standin), top-level as in Nuke
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PLUGIN_FOLDER = ROOT / "nuke_plugin"
-sys.path[:0] = [str(ROOT / "tests" / "nuke_standin"), str(PLUGIN_FOLDER)]
-
-import nuke  # noqa: E402  (the stand-in)
-
-from stylecomp.color import ModelEncoding  # noqa: E402
-from stylecomp.jobspec import parse_job  # noqa: E402
-from stylecomp_nuke import actions, gizmo, presets  # noqa: E402
+from stylecomp.color import ModelEncoding
+from stylecomp_nuke import actions, gizmo, presets
+from tests.nuke.stylize_node import GIZMOS_FOLDER, PLUGIN_FOLDER, PRESETS, cache, calls, job_of, press, reloads
 
 standin = nuke.standin
-PLATE_CHANNELS = [
-    "rgba.red",
-    "rgba.green",
-    "rgba.blue",
-    "rgba.alpha",
-    "depth.Z",
-    "N.red",
-    "N.green",
-    "N.blue",
-    "forward.u",
-    "forward.v",
-    "backward.u",
-    "backward.v",
-    "other.id",
-]
-
-FAKE_ENGINE = r'''#!{python}
-"""A fake stylecomp engine: the CLI contract, no diffusion. FAKE_ENGINE_MODE picks the behaviour."""
-import json, os, signal, sys, time
-
-log, mode, args = os.environ["FAKE_ENGINE_LOG"], os.environ.get("FAKE_ENGINE_MODE", "ok"), sys.argv[1:]
-with open(os.path.join(log, "calls.jsonl"), "a") as handle:
-    handle.write(json.dumps(args) + "\n")
-with open(os.path.join(log, "pid"), "w") as handle:
-    handle.write(str(os.getpid()))
-with open(os.path.join(log, "env.json"), "w") as handle:
-    json.dump({name: os.environ.get(name) for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP",
-                                                       "PYTHONNOUSERSITE", "FAKE_ENGINE_LOG")}, handle)
-
-
-def stop(signum, frame):
-    open(os.path.join(log, "terminated"), "w").close()
-    sys.exit(128 + signum)
-
-
-signal.signal(signal.SIGTERM, stop)
-
-
-def emit(**event):
-    print(json.dumps(event), flush=True)
-
-
-if args == ["--version"]:
-    print("stylecomp 0.1.0")
-    sys.exit(0)
-if mode == "bad_job":
-    print("error: " + args[1] + ": shots[0].plate: no frames found", file=sys.stderr)
-    print("error: " + args[1] + ": model.path: not a diffusers folder", file=sys.stderr)
-    sys.exit(2)
-job = json.load(open(args[1]))
-options = dict(zip(args[2::2], args[3::2]))
-shot = job["shots"][0]
-assert options["--shot"] == shot["name"] and options["--progress"] == "json"
-if args[0] == "render":
-    first, last = (int(x) for x in options["--frames"].split("-"))
-    total, counts = last - first + 1, {"rendered": 0, "cached": 0, "failed": 0}
-    emit(event="start", shot=shot["name"], frames=[first, last], total=total)
-    for done, frame in enumerate(range(first, last + 1), 1):
-        time.sleep(0.3 if mode == "slow" else 0.0)
-        output = shot["output"].replace("####", "%04d" % frame)
-        status = "failed" if mode == "fail_frame" and frame == first + 1 else "rendered"
-        event = dict(event="frame", shot=shot["name"], frame=frame, done=done, total=total, status=status,
-                     seconds=0.01, eta=0.01 * (total - done), output=output)
-        if status == "failed":
-            event["error"] = "CUDA out of memory"
-        else:
-            os.makedirs(os.path.dirname(output), exist_ok=True)
-            open(output, "w").write("stylized")
-        counts[status] += 1
-        emit(**event)
-    emit(event="end", **counts)
-    sys.exit(1 if counts["failed"] else 0)
-if args[0] == "candidates":
-    frame, count = int(options["--frame"]), int(options["--count"])
-    folder = os.path.join(os.path.dirname(shot["output"]), "candidates", "%s.%d" % (shot["name"], frame))
-    os.makedirs(folder, exist_ok=True)
-    entries = []
-    for k in range(count):
-        emit(event="frame", shot=shot["name"], frame=frame, done=k + 1, total=count, status="rendered",
-             seconds=0.01, eta=0.0, output=os.path.join(folder, "candidate_%02d.exr" % k))
-        entries.append({"index": k, "seed": 5000 + 11 * k, "strength": 0.4 + 0.1 * k, "prompt": job["prompt"],
-                        "exr": "candidate_%02d.exr" % k, "thumbnail": "candidate_%02d.png" % k})
-    manifest = {"shot": shot["name"], "frame": frame, "job": os.path.abspath(args[1]),
-                "contact_sheet": "contact_sheet.png", "candidates": entries}
-    path = os.path.join(folder, "manifest.json")
-    json.dump(manifest, open(path, "w"))
-    print(path, flush=True)
-    sys.exit(0)
-sys.exit(3)
-'''
-
-PRESETS = {
-    "toon": {
-        "family": "sd15",
-        "path": "$FAKE_MODELS/sd15",
-        "controlnets": [{"path": "~/models/cn-depth", "source": "depth", "weight": 1.0}],
-        "ip_adapter": {"path": "$FAKE_MODELS/ip-adapter"},
-    },
-    "plain": {"family": "sdxl", "path": "/models/sdxl"},
-}
-
-
-@pytest.fixture
-def engine_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fake engine on STYLECOMP_ENGINE, its log folder, and presets/settings isolated in tmp_path."""
-    log = tmp_path / "engine-log"
-    log.mkdir()
-    engine = tmp_path / "bin" / "stylecomp"
-    engine.parent.mkdir()
-    engine.write_text(FAKE_ENGINE.replace("{python}", sys.executable), encoding="utf-8")
-    engine.chmod(engine.stat().st_mode | stat.S_IXUSR)
-    presets_file = tmp_path / "presets.json"
-    presets_file.write_text(json.dumps(PRESETS), encoding="utf-8")
-    monkeypatch.setenv("STYLECOMP_ENGINE", str(engine))
-    monkeypatch.setenv("STYLECOMP_PRESETS", str(presets_file))
-    monkeypatch.setenv("STYLECOMP_SETTINGS", str(tmp_path / "settings.json"))
-    monkeypatch.setenv("FAKE_ENGINE_LOG", str(log))
-    monkeypatch.setenv("FAKE_MODELS", "/models")
-    monkeypatch.delenv("STYLECOMP_GIZMOS", raising=False)
-    return log
-
-
-@pytest.fixture
-def node(engine_log: Path, tmp_path: Path):
-    """A StyleCompStylize node from the real gizmo file, its Plate connected, in a saved script."""
-    standin.reset()
-    runpy.run_path(str(PLUGIN_FOLDER / "init.py"))
-    nuke.root()["name"].setValue(str(tmp_path / "shots" / "sh010_comp_v001.nk"))
-    nuke.root()["first_frame"].setValue(1001)  # a script set up for the plate (a new one says 1-100)
-    nuke.root()["last_frame"].setValue(1010)
-    stylize = nuke.createNode(gizmo.STYLIZE_CLASS)
-    stylize.setInput(0, standin.add_source("ReadPlate", PLATE_CHANNELS))
-    stylize["prompt"].setValue("ink and watercolour")
-    stylize["model_preset"].setValue("toon")
-    stylize["lock_seed"].setValue(True)
-    stylize["seed"].setValue(1234)
-    yield stylize
-    standin.pump(lambda: not actions._RUNNING, timeout=15)  # never leave a run behind
-
-
-def calls(log: Path) -> list:
-    path = log / "calls.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def press(stylize, button: str) -> None:
-    """Press a gizmo button (its real PyScript) and wait until the engine run is over."""
-    stylize[button].execute()
-    standin.pump(lambda: not actions._RUNNING)
-
-
-def cache(stylize) -> Path:
-    return Path(stylize["cache_dir"].value())
-
-
-def job_of(stylize):
-    text = (cache(stylize) / gizmo.JOB_FILE).read_text(encoding="utf-8")
-    return json.loads(text), parse_job(text, "job.json")
-
-
-def reloads(stylize) -> int:
-    return stylize.node(gizmo.READ_STYLIZED)["reload"].value() or 0
-
-
 # ---------------------------------------------------------------------------------------------
 # Startup
 
@@ -201,7 +30,7 @@ def test_init_adds_gizmos_without_ui(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     standin.reset()
     standin.set_gui(False)  # nuke -t / farm: any UI call raises in the stand-in
     runpy.run_path(str(PLUGIN_FOLDER / "init.py"))
-    assert nuke.pluginPath() == [str(ROOT / "gizmos")]
+    assert nuke.pluginPath() == [str(GIZMOS_FOLDER)]
     own = tmp_path / "my_gizmos"
     own.mkdir()
     monkeypatch.setenv("STYLECOMP_GIZMOS", str(own))
@@ -534,7 +363,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tiny_jobs import write_plates
+    from tests.tiny_jobs import write_plates
 
     return write_plates(tmp_path_factory.mktemp("plates"), 6)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-PLUGIN = Path(__file__).resolve().parents[1] / "nuke_plugin"
+PLUGIN = Path(__file__).resolve().parents[2] / "nuke_plugin"
 SOURCES = sorted(PLUGIN.rglob("*.py"))
 ALLOWED = {"PySide2", "PySide6", "nuke", "stylecomp_nuke"}  # the Qt bindings Nuke ships; never Qt.py
 OLDEST_PYTHON = (3, 7)

@@ -9,22 +9,21 @@ import json
 import sys
 from pathlib import Path
 
-import nkscript  # the stand-in's modules and the plugin, put on sys.path by test_nuke_plugin
-import nuke
+import nuke  # the stand-in (tests/nuke/standin), top-level as in Nuke
 import numpy as np
 import OpenImageIO as oiio
 import pytest
-from gizmo_eval import evaluate
-from gizmo_eval.windows import Window
-from test_nuke_plugin import PLUGIN_FOLDER, calls, engine_log, job_of, node, press  # noqa: F401  (fixtures)
 
 from stylecomp.comp import blend
-from stylecomp.diffusion.testing import make_test_model
 from stylecomp.io.cryptomatte import find_layers, matte, select_layer
 from stylecomp.io.plates import PROVENANCE_PREFIX, read_plate, write_plate
 from stylecomp.jobspec import Shot
 from stylecomp.regions.mattes import frame_regions
 from stylecomp_nuke import actions, cryptomatte, gizmo, regions
+from tests.nuke import nkscript
+from tests.nuke.gizmo_eval import evaluate
+from tests.nuke.gizmo_eval.windows import Window
+from tests.nuke.stylize_node import GIZMOS_FOLDER, calls, job_of, press
 
 standin = nuke.standin
 STREET = Path("plates") / "blender_street" / "street.1008.exr"
@@ -232,7 +231,7 @@ def test_the_tables_regions_blend_per_region_on_the_street_plate(node, engine_lo
             box,
         ),
     }
-    gizmo = nkscript.parse((PLUGIN_FOLDER.parent / "gizmos" / "StyleCompBlend.gizmo").read_text(encoding="utf-8"))
+    gizmo = nkscript.parse((GIZMOS_FOLDER / "StyleCompBlend.gizmo").read_text(encoding="utf-8"))
     knobs = {
         "use_regions": True,
         "amount": 0.0,
@@ -271,11 +270,12 @@ def test_a_plate_written_by_nuke_keeps_its_cryptomatte_regions(testdata: Path, t
 
 
 @pytest.fixture
-def real_engine(node, testdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path):
+def real_engine(
+    node, model: Path, testdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path
+):
     """The node on the Blender street frame with the real engine (its command line) and a tiny random-weight
     SD 1.5 preset; the stand-in's Write hands the engine the real frame (as a script that reads the EXR and writes
     it again would)."""
-    model = make_test_model(tmp_path / "sd15", "sd15")
     presets = tmp_path / "real_presets.json"
     presets.write_text(json.dumps({"tiny": {"family": "sd15", "path": str(model)}}), encoding="utf-8")
     monkeypatch.setenv("STYLECOMP_PRESETS", str(presets))

@@ -9,25 +9,10 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
-from click.testing import CliRunner, Result
-from test_otio_jobs import DROP_FRAME_EDL, PLATES, SHARED, make_job, video_clips, write_frames
 
-from stylecomp.cli import cli
-from stylecomp.jobspec import Job
 from stylecomp_otio.conform import STYLIZED
 from stylecomp_otio.timeline_file import read_timeline
-
-
-def conform(*args: str) -> Result:
-    return CliRunner().invoke(cli, ["timeline", "conform", *args])
-
-
-def render(job: Job, shots: list[str]) -> None:
-    """Stand-in stylized outputs: real EXR files for every frame of the named shots, with handles."""
-    for shot in job.shots:
-        if shot.name in shots:
-            first, last = shot.frame_range_with_handles()
-            write_frames(job.resolve(shot.output), range(first, last + 1))
+from tests.otio.timelines import DROP_FRAME_EDL, PLATES, SHARED, conform, make_job, render, video_clips, write_frames
 
 
 def structure(timeline: otio.schema.Timeline) -> list[tuple[str, str, object, object]]:

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
-from conftest import TESTDATA
-from test_otio_conform import conform, render
-from test_otio_jobs import PLATES, jobs, make_job
 
 from stylecomp.jobspec import Job, Shot, load_job
 from stylecomp_otio.editorial_record import time_range_of
 from stylecomp_otio.timeline_file import read_timeline
+from tests.otio.timelines import PLATES, conform, jobs, make_job, render
+from tests.shared_data import TESTDATA
 
 DATA = Path(__file__).parent / "data" / "timelines"
 RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
-from test_otio_jobs import PLATES, make_job, write_frames
 
 from stylecomp.jobspec import load_job, parse_job
+from tests.otio.timelines import PLATES, make_job, write_frames
 
-PACKAGE = Path(__file__).resolve().parents[1] / "otio_adapters"
+PACKAGE = Path(__file__).resolve().parents[2] / "otio_adapters"
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
-from test_otio_jobs import PLATES, RT, TR, jobs, make_job, save_otio
 
 from stylecomp.jobspec import MAX_REGIONS, load_job
+from tests.otio.timelines import PLATES, RT, TR, jobs, make_job, save_otio
 
 CAR = {
     "name": "car",

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.diffusion.testing import make_test_ip_adapter, make_test_lora
@@ -21,6 +20,7 @@ from stylecomp.jobspec import MAX_REGIONS, Region
 from stylecomp.stylemodel import SHIPPED_MODEL
 from stylecomp.stylemodel.architecture import save_random_model
 from stylecomp.stylemodel.evaluation import EVALUATION_PROMPTS, RECOMMENDED, display_output, held_out_shot, stylize
+from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 pytestmark = pytest.mark.usefixtures("private_cache")  # no render cache shared with other runs
 STREET = Path("plates") / "blender_street" / "street.####.exr"

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.io.plates import ImagePart, Window, write_plate
@@ -25,6 +24,7 @@ from stylecomp.render.cache import RenderCache
 from stylecomp.render.output_guard import check_outputs, written_by_stylecomp
 from stylecomp.server.access_token import load_or_create_token, token_file
 from stylecomp.server.app import EngineServer
+from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 FRAMES = 2
 

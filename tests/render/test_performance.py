@@ -476,7 +476,7 @@ def test_compiled_pipeline_renders_what_eager_renders_and_a_second_start_reuses_
 
 # --- the GPU benchmark, kept runnable -----------------------------------------------------------
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_throughput.py"
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_throughput.py"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the benchmark measures for real")

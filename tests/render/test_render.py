@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_jobs import invoke
 
 from stylecomp.demo.scene import write_demo
 from stylecomp.diffusion.loading import model_hash
@@ -21,6 +20,7 @@ from stylecomp.io.plates import read_plate
 from stylecomp.jobspec import load_job
 from stylecomp.render.cache import RenderCache
 from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
+from tests.tiny_jobs import invoke, stylized, write_controlnet_job
 
 FRAMES = (1001, 1002, 1003)
 TESTDATA_DAMAGED = "exr-damaged"
@@ -37,52 +37,13 @@ def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 pytestmark = pytest.mark.usefixtures("private_cache")
 
 
-def write_job(
-    folder: Path, plates: Path, model: Path, family: str = "sd15", output: str = "out/demo.####.exr", **settings: object
-) -> Path:
-    """A job for the demo plates with depth and normals ControlNets; 4 steps at strength 0.5 (2 denoising steps)."""
-    controlnet = str(model / "controlnet")
-    job = {
-        "shots": [
-            {
-                "name": "demo",
-                "plate": str(plates / "demo.####.exr"),
-                "frames": {"first": FRAMES[0], "last": FRAMES[-1]},
-                "output": output,
-            }
-        ],
-        "model": {
-            "family": family,
-            "path": str(model),
-            "controlnets": [
-                {"path": controlnet, "source": "depth"},
-                {"path": controlnet, "source": "normals", "weight": 0.5},
-            ],
-        },
-        "prompt": "ink and watercolour",
-        "negative_prompt": "blurry",
-        "steps": 4,
-        "strength": 0.5,
-        "guidance": 3.0,
-        "seed": {"policy": "fixed", "value": 7},
-    } | settings
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "job.json"
-    path.write_text(json.dumps(job))
-    return path
-
-
-def stylized(path: Path) -> np.ndarray:
-    return read_plate(path).channels(list(STYLIZED_CHANNELS))
-
-
 @pytest.mark.parametrize("family", ["sd15", "sdxl", "flux"])
 def test_render_is_reproducible_and_the_cache_is_reused(
     tmp_path: Path, plates: Path, tiny: dict[str, Path], family: str, no_network: None
 ) -> None:
-    first = write_job(tmp_path / "a", plates, tiny[family], family)
-    again = write_job(tmp_path / "b", plates, tiny[family], family)
-    third = write_job(tmp_path / "c", plates, tiny[family], family)
+    first = write_controlnet_job(tmp_path / "a", plates, tiny[family], family)
+    again = write_controlnet_job(tmp_path / "b", plates, tiny[family], family)
+    third = write_controlnet_job(tmp_path / "c", plates, tiny[family], family)
 
     status, out, err = invoke("render", str(first))
     assert status == 0, err
@@ -103,7 +64,7 @@ def test_render_is_reproducible_and_the_cache_is_reused(
 
 
 def test_output_layer_windows_alpha_and_provenance(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
-    job = write_job(tmp_path, plates, tiny["sd15"])
+    job = write_controlnet_job(tmp_path, plates, tiny["sd15"])
     assert invoke("render", str(job), "--frames", "1002")[0] == 0
     assert not (tmp_path / "out/demo.1001.exr").exists(), "--frames limits the render"
     plate = read_plate(plates / "demo.1002.exr")
@@ -128,8 +89,8 @@ def test_output_layer_windows_alpha_and_provenance(tmp_path: Path, plates: Path,
 
 
 def test_a_frame_does_not_depend_on_the_other_frames(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
-    whole = write_job(tmp_path / "whole", plates, tiny["sd15"])
-    alone = write_job(tmp_path / "alone", plates, tiny["sd15"])
+    whole = write_controlnet_job(tmp_path / "whole", plates, tiny["sd15"])
+    alone = write_controlnet_job(tmp_path / "alone", plates, tiny["sd15"])
     assert invoke("render", str(whole), "--no-cache")[0] == 0
     assert invoke("render", str(alone), "--no-cache", "--frames", "1003")[0] == 0
     np.testing.assert_array_equal(
@@ -138,14 +99,14 @@ def test_a_frame_does_not_depend_on_the_other_frames(tmp_path: Path, plates: Pat
 
 
 def test_seed_policy_per_frame_offsets_by_frame_number(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
-    job = write_job(tmp_path, plates, tiny["sd15"], seed={"policy": "per_frame", "value": 100})
+    job = write_controlnet_job(tmp_path, plates, tiny["sd15"], seed={"policy": "per_frame", "value": 100})
     assert invoke("render", str(job), "--frames", "1001-1002")[0] == 0
     seeds = [read_plate(tmp_path / f"out/demo.{f}.exr").parts[0].attributes["stylecomp/seed"] for f in (1001, 1002)]
     assert seeds == [1101, 1102]
 
 
 def test_strength_zero_returns_the_plate(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
-    job = write_job(tmp_path, plates, tiny["sd15"], strength=0.0)
+    job = write_controlnet_job(tmp_path, plates, tiny["sd15"], strength=0.0)
     assert invoke("render", str(job), "--frames", "1001")[0] == 0
     plate = read_plate(plates / "demo.1001.exr")
     np.testing.assert_array_equal(stylized(tmp_path / "out/demo.1001.exr"), plate.channels(["R", "G", "B", "A"]))
@@ -158,7 +119,7 @@ def test_a_damaged_frame_fails_alone_and_the_others_are_kept(
     shutil.copytree(plates, local)
     damaged = sorted((testdata / TESTDATA_DAMAGED).glob("*.exr"))[0]
     shutil.copyfile(damaged, local / "demo.1002.exr")
-    job = write_job(tmp_path, local, tiny["sd15"])
+    job = write_controlnet_job(tmp_path, local, tiny["sd15"])
     status, out, err = invoke("render", str(job))
     assert status == 1
     assert "rendered 2, from cache 0, failed 1" in out
@@ -170,12 +131,12 @@ def test_missing_frame_and_missing_aov_are_named(tmp_path: Path, plates: Path, t
     local = tmp_path / "plates"
     shutil.copytree(plates, local)
     (local / "demo.1003.exr").unlink()
-    job = write_job(tmp_path, local, tiny["sd15"])
+    job = write_controlnet_job(tmp_path, local, tiny["sd15"])
     status, out, err = invoke("render", str(job), "--frames", "1002-1003")
     assert status == 1 and f"{local / 'demo.1003.exr'}: frame missing on disk" in err
     assert "rendered 1, from cache 0, failed 1" in out
 
-    mapped = write_job(tmp_path / "mapped", plates, tiny["sd15"])
+    mapped = write_controlnet_job(tmp_path / "mapped", plates, tiny["sd15"])
     data = json.loads(mapped.read_text())
     data["shots"][0]["aovs"] = {"depth": ["nothing.Z"]}
     mapped.write_text(json.dumps(data))
@@ -184,7 +145,7 @@ def test_missing_frame_and_missing_aov_are_named(tmp_path: Path, plates: Path, t
 
 
 def test_progress_json_events(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
-    job = write_job(tmp_path, plates, tiny["sd15"])
+    job = write_controlnet_job(tmp_path, plates, tiny["sd15"])
     status, out, _ = invoke("render", str(job), "--frames", "1001-1002", "--progress", "json")
     assert status == 0
     events = [json.loads(line) for line in out.splitlines()]
@@ -205,7 +166,7 @@ def test_progress_json_events(tmp_path: Path, plates: Path, tiny: dict[str, Path
 def test_cancel_keeps_finished_frames_and_leaves_no_temp_files(
     tmp_path: Path, plates: Path, tiny: dict[str, Path]
 ) -> None:
-    job = load_job(write_job(tmp_path, plates, tiny["sd15"]))
+    job = load_job(write_controlnet_job(tmp_path, plates, tiny["sd15"]))
     cancel = threading.Event()
 
     def stop_after_first(event: dict[str, object]) -> None:
@@ -220,7 +181,7 @@ def test_cancel_keeps_finished_frames_and_leaves_no_temp_files(
 def test_pickle_model_is_refused_before_anything_loads(tmp_path: Path, plates: Path) -> None:
     checkpoint = tmp_path / "model.ckpt"
     checkpoint.write_bytes(b"not even a pickle")
-    job = write_job(tmp_path, plates, checkpoint)
+    job = write_controlnet_job(tmp_path, plates, checkpoint)
     data = json.loads(job.read_text())
     data["model"]["controlnets"] = []
     job.write_text(json.dumps(data))
@@ -231,8 +192,8 @@ def test_pickle_model_is_refused_before_anything_loads(tmp_path: Path, plates: P
 
 def test_tiles_mode_renders_reproducibly(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
     resolution = {"mode": "tiles", "working_size": 64, "tile_overlap": 32}
-    job = write_job(tmp_path, plates, tiny["sd15"], resolution=resolution)
-    other = write_job(tmp_path / "again", plates, tiny["sd15"], resolution=resolution)
+    job = write_controlnet_job(tmp_path, plates, tiny["sd15"], resolution=resolution)
+    other = write_controlnet_job(tmp_path / "again", plates, tiny["sd15"], resolution=resolution)
     assert invoke("render", str(job), "--frames", "1001")[0] == 0
     assert invoke("render", str(other), "--frames", "1001", "--no-cache")[0] == 0
     output = read_plate(tmp_path / "out/demo.1001.exr")
@@ -243,7 +204,7 @@ def test_tiles_mode_renders_reproducibly(tmp_path: Path, plates: Path, tiny: dic
 
 
 def test_candidates_contact_sheet_manifest_and_pick(tmp_path: Path, plates: Path, tiny: dict[str, Path]) -> None:
-    job = write_job(tmp_path, plates, tiny["sd15"])
+    job = write_controlnet_job(tmp_path, plates, tiny["sd15"])
     status, out, err = invoke("candidates", str(job), "--frame", "1002", "--count", "3")
     assert status == 0, err
     manifest_path = Path(out.splitlines()[-1])
@@ -292,7 +253,7 @@ def test_lora_and_style_reference_reach_the_frames_and_the_cache_key(
         Image.new("RGB", (48, 48), colour).save(tmp_path / name)
 
     def job_with(folder: str, image: str) -> Path:
-        job = write_job(tmp_path / folder, plates, model)
+        job = write_controlnet_job(tmp_path / folder, plates, model)
         data = json.loads(job.read_text())
         data["model"]["controlnets"] = []
         data["model"]["loras"] = [{"path": str(lora), "weight": 0.8}]

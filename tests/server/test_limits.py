@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiny_jobs import job_document, write_plates
 
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.errors import StyleCompError
@@ -26,6 +25,7 @@ from stylecomp.render.cache import RenderCache
 from stylecomp.server import app as server_module
 from stylecomp.server.access_token import load_or_create_token, token_file
 from stylecomp.server.app import LIMITS, EngineServer, default_roots
+from tests.tiny_jobs import job_document, write_plates
 
 
 @pytest.fixture(scope="module")
@@ -298,10 +298,9 @@ def test_accepted_jobs_survive_kill_9_and_the_running_one_resumes(tmp_path: Path
     import subprocess
     import sys
 
-    from tiny_jobs import FIRST, stylized
-
     from stylecomp.jobspec import parse_job
     from stylecomp.render.loop import render_job
+    from tests.tiny_jobs import FIRST, stylized
 
     plates = write_plates(root / "plates", 4)
     engine = Path(sys.executable).with_name("stylecomp")

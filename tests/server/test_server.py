@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tiny_jobs import FIRST, job_document, stylized, write_job, write_plates
 
 from stylecomp.cli import cli
 from stylecomp.diffusion.pool import PipelinePool
@@ -30,6 +29,7 @@ from stylecomp.io.plates import read_plate
 from stylecomp.render.cache import RenderCache
 from stylecomp.server.access_token import load_or_create_token, token_file
 from stylecomp.server.app import MAX_BODY, EngineServer, bind_warning
+from tests.tiny_jobs import FIRST, job_document, stylized, write_job, write_plates
 
 FRAMES = 6
 ENGINE = Path(sys.executable).with_name("stylecomp")

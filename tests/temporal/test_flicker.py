@@ -34,12 +34,13 @@ from stylecomp.temporal.flicker import (
     read_plate_frame,
     visibility,
 )
+from tests.shared_data import TESTDATA
 
 WIDTH, HEIGHT, FRAMES, FIRST = 160, 90, 5, 1001
 BACKWARD = MotionConvention.parse("backward-pixels-yup")
 BALL = next(i for i, name in OBJECT_NAMES.items() if name == "ball")
 GLOBE = next(i for i, name in OBJECT_NAMES.items() if name == "globe")
-DAMAGED = sorted((Path(__file__).resolve().parents[2] / "shared/testdata/exr-damaged").glob("*.exr"))
+DAMAGED = sorted((TESTDATA / "exr-damaged").glob("*.exr"))
 
 Transform = Callable[[int, np.ndarray], np.ndarray]  # (frame index, scene-linear RGB (H, W, 3)) -> RGB
 
@@ -281,7 +282,7 @@ def test_blender_street_against_itself_gives_R_1_and_inspect_names_the_conventio
 
 @pytest.fixture(scope="module")
 def street_pairs() -> list[tuple[PlateFrame, PlateFrame]]:
-    testdata = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+    testdata = TESTDATA
     pattern = str(testdata / STREET).replace("####", "%04d")
     display = read_plate(pattern % 1001, pixels=False).display_window
     frames = {f: read_plate_frame(pattern % f, f, display, ModelEncoding()) for f in (1004, 1005, 1011, 1012)}

@@ -9,10 +9,10 @@ the edge pixels of that union window, as Nuke repeats the edges of a bounding bo
 
 from __future__ import annotations
 
-import nkexpr
-import nkscript
-import node_classes
 import numpy as np
+
+from tests.nuke import nkscript
+from tests.nuke.nkscript import nkexpr, node_classes
 
 from . import nodes
 from .windows import place, union

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 
-import nkexpr
-import nkscript
 import numpy as np
+
+from tests.nuke import nkscript
+from tests.nuke.nkscript import nkexpr
 
 BLUR_SIZE_PER_SIGMA = 2.4  # size is the diameter, sigma = size / 2.4: openfx-misc CImg/Blur/CImgBlur.cpp (Natron)
 BLUR_EXTENT = 1.5  # taps reach 1.5 * size (3.6 sigma) each side

@@ -4,6 +4,7 @@ Handles what the StyleComp gizmos use: ``version``, ``add_layer``, one ``Gizmo``
 ``addUserKnob`` lines and knob values, child nodes wired through the stack (``inputs N`` pops N nodes,
 input 0 being the top; ``set N [stack 0]``, ``push $N``, ``push 0``), and ``end_group``. Knob values
 stay as written (``Word``); helpers read expressions (``{{expr}}``) and TCL (``[value x]``) from them.
+Beside it: ``nkexpr`` (Nuke's expression language) and ``node_classes`` (the node classes and their knobs).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 
-import node_classes
+from . import node_classes
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 _BARE = re.compile(r"\S+")

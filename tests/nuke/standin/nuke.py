@@ -19,9 +19,8 @@ import sys
 import threading
 import time
 
-import nkexpr
-import nkscript
-import node_classes
+from tests.nuke import nkscript
+from tests.nuke.nkscript import nkexpr, node_classes
 
 GUI = True
 
