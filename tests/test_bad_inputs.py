@@ -22,13 +22,6 @@ from stylecomp.io.plates import ImagePart, Window, write_plate
 from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.diffusion.testing import make_test_model
-
-    return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15")
-
-
 @pytest.fixture(autouse=True)
 def folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STYLECOMP_CACHE_DIR", str(tmp_path / "cache"))

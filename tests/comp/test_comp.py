@@ -9,26 +9,14 @@ import numpy as np
 import pytest
 
 from stylecomp.comp.blend import depth_weight, line_overlay, mix
-from stylecomp.demo.scene import OBJECT_NAMES, write_demo
+from stylecomp.demo.scene import OBJECT_NAMES
 from stylecomp.io.plates import ImagePart, Window, read_plate, write_plate
 from tests.tiny_jobs import invoke, stylized, write_controlnet_job
 
 BALL = next(i for i, name in OBJECT_NAMES.items() if name == "ball")
 
 
-@pytest.fixture(scope="module")
-def model(tiny: dict[str, Path]) -> Path:
-    return tiny["sd15"]
-
-
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("plates")
-    write_demo(folder, frames=2, width=128, height=72, progress=lambda done, total: None)
-    return folder
-
-
-pytestmark = pytest.mark.usefixtures("private_cache")
+pytestmark = [pytest.mark.usefixtures("private_cache"), pytest.mark.plates(2, width=128, height=72)]
 
 
 def comp_job(tmp_path: Path, plates: Path, model: Path, **comp: object) -> Path:

@@ -19,7 +19,7 @@ GLOBE = next(i for i, name in OBJECT_NAMES.items() if name == "globe")
 
 
 @pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> list[Plate]:
+def demo_frames(tmp_path_factory: pytest.TempPathFactory) -> list[Plate]:
     """The first FRAMES frames at 480x270, written and read back through the plate API."""
     calls: list[tuple[int, int]] = []
     sequence = write_demo(
@@ -78,8 +78,8 @@ def warp_error(previous: Plate, current: Plate, scale: float = 1.0) -> tuple[np.
     return error, mask
 
 
-def test_backward_vectors_reproduce_the_next_frame(plates: list[Plate]) -> None:
-    for previous, current in zip(plates, plates[1:]):
+def test_backward_vectors_reproduce_the_next_frame(demo_frames: list[Plate]) -> None:
+    for previous, current in zip(demo_frames, demo_frames[1:]):
         error, mask = warp_error(previous, current)
         control, control_mask = warp_error(previous, current, scale=0.0)
         median, p99 = np.median(error[mask]), np.percentile(error[mask], 99)
@@ -95,9 +95,9 @@ def test_backward_vectors_reproduce_the_next_frame(plates: list[Plate]) -> None:
         assert np.percentile(control[control_mask], 99) > 5 * p99
 
 
-def test_the_ball_occludes_and_reveals_the_globe(plates: list[Plate]) -> None:
+def test_the_ball_occludes_and_reveals_the_globe(demo_frames: list[Plate]) -> None:
     rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
-    for previous, current in zip(plates, plates[1:]):
+    for previous, current in zip(demo_frames, demo_frames[1:]):
         before, after = previous.channel("id"), current.channel("id")
         assert np.count_nonzero((before == BALL) != (after == BALL)) > 100
         covered = (before == GLOBE) & (after == BALL)
@@ -110,8 +110,8 @@ def test_the_ball_occludes_and_reveals_the_globe(plates: list[Plate]) -> None:
         assert not mask[revealed].any()
 
 
-def test_channels_types_windows_and_values(plates: list[Plate]) -> None:
-    for plate in plates:
+def test_channels_types_windows_and_values(demo_frames: list[Plate]) -> None:
+    for plate in demo_frames:
         (part,) = plate.parts
         assert set(part.channel_names) == CHANNELS and len(part.channel_names) == len(CHANNELS)
         types = dict(zip(part.channel_names, part.channel_types))

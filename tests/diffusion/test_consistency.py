@@ -24,8 +24,8 @@ from stylecomp.temporal.flicker import FlickerReport, measure_flicker
 from stylecomp.temporal.motion import VectorConvention, visible_before, warp
 from tests.tiny_jobs import invoke, stylized, write_controlnet_job
 
-pytestmark = pytest.mark.usefixtures("private_cache")
 FRAMES = (1001, 1002, 1003, 1004)
+pytestmark = [pytest.mark.usefixtures("private_cache"), pytest.mark.plates(len(FRAMES), width=128, height=72)]
 
 
 def shifted_inputs(frame: int, shift: float, size: tuple[int, int] = (32, 64)) -> FrameInputs:
@@ -104,18 +104,6 @@ def test_vector_conventions() -> None:
     moved, on_screen = warp(np.arange(16, dtype=np.float32).reshape(4, 4, 1), cols.astype(np.float32), up)
     assert not on_screen[0].any() and on_screen[1:].all()
     np.testing.assert_array_equal(moved[1:, :, 0], np.arange(12).reshape(3, 4))
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15")
-
-
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("plates")
-    write_demo(folder, frames=len(FRAMES), width=128, height=72, progress=lambda done, total: None)
-    return folder
 
 
 def consistency_job(folder: Path, plates: Path, model: Path, mechanisms: list[str], **settings: object) -> Path:

@@ -24,20 +24,11 @@ from stylecomp.io.plates import read_plate, write_plate
 from stylecomp.jobspec import load_job
 from stylecomp.render.loop import render_job
 from stylecomp.render.resume import VerifiedCache, prepare_resume
-from tests.tiny_jobs import FIRST, cache_key, invoke, job_document, stylized, write_job, write_plates
+from tests.tiny_jobs import FIRST, cache_key, invoke, job_document, stylized, write_job
 
 FRAMES = 6
+pytestmark = pytest.mark.plates(FRAMES)
 ENGINE = Path(sys.executable).with_name("stylecomp")
-
-
-@pytest.fixture(scope="module")
-def model(tiny: dict[str, Path]) -> Path:
-    return tiny["sd15"]
-
-
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_plates(tmp_path_factory.mktemp("plates"), FRAMES)
 
 
 @pytest.fixture(autouse=True)

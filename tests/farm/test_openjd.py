@@ -15,26 +15,13 @@ from click.testing import CliRunner
 from openjd.model import StepParameterSpaceIterator
 
 from stylecomp.cli import cli
-from stylecomp.demo.scene import write_demo
-from stylecomp.diffusion.testing import make_test_model
 from stylecomp.farm.openjd import instantiate
 from stylecomp.io.plates import read_plate
 from stylecomp.render.loop import STYLIZED_CHANNELS
 
+pytestmark = pytest.mark.plates(3, width=64, height=48)
+
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_test_model(tmp_path_factory.mktemp("models") / "sd15", "sd15")
-
-
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three demo frames at 64x48."""
-    folder = tmp_path_factory.mktemp("plates")
-    write_demo(folder, frames=3, width=64, height=48, progress=lambda done, total: None)
-    return folder
 
 
 def write_job(

@@ -17,9 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from stylecomp.demo.scene import write_demo
 from stylecomp.diffusion.pool import PipelinePool
-from stylecomp.diffusion.testing import make_test_model
 from stylecomp.errors import JobError, ModelError
 from stylecomp.farm.chunks import plan_shots
 from stylecomp.farm.ray_cluster import RayExecutor, render_with_ray
@@ -29,6 +27,7 @@ from stylecomp.render.cache import RenderCache
 from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 
 FRAMES = (1001, 1002, 1003, 1004)
+pytestmark = pytest.mark.plates(len(FRAMES), width=96, height=64)
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +48,6 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         ray.shutdown()
         os.environ.clear()
         os.environ.update(saved)
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_test_model(tmp_path_factory.mktemp("models") / "sd15", "sd15", controlnet=True)
-
-
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four demo frames at 96x64: beauty, Z, normals, vectors, IDs."""
-    folder = tmp_path_factory.mktemp("plates")
-    write_demo(folder, frames=len(FRAMES), width=96, height=64, progress=lambda done, total: None)
-    return folder
 
 
 def write_job(folder: Path, plates: Path, model: Path, shot: str = "demo", **settings: object) -> Path:

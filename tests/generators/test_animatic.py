@@ -16,20 +16,16 @@ from PIL import Image
 from stylecomp.color import ModelEncoding
 from stylecomp.diffusion.testing import make_test_video_model
 from stylecomp.io.plates import ImagePart, read_plate, write_plate
-from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
+from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job
 
 FRAMES = 5
+pytestmark = pytest.mark.plates(FRAMES)
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("video")
     return {family: make_test_video_model(root / family, family) for family in ("wan", "ltx", "cogvideox")}
-
-
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_plates(tmp_path_factory.mktemp("plates"), FRAMES)
 
 
 def animate_job(folder: Path, plates: Path, image_model: Path, video_model: Path, **animation: object) -> Path:

@@ -35,6 +35,7 @@ from tests.generators.hosted_services import KEYS, SERVICES, Services, frame_ind
 from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 FRAMES = 5
+pytestmark = pytest.mark.plates(FRAMES)
 FAST = {"poll_interval": 0.01, "poll_max_interval": 0.05, "retry_backoff": 0.01, "request_timeout": 10}
 
 
@@ -721,11 +722,6 @@ def test_keys_come_from_the_environment_else_an_owner_only_file(
 
 
 # --- the real path: stylecomp animate JOB --generator kling -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_plates(tmp_path_factory.mktemp("plates"), FRAMES)
 
 
 def animate_job(

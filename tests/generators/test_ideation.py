@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylecomp.demo.scene import write_demo
 from stylecomp.diffusion.geometry import ModelGeometry
 from stylecomp.diffusion.loading import model_hash
 from stylecomp.diffusion.resolution import resize
@@ -28,16 +27,8 @@ from stylecomp.jobspec import ControlNet, ModelSettings, load_job
 from stylecomp.render.candidates import write_thumbnail
 from tests.tiny_jobs import invoke
 
-pytestmark = pytest.mark.usefixtures("private_cache")
+pytestmark = [pytest.mark.usefixtures("private_cache"), pytest.mark.plates(2, width=128, height=72)]
 RGBA = ["R", "G", "B", "A"]
-
-
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two demo frames at 128x72 (16:9): beauty, Z, normals, vectors, IDs."""
-    folder = tmp_path_factory.mktemp("plates")
-    write_demo(folder, frames=2, width=128, height=72, progress=lambda done, total: None)
-    return folder
 
 
 def write_job(

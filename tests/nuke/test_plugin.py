@@ -19,6 +19,9 @@ import pytest
 
 from stylecomp.color import ModelEncoding
 from stylecomp_nuke import actions, gizmo, presets
+
+pytestmark = pytest.mark.plates(6)  # the engine server's real plate frames
+
 from tests.nuke.stylize_node import GIZMOS_FOLDER, PLUGIN_FOLDER, PRESETS, cache, calls, job_of, press, reloads
 
 standin = nuke.standin
@@ -354,22 +357,8 @@ def no_server_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("STYLECOMP_CONFIG_DIR", str(tmp_path / "config"))
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.diffusion.testing import make_test_model
-
-    return make_test_model(tmp_path_factory.mktemp("models") / "sd15", "sd15")
-
-
-@pytest.fixture(scope="module")
-def demo_plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.tiny_jobs import write_plates
-
-    return write_plates(tmp_path_factory.mktemp("plates"), 6)
-
-
 @pytest.fixture
-def engine_server(node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path, demo_plates: Path):
+def engine_server(node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: Path, plates: Path):
     """A running engine server on STYLECOMP_SERVER, a `tiny` preset, and the plate Write writing real EXRs."""
     from stylecomp.diffusion.pool import PipelinePool
     from stylecomp.render.cache import RenderCache
@@ -387,8 +376,8 @@ def engine_server(node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_mo
         json.dumps(
             PRESETS
             | {
-                "tiny": {"family": "sd15", "path": str(tiny_model)},
-                "pickle": {"family": "sd15", "path": str(tiny_model), "allow_pickle": True},
+                "tiny": {"family": "sd15", "path": str(model)},
+                "pickle": {"family": "sd15", "path": str(model), "allow_pickle": True},
             }
         ),
         encoding="utf-8",
@@ -399,7 +388,7 @@ def engine_server(node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_mo
         original(write, start, end, incr, **options)
         for number in range(start, end + 1, incr):
             if write.name() == gizmo.WRITE_PLATE:
-                shutil.copyfile(demo_plates / f"demo.{number}.exr", write["file"].evaluate(number))
+                shutil.copyfile(plates / f"demo.{number}.exr", write["file"].evaluate(number))
 
     monkeypatch.setattr(nuke, "execute", execute)
     node["model_preset"].setValue("tiny")
@@ -411,7 +400,7 @@ def engine_server(node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_mo
     server.stop()
 
 
-def test_render_range_goes_to_the_engine_server(node, engine_server, engine_log: Path, tiny_model: Path) -> None:
+def test_render_range_goes_to_the_engine_server(node, engine_server, engine_log: Path, model: Path) -> None:
     node["render_range"].execute()
     standin.pump(lambda: not actions._RUNNING, timeout=60)
     assert calls(engine_log) == [], "the command line was not used"
@@ -421,7 +410,7 @@ def test_render_range_goes_to_the_engine_server(node, engine_server, engine_log:
     from stylecomp.io.plates import read_plate
 
     for path in outputs:
-        assert read_plate(path).parts[0].attributes["stylecomp/model"] == str(tiny_model)
+        assert read_plate(path).parts[0].attributes["stylecomp/model"] == str(model)
     task = standin.tasks[-1]
     assert task.progress[-1] == 100 and any("frame 1003 rendered" in m for m in task.messages)
     assert reloads(node) == 1 and standin.messages == []

@@ -24,13 +24,6 @@ from stylecomp.render.loop import render_job
 SIZE = 512  # one step of the tiny UNet here takes seconds on 2 CPU cores
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.diffusion.testing import make_test_model
-
-    return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15")
-
-
 def test_cancel_mid_step_ends_the_render_within_two_seconds(
     tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,15 +29,10 @@ from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job, wr
 FRAMES = 2
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.diffusion.testing import make_test_model
-
-    return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15")
-
-
 @pytest.fixture
 def plates(tmp_path: Path) -> Path:
+    """Fresh plates in the test's own folder, not the shared module ones: the server's roots (tmp_path) must hold
+    them, and the ``..`` spellings of their path name the folder ``plates``."""
     return write_plates(tmp_path / "plates", FRAMES)
 
 

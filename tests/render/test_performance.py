@@ -31,16 +31,7 @@ from stylecomp.render import loop as render_module
 from stylecomp.render.loop import STYLIZED_CHANNELS, render_job
 
 FIRST = 1001
-pytestmark = pytest.mark.usefixtures("private_cache")
-
-
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.demo.scene import write_demo
-
-    folder = tmp_path_factory.mktemp("plates")
-    write_demo(folder, frames=5, width=96, height=64, progress=lambda done, total: None)
-    return folder
+pytestmark = [pytest.mark.usefixtures("private_cache"), pytest.mark.plates(5, width=96, height=64)]
 
 
 def job(

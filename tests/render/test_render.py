@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylecomp.demo.scene import write_demo
 from stylecomp.diffusion.loading import model_hash
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.io.plates import read_plate
@@ -26,15 +25,7 @@ FRAMES = (1001, 1002, 1003)
 TESTDATA_DAMAGED = "exr-damaged"
 
 
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three demo frames at 128x72: beauty, Z, normals, vectors, IDs."""
-    folder = tmp_path_factory.mktemp("plates")
-    write_demo(folder, frames=len(FRAMES), width=128, height=72, progress=lambda done, total: None)
-    return folder
-
-
-pytestmark = pytest.mark.usefixtures("private_cache")
+pytestmark = [pytest.mark.usefixtures("private_cache"), pytest.mark.plates(len(FRAMES), width=128, height=72)]
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl", "flux"])

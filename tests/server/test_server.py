@@ -29,20 +29,11 @@ from stylecomp.io.plates import read_plate
 from stylecomp.render.cache import RenderCache
 from stylecomp.server.access_token import load_or_create_token, token_file
 from stylecomp.server.app import MAX_BODY, EngineServer, bind_warning
-from tests.tiny_jobs import FIRST, job_document, stylized, write_job, write_plates
+from tests.tiny_jobs import FIRST, job_document, stylized, write_job
 
 FRAMES = 6
+pytestmark = pytest.mark.plates(FRAMES)
 ENGINE = Path(sys.executable).with_name("stylecomp")
-
-
-@pytest.fixture(scope="module")
-def model(tiny: dict[str, Path]) -> Path:
-    return tiny["sd15"]
-
-
-@pytest.fixture(scope="module")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_plates(tmp_path_factory.mktemp("plates"), FRAMES)
 
 
 @pytest.fixture(autouse=True)
