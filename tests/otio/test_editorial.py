@@ -22,7 +22,7 @@ from stylecomp_otio.timeline_file import read_timeline
 from tests.otio.timelines import PLATES, conform, jobs, make_job, render
 from tests.shared_data import TESTDATA
 
-DATA = Path(__file__).parent / "data" / "timelines"
+DATA = Path(__file__).resolve().parents[1] / "data" / "timelines"
 RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
 
 
