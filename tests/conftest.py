@@ -1,4 +1,5 @@
-"""Shared fixtures: the read-only test data beside the checkout (../shared/testdata); GPU tests skip without CUDA."""
+"""Shared fixtures: the read-only test data beside the checkout (../shared/testdata), the tiny random-weight models,
+demo plates, a private render cache, no network; GPU tests skip without CUDA."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-TESTDATA = Path(os.environ.get("STYLECOMP_TESTDATA", Path(__file__).resolve().parents[2] / "shared" / "testdata"))
-BEACHBALL = TESTDATA / "plates" / "beachball" / "singlepart.####.exr"
+from tests.shared_data import TESTDATA
 
 # Fuzzing profiles (tests/test_fuzz.py): "ci" is the default and keeps the suite fast and repeatable; "long" is
 # `make fuzz`; "bench" is in between. Choose with $HYPOTHESIS_PROFILE.
@@ -67,3 +67,28 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("tiny")
     return {family: make_test_model(root / family, family, controlnet=True) for family in ("sd15", "sdxl", "flux")}
+
+
+@pytest.fixture(scope="session")
+def model(tiny: dict[str, Path]) -> Path:
+    """The tiny random-weight SD 1.5 (with its ControlNet in controlnet/) most render tests use."""
+    return tiny["sd15"]
+
+
+@pytest.fixture(scope="module")
+def plates(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo plates from frame 1001 (folder/demo.####.exr: beauty, Z, normals, vectors, IDs), as many and as large as
+    the module's ``pytest.mark.plates(frames, width=64, height=64)`` asks."""
+    from stylecomp.demo.scene import write_demo
+
+    marker = request.node.get_closest_marker("plates")
+    if marker is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: the plates fixture needs pytestmark = pytest.mark.plates(...)")
+    size = _plate_size(*marker.args, **marker.kwargs)
+    folder = tmp_path_factory.mktemp("plates")
+    write_demo(folder, **size, progress=lambda done, total: None)
+    return folder
+
+
+def _plate_size(frames: int, width: int = 64, height: int = 64) -> dict[str, int]:
+    return {"frames": frames, "width": width, "height": height}

@@ -15,18 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 from stylecomp.diffusion.loading import model_hash
 from stylecomp.errors import ModelError
 from stylecomp.io.plates import ImagePart, Window, write_plate
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from stylecomp.diffusion.testing import make_test_model
-
-    return make_test_model(tmp_path_factory.mktemp("model") / "sd15", "sd15")
+from tests.tiny_jobs import FIRST, invoke, job_document, stylized, write_job, write_plates
 
 
 @pytest.fixture(autouse=True)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_jobs import invoke
 
 from stylecomp.io import cryptomatte
 from stylecomp.io.plates import read_plate
+from tests.tiny_jobs import invoke
 
 SHOT = Path("plates") / "blender_street" / "street.####.exr"
 FRAMES = (1007, 1009)  # the car is in view

@@ -11,10 +11,9 @@ from stylecomp.color import PINNED_CONFIG, ModelEncoding, quantize, roundtrip_er
 from stylecomp.errors import ColorError
 from stylecomp.io.aovs import beauty
 from stylecomp.io.plates import read_plate
+from tests.shared_data import TESTDATA
 
-SHARED_EXRS = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "shared/testdata/exr").glob("*.exr")) or [
-    "(none)"
-]
+SHARED_EXRS = sorted(p.name for p in (TESTDATA / "exr").glob("*.exr")) or ["(none)"]
 
 
 def _identity_roundtrip(encoding: ModelEncoding, rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:

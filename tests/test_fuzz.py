@@ -29,7 +29,6 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiny_jobs import job_document, write_plates
 
 from stylecomp.cli import cli
 from stylecomp.diffusion.pool import PipelinePool
@@ -38,6 +37,7 @@ from stylecomp.jobspec import Job, load_job, parse_job
 from stylecomp.render.cache import RenderCache
 from stylecomp.server.access_token import load_or_create_token
 from stylecomp.server.app import EngineServer
+from tests.tiny_jobs import job_document, write_plates
 
 # Text as users and attackers type it: control characters, newlines, path tricks, format braces, long runs.
 TEXT = st.one_of(

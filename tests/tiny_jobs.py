@@ -65,3 +65,45 @@ def invoke(*args: str) -> tuple[int, str, str]:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
+
+
+def write_controlnet_job(
+    folder: Path,
+    plates: Path,
+    model: Path,
+    family: str = "sd15",
+    output: str = "out/demo.####.exr",
+    frames: tuple[int, int] = (FIRST, FIRST + 2),
+    **settings: object,
+) -> Path:
+    """``folder/job.json``: shot ``demo`` of ``frames`` (first, last) with the model's depth and normals ControlNets; 4 steps
+    at strength 0.5 (2 denoising steps)."""
+    controlnet = str(model / "controlnet")
+    job = {
+        "shots": [
+            {
+                "name": "demo",
+                "plate": str(plates / "demo.####.exr"),
+                "frames": {"first": frames[0], "last": frames[1]},
+                "output": output,
+            }
+        ],
+        "model": {
+            "family": family,
+            "path": str(model),
+            "controlnets": [
+                {"path": controlnet, "source": "depth"},
+                {"path": controlnet, "source": "normals", "weight": 0.5},
+            ],
+        },
+        "prompt": "ink and watercolour",
+        "negative_prompt": "blurry",
+        "steps": 4,
+        "strength": 0.5,
+        "guidance": 3.0,
+        "seed": {"policy": "fixed", "value": 7},
+    } | settings
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "job.json"
+    path.write_text(json.dumps(job))
+    return path

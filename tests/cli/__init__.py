@@ -1,0 +1,1 @@
+"""Tests of the stylecomp command line (stylecomp.cli)."""

@@ -1,0 +1,1 @@
+"""Tests of blending the stylized plate back (stylecomp.comp)."""

@@ -1,0 +1,1 @@
+"""Tests of model loading, adapters, conditioning, consistency and resolution (stylecomp.diffusion)."""

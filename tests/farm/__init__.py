@@ -1,0 +1,1 @@
+"""Tests of batches, OpenJD and Ray (stylecomp.farm)."""

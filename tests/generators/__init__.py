@@ -1,0 +1,1 @@
+"""Tests of ideation, animatic and hosted video generators (stylecomp.generators)."""

@@ -1,0 +1,1 @@
+"""Tests of plates, AOVs, sequences, Cryptomatte and normal spaces (stylecomp.io)."""

@@ -1,0 +1,1 @@
+"""Tests of the Nuke plugin and gizmos, against the stand-in nuke module (nuke_plugin/, gizmos/)."""

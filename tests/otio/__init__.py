@@ -1,0 +1,1 @@
+"""Tests of the OpenTimelineIO adapter and timeline jobs (stylecomp_otio)."""

@@ -1,0 +1,1 @@
+"""Tests of per-object regions (stylecomp.regions)."""

@@ -1,0 +1,1 @@
+"""Tests of flicker metrics (stylecomp.temporal)."""
