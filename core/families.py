@@ -8,6 +8,7 @@ from it) imports neither torch nor diffusers.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ class FamilySpec:
     """What one model family is, as stylecomp plans, loads, conditions and schedules it."""
 
     name: Family
-    img2img: str  # diffusers pipeline class stylization runs
+    img2img: str  # pipeline class stylization runs: diffusers' img2img with its noise open (diffusion/pipelines.py)
     controlnet_img2img: str  # ... with ControlNets
     text_to_image: str  # diffusers pipeline class the built-in image generator runs
     controlnet_text_to_image: str  # ... with ControlNets
@@ -39,13 +40,16 @@ class FamilySpec:
     single_file: bool  # single-file checkpoints load (from the configs in model_configs/<name>/)
     memory_mib: tuple[int, int]  # (GPU memory, system memory) in MiB a farm worker needs
     test_builder: str  # name of the builder in stylecomp.diffusion.testing.image_models that makes its tiny test model
+    img2img_size: bool  # its plain img2img pipeline takes height and width (SD's take the image's own size)
+    controlnet_modes: bool  # several ControlNets take a control_mode each (None: plain, not Union, ControlNets)
+    vae_upcast: bool  # its img2img upcasts a force_upcast VAE to float32 around each encode (see vae_bfloat16)
 
     def pipeline_class(self, controlnet: bool, text_to_image: bool = False) -> type[Any]:
-        """The diffusers pipeline class for stylizing (img2img) or generating (text-to-image), with or without
-        ControlNets; imports diffusers on first use."""
+        """The pipeline class for stylizing (stylecomp's img2img) or generating (diffusers' text-to-image), with or
+        without ControlNets; imports diffusers on first use."""
         if text_to_image:
             return _diffusers_class(self.controlnet_text_to_image if controlnet else self.text_to_image)
-        return _diffusers_class(self.controlnet_img2img if controlnet else self.img2img)
+        return _stylize_class(self.controlnet_img2img if controlnet else self.img2img)
 
     def controlnet_class(self) -> type[Any]:
         """The diffusers model class a ControlNet of this family loads as."""
@@ -55,8 +59,8 @@ class FamilySpec:
 FAMILIES: dict[Family, FamilySpec] = {
     "sd15": FamilySpec(
         name="sd15",
-        img2img="StableDiffusionImg2ImgPipeline",
-        controlnet_img2img="StableDiffusionControlNetImg2ImgPipeline",
+        img2img="SD15Img2Img",
+        controlnet_img2img="SD15ControlNetImg2Img",
         text_to_image="StableDiffusionPipeline",
         controlnet_text_to_image="StableDiffusionControlNetPipeline",
         controlnet_model="ControlNetModel",
@@ -73,11 +77,14 @@ FAMILIES: dict[Family, FamilySpec] = {
         single_file=True,
         memory_mib=(8192, 16384),
         test_builder="_sd15",
+        img2img_size=False,
+        controlnet_modes=False,
+        vae_upcast=False,
     ),
     "sdxl": FamilySpec(
         name="sdxl",
-        img2img="StableDiffusionXLImg2ImgPipeline",
-        controlnet_img2img="StableDiffusionXLControlNetImg2ImgPipeline",
+        img2img="SDXLImg2Img",
+        controlnet_img2img="SDXLControlNetImg2Img",
         text_to_image="StableDiffusionXLPipeline",
         controlnet_text_to_image="StableDiffusionXLControlNetPipeline",
         controlnet_model="ControlNetModel",
@@ -94,11 +101,14 @@ FAMILIES: dict[Family, FamilySpec] = {
         single_file=True,
         memory_mib=(12288, 24576),
         test_builder="_sdxl",
+        img2img_size=False,
+        controlnet_modes=False,
+        vae_upcast=True,
     ),
     "flux": FamilySpec(
         name="flux",
-        img2img="FluxImg2ImgPipeline",
-        controlnet_img2img="FluxControlNetImg2ImgPipeline",
+        img2img="FluxImg2Img",
+        controlnet_img2img="FluxControlNetImg2Img",
         text_to_image="FluxPipeline",
         controlnet_text_to_image="FluxControlNetPipeline",
         controlnet_model="FluxControlNetModel",
@@ -115,6 +125,9 @@ FAMILIES: dict[Family, FamilySpec] = {
         single_file=False,
         memory_mib=(24576, 49152),
         test_builder="_flux",
+        img2img_size=True,
+        controlnet_modes=True,
+        vae_upcast=False,
     ),
 }
 """Every family stylecomp runs, by the name jobs give in ``model.family``. Adding one is adding an entry here."""
@@ -126,6 +139,12 @@ def family_spec(family: str) -> FamilySpec:
         return FAMILIES[family]  # type: ignore[index]  # an unchecked str is what this lookup validates
     except KeyError:
         raise ModelError(f"unknown model family {family!r}; use one of {', '.join(FAMILIES)}") from None
+
+
+def _stylize_class(name: str) -> type[Any]:
+    # By name, as diffusers' classes: stylecomp.diffusion imports this table, so the table does not import it.
+    pipelines = importlib.import_module("stylecomp.diffusion.pipelines")
+    return getattr(pipelines, name)
 
 
 def _diffusers_class(name: str) -> type[Any]:

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from ..errors import JobError
@@ -190,8 +191,8 @@ class TokenFlow:
         if tokens not in self._grids:
             cell_x, cell_y, keep = self.motion.grid_sources(rows, cols, self.plan, cell)
             # align_corners=True puts -1 and 1 on the corner cells' centres; border padding clamps as motion.warp does
-            grid = np.stack([2 * cell_x / max(cols - 1, 1) - 1, 2 * cell_y / max(rows - 1, 1) - 1], axis=-1)
-            self._grids[tokens] = torch.from_numpy(grid.astype(np.float32))[None], torch.from_numpy(keep.ravel())
+            sampling = np.stack([2 * cell_x / max(cols - 1, 1) - 1, 2 * cell_y / max(rows - 1, 1) - 1], axis=-1)
+            self._grids[tokens] = torch.from_numpy(sampling.astype(np.float32))[None], torch.from_numpy(keep.ravel())
         grid, visible = self._grids[tokens]
         image = previous.transpose(1, 2).reshape(batch, channels, rows, cols)
         moved = F.grid_sample(
@@ -323,7 +324,7 @@ class FrameFeatures:
 
 
 def install_cross_frame(
-    unet: torch.nn.Module, features: FrameFeatures, mechanisms: frozenset[str] = frozenset({"cross_frame"})
+    unet: UNet2DConditionModel, features: FrameFeatures, mechanisms: frozenset[str] = frozenset({"cross_frame"})
 ) -> dict[str, object]:
     """Put frame attention on the UNet's self-attention layers (``FlowAttention`` with ``flow_attention``, else
     ``CrossFrameAttention``); returns the processors to restore."""

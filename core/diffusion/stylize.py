@@ -27,14 +27,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import OpenImageIO as oiio
 import torch
-from diffusers import DiffusionPipeline
 
 from .. import __version__
 from ..color import EncodedPlate, ModelEncoding
-from ..errors import Cancelled, JobError, ModelError, PlateError
-from ..families import FAMILIES
+from ..errors import Cancelled, JobError, ModelError
+from ..families import FAMILIES, FamilySpec
+from ..io.images import read_display_image
 from ..io.plates import Window
 from ..jobspec import ControlNet, Job, Lora, ModelSettings, Performance, Region, Shot
 from ..regions.diffusion import Column, RegionalCall, controlnets_vary, flux_attention_kwargs, regional_call
@@ -56,7 +55,9 @@ from .consistency import (
 )
 from .geometry import ModelGeometry, model_geometry, pipeline_geometry
 from .loading import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
+from .pipelines import NoiseChoice, StylizePipeline
 from .pool import PipelinePool
+from .prompts import encode_prompt, regional_pooled, segment_embeds, uses_cfg
 from .resolution import ModelCalls, ResolutionPlan, ResolutionSettings, assemble, model_calls, plan
 
 # The AOV clips each ControlNet source is built from: (required, optional).
@@ -102,7 +103,8 @@ class StylizeParameters:
             raise JobError("the job has no 'model' block: nothing to stylize with", shot.name)
         model = job.model.model_copy(deep=True)
         model.path = job.resolve(shot.overrides.model or model.path)
-        for adapter in (*model.loras, *model.controlnets):
+        adapters: list[Lora | ControlNet] = [*model.loras, *model.controlnets]
+        for adapter in adapters:
             adapter.path = job.resolve(adapter.path)
         reference = None
         if model.ip_adapter is not None:
@@ -156,6 +158,16 @@ class StylizeParameters:
         return self.model.model_copy(update={"loras": list(self.loaded_loras)}) if self.region_loras else self.model
 
     @property
+    def spec(self) -> FamilySpec:
+        """The model family's spec."""
+        return FAMILIES[self.model.family]
+
+    @property
+    def cfg(self) -> bool:
+        """Whether the pipeline calls run classifier-free guidance (a negative branch)."""
+        return uses_cfg(self.model.family, self.guidance)
+
+    @property
     def sequential(self) -> bool:
         """Whether a frame needs the previous one (consistency along the motion vectors)."""
         return bool(self.mechanisms & SEQUENTIAL)
@@ -201,7 +213,7 @@ class StylizeStage:
             1 if params.sequential or params.regions else self.performance.frames_per_call(pool.device)
         )
         self._segments = _segments(params)  # regions: the distinct prompt segments, the shot's first
-        self._pipe: DiffusionPipeline | None = None
+        self._pipe: StylizePipeline | None = None
         self._embeds: dict[str, Any] = {}
         self._regional_embeds: dict[str, Any] = {}  # regions: every segment's embeddings, on the token axis
         self._identity: dict[str, Any] = {}  # see identity()
@@ -234,7 +246,7 @@ class StylizeStage:
             ]
         else:
             notes = ["frames are independent: any frame renders alone, in any order"]
-        if not FAMILIES[self.params.model.family].uses_cfg:
+        if not self.params.spec.uses_cfg:
             notes.append(
                 "Flux is guidance-distilled: guidance is its embedded guidance and the negative prompt is unused"
             )
@@ -310,14 +322,14 @@ class StylizeStage:
                 "threads": torch.get_num_threads() if torch.device(self.pool.device).type == "cpu" else None,
                 "version": __version__,
             }
-            if p.model.family == "sdxl" and self.pool.dtype == torch.bfloat16:  # where vae_bfloat16 takes effect
+            if p.spec.vae_upcast and self.pool.dtype == torch.bfloat16:  # where vae_bfloat16 takes effect
                 identity["vae_bfloat16"] = self.performance.vae_bfloat16
             if p.model.ip_adapter is not None and p.style_reference is not None:
-                self._reference = read_style_reference(p.style_reference, self.encoding)
+                self._reference = read_display_image(p.style_reference, self.encoding)
                 identity["ip_adapter"] = model_hash(p.model.ip_adapter.path)
                 identity["image_encoder"] = model_hash(ip_adapter_image_encoder(p.model.ip_adapter))
                 identity["style_reference"] = hashlib.sha256(self._reference.tobytes()).hexdigest()
-            self._region_references = [read_style_reference(path, self.encoding) for path in _region_styles(p)]
+            self._region_references = [read_display_image(path, self.encoding) for path in _region_styles(p)]
             if self._region_references:
                 identity["region_style_references"] = [
                     hashlib.sha256(image.tobytes()).hexdigest() for image in self._region_references
@@ -337,14 +349,15 @@ class StylizeStage:
         self._first, self._previous, self._noise, self._noise_frame = first, None, None, None
         self._features, self._latents = FrameFeatures(), []
 
-    def _load(self) -> DiffusionPipeline:
+    def _load(self) -> StylizePipeline:
         """Load (or reuse) the pipeline; encode the prompt and the style reference once for the shot."""
         if self._pipe is not None:
             return self._pipe
         p = self.params
-        self._pipe = self.pool.get(p.loaded_model(), self.performance)
-        self._pipe.set_progress_bar_config(disable=True)
-        loaded, planned = pipeline_geometry(self._pipe, p.model.family), self.geometry()
+        pipe: StylizePipeline = self.pool.get(p.loaded_model(), self.performance)
+        self._pipe = pipe
+        pipe.set_progress_bar_config(disable=True)
+        loaded, planned = pipeline_geometry(pipe, p.model.family), self.geometry()
         if (loaded.vae_scale, loaded.latent_channels) != (planned.vae_scale, planned.latent_channels):
             raise ModelError(
                 f"the loaded model has latent scale {loaded.vae_scale} and {loaded.latent_channels} "
@@ -352,41 +365,33 @@ class StylizeStage:
                 f"{planned.latent_channels}",
                 p.model.path,
             )
+        cfg = p.cfg
         with torch.no_grad():
-            self._embeds = _encode_prompt(self._pipe, p)
+            self._embeds = encode_prompt(pipe, p.model.family, p.prompt, p.negative_prompt, cfg)
             if len(self._segments) > 1:
-                parts = [self._embeds] + [self._encode_segment(segment) for segment in self._segments[1:]]
-                # Token embeddings side by side; pooled ones (SDXL, Flux: one vector per prompt) stacked, to be
-                # mixed by area (one pass) or given to each prompt's pass (passes).
-                self._regional_embeds = {
-                    name: value
-                    if value is None
-                    else torch.stack([part[name] for part in parts])
-                    if "pooled" in name
-                    else torch.cat([part[name] for part in parts], dim=1)
-                    for name, value in self._embeds.items()
-                }
+                parts = [self._embeds] + [self._encode_segment(pipe, segment) for segment in self._segments[1:]]
+                self._regional_embeds = segment_embeds(parts)
             if self._reference is not None:
-                self._embeds |= style_reference_embeds(self._pipe, self._reference, _uses_cfg(p))
+                self._embeds |= style_reference_embeds(pipe, self._reference, cfg)
             if self._region_references:
                 self._styles = [self._embeds["ip_adapter_image_embeds"]] + [
-                    style_reference_embeds(self._pipe, image, _uses_cfg(p))["ip_adapter_image_embeds"]
+                    style_reference_embeds(pipe, image, cfg)["ip_adapter_image_embeds"]
                     for image in self._region_references
                 ]
-        return self._pipe
+        return pipe
 
-    def _encode_segment(self, segment: Segment) -> dict[str, Any]:
+    def _encode_segment(self, pipe: StylizePipeline, segment: Segment) -> dict[str, Any]:
         """A region's prompt embeddings, encoded with its LoRA set's adapters (the shot's again afterwards)."""
         prompt, negative, lora_set = segment
         adapters = [f"lora{number}" for number in range(len(self.params.loaded_loras))]  # models._load_loras' names
         sets = _lora_sets(self.params)
         if lora_set:
-            self._pipe.set_adapters(adapters, adapter_weights=list(sets[lora_set]))  # type: ignore[union-attr]
+            pipe.set_adapters(adapters, adapter_weights=list(sets[lora_set]))
         try:
-            return _encode_prompt(self._pipe, self.params, prompt, negative)  # type: ignore[arg-type]
+            return encode_prompt(pipe, self.params.model.family, prompt, negative, self.params.cfg)
         finally:
             if lora_set:
-                self._pipe.set_adapters(adapters, adapter_weights=list(sets[0]))  # type: ignore[union-attr]
+                pipe.set_adapters(adapters, adapter_weights=list(sets[0]))
 
     def end_sequence(self) -> None:
         self._pipe, self._embeds, self._regional_embeds, self._styles = None, {}, {}, []
@@ -458,16 +463,19 @@ class StylizeStage:
         p = self.params
         if self.is_identity(frame):
             return self._untouched(inputs)
-        self._load()
+        # 1. The model, the prompt's embeddings; the frame up to its model calls (one per tile).
+        pipe = self._load()
         work = self._prepare(frame, window, inputs)
         layout, outputs = work.calls.layout, []
         for tile, (image, controls) in enumerate(zip(work.calls.images, work.calls.conditions)):
+            # 2. What carries over from the previous frame: its noise, latents and attention features.
             noise = (
                 self._initial_noise(frame, work.seed, work.motion, layout) if "warped_noise" in p.mechanisms else None
             )
-            fusion = self._fuse_latents(work.motion, layout) if "latent_fusion" in p.mechanisms else None
+            fusion = self._fuse_latents(pipe, work.motion, layout) if "latent_fusion" in p.mechanisms else None
             if "flow_attention" in p.mechanisms and work.motion is not None:
                 self._features.flow = TokenFlow(work.motion, layout)
+            # 3. The pipeline call.
             outputs += self._diffuse(
                 [image],
                 [controls],
@@ -478,6 +486,7 @@ class StylizeStage:
                 fusion,
                 work.regional[tile] if work.regional else None,
             )
+        # 4. The result back onto the plate.
         self._features.finish_frame(is_anchor=frame == self._first or not self._features.anchor)
         return self._finish(work, outputs, batch=1)
 
@@ -522,7 +531,10 @@ class StylizeStage:
                     results[index] = self._finish(work, [image for image, _ in tiles], max(n for _, n in tiles))
                 except Exception as exc:  # a model result assemble refuses (NaN, ...)
                     results[index] = exc
-        return results  # type: ignore[return-value]
+        finished = [result for result in results if result is not None]
+        if len(finished) != len(items):
+            raise RuntimeError("a frame of the batch was left without a result")
+        return finished
 
     def _run_calls(
         self,
@@ -576,8 +588,8 @@ class StylizeStage:
         conditions = [(net.source, control_condition(net, inputs, encoded.image)) for net in p.model.controlnets]
         motion = self._motion(frame, inputs)
         image, heal = encoded.image, 1.0
-        if motion is not None and p.mechanisms & {"pixel_fusion", "keyframes"}:
-            previous = self._previous[1]  # type: ignore[index]
+        if motion is not None and self._previous is not None and p.mechanisms & {"pixel_fusion", "keyframes"}:
+            previous = self._previous[1]  # motion is from the previous frame, so there is one
             previous_image = self.encoding.encode(previous[..., :3], previous[..., 3]).image
             if "keyframes" in p.mechanisms and not self._is_keyframe(frame):
                 image, heal = motion.carry(previous_image, image, 1.0), KEYFRAME_HEAL
@@ -681,34 +693,23 @@ class StylizeStage:
         self._noise, self._noise_frame = noise, frame
         return noise
 
-    def _fuse_latents(self, motion: FrameMotion | None, layout: ResolutionPlan) -> StepHook:
+    def _fuse_latents(self, pipe: StylizePipeline, motion: FrameMotion | None, layout: ResolutionPlan) -> StepHook:
         """latent_fusion's per-step hook: keep this frame's latents; blend the previous frame's into the early steps."""
         previous, self._latents = self._latents, []
-        pipe = self._pipe
 
         def fuse(step: int, latents: torch.Tensor) -> torch.Tensor:
-            flux = FAMILIES[self.params.model.family].latent_packing > 1
-            grid = (
-                pipe._unpack_latents(
-                    latents,
-                    layout.working_height,
-                    layout.working_width,  # type: ignore[union-attr]
-                    pipe.vae_scale_factor,
-                )
-                if flux
-                else latents
-            )  # type: ignore[union-attr]
-            steps = pipe._num_timesteps  # type: ignore[union-attr]
+            grid = pipe.latent_grid(latents, layout.working_height, layout.working_width)  # (B, C, h, w)
+            steps = pipe.num_timesteps
             # img2img runs the tail of one schedule, so step s here ends at the timestep of the previous frame's
             # step s + len(previous) - steps (they differ where the strength does: keyframes heal at less).
             same = step + len(previous) - steps
             fusing = motion is not None and 0 <= same < len(previous) and step < LATENT_FUSION_STEPS * steps
-            if fusing:
-                grid = motion.carry_latents(previous[same], grid, layout, self.params.fusion_strength)  # type: ignore[union-attr]
+            if motion is not None and fusing:
+                grid = motion.carry_latents(previous[same], grid, layout, self.params.fusion_strength)
             self._latents.append(grid.detach())
             if not fusing:
                 return latents
-            return pipe._pack_latents(grid, *grid.shape) if flux else grid  # type: ignore[union-attr]
+            return pipe.packed(grid)
 
         return fuse
 
@@ -727,19 +728,20 @@ class StylizeStage:
         images and its own seed's generator; the results in the same order. ``noise`` replaces the pipeline's
         own initial noise (1, C, h/f, w/f for the VAE's scale f) and ``fusion`` sees (and may replace) the latents
         after each step, when given (one image only). ``regional``: the image's regions (one image only)."""
-        p, pipe = self.params, self._pipe
+        p, pipe, spec = self.params, self._load(), self.params.spec
         height, width = images[0].shape[:2]
         count = len(images)
+
+        # 1. The prompt's embeddings: the shot's, or with regions every segment's (mixed or per pass).
         embeds, pooled = self._embeds, None
         if regional is not None:
             strength = float(regional.strength_map().max())
             if strength <= 0.0:
                 return [images[0].copy()]  # every pixel untouched: _finish puts the plate's own values back
             if regional.segments > 1:
-                embeds, pooled = _regional_pooled(
-                    self._regional_embeds, regional, p.region_prompts == "passes", _uses_cfg(p)
-                )
+                embeds, pooled = regional_pooled(self._regional_embeds, regional, p.region_prompts == "passes", p.cfg)
 
+        # 2. The call's arguments: images, one generator per image, embeddings once per image, per-step callback.
         def on_step(_pipe: object, step: int, _t: object, tensors: dict[str, Any]) -> dict[str, Any]:
             if cancel.is_set():
                 raise Cancelled()
@@ -764,6 +766,8 @@ class StylizeStage:
                 for name, value in embeds.items()
             },
         }
+
+        # 3. ControlNet images and weights (with regions that set their own weights: scaled per pixel instead).
         if controls[0]:
             weights = [net.weight for net in p.model.controlnets]
             per_net = [np.stack([image_controls[net] for image_controls in controls]) for net in range(len(weights))]
@@ -771,18 +775,17 @@ class StylizeStage:
             if regional is not None and controlnets_vary(regional):
                 weights = [1.0] * len(weights)  # scaled per pixel instead (regions.diffusion)
             kwargs["controlnet_conditioning_scale"] = weights if len(weights) > 1 else weights[0]
-            if p.model.family == "flux" and len(per_net) > 1:
+            if spec.controlnet_modes and len(per_net) > 1:
                 kwargs["control_mode"] = [None] * len(per_net)  # plain (not Union) ControlNets: no mode each
-        if controls[0] or p.model.family == "flux":
+        if controls[0] or spec.img2img_size:
             kwargs |= {"height": height, "width": width}
-        if (
-            regional is not None
-            and regional.segments > 1
-            and p.model.family == "flux"
-            and p.region_prompts == "attention"
-        ):
-            kwargs["joint_attention_kwargs"] = flux_attention_kwargs(pipe, regional, embeds["prompt_embeds"])
+        if regional is not None and regional.segments > 1 and spec.denoiser == "transformer":
+            if p.region_prompts == "attention":  # a transformer's joint attention takes the regions as a mask
+                kwargs["joint_attention_kwargs"] = flux_attention_kwargs(pipe, regional, embeds["prompt_embeds"])
+
+        # 4. The call, with the initial noise chosen, the regions and the cross-frame attention installed for it.
         attention = p.mechanisms & ATTENTION
+        step_hook: StepHook | None
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             if regional is not None:
@@ -794,15 +797,24 @@ class StylizeStage:
                 )
             else:
                 step_hook = fusion
-                stack.enter_context(_noise_injected(pipe, noise))
+                stack.enter_context(pipe.noise_chosen_by(None if noise is None else _given(noise)))
             stack.enter_context(_frame_attention_installed(pipe, self._features, attention))
-            result = pipe(**kwargs).images  # type: ignore[misc]
+            result = pipe(**kwargs).images
         return [np.asarray(image, dtype=np.float32) for image in result]
+
+
+def _given(noise: torch.Tensor) -> NoiseChoice:
+    """The initial noise choice that puts ``noise`` (1, C, h, w) on the plate instead of the pipeline's draw."""
+
+    def choose(plate: torch.Tensor, _drawn: torch.Tensor) -> torch.Tensor:
+        return noise.to(plate.device, plate.dtype)
+
+    return choose
 
 
 @contextlib.contextmanager
 def _frame_attention_installed(
-    pipe: DiffusionPipeline, features: FrameFeatures, mechanisms: frozenset[str]
+    pipe: StylizePipeline, features: FrameFeatures, mechanisms: frozenset[str]
 ) -> Iterator[None]:
     """While a pipeline call runs, the UNet's self-attention also attends to earlier frames (``cross_frame``:
     the anchor and previous frames; ``flow_attention``: the previous frame along the motion vectors).
@@ -818,97 +830,6 @@ def _frame_attention_installed(
         yield
     finally:
         pipe.unet.set_attn_processor(original)
-
-
-@contextlib.contextmanager
-def _noise_injected(pipe: DiffusionPipeline, noise: torch.Tensor | None) -> Iterator[None]:
-    """While a pipeline call runs, its scheduler noises the image latents with ``noise`` instead of its own draw.
-
-    The img2img pipelines noise the encoded plate with one scheduler call (``add_noise`` for SD and SDXL,
-    ``scale_noise`` for Flux) before denoising; this is the one place the initial noise enters.
-    """
-    if noise is None:
-        yield
-        return
-    scheduler = pipe.scheduler
-    if hasattr(scheduler, "scale_noise"):
-        original = scheduler.scale_noise
-
-        def scale_noise(sample: torch.Tensor, timestep: torch.Tensor, _noise: torch.Tensor) -> torch.Tensor:
-            return original(sample, timestep, noise.to(sample.device, sample.dtype))
-
-        scheduler.scale_noise, name = scale_noise, "scale_noise"
-    else:
-        add = scheduler.add_noise
-
-        def add_noise(sample: torch.Tensor, _noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-            return add(sample, noise.to(sample.device, sample.dtype), timesteps)
-
-        scheduler.add_noise, name = add_noise, "add_noise"
-    try:
-        yield
-    finally:
-        delattr(scheduler, name)  # the class's own method again
-
-
-def _uses_cfg(p: StylizeParameters) -> bool:
-    """Classifier-free guidance (a negative branch) runs for SD/SDXL at guidance > 1; Flux embeds guidance instead."""
-    return FAMILIES[p.model.family].uses_cfg and p.guidance > 1.0
-
-
-def _encode_prompt(
-    pipe: DiffusionPipeline, p: StylizeParameters, prompt: str | None = None, negative_prompt: str | None = None
-) -> dict[str, Any]:
-    """The prompt's embeddings (the shot's, or ``prompt`` and ``negative_prompt``), once per shot, as the keyword
-    arguments each family's pipeline takes."""
-    device, cfg = pipe._execution_device, _uses_cfg(p)
-    prompt = p.prompt if prompt is None else prompt
-    negative_prompt = p.negative_prompt if negative_prompt is None else negative_prompt
-    encoding = FAMILIES[p.model.family].prompt_encoding
-    if encoding == "clip":
-        positive, negative = pipe.encode_prompt(prompt, device, 1, cfg, negative_prompt=negative_prompt)
-        return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
-    if encoding == "dual_clip":
-        positive, negative, pooled, negative_pooled = pipe.encode_prompt(
-            prompt=prompt,
-            device=device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=cfg,
-            negative_prompt=negative_prompt,
-        )
-        return {
-            "prompt_embeds": positive,
-            "negative_prompt_embeds": negative,
-            "pooled_prompt_embeds": pooled,
-            "negative_pooled_prompt_embeds": negative_pooled,
-        }
-    positive, pooled, _text_ids = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device)
-    return {"prompt_embeds": positive, "pooled_prompt_embeds": pooled}
-
-
-def _regional_pooled(
-    embeds: dict[str, Any], call: RegionalCall, passes: bool, cfg: bool
-) -> tuple[dict[str, Any], list[torch.Tensor] | None]:
-    """The pipeline's embeddings for a regional call, and (passes, SDXL and Flux) each prompt's pooled embedding
-    as its pass gives it to the model. A pooled embedding conditions the whole frame, so one pass gets the
-    prompts' pooled embeddings mixed by their share of the frame."""
-    if not any("pooled" in name for name in embeds):
-        return embeds, None
-    shares = torch.from_numpy(call.grouped(lambda c: c.segment, call.segments).mean(axis=(0, 1)))
-    mixed = {
-        name: (value * shares.to(value.device, value.dtype).view(-1, *[1] * (value.dim() - 1))).sum(0)
-        if value is not None and "pooled" in name
-        else value
-        for name, value in embeds.items()
-    }
-    if not passes:
-        return mixed, None
-    positive, negative = embeds["pooled_prompt_embeds"], embeds.get("negative_pooled_prompt_embeds")
-    per_pass = [
-        torch.cat([negative[g], positive[g]]) if cfg and negative is not None else positive[g]
-        for g in range(call.segments)
-    ]
-    return mixed, per_pass
 
 
 def _segments(p: StylizeParameters) -> list[Segment]:
@@ -996,9 +917,9 @@ def check_region_settings(p: StylizeParameters) -> None:
     sources = {net.source for net in p.model.controlnets}
     for region in p.regions:
         where = f"regions.{region.name}"
-        if region.controlnet_weights and p.model.family == "flux":
+        if region.controlnet_weights and p.spec.denoiser != "unet":
             raise JobError("controlnet_weights per region work on SD 1.5 and SDXL, not on Flux yet", where)
-        if region.ip_adapter_image is not None and (p.model.ip_adapter is None or p.model.family == "flux"):
+        if region.ip_adapter_image is not None and (p.model.ip_adapter is None or p.spec.denoiser != "unet"):
             raise JobError("ip_adapter_image per region needs the model's ip_adapter, on SD 1.5 or SDXL", where)
         unknown = sorted(set(region.controlnet_weights or {}) - sources)
         if unknown:
@@ -1040,9 +961,9 @@ def control_condition(net: ControlNet, inputs: FrameInputs, display_rgb: np.ndar
     """The ControlNet's (H, W, 3) [0, 1] image, built from the frame's AOV clips (see ``control_clips``)."""
     depth, normals, ids = inputs.get("Depth"), inputs.get("Normal"), inputs.get("ObjectID")
     if net.source == "depth":
-        return depth_condition(depth[..., 0])  # type: ignore[index]
+        return depth_condition(inputs.images["Depth"][..., 0])  # a required clip (control_clips)
     if net.source == "normals":
-        return normal_condition(normals)  # type: ignore[arg-type]
+        return normal_condition(inputs.images["Normal"])
     if net.source == "tile":
         return display_rgb  # the image itself, as SD 1.5's tile ControlNet takes it
     if net.source == "lineart":
@@ -1052,19 +973,3 @@ def control_condition(net: ControlNet, inputs: FrameInputs, display_rgb: np.ndar
             depth=None if depth is None else depth[..., 0],
         )
     return beauty_edges(display_rgb)
-
-
-def read_style_reference(path: str, encoding: ModelEncoding) -> np.ndarray:
-    """A style image (any format OpenImageIO reads) as (H, W, 3) [0, 1] display-referred.
-
-    Float images (EXR, HDR) are scene-linear and go through the job's colour encoding;
-    integer images (PNG, JPEG, TIFF) are display-referred already.
-    """
-    image = oiio.ImageBuf(path)
-    if image.has_error or image.spec().nchannels < 1:
-        raise PlateError(f"cannot read the style reference: {image.geterror() or 'no image'}", path)
-    pixels = image.get_pixels(oiio.FLOAT)  # (H, W, C), integer formats normalised to [0, 1]
-    rgb = pixels[..., :3] if pixels.shape[2] >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
-    if image.spec().format.basetype in (oiio.HALF, oiio.FLOAT, oiio.DOUBLE):
-        return encoding.encode(rgb).image
-    return np.clip(rgb, 0.0, 1.0).astype(np.float32)

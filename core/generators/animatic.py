@@ -26,9 +26,9 @@ from PIL import Image
 
 from ..color import ModelEncoding
 from ..diffusion.pool import PipelinePool
-from ..diffusion.stylize import read_style_reference
 from ..errors import Cancelled, JobError, PlateError
 from ..io.atomic import atomic_target
+from ..io.images import read_display_image
 from ..io.plates import read_plate
 from ..io.sequence import FrameSequence, discover
 from ..jobspec import Job, Shot
@@ -73,7 +73,7 @@ def animate(
     settings, encoding = job.animation, job.color.model_encoding()
     first_frame, cut_length = _cut(job, shot)
     start, source = _start_image(job, shot, encoding, pool, report, cancel)
-    last = read_style_reference(job.resolve(settings.last_image), encoding) if settings.last_image else None
+    last = read_display_image(job.resolve(settings.last_image), encoding) if settings.last_image else None
     requested = settings.frames or cut_length
     count = generator.frame_count(requested)
     width, height = _size(start.shape[1], start.shape[0], settings.long_side or DEFAULT_LONG_SIDE)
@@ -160,7 +160,7 @@ def _start_image(
     settings = job.animation
     if settings.source == "image":
         path = job.resolve(settings.image)  # type: ignore[arg-type]  # the job validates that it is set
-        return _identified(read_style_reference(path, encoding), {"kind": "image", "path": path})
+        return _identified(read_display_image(path, encoding), {"kind": "image", "path": path})
     if settings.source == "ideation":
         path = str(job.picked_still(shot))
         if not Path(path).is_file():
@@ -169,7 +169,7 @@ def _start_image(
                 "'stylecomp pick --ideation' first",
                 path,
             )
-        return _identified(read_style_reference(path, encoding), {"kind": "ideation", "path": path})
+        return _identified(read_display_image(path, encoding), {"kind": "ideation", "path": path})
     keyframe = settings.keyframe if settings.keyframe is not None else _cut(job, shot)[0]
     path = FrameSequence(job.resolve(shot.output)).path(keyframe)
     if not Path(path).is_file():

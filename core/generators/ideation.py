@@ -32,10 +32,11 @@ import numpy as np
 from ..color import ModelEncoding
 from ..diffusion.geometry import model_geometry
 from ..diffusion.resolution import LINE_KINDS, resize
-from ..diffusion.stylize import StylizeParameters, control_clips, control_condition, read_style_reference
+from ..diffusion.stylize import StylizeParameters, control_clips, control_condition
 from ..errors import Cancelled, JobError, StyleCompError
 from ..io.atomic import atomic_target
 from ..io.contactsheet import write_contact_sheet
+from ..io.images import read_display_image
 from ..io.plates import read_plate
 from ..io.sequence import FrameSequence
 from ..jobspec import Job, Shot, save_job
@@ -126,7 +127,7 @@ def ideate(
     guide = _guide(job, shot, encoding) if controlnets or settings.init_strength is not None else None
     style = None
     if job.model is not None and job.model.ip_adapter is not None:
-        style = read_style_reference(job.resolve(job.model.ip_adapter.image), encoding)
+        style = read_display_image(job.resolve(job.model.ip_adapter.image), encoding)
     model = StylizeParameters.for_shot(job, shot).model if job.model is not None else None
     geometry = model_geometry(model.path, model.family) if model is not None else None
     multiple = geometry.pixel_multiple if geometry else NO_MODEL_MULTIPLE

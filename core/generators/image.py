@@ -76,11 +76,11 @@ class ImageGenerator:
         model, pipe = self.model, self._pipe
         kwargs = self._inputs(request)
 
-        def on_step(_pipe: object, step: int, _t: object, tensors: dict[str, Any]) -> dict[str, Any]:
+        def on_step(running: Any, step: int, _t: object, tensors: dict[str, Any]) -> dict[str, Any]:
             if cancel.is_set():
                 raise Cancelled()
             if request.on_step is not None:
-                request.on_step(step + 1, getattr(pipe, "_num_timesteps", request.steps))
+                request.on_step(step + 1, running.num_timesteps)  # the steps this call runs (img2img: by strength)
             return tensors
 
         kwargs |= {
@@ -98,14 +98,14 @@ class ImageGenerator:
         if self.setup.kind == "image_to_image" and model.family != "flux" and not model.controlnets:
             del kwargs["height"], kwargs["width"]  # SD's plain img2img pipelines take the size from the image
         with torch.no_grad():
-            image = pipe(**kwargs).images[0]  # type: ignore[operator]
+            image = pipe(**kwargs).images[0]
         return Generated(
             frames=[np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)], provenance=self._provenance(request)
         )
 
     def _inputs(self, request: Request) -> dict[str, Any]:
         """The start image, ControlNet images and IP-Adapter embeddings of a request, as pipeline arguments."""
-        model, kwargs = self.model, {}
+        model, kwargs = self.model, dict[str, Any]()
         size = (request.height, request.width)
         if self.setup.kind == "image_to_image":
             if request.image is None:

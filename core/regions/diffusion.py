@@ -28,12 +28,15 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
+
+if TYPE_CHECKING:
+    from ..diffusion.pipelines import StylizePipeline  # the type only: diffusion imports this module
 
 StepHook = Callable[[int, torch.Tensor], torch.Tensor]
 
@@ -153,7 +156,7 @@ def attention_grid(tokens: int, height: int, width: int) -> tuple[int, int]:
 
 @contextlib.contextmanager
 def regional_call(
-    pipe: DiffusionPipeline,
+    pipe: StylizePipeline,
     call: RegionalCall,
     noise: torch.Tensor | None,
     step_hook: StepHook | None,
@@ -165,8 +168,8 @@ def regional_call(
     """While one pipeline call runs: the call's regions in its noise, attention, model passes and ControlNets.
 
     Yields the per-step hook (latents after step -> latents to go on with) that applies per-pixel
-    strength, then ``step_hook`` (latent fusion). ``noise`` replaces the pipeline's own draw, as
-    ``stylize._noise_injected`` does. ``prompt_passes``: one model pass per distinct prompt (and LoRA
+    strength, then ``step_hook`` (latent fusion). ``noise`` replaces the pipeline's own draw (the pipeline's
+    ``noise_chosen_by``), each region's seed blended in. ``prompt_passes``: one model pass per distinct prompt (and LoRA
     set), blended by matte like LoRA sets, instead of masked attention in one pass. SD 1.5 and SDXL
     (cross-attention processors) and Flux (its joint attention's mask, ``flux_attention_mask``: the
     caller passes it as the pipeline's ``joint_attention_kwargs``). ``pooled`` (prompt passes, SDXL and Flux):
@@ -176,38 +179,21 @@ def regional_call(
     flux = hasattr(pipe, "transformer")
     unet, scheduler = (pipe.transformer if flux else pipe.unet), pipe.scheduler
     height, width = call.weights.shape[:2]
-    scale = pipe.vae_scale_factor
-    latent_size = (
-        (2 * (height // (scale * 2)), 2 * (width // (scale * 2)))
-        if flux
-        else (math.ceil(height / scale), math.ceil(width / scale))
-    )
+    latent_size = pipe.latent_size(height, width)
     captured: dict[str, torch.Tensor] = {}
     strengths = call.strength_map()
 
     # The initial noise: the pipeline's own draw (or ``noise``), each region's seed blended in by weight.
-    # SD and SDXL noise the plate's latents with add_noise(sample, noise, t), Flux with scale_noise(sample, t, noise).
-    noise_name = "scale_noise" if flux else "add_noise"
-    scheduler_noise = getattr(scheduler, noise_name)
-
-    def add_noise(sample: torch.Tensor, drawn: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        return scheduler_noise(sample, timesteps, drawn) if flux else scheduler_noise(sample, drawn, timesteps)
-
-    def noised(sample: torch.Tensor, second: torch.Tensor, third: torch.Tensor) -> torch.Tensor:
-        drawn, timesteps = (third, second) if flux else (second, third)
-        if "plate" not in captured:
-            base = drawn if noise is None else noise.to(sample.device, sample.dtype)
-            captured["plate"], captured["noise"] = sample, _seed_noise(call, base, latent_size)
-            return add_noise(sample, captured["noise"], timesteps)
-        return add_noise(sample, drawn, timesteps)
-
-    setattr(scheduler, noise_name, noised)
+    def initial_noise(plate: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+        base = drawn if noise is None else noise.to(plate.device, plate.dtype)
+        captured["plate"], captured["noise"] = plate, _seed_noise(call, base, latent_size)
+        return captured["noise"]
 
     def per_pixel_strength(step: int, latents: torch.Tensor) -> torch.Tensor:
         # The schedule may hold more entries than steps (PNDM's PRK warm-up: 11 for 10; second-order schedulers
         # twice as many): img2img counts strength in steps and starts at schedule index that times ``order``.
         steps, total = scheduler.num_inference_steps, len(scheduler.timesteps)
-        full = total - pipe._num_timesteps + step + 1  # the full schedule's index of the next step
+        full = total - pipe.num_timesteps + step + 1  # the full schedule's index of the next step
         # A pixel of strength s starts denoising where img2img at strength s would start: at step
         # steps - int(steps * s) in SD and SDXL, int(steps - steps * s) in Flux (diffusers' get_timesteps);
         # a strength-0 pixel never starts (img2img would still run PNDM's last entry).
@@ -218,12 +204,12 @@ def regional_call(
         if waiting.any():
             plate = captured["plate"]
             if full < total:
-                target = add_noise(plate, captured["noise"], scheduler.timesteps[full : full + 1])
+                target = pipe.noised(plate, captured["noise"], scheduler.timesteps[full : full + 1])
             else:
                 target = plate
-            grid = pipe._unpack_latents(latents, height, width, scale) if flux else latents
+            grid = pipe.latent_grid(latents, height, width)
             grid = torch.where(waiting, target.to(grid.dtype), grid)
-            latents = pipe._pack_latents(grid, *grid.shape) if flux else grid
+            latents = pipe.packed(grid)
         return step_hook(step, latents) if step_hook is not None else latents
 
     segments = call.segments
@@ -284,7 +270,9 @@ def regional_call(
                     rows, cols = latent_size[0] // 2, latent_size[1] // 2
                     share = call.at("passes", pass_maps, rows, cols, prediction)[:, number].flatten(1)[..., None]
                 else:
-                    share = call.at("passes", pass_maps, *prediction.shape[-2:], prediction)[:, number : number + 1]
+                    share = call.at("passes", pass_maps, prediction.shape[-2], prediction.shape[-1], prediction)[
+                        :, number : number + 1
+                    ]
                 total = prediction * share if total is None else total + prediction * share
             return (total,) if isinstance(result, tuple) else type(result)(sample=total)
 
@@ -293,7 +281,8 @@ def regional_call(
         pipe.set_adapters(list(adapters), adapter_weights=list(call.lora_sets[0]))
     restore_controlnets = _scaled_controlnets(pipe, call)
     try:
-        yield per_pixel_strength
+        with pipe.noise_chosen_by(initial_noise):
+            yield per_pixel_strength
     finally:
         restore_controlnets()
         if "forward" in unet.__dict__:
@@ -301,14 +290,11 @@ def regional_call(
         if segments > 1:
             for model, original in zip(models, originals):
                 model.set_attn_processor(original)
-        delattr(scheduler, noise_name)  # the class's own method again
 
 
-def flux_attention_kwargs(pipe: DiffusionPipeline, call: RegionalCall, prompt_embeds: torch.Tensor) -> dict[str, Any]:
+def flux_attention_kwargs(pipe: StylizePipeline, call: RegionalCall, prompt_embeds: torch.Tensor) -> dict[str, Any]:
     """The Flux pipeline's ``joint_attention_kwargs`` for masked attention over the call's prompt segments."""
-    height, width = call.weights.shape[:2]
-    scale = pipe.vae_scale_factor
-    latent_size = (2 * (height // (scale * 2)), 2 * (width // (scale * 2)))
+    latent_size = pipe.latent_size(*call.weights.shape[:2])
     mask = flux_attention_mask(call, prompt_embeds.shape[1] // call.segments, latent_size)
     return {"attention_mask": mask.to(prompt_embeds.device, pipe.transformer.dtype)}
 
@@ -384,8 +370,8 @@ def _scaled_controlnets(pipe: DiffusionPipeline, call: RegionalCall) -> Callable
             **kwargs: Any,
         ) -> Any:
             down, mid = _original(*args, **{**kwargs, "return_dict": False})
-            down = [r * call.at(_name, _map[..., None], *r.shape[-2:], r) for r in down]
-            mid = mid * call.at(_name, _map[..., None], *mid.shape[-2:], mid)
+            down = [r * call.at(_name, _map[..., None], r.shape[-2], r.shape[-1], r) for r in down]
+            mid = mid * call.at(_name, _map[..., None], mid.shape[-2], mid.shape[-1], mid)
             return down, mid
 
         net.forward = forward

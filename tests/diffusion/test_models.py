@@ -36,6 +36,7 @@ from stylecomp.diffusion import loading as models
 from stylecomp.diffusion.loading import detect_family, load_pipeline, model_hash, pick_device, pick_dtype
 from stylecomp.diffusion.testing import make_test_checkpoint, make_test_model
 from stylecomp.errors import ModelError
+from stylecomp.families import family_spec
 from stylecomp.jobspec import ControlNet, ModelSettings
 
 FAMILIES = ("sd15", "sdxl", "flux")
@@ -108,7 +109,7 @@ def weight_digests(folder: Path) -> dict[str, str]:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_img2img_frames_are_deterministic(tiny: dict[str, Path], family: str) -> None:
     pipe = load_pipeline(ModelSettings(family=family, path=str(tiny[family])))
-    assert type(pipe) is PIPELINES[family][0]
+    assert type(pipe) is family_spec(family).pipeline_class(False) and isinstance(pipe, PIPELINES[family][0])
     assert pipe.device.type == "cpu" and pipe.dtype == torch.float32
     assert_deterministic_frames(pipe)
 
@@ -118,7 +119,7 @@ def test_controlnet_conditions_the_frame(tiny: dict[str, Path], family: str) -> 
     net = ControlNet(path=str(tiny[family] / "controlnet"), source="depth")
     settings = ModelSettings(family=family, path=str(tiny[family]), controlnets=[net])
     pipe = load_pipeline(settings)
-    assert type(pipe) is PIPELINES[family][1]
+    assert type(pipe) is family_spec(family).pipeline_class(True) and isinstance(pipe, PIPELINES[family][1])
     controlled = assert_deterministic_frames(pipe, control_image=CONTROL)
     ignored = stylize(pipe, 1, control_image=CONTROL, controlnet_conditioning_scale=0.0)
     assert np.abs(controlled - ignored).max() > 0.01, "the ControlNet must change the frame"
@@ -174,7 +175,7 @@ def test_single_file_matches_the_folder(
 ) -> None:
     from_folder = load_pipeline(ModelSettings(family=family, path=str(tiny[family])))
     from_file = load_pipeline(ModelSettings(family=family, path=str(single_files[family])))
-    assert type(from_file) is PIPELINES[family][0]
+    assert type(from_file) is family_spec(family).pipeline_class(False) and isinstance(from_file, PIPELINES[family][0])
     for name in ("unet", "vae", "text_encoder", "text_encoder_2")[: 4 if family == "sdxl" else 3]:
         expected, loaded = getattr(from_folder, name).state_dict(), getattr(from_file, name).state_dict()
         assert expected.keys() <= loaded.keys()
@@ -185,7 +186,8 @@ def test_single_file_matches_the_folder(
 def test_single_file_with_controlnet(tiny: dict[str, Path], single_files: dict[str, Path], tiny_configs: Path) -> None:
     net = ControlNet(path=str(tiny["sd15"] / "controlnet"), source="depth")
     pipe = load_pipeline(ModelSettings(family="sd15", path=str(single_files["sd15"]), controlnets=[net]))
-    assert type(pipe) is StableDiffusionControlNetImg2ImgPipeline
+    assert type(pipe) is family_spec("sd15").pipeline_class(True)
+    assert isinstance(pipe, StableDiffusionControlNetImg2ImgPipeline)
     assert_deterministic_frames(pipe, control_image=CONTROL)
 
 

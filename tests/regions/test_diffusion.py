@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import FluxImg2ImgPipeline, StableDiffusionImg2ImgPipeline
 
+from stylecomp.families import FAMILIES
 from stylecomp.regions.diffusion import Column, RegionalCall, RegionalCrossAttention, attention_grid, regional_call
 
 STRENGTHS = (0.0, 0.15, 0.25, 0.5, 0.73, 1.0)
@@ -25,9 +25,7 @@ def test_each_pixel_starts_where_img2img_at_its_strength_starts(tiny: dict[str, 
     that strength (SD: steps - int(steps * s) is the start; Flux: int(steps - steps * s)). SD 1.5 runs PNDM,
     whose schedule holds 11 entries for 10 steps; a strength-0 pixel is put back at every step."""
     flux = family == "flux"
-    pipe = (FluxImg2ImgPipeline if flux else StableDiffusionImg2ImgPipeline).from_pretrained(
-        tiny[family], local_files_only=True
-    )
+    pipe = FAMILIES[family].pipeline_class(controlnet=False).from_pretrained(tiny[family], local_files_only=True)
     scale = pipe.vae_scale_factor
     rows, cols = 2, 2 * len(STRENGTHS)  # latent size
     height, width = rows * scale, cols * scale
@@ -47,14 +45,10 @@ def test_each_pixel_starts_where_img2img_at_its_strength_starts(tiny: dict[str, 
     last = np.full((rows, cols), -1)
     with regional_call(pipe, RegionalCall(weights, columns), None, None, []) as hook:
         noise = torch.randn(plate.shape, generator=torch.Generator().manual_seed(0))
-        if flux:
-            scheduler.scale_noise(plate, timesteps[:1], noise)
-        else:
-            scheduler.add_noise(plate, noise, timesteps[:1])
+        pipe.initial_noise(plate, noise)  # as prepare_latents asks it, with the plate's latents and its draw
         for step in range(count):
-            latents = torch.full_like(plate, PUT_BACK)
-            out = hook(step, pipe._pack_latents(latents, 1, channels, rows, cols) if flux else latents)
-            grid = pipe._unpack_latents(out, height, width, scale) if flux else out
+            out = hook(step, pipe.packed(torch.full_like(plate, PUT_BACK)))
+            grid = pipe.latent_grid(out, height, width)
             last[(grid[0] != PUT_BACK).all(dim=0).numpy()] = step
     for index, strength in enumerate(STRENGTHS):
         stripe = last[:, index * 2 : (index + 1) * 2]
@@ -90,7 +84,7 @@ def test_attention_grids_follow_the_unets_downsampling_on_odd_sizes(size: tuple[
 def test_segment_weights_reach_each_device_and_dtype_once(tiny: dict[str, Path]) -> None:
     """The masked cross-attention's weights for a layer are laid out, cast and moved once per (size, device, dtype),
     not at every attention call of every step."""
-    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(tiny["sd15"], local_files_only=True)
+    pipe = FAMILIES["sd15"].pipeline_class(controlnet=False).from_pretrained(tiny["sd15"], local_files_only=True)
     scale = pipe.vae_scale_factor
     weights = np.zeros((6 * scale, 10 * scale, 2), np.float32)
     weights[..., 0], weights[:, : 5 * scale, 1] = 1.0, 1.0
