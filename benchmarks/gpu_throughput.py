@@ -329,7 +329,7 @@ def baseline(family: str, model: Path, plates: Path, setup: Setup) -> dict[str, 
     with FlopCounterMode(display=False) as counter:
         call(0)
     by_module = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items()}
-    steps = pipe._num_timesteps  # denoising steps run at this strength: UNet calls, each on the CFG pair
+    steps = pipe.num_timesteps  # denoising steps run at this strength: UNet calls, each on the CFG pair
     result = {
         "baseline_ms_per_frame": statistics.median(times) * 1000.0,
         "frame_tflop": counter.get_total_flops() / 1e12,
