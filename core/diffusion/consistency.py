@@ -133,7 +133,7 @@ class FrameMotion:
     def _latent_flow(
         self, previous: torch.Tensor, plan: ResolutionPlan, nearest: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``previous`` (B, C, h, w) moved along the vectors to frame t's latent grid, and where that holds (1, 1, h, w).
+        """``previous`` (B, C, h, w) moved along the vectors to frame t's latent grid; where that holds (1, 1, h, w).
 
         ``nearest`` moves whole cells (exact values: noise), so motion under half a cell per frame moves
         nothing; bilinear follows any motion.

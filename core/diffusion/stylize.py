@@ -241,8 +241,10 @@ class StylizeStage:
             clips.append(Clip("StyleReference", 3, description="style image, read once per shot"))
         if self.params.sequential:
             notes = [
-                "sequential: each frame needs the previous one's output, so the shot renders in order from its "
-                "first frame (handles included)"
+                (
+                    "sequential: each frame needs the previous one's output, so the shot renders in order from its "
+                    "first frame (handles included)"
+                )
             ]
         else:
             notes = ["frames are independent: any frame renders alone, in any order"]
@@ -383,7 +385,7 @@ class StylizeStage:
     def _encode_segment(self, pipe: StylizePipeline, segment: Segment) -> dict[str, Any]:
         """A region's prompt embeddings, encoded with its LoRA set's adapters (the shot's again afterwards)."""
         prompt, negative, lora_set = segment
-        adapters = [f"lora{number}" for number in range(len(self.params.loaded_loras))]  # models._load_loras' names
+        adapters = [f"lora{number}" for number in range(len(self.params.loaded_loras))]  # loading._load_loras' names
         sets = _lora_sets(self.params)
         if lora_set:
             pipe.set_adapters(adapters, adapter_weights=list(sets[lora_set]))
@@ -432,13 +434,15 @@ class StylizeStage:
             "controlnets": json.dumps(
                 [
                     {"path": c.path, "source": c.source, "weight": c.weight, "hash": h}
-                    for c, h in zip(p.model.controlnets, identity.get("controlnets", []))
+                    for c, h in zip(p.model.controlnets, identity["controlnets"], strict=True)
                 ]
             ),
             "loras": json.dumps(
                 [
                     {"path": lora.path, "weight": lora.weight, "hash": h}
-                    for lora, h in zip(p.model.loras, identity.get("loras", []))
+                    for lora, h in zip(
+                        p.model.loras, identity["loras"], strict=False
+                    )  # regions' LoRAs come after the job's
                 ]
             ),
             "ip_adapter": json.dumps(
@@ -467,7 +471,7 @@ class StylizeStage:
         pipe = self._load()
         work = self._prepare(frame, window, inputs)
         layout, outputs = work.calls.layout, []
-        for tile, (image, controls) in enumerate(zip(work.calls.images, work.calls.conditions)):
+        for tile, (image, controls) in enumerate(zip(work.calls.images, work.calls.conditions, strict=True)):
             # 2. What carries over from the previous frame: its noise, latents and attention features.
             noise = (
                 self._initial_noise(frame, work.seed, work.motion, layout) if "warped_noise" in p.mechanisms else None
@@ -507,7 +511,7 @@ class StylizeStage:
             self._load()
             try:
                 frames[index] = self._prepare(inputs.frame, inputs.window, inputs)
-            except Exception as exc:  # a frame whose inputs cannot be stylized (NaN in a condition, ...)
+            except Exception as exc:  # noqa: BLE001 - a frame whose inputs cannot be stylized (NaN in a condition, ...)
                 results[index] = exc
         outputs: dict[tuple[int, int], tuple[np.ndarray, int]] = {}  # (index, tile) -> (image, images in its call)
         by_size: dict[tuple[int, ...], list[tuple[int, int]]] = {}
@@ -529,7 +533,7 @@ class StylizeStage:
                 tiles = [outputs[index, tile] for tile in range(len(work.calls.images))]
                 try:
                     results[index] = self._finish(work, [image for image, _ in tiles], max(n for _, n in tiles))
-                except Exception as exc:  # a model result assemble refuses (NaN, ...)
+                except Exception as exc:  # noqa: BLE001 - a model result assemble refuses (NaN, ...)
                     results[index] = exc
         finished = [result for result in results if result is not None]
         if len(finished) != len(items):
@@ -551,19 +555,19 @@ class StylizeStage:
         works = [frames[index] for index, _ in calls]
         try:
             images = self._diffuse(
-                [work.calls.images[tile] for work, (_, tile) in zip(works, calls)],
-                [work.calls.conditions[tile] for work, (_, tile) in zip(works, calls)],
-                [_tile_seed(work.seed, tile) for work, (_, tile) in zip(works, calls)],
+                [work.calls.images[tile] for work, (_, tile) in zip(works, calls, strict=True)],
+                [work.calls.conditions[tile] for work, (_, tile) in zip(works, calls, strict=True)],
+                [_tile_seed(work.seed, tile) for work, (_, tile) in zip(works, calls, strict=True)],
                 self.params.strength,
                 cancel,
                 regional=works[0].regional[calls[0][1]] if works[0].regional else None,
             )
         except Cancelled:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of the batch is retried smaller, then reported per frame
             failure = exc.with_traceback(None)  # its traceback's frames hold the failed call's tensors
         else:
-            for call, image in zip(calls, images):
+            for call, image in zip(calls, images, strict=True):
                 outputs[call] = (image, len(calls))
             return
         # Retried outside the except block, so that the failed call's memory is free first.
@@ -789,7 +793,7 @@ class StylizeStage:
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             if regional is not None:
-                adapters = [f"lora{number}" for number in range(len(p.loaded_loras))]  # models._load_loras names
+                adapters = [f"lora{number}" for number in range(len(p.loaded_loras))]  # loading._load_loras' names
                 step_hook = stack.enter_context(
                     regional_call(
                         pipe, regional, noise, fusion, adapters, p.region_prompts == "passes", pooled, self._styles

@@ -191,11 +191,14 @@ class ImageGenerator:
             "controlnets": json.dumps(
                 [
                     {"path": net.path, "source": net.source, "weight": net.weight, "hash": h}
-                    for net, h in zip(model.controlnets, hashes["controlnets"])
+                    for net, h in zip(model.controlnets, hashes["controlnets"], strict=True)
                 ]
             ),
             "loras": json.dumps(
-                [{"path": lora.path, "weight": lora.weight, "hash": h} for lora, h in zip(model.loras, hashes["loras"])]
+                [
+                    {"path": lora.path, "weight": lora.weight, "hash": h}
+                    for lora, h in zip(model.loras, hashes["loras"], strict=True)
+                ]
             ),
             "ip_adapter": json.dumps(ip_adapter),
             "device": f"{torch.device(self.device).type} {str(self.dtype).removeprefix('torch.')}",

@@ -288,7 +288,7 @@ def regional_call(
         if "forward" in unet.__dict__:
             del unet.forward
         if segments > 1:
-            for model, original in zip(models, originals):
+            for model, original in zip(models, originals, strict=True):
                 model.set_attn_processor(original)
 
 
