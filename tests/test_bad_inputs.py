@@ -118,7 +118,7 @@ def test_a_resolution_change_mid_sequence_is_warned_about(tmp_path: Path, model:
 def test_braces_in_the_job_files_name_make_a_valid_openjd_template(tmp_path: Path, model: Path) -> None:
     plates = write_plates(tmp_path / "plates", 2)
     job = write_job(tmp_path / "shot {{x}}.json", job_document(plates, model, "out/demo.####.exr", 2))
-    status, out, err = invoke("farm", "openjd", str(job), "-o", str(tmp_path / "template.yaml"))
+    status, _, err = invoke("farm", "openjd", str(job), "-o", str(tmp_path / "template.yaml"))
     assert status == 0, err
     assert "stylecomp shot ((x)).json" in (tmp_path / "template.yaml").read_text()
 
@@ -155,7 +155,11 @@ print(json.dumps(results))
 
 def _run_cli_per_file(folder: Path, paths: list[Path]) -> list[dict[str, object]]:
     done = subprocess.run(
-        [sys.executable, "-c", CLI_PER_FILE, str(folder), *map(str, paths)], capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", CLI_PER_FILE, str(folder), *map(str, paths)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
@@ -226,6 +230,6 @@ os.write(2, b"stderr works\n")
 def test_concurrent_damaged_reads_print_nothing_and_leave_the_terminal_working(testdata: Path) -> None:
     damaged = next((testdata / "exr-damaged").glob("poc-4d912f49*.exr"))
     done = subprocess.run(
-        [sys.executable, "-c", THREADED_READS, str(damaged)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", THREADED_READS, str(damaged)], check=False, capture_output=True, text=True, timeout=300
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "stdout works\n", "stderr works\n")

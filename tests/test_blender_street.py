@@ -83,7 +83,7 @@ def test_inspect_render_flicker_and_comp_by_cryptomatte_name(job: Path, testdata
 
     status, out, err = invoke("comp", str(job))
     assert status == 0, err
-    for frame, stylized_path in zip(frames, outputs):
+    for frame, stylized_path in zip(frames, outputs, strict=True):
         plate = read_plate(testdata / SHOT.parent / f"street.{frame}.exr")
         comp = read_plate(tmp_path / f"comp/street.{frame}.exr").channels(["R", "G", "B"])
         car = cryptomatte.matte(plate, cryptomatte.select_layer(plate), ["car"])[0]

@@ -116,7 +116,7 @@ def test_config_defaults_to_the_pinned_builtin_and_honours_ocio(monkeypatch: pyt
 
 
 def test_bad_colour_settings_name_what_exists() -> None:
-    with pytest.raises(ColorError, match="no view 'ACES 1.0 - SDR Video'.*ACES 2.0 - SDR 100 nits"):
+    with pytest.raises(ColorError, match=r"no view 'ACES 1\.0 - SDR Video'.*ACES 2\.0 - SDR 100 nits"):
         ModelEncoding(view="ACES 1.0 - SDR Video")
     with pytest.raises(ColorError, match="no colour space 'ACEScgg'"):
         ModelEncoding(plate_space="ACEScgg")

@@ -88,7 +88,7 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]
     yield prefix
     children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, child in children:
-        yield from _paths(child, prefix + (key,))
+        yield from _paths(child, (*prefix, key))
 
 
 @st.composite
@@ -267,9 +267,9 @@ def _cli_arguments() -> st.SearchStrategy[list[str]]:
             if name in skip:
                 continue
             if isinstance(command, click.Group):
-                walk(command, prefix + [name])
+                walk(command, [*prefix, name])
             else:
-                commands.append((prefix + [name], command))
+                commands.append(([*prefix, name], command))
 
     walk(cli, [])
     values = st.one_of(

@@ -97,5 +97,5 @@ def test_optimized_render_agrees_with_eager_on_cuda(
         for frame in range(1001, 1005):
             rgba = read_plate(tmp_path / name / f"gpu.{frame}.exr").channels(list(STYLIZED_CHANNELS))
             frames[name].append(encoding.encode(rgba[..., :3], rgba[..., 3]).image)
-    for eager, optimized in zip(frames["eager"], frames["optimized"]):
+    for eager, optimized in zip(frames["eager"], frames["optimized"], strict=True):
         assert np.linalg.norm(optimized - eager) / np.linalg.norm(eager) < 1e-2

@@ -76,8 +76,8 @@ def write_controlnet_job(
     frames: tuple[int, int] = (FIRST, FIRST + 2),
     **settings: object,
 ) -> Path:
-    """``folder/job.json``: shot ``demo`` of ``frames`` (first, last) with the model's depth and normals ControlNets; 4 steps
-    at strength 0.5 (2 denoising steps)."""
+    """``folder/job.json``: shot ``demo`` of ``frames`` (first, last) with the model's depth and normals ControlNets;
+    4 steps at strength 0.5 (2 denoising steps)."""
     controlnet = str(model / "controlnet")
     job = {
         "shots": [

@@ -23,7 +23,7 @@ DAMAGED = sorted((TESTDATA / "exr-damaged").glob("*.exr"))
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The installed ``stylecomp`` console script in a real subprocess."""
     script = Path(sys.executable).with_name("stylecomp")
-    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([str(script), *args], check=False, capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_inspect_beachball_json(testdata: Path) -> None:

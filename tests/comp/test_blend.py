@@ -29,7 +29,7 @@ RNG = np.random.default_rng(7)
 def opaque(rgb: np.ndarray) -> np.ndarray:
     """An opaque RGBA image (H, W, 4) from colours (H, W, 3)."""
     rgb = np.asarray(rgb, dtype=np.float32)
-    return np.concatenate([rgb, np.ones(rgb.shape[:2] + (1,), np.float32)], axis=2)
+    return np.concatenate([rgb, np.ones((*rgb.shape[:2], 1), np.float32)], axis=2)
 
 
 def with_alpha(image: np.ndarray, alpha: np.ndarray | float) -> np.ndarray:

@@ -6,6 +6,8 @@ outside disocclusions, with the disocclusion mask built only from what the files
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -79,7 +81,7 @@ def warp_error(previous: Plate, current: Plate, scale: float = 1.0) -> tuple[np.
 
 
 def test_backward_vectors_reproduce_the_next_frame(demo_frames: list[Plate]) -> None:
-    for previous, current in zip(demo_frames, demo_frames[1:]):
+    for previous, current in itertools.pairwise(demo_frames):
         error, mask = warp_error(previous, current)
         control, control_mask = warp_error(previous, current, scale=0.0)
         median, p99 = np.median(error[mask]), np.percentile(error[mask], 99)
@@ -97,7 +99,7 @@ def test_backward_vectors_reproduce_the_next_frame(demo_frames: list[Plate]) -> 
 
 def test_the_ball_occludes_and_reveals_the_globe(demo_frames: list[Plate]) -> None:
     rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
-    for previous, current in zip(demo_frames, demo_frames[1:]):
+    for previous, current in itertools.pairwise(demo_frames):
         before, after = previous.channel("id"), current.channel("id")
         assert np.count_nonzero((before == BALL) != (after == BALL)) > 100
         covered = (before == GLOBE) & (after == BALL)
@@ -114,7 +116,7 @@ def test_channels_types_windows_and_values(demo_frames: list[Plate]) -> None:
     for plate in demo_frames:
         (part,) = plate.parts
         assert set(part.channel_names) == CHANNELS and len(part.channel_names) == len(CHANNELS)
-        types = dict(zip(part.channel_names, part.channel_types))
+        types = dict(zip(part.channel_names, part.channel_types, strict=True))
         assert {types[c] for c in ("Z", "backward.u", "backward.v")} == {"float"}
         assert types["id"] == "uint"
         assert {types[c] for c in ("R", "G", "B", "A", "N.X", "N.Y", "N.Z")} == {"half"}

@@ -8,6 +8,7 @@ pipeline runs on a 64x64 image for 2 denoising steps. No test may touch the netw
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -131,14 +132,14 @@ def test_lora_files_that_cannot_be_used(tmp_path: Path, tiny: dict[str, Path], l
 
     pickled = tmp_path / "ink.ckpt"
     torch.save(load_file(loras["sd15"]), pickled)
-    with pytest.raises(ModelError, match="pickle checkpoint.*arbitrary code.*allow_pickle") as error:
+    with pytest.raises(ModelError, match=r"pickle checkpoint.*arbitrary code.*allow_pickle") as error:
         load(pickled)
     assert str(pickled) in str(error.value)
     np.testing.assert_array_equal(stylize(load(pickled, allow_pickle=True)), stylize(load(loras["sd15"])))
 
     damaged = tmp_path / "damaged.safetensors"
     damaged.write_bytes(loras["sd15"].read_bytes()[:200])
-    with pytest.raises(ModelError, match="not a readable .safetensors") as error:
+    with pytest.raises(ModelError, match=re.escape("not a readable .safetensors")) as error:
         load(damaged)
     assert str(damaged) in str(error.value)
 
@@ -321,7 +322,9 @@ def test_ip_adapter_layout(tmp_path: Path, tiny: dict[str, Path], ip_adapters: d
     moved.parent.mkdir()
     shutil.copy(weights, moved)
     alone = IPAdapter(path=str(moved), image="s")
-    with pytest.raises(ModelError, match="no IP-Adapter image encoder folder for ip-adapter_sd15.safetensors") as error:
+    with pytest.raises(
+        ModelError, match=re.escape("no IP-Adapter image encoder folder for ip-adapter_sd15.safetensors")
+    ) as error:
         load_pipeline(ModelSettings(family="sd15", path=str(tiny["sd15"]), ip_adapter=alone))
     assert str(moved.parent / "image_encoder") in str(error.value)
     explicit = IPAdapter(path=str(moved), image="s", scale=1.0, image_encoder=str(weights.parent / "image_encoder"))
@@ -331,7 +334,7 @@ def test_ip_adapter_layout(tmp_path: Path, tiny: dict[str, Path], ip_adapters: d
     np.testing.assert_array_equal(stylize(pipe, **embeds), stylize(reference, **embeds))
 
     folder = IPAdapter(path=str(weights.parent), image="s")
-    with pytest.raises(ModelError, match="weights file .* not a folder"):
+    with pytest.raises(ModelError, match=r"weights file .* not a folder"):
         load_pipeline(ModelSettings(family="sd15", path=str(tiny["sd15"]), ip_adapter=folder))
     nowhere = IPAdapter(path=str(tmp_path / "nowhere.safetensors"), image="s")
     with pytest.raises(ModelError, match="no such file or folder") as error:
@@ -358,7 +361,7 @@ def test_pickle_ip_adapters_are_refused(tmp_path: Path, tiny: dict[str, Path], i
     torch.save(nested, folder / "ip-adapter_sd15.bin")
     pickled = IPAdapter(path=str(folder / "ip-adapter_sd15.bin"), image="s", scale=1.0)
     settings = ModelSettings(family="sd15", path=str(tiny["sd15"]), ip_adapter=pickled)
-    with pytest.raises(ModelError, match="pickle checkpoint.*arbitrary code") as error:
+    with pytest.raises(ModelError, match=r"pickle checkpoint.*arbitrary code") as error:
         load_pipeline(settings)
     assert str(folder / "ip-adapter_sd15.bin") in str(error.value)
     allowed = load_pipeline(settings.model_copy(update={"allow_pickle": True}))

@@ -310,8 +310,8 @@ def test_keyframes_flicker_less_than_stylizing_every_frame_afresh(flicker: dict[
     keyed, fresh = flicker["keyframes on per-frame seeds"], flicker["none"]
     assert keyed.R < 0.5 * fresh.R
     first = keyed.pairs[0].frame - 1
-    between = [(a.mse, b.mse) for a, b in zip(keyed.pairs, fresh.pairs) if (a.frame - first) % 4]
-    keyframe = [(a.mse, b.mse) for a, b in zip(keyed.pairs, fresh.pairs) if not (a.frame - first) % 4]
+    between = [(a.mse, b.mse) for a, b in zip(keyed.pairs, fresh.pairs, strict=True) if (a.frame - first) % 4]
+    keyframe = [(a.mse, b.mse) for a, b in zip(keyed.pairs, fresh.pairs, strict=True) if not (a.frame - first) % 4]
     assert len(between) == 6 and all(a < 0.5 * b for a, b in between)
     assert len(keyframe) == 1 and all(a > 0.5 * b for a, b in keyframe)
 
@@ -321,7 +321,7 @@ def test_latent_fusion_steadies_every_frame_of_a_keyframed_shot(flicker: dict[st
     # the same timestep. Pairing them by number blended noisier latents into the healing ones.
     fused, keyframed = flicker["latent_fusion+keyframes"].pairs, flicker["keyframes"].pairs
     assert [p.frame for p in fused] == [p.frame for p in keyframed]
-    assert all(a.mse < b.mse for a, b in zip(fused, keyframed))
+    assert all(a.mse < b.mse for a, b in zip(fused, keyframed, strict=True))
 
 
 def test_the_best_combination_meets_the_goal(flicker: dict[str, FlickerReport]) -> None:

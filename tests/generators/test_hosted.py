@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -183,7 +184,7 @@ def test_a_rerun_reuses_the_paid_clip_and_a_changed_request_pays_again(
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_run_that_gives_up_waiting_resumes_the_same_job(services: Services, tmp_path: Path, service: str) -> None:
     services.hold = True
-    with pytest.raises(HostedError, match="still .* run again to keep waiting"):
+    with pytest.raises(HostedError, match=r"still .* run again to keep waiting"):
         generator(services, service, wait=0.1).generate(request(tmp_path), threading.Event())
     assert record(tmp_path)["state"] == "submitted"
     services.hold = False
@@ -295,7 +296,7 @@ def test_the_clip_length_is_the_shortest_the_service_makes_that_covers_the_shot(
     result = generator(services, "kling").generate(request(tmp_path, frames=150), threading.Event())
     assert services.requests("kling", "POST")[0].json()["duration"] == "10"  # 150 frames at 24 fps: 6.25 s
     assert len(result.frames) == 150 and frame_index(result.frames[-1]) == 49  # 149 / 24 s at 8 fps
-    with pytest.raises(ModelError, match="at most 10 s; 300 frames at 24 fps need 12.50 s"):
+    with pytest.raises(ModelError, match=re.escape("at most 10 s; 300 frames at 24 fps need 12.50 s")):
         generator(services, "kling").generate(request(tmp_path, frames=300), threading.Event())
 
 
@@ -432,8 +433,10 @@ def test_a_run_that_dies_while_submitting_is_owned_up_to_by_the_next(
     services.submit_delay = 0.6  # the service makes the job, but only after the client gave up on the answer
     with pytest.raises(
         HostedError,
-        match="runway: POST /runway/v1/image_to_video got no answer .timed out.; the "
-        "service may have made the job, so it is not sent again",
+        match=re.escape(
+            "runway: POST /runway/v1/image_to_video got no answer (timed out); the "
+            "service may have made the job, so it is not sent again"
+        ),
     ):
         generator(services, "runway", request_timeout=0.2).generate(request(tmp_path), threading.Event())
     assert record(tmp_path)["state"] == "submitting" and "job_id" not in record(tmp_path)
@@ -486,7 +489,7 @@ def test_a_retry_after_longer_than_the_cap_stops_saying_how_long(services: Servi
     assert time.monotonic() - tick < 5 and record(tmp_path)["state"] == "submitted"
 
     services.faults = [("submit", 503, {"Retry-After": "300"})]
-    with pytest.raises(HostedError, match="HTTP 503 from POST .* asks to wait 300 s"):
+    with pytest.raises(HostedError, match=r"HTTP 503 from POST .* asks to wait 300 s"):
         generator(services, "runway", retry_max_wait=1).generate(request(tmp_path / "b"), threading.Event())
     assert not (tmp_path / "b" / "clip" / "demo.remote-job.json").exists(), "a turned-away submit made nothing"
 
@@ -557,7 +560,7 @@ def test_a_changed_request_names_the_paid_job_it_replaces(
 def test_the_key_goes_only_to_the_base_urls_host(services: Services, tmp_path: Path) -> None:
     # The API at localhost names a video on 127.0.0.1: another host, so no key goes with the download.
     plugin = generator(services, "veo", base_url=services.base_url("veo", host="localhost"))
-    with pytest.raises(HostedError, match="veo: HTTP 403 from GET /files/redirect/veo-0001.mp4"):
+    with pytest.raises(HostedError, match=re.escape("veo: HTTP 403 from GET /files/redirect/veo-0001.mp4")):
         plugin.generate(request(tmp_path), threading.Event())
     fetches = [seen for seen in services.seen if seen.path.startswith("/files/")]
     assert fetches and not any("x-goog-api-key" in seen.headers for seen in fetches)
@@ -605,7 +608,7 @@ def test_a_malformed_status_answer_is_one_line(
 
 
 def test_runway_refuses_a_prompt_longer_than_it_takes(services: Services, tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="^runway takes a prompt of at most 1000 characters; this prompt has 1001$"):
+    with pytest.raises(ModelError, match=r"^runway takes a prompt of at most 1000 characters; this prompt has 1001$"):
         generator(services, "runway").generate(request(tmp_path, prompt="x" * 1001), threading.Event())
     assert not services.seen and not (tmp_path / "clip").exists()
     generator(services, "runway").generate(request(tmp_path, prompt="x" * 1000), threading.Event())
@@ -660,17 +663,17 @@ def test_a_kept_download_that_changed_on_disk_is_fetched_again(services: Service
 def test_bad_options_and_missing_settings_are_refused_before_anything_is_sent(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(ModelError, match="unknown kling generator_options: colour .*it takes base_url"):
+    with pytest.raises(ModelError, match=r"unknown kling generator_options: colour .*it takes base_url"):
         generator(services, "kling", colour="red")
     with pytest.raises(
-        ModelError, match="kling generator_options.poll_interval must be a number of at least 0, not 'fast'"
+        ModelError, match=re.escape("kling generator_options.poll_interval must be a number of at least 0, not 'fast'")
     ):
         generator(services, "kling", poll_interval="fast")
     with pytest.raises(ModelError, match="luma takes keyframes by URL only"):
         load_generator("luma", Setup("image_to_video", None, {"base_url": services.base_url("luma")}))
     with pytest.raises(ModelError, match="sora cannot end a clip on a given frame"):
         generator(services, "sora").generate(request(tmp_path, last_image=start_image()), threading.Event())
-    with pytest.raises(ModelError, match="makes clips .image_to_video., not text_to_image"):
+    with pytest.raises(ModelError, match=re.escape("makes clips (image_to_video), not text_to_image")):
         load_generator("veo", Setup("text_to_image", None, {}))
     monkeypatch.delenv("KLING_SECRET_KEY")
     with pytest.raises(ModelError, match="kling needs KLING_SECRET_KEY: set that environment variable, or put it in"):
@@ -683,11 +686,13 @@ def test_animate_without_a_key_stops_before_any_work_with_one_line(
 ) -> None:
     monkeypatch.delenv("LUMAAI_API_KEY")
     job = animate_job(tmp_path, plates, tmp_path / "no-model", services, "luma")
-    status, out, err = invoke("animate", str(job), "--generator", "luma")
+    status, _, err = invoke("animate", str(job), "--generator", "luma")
     assert status == 2 and not services.seen and not (tmp_path / "out").exists()
     assert err.strip().splitlines() == [
-        f"error: luma needs LUMAAI_API_KEY: set that environment variable, or put it "
-        f"in {tmp_path / 'config' / 'hosted-keys.json'} (a JSON object, mode 0600)"
+        (
+            "error: luma needs LUMAAI_API_KEY: set that environment variable, or put it "
+            f"in {tmp_path / 'config' / 'hosted-keys.json'} (a JSON object, mode 0600)"
+        )
     ]
 
 

@@ -115,7 +115,7 @@ def test_dominant_object_agrees_with_blenders_index_pass(testdata: Path) -> None
         assert window == plate.data_window and ids.dtype == np.float32 and np.isfinite(ids).all()
         index = plate.channel("ViewLayer.IndexOB.X")
         by_bits = {bits: name for name, bits in layer.manifest.items()}
-        named = np.vectorize(lambda bits: by_bits.get(int(bits), ""))(ids.view(np.uint32))
+        named = np.vectorize(lambda bits, by_bits=by_bits: by_bits.get(int(bits), ""))(ids.view(np.uint32))
         # each object's index: the index Blender wrote on most of its pixels
         lookup = {name: np.bincount(index[named == name].astype(int)).argmax() for name in set(named.ravel()) - {""}}
         lookup[""] = 0

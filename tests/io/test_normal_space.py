@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def mean_angle(a: np.ndarray, b: np.ndarray, usable: np.ndarray) -> float:
 def variant(
     source: Path,
     target: Path,
-    attributes: dict[str, tuple[str, object]] = {},
+    attributes: Mapping[str, tuple[str, object]] = {},
     erase: tuple[str, ...] = (),
     normals: np.ndarray | None = None,
 ) -> Path:
@@ -125,8 +126,13 @@ FLIP_Z = np.diag([1.0, 1.0, -1.0, 1.0])  # Blender/Arnold camera to RenderMan's 
 def header_matrices(frame: int) -> dict[str, tuple[str, str, object]]:
     """Each renderer's header attribute for the frame's camera: (attribute, OIIO type, value)."""
     w2c = true_world_to_camera(frame)
-    row = lambda m: tuple(float(v) for v in m.T.reshape(-1))  # Imath: row vectors, translation in the last row
-    column = lambda m: tuple(float(v) for v in m.reshape(-1))
+
+    def row(m: np.ndarray) -> tuple[float, ...]:  # Imath: row vectors, translation in the last row
+        return tuple(float(v) for v in m.T.reshape(-1))
+
+    def column(m: np.ndarray) -> tuple[float, ...]:
+        return tuple(float(v) for v in m.reshape(-1))
+
     return {
         "arnold": ("worldToCamera", "matrix", row(w2c)),
         "renderman": ("worldToCamera", "matrix", row(FLIP_Z @ w2c)),
@@ -256,7 +262,8 @@ def test_normal_controlnet_on_the_street_shot_gets_the_true_camera_colours(
         controlnet = pool.get(StylizeParameters.for_shot(job, job.shots[0]).model, job.performance).controlnet
         caught: list[torch.Tensor] = []
         hook = controlnet.register_forward_pre_hook(
-            lambda module, args, kwargs: caught.append(kwargs["controlnet_cond"].detach().clone()), with_kwargs=True
+            lambda module, args, kwargs, caught=caught: caught.append(kwargs["controlnet_cond"].detach().clone()),
+            with_kwargs=True,
         )
         try:
             summary = render_job(job, pool=pool, cache=None)

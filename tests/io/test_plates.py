@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def test_beachball_channels_by_name_and_views(testdata: Path) -> None:
     # The default (first) view is unprefixed; the left view is left.*.
     np.testing.assert_array_equal(plate.channel("R", view="left"), plate.channel("left.R"))
     np.testing.assert_array_equal(plate.channel("R", view="right"), plate.channel("R"))
-    with pytest.raises(PlateError, match="no channel 'P'.*channels are: R, G, B"):
+    with pytest.raises(PlateError, match=r"no channel 'P'.*channels are: R, G, B"):
         plate.channel("P")
     # Found by name whatever the position in the file.
     rgb = plate.channels(["B", "G", "R"])
@@ -220,7 +221,7 @@ def split_into_parts(source: Path, target: Path) -> None:
         specs.append(spec)
     out = oiio.ImageOutput.create(str(target))
     assert out.open(str(target), specs), out.geterror()
-    for index, (buffer, spec) in enumerate(zip(buffers, specs)):
+    for index, (buffer, spec) in enumerate(zip(buffers, specs, strict=True)):
         assert index == 0 or out.open(str(target), spec, "AppendSubimage"), out.geterror()
         assert out.write_image(buffer.get_pixels(oiio.FLOAT)), out.geterror()
     assert out.close()
@@ -261,6 +262,7 @@ def test_multipart_beachball_reads_like_the_single_part_one(testdata: Path, mult
 def _inspect(pattern: Path) -> dict[str, object]:
     done = subprocess.run(
         [sys.executable, "-m", "stylecomp.cli", "inspect", "--json", str(pattern)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
@@ -299,5 +301,5 @@ def test_single_part_views_follow_openexr_naming(testdata: Path) -> None:
         plate.channel("whitebarmask.mask", view="right"), plate.channel("whitebarmask.right.mask")
     )
     np.testing.assert_array_equal(plate.channel("disparityR.y", view="left"), plate.channel("disparityR.y"))
-    with pytest.raises(PlateError, match="no channel 'forward.u' in view 'middle'"):
+    with pytest.raises(PlateError, match=re.escape("no channel 'forward.u' in view 'middle'")):
         plate.channel("forward.u", view="middle")

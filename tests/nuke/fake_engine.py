@@ -57,17 +57,17 @@ if args[0] == "render":
         time.sleep(0.3 if mode == "slow" else 0.0)
         output = shot["output"].replace("####", f"{frame:04d}")
         status = "failed" if mode == "fail_frame" and frame == first + 1 else "rendered"
-        event = dict(
-            event="frame",
-            shot=shot["name"],
-            frame=frame,
-            done=done,
-            total=total,
-            status=status,
-            seconds=0.01,
-            eta=0.01 * (total - done),
-            output=output,
-        )
+        event = {
+            "event": "frame",
+            "shot": shot["name"],
+            "frame": frame,
+            "done": done,
+            "total": total,
+            "status": status,
+            "seconds": 0.01,
+            "eta": 0.01 * (total - done),
+            "output": output,
+        }
         if status == "failed":
             event["error"] = "CUDA out of memory"
         else:

@@ -431,7 +431,9 @@ def test_amount_per_region_from_the_regions_channels(scene: dict, offset: bool) 
     stylized, window = (scene["stylized"], STYLIZED_WINDOW) if offset else (scene["stylized_same"], SAME_WINDOW)
     rng = np.random.default_rng(11)
     coverages = [rng.uniform(0.0, 1.0, (window.height, window.width)).astype(np.float32) for _ in range(3)]
-    for coverage, rows in zip(coverages, (slice(0, 6), slice(4, 14), slice(12, 20))):  # overlapping, hard edges
+    for coverage, rows in zip(
+        coverages, (slice(0, 6), slice(4, 14), slice(12, 20)), strict=True
+    ):  # overlapping, hard edges
         coverage[: rows.start] = 0.0
         coverage[rows.stop :] = 0.0
     coverages[1][6:10] = 1.0

@@ -76,7 +76,7 @@ def _expression_problems(gizmo: nkscript.Gizmo, where: str, text: str, pixel: bo
     try:
         tree = nkexpr.parse(nkscript.tcl_substitute(text, lambda path: TCL_PLACEHOLDER))
     except (nkexpr.ExpressionError, nkscript.ScriptError) as exc:
-        return problems + [f"{where}: expression {text!r} does not parse: {exc}"]
+        return [*problems, f"{where}: expression {text!r} does not parse: {exc}"]
     for name in sorted(nkexpr.names(tree)):
         problems += _name_problems(gizmo, where, name, pixel, temps)
     return problems + [
@@ -165,7 +165,7 @@ def _graph_problems(gizmo: nkscript.Gizmo) -> list[str]:
     problems += [f"node name {name!r} is used twice" for name in set(names) if names.count(name) > 1]
     outputs = [node for node in gizmo.nodes if node.cls == "Output"]
     if len(outputs) != 1:
-        return problems + [f"{len(outputs)} Output nodes, want 1"]
+        return [*problems, f"{len(outputs)} Output nodes, want 1"]
     numbers = gizmo.input_nodes()
     declared = int(gizmo.group.knobs["inputs"].text) if "inputs" in gizmo.group.knobs else 0
     if sorted(numbers) != list(range(declared)) or len(numbers) != sum(n.cls == "Input" for n in gizmo.nodes):

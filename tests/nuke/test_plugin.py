@@ -19,10 +19,9 @@ import pytest
 
 from stylecomp.color import ModelEncoding
 from stylecomp_nuke import actions, gizmo, presets
+from tests.nuke.stylize_node import GIZMOS_FOLDER, PLUGIN_FOLDER, PRESETS, cache, calls, job_of, press, reloads
 
 pytestmark = pytest.mark.plates(6)  # the engine server's real plate frames
-
-from tests.nuke.stylize_node import GIZMOS_FOLDER, PLUGIN_FOLDER, PRESETS, cache, calls, job_of, press, reloads
 
 standin = nuke.standin
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +97,7 @@ def test_render_frame(node, engine_log: Path, tmp_path: Path) -> None:
     assert calls(engine_log) == [
         ["render", str(folder / "job.json"), "--shot", node.name(), "--frames", "1004-1004", "--progress", "json"]
     ]
-    data, job = job_of(node)
+    _, job = job_of(node)
     shot = job.shots[0]
     assert (shot.name, shot.plate, shot.output) == (
         node.name(),

@@ -227,7 +227,10 @@ def test_the_tables_regions_blend_per_region_on_the_street_plate(node, engine_lo
     inputs = {
         "Clean": ({name: clean[..., i] for i, name in enumerate(rgba)}, box),
         "Stylized": (
-            {**{name: styled[..., i] for i, name in enumerate(rgba)}, **dict(zip(found.channels(), (bld, car)))},
+            {
+                **{name: styled[..., i] for i, name in enumerate(rgba)},
+                **dict(zip(found.channels(), (bld, car), strict=True)),
+            },
             box,
         ),
     }

@@ -36,7 +36,7 @@ def test_every_shared_timeline_gives_one_shot_per_video_clip(testdata: Path, tmp
     timeline = read_timeline(path, rate)
     clips = video_clips(timeline)
     assert len(job.shots) == len(clips)
-    for shot, clip in zip(job.shots, clips):
+    for shot, clip in zip(job.shots, clips, strict=True):
         assert shot.editorial is not None and shot.editorial.clip == clip.name
         record = shot.editorial.record
         assert TR(RT(record.start, record.rate), RT(record.duration, record.rate)) == clip.range_in_parent()
@@ -54,7 +54,7 @@ def test_screening_edl_frame_ranges_match_its_events(testdata: Path, tmp_path: P
     job = load_job(tmp_path / "j.json")
     assert len(events) == len(job.shots) == 9
     start = otio.opentime.from_timecode(events[0][2], 24).value
-    for shot, (src_in, src_out, rec_in, rec_out) in zip(job.shots, events):
+    for shot, (src_in, src_out, rec_in, _rec_out) in zip(job.shots, events, strict=True):
         length = otio.opentime.from_timecode(src_out, 24).value - otio.opentime.from_timecode(src_in, 24).value
         assert (shot.frames.first, shot.frames.last, shot.handles) == (1001, 1000 + length, 8)
         assert shot.editorial.record.start == otio.opentime.from_timecode(rec_in, 24).value - start

@@ -82,8 +82,10 @@ def test_job_regions_apply_to_shots_without_their_own() -> None:
         ([{"name": "car", "select": {}}], "shots[0].regions[0].select: select needs exactly one of"),
         (
             [{"name": "car", "select": {"cryptomatte": ["car"], "ids": [1]}}],
-            "shots[0].regions[0].select: select needs exactly one of cryptomatte, ids, matte, matte_sequence "
-            "(got cryptomatte, ids)",
+            (
+                "shots[0].regions[0].select: select needs exactly one of cryptomatte, ids, matte, matte_sequence "
+                "(got cryptomatte, ids)"
+            ),
         ),
         (
             [{"name": "car", "select": {"matte": "mask.A", "layer": "CryptoObject"}}],

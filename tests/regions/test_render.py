@@ -294,7 +294,7 @@ def test_bad_regions_are_one_line_and_nothing_is_written(
 ) -> None:
     job = street_job(testdata, tmp_path, tiny["sd15"])
     arguments = [item for text in regions for item in ("--region", text)]
-    status, out, err = invoke("render", str(job), "--device", "cpu", *arguments)
+    status, _, err = invoke("render", str(job), "--device", "cpu", *arguments)
     assert status == 2 and message in err, err
     assert len([line for line in err.splitlines() if line.startswith("error:") or "Error:" in line]) == 1, err
     assert not (tmp_path / "out").exists()
@@ -446,8 +446,14 @@ def test_two_regions_take_their_own_looks(weights: str, looks_models: dict[str, 
         for look, mask, _ in looks.values():
             other = "cel" if look == "watercolor" else "watercolor"
 
-            def error(image: np.ndarray, target: str, mask: np.ndarray = mask) -> float:
-                return float(np.abs(image[mask] - shot.looks[target][frame][mask]).mean())
+            def error(
+                image: np.ndarray,
+                target: str,
+                mask: np.ndarray = mask,
+                truth: dict[str, dict[int, np.ndarray]] = shot.looks,
+                frame: int = frame,
+            ) -> float:
+                return float(np.abs(image[mask] - truth[target][frame][mask]).mean())
 
             checks.append(
                 (

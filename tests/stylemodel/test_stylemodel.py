@@ -279,7 +279,9 @@ def test_training_is_deterministic_and_a_killed_run_resumes_to_the_same_weights(
     original = training.Trainer._save
     for stage, step in (("unet", 2), ("controlnet", 1)):
 
-        def save_then_die(self: training.Trainer, saved: str, *rest: object) -> None:
+        def save_then_die(
+            self: training.Trainer, saved: str, *rest: object, stage: str = stage, step: int = step
+        ) -> None:
             original(self, saved, *rest)
             if (saved, rest[-1].step) == (stage, step):  # type: ignore[attr-defined]
                 raise Killed()

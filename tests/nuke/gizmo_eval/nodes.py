@@ -157,7 +157,7 @@ def color_matrix(ev, node) -> dict:
         for row in nkscript.words(ev.word(node, "matrix").text)
     ]
     rgb = [ev.plane(image, channel) for channel in RGB]
-    for channel, row in zip(RGB, rows):
+    for channel, row in zip(RGB, rows, strict=True):
         image[channel] = row[0] * rgb[0] + row[1] * rgb[1] + row[2] * rgb[2]
     return image
 
@@ -179,7 +179,9 @@ def merge2(ev, node) -> dict:
     b_channels = ev.channel_set(ev.text(node, "Bchannels", "rgba"), b)
     a_alpha = ev.plane(a, "rgba.alpha")
     out = dict(b)
-    for a_channel, b_channel, target in zip(a_channels, b_channels, ev.channel_set(ev.text(node, "output", "rgba"), b)):
+    outputs = ev.channel_set(ev.text(node, "output", "rgba"), b)
+    # The sets may differ in length (an rgba A into an rgb output): pairs stop at the shortest set.
+    for a_channel, b_channel, target in zip(a_channels, b_channels, outputs, strict=False):
         out[target] = operation(ev.plane(a, a_channel), ev.plane(b, b_channel), a_alpha).astype(np.float32)
     return out
 

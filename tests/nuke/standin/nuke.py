@@ -69,7 +69,7 @@ class Int_Knob(Knob):
     def _convert(self, value):
         if isinstance(value, str) and value.lower().startswith("0x"):
             return int(value, 16)
-        return int(round(float(value)))
+        return round(float(value))
 
 
 class Double_Knob(Knob):
@@ -138,7 +138,8 @@ class PyScript_Knob(Knob):
         _main_thread(f"{self._name}.execute")
         _this.append(self._node)
         try:
-            exec(compile(self._value, f"<{self._node.name()}.{self._name}>", "exec"), {"nuke": sys.modules[__name__]})
+            code = compile(self._value, f"<{self._node.name()}.{self._name}>", "exec")
+            exec(code, {"nuke": sys.modules[__name__]})  # noqa: S102 - Nuke runs a PyScript_Knob's script as it stands
         finally:
             _this.pop()
 
