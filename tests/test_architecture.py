@@ -191,9 +191,10 @@ LIGHT_MODULES = [
     "stylecomp.io.contactsheet",
     "stylecomp.io.inspection",
     "stylecomp.io.normal_space",
+    "stylecomp.diffusion.model_files",
+    "stylecomp.farm.chunks",
+    "stylecomp.farm.openjd",
 ]
-# Farm planning (farm.chunks, farm.openjd) still asks a StylizeStage whether a shot is sequential, so it imports
-# torch until part B of issue 16 answers that from the job spec; add those modules here then.
 
 
 @pytest.mark.parametrize("module", LIGHT_MODULES)

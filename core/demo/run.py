@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..comp.headless import comp_job, comp_output
 from ..diffusion.conditioning import line_art
-from ..diffusion.loading import detect_family
+from ..diffusion.model_files import detect_family
 from ..diffusion.pool import PipelinePool
 from ..errors import ModelError
 from ..io.contactsheet import depth_preview, id_preview, motion_preview, normals_preview, write_contact_sheet

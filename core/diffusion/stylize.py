@@ -54,7 +54,8 @@ from .consistency import (
     install_cross_frame,
 )
 from .geometry import ModelGeometry, model_geometry, pipeline_geometry
-from .loading import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
+from .loading import model_hash, style_reference_embeds
+from .model_files import check_model, ip_adapter_image_encoder
 from .pipelines import NoiseChoice, StylizePipeline
 from .pool import PipelinePool
 from .prompts import encode_prompt, regional_pooled, segment_embeds, uses_cfg

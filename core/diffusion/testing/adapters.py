@@ -12,7 +12,7 @@ from diffusers import FluxTransformer2DModel, UNet2DConditionModel
 from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from ..loading import detect_family
+from ..model_files import detect_family
 from .checkpoints import _LDM_UNET, _unet_to_ldm
 
 

@@ -23,7 +23,7 @@ from diffusers import (
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
 from ...families import FAMILIES, Family
-from ..loading import CONFIG_DIR
+from ..geometry import CONFIG_DIR
 from .components import _CONTRAST, _flux_controlnet, _passthrough_vae, _unet_controlnet, _vae, pixel_vae
 from .tokenizers import _t5_tokenizer, clip_text_config, clip_tokenizer, write_clip_vocab_files
 
