@@ -15,6 +15,8 @@ from typing import Any, Literal
 from .errors import ModelError
 
 Family = Literal["sd15", "sdxl", "flux"]
+VideoFamily = Literal["wan", "ltx", "cogvideox"]
+"""The image-to-video families the built-in video generator runs (``generators.video`` says what each can do)."""
 
 
 @dataclass(frozen=True)

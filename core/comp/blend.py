@@ -29,8 +29,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..diffusion.conditioning import BACKGROUND_DEPTH, line_art
 from ..errors import StyleCompError
+from ..io.conditioning import BACKGROUND_DEPTH, line_art
 
 ACESCG_LUMINANCE = np.array([0.2722287168, 0.6740817658, 0.0536895174], dtype=np.float32)
 """Luminance weights of ACEScg (AP1 primaries, ACES white): the Y row of the AP1-to-XYZ matrix
@@ -333,7 +333,7 @@ def line_overlay(
 ) -> np.ndarray:
     """Lines of ``colour`` laid ``over`` the image (H, W, 4) where object ID, normals or depth break.
 
-    The lines are ``stylecomp.diffusion.conditioning.line_art`` of the given AOVs (one-pixel lines on the
+    The lines are ``stylecomp.io.conditioning.line_art`` of the given AOVs (one-pixel lines on the
     nearer side of each break, widened to ``thickness``), so the overlay and the line-art
     conditioning agree. Each line pixel has alpha ``L = line * opacity`` and premultiplied
     colour ``colour * L``, composited ``over``: ``out = line + (1 - L) * image``, alpha

@@ -33,6 +33,7 @@ from .. import __version__
 from ..color import EncodedPlate, ModelEncoding
 from ..errors import Cancelled, JobError, ModelError
 from ..families import FAMILIES, FamilySpec
+from ..io.conditioning import beauty_edges, depth_condition, line_art, normal_condition
 from ..io.images import read_display_image
 from ..io.plates import Window
 from ..jobspec import ControlNet, Job, Lora, ModelSettings, Performance, Region, Shot
@@ -40,7 +41,6 @@ from ..regions.diffusion import Column, RegionalCall, controlnets_vary, flux_att
 from ..regions.mattes import FrameRegions
 from ..stage import Clip, FrameInputs, FrameResult, StageDescription
 from ..temporal.motion import VectorConvention
-from .conditioning import beauty_edges, depth_condition, line_art, normal_condition
 from .consistency import (
     ATTENTION,
     KEYFRAME_HEAL,

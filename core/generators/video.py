@@ -30,7 +30,7 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import diffusers
 import numpy as np
@@ -49,10 +49,9 @@ from PIL import Image
 from ..diffusion import loading as models  # first: hides transformers' torchvision notice before diffusers imports
 from ..diffusion.model_files import check_files
 from ..errors import Cancelled, ModelError
+from ..families import VideoFamily
 from ..jobspec import VideoModelSettings
 from .interface import Generated, Request, Setup
-
-VideoFamily = Literal["wan", "ltx", "cogvideox"]
 
 # Published diffusers folders by their model_index.json class. LTX-Video's own repositories are labelled
 # LTXPipeline (text to video), but the same weights animate a still: its transformer is conditioned per frame.

@@ -57,7 +57,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -698,6 +698,29 @@ def measure_flicker(
 
 # ---------------------------------------------------------------------------------------------
 # Presenting the report.
+
+
+def vector_report(pattern: str, frames: Sequence[int], display: Window) -> dict[str, Any]:
+    """The convention that reproduces a plate (``check_conventions`` on its own frames), or why none: the
+    ``vectors`` section of ``stylecomp inspect``'s report. ``pattern`` is printf; ``frames`` are those readable."""
+    sequence = FrameSequence(pattern)
+    steps = [(a, b) for a, b in zip(frames, frames[1:]) if b == a + 1]  # vectors span one frame, not a gap
+    if not steps:
+        return {"convention": None, "error": "no two consecutive readable frames"}
+    steps = [steps[i - 1] for i in detection_pairs(list(range(len(steps) + 1)))]
+    encoding = ModelEncoding()
+    try:
+        loaded = {f: read_plate_frame(sequence.path(f), f, display, encoding) for step in steps for f in step}
+    except PlateError as exc:
+        return {"convention": None, "error": f"{exc.where}: {exc.reason}"}
+    check = check_conventions([(loaded[a], loaded[b]) for a, b in steps])
+    return {
+        "convention": check.best if check.reproduces(check.best) else None,
+        "best": check.best,
+        "scores": check.scores,
+        "reproduces_at_most": REPRODUCES,
+        "changing_pixels": check.changing,
+    }
 
 
 def format_report(report: FlickerReport) -> str:

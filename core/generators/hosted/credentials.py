@@ -14,8 +14,8 @@ import os
 import stat
 from pathlib import Path
 
+from ...config_folder import config_dir
 from ...errors import ModelError
-from ...server.access_token import config_dir
 
 KEYS_FILE = "hosted-keys.json"
 MASK = "***"
