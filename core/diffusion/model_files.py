@@ -17,7 +17,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 
 from ..errors import ModelError
-from ..families import Family, family_spec
+from ..families import Family, family_spec, family_titles
 from ..jobspec import IPAdapter, ModelSettings
 from .geometry import CONFIG_DIR
 
@@ -128,14 +128,14 @@ def _family_from_folder(folder: Path) -> Family:
         index = _read_json(index_file)
         name, components = str(index.get("_class_name", "")), set(_components(index))
         if name.startswith("StableDiffusion3") or "text_encoder_3" in components:
-            raise ModelError(f"{name} is not supported; stylecomp runs SD 1.5, SDXL and Flux", folder)
+            raise ModelError(f"{name} is not supported; stylecomp runs {family_titles()}", folder)
         if name.startswith("Flux") or {"transformer", "text_encoder_2"} <= components:
             return "flux"
         if name.startswith("StableDiffusionXL") or {"unet", "text_encoder_2"} <= components:
             return "sdxl"
         if name.startswith("StableDiffusion") or "unet" in components:
             return "sd15"
-        raise ModelError(f"{name or 'this pipeline'} is not supported; stylecomp runs SD 1.5, SDXL and Flux", folder)
+        raise ModelError(f"{name or 'this pipeline'} is not supported; stylecomp runs {family_titles()}", folder)
     if config_file.is_file():  # a single model: a ControlNet, or a UNet/transformer on its own
         config = _read_json(config_file)
         name = str(config.get("_class_name", ""))
@@ -143,7 +143,7 @@ def _family_from_folder(folder: Path) -> Family:
             return "flux"
         if name in ("ControlNetModel", "UNet2DConditionModel"):
             return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd15"
-        raise ModelError(f"{name or 'this model'} is not an SD 1.5, SDXL or Flux model", folder)
+        raise ModelError(f"{name or 'this model'} is not an {family_titles('or')} model", folder)
     raise ModelError("not a diffusers folder (no model_index.json or config.json)", folder)
 
 
@@ -177,15 +177,16 @@ def _family_from_keys(keys: list[str], path: Path) -> Family:
         return "sdxl"
     if any(k.startswith(("model.diffusion_model.", "cond_stage_model.", "down_blocks.")) for k in keys):
         return "sd15"
-    raise ModelError("no SD 1.5, SDXL or Flux weights found in the tensor names", path)
+    raise ModelError(f"no {family_titles('or')} weights found in the tensor names", path)
 
 
 def single_file_config(path: Path, family: Family) -> Path:
     """The diffusers config folder that gives a single-file checkpoint its architecture and tokenizers."""
-    if not family_spec(family).single_file:
+    spec = family_spec(family)
+    if not spec.single_file:
         raise ModelError(
-            "Flux single-file checkpoints are not supported (they usually hold only the transformer); "
-            "use a diffusers folder with all of Flux's components",
+            f"{spec.title} single-file checkpoints are not supported (they usually hold only the {spec.denoiser}); "
+            f"use a diffusers folder with all of {spec.title}'s components",
             path,
         )
     folder = Path(os.environ.get("STYLECOMP_MODEL_CONFIGS") or CONFIG_DIR) / family
@@ -234,10 +235,11 @@ def _check_ip_adapter(ip_adapter: IPAdapter, settings: ModelSettings) -> None:
             "ip_adapter.path is the IP-Adapter's weights file (e.g. models/ip-adapter_sd15.safetensors), not a folder",
             weights,
         )
-    if settings.family == "flux" and settings.controlnets:
+    spec = family_spec(settings.family)
+    if settings.controlnets and not spec.ip_adapter_with_controlnets:
         raise ModelError(
-            "IP-Adapter with ControlNets is not supported for Flux (diffusers' Flux ControlNet img2img pipeline "
-            "has no IP-Adapter support); use one or the other",
+            f"IP-Adapter with ControlNets is not supported for {spec.title} (diffusers' {spec.title} ControlNet "
+            "img2img pipeline has no IP-Adapter support); use one or the other",
             weights,
         )
     if not encoder.is_dir():
