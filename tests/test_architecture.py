@@ -160,7 +160,9 @@ def test_io_does_not_import_comp() -> None:
 def _loaded_after(code: str) -> set[str]:
     """The top-level packages in ``sys.modules`` after running ``code`` in a fresh interpreter."""
     script = f"{code}\nimport json, sys\nprint(json.dumps(sorted({{name.split('.')[0] for name in sys.modules}})))"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300, cwd=REPO
+    )
     assert result.returncode == 0, result.stderr
     return set(json.loads(result.stdout.splitlines()[-1]))
 
@@ -224,9 +226,11 @@ def test_a_plugin_command_group_is_found_and_a_broken_one_is_one_line(tmp_path: 
     (dist / "entry_points.txt").write_text("[stylecomp.cli]\nacme = acme_cli:acme\nbroken = acme_missing:group\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     script = Path(sys.executable).with_name("stylecomp")
-    ran = subprocess.run([str(script), "acme", "hello"], capture_output=True, text=True, timeout=300, env=env)
+    ran = subprocess.run(
+        [str(script), "acme", "hello"], check=False, capture_output=True, text=True, timeout=300, env=env
+    )
     assert (ran.returncode, ran.stdout) == (0, "hello from acme\n"), ran.stderr
-    ran = subprocess.run([str(script), "broken"], capture_output=True, text=True, timeout=300, env=env)
+    ran = subprocess.run([str(script), "broken"], check=False, capture_output=True, text=True, timeout=300, env=env)
     assert ran.returncode == 2
     assert ran.stderr.startswith("error: command 'broken' (acme_missing:group) cannot be imported: ")
     assert len(ran.stderr.splitlines()) == 1 and "Traceback" not in ran.stderr

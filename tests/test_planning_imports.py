@@ -68,7 +68,9 @@ def test_planning_paths_import_no_torch(job_path: Path, path: str) -> None:
         f"import sys\njob = sys.argv[1]\n{PATHS[path]}\n"
         f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))"
     )
-    run = subprocess.run([sys.executable, "-c", code, str(job_path)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(job_path)], check=False, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "[]", f"{path} imported {run.stdout.strip()}"
 

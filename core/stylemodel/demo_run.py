@@ -87,7 +87,7 @@ def run_demo(
             seed=SeedPolicy(policy="fixed", value=RECOMMENDED.seed),
             # The built-in model's own settings; another model gets the job defaults (20 steps, guidance 7).
             **(
-                dict(strength=RECOMMENDED.strength, steps=RECOMMENDED.steps, guidance=RECOMMENDED.guidance)
+                {"strength": RECOMMENDED.strength, "steps": RECOMMENDED.steps, "guidance": RECOMMENDED.guidance}
                 if built_in
                 else {}
             ),
