@@ -615,7 +615,8 @@ class Job(_Strict):
             raise JobError("the job has no 'model' block: nothing to stylize with", shot.name)
         model = self.model.model_copy(deep=True)
         model.path = self.resolve(shot.overrides.model or model.path)
-        for adapter in (*model.loras, *model.controlnets):
+        adapters: list[Lora | ControlNet] = [*model.loras, *model.controlnets]
+        for adapter in adapters:
             adapter.path = self.resolve(adapter.path)
         if model.ip_adapter is not None:
             model.ip_adapter.path = self.resolve(model.ip_adapter.path)
