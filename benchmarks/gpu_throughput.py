@@ -49,12 +49,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from stylecomp.demo.scene import write_demo
-from stylecomp.diffusion.conditioning import depth_condition
 from stylecomp.diffusion.consistency import IMPLEMENTED
 from stylecomp.diffusion.loading import offline, pick_dtype
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.diffusion.testing import make_full_size_model, make_test_model
 from stylecomp.io.aovs import beauty
+from stylecomp.io.conditioning import depth_condition
 from stylecomp.io.plates import read_plate
 from stylecomp.jobspec import ColorSettings, Performance, parse_job
 from stylecomp.render.loop import STYLIZED_CHANNELS, render_job

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from .errors import ModelError
 
 Family = Literal["sd15", "sdxl", "flux"]
+VideoFamily = Literal["wan", "ltx", "cogvideox"]
+"""The image-to-video families the built-in video generator runs (``generators.video`` says what each can do)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class FamilySpec:
     img2img_size: bool  # its plain img2img pipeline takes height and width (SD's take the image's own size)
     controlnet_modes: bool  # several ControlNets take a control_mode each (None: plain, not Union, ControlNets)
     vae_upcast: bool  # its img2img upcasts a force_upcast VAE to float32 around each encode (see vae_bfloat16)
+    title: str  # the family's name in messages: "SD 1.5"
+    clip_tokenizers: tuple[str, ...]  # pipeline components that are CLIP BPE tokenizers (vocab.json + merges.txt)
+    ip_adapter_with_controlnets: bool  # its ControlNet img2img pipeline takes an IP-Adapter (diffusers' Flux one: no)
 
     def pipeline_class(self, controlnet: bool, text_to_image: bool = False) -> type[Any]:
         """The pipeline class for stylizing (stylecomp's img2img) or generating (diffusers' text-to-image), with or
@@ -80,6 +85,9 @@ FAMILIES: dict[Family, FamilySpec] = {
         img2img_size=False,
         controlnet_modes=False,
         vae_upcast=False,
+        title="SD 1.5",
+        clip_tokenizers=("tokenizer",),
+        ip_adapter_with_controlnets=True,
     ),
     "sdxl": FamilySpec(
         name="sdxl",
@@ -104,6 +112,9 @@ FAMILIES: dict[Family, FamilySpec] = {
         img2img_size=False,
         controlnet_modes=False,
         vae_upcast=True,
+        title="SDXL",
+        clip_tokenizers=("tokenizer", "tokenizer_2"),
+        ip_adapter_with_controlnets=True,
     ),
     "flux": FamilySpec(
         name="flux",
@@ -128,6 +139,9 @@ FAMILIES: dict[Family, FamilySpec] = {
         img2img_size=True,
         controlnet_modes=True,
         vae_upcast=False,
+        title="Flux",
+        clip_tokenizers=("tokenizer",),  # its tokenizer_2 is T5's
+        ip_adapter_with_controlnets=False,
     ),
 }
 """Every family stylecomp runs, by the name jobs give in ``model.family``. Adding one is adding an entry here."""
@@ -145,6 +159,12 @@ def _stylize_class(name: str) -> type[Any]:
     # By name, as diffusers' classes: stylecomp.diffusion imports this table, so the table does not import it.
     pipelines = importlib.import_module("stylecomp.diffusion.pipelines")
     return getattr(pipelines, name)
+
+
+def family_titles(conjunction: str = "and") -> str:
+    """Every family's title for a message, in table order: ``SD 1.5, SDXL and Flux``."""
+    titles = [spec.title for spec in FAMILIES.values()]
+    return f"{', '.join(titles[:-1])} {conjunction} {titles[-1]}" if len(titles) > 1 else titles[0]
 
 
 def _diffusers_class(name: str) -> type[Any]:

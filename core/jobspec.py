@@ -608,6 +608,22 @@ class Job(_Strict):
         """The regions that apply to ``shot``: its own, or the job's when it has none."""
         return shot.regions or self.regions
 
+    def shot_model(self, shot: Shot) -> ModelSettings:
+        """The model ``shot`` stylizes with: the job's, the shot's override applied, every file path resolved.
+        JobError when the job has no model block."""
+        if self.model is None:
+            raise JobError("the job has no 'model' block: nothing to stylize with", shot.name)
+        model = self.model.model_copy(deep=True)
+        model.path = self.resolve(shot.overrides.model or model.path)
+        adapters: list[Lora | ControlNet] = [*model.loras, *model.controlnets]
+        for adapter in adapters:
+            adapter.path = self.resolve(adapter.path)
+        if model.ip_adapter is not None:
+            model.ip_adapter.path = self.resolve(model.ip_adapter.path)
+            if model.ip_adapter.image_encoder is not None:
+                model.ip_adapter.image_encoder = self.resolve(model.ip_adapter.image_encoder)
+        return model
+
     def resolve(self, path: str) -> str:
         """A path from the job, absolute, with frame tokens as printf (``%04d``)."""
         expanded = os.path.expanduser(os.path.expandvars(path)) if self._expand else path

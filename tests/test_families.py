@@ -11,7 +11,7 @@ import pytest
 
 from stylecomp.diffusion.geometry import model_geometry
 from stylecomp.errors import ModelError
-from stylecomp.families import FAMILIES, family_spec
+from stylecomp.families import FAMILIES, family_spec, family_titles
 
 
 @pytest.mark.parametrize("module", ["stylecomp.families", "stylecomp.jobspec", "stylecomp.render.cache"])
@@ -59,3 +59,20 @@ def test_published_geometry_matches_the_shipped_configs(tmp_path, family: str) -
 def test_unknown_family_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(ModelError, match=r"unknown model family 'sd3'; use one of sd15, sdxl, flux"):
         family_spec("sd3")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_clip_tokenizers_and_ip_adapter_support_are_the_pipelines(family: str) -> None:
+    from diffusers.loaders import FluxIPAdapterMixin, IPAdapterMixin
+
+    spec = family_spec(family)
+    parameters = inspect.signature(spec.pipeline_class(False).__init__).parameters
+    clip = tuple(name for name, p in parameters.items() if "tokenizer" in name and "CLIPTokenizer" in str(p.annotation))
+    assert clip == spec.clip_tokenizers
+    with_ip_adapter = issubclass(spec.pipeline_class(True), (IPAdapterMixin, FluxIPAdapterMixin))
+    assert with_ip_adapter == spec.ip_adapter_with_controlnets
+
+
+def test_family_titles_list_the_table() -> None:
+    assert family_titles() == "SD 1.5, SDXL and Flux"
+    assert family_titles("or") == "SD 1.5, SDXL or Flux"

@@ -26,10 +26,6 @@ PATHS = {
     "cli(['farm', 'openjd', job, '-o', job + '.template.yaml'], standalone_mode=False)",
     "sequential": "from stylecomp.jobspec import load_job\nassert load_job(job).consistency.sequential",
 }
-# Chunk planning checks the model's files (diffusion.loading.check_model), which imports diffusers and torch.
-MODEL_CHECK = pytest.mark.xfail(
-    strict=True, reason="the model file checks live in diffusion/loading.py, which imports torch and diffusers"
-)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +59,8 @@ def job_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         "job validate",
         "sequential",
-        pytest.param("chunk planning", marks=MODEL_CHECK),
-        pytest.param("farm openjd", marks=MODEL_CHECK),
+        "chunk planning",
+        "farm openjd",
     ],
 )
 def test_planning_paths_import_no_torch(job_path: Path, path: str) -> None:

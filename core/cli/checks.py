@@ -23,8 +23,12 @@ def inspect(path: str, as_json: bool, headers_only: bool) -> None:
     Exits 2 if any frame cannot be read (after reporting the readable ones).
     """
     from ..io.inspection import format_report, inspect_plates
+    from ..io.plates import Window
+    from ..temporal.flicker import vector_report
 
     report = inspect_plates(path, count_nonfinite=not headers_only)
+    if "nonfinite" in report and "motion" in report["aovs"] and len(report["frames"]) > 1:  # pixels read: check vectors
+        report["vectors"] = vector_report(report["path"], report["frames"], Window(*report["display_window"]))
     click.echo(printable(json.dumps(report, indent=2) if as_json else format_report(report)))
     for problem in report["errors"]:
         click.echo(printable(f"error: {problem['file']}: {problem['error']}"), err=True)

@@ -44,7 +44,7 @@ def demo(out_dir: str, frames: int, size: str, model: str | None, device: str) -
     rendered by stylecomp itself, a job file for them (rerun it with `stylecomp render`), the
     stylized EXRs and a contact-sheet PNG.
     """
-    from ..demo.run import run_demo
+    from ..stylemodel.demo_run import run_demo
 
     try:
         width, height = (int(v) for v in size.lower().split("x"))

@@ -80,7 +80,7 @@ def batch(
     was stopped (finished frames are kept); 2 a job file is unusable (nothing renders) or a
     job was refused while the others rendered.
     """
-    from ..farm.batch import BatchJob, LocalExecutor, run_batch
+    from ..farm.batch import BatchJob, Executor, LocalExecutor, run_batch
     from ..jobspec import load_job
     from ..render.cache import RenderCache
     from ..render.resume import VerifiedCache
@@ -102,7 +102,7 @@ def batch(
         if executor == "ray":
             from ..farm.ray_cluster import RayExecutor
 
-            runner = stack.enter_context(
+            runner: Executor = stack.enter_context(
                 RayExecutor(address=address, cache=cache, chunk_size=chunk_size, dtype=torch_dtype(dtype))
             )
         else:

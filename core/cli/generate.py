@@ -224,7 +224,7 @@ def _each_shot(
                 sys.exit(1)
             except (JobError, ModelError):
                 raise  # the job or its model is unusable: exit status 2
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  # any failure of one shot is reported; the others still run
                 reason = str(exc) if isinstance(exc, StyleCompError) else f"{type(exc).__name__}: {exc}"
                 click.echo(f"error: {shot.name}: {reason}", err=True)
                 failed.append(shot.name)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import get_args
 
 import click
+
+from ..families import FAMILIES, VideoFamily, family_titles
 
 
 @click.group()
@@ -17,12 +20,12 @@ def model() -> None:
 @click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
 @click.option(
     "--family",
-    type=click.Choice(["sd15", "sdxl", "flux"]),
-    help="Image model to build: Stable Diffusion 1.5, SDXL or Flux.",
+    type=click.Choice(list(FAMILIES)),
+    help=f"Image model to build: {family_titles('or')}.",
 )
 @click.option(
     "--video",
-    type=click.Choice(["wan", "ltx", "cogvideox"]),
+    type=click.Choice(get_args(VideoFamily)),
     help="Image-to-video model to build instead (for `stylecomp animate`): Wan 2.2 I2V, LTX-Video or "
     "CogVideoX 1.5 I2V. Takes no adapters.",
 )

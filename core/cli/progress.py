@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import cast
 
 import click
 
@@ -21,19 +22,18 @@ class ProgressPrinter:
             return
         kind = event["event"]
         if kind == "start":
-            click.echo(
-                f"{event['shot']}: {event['total']} frame(s) {event['frames'][0]}-{event['frames'][1]}", err=True
-            )  # type: ignore[index]
+            first, last = cast("list[int]", event["frames"])
+            click.echo(f"{event['shot']}: {event['total']} frame(s) {first}-{last}", err=True)
             if "note" in event:
                 click.echo(f"  note: {event['note']}", err=True)
             if "warning" in event:
                 click.echo(f"warning: {event['shot']}: {event['warning']}", err=True)
         elif kind == "frame":
-            eta = float(event.get("eta", 0))  # type: ignore[arg-type]
+            eta = float(cast(float, event.get("eta", 0)))
             line = (
                 f"  {event['shot']} {event['frame']}  [{event['done']}/{event['total']}]  {event['status']:<8} "
-                f"{float(event.get('seconds', 0)):6.1f} s   ETA {int(eta // 60)}:{int(eta % 60):02d}"
-            )  # type: ignore[arg-type]
+                f"{float(cast(float, event.get('seconds', 0))):6.1f} s   ETA {int(eta // 60)}:{int(eta % 60):02d}"
+            )
             if event["status"] == "failed":
                 line += f"\n    {event['error']}"
             if "warning" in event:

@@ -94,9 +94,9 @@ def comp(
 
     Exit status as for `render`: 1 when some frames failed (the others are written).
     """
-    from ..comp.headless import comp_job
     from ..jobspec import load_job
     from ..render.cache import RenderCache
+    from ..render.headless_comp import comp_job
 
     job_ = load_job(job_path)
     apply_regions(job_, regions)

@@ -1,1 +1,1 @@
-"""Compositing: blending the stylized result over the plate, and the headless comp."""
+"""Compositing: the StyleCompBlend gizmo's blend ops (``render.headless_comp`` runs them over a job's frames)."""

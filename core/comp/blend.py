@@ -29,8 +29,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..diffusion.conditioning import BACKGROUND_DEPTH, line_art
 from ..errors import StyleCompError
+from ..io.conditioning import BACKGROUND_DEPTH, line_art
 
 ACESCG_LUMINANCE = np.array([0.2722287168, 0.6740817658, 0.0536895174], dtype=np.float32)
 """Luminance weights of ACEScg (AP1 primaries, ACES white): the Y row of the AP1-to-XYZ matrix
@@ -78,7 +78,7 @@ def _rgba(name: str, image: np.ndarray) -> np.ndarray:
     array = np.asarray(image, dtype=np.float32)
     if array.ndim != 3 or array.shape[2] != 4 or 0 in array.shape:
         raise StyleCompError(f"{name} must be a non-empty premultiplied RGBA image (H, W, 4), got shape {array.shape}")
-    damaged = ~np.isfinite(array).all(axis=2)  # (H, W)
+    damaged = np.asarray(~np.isfinite(array).all(axis=2))  # (H, W)
     return np.where(damaged[..., None], np.float32(0.0), array)
 
 
@@ -146,14 +146,15 @@ def mix(clean: np.ndarray, stylized: np.ndarray, weight: float | np.ndarray) -> 
     """
     clean, stylized = _rgba("clean", clean), _rgba("stylized", stylized)
     _same_size(clean=clean, stylized=stylized)
+    w: np.ndarray | np.float32
     if np.ndim(weight) == 0:
         if not 0.0 <= float(weight) <= 1.0:
             raise StyleCompError(f"mix weight must be in [0, 1], got {weight}")
         w = np.float32(weight)
     else:
-        w = np.clip(np.nan_to_num(_plane("weight", weight), nan=0.0), 0.0, 1.0)
-        _same_size(clean=clean, weight=w)
-        w = w[..., None]  # (H, W, 1)
+        plane = np.clip(np.nan_to_num(_plane("weight", np.asarray(weight)), nan=0.0), 0.0, 1.0)
+        _same_size(clean=clean, weight=plane)
+        w = plane[..., None]  # (H, W, 1)
     return _finite((1.0 - w) * clean + w * stylized)
 
 
@@ -333,7 +334,7 @@ def line_overlay(
 ) -> np.ndarray:
     """Lines of ``colour`` laid ``over`` the image (H, W, 4) where object ID, normals or depth break.
 
-    The lines are ``stylecomp.diffusion.conditioning.line_art`` of the given AOVs (one-pixel lines on the
+    The lines are ``stylecomp.io.conditioning.line_art`` of the given AOVs (one-pixel lines on the
     nearer side of each break, widened to ``thickness``), so the overlay and the line-art
     conditioning agree. Each line pixel has alpha ``L = line * opacity`` and premultiplied
     colour ``colour * L``, composited ``over``: ``out = line + (1 - L) * image``, alpha
@@ -356,7 +357,7 @@ def line_overlay(
         raise StyleCompError(f"line colour must be three finite numbers (R, G, B), got {colour}")
     if not 0.0 <= opacity <= 1.0:
         raise StyleCompError(f"line opacity must be in [0, 1], got {opacity}")
-    lines = line_art(**aovs, thickness=thickness)[..., 0]  # (H, W) in [0, 1]; checks the AOVs
+    lines = line_art(object_id, normals, depth, thickness=thickness)[..., 0]  # (H, W) in [0, 1]; checks the AOVs
     cover = (lines * np.float32(opacity))[..., None]  # (H, W, 1)
     over = np.concatenate([rgb * cover, cover], axis=2)  # (H, W, 4) premultiplied lines
     return _finite(over + (1.0 - cover) * base)

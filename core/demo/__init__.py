@@ -1,1 +1,1 @@
-"""The built-in demo: a procedural scene and the script that renders it end to end."""
+"""The demo scene: the procedural renderer of the demo shot, whose scenes the built-in model also trains on."""

@@ -104,6 +104,14 @@ class SceneObject:
         """World position (3,) of the object-space origin at ``time`` frames into the shot."""
         return np.add(self.origin, np.multiply(self.velocity, time))
 
+    def intersect(self, origins: np.ndarray, dirs: np.ndarray, time: float) -> np.ndarray:
+        """Ray parameter (N,) of the hit, inf where the ray misses; each shape has its own."""
+        raise NotImplementedError
+
+    def normal(self, local: np.ndarray) -> np.ndarray:
+        """World normals (N, 3) at object-space points; each shape has its own."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class GroundPlane(SceneObject):

@@ -1,1 +1,1 @@
-"""Diffusion models: loading, the pipeline pool, stylizing frames, conditioning and the test models."""
+"""Diffusion models: loading (model files checked first), the pipeline pool, stylizing frames and the test models."""

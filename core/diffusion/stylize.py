@@ -33,6 +33,7 @@ from .. import __version__
 from ..color import EncodedPlate, ModelEncoding
 from ..errors import Cancelled, JobError, ModelError
 from ..families import FAMILIES, FamilySpec
+from ..io.conditioning import beauty_edges, depth_condition, line_art, normal_condition
 from ..io.images import read_display_image
 from ..io.plates import Window
 from ..jobspec import ControlNet, Job, Lora, ModelSettings, Performance, Region, Shot
@@ -40,7 +41,6 @@ from ..regions.diffusion import Column, RegionalCall, controlnets_vary, flux_att
 from ..regions.mattes import FrameRegions
 from ..stage import Clip, FrameInputs, FrameResult, StageDescription
 from ..temporal.motion import VectorConvention
-from .conditioning import beauty_edges, depth_condition, line_art, normal_condition
 from .consistency import (
     ATTENTION,
     KEYFRAME_HEAL,
@@ -54,7 +54,8 @@ from .consistency import (
     install_cross_frame,
 )
 from .geometry import ModelGeometry, model_geometry, pipeline_geometry
-from .loading import check_model, ip_adapter_image_encoder, model_hash, style_reference_embeds
+from .loading import model_hash, style_reference_embeds
+from .model_files import check_model, ip_adapter_image_encoder
 from .pipelines import NoiseChoice, StylizePipeline
 from .pool import PipelinePool
 from .prompts import encode_prompt, regional_pooled, segment_embeds, uses_cfg

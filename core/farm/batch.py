@@ -10,6 +10,7 @@ going past a job that is refused (its model cannot load, its plates are gone) an
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -196,9 +197,7 @@ def run_batch(
                         "removed_damaged": kept.removed_damaged,
                     }
                 )
-            result = executor.run(
-                item, lambda event, label=item.label: _forward(progress, label, event, report), cancel
-            )
+            result = executor.run(item, functools.partial(_forward, progress, item.label, report=report), cancel)
         except StyleCompError as exc:
             summary.refused.append((item.label, str(exc)))
             report({"event": "job_failed", "job": item.label, "error": str(exc)})
@@ -226,7 +225,7 @@ def run_batch(
     return summary
 
 
-def _forward(progress: BatchProgress, label: str, event: Event, report: Report) -> None:
+def _forward(progress: BatchProgress, label: str, event: Event, *, report: Report) -> None:
     for translated in progress.translate(label, event):
         report(translated)
 

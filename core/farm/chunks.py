@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..diffusion.model_files import check_model
 from ..errors import JobError
 from ..jobspec import Job, Shot
 from ..render.frames import sequential_frames, shot_frames
@@ -60,7 +61,7 @@ def plan_shots(
         _, frame_list = shot_frames(job, shot, frames)
         if not frame_list:
             continue
-        _check_model(job, shot)  # a missing or refused model stops here, before any worker starts
+        check_model(job.shot_model(shot))  # a missing or refused model stops here, before any worker starts
         sequential = job.consistency.sequential  # from the job spec: planning loads no stage (no torch)
         if sequential:  # rendered from the shot's first frame, as render_job does
             frame_list = sequential_frames(job, shot, frame_list[-1])
@@ -74,17 +75,6 @@ def plan_shots(
         where = f" in {frames[0]}-{frames[1]}" if frames is not None else ""
         raise JobError(f"no shot has frames{where} to render")
     return plans
-
-
-def _check_model(job: Job, shot: Shot) -> None:
-    """Refuse a job without a model, and the shot's model files if they are missing or refused.
-
-    The file checks read model configs with diffusers, so they import it; everything else in planning needs no torch.
-    """
-    from ..diffusion.loading import check_model
-    from ..diffusion.stylize import StylizeParameters
-
-    check_model(StylizeParameters.for_shot(job, shot).model)
 
 
 def _select(job: Job, names: Sequence[str] | None) -> list[Shot]:

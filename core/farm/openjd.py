@@ -27,7 +27,7 @@ from openjd.model import (
 )
 
 from ..errors import JobError, StyleCompError
-from ..families import FAMILIES
+from ..families import FAMILIES, Family
 from ..io.atomic import atomic_target
 from ..jobspec import Job
 from ..render.output_guard import guard_outputs
@@ -129,7 +129,7 @@ def _parameters(job_path: Path, template_path: Path, gpu: bool) -> list[dict[str
     ]
 
 
-def _step(plan: ShotPlan, family: str, gpu: bool, overwrite: bool) -> dict[str, Any]:
+def _step(plan: ShotPlan, family: Family, gpu: bool, overwrite: bool) -> dict[str, Any]:
     """One shot: its chunks as tasks, what a worker needs, and the render command."""
     name, chunks = plan.shot.name, plan.chunks
     if len(chunks) > MAX_TASKS:

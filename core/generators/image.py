@@ -20,13 +20,13 @@ import torch
 
 from .. import __version__
 from ..diffusion.loading import (
-    ip_adapter_image_encoder,
     load_pipeline,
     model_hash,
     pick_device,
     pick_dtype,
     style_reference_embeds,
 )
+from ..diffusion.model_files import ip_adapter_image_encoder
 from ..errors import Cancelled, ModelError, StyleCompError
 from ..families import FAMILIES
 from ..jobspec import ModelSettings

@@ -30,7 +30,7 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import diffusers
 import numpy as np
@@ -47,11 +47,11 @@ from diffusers.utils import is_ftfy_available
 from PIL import Image
 
 from ..diffusion import loading as models  # first: hides transformers' torchvision notice before diffusers imports
+from ..diffusion.model_files import check_files
 from ..errors import Cancelled, ModelError
+from ..families import VideoFamily
 from ..jobspec import VideoModelSettings
 from .interface import Generated, Request, Setup
-
-VideoFamily = Literal["wan", "ltx", "cogvideox"]
 
 # Published diffusers folders by their model_index.json class. LTX-Video's own repositories are labelled
 # LTXPipeline (text to video), but the same weights animate a still: its transformer is conditioned per frame.
@@ -107,12 +107,12 @@ class VideoGenerator:
             raise ModelError(f"unknown dtype {setup.dtype!r}; use one of {', '.join(_DTYPES)}")
         self.path = Path(setup.model.path).expanduser()
         self.allow_pickle = setup.model.allow_pickle
-        models.check_files(self.path, self.allow_pickle)
+        check_files(self.path, self.allow_pickle)
         self.family = detect_video_family(self.path)
         if self.family == "wan" and not is_ftfy_available():
             raise ModelError("Wan's pipeline cleans prompts with the 'ftfy' package, which is not installed", self.path)
         if (self.path / "image_encoder").is_dir():  # Wan 2.1's CLIP image encoder, which check_files leaves out
-            models.check_files(self.path / "image_encoder", self.allow_pickle)
+            check_files(self.path / "image_encoder", self.allow_pickle)
         self.device = setup.device or models.pick_device()
         self.dtype = _DTYPES[setup.dtype] if setup.dtype else models.pick_dtype(self.device)
         self._pipe: DiffusionPipeline | None = None

@@ -1,1 +1,2 @@
-"""Plate and image I/O: EXR plates, sequences, AOVs, cryptomatte, contact sheets, atomic writes."""
+"""Plate and image I/O: EXR plates, sequences, AOVs and what they show (conditioning images), cryptomatte,
+contact sheets, atomic writes."""

@@ -2,8 +2,8 @@
 
 ``inspect_plates`` builds the report that ``stylecomp inspect`` prints as text or JSON.
 Frames that cannot be read are listed under ``errors`` with the reason and under ``damaged``,
-not under ``frames``: a damaged frame is not present. With pixels read and a motion AOV over
-two frames or more, ``vectors`` says which convention reproduces the plate (``metrics``).
+not under ``frames``: a damaged frame is not present. ``stylecomp inspect`` adds ``vectors`` (which
+motion-vector convention reproduces the plate: ``temporal.flicker.vector_report``) and ``format_report`` prints it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .aovs import detect_aovs
 from .cryptomatte import describe, find_layers
 from .normal_space import header_rotation, plate_normals
 from .plates import Plate, nonfinite_counts, read_plate
-from .sequence import FrameSequence, discover
+from .sequence import discover
 
 
 def _json_safe(value: object) -> object:
@@ -133,35 +133,7 @@ def inspect_plates(path: str, count_nonfinite: bool = True) -> dict[str, Any]:
         report["data_window_by_frame"] = {str(f): w for f, w in data_windows.items()}
     if count_nonfinite:
         report["nonfinite"] = {"nan": nan_total, "inf": inf_total, "by_channel": by_channel, "by_frame": by_frame}
-        if "motion" in aovs and len(present) > 1:
-            report["vectors"] = _vector_report(sequence, present, first)
     return report
-
-
-def _vector_report(sequence: FrameSequence, frames: list[int], first: Plate) -> dict[str, Any]:
-    """The convention that reproduces the plate (``metrics.check_conventions`` on its own frames), or why none."""
-    from ..color import ModelEncoding  # OCIO and the metric only when a plate has vectors
-    from ..temporal.flicker import REPRODUCES, check_conventions, detection_pairs, read_plate_frame
-
-    steps = [(a, b) for a, b in zip(frames, frames[1:]) if b == a + 1]  # vectors span one frame, not a gap
-    if not steps:
-        return {"convention": None, "error": "no two consecutive readable frames"}
-    steps = [steps[i - 1] for i in detection_pairs(list(range(len(steps) + 1)))]
-    encoding = ModelEncoding()
-    try:
-        loaded = {
-            f: read_plate_frame(sequence.path(f), f, first.display_window, encoding) for step in steps for f in step
-        }
-    except PlateError as exc:
-        return {"convention": None, "error": f"{exc.where}: {exc.reason}"}
-    check = check_conventions([(loaded[a], loaded[b]) for a, b in steps])
-    return {
-        "convention": check.best if check.reproduces(check.best) else None,
-        "best": check.best,
-        "scores": check.scores,
-        "reproduces_at_most": REPRODUCES,
-        "changing_pixels": check.changing,
-    }
 
 
 def _frames_label(frames: list[int]) -> str:

@@ -1,1 +1,1 @@
-"""Rendering a job: the frame loop, its cache, resume, candidates and the output guard."""
+"""Rendering a job: the frame loop, its cache, resume, candidates, the output guard and the headless comp."""

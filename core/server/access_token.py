@@ -13,16 +13,10 @@ import secrets
 import stat
 from pathlib import Path
 
+from ..config_folder import config_dir
 from ..errors import StyleCompError
 
 TOKEN_FILE = "server-token"
-
-
-def config_dir() -> Path:
-    """stylecomp's config folder: $STYLECOMP_CONFIG_DIR, else $XDG_CONFIG_HOME/stylecomp, else ~/.config/stylecomp."""
-    if override := os.environ.get("STYLECOMP_CONFIG_DIR"):
-        return Path(override)
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "stylecomp"
 
 
 def token_file() -> Path:
@@ -31,7 +25,8 @@ def token_file() -> Path:
 
 
 def load_or_create_token(path: Path | None = None) -> tuple[str, bool]:
-    """The token in ``path`` (default: token_file()), made if there is none; and whether its permissions were repaired."""
+    """The token in ``path`` (default: token_file()), made if there is none; and whether its permissions were
+    repaired."""
     path = path or token_file()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:

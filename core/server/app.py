@@ -39,6 +39,7 @@ from urllib.parse import parse_qs
 
 from .. import __version__
 from ..cache_folder import cache_dir
+from ..config_folder import config_dir
 from ..diffusion.pool import PipelinePool
 from ..errors import JobError, StyleCompError
 from ..farm.batch import BatchJob, LocalExecutor
@@ -47,7 +48,7 @@ from ..io.sequence import discover
 from ..jobspec import Job, Region, parse_job
 from ..render.cache import RenderCache
 from ..render.output_guard import check_outputs
-from .access_token import config_dir, token_matches
+from .access_token import token_matches
 from .queue import RenderQueue
 from .store import QueueStore
 

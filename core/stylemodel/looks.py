@@ -23,7 +23,7 @@ import numpy as np
 
 from ..color import ModelEncoding
 from ..demo.scene import Lighting, SurfaceLayers
-from ..diffusion.conditioning import line_art
+from ..io.conditioning import line_art
 
 Look = Callable[[dict[str, np.ndarray], SurfaceLayers, Lighting, ModelEncoding], np.ndarray]
 

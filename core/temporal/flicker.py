@@ -13,27 +13,27 @@ r = t, s = t-1, d = frame t's vectors; forward vectors give r = t-1, s = t, d = 
 The source is warped onto the reference with bilinear sampling: ``Ô(x) = O_s(x + d(x))``.
 
 **Mask** (from the plate's AOVs, shared by the plate and the stylized sequence): M(x) holds where
-x + d(x) lies on screen (within the pixel centres), the depth test passes, ``|Z_s(x + d) − Z_r(x)|
+x + d(x) lies on screen (within the pixel centres), the depth test passes, ``|Z_s(x + d) - Z_r(x)|
 ≤ τ·|Z_r(x)|`` (bilinear Z_s, τ = ``motion.DEPTH_TOLERANCE``, 5%), and every bilinear neighbour of
 x + d in s that has a weight carries r's object ID. That is stricter than ``motion.visible_before``
 (nearest pixel): a sample blended across an object's edge is no like-for-like comparison. A test
 whose AOV is missing is skipped (``FlickerReport.tests`` says which ran). Pixels on screen that
 fail a test are disoccluded.
 
-**Warp error** of a pair: ``MSE = Σ M·‖Ô − O_r‖² / (3·Σ M)`` (per-channel, Lai et al. 2018) and
-``L1 = Σ M·|Ô − O_r|₁ / (3·Σ M)``. ``E_warp`` is the mean over pairs (pairs with an empty mask are
+**Warp error** of a pair: ``MSE = Σ M·‖Ô - O_r‖² / (3·Σ M)`` (per-channel, Lai et al. 2018) and
+``L1 = Σ M·|Ô - O_r|₁ / (3·Σ M)``. ``E_warp`` is the mean over pairs (pairs with an empty mask are
 left out). ``R = E_warp(stylized) / E_warp(plate)`` with the same vectors and mask: R ≈ 1 means no
 flicker beyond what the render itself has.
 
-**D** = ``mean |S − P|`` over channels and covered pixels (plate or stylized alpha > 0; every pixel
+**D** = ``mean |S - P|`` over channels and covered pixels (plate or stylized alpha > 0; every pixel
 without alpha), averaged over frames: how far the stylization moved away from the plate, the guard
 against "consistent because nothing changed".
 
 **Drift** catches slow changes that adjacent pairs miss: frame t is compared with frame 0 (the
 first frame measured) along vectors composed over every step. Backward: ``C_t(x) = C_{t-1}(x + d_t(x))``
-(bilinear in C), the position in frame 0 of pixel x of frame t, and ``drift_t = Σ V·‖O_0(C_t) − O_t‖²
+(bilinear in C), the position in frame 0 of pixel x of frame t, and ``drift_t = Σ V·‖O_0(C_t) - O_t‖²
 / (3·Σ V)`` on frame t's grid. Forward: ``C_t(x) = C_{t-1}(x) + d_{t-1}(C_{t-1}(x))``, the position in
-frame t of pixel x of frame 0, and ``drift_t = Σ V·‖O_t(C_t) − O_0‖² / (3·Σ V)`` on frame 0's grid.
+frame t of pixel x of frame 0, and ``drift_t = Σ V·‖O_t(C_t) - O_0‖² / (3·Σ V)`` on frame 0's grid.
 The chain mask V keeps only pixels visible at every step (each step's M at every weighted
 bilinear neighbour of the chain's position). ``drift`` is the mean of drift_t over t ≥ 1, reported for the plate too.
 
@@ -57,7 +57,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -175,13 +175,15 @@ class Sampler:
     def all_of(self, mask: np.ndarray) -> np.ndarray:
         """True where a boolean ``(H, W)`` mask holds at every bilinear neighbour with a nonzero weight."""
         flat = mask.reshape(-1)
-        return np.logical_and.reduce([flat[corner] | ~used for corner, used in zip(self.corners, self.used)])
+        return np.logical_and.reduce(
+            [flat[corner] | ~used for corner, used in zip(self.corners, self.used, strict=True)]
+        )
 
     def same_value(self, source: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """True where ``source`` (H, W) equals ``reference`` (h, w) at every neighbour with a nonzero weight."""
         flat = source.reshape(-1)
         return np.logical_and.reduce(
-            [(flat[corner] == reference) | ~used for corner, used in zip(self.corners, self.used)]
+            [(flat[corner] == reference) | ~used for corner, used in zip(self.corners, self.used, strict=True)]
         )
 
 
@@ -292,7 +294,7 @@ def read_stylized_frame(path: str, display: Window, encoding: ModelEncoding) -> 
 
 
 def difference(stylized: StylizedFrame, plate: PlateFrame) -> float:
-    """Mean |S − P| over channels and pixels covered by either (alpha > 0; an image without alpha covers all)."""
+    """Mean |S - P| over channels and pixels covered by either (alpha > 0; an image without alpha covers all)."""
     covered = np.zeros(plate.image.shape[:2], bool)  # (H, W)
     for alpha in (stylized.alpha, plate.alpha):
         covered |= True if alpha is None else alpha > 0
@@ -350,10 +352,10 @@ def noise_variance(image: np.ndarray) -> float:
 def check_conventions(pairs: Sequence[tuple[PlateFrame, PlateFrame]], requested: str = "auto") -> ConventionCheck:
     """Score every convention on (at least one) plate pairs: unmasked, positions clamped, ~``DETECTION_PIXELS`` a pair.
 
-    Per reference pixel x, e_0(x) = mean over RGB of (I_s(x) − I_r(x))² and e_c(x) the same with I_s
+    Per reference pixel x, e_0(x) = mean over RGB of (I_s(x) - I_r(x))² and e_c(x) the same with I_s
     sampled at x + d_c(x). The score is median(e_c) / median(e_0) over the pixels that change between the
     frames: 0 when the vectors explain the motion, about 1 or more when they do not. Path-traced plates are
-    noisy, and noise alone changes every pixel: its share of e_0 is the floor F = σ_r² + σ_s²
+    noisy, and noise alone changes every pixel: its share of e_0 is the floor F = var_r + var_s
     (``noise_variance``), whatever the vectors. A pixel counts as changing only when e_0 > ``NOISE_MARGIN``·F
     (and > ``CHANGING``): where the motion, not the noise, makes the difference, so that each convention is
     judged against zero motion on the same pixels however noisy the render. A plate that does not change
@@ -476,10 +478,10 @@ class FlickerReport:
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready: summary keys, the convention and its check, and per-frame values (null where undefined)."""
-        per_frame: list[dict[str, object]] = [
+        per_frame: list[dict[str, float | None]] = [
             {"frame": self.frames[0], "D": _json(self.differences[0])} | dict.fromkeys(_PAIR_KEYS)
         ]
-        for pair, d in zip(self.pairs, self.differences[1:]):
+        for pair, d in zip(self.pairs, self.differences[1:], strict=True):
             per_frame.append(
                 {"frame": pair.frame, "D": _json(d)}
                 | {key: _json(getattr(pair, field)) for key, field in _PAIR_KEYS.items()}
@@ -638,7 +640,7 @@ def _sequences(
 def detection_pairs(frames: Sequence[int], count: int = DETECTION_PAIRS) -> list[int]:
     """Indices i of up to ``count`` pairs (frames[i-1], frames[i]) spread evenly through the range."""
     indices = np.linspace(1, len(frames) - 1, min(count, len(frames) - 1))
-    return sorted({int(round(i)) for i in indices})
+    return sorted({round(i) for i in indices})  # numpy's round of a float64 is an int
 
 
 def measure_flicker(
@@ -698,6 +700,29 @@ def measure_flicker(
 
 # ---------------------------------------------------------------------------------------------
 # Presenting the report.
+
+
+def vector_report(pattern: str, frames: Sequence[int], display: Window) -> dict[str, Any]:
+    """The convention that reproduces a plate (``check_conventions`` on its own frames), or why none: the
+    ``vectors`` section of ``stylecomp inspect``'s report. ``pattern`` is printf; ``frames`` are those readable."""
+    sequence = FrameSequence(pattern)
+    steps = [(a, b) for a, b in itertools.pairwise(frames) if b == a + 1]  # vectors span one frame, not a gap
+    if not steps:
+        return {"convention": None, "error": "no two consecutive readable frames"}
+    steps = [steps[i - 1] for i in detection_pairs(list(range(len(steps) + 1)))]
+    encoding = ModelEncoding()
+    try:
+        loaded = {f: read_plate_frame(sequence.path(f), f, display, encoding) for step in steps for f in step}
+    except PlateError as exc:
+        return {"convention": None, "error": f"{exc.where}: {exc.reason}"}
+    check = check_conventions([(loaded[a], loaded[b]) for a, b in steps])
+    return {
+        "convention": check.best if check.reproduces(check.best) else None,
+        "best": check.best,
+        "scores": check.scores,
+        "reproduces_at_most": REPRODUCES,
+        "changing_pixels": check.changing,
+    }
 
 
 def format_report(report: FlickerReport) -> str:
@@ -765,7 +790,7 @@ def write_plot(report: FlickerReport, path: str | os.PathLike[str]) -> None:
     draw.text((left + plot_w / 2 - 20, height - 18), "frame", fill=(0, 0, 0))
     draw.text((left + 4, 4), "warp error (MSE, encoded [0, 1])", fill=(0, 0, 0))
     for name, values in series.items():
-        points = [(x_of(f), y_of(v)) for f, v in zip(frames, values) if math.isfinite(v)]
+        points = [(x_of(f), y_of(v)) for f, v in zip(frames, values, strict=True) if math.isfinite(v)]
         if len(points) > 1:
             draw.line(points, fill=_COLOURS[name], width=2)
         for x, y in points:

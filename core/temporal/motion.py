@@ -26,7 +26,8 @@ class VectorConvention:
     y: Literal["up", "down"] = "up"
 
     def source_positions(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where each pixel of frame t was in frame t-1: float columns and rows (H, W) from backward vectors (H, W, 2)."""
+        """Where each pixel of frame t was in frame t-1: float columns and rows (H, W) from backward vectors
+        (H, W, 2)."""
         if vectors.ndim != 3 or vectors.shape[2] < 2:
             raise StyleCompError(f"motion vectors must be (H, W, 2), got {vectors.shape}")
         height, width = vectors.shape[:2]

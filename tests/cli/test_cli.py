@@ -144,7 +144,7 @@ def test_bad_size_is_a_clear_error() -> None:
 
 
 def test_model_make_test_writes_a_loadable_tiny_model(tmp_path: Path) -> None:
-    from stylecomp.diffusion.loading import detect_family
+    from stylecomp.diffusion.model_files import detect_family
 
     result = CliRunner().invoke(cli, ["model", "make-test", str(tmp_path / "m"), "--family", "sd15", "--controlnet"])
     assert result.exit_code == 0, result.output

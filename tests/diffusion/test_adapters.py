@@ -20,7 +20,8 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from stylecomp.diffusion.loading import ip_adapter_image_encoder, load_pipeline, style_reference_embeds
+from stylecomp.diffusion.loading import load_pipeline, style_reference_embeds
+from stylecomp.diffusion.model_files import ip_adapter_image_encoder
 from stylecomp.diffusion.testing import make_test_ip_adapter, make_test_lora
 from stylecomp.errors import ModelError
 from stylecomp.jobspec import ControlNet, IPAdapter, Lora, ModelSettings

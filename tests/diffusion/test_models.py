@@ -34,7 +34,9 @@ from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from stylecomp.diffusion import loading as models
-from stylecomp.diffusion.loading import detect_family, load_pipeline, model_hash, pick_device, pick_dtype
+from stylecomp.diffusion.geometry import CONFIG_DIR
+from stylecomp.diffusion.loading import load_pipeline, model_hash, pick_device, pick_dtype
+from stylecomp.diffusion.model_files import detect_family
 from stylecomp.diffusion.testing import make_test_checkpoint, make_test_model
 from stylecomp.errors import ModelError
 from stylecomp.families import family_spec
@@ -217,7 +219,7 @@ def test_flux_single_files_are_refused(tiny: dict[str, Path]) -> None:
     ],
 )
 def test_shipped_configs_build_the_published_architectures(family: str, component: str, published: int) -> None:
-    folder = models.CONFIG_DIR / family / component
+    folder = CONFIG_DIR / family / component
     with torch.device("meta"):  # shapes only, no memory
         if component in ("unet", "vae"):
             model_class = UNet2DConditionModel if component == "unet" else AutoencoderKL

@@ -16,13 +16,13 @@ import pytest
 
 from stylecomp.color import ModelEncoding
 from stylecomp.comp.blend import line_overlay, mix
-from stylecomp.comp.headless import write_comp_frame
-from stylecomp.diffusion.conditioning import line_art
 from stylecomp.errors import PlateError
 from stylecomp.io import cryptomatte
 from stylecomp.io.aovs import object_ids
+from stylecomp.io.conditioning import line_art
 from stylecomp.io.plates import ImagePart, read_plate, write_plate
 from stylecomp.jobspec import parse_job
+from stylecomp.render.headless_comp import write_comp_frame
 from stylecomp.render.loop import STYLIZED_CHANNELS, frame_inputs
 from stylecomp.stage import Clip
 from stylecomp.temporal.flicker import read_plate_frame

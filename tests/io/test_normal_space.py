@@ -17,11 +17,11 @@ import OpenImageIO as oiio
 import pytest
 import torch
 
-from stylecomp.diffusion.conditioning import normal_condition
 from stylecomp.diffusion.pool import PipelinePool
 from stylecomp.diffusion.stylize import StylizeParameters, control_clips, control_condition
 from stylecomp.errors import PlateError
 from stylecomp.io.aovs import detect_aovs
+from stylecomp.io.conditioning import normal_condition
 from stylecomp.io.normal_space import angle_between, camera_normals, estimate_rotation, plate_normals, sampled_fit
 from stylecomp.io.plates import read_plate, write_plate
 from stylecomp.jobspec import load_job

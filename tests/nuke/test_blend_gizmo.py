@@ -208,9 +208,9 @@ def test_cryptomatte_recipe_matches_the_headless_comp(testdata: Path) -> None:
     import json
     import struct
 
-    from stylecomp.comp.headless import blend_frame
     from stylecomp.io.plates import ImagePart, Plate, read_plate
     from stylecomp.jobspec import parse_job
+    from stylecomp.render.headless_comp import blend_frame
     from stylecomp.render.loop import STYLIZED_CHANNELS
 
     path = testdata / "plates" / "blender_street" / "street.1008.exr"
@@ -376,9 +376,9 @@ def test_headless_comp_luminance_weights_match_the_gizmo(testdata: Path, root: d
     """`stylecomp comp` with ``luminance_weights`` set as the script's working space implies gives the gizmo's image."""
     import json
 
-    from stylecomp.comp.headless import blend_frame
     from stylecomp.io.plates import ImagePart, Plate, read_plate
     from stylecomp.jobspec import parse_job
+    from stylecomp.render.headless_comp import blend_frame
     from stylecomp.render.loop import STYLIZED_CHANNELS
 
     path = testdata / "plates" / "blender_street" / "street.1008.exr"

@@ -12,7 +12,7 @@ from diffusers import FluxTransformer2DModel, UNet2DConditionModel
 from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from ..loading import detect_family
+from ..model_files import detect_family
 from .checkpoints import _LDM_UNET, _unet_to_ldm
 
 
@@ -40,7 +40,7 @@ def make_test_lora(
             state = _kohya_lora(unet, "lora_unet_", _UNET_LORA_TARGETS, rank, rename)
             encoders = ["text_encoder"] if family == "sd15" else ["text_encoder", "text_encoder_2"]
             prefixes = ["lora_te_"] if family == "sd15" else ["lora_te1_", "lora_te2_"]
-            for folder, prefix in zip(encoders, prefixes):
+            for folder, prefix in zip(encoders, prefixes, strict=True):
                 encoder_class = CLIPTextModel if folder == "text_encoder" else CLIPTextModelWithProjection
                 encoder = encoder_class.from_pretrained(model_dir / folder, local_files_only=True)
                 state |= _kohya_lora(encoder, prefix, _CLIP_LORA_TARGETS, rank, _kohya_clip_name)
@@ -98,8 +98,9 @@ _FLUX_LORA_TARGETS = re.compile(
 )
 
 
-def _lora_pair(layer: torch.nn.Module, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _lora_pair(layer: torch.nn.Linear | torch.nn.Conv2d, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Random down (A) and up (B) matrices for a Linear or a 1x1 Conv2d, scaled so that B·A is about a quarter of W."""
+    tail: tuple[int, ...]
     if isinstance(layer, torch.nn.Conv2d):
         inputs, outputs, tail = layer.in_channels, layer.out_channels, (1, 1)
     else:
@@ -109,7 +110,9 @@ def _lora_pair(layer: torch.nn.Module, rank: int) -> tuple[torch.Tensor, torch.T
     return down, up
 
 
-def _lora_layers(model: torch.nn.Module, targets: re.Pattern[str]) -> list[tuple[str, torch.nn.Module]]:
+def _lora_layers(
+    model: torch.nn.Module, targets: re.Pattern[str]
+) -> list[tuple[str, torch.nn.Linear | torch.nn.Conv2d]]:
     return [
         (name, module)
         for name, module in model.named_modules()
@@ -121,7 +124,7 @@ def _kohya_lora(
     model: torch.nn.Module, prefix: str, targets: re.Pattern[str], rank: int, rename: Callable[[str], str]
 ) -> dict[str, torch.Tensor]:
     """kohya-ss keys: ``<prefix><module_name_with_underscores>.lora_down/lora_up.weight`` and ``.alpha``."""
-    state = {}
+    state: dict[str, torch.Tensor] = {}
     for name, layer in _lora_layers(model, targets):
         key = prefix + rename(name)
         down, up = _lora_pair(layer, rank)
@@ -136,7 +139,7 @@ def _kohya_lora(
 
 def _peft_lora(model: torch.nn.Module, prefix: str, targets: re.Pattern[str], rank: int) -> dict[str, torch.Tensor]:
     """diffusers/PEFT keys: ``<prefix><module_name>.lora_A/lora_B.weight`` (scale 1: no alphas)."""
-    state = {}
+    state: dict[str, torch.Tensor] = {}
     for name, layer in _lora_layers(model, targets):
         down, up = _lora_pair(layer, rank)
         state |= {f"{prefix}{name}.lora_A.weight": down, f"{prefix}{name}.lora_B.weight": up}

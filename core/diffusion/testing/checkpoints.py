@@ -10,12 +10,13 @@ from typing import Literal
 import torch
 from safetensors.torch import save_file
 
+from ...families import FAMILIES
 from .image_models import _build
 
 
 def make_test_checkpoint(out_file: str | os.PathLike[str], family: Literal["sd15", "sdxl"], seed: int = 0) -> Path:
     """Write the tiny model of ``family`` as one original-layout (LDM) .safetensors, like community checkpoints."""
-    if family not in ("sd15", "sdxl"):
+    if family not in FAMILIES or not FAMILIES[family].single_file:
         raise ValueError(f"single-file test checkpoints are SD1.5 or SDXL, not {family!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

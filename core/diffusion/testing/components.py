@@ -116,6 +116,7 @@ def _passthrough_vae(like: AutoencoderKL, contrast: float = _CONTRAST) -> Autoen
     def centre(conv: torch.nn.Conv2d, matrix: torch.Tensor, bias: torch.Tensor) -> None:
         middle = conv.weight.shape[-1] // 2
         conv.weight[:, :, middle, middle] = matrix
+        assert conv.bias is not None  # the VAE's convolutions all have one
         conv.bias.copy_(bias)
 
     tent = torch.outer(torch.tensor([1.0, 2.0, 1.0]), torch.tensor([1.0, 2.0, 1.0])) / 16

@@ -23,7 +23,7 @@ from diffusers import (
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
 from ...families import FAMILIES, Family
-from ..loading import CONFIG_DIR
+from ..geometry import CONFIG_DIR
 from .components import _CONTRAST, _flux_controlnet, _passthrough_vae, _unet_controlnet, _vae, pixel_vae
 from .tokenizers import _t5_tokenizer, clip_text_config, clip_tokenizer, write_clip_vocab_files
 
@@ -56,13 +56,13 @@ def make_test_model(
         elif vae == "pixel":
             pipe.vae = pixel_vae(pipe.vae.config.latent_channels, contrast=_CONTRAST)
         pipe.save_pretrained(out, safe_serialization=True)
-        write_clip_vocab_files(out / "tokenizer")
-        if family == "sdxl":
-            write_clip_vocab_files(out / "tokenizer_2")
+        spec = FAMILIES[family]
+        for name in spec.clip_tokenizers:
+            write_clip_vocab_files(out / name)
         if controlnet:
             net = (
                 _flux_controlnet(pipe.transformer)
-                if family == "flux"
+                if spec.denoiser == "transformer"
                 else _unet_controlnet(pipe.unet, 2 ** (len(pipe.vae.config.block_out_channels) - 1))
             )
             net.save_pretrained(out / "controlnet", safe_serialization=True)
@@ -77,8 +77,9 @@ def make_full_size_model(
     dtype: torch.dtype = torch.float16,
 ) -> Path:
     """Write a full-size random-weight SD1.5 or SDXL (from the shipped architecture configs) for GPU tests and
-    benchmarks: true shapes and timings, noise for images. The ControlNet is copied from the UNet, as training starts."""
-    if family not in ("sd15", "sdxl"):
+    benchmarks: true shapes and timings, noise for images. The ControlNet is copied from the UNet, as training
+    starts."""
+    if family not in FAMILIES or not FAMILIES[family].single_file:  # from the configs single-file checkpoints use
         raise ValueError(f"full-size test models are SD1.5 or SDXL, not {family!r}")
     configs, out = CONFIG_DIR / family, Path(out_dir)
     with torch.random.fork_rng(devices=[]):
@@ -103,7 +104,7 @@ def make_full_size_model(
             )
         pipe.to(dtype=dtype)
         pipe.save_pretrained(out, safe_serialization=True)
-        for name in ("tokenizer", "tokenizer_2")[: 2 if family == "sdxl" else 1]:
+        for name in FAMILIES[family].clip_tokenizers:
             write_clip_vocab_files(out / name)
         if controlnet:
             ControlNetModel.from_unet(unet).to(dtype=dtype).save_pretrained(out / "controlnet", safe_serialization=True)
@@ -236,4 +237,4 @@ def _flux() -> FluxImg2ImgPipeline:
 
 def _build(family: Family) -> DiffusionPipeline:
     """The tiny random-weight pipeline of ``family``, from the builder its spec names."""
-    return globals()[FAMILIES[family].test_builder]()  # type: ignore[no-any-return]  # builders are untyped lookups
+    return globals()[FAMILIES[family].test_builder]()

@@ -31,7 +31,7 @@ from diffusers import (
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanResample
 from transformers import T5Config, T5EncoderModel, T5Tokenizer, UMT5Config, UMT5EncoderModel
 
-from ...generators.video import VideoFamily
+from ...families import VideoFamily
 from .image_models import SD_BETAS
 from .tokenizers import _t5_tokenizer
 

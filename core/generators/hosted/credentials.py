@@ -14,8 +14,8 @@ import os
 import stat
 from pathlib import Path
 
+from ...config_folder import config_dir
 from ...errors import ModelError
-from ...server.access_token import config_dir
 
 KEYS_FILE = "hosted-keys.json"
 MASK = "***"
@@ -51,12 +51,12 @@ def credential(name: str, service: str, path: Path | None = None) -> Secret:
         return Secret(value)
     path = path or keys_file()
     keys = _read_keys(path) if path.exists() else {}
-    value = keys.get(name)
-    if not isinstance(value, str) or not value.strip():
+    entry = keys.get(name)
+    if not isinstance(entry, str) or not entry.strip():
         raise ModelError(
             f"{service} needs {name}: set that environment variable, or put it in {path} (a JSON object, mode 0600)"
         )
-    return Secret(value.strip())
+    return Secret(entry.strip())
 
 
 def _read_keys(path: Path) -> dict[str, object]:

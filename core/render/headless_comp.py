@@ -1,5 +1,7 @@
 """The headless comp: stylize (or reuse the cache), blend with the clean render, write final EXRs.
 
+A render host (it runs ``render_job`` first), so it lives with the render loop; the blend maths is ``comp.blend``.
+
 The blend is the StyleCompBlend gizmo's, knob for knob (the job's ``comp`` block): ``mode``
 makes the styled image (mix, luminance/colour, detail transfer), ``weight`` times ``amount``
 says where it replaces the clean render (Keymix), ``lines`` lays ID lines over the result.
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import __version__
+from ..comp.blend import depth_weight, detail_transfer, id_mask, line_overlay, luminance_colour, matte_mask, mix
 from ..diffusion.pool import PipelinePool
 from ..errors import PlateError, StyleCompError
 from ..io.aovs import beauty, detect_aovs, object_ids
@@ -28,10 +31,9 @@ from ..io.plates import ImagePart, Plate, Window, read_plate, write_plate
 from ..io.sequence import FrameSequence
 from ..io.windows import align, reframe
 from ..jobspec import Comp, Job, Shot
-from ..render.cache import RenderCache
-from ..render.loop import STYLIZED_CHANNELS, RenderSummary, Report, render_job, rgba_part, shot_frames
-from ..render.output_guard import check_writable, guard_outputs
-from .blend import depth_weight, detail_transfer, id_mask, line_overlay, luminance_colour, matte_mask, mix
+from .cache import RenderCache
+from .loop import STYLIZED_CHANNELS, RenderSummary, Report, render_job, rgba_part, shot_frames
+from .output_guard import check_writable, guard_outputs
 
 COMP_CHANNELS = ("R", "G", "B", "A")
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from stylecomp.demo.scene import OBJECT_NAMES, camera_at, render_frame
-from stylecomp.diffusion.conditioning import (
+from stylecomp.errors import PlateError, StyleCompError
+from stylecomp.io.conditioning import (
     NORMAL_BACKGROUND,
     _hysteresis,
     beauty_edges,
@@ -14,7 +15,6 @@ from stylecomp.diffusion.conditioning import (
     line_art,
     normal_condition,
 )
-from stylecomp.errors import PlateError, StyleCompError
 
 ID = {name: i for i, name in OBJECT_NAMES.items()}
 

@@ -1,5 +1,8 @@
 """AOV conditioning: render passes turned into the images depth, normal, lineart and canny ControlNets expect.
 
+Plain numpy on the plate's AOVs, below ``diffusion`` and ``comp``: the comp's line overlay (``comp.blend``) and
+the built-in model's looks draw the same line art the line-art ControlNet is fed.
+
 Every function returns a float32 ``(H, W, 3)`` RGB image in [0, 1], the size of its input, and
 NaN/Inf in the input never reach the output. The conventions are those the ControlNet 1.1
 models were trained on (lllyasviel/ControlNet-v1-1-nightly, its README and ``annotator/``):

@@ -6,6 +6,8 @@ render's IDs, normals and depth, at 256 px
 (downscale, then the plate's detail restored) so that two CPU cores keep up. The comp puts the
 stylized globe, crate and ball over the clean ground and sky (a Keymix by object ID).
 ``--model PATH`` stylizes with another local model instead.
+
+It sits with the built-in model it shows off, above ``demo`` (the scene, which the model also trains on).
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..comp.headless import comp_job, comp_output
-from ..diffusion.conditioning import line_art
-from ..diffusion.loading import detect_family
+from ..demo.scene import OBJECT_NAMES, write_demo
+from ..diffusion.model_files import detect_family
 from ..diffusion.pool import PipelinePool
 from ..errors import ModelError
+from ..io.conditioning import line_art
 from ..io.contactsheet import depth_preview, id_preview, motion_preview, normals_preview, write_contact_sheet
 from ..io.plates import read_plate
 from ..io.sequence import FrameSequence
@@ -37,12 +39,12 @@ from ..jobspec import (
     save_job,
 )
 from ..render.cache import RenderCache
+from ..render.headless_comp import comp_job, comp_output
 from ..render.loop import Event
 from ..stage import STYLIZED_CHANNELS
-from ..stylemodel import SHIPPED_MODEL
-from ..stylemodel.evaluation import RECOMMENDED, model_settings
 from ..temporal.flicker import measure_flicker, write_plot
-from .scene import OBJECT_NAMES, write_demo
+from . import SHIPPED_MODEL
+from .evaluation import RECOMMENDED, model_settings
 
 Progress = Callable[[str, int, int], None]
 PROMPT = "watercolor painting"  # the look the built-in model learned best (its card has both)
@@ -85,7 +87,7 @@ def run_demo(
             seed=SeedPolicy(policy="fixed", value=RECOMMENDED.seed),
             # The built-in model's own settings; another model gets the job defaults (20 steps, guidance 7).
             **(
-                dict(strength=RECOMMENDED.strength, steps=RECOMMENDED.steps, guidance=RECOMMENDED.guidance)
+                {"strength": RECOMMENDED.strength, "steps": RECOMMENDED.steps, "guidance": RECOMMENDED.guidance}
                 if built_in
                 else {}
             ),
