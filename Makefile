@@ -1,7 +1,7 @@
 # make demo   set everything up and stylize the built-in demo shot into demo_out/ (MODEL=/path for a real model)
-# make test   set everything up and run the test suite
+# make test   set everything up, lint (ruff, mypy) and run the test suite
 # make fuzz   the fuzz tests with the long hypothesis profile (2000 cases per kind; minutes)
-# make lint   ruff (lint + format check) and mypy, as make test runs them
+# make lint   ruff (lint + format check) and mypy, the first part of make test
 # make bench  run the benchmarks (plain-library baseline vs stylecomp, as ratios; the GPU one needs CUDA)
 
 PYTHON ?= python3
@@ -24,7 +24,7 @@ $(SETUP): requirements.lock pyproject.toml | $(PY)
 demo: $(SETUP)
 	$(VENV)/bin/stylecomp demo --out demo_out $(if $(MODEL),--model "$(MODEL)")
 
-test: $(SETUP)
+test: lint
 	$(PY) -m pytest
 
 # mypy checks core/ and otio_adapters/ under the names users import (pyproject.toml's mypy_path).
