@@ -21,7 +21,7 @@ on weight values), at strength 0.5, 20 steps, guidance 7, in the device's dtype 
 
 Writes a table and ``benchmarks/results/gpu_<device>_<date>.json``. Without CUDA it says so and
 exits 0 (nothing measured). ``--smoke`` runs the same code on the CPU with tiny models at 64x64,
-4 frames of 4 steps, no compile, to check the script itself (tests/test_performance.py runs it)::
+4 frames of 4 steps, no compile, to check the script itself (tests/render/test_performance.py runs it)::
 
     .venv/bin/python benchmarks/gpu_throughput.py [--families sd15,sdxl] [--frames 24] [--no-compile] [--out F]
     .venv/bin/python benchmarks/gpu_throughput.py --smoke [--out F]

@@ -169,14 +169,12 @@ def _loaded_after(code: str) -> set[str]:
 
 LIGHT_MODULES = [
     "stylecomp.jobspec",
-    "stylecomp.io.plates",
-    "stylecomp.io.sequence",
-    "stylecomp.io.aovs",
-    "stylecomp.io.atomic",
-    "stylecomp.io.cryptomatte",
-    "stylecomp.io.contactsheet",
-    "stylecomp.io.inspection",
-    "stylecomp.io.normal_space",
+    "stylecomp.families",
+    "stylecomp.config_folder",
+    "stylecomp.cache_folder",
+    *sorted(
+        f"stylecomp.io.{path.stem}" for path in (ROOTS["stylecomp"] / "io").glob("*.py") if path.stem != "__init__"
+    ),
     "stylecomp.diffusion.model_files",
     "stylecomp.farm.chunks",
     "stylecomp.farm.openjd",

@@ -73,6 +73,14 @@ def test_clip_tokenizers_and_ip_adapter_support_are_the_pipelines(family: str) -
     assert with_ip_adapter == spec.ip_adapter_with_controlnets
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_img2img_size_and_controlnet_modes_are_the_pipelines_arguments(family: str) -> None:
+    spec = family_spec(family)
+    plain = inspect.signature(spec.pipeline_class(False).__call__).parameters
+    assert ("height" in plain and "width" in plain) == spec.img2img_size
+    assert ("control_mode" in inspect.signature(spec.pipeline_class(True).__call__).parameters) == spec.controlnet_modes
+
+
 def test_family_titles_list_the_table() -> None:
     assert family_titles() == "SD 1.5, SDXL and Flux"
     assert family_titles("or") == "SD 1.5, SDXL or Flux"

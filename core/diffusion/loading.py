@@ -130,7 +130,7 @@ def style_reference_embeds(pipe: DiffusionPipeline, image: np.ndarray, guidance:
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"a style reference is an (H, W, 3) image, not {image.shape}")
     reference = Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8))
-    device = pipe.device
+    device = pipe.device  # where the image encoder is (stylecomp never turns on CPU offload)
     with torch.no_grad():
         if isinstance(pipe, FluxImg2ImgPipeline):
             black = np.zeros_like(np.asarray(reference))

@@ -78,10 +78,13 @@ class _UNetImg2Img(StylizePipeline):
         device: torch.device,
         generator: torch.Generator | list[torch.Generator] | None = None,
         *args: Any,
+        **kwargs: Any,
     ) -> torch.Tensor:
-        if self.initial_noise is None:
+        # SDXL's add_noise=False (denoising_start: the latents arrive noised already) leaves nothing to choose.
+        add_noise = kwargs.get("add_noise", args[0] if args else True)
+        if self.initial_noise is None or not add_noise:
             return super().prepare_latents(
-                image, timestep, batch_size, num_images_per_prompt, dtype, device, generator, *args
+                image, timestep, batch_size, num_images_per_prompt, dtype, device, generator, *args, **kwargs
             )
         plate = self._plate_latents(image, timestep, batch_size * num_images_per_prompt, dtype, device, generator)
         drawn = randn_tensor(plate.shape, generator=generator, device=device, dtype=dtype)

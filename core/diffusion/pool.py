@@ -26,7 +26,7 @@ class PipelinePool:
 
     def get(self, settings: ModelSettings, performance: Performance | None = None) -> DiffusionPipeline:
         """The pipeline for ``settings`` (absolute paths), loading it on first use, set up as ``performance`` says
-        (compiled, memory layout; see ``models.load_pipeline``)."""
+        (compiled, memory layout; see ``loading.load_pipeline``)."""
         key = settings.model_dump_json()
         if performance is not None:
             key += performance.model_dump_json(include=_AT_LOAD)

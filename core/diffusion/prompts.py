@@ -25,7 +25,7 @@ def encode_prompt(
 ) -> dict[str, Any]:
     """The embeddings of ``prompt`` (and, with ``cfg``, ``negative_prompt``) as the keyword arguments each family's
     pipeline takes."""
-    device = pipe.device
+    device = pipe.device  # where the text encoders are (stylecomp never turns on CPU offload)
     encoding = FAMILIES[family].prompt_encoding
     if encoding == "clip":
         positive, negative = pipe.encode_prompt(prompt, device, 1, cfg, negative_prompt=negative_prompt)

@@ -151,7 +151,7 @@ class StylizeParameters:
 
     @property
     def loaded_loras(self) -> tuple[Lora, ...]:
-        """The adapters the stylize pipeline loads, in models._load_loras' order: the shot's, then the regions'."""
+        """The adapters the stylize pipeline loads, in loading._load_loras' order: the shot's, then the regions'."""
         return (*self.model.loras, *self.region_loras)
 
     def loaded_model(self) -> ModelSettings:

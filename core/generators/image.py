@@ -1,6 +1,6 @@
 """stylecomp's own still-image generator: text-to-image and image-to-image with a local SD 1.5/SDXL/Flux model.
 
-It loads the job's model through ``models.load_pipeline``, the code path stylization uses (the
+It loads the job's model through ``loading.load_pipeline``, the code path stylization uses (the
 img2img pipeline with its ControlNets, LoRAs and IP-Adapter), and for text-to-image makes the
 matching text-to-image pipeline from the same components (diffusers' ``from_pipe``: no weights
 are loaded twice). Every request gets its own CPU generator seeded with the request's seed, so
