@@ -150,12 +150,13 @@ def farm_openjd(job_path: str, template_path: str, chunk_size: int, gpu: bool, o
     executable on the worker, default `stylecomp`) and Device. Run one shot locally with
     `openjd run TEMPLATE --step SHOT [-p Stylecomp=/path/to/stylecomp]`.
     """
-    from ..farm.openjd import write_job_template
+    from ..farm.openjd import job_template, write_job_template
     from ..jobspec import load_job
 
-    template = write_job_template(
+    template = job_template(
         load_job(job_path), job_path, template_path, chunk_size=chunk_size, gpu=gpu, overwrite=overwrite
     )
+    write_job_template(template, job_path, template_path)
     steps = template["steps"]
     tasks = sum(len(step["parameterSpace"]["taskParameterDefinitions"][0]["range"]) for step in steps)
     click.echo(f"{template_path}: {len(steps)} step(s), {tasks} task(s), {'GPU' if gpu else 'CPU'} workers")

@@ -43,6 +43,7 @@ must render, the frames before it are rendered again in memory (``RENDER_STATE``
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,12 +219,10 @@ class TokenFlow:
         return rows, cols, cell
 
 
-class CrossFrameAttention:
-    """Self-attention (a UNet's attn1) whose keys and values also come from the anchor and previous frames.
-
-    Every call records the layer's input for later frames, so the processors of one UNet share
-    one ``FrameFeatures``; each layer runs once per denoising step, so its n-th call is step n.
-    """
+class _FrameAttention(abc.ABC):
+    """A UNet self-attention processor (attn1) whose keys and values also come from other frames (``attend`` says
+    which). Every call records the layer's input for later frames, so the processors of one UNet share one
+    ``FrameFeatures``; each layer runs once per denoising step, so its n-th call is step n."""
 
     def __init__(self, name: str, features: FrameFeatures) -> None:
         self.name, self.features = name, features
@@ -239,13 +238,37 @@ class CrossFrameAttention:
         *args: object,
         **kwargs: object,
     ) -> torch.Tensor:
+        """diffusers' processor call; self-attention has no ``encoder_hidden_states``: ``attend`` builds its own."""
+        return self.attend(attn, hidden_states, attention_mask, temb)
+
+    @abc.abstractmethod
+    def attend(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        temb: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The layer's output for its (B, N, C) ``hidden_states``, with other frames' tokens among the keys."""
+
+
+class CrossFrameAttention(_FrameAttention):
+    """Self-attention whose keys and values also come from the anchor and previous frames (``cross_frame``)."""
+
+    def attend(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        temb: torch.Tensor | None,
+    ) -> torch.Tensor:
         references = self.features.exchange(self.name, hidden_states)  # (B, N, C) each
         context = torch.cat([hidden_states, *references], dim=1) if references else hidden_states
         return self.base(attn, hidden_states, encoder_hidden_states=context, attention_mask=attention_mask, temb=temb)
 
 
-class FlowAttention:
-    """Self-attention (a UNet's attn1) that also attends along the motion vectors (``flow_attention``).
+class FlowAttention(_FrameAttention):
+    """Self-attention that also attends along the motion vectors (``flow_attention``).
 
     The previous frame's input to this layer at this step, warped onto this frame's token grid
     (``FrameFeatures.flow``), is appended to the keys and values; a mask lets token i see only
@@ -254,19 +277,17 @@ class FlowAttention:
     """
 
     def __init__(self, name: str, features: FrameFeatures, anchor: bool) -> None:
-        self.name, self.features, self.anchor = name, features, anchor
-        self.base = AttnProcessor2_0()
+        super().__init__(name, features)
+        self.anchor = anchor
 
-    def __call__(
+    def attend(
         self,
         attn: Attention,
         hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        *args: object,
-        **kwargs: object,
+        attention_mask: torch.Tensor | None,
+        temb: torch.Tensor | None,
     ) -> torch.Tensor:
+        """The layer's own ``attention_mask`` is not used: the flow mask replaces it."""
         anchor, previous = self.features.record(self.name, hidden_states)  # (B, N, C) each, or None
         references = [anchor] if self.anchor and anchor is not None else []
         flow = self.features.flow
