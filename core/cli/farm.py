@@ -15,6 +15,7 @@ from .options import (
     OVERWRITE_OPTION,
     cancel_on_signals,
     pipeline_pool,
+    progress_option,
     torch_dtype,
 )
 from .progress import BatchPrinter, ProgressPrinter
@@ -47,15 +48,10 @@ from .progress import BatchPrinter, ProgressPrinter
 @DEVICE_OPTION
 @DTYPE_OPTION
 @NO_CACHE_OPTION
-@click.option(
-    "--progress",
-    "progress_style",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: a line per frame and per shot with the overall frames done/total and ETA; json: one JSON "
+@progress_option(
+    "text: a line per frame and per shot with the overall frames done/total and ETA; json: one JSON "
     "event per line on stdout (render's events with a job field, plus batch, shot_end, resume, "
-    "job_failed, job_end; see the README).",
+    "job_failed, job_end; see the README)."
 )
 @OVERWRITE_OPTION
 def batch(
