@@ -65,6 +65,7 @@ IMPLEMENTED = frozenset({"locked_seed"}) | SEQUENTIAL
 RENDER_STATE = RENDER_STATE_MECHANISMS  # their state exists only after rendering a frame
 LATENT_FUSION_STEPS = 0.5  # share of the denoising steps that latent fusion runs in
 KEYFRAME_HEAL = 0.5  # strength share for the frames between keyframes
+_Context = tuple[torch.Tensor, torch.Tensor | None]  # a frame-attention layer's keys and values (B, K, C), and mask
 
 
 def check_mechanisms(mechanisms: frozenset[str], family: str, tiled: bool, where: str) -> None:
@@ -220,7 +221,7 @@ class TokenFlow:
 
 
 class _FrameAttention(abc.ABC):
-    """A UNet self-attention processor (attn1) whose keys and values also come from other frames (``attend`` says
+    """A UNet self-attention processor (attn1) whose keys and values also come from other frames (``context`` says
     which). Every call records the layer's input for later frames, so the processors of one UNet share one
     ``FrameFeatures``; each layer runs once per denoising step, so its n-th call is step n."""
 
@@ -238,33 +239,21 @@ class _FrameAttention(abc.ABC):
         *args: object,
         **kwargs: object,
     ) -> torch.Tensor:
-        """diffusers' processor call; self-attention has no ``encoder_hidden_states``: ``attend`` builds its own."""
-        return self.attend(attn, hidden_states, attention_mask, temb)
+        """diffusers' processor call; self-attention has no ``encoder_hidden_states``: ``context`` makes its own."""
+        context, mask = self.context(attn, hidden_states, attention_mask)
+        return self.base(attn, hidden_states, encoder_hidden_states=context, attention_mask=mask, temb=temb)
 
     @abc.abstractmethod
-    def attend(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        temb: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """The layer's output for its (B, N, C) ``hidden_states``, with other frames' tokens among the keys."""
+    def context(self, attn: Attention, hidden_states: torch.Tensor, mask: torch.Tensor | None) -> _Context:
+        """The keys and values for the layer's (B, N, C) ``hidden_states``, and the attention mask to use with them."""
 
 
 class CrossFrameAttention(_FrameAttention):
     """Self-attention whose keys and values also come from the anchor and previous frames (``cross_frame``)."""
 
-    def attend(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        temb: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def context(self, attn: Attention, hidden_states: torch.Tensor, mask: torch.Tensor | None) -> _Context:
         references = self.features.exchange(self.name, hidden_states)  # (B, N, C) each
-        context = torch.cat([hidden_states, *references], dim=1) if references else hidden_states
-        return self.base(attn, hidden_states, encoder_hidden_states=context, attention_mask=attention_mask, temb=temb)
+        return torch.cat([hidden_states, *references], dim=1) if references else hidden_states, mask
 
 
 class FlowAttention(_FrameAttention):
@@ -280,33 +269,20 @@ class FlowAttention(_FrameAttention):
         super().__init__(name, features)
         self.anchor = anchor
 
-    def attend(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        temb: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """The layer's own ``attention_mask`` is not used: the flow mask replaces it."""
+    def context(self, attn: Attention, hidden_states: torch.Tensor, mask: torch.Tensor | None) -> _Context:
+        """The layer's own ``mask`` is not used: the flow mask replaces it."""
         anchor, previous = self.features.record(self.name, hidden_states)  # (B, N, C) each, or None
         references = [anchor] if self.anchor and anchor is not None else []
         flow = self.features.flow
         if previous is None or flow is None:  # the shot's first frame: nothing to follow
-            context = torch.cat([hidden_states, *references], dim=1) if references else hidden_states
-            return self.base(attn, hidden_states, encoder_hidden_states=context, temb=temb)
+            return torch.cat([hidden_states, *references], dim=1) if references else hidden_states, None
         warped, visible = flow.warp(previous)
         batch, tokens, _ = hidden_states.shape
         context = torch.cat([hidden_states, *references, warped], dim=1)  # (B, K, C)
         everyone = torch.ones(tokens, tokens * (1 + len(references)), dtype=torch.bool, device=visible.device)
-        mask = torch.cat([everyone, torch.diag(visible)], dim=1)  # (N, K): token i sees warped token i if visible
+        flow_mask = torch.cat([everyone, torch.diag(visible)], dim=1)  # (N, K): token i sees warped token i if visible
         # one (N, K) mask for every image and head: expanded, not copied (AttnProcessor2_0 repeats a smaller one)
-        return self.base(
-            attn,
-            hidden_states,
-            encoder_hidden_states=context,
-            temb=temb,
-            attention_mask=mask[None].expand(batch * attn.heads, -1, -1),
-        )
+        return context, flow_mask[None].expand(batch * attn.heads, -1, -1)
 
 
 class FrameFeatures:
