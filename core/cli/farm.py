@@ -15,6 +15,7 @@ from .options import (
     OVERWRITE_OPTION,
     cancel_on_signals,
     pipeline_pool,
+    progress_option,
     torch_dtype,
 )
 from .progress import BatchPrinter, ProgressPrinter
@@ -47,15 +48,10 @@ from .progress import BatchPrinter, ProgressPrinter
 @DEVICE_OPTION
 @DTYPE_OPTION
 @NO_CACHE_OPTION
-@click.option(
-    "--progress",
-    "progress_style",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: a line per frame and per shot with the overall frames done/total and ETA; json: one JSON "
+@progress_option(
+    "text: a line per frame and per shot with the overall frames done/total and ETA; json: one JSON "
     "event per line on stdout (render's events with a job field, plus batch, shot_end, resume, "
-    "job_failed, job_end; see the README).",
+    "job_failed, job_end; see the README)."
 )
 @OVERWRITE_OPTION
 def batch(
@@ -150,12 +146,13 @@ def farm_openjd(job_path: str, template_path: str, chunk_size: int, gpu: bool, o
     executable on the worker, default `stylecomp`) and Device. Run one shot locally with
     `openjd run TEMPLATE --step SHOT [-p Stylecomp=/path/to/stylecomp]`.
     """
-    from ..farm.openjd import write_job_template
+    from ..farm.openjd import job_template, write_job_template
     from ..jobspec import load_job
 
-    template = write_job_template(
+    template = job_template(
         load_job(job_path), job_path, template_path, chunk_size=chunk_size, gpu=gpu, overwrite=overwrite
     )
+    write_job_template(template, job_path, template_path)
     steps = template["steps"]
     tasks = sum(len(step["parameterSpace"]["taskParameterDefinitions"][0]["range"]) for step in steps)
     click.echo(f"{template_path}: {len(steps)} step(s), {tasks} task(s), {'GPU' if gpu else 'CPU'} workers")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from ..errors import JobError, ModelError, StyleCompError
-from .options import DEVICE_OPTION, DTYPE_OPTION, PROGRESS_HELP, cancel_on_signals, pipeline_pool
+from .options import DEVICE_OPTION, DTYPE_OPTION, PROGRESS_OPTION, cancel_on_signals, pipeline_pool
 from .progress import ProgressPrinter
 
 if TYPE_CHECKING:
@@ -56,14 +56,7 @@ _Result = TypeVar("_Result")
 )
 @DEVICE_OPTION
 @DTYPE_OPTION
-@click.option(
-    "--progress",
-    "progress_style",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help=PROGRESS_HELP,
-)
+@PROGRESS_OPTION
 def animate(
     job_path: str,
     shot_names: tuple[str, ...],
@@ -142,14 +135,7 @@ def animate(
 )
 @DEVICE_OPTION
 @DTYPE_OPTION
-@click.option(
-    "--progress",
-    "progress_style",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help=PROGRESS_HELP,
-)
+@PROGRESS_OPTION
 def ideate(
     job_path: str, shot_names: tuple[str, ...], out_dir: str | None, device: str, dtype: str, progress_style: str
 ) -> None:

@@ -1,24 +1,30 @@
-"""Options several commands share, and what they parse into: device, dtype, frames, shots, regions."""
+"""Options several commands share, and what they parse into: device, dtype, progress, frames, shots, regions, and
+`render` and `comp`'s ``JobRun``."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ..errors import JobError, StyleCompError
+from .progress import ProgressPrinter
 
 if TYPE_CHECKING:
     import torch
+    from click.decorators import FC
 
     from ..diffusion.pool import PipelinePool
     from ..jobspec import Job, Region, Shot
 
+_Summary = TypeVar("_Summary")
 
 OVERWRITE_OPTION = click.option(
     "--overwrite",
@@ -57,6 +63,21 @@ DTYPE_OPTION = click.option(
 NO_CACHE_OPTION = click.option(
     "--no-cache", is_flag=True, help="Stylize every frame afresh; neither read nor fill the render cache."
 )
+
+
+def progress_option(help_text: str = PROGRESS_HELP) -> Callable[[FC], FC]:
+    """--progress text|json, into ``progress_style``; ``batch`` says in its own help what its lines and events are."""
+    return click.option(
+        "--progress",
+        "progress_style",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help=help_text,
+    )
+
+
+PROGRESS_OPTION = progress_option()
 
 
 def torch_dtype(name: str) -> torch.dtype | None:
@@ -142,8 +163,49 @@ def apply_regions(job_: Job, regions: list[Region]) -> None:
         shot.regions = []
 
 
-def render_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The options `render` and `comp` share: which shots and frames, where the model runs, cache, progress."""
+@dataclass
+class JobRun:
+    """What the options `render` and `comp` share ask for: which job, shots and frames, where the model runs,
+    cache, progress, overwriting and regions."""
+
+    job_path: str
+    shots: tuple[str, ...]
+    frames: str | None
+    device: str
+    dtype: str
+    no_cache: bool
+    progress_style: str
+    overwrite: bool
+    regions: list[Region]
+
+    def run(self, render: Callable[..., _Summary]) -> _Summary:
+        """Load JOB.json, apply --region and run ``render`` (``render_job`` or ``comp_job``) on it as asked, until
+        it ends or SIGTERM / Ctrl-C stops it between denoising steps."""
+        from ..jobspec import load_job
+        from ..render.cache import RenderCache
+
+        job_ = load_job(self.job_path)
+        apply_regions(job_, self.regions)
+        with cancel_on_signals() as cancel:
+            return render(
+                job_,
+                shots=self.shots or None,
+                frames=frame_range(self.frames),
+                pool=pipeline_pool(self.device, self.dtype),
+                cache=None if self.no_cache else RenderCache(),
+                report=ProgressPrinter(self.progress_style),
+                cancel=cancel,
+                overwrite=self.overwrite,
+            )
+
+
+def render_options(command: Callable[[JobRun], None]) -> Callable[..., None]:
+    """The options `render` and `comp` share, handed to the command as one ``JobRun``."""
+
+    @functools.wraps(command)  # the command's name and docstring (its --help) stay
+    def from_options(**options: Any) -> None:
+        command(JobRun(**options))
+
     options = [
         click.argument("job_path", metavar="JOB.json", type=click.Path(dir_okay=False)),
         click.option(
@@ -158,14 +220,7 @@ def render_options(command: Callable[..., None]) -> Callable[..., None]:
         DEVICE_OPTION,
         DTYPE_OPTION,
         NO_CACHE_OPTION,
-        click.option(
-            "--progress",
-            "progress_style",
-            type=click.Choice(["text", "json"]),
-            default="text",
-            show_default=True,
-            help=PROGRESS_HELP,
-        ),
+        PROGRESS_OPTION,
         OVERWRITE_OPTION,
         click.option(
             "--region",
@@ -182,6 +237,7 @@ def render_options(command: Callable[..., None]) -> Callable[..., None]:
             "inside a value (prompt=cel\\; ink).",
         ),
     ]
+    decorated: Callable[..., None] = from_options
     for option in reversed(options):
-        command = option(command)
-    return command
+        decorated = option(decorated)
+    return decorated

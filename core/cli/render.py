@@ -11,10 +11,9 @@ from ..errors import StyleCompError
 from .options import (
     DEVICE_OPTION,
     DTYPE_OPTION,
-    PROGRESS_HELP,
-    apply_regions,
+    PROGRESS_OPTION,
+    JobRun,
     cancel_on_signals,
-    frame_range,
     pick_shot,
     pipeline_pool,
     render_options,
@@ -22,22 +21,12 @@ from .options import (
 from .progress import ProgressPrinter
 
 if TYPE_CHECKING:
-    from ..jobspec import Job, Region, Shot
+    from ..jobspec import Job, Shot
 
 
 @click.command()
 @render_options
-def render(
-    job_path: str,
-    shots: tuple[str, ...],
-    frames: str | None,
-    device: str,
-    dtype: str,
-    no_cache: bool,
-    progress_style: str,
-    overwrite: bool,
-    regions: list[Region],
-) -> None:
+def render(run: JobRun) -> None:
     """Stylize the shots of JOB.json into EXRs with a `stylized` RGBA layer and provenance.
 
     Frames whose output is already current, or whose result is in the render cache
@@ -46,24 +35,10 @@ def render(
     Exit status: 0 all frames done, 1 some failed or the run was stopped (finished frames are
     kept), 2 the job or its inputs are unusable.
     """
-    from ..jobspec import load_job
-    from ..render.cache import RenderCache
     from ..render.loop import render_job
 
-    job_ = load_job(job_path)
-    apply_regions(job_, regions)
-    with cancel_on_signals() as cancel:
-        summary = render_job(
-            job_,
-            shots=shots or None,
-            frames=frame_range(frames),
-            pool=pipeline_pool(device, dtype),
-            cache=None if no_cache else RenderCache(),
-            report=ProgressPrinter(progress_style),
-            cancel=cancel,
-            overwrite=overwrite,
-        )
-    if progress_style == "text":
+    summary = run.run(render_job)
+    if run.progress_style == "text":
         click.echo(
             f"rendered {summary.rendered}, from cache {summary.cached}, failed {len(summary.failed)} "
             f"in {summary.seconds:.1f} s" + ("  (stopped)" if summary.cancelled else "")
@@ -76,17 +51,7 @@ def render(
 
 @click.command()
 @render_options
-def comp(
-    job_path: str,
-    shots: tuple[str, ...],
-    frames: str | None,
-    device: str,
-    dtype: str,
-    no_cache: bool,
-    progress_style: str,
-    overwrite: bool,
-    regions: list[Region],
-) -> None:
+def comp(run: JobRun) -> None:
     """The headless comp: stylize JOB.json's shots (current outputs and the cache are reused),
     blend each stylized frame with its clean plate as the job's `comp` block says (the
     StyleCompBlend gizmo's knobs: mode, amount, weight by depth / matte / object IDs /
@@ -94,25 +59,11 @@ def comp(
 
     Exit status as for `render`: 1 when some frames failed (the others are written).
     """
-    from ..jobspec import load_job
-    from ..render.cache import RenderCache
     from ..render.headless_comp import comp_job
 
-    job_ = load_job(job_path)
-    apply_regions(job_, regions)
-    with cancel_on_signals() as cancel:
-        summary = comp_job(
-            job_,
-            shots=shots or None,
-            frames=frame_range(frames),
-            pool=pipeline_pool(device, dtype),
-            cache=None if no_cache else RenderCache(),
-            report=ProgressPrinter(progress_style),
-            cancel=cancel,
-            overwrite=overwrite,
-        )
+    summary = run.run(comp_job)
     failed = summary.stylize.failed + summary.failed
-    if progress_style == "text":
+    if run.progress_style == "text":
         click.echo(
             f"stylized {summary.stylize.rendered}, from cache {summary.stylize.cached}; comped "
             f"{summary.comped}, failed {len(failed)}" + ("  (stopped)" if summary.stylize.cancelled else "")
@@ -146,14 +97,7 @@ def comp(
 )
 @DEVICE_OPTION
 @DTYPE_OPTION
-@click.option(
-    "--progress",
-    "progress_style",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help=PROGRESS_HELP,
-)
+@PROGRESS_OPTION
 def candidates(
     job_path: str,
     shot_name: str | None,

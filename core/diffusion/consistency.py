@@ -43,6 +43,7 @@ must render, the frames before it are rendered again in memory (``RENDER_STATE``
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,7 @@ IMPLEMENTED = frozenset({"locked_seed"}) | SEQUENTIAL
 RENDER_STATE = RENDER_STATE_MECHANISMS  # their state exists only after rendering a frame
 LATENT_FUSION_STEPS = 0.5  # share of the denoising steps that latent fusion runs in
 KEYFRAME_HEAL = 0.5  # strength share for the frames between keyframes
+_Context = tuple[torch.Tensor, torch.Tensor | None]  # a frame-attention layer's keys and values (B, K, C), and mask
 
 
 def check_mechanisms(mechanisms: frozenset[str], family: str, tiled: bool, where: str) -> None:
@@ -218,12 +220,10 @@ class TokenFlow:
         return rows, cols, cell
 
 
-class CrossFrameAttention:
-    """Self-attention (a UNet's attn1) whose keys and values also come from the anchor and previous frames.
-
-    Every call records the layer's input for later frames, so the processors of one UNet share
-    one ``FrameFeatures``; each layer runs once per denoising step, so its n-th call is step n.
-    """
+class _FrameAttention(abc.ABC):
+    """A UNet self-attention processor (attn1) whose keys and values also come from other frames (``context`` says
+    which). Every call records the layer's input for later frames, so the processors of one UNet share one
+    ``FrameFeatures``; each layer runs once per denoising step, so its n-th call is step n."""
 
     def __init__(self, name: str, features: FrameFeatures) -> None:
         self.name, self.features = name, features
@@ -239,13 +239,25 @@ class CrossFrameAttention:
         *args: object,
         **kwargs: object,
     ) -> torch.Tensor:
+        """diffusers' processor call; self-attention has no ``encoder_hidden_states``: ``context`` makes its own."""
+        context, mask = self.context(attn, hidden_states, attention_mask)
+        return self.base(attn, hidden_states, encoder_hidden_states=context, attention_mask=mask, temb=temb)
+
+    @abc.abstractmethod
+    def context(self, attn: Attention, hidden_states: torch.Tensor, mask: torch.Tensor | None) -> _Context:
+        """The keys and values for the layer's (B, N, C) ``hidden_states``, and the attention mask to use with them."""
+
+
+class CrossFrameAttention(_FrameAttention):
+    """Self-attention whose keys and values also come from the anchor and previous frames (``cross_frame``)."""
+
+    def context(self, attn: Attention, hidden_states: torch.Tensor, mask: torch.Tensor | None) -> _Context:
         references = self.features.exchange(self.name, hidden_states)  # (B, N, C) each
-        context = torch.cat([hidden_states, *references], dim=1) if references else hidden_states
-        return self.base(attn, hidden_states, encoder_hidden_states=context, attention_mask=attention_mask, temb=temb)
+        return torch.cat([hidden_states, *references], dim=1) if references else hidden_states, mask
 
 
-class FlowAttention:
-    """Self-attention (a UNet's attn1) that also attends along the motion vectors (``flow_attention``).
+class FlowAttention(_FrameAttention):
+    """Self-attention that also attends along the motion vectors (``flow_attention``).
 
     The previous frame's input to this layer at this step, warped onto this frame's token grid
     (``FrameFeatures.flow``), is appended to the keys and values; a mask lets token i see only
@@ -254,38 +266,23 @@ class FlowAttention:
     """
 
     def __init__(self, name: str, features: FrameFeatures, anchor: bool) -> None:
-        self.name, self.features, self.anchor = name, features, anchor
-        self.base = AttnProcessor2_0()
+        super().__init__(name, features)
+        self.anchor = anchor
 
-    def __call__(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        *args: object,
-        **kwargs: object,
-    ) -> torch.Tensor:
+    def context(self, attn: Attention, hidden_states: torch.Tensor, mask: torch.Tensor | None) -> _Context:
+        """The layer's own ``mask`` is not used: the flow mask replaces it."""
         anchor, previous = self.features.record(self.name, hidden_states)  # (B, N, C) each, or None
         references = [anchor] if self.anchor and anchor is not None else []
         flow = self.features.flow
         if previous is None or flow is None:  # the shot's first frame: nothing to follow
-            context = torch.cat([hidden_states, *references], dim=1) if references else hidden_states
-            return self.base(attn, hidden_states, encoder_hidden_states=context, temb=temb)
+            return torch.cat([hidden_states, *references], dim=1) if references else hidden_states, None
         warped, visible = flow.warp(previous)
         batch, tokens, _ = hidden_states.shape
         context = torch.cat([hidden_states, *references, warped], dim=1)  # (B, K, C)
         everyone = torch.ones(tokens, tokens * (1 + len(references)), dtype=torch.bool, device=visible.device)
-        mask = torch.cat([everyone, torch.diag(visible)], dim=1)  # (N, K): token i sees warped token i if visible
+        flow_mask = torch.cat([everyone, torch.diag(visible)], dim=1)  # (N, K): token i sees warped token i if visible
         # one (N, K) mask for every image and head: expanded, not copied (AttnProcessor2_0 repeats a smaller one)
-        return self.base(
-            attn,
-            hidden_states,
-            encoder_hidden_states=context,
-            temb=temb,
-            attention_mask=mask[None].expand(batch * attn.heads, -1, -1),
-        )
+        return context, flow_mask[None].expand(batch * attn.heads, -1, -1)
 
 
 class FrameFeatures:

@@ -100,19 +100,8 @@ class StylizeParameters:
     @classmethod
     def for_shot(cls, job: Job, shot: Shot) -> StylizeParameters:
         """The shot's parameters: job settings, shot overrides applied, paths resolved against the job."""
-        if job.model is None:
-            raise JobError("the job has no 'model' block: nothing to stylize with", shot.name)
-        model = job.model.model_copy(deep=True)
-        model.path = job.resolve(shot.overrides.model or model.path)
-        adapters: list[Lora | ControlNet] = [*model.loras, *model.controlnets]
-        for adapter in adapters:
-            adapter.path = job.resolve(adapter.path)
-        reference = None
-        if model.ip_adapter is not None:
-            model.ip_adapter.path = job.resolve(model.ip_adapter.path)
-            if model.ip_adapter.image_encoder is not None:
-                model.ip_adapter.image_encoder = job.resolve(model.ip_adapter.image_encoder)
-            reference = job.resolve(model.ip_adapter.image)
+        model = job.shot_model(shot)
+        reference = job.resolve(model.ip_adapter.image) if model.ip_adapter is not None else None
         region_loras: list[Lora] = []
         regions = tuple(region.model_copy(deep=True) for region in job.shot_regions(shot))
         for region in regions:

@@ -61,21 +61,13 @@ def job_template(
 
 
 def write_job_template(
-    job: Job,
-    job_path: str | os.PathLike[str],
-    template_path: str | os.PathLike[str],
-    *,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    gpu: bool = True,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Make the template, validate it with openjd-model, and write it as YAML (atomically); returns it."""
-    template = job_template(job, job_path, template_path, chunk_size=chunk_size, gpu=gpu, overwrite=overwrite)
+    template: dict[str, Any], job_path: str | os.PathLike[str], template_path: str | os.PathLike[str]
+) -> None:
+    """Validate ``job_template``'s template with openjd-model (StyleCompError) and write it as YAML, atomically."""
     instantiate(template, Path(template_path).resolve().parent, {"JobFile": os.path.abspath(job_path)})
     text = yaml.safe_dump(template, sort_keys=False, width=120)
     with atomic_target(template_path) as temp:
         Path(temp).write_text(text, encoding="utf-8")
-    return template
 
 
 def instantiate(template: dict[str, Any], template_dir: Path, values: dict[str, str]) -> OpenJDJob:

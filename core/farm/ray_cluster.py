@@ -152,16 +152,7 @@ class RayExecutor:
         summary = driver.run()
         self.actors = [actor for actor in self.actors if all(actor is not lost for lost in driver.lost)]
         summary.seconds = time.monotonic() - started
-        report(
-            {
-                "event": "end",
-                "rendered": summary.rendered,
-                "cached": summary.cached,
-                "failed": len(summary.failed),
-                "cancelled": summary.cancelled,
-                "seconds": round(summary.seconds, 3),
-            }
-        )
+        report(summary.end_event())
         return summary
 
     def run(self, item: Any, report: Report, cancel: threading.Event) -> RenderSummary:

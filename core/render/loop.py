@@ -62,6 +62,17 @@ class RenderSummary:
     cancelled: bool = False
     seconds: float = 0.0
 
+    def end_event(self) -> Event:
+        """The ``end`` event a render reports last (render_job's, or an executor's for a whole batch job)."""
+        return {
+            "event": "end",
+            "rendered": self.rendered,
+            "cached": self.cached,
+            "failed": len(self.failed),
+            "cancelled": self.cancelled,
+            "seconds": round(self.seconds, 3),
+        }
+
 
 def render_job(
     job: Job,
@@ -96,24 +107,16 @@ def render_job(
     check_writable(job, [shot.name for shot in selected])
     with interruptible(cancel, enabled=not job.performance.compile):  # cancel ends a long step too
         for shot, plates, frame_list in plans:
+            if not frame_list:
+                continue
             try:
-                _render_shot(
-                    job, shot, plates, frame_list, pool, cache, report, cancel, summary, overwrite, warnings[shot.name]
-                )
+                render = _ShotRender(job, shot, plates, frame_list, pool, cache, report, cancel, summary)
+                render.run(warnings[shot.name], overwrite)
             except Cancelled:
                 summary.cancelled = True
                 break
     summary.seconds = time.monotonic() - started
-    report(
-        {
-            "event": "end",
-            "rendered": summary.rendered,
-            "cached": summary.cached,
-            "failed": len(summary.failed),
-            "cancelled": summary.cancelled,
-            "seconds": round(summary.seconds, 3),
-        }
-    )
+    report(summary.end_event())
     return summary
 
 
@@ -128,36 +131,8 @@ def select_shots(job: Job, names: Sequence[str] | None) -> list[Shot]:
     return [by_name[name] for name in names]
 
 
-def _render_shot(
-    job: Job,
-    shot: Shot,
-    plates: FrameSequence,
-    frames: list[int],
-    pool: PipelinePool,
-    cache: RenderCache | None,
-    report: Report,
-    cancel: threading.Event,
-    summary: RenderSummary,
-    overwrite: bool,
-    warnings: Sequence[str] = (),
-) -> None:
-    """Render one shot's ``frames`` into its outputs, step by step as ``_ShotRender``'s methods say."""
-    if not frames:
-        return
-    # 1. Check the inputs: build the stage (a bad model, style image or consistency setting stops the shot here).
-    render = _ShotRender(job, shot, plates, frames, pool, cache, report, cancel, summary)
-    # 2. Plan the frames: a sequential shot walks from its first frame; report the start.
-    render.plan(warnings, overwrite)
-    # 3. Open the sequence and decide whether finished frames may be reused.
-    render.begin()
-    # 4. Window by window: read ahead, take what is current or cached, render the rest, write behind, report.
-    render.render_frames()
-    # 5. Close the sequence.
-    render.stage.end_sequence()
-
-
 class _ShotRender:
-    """One shot's render in the steps ``_render_shot`` lists, and the state those steps share."""
+    """One shot's render in the steps ``run`` lists, and the state those steps share."""
 
     def __init__(
         self,
@@ -187,6 +162,17 @@ class _ShotRender:
         self.previous_key: str | None = None
         self.render_seconds, self.rendered_here, self.done = 0.0, 0, 0
         self.first_size: tuple[int, int] | None = None
+
+    def run(self, warnings: Sequence[str], overwrite: bool) -> None:
+        """Render the shot's frames into its outputs; step 1, checking the inputs, was the constructor's."""
+        # 2. Plan the frames: a sequential shot walks from its first frame; report the start.
+        self.plan(warnings, overwrite)
+        # 3. Open the sequence and decide whether finished frames may be reused.
+        self.begin()
+        # 4. Window by window: read ahead, take what is current or cached, render the rest, write behind, report.
+        self.render_frames()
+        # 5. Close the sequence.
+        self.stage.end_sequence()
 
     def plan(self, warnings: Sequence[str], overwrite: bool) -> None:
         """Step 2, plan the frames: a sequential shot renders from its first frame (its outputs before the range
