@@ -193,9 +193,9 @@ def measure_family(family: str, setup: Setup, root: Path, matmul: float) -> dict
     side = setup.sizes[family]
     print(f"{family}: building the model and {setup.frames} demo frames at {side}x{side}", flush=True)
     if setup.full_size:
-        model = make_full_size_model(root / family, family, controlnet=CONTROLNET[family])  # type: ignore[arg-type]
+        model = make_full_size_model(root / family, family, controlnet=CONTROLNET[family])  # type: ignore[arg-type]  # a FAMILIES key
     else:
-        model = make_test_model(root / family, family, controlnet=CONTROLNET[family])  # type: ignore[arg-type]
+        model = make_test_model(root / family, family, controlnet=CONTROLNET[family])  # type: ignore[arg-type]  # a FAMILIES key
     plates = root / f"{family}-plates"
     write_demo(plates, frames=setup.frames, width=side, height=side, progress=lambda done, total: None)
     if setup.device == "cuda":

@@ -45,7 +45,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from tiny_jobs import FIRST, job_document, stylized, write_plates  # noqa: E402
+from tiny_jobs import FIRST, job_document, stylized, write_plates  # noqa: E402 - after the tests folder joins sys.path
 
 ENGINE = Path(sys.executable).with_name("stylecomp")
 TESTDATA = Path(os.environ.get("STYLECOMP_TESTDATA", ROOT.parent / "shared" / "testdata"))
@@ -81,7 +81,7 @@ def server(work: Path, model: Path) -> Iterator[tuple[str, str]]:
         env=env,
     )
     try:
-        url = process.stdout.readline().split()[4]  # type: ignore[union-attr]
+        url = process.stdout.readline().split()[4]  # type: ignore[union-attr]  # stdout=PIPE
         yield url, (work / "config" / "server-token").read_text().strip()
     finally:
         process.kill()
@@ -128,7 +128,7 @@ def burst(work: Path, model: Path, clients: int = 50, each: int = 4) -> dict[str
             env=os.environ | {"STYLECOMP_TOKEN": token},
         )
         try:
-            if poller.stdout.readline().strip() != "polling":  # type: ignore[union-attr]
+            if poller.stdout.readline().strip() != "polling":  # type: ignore[union-attr]  # stdout=PIPE
                 raise RuntimeError("the /health poller did not start")
             threads = [threading.Thread(target=client) for _ in range(clients)]
             for thread in threads:
@@ -179,7 +179,7 @@ def kills(work: Path, model: Path, count: int, seed: int) -> dict[str, Any]:
     def frame_times(process: subprocess.Popen[str], stop_after: int | None = None) -> list[float]:
         """When each frame event came; stops reading after ``stop_after`` of them."""
         times = []
-        for line in process.stdout:  # type: ignore[union-attr]
+        for line in process.stdout:  # type: ignore[union-attr]  # stdout=PIPE
             if json.loads(line).get("event") == "frame":
                 times.append(time.monotonic())
                 if len(times) == stop_after:

@@ -166,7 +166,7 @@ class Shot(_Strict):
     handles: int = Field(0, ge=0, description="Extra frames rendered before and after the cut range")
     head_handles: int | None = Field(None, ge=0, description="Frames before the cut, replacing `handles` there")
     tail_handles: int | None = Field(None, ge=0, description="Frames after the cut, replacing `handles` there")
-    aovs: dict[Literal[ROLES], list[str]] = Field(  # type: ignore[valid-type]
+    aovs: dict[Literal[ROLES], list[str]] = Field(  # type: ignore[valid-type]  # ROLES is a tuple of literals
         default_factory=dict, description="Explicit channel names per AOV role; overrides detection"
     )
     normals_space: Literal["auto", "camera", "world"] = Field(

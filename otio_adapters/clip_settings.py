@@ -34,7 +34,7 @@ class ClipSettings(ShotOverrides):
     head_handles: int | None = Field(None, ge=0, description="Replaces the handles before the cut")
     tail_handles: int | None = Field(None, ge=0, description="Replaces the handles after the cut")
     output: str | None = Field(None, description="Output path template replacing --output for this clip")
-    aovs: dict[Literal[ROLES], list[str]] | None = None  # type: ignore[valid-type]
+    aovs: dict[Literal[ROLES], list[str]] | None = None  # type: ignore[valid-type]  # ROLES is a tuple of literals
     notes: list[str] | None = None
     regions: list[Region] | None = None
     editorial: Editorial | None = None

@@ -68,12 +68,12 @@ def make_test(
             raise click.UsageError(
                 "--video builds an image-to-video model alone: leave out --family, --vae and adapters"
             )
-        folder = make_test_video_model(out_dir, video, seed=seed)  # type: ignore[arg-type]
+        folder = make_test_video_model(out_dir, video, seed=seed)  # type: ignore[arg-type]  # click.Choice checked it
         click.echo(f"{folder}: tiny {video} image-to-video test model")
         return
     if not family:
         raise click.UsageError("give --family (an image model) or --video (an image-to-video model)")
-    folder = make_test_model(out_dir, family, controlnet=controlnet, seed=seed, vae=vae)  # type: ignore[arg-type]
+    folder = make_test_model(out_dir, family, controlnet=controlnet, seed=seed, vae=vae)  # type: ignore[arg-type]  # click.Choice checked it
     click.echo(
         f"{folder}: tiny {family} test model"
         + (" (passthrough VAE)" if vae == "passthrough" else "")

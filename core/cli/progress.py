@@ -48,7 +48,7 @@ class ProgressPrinter:
                 err=True,
             )
         elif kind == "step":  # one long generation (an animatic clip): denoising progress
-            step, total = int(event["step"]), int(event["total"])  # type: ignore[call-overload]
+            step, total = int(event["step"]), int(event["total"])  # type: ignore[call-overload]  # step events carry ints
             if self.tty or step == total or step % max(total // 4, 1) == 0:
                 line = f"  {event['shot']}  denoising step {step}/{total}"
                 click.echo(("\r" + line) if self.tty else line, nl=not self.tty or step == total, err=True)

@@ -58,7 +58,7 @@ def interruptible(cancel: threading.Event, enabled: bool = True) -> Iterator[Non
     with _lock:
         _cancels[thread] = cancel
         if "set" not in vars(cancel):  # not already wrapped by a block on another thread
-            cancel.set = set_and_arm  # type: ignore[method-assign]
+            cancel.set = set_and_arm  # type: ignore[method-assign]  # the cancel event is armed in place, on purpose
     if cancel.is_set():
         _arm()
     try:

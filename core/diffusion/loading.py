@@ -44,19 +44,19 @@ class _NoTorchvisionNotice(logging.Filter):
 # modules import (here and at the top of generators.video), before any load could install the filter.
 logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
 
-from diffusers import DiffusionPipeline, FluxImg2ImgPipeline  # noqa: E402  (after the notice filter)
-from diffusers.loaders.single_file_utils import SingleFileComponentError  # noqa: E402
-from diffusers.utils import logging as diffusers_logging  # noqa: E402
-from PIL import Image  # noqa: E402
-from transformers import CLIPVisionModelWithProjection  # noqa: E402
-from transformers.utils import logging as transformers_logging  # noqa: E402
+from diffusers import DiffusionPipeline, FluxImg2ImgPipeline  # noqa: E402 - after the notice filter
+from diffusers.loaders.single_file_utils import SingleFileComponentError  # noqa: E402 - as above
+from diffusers.utils import logging as diffusers_logging  # noqa: E402 - as above
+from PIL import Image  # noqa: E402 - as above
+from transformers import CLIPVisionModelWithProjection  # noqa: E402 - as above
+from transformers.utils import logging as transformers_logging  # noqa: E402 - as above
 
-from ..cache_folder import cache_dir  # noqa: E402
-from ..errors import ModelError  # noqa: E402
-from ..families import family_spec  # noqa: E402
-from ..io.atomic import atomic_target  # noqa: E402
-from ..jobspec import IPAdapter, ModelSettings, Performance  # noqa: E402
-from .model_files import check_model, first_line, ip_adapter_image_encoder, single_file_config, weight_folders  # noqa: E402
+from ..cache_folder import cache_dir  # noqa: E402 - as above
+from ..errors import ModelError  # noqa: E402 - as above
+from ..families import family_spec  # noqa: E402 - as above
+from ..io.atomic import atomic_target  # noqa: E402 - as above
+from ..jobspec import IPAdapter, ModelSettings, Performance  # noqa: E402 - as above
+from .model_files import check_model, first_line, ip_adapter_image_encoder, single_file_config, weight_folders  # noqa: E402 - as above
 
 
 def offline() -> None:

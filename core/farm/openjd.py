@@ -51,7 +51,7 @@ def job_template(
     when an output would replace a file the job reads or, without ``overwrite``, one stylecomp did not write."""
     guard_outputs(job, overwrite=overwrite, where=os.fspath(job_path))
     plans = plan_shots(job, chunk_size=chunk_size)  # a job without a model stops here
-    family = job.model.family  # type: ignore[union-attr]
+    family = job.model.family  # type: ignore[union-attr]  # plan_shots refused a job without one
     return {
         "specificationVersion": SPECIFICATION,
         "name": f"stylecomp {_literal(Path(job_path).name)}"[:128],

@@ -342,7 +342,7 @@ class _Driver:
             return
         progress.seen.add(event["frame"])
         done, total = len(progress.seen), len(progress.plan.frames)
-        per_frame = (time.monotonic() - progress.started) / done  # type: ignore[operator]
+        per_frame = (time.monotonic() - progress.started) / done  # type: ignore[operator]  # started is set by the first event
         self.report(event | {"done": done, "total": total, "eta": round(per_frame * (total - done), 1)})
         if event["status"] == "failed":
             self.summary.failed.append((shot, event["frame"], event["error"]))

@@ -112,7 +112,7 @@ class CryptomatteLayer:
         names = self.names()
         selected: list[str] = []
         for pattern in patterns:
-            found = [pattern] if pattern in self.manifest else fnmatch.filter(names, pattern)  # type: ignore[operator]
+            found = [pattern] if pattern in self.manifest else fnmatch.filter(names, pattern)  # type: ignore[operator]  # only called with a manifest
             if not found:
                 raise PlateError(
                     f"Cryptomatte layer {self.name!r} has no object matching {pattern!r}; names: {', '.join(names)}",
@@ -254,7 +254,7 @@ def read_ranks(plate: Plate, layer: CryptomatteLayer) -> tuple[np.ndarray, np.nd
 def matte(plate: Plate, layer: CryptomatteLayer, patterns: Sequence[str]) -> tuple[np.ndarray, Window]:
     """Coverage (H, W) in [0, 1] of the objects ``patterns`` select, summed over ranks, and its data window."""
     wanted = np.array(
-        [layer.manifest[name] for name in layer.resolve(patterns)],  # type: ignore[index]
+        [layer.manifest[name] for name in layer.resolve(patterns)],  # type: ignore[index]  # resolve refuses a layer without one
         dtype=np.uint32,
     )
     bits, coverage, window = read_ranks(plate, layer)

@@ -43,7 +43,7 @@ class Layer:
 def _oiio_message(source: object = None) -> str:
     """OIIO's pending error text, decoded defensively (fuzzed headers hold arbitrary bytes)."""
     try:
-        text = source.geterror() if source is not None else oiio.geterror()  # type: ignore[attr-defined]
+        text = source.geterror() if source is not None else oiio.geterror()  # type: ignore[attr-defined]  # any OIIO object with geterror
     except UnicodeDecodeError:
         text = "the file's header holds undecodable bytes"
     text = " ".join(str(text).split())

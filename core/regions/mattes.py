@@ -117,7 +117,7 @@ def region_coverage(
         _require_channel(plate, select.matte, region)
         matte = matte_mask(_plane(plate, select.matte, window))
     else:
-        source = read_plate(FrameSequence(job.resolve(select.matte_sequence)).path(frame))  # type: ignore[arg-type]
+        source = read_plate(FrameSequence(job.resolve(select.matte_sequence)).path(frame))  # type: ignore[arg-type]  # the select has exactly one source
         channel = select.channel or DEFAULT_MATTE_CHANNEL
         _require_channel(source, channel, region)
         matte = matte_mask(_plane(source, channel, window))
@@ -167,7 +167,7 @@ def check_regions(job: Job, shot: Shot, frames: Sequence[int], plates: FrameSequ
 def _check_cryptomatte(region: Region, headers: dict[int, Plate], where: str) -> list[str]:
     """Each pattern must select a name on some frame; the frames where it selects none are a warning."""
     select = region.select
-    missing: dict[str, list[int]] = {pattern: [] for pattern in select.cryptomatte}  # type: ignore[union-attr]
+    missing: dict[str, list[int]] = {pattern: [] for pattern in select.cryptomatte}  # type: ignore[union-attr]  # a Cryptomatte select
     known: set[str] = set()
     layer_seen = False
     for frame, plate in headers.items():

@@ -349,17 +349,17 @@ def test_bad_input_raises_a_clear_error() -> None:
     with pytest.raises(StyleCompError, match="differ in size"):
         mix(CLEAN, STYLIZED, np.ones((3, 3), np.float32))
     with pytest.raises(StyleCompError, match="'near' or 'far'"):
-        depth_weight(np.ones((2, 2)), 1.0, 2.0, direction="middle")  # type: ignore[arg-type]
+        depth_weight(np.ones((2, 2)), 1.0, 2.0, direction="middle")  # type: ignore[arg-type]  # wrong on purpose: the error is the test
     with pytest.raises(StyleCompError, match="near < far"):
         depth_weight(np.ones((2, 2)), 3.0, 2.0)
     with pytest.raises(StyleCompError, match="luminance_from"):
-        luminance_colour(CLEAN, STYLIZED, luminance_from="both")  # type: ignore[arg-type]
+        luminance_colour(CLEAN, STYLIZED, luminance_from="both")  # type: ignore[arg-type]  # wrong on purpose: the error is the test
     with pytest.raises(StyleCompError, match="size"):
         detail_transfer(CLEAN, STYLIZED, -1.0)
     with pytest.raises(StyleCompError, match="whole numbers"):
         id_mask(np.ones((2, 2)), [1.5])
     with pytest.raises(StyleCompError, match="whole numbers"):
-        id_mask(np.ones((2, 2)), ["crate"])  # type: ignore[list-item]
+        id_mask(np.ones((2, 2)), ["crate"])  # type: ignore[list-item]  # wrong on purpose: the error is the test
     with pytest.raises(StyleCompError, match="differ in size"):
         line_overlay(CLEAN, object_id=np.ones((3, 3), np.float32))
     with pytest.raises(StyleCompError, match="at least one"):

@@ -363,7 +363,7 @@ def test_a_bad_answer_names_its_tile() -> None:
 
 def test_bad_settings_and_plates_are_refused() -> None:
     with pytest.raises(JobError, match="mode"):
-        ResolutionSettings("upscale")  # type: ignore[arg-type]
+        ResolutionSettings("upscale")  # type: ignore[arg-type]  # wrong on purpose: the error is the test
     with pytest.raises(JobError, match="working_size"):
         ResolutionSettings(working_size=0)
     with pytest.raises(JobError, match="tile_overlap"):
@@ -371,6 +371,6 @@ def test_bad_settings_and_plates_are_refused() -> None:
     with pytest.raises(JobError, match=r"at most half the tile size \(256\)"):
         plan(2000, 1000, "sd15", ResolutionSettings("tiles", tile_overlap=257))
     with pytest.raises(StyleCompError, match="unknown model family 'sd3'"):
-        plan(100, 100, "sd3", ResolutionSettings())  # type: ignore[arg-type]
+        plan(100, 100, "sd3", ResolutionSettings())  # type: ignore[arg-type]  # wrong on purpose: the error is the test
     with pytest.raises(StyleCompError, match="positive integers"):
         plan(0, 100, "sd15", ResolutionSettings())

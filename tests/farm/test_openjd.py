@@ -62,7 +62,7 @@ def farm_openjd(*args: str) -> tuple[int, str, str]:
 
 
 def tasks(job: object, step: int) -> list[tuple[int, int]]:
-    space = StepParameterSpaceIterator(space=job.steps[step].parameterSpace)  # type: ignore[attr-defined]
+    space = StepParameterSpaceIterator(space=job.steps[step].parameterSpace)  # type: ignore[attr-defined]  # openjd-model types it loosely
     return [(int(task["ChunkStart"].value), int(task["ChunkEnd"].value)) for task in space]
 
 
@@ -82,7 +82,7 @@ def test_the_template_validates_and_expands_to_one_task_per_chunk(tmp_path: Path
     job = instantiate(template, tmp_path, {})
     assert [step.name for step in job.steps] == ["sh010", "sh020"]
     assert tasks(job, 0) == tasks(job, 1) == [(1001, 1002), (1003, 1003)]
-    amounts = {a.name: a.min for a in job.steps[0].hostRequirements.amounts}  # type: ignore[union-attr]
+    amounts = {a.name: a.min for a in job.steps[0].hostRequirements.amounts}  # type: ignore[union-attr]  # the template sets them
     assert amounts == {"amount.worker.gpu": 1, "amount.worker.gpu.memory": 8192, "amount.worker.memory": 16384}
     assert {name: value.value for name, value in (job.parameters or {}).items()} == {
         "JobFile": str(job_path),

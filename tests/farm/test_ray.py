@@ -103,7 +103,7 @@ def test_ray_renders_the_same_pixels_as_the_local_render(
     starts = [e for e in events if e["event"] == "start"]
     frames = [e for e in events if e["event"] == "frame"]
     assert starts == [{"event": "start", "shot": "demo", "frames": [1001, 1004], "total": 4, "stage": "stylize"}]
-    assert sorted(e["frame"] for e in frames) == list(FRAMES)  # type: ignore[type-var]
+    assert sorted(e["frame"] for e in frames) == list(FRAMES)  # type: ignore[type-var]  # frame events carry ints
     assert [e["done"] for e in frames] == [1, 2, 3, 4] and {e["total"] for e in frames} == {4}
     assert {e["status"] for e in frames} == {"rendered"}
     assert all(e["output"] == str(tmp_path / f"ray/out/demo.{e['frame']}.exr") for e in frames)

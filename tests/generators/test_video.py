@@ -73,7 +73,7 @@ def _request(**changes: object) -> Request:
         "frames": 6,
         "fps": 24.0,
     }
-    return Request(**(fields | changes))  # type: ignore[arg-type]
+    return Request(**(fields | changes))  # type: ignore[arg-type]  # the changes are Request fields
 
 
 def _clip(generator: Generator, **changes: object) -> np.ndarray:

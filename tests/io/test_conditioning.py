@@ -123,7 +123,7 @@ def test_depth_all_background_is_black_and_bad_input_is_refused() -> None:
     with pytest.raises(PlateError, match="background mask"):
         depth_condition(np.ones((3, 4)), background=np.ones((4, 3), bool))
     with pytest.raises(StyleCompError, match="mode"):
-        depth_condition(np.ones((3, 4)), mode="log")  # type: ignore[arg-type]
+        depth_condition(np.ones((3, 4)), mode="log")  # type: ignore[arg-type]  # wrong on purpose: the error is the test
     with pytest.raises(StyleCompError, match="near <= far"):
         depth_condition(np.ones((3, 4)), near=5.0, far=2.0)
 
@@ -172,7 +172,7 @@ def test_world_normals_rotate_into_camera_space() -> None:
     with pytest.raises(StyleCompError, match=r"\(3, 3\)"):
         normal_condition(world, space="world", world_to_camera=np.eye(4))
     with pytest.raises(StyleCompError, match="space"):
-        normal_condition(world, space="object")  # type: ignore[arg-type]
+        normal_condition(world, space="object")  # type: ignore[arg-type]  # wrong on purpose: the error is the test
     with pytest.raises(PlateError, match=r"\(H, W, 3\)"):
         normal_condition(world[..., :2])
 

@@ -265,7 +265,7 @@ def test_each_tile_draws_region_noise_from_its_own_seed(tiny: dict[str, Path]) -
         image[..., 0],
         None,
         None,
-        0.6,  # type: ignore[arg-type]
+        0.6,  # type: ignore[arg-type]  # wrong on purpose: the error is the test
         stage.params.frame_seed(frame),
         calls,
     )

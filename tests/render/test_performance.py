@@ -110,7 +110,7 @@ def test_performance_settings_defaults_and_validation() -> None:
     ):
         with pytest.raises(JobError, match=field):
             parse_job(json.dumps(base | {"performance": performance}))
-    properties = json_schema()["$defs"]["Performance"]["properties"]  # type: ignore[index]
+    properties = json_schema()["$defs"]["Performance"]["properties"]  # type: ignore[index]  # the schema is JSON
     assert set(properties) == {"batch_frames", "prefetch", "compile", "channels_last", "vae_bfloat16"}
     assert all(spec.get("description") for spec in properties.values()), "every setting says what it does"
 

@@ -313,7 +313,7 @@ def test_accepted_jobs_survive_kill_9_and_the_running_one_resumes(tmp_path: Path
 
     def start() -> tuple[subprocess.Popen[str], str]:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        return process, process.stdout.readline().split()[4]  # type: ignore[union-attr]
+        return process, process.stdout.readline().split()[4]  # type: ignore[union-attr]  # stdout=PIPE
 
     documents = [job_document(plates, model, str(root / f"out{i}" / "demo.####.exr"), 4, steps=8) for i in range(3)]
     process, url = start()
@@ -372,7 +372,7 @@ def test_sigterm_keeps_accepted_work_for_the_next_start(root: Path, model: Path)
 
     def start() -> tuple[subprocess.Popen[str], str]:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        return process, process.stdout.readline().split()[4]  # type: ignore[union-attr]
+        return process, process.stdout.readline().split()[4]  # type: ignore[union-attr]  # stdout=PIPE
 
     documents = [job_document(plates, model, str(root / f"out{i}" / "demo.####.exr"), 4, steps=8) for i in range(3)]
     process, url = start()

@@ -109,7 +109,7 @@ def test_every_request_needs_the_token_which_only_its_owner_reads(server: Engine
     assert repaired and stat.S_IMODE(path.stat().st_mode) == 0o600 and token == server.token
     assert load_or_create_token() == (token, False)
     assert bind_warning("127.0.0.1") is None and bind_warning("::1") is None and bind_warning("localhost") is None
-    assert "not only on this machine" in bind_warning("0.0.0.0")  # type: ignore[operator]
+    assert "not only on this machine" in bind_warning("0.0.0.0")  # type: ignore[operator]  # a warning for this address
 
 
 def test_malformed_requests_are_refused_with_a_message(server: EngineServer, plates: Path, model: Path) -> None:
@@ -227,8 +227,8 @@ def test_serve_prints_where_and_stops_on_sigterm_keeping_finished_frames(
         text=True,
     )
     try:
-        url = process.stdout.readline().split()[4]  # type: ignore[union-attr]
-        assert process.stdout.readline().startswith(f"token file: {token_file()} ")  # type: ignore[union-attr]
+        url = process.stdout.readline().split()[4]  # type: ignore[union-attr]  # stdout=PIPE
+        assert process.stdout.readline().startswith(f"token file: {token_file()} ")  # type: ignore[union-attr]  # stdout=PIPE
         assert url.startswith("http://127.0.0.1:") and stat.S_IMODE(token_file().stat().st_mode) == 0o600
         out = tmp_path / "out"
         job_id = submit(url, job_document(plates, model, str(out / "demo.####.exr"), FRAMES, steps=20))

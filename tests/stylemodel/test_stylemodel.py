@@ -283,17 +283,17 @@ def test_training_is_deterministic_and_a_killed_run_resumes_to_the_same_weights(
             self: training.Trainer, saved: str, *rest: object, stage: str = stage, step: int = step
         ) -> None:
             original(self, saved, *rest)
-            if (saved, rest[-1].step) == (stage, step):  # type: ignore[attr-defined]
+            if (saved, rest[-1].step) == (stage, step):  # type: ignore[attr-defined]  # the state saved
                 raise Killed()
 
         settings = training.TrainingSettings(scenes=2, unet_steps=4, controlnet_steps=2, checkpoint_every=1)
         killed = tmp_path / f"killed-{stage}"
-        training.Trainer._save = save_then_die  # type: ignore[method-assign]
+        training.Trainer._save = save_then_die  # type: ignore[method-assign]  # a run killed mid-save
         try:
             with pytest.raises(Killed):
                 training.Trainer(killed, settings).run()
         finally:
-            training.Trainer._save = original  # type: ignore[method-assign]
+            training.Trainer._save = original  # type: ignore[method-assign]  # a run killed mid-save
         refused = CliRunner().invoke(cli, [*args, str(killed)])
         assert refused.exit_code == 2 and "--resume" in refused.output
         resumed = CliRunner().invoke(cli, [*args, "--resume", str(killed)])

@@ -26,12 +26,12 @@ from ..loading import offline
 
 offline()  # before diffusers' pipeline modules import: tiny models are built here, never fetched
 
-from .adapters import make_test_ip_adapter, make_test_lora  # noqa: E402
-from .checkpoints import make_test_checkpoint  # noqa: E402
-from .components import pixel_latents, pixel_vae  # noqa: E402
-from .image_models import SD_BETAS, make_full_size_model, make_test_model  # noqa: E402
-from .tokenizers import clip_text_config, clip_tokenizer, write_clip_vocab_files  # noqa: E402
-from .video_models import make_test_video_model  # noqa: E402
+from .adapters import make_test_ip_adapter, make_test_lora  # noqa: E402 - after offline()
+from .checkpoints import make_test_checkpoint  # noqa: E402 - after offline()
+from .components import pixel_latents, pixel_vae  # noqa: E402 - after offline()
+from .image_models import SD_BETAS, make_full_size_model, make_test_model  # noqa: E402 - after offline()
+from .tokenizers import clip_text_config, clip_tokenizer, write_clip_vocab_files  # noqa: E402 - after offline()
+from .video_models import make_test_video_model  # noqa: E402 - after offline()
 
 __all__ = [
     "SD_BETAS",
