@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -257,6 +259,14 @@ def test_stalled_health_requests_cannot_hold_the_health_lane(server: EngineServe
             connection.close()
 
 
+def _start_server(root: Path, model: Path) -> tuple[subprocess.Popen[str], str]:
+    """A real `stylecomp serve` on a free port, allowed ``root`` and the model's folder; the process and its URL."""
+    command = [str(Path(sys.executable).with_name("stylecomp")), "serve", "--port", "0", "--device", "cpu"]
+    command += ["--no-cache", "--root", str(root), "--root", str(model.parent)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return process, process.stdout.readline().split()[4]  # type: ignore[union-attr]  # stdout=PIPE
+
+
 def test_a_slow_client_is_cut_off_at_the_whole_request_deadline(
     server: EngineServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -288,42 +298,21 @@ def test_accepted_jobs_survive_kill_9_and_the_running_one_resumes(tmp_path: Path
     """kill -9 mid-render, restart: GET /jobs shows the jobs again, the running one resumes keeping its whole frames,
     the queued ones run, and every frame matches a clean render of the same job (to a half-float step)."""
     import signal
-    import subprocess
-    import sys
 
     from stylecomp.jobspec import parse_job
     from stylecomp.render.loop import render_job
     from tests.tiny_jobs import FIRST, stylized
 
     plates = write_plates(root / "plates", 4)
-    engine = Path(sys.executable).with_name("stylecomp")
-    command = [
-        str(engine),
-        "serve",
-        "--port",
-        "0",
-        "--device",
-        "cpu",
-        "--no-cache",
-        "--root",
-        str(root),
-        "--root",
-        str(model.parent),
-    ]
-
-    def start() -> tuple[subprocess.Popen[str], str]:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        return process, process.stdout.readline().split()[4]  # type: ignore[union-attr]  # stdout=PIPE
-
     documents = [job_document(plates, model, str(root / f"out{i}" / "demo.####.exr"), 4, steps=8) for i in range(3)]
-    process, url = start()
+    process, url = _start_server(root, model)
     try:
         ids = [call(url, "POST", "/jobs", {"job": document})[1]["id"] for document in documents]
         while call(url, "GET", f"/jobs/{ids[0]}")[1]["progress"]["done"] < 1:
             time.sleep(0.1)
         process.send_signal(signal.SIGKILL)
         process.wait(30)
-        process, url = start()
+        process, url = _start_server(root, model)
         listed = {job["id"]: job["status"] for job in call(url, "GET", "/jobs")[1]["jobs"]}
         assert set(listed) == set(ids) and listed[ids[2]] == "queued"
         deadline = time.monotonic() + 600
@@ -352,30 +341,10 @@ def test_accepted_jobs_survive_kill_9_and_the_running_one_resumes(tmp_path: Path
 def test_sigterm_keeps_accepted_work_for_the_next_start(root: Path, model: Path) -> None:
     """A graceful stop (SIGTERM) is no loss either: the queued jobs stay queued, the running one resumes."""
     import signal
-    import subprocess
-    import sys
 
     plates = write_plates(root / "plates", 4)
-    command = [
-        str(Path(sys.executable).with_name("stylecomp")),
-        "serve",
-        "--port",
-        "0",
-        "--device",
-        "cpu",
-        "--no-cache",
-        "--root",
-        str(root),
-        "--root",
-        str(model.parent),
-    ]
-
-    def start() -> tuple[subprocess.Popen[str], str]:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        return process, process.stdout.readline().split()[4]  # type: ignore[union-attr]  # stdout=PIPE
-
     documents = [job_document(plates, model, str(root / f"out{i}" / "demo.####.exr"), 4, steps=8) for i in range(3)]
-    process, url = start()
+    process, url = _start_server(root, model)
     try:
         ids = [call(url, "POST", "/jobs", {"job": document})[1]["id"] for document in documents]
         deadline = time.monotonic() + 300
@@ -384,7 +353,7 @@ def test_sigterm_keeps_accepted_work_for_the_next_start(root: Path, model: Path)
             time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
-        process, url = start()
+        process, url = _start_server(root, model)
         listed = {job["id"]: job["status"] for job in call(url, "GET", "/jobs")[1]["jobs"]}
         assert set(listed) == set(ids) and listed[ids[0]] in ("queued", "running"), listed  # resumed at once
         assert listed[ids[1]] == listed[ids[2]] == "queued", "not cancelled by the stop"
