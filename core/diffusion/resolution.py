@@ -151,32 +151,20 @@ def plan(width: int, height: int, model: Family | ModelGeometry, settings: Resol
         working_size=size,
         detail_restore=settings.detail_restore,
     )
-    whole = (Window(0, 0, width, height),)
 
-    if mode == "native":
-        return plan(
-            mode=mode,
-            scaled_width=width,
-            scaled_height=height,
-            working_width=_round_up(width, multiple),
-            working_height=_round_up(height, multiple),
-            tiles=whole,
-            columns=1,
-            rows=1,
-            overlap=0,
-            feather=0,
-        )
-    if mode == "downscale":
-        long_side, short_side = max(width, height), min(width, height)
-        short_scaled = max(1, (2 * short_side * size + long_side) // (2 * long_side))  # rounded, aspect kept
-        scaled_width, scaled_height = (size, short_scaled) if width >= height else (short_scaled, size)
+    if mode in ("native", "downscale"):
+        scaled_width, scaled_height = width, height
+        if mode == "downscale":
+            long_side, short_side = max(width, height), min(width, height)
+            short_scaled = max(1, (2 * short_side * size + long_side) // (2 * long_side))  # rounded, aspect kept
+            scaled_width, scaled_height = (size, short_scaled) if width >= height else (short_scaled, size)
         return plan(
             mode=mode,
             scaled_width=scaled_width,
             scaled_height=scaled_height,
             working_width=_round_up(scaled_width, multiple),
             working_height=_round_up(scaled_height, multiple),
-            tiles=whole,
+            tiles=(Window(0, 0, width, height),),
             columns=1,
             rows=1,
             overlap=0,
