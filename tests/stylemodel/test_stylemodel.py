@@ -41,13 +41,13 @@ from stylecomp.stylemodel.scenes import HELD_OUT_SEEDS, TRAINING_SEEDS, random_s
 from stylecomp.temporal.flicker import measure_flicker
 
 # Measured with the shipped weights on held-out scenes 0-1 at the recommended settings (the model card):
-# watercolor's L1 ratio 0.40 (cel's 1.12: the cel look is not learned well enough yet, so no test claims it).
-MAX_L1_RATIO = 0.6
-MIN_PROMPT_GAIN = 0.15  # each look's error, own prompt against the other prompt: measured 22-44% lower
-MIN_CONTRAST_GAIN = 0.05  # outline contrast, line-art ControlNet on minus off: measured 0.086-0.105
-MAX_IDEATE_L1_RATIO = 0.6  # ideate's watercolor stills from noise, same scenes: measured 0.39-0.48
+# watercolor's L1 ratio 0.33-0.36, within the goal of 0.5 (cel's 0.79-1.10 misses it, so no test claims it).
+MAX_L1_RATIO = 0.5
+MIN_PROMPT_GAIN = 0.15  # each look's error, own prompt against the other prompt: measured 36-66% lower
+MIN_CONTRAST_GAIN = 0.05  # outline contrast, line-art ControlNet on minus off: measured 0.111-0.132
+MAX_IDEATE_L1_RATIO = 0.5  # ideate's watercolor stills from noise, same scenes: measured 0.369 and 0.375
 SEQUENCE_FRAMES = 4
-MAX_R_SHARE = 0.7  # of locked_seed's R (2.16): measured warped_noise 1.06, latent_fusion 0.74
+MAX_R_SHARE = 0.7  # of locked_seed's R (2.36): measured warped_noise 1.36 (58%), latent_fusion 0.99 (42%)
 
 
 @pytest.fixture(scope="module")
