@@ -100,7 +100,7 @@ def make_test(
     "--controlnet-steps",
     type=click.IntRange(1),
     default=None,
-    help="Line-art ControlNet training steps, after the UNet's (default 1000: about 20 min on one CPU core).",
+    help="Line-art ControlNet training steps, after the UNet's (default 2500: about 50 min on one CPU core).",
 )
 @click.option(
     "--scenes",

@@ -66,9 +66,11 @@ def build_text_encoder() -> CLIPTextModel:
 
 
 def build_scheduler() -> DDIMScheduler:
-    return DDIMScheduler(
-        **SD_BETAS, prediction_type="sample", clip_sample=False, set_alpha_to_one=False, steps_offset=1
-    )
+    """DDIM predicting the clean sample, whose last step (t = 1) lands on alpha 1: it returns the prediction.
+    SD's ``set_alpha_to_one=False`` lands it on alpha 0.99915, barely past t = 1's 0.99830, so the frame stays
+    71% what the step before left, noise included: grain on every pixel at f=1. Ending on the prediction lowered
+    both looks' L1 error by 5-14% (2 held-out scenes). Training uses only ``alphas_cumprod``."""
+    return DDIMScheduler(**SD_BETAS, prediction_type="sample", clip_sample=False, set_alpha_to_one=True, steps_offset=1)
 
 
 def save_model(

@@ -78,7 +78,7 @@ def write_card(
         "- watercolor: lifted, blurred washes mixed towards paper, darkened edges, faint paper grain.",
         "- An empty prompt (10% of training) makes classifier-free guidance possible. The recommended guidance",
         "  is 1.0 (none): in `benchmarks/style_fidelity.py`'s sweep, 2 takes both looks further away (watercolor",
-        "  16%, cel 17%) at twice the time, and 4 further still.",
+        "  27%, cel 29%) at 1.8 times the time, and 4 further still.",
         "",
         "## Data",
         "",

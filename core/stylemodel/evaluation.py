@@ -43,8 +43,8 @@ class Settings:
     """How the model is run: the built-in model's recommended settings unless a caller changes them."""
 
     strength: float = 0.5
-    steps: int = 8  # 4 of them run: within 2% of 20 steps on both looks, at 43% of the time (style_fidelity sweep)
-    guidance: float = 1.0  # guidance 2: both looks 16-17% further, 2x the time; 4: further still
+    steps: int = 8  # 4 of them run: within 2% of 20 steps on both looks, at 45% of the time (style_fidelity sweep)
+    guidance: float = 1.0  # guidance 2: both looks 27-29% further, 1.8x the time; 4: further still
     seed: int = 1234
     line_art: bool = True  # the line-art ControlNet; the tile ControlNet always runs
     mechanisms: tuple[str, ...] = ()

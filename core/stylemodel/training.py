@@ -68,7 +68,7 @@ class TrainingSettings:
     crop: int = 64
     batch: int = 8
     unet_steps: int = 4000
-    controlnet_steps: int = 1000
+    controlnet_steps: int = 2500
     tile_dropout: float = 0.0  # share of samples without the tile ControlNet
     unet_lr: float = 5e-4
     controlnet_lr: float = 2e-4
