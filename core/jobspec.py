@@ -298,7 +298,18 @@ class Consistency(_Strict):
         ]
     ] = Field(default_factory=list, description="Empty: frames are independent (seeds as the seed policy says)")
     keyframe_interval: int = Field(8, ge=1, description="keyframes: every Nth frame is stylized fully")
-    fusion_strength: float = Field(0.5, ge=0.0, le=1.0, description="pixel_fusion: share of the previous frame")
+    fusion_strength: float = Field(
+        0.5, ge=0.0, le=1.0, description="pixel_fusion and latent_fusion: share of the previous frame"
+    )
+    latent_fusion_steps: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "latent_fusion: share of the denoising steps it blends in, from the first; 1 includes the last, "
+            "so each frame ends fusion_strength the previous one outside disocclusions"
+        ),
+    )
     vector_units: Literal["pixels", "ndc"] = Field("pixels", description="Backward motion vectors' units")
     vector_y: Literal["up", "down"] = Field("up", description="Direction of positive v (Nuke: up)")
 

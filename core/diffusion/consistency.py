@@ -13,7 +13,7 @@ Each mechanism is a job setting (``consistency.mechanisms``) and can be measured
 - ``keyframes``: every ``keyframe_interval``-th frame stylizes fully; the frames between start
   from the previous stylized frame moved along the vectors (the plate where it was not
   visible) and are re-stylized lightly, at ``KEYFRAME_HEAL`` of the strength, to heal.
-- ``latent_fusion``: during the first ``LATENT_FUSION_STEPS`` of the denoising steps, the
+- ``latent_fusion``: during the first ``latent_fusion_steps`` (a share) of the denoising steps, the
   latents after each step are blended with the previous frame's latents after the step that
   ended at the same timestep (the same step unless the strengths differ, as with keyframes),
   moved along the vectors (bilinear, so motion under a latent cell counts), by
@@ -63,7 +63,6 @@ ATTENTION = ATTENTION_MECHANISMS  # installed on the UNet's self-attention layer
 SEQUENTIAL = SEQUENTIAL_MECHANISMS
 IMPLEMENTED = frozenset({"locked_seed"}) | SEQUENTIAL
 RENDER_STATE = RENDER_STATE_MECHANISMS  # their state exists only after rendering a frame
-LATENT_FUSION_STEPS = 0.5  # share of the denoising steps that latent fusion runs in
 KEYFRAME_HEAL = 0.5  # strength share for the frames between keyframes
 _Context = tuple[torch.Tensor, torch.Tensor | None]  # a frame-attention layer's keys and values (B, K, C), and mask
 

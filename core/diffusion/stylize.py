@@ -44,7 +44,6 @@ from ..temporal.motion import VectorConvention
 from .consistency import (
     ATTENTION,
     KEYFRAME_HEAL,
-    LATENT_FUSION_STEPS,
     RENDER_STATE,
     SEQUENTIAL,
     FrameFeatures,
@@ -92,6 +91,7 @@ class StylizeParameters:
     mechanisms: frozenset[str]  # consistency mechanisms (see diffusion/consistency.py)
     keyframe_interval: int
     fusion_strength: float
+    latent_fusion_steps: float
     vectors: VectorConvention
     regions: tuple[Region, ...] = ()  # with absolute paths
     region_loras: tuple[Lora, ...] = ()  # the regions' LoRAs the shot lacks, at weight 0: only StylizeStage loads them
@@ -126,6 +126,7 @@ class StylizeParameters:
             mechanisms=frozenset(job.consistency.mechanisms),
             keyframe_interval=job.consistency.keyframe_interval,
             fusion_strength=job.consistency.fusion_strength,
+            latent_fusion_steps=job.consistency.latent_fusion_steps,
             vectors=VectorConvention(job.consistency.vector_units, job.consistency.vector_y),
             regions=regions,
             region_loras=tuple(region_loras),
@@ -271,6 +272,7 @@ class StylizeStage:
                 "mechanisms": sorted(p.mechanisms),
                 "keyframe_interval": p.keyframe_interval,
                 "fusion_strength": p.fusion_strength,
+                "latent_fusion_steps": p.latent_fusion_steps,
             },
             "color": self.encoding.description,
             "ocio_config": self.encoding.config_uri,
@@ -697,7 +699,7 @@ class StylizeStage:
             # img2img runs the tail of one schedule, so step s here ends at the timestep of the previous frame's
             # step s + len(previous) - steps (they differ where the strength does: keyframes heal at less).
             same = step + len(previous) - steps
-            fusing = motion is not None and 0 <= same < len(previous) and step < LATENT_FUSION_STEPS * steps
+            fusing = motion is not None and 0 <= same < len(previous) and step < self.params.latent_fusion_steps * steps
             if motion is not None and fusing:
                 grid = motion.carry_latents(previous[same], grid, layout, self.params.fusion_strength)
             self._latents.append(grid.detach())
