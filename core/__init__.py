@@ -1,3 +1,3 @@
 """stylecomp: diffusion stylization of scene-linear EXR render plates for compositing."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -310,6 +310,16 @@ class Consistency(_Strict):
             "so each frame ends fusion_strength the previous one outside disocclusions"
         ),
     )
+    plate_change_tolerance: float = Field(
+        0.1,
+        gt=0.0,
+        description=(
+            "pixel_fusion, latent_fusion, keyframes: how much the plate may change along the vectors from one "
+            "frame to the next (display-referred 0-1, worst channel, averaged over 5x5 pixels) before the previous "
+            "frame stops carrying there; it carries fully below half of it. Light that changes on its own then "
+            "shows at once instead of lagging; 2 or more turns the check off"
+        ),
+    )
     vector_units: Literal["pixels", "ndc"] = Field("pixels", description="Backward motion vectors' units")
     vector_y: Literal["up", "down"] = Field("up", description="Direction of positive v (Nuke: up)")
 

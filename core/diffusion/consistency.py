@@ -32,6 +32,16 @@ Each mechanism is a job setting (``consistency.mechanisms``) and can be measured
   frame's features along the surface as the renderer moved it. With ``cross_frame`` too, the
   previous frame is attended only this way, and the anchor as ``cross_frame`` does.
 
+What carries the previous frame's look (``CARRY_LOOK``: ``pixel_fusion``, ``latent_fusion``, the
+frames between ``keyframes``) does so only where two checks let it (``FrameMotion.carried``). The
+vectors move surfaces, but a light switched or moving, a shadow sweeping over the ground or a
+highlight sliding over a surface changes the plate in place: the plate must be the same along the
+vectors (``where_plate_unchanged``, ``consistency.plate_change_tolerance``). And a model paints an
+outline past the silhouette onto the surface behind it: when the object moves on, that surface moves
+with the vectors but the paint belongs to the outline, so a pixel's distance to the nearest outline
+must be the same too (``where_outlines_stay``). Without them the stylized frame lags behind the
+render, and moving objects leave rings of old outlines behind.
+
 Latent cells are ``vae_scale_factor`` pixels across (8 for SD 1.5, SDXL and Flux, 1 for
 stylecomp's pixel-space model): the mechanisms take it from the model (``ModelGeometry``).
 
@@ -44,7 +54,7 @@ must render, the frames before it are rendered again in memory (``RENDER_STATE``
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -54,16 +64,19 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from ..errors import JobError
 from ..families import family_spec
+from ..io.conditioning import line_art
 from ..jobspec import ATTENTION_MECHANISMS, RENDER_STATE_MECHANISMS, SEQUENTIAL_MECHANISMS
 from ..stage import FrameInputs
-from ..temporal.motion import VectorConvention, visible_before, warp
+from ..temporal.motion import VectorConvention, line_distance, plate_unchanged, visible_before, warp
 from .resolution import ResolutionPlan
 
 ATTENTION = ATTENTION_MECHANISMS  # installed on the UNet's self-attention layers
 SEQUENTIAL = SEQUENTIAL_MECHANISMS
 IMPLEMENTED = frozenset({"locked_seed"}) | SEQUENTIAL
+CARRY_LOOK = frozenset({"pixel_fusion", "latent_fusion", "keyframes"})  # carry t-1's look, checked (FrameMotion)
 RENDER_STATE = RENDER_STATE_MECHANISMS  # their state exists only after rendering a frame
 KEYFRAME_HEAL = 0.5  # strength share for the frames between keyframes
+OUTLINE_REACH = 3  # model pixels: how far from an outline its paint may reach (FrameMotion.where_outlines_stay)
 _Context = tuple[torch.Tensor, torch.Tensor | None]  # a frame-attention layer's keys and values (B, K, C), and mask
 
 
@@ -80,13 +93,28 @@ def check_mechanisms(mechanisms: frozenset[str], family: str, tiled: bool, where
         )
 
 
+def _plane(inputs: FrameInputs, clip: str) -> np.ndarray | None:
+    image = inputs.get(clip)
+    return None if image is None else image[..., 0]
+
+
+def _outlines(inputs: FrameInputs) -> np.ndarray | None:
+    """The frame's outlines (H, W) bool from its ID, normal and depth clips; None without any of them."""
+    ids, normals, depth = _plane(inputs, "ObjectID"), inputs.get("Normal"), _plane(inputs, "Depth")
+    if ids is None and normals is None and depth is None:
+        return None
+    return line_art(object_id=ids, normals=normals, depth=depth)[..., 0] > 0.5
+
+
 @dataclass
 class FrameMotion:
-    """Where frame t's pixels were in t-1 (columns, rows; (H, W) each) and which were visible there."""
+    """Where frame t's pixels were in t-1 (columns, rows; (H, W) each), which were visible there, and how much
+    of t-1's look may carry onto each (``carried``)."""
 
     xs: np.ndarray
     ys: np.ndarray
     visible: np.ndarray  # (H, W) bool
+    carried: np.ndarray  # (H, W) float32 in [0, 1]; 0 where not visible, and where the checks below stop it
 
     @classmethod
     def between(cls, previous: FrameInputs, current: FrameInputs, convention: VectorConvention) -> FrameMotion:
@@ -94,26 +122,47 @@ class FrameMotion:
         vectors = current.images["Motion"]
         xs, ys = convention.source_positions(vectors)
         _, on_screen = warp(np.zeros((*vectors.shape[:2], 1), np.float32), xs, ys, nearest=True)
-
-        def plane(inputs: FrameInputs, clip: str) -> np.ndarray | None:
-            image = inputs.get(clip)
-            return None if image is None else image[..., 0]
-
         visible = visible_before(
             xs,
             ys,
             on_screen,
-            plane(current, "Depth"),
-            plane(previous, "Depth"),
-            plane(current, "ObjectID"),
-            plane(previous, "ObjectID"),
+            _plane(current, "Depth"),
+            _plane(previous, "Depth"),
+            _plane(current, "ObjectID"),
+            _plane(previous, "ObjectID"),
         )
-        return cls(xs, ys, visible)
+        return cls(xs, ys, visible, visible.astype(np.float32))
+
+    def where_plate_unchanged(
+        self, previous_plate: np.ndarray, current_plate: np.ndarray, tolerance: float
+    ) -> FrameMotion:
+        """This motion, carrying only where the plate (t-1's and t's display-referred (H, W, 3)) is the same along
+        the vectors (``plate_unchanged``): not where light, shadows or highlights changed in place."""
+        moved, _ = warp(previous_plate, self.xs, self.ys)
+        return replace(self, carried=self.carried * plate_unchanged(moved, current_plate, self.visible, tolerance))
+
+    def where_outlines_stay(self, previous: FrameInputs, current: FrameInputs, scale: float) -> FrameMotion:
+        """This motion, carrying only where a pixel's distance to the nearest outline (``line_art`` of the AOVs:
+        silhouettes, creases) is the same along the vectors, within ``OUTLINE_REACH`` model pixels (``scale``
+        plate pixels each); unchanged without AOVs to draw outlines from.
+
+        A model paints an outline past the silhouette onto the surface behind; when the object moves on, that
+        surface moves with the vectors but the paint belongs to the outline, and carrying it leaves rings
+        where the outline was. A change of one model pixel in the distance stops the carry.
+        """
+        before, now = _outlines(previous), _outlines(current)
+        if before is None or now is None:
+            return self
+        reach = int(np.ceil(OUTLINE_REACH * scale))
+        moved = warp(line_distance(before, reach)[..., None], self.xs, self.ys)[0][..., 0]
+        stays = np.clip(1.0 - np.abs(moved - line_distance(now, reach)) / scale, 0.0, 1.0)
+        return replace(self, carried=(self.carried * stays).astype(np.float32))
 
     def carry(self, previous_image: np.ndarray, current_image: np.ndarray, amount: float) -> np.ndarray:
-        """``current_image`` with ``previous_image`` moved along the vectors blended in by ``amount`` where visible."""
+        """``current_image`` with ``previous_image`` moved along the vectors blended in by ``amount`` times
+        ``carried``."""
         moved, _ = warp(previous_image, self.xs, self.ys)
-        weight = (self.visible * np.float32(amount))[..., None]
+        weight = (self.carried * np.float32(amount))[..., None]
         return ((1 - weight) * current_image + weight * moved).astype(np.float32)
 
     def carry_noise(self, previous: torch.Tensor, fresh: torch.Tensor, plan: ResolutionPlan) -> torch.Tensor:
@@ -126,9 +175,12 @@ class FrameMotion:
         self, previous: torch.Tensor, current: torch.Tensor, plan: ResolutionPlan, amount: float
     ) -> torch.Tensor:
         """``current`` latents (B, C, h, w) with ``previous`` moved along the vectors (bilinear) blended in by
-        ``amount``."""
+        ``amount`` times ``carried`` (at each cell's centre)."""
         moved, keep = self._latent_flow(previous, plan, nearest=False)
-        weight = keep.to(current.dtype) * amount
+        rows, cols = current.shape[-2:]
+        grid_x, grid_y = self._cell_centres(rows, cols, plan, plan.geometry.vae_scale)
+        carried = torch.from_numpy(warp(self.carried[..., None], grid_x, grid_y, nearest=True)[0][..., 0])
+        weight = keep.to(current.dtype) * carried.to(current.device, current.dtype) * amount
         return (1 - weight) * current + weight * moved.to(current.device, current.dtype)
 
     def _latent_flow(
@@ -146,6 +198,17 @@ class FrameMotion:
         moved_tensor = torch.from_numpy(moved).reshape(rows, cols, *previous.shape[:2]).permute(2, 3, 0, 1)
         return moved_tensor.to(previous.device, previous.dtype), torch.from_numpy(keep)[None, None].to(previous.device)
 
+    @staticmethod
+    def _cell_centres(rows: int, cols: int, plan: ResolutionPlan, cell: int) -> tuple[np.ndarray, np.ndarray]:
+        """The plate positions (columns, rows; (rows, cols) each) of the centres of a (rows, cols) grid whose cells
+        are ``cell`` working pixels across."""
+        sx, sy = plan.scaled_width / plan.width, plan.scaled_height / plan.height
+        pad_x, pad_y = (plan.working_width - plan.scaled_width) // 2, (plan.working_height - plan.scaled_height) // 2
+        centre_x = ((np.arange(cols) + 0.5) * cell - pad_x) / sx - 0.5  # plate columns (cols,)
+        centre_y = ((np.arange(rows) + 0.5) * cell - pad_y) / sy - 0.5  # plate rows (rows,)
+        grid_x, grid_y = np.meshgrid(centre_x, centre_y)
+        return grid_x, grid_y
+
     def grid_sources(
         self, rows: int, cols: int, plan: ResolutionPlan, cell: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -158,9 +221,7 @@ class FrameMotion:
         """
         sx, sy = plan.scaled_width / plan.width, plan.scaled_height / plan.height
         pad_x, pad_y = (plan.working_width - plan.scaled_width) // 2, (plan.working_height - plan.scaled_height) // 2
-        centre_x = ((np.arange(cols) + 0.5) * cell - pad_x) / sx - 0.5  # plate columns (cols,)
-        centre_y = ((np.arange(rows) + 0.5) * cell - pad_y) / sy - 0.5  # plate rows (rows,)
-        grid_x, grid_y = np.meshgrid(centre_x, centre_y)  # (rows, cols)
+        grid_x, grid_y = self._cell_centres(rows, cols, plan, cell)
         pixel_y, pixel_x = np.indices(self.xs.shape)
         # each centre moves by the vector of its nearest pixel
         source_x = grid_x + warp((self.xs - pixel_x)[..., None], grid_x, grid_y, nearest=True)[0][..., 0]

@@ -43,6 +43,7 @@ from ..stage import Clip, FrameInputs, FrameResult, StageDescription
 from ..temporal.motion import VectorConvention
 from .consistency import (
     ATTENTION,
+    CARRY_LOOK,
     KEYFRAME_HEAL,
     RENDER_STATE,
     SEQUENTIAL,
@@ -92,6 +93,7 @@ class StylizeParameters:
     keyframe_interval: int
     fusion_strength: float
     latent_fusion_steps: float
+    plate_change_tolerance: float
     vectors: VectorConvention
     regions: tuple[Region, ...] = ()  # with absolute paths
     region_loras: tuple[Lora, ...] = ()  # the regions' LoRAs the shot lacks, at weight 0: only StylizeStage loads them
@@ -127,6 +129,7 @@ class StylizeParameters:
             keyframe_interval=job.consistency.keyframe_interval,
             fusion_strength=job.consistency.fusion_strength,
             latent_fusion_steps=job.consistency.latent_fusion_steps,
+            plate_change_tolerance=job.consistency.plate_change_tolerance,
             vectors=VectorConvention(job.consistency.vector_units, job.consistency.vector_y),
             regions=regions,
             region_loras=tuple(region_loras),
@@ -273,6 +276,7 @@ class StylizeStage:
                 "keyframe_interval": p.keyframe_interval,
                 "fusion_strength": p.fusion_strength,
                 "latent_fusion_steps": p.latent_fusion_steps,
+                "plate_change_tolerance": p.plate_change_tolerance,
             },
             "color": self.encoding.description,
             "ocio_config": self.encoding.config_uri,
@@ -664,10 +668,24 @@ class StylizeStage:
         self._previous = (inputs, output)
 
     def _motion(self, frame: int, inputs: FrameInputs) -> FrameMotion | None:
-        """How frame t relates to the previous frame, when that frame came just before."""
-        if not self.params.sequential or self._previous is None or self._previous[0].frame != frame - 1:
+        """How frame t relates to the previous frame, when that frame came just before; where the mechanisms
+        carry the previous frame's look, checked against the plate's own change too."""
+        p = self.params
+        if not p.sequential or self._previous is None or self._previous[0].frame != frame - 1:
             return None
-        return FrameMotion.between(self._previous[0], inputs, self.params.vectors)
+        previous = self._previous[0]
+        motion = FrameMotion.between(previous, inputs, p.vectors)
+        if p.mechanisms & CARRY_LOOK:
+            plates = self._display_plate(previous), self._display_plate(inputs)
+            motion = motion.where_plate_unchanged(*plates, p.plate_change_tolerance)
+            layout = plan(inputs.window.width, inputs.window.height, self.geometry(), p.resolution)
+            motion = motion.where_outlines_stay(previous, inputs, layout.width / layout.scaled_width)
+        return motion
+
+    def _display_plate(self, inputs: FrameInputs) -> np.ndarray:
+        """The frame's plate as the model sees it (H, W, 3): display-referred, where changes are judged."""
+        source = inputs.images["Source"]
+        return self.encoding.encode(source[..., :3], source[..., 3]).image
 
     def _is_keyframe(self, frame: int) -> bool:
         return (frame - self._first) % self.params.keyframe_interval == 0

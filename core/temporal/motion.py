@@ -1,4 +1,5 @@
-"""Moving pixels along the renderer's motion vectors: backward warps and the disocclusion mask.
+"""Moving pixels along the renderer's motion vectors: backward warps, the disocclusion mask, and where the
+plate itself, or a pixel's place next to an outline, changed in place.
 
 A backward vector at pixel (x, y) of frame t points to where that surface point was in frame
 t-1. Vectors come in pixels (Nuke, Arnold, the demo) or NDC (fractions of the width/height),
@@ -16,6 +17,9 @@ import numpy as np
 from ..errors import StyleCompError
 
 DEPTH_TOLERANCE = 0.05  # a surface's depth changes less than this (relative) between frames
+# A plate's change along the vectors is averaged over (2r + 1)^2 pixels before it is judged: render noise and
+# resampling at edges change pixels in both directions and cancel, light that changes does not.
+PLATE_CHANGE_RADIUS = 2
 
 
 @dataclass(frozen=True)
@@ -81,3 +85,47 @@ def visible_before(
         with np.errstate(invalid="ignore"):
             valid &= np.abs(then - depth) <= DEPTH_TOLERANCE * np.abs(depth)
     return valid
+
+
+def plate_unchanged(moved: np.ndarray, current: np.ndarray, visible: np.ndarray, tolerance: float) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: how far frame t's plate is the same as t-1's moved along the vectors (both
+    display-referred (H, W, 3)): 1 where the worst channel's change, averaged over visible pixels nearby
+    (``PLATE_CHANGE_RADIUS``), is under half the ``tolerance``, 0 from the ``tolerance`` on, linear between.
+
+    The vectors move surfaces; what changes on a surface in place (light switched or moving, shadows,
+    highlights, animated textures) is not moved, so the previous frame's look must not carry there.
+    """
+    weight = visible.astype(np.float32)[..., None]
+    change = np.where(visible[..., None], moved - current, 0.0).astype(np.float32)  # (H, W, 3) signed
+    mean_change = box_sum(change, PLATE_CHANGE_RADIUS) / np.maximum(box_sum(weight, PLATE_CHANGE_RADIUS), 1.0)
+    worst = np.abs(mean_change).max(axis=-1)
+    return np.clip(2.0 - 2.0 * worst / tolerance, 0.0, 1.0).astype(np.float32)
+
+
+def box_sum(image: np.ndarray, radius: int) -> np.ndarray:
+    """Sum of ``image`` (H, W, C) over the (2 * radius + 1)^2 box around each pixel; the edges repeated."""
+    size, (height, width) = 2 * radius + 1, image.shape[:2]
+    padded = np.pad(image.astype(np.float64), ((radius, radius), (radius, radius), (0, 0)), mode="edge")
+    table = np.pad(padded.cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))  # table[i, j] = sum of padded[:i, :j]
+    return (
+        table[size : size + height, size : size + width]
+        - table[:height, size : size + width]
+        - table[size : size + height, :width]
+        + table[:height, :width]
+    )
+
+
+def line_distance(lines: np.ndarray, reach: int) -> np.ndarray:
+    """(H, W) float32: each pixel's distance to the nearest ``lines`` pixel (bool (H, W)), in steps to any of
+    its 8 neighbours, capped at ``reach``."""
+    height, width = lines.shape
+    distance = np.full((height, width), float(reach), np.float32)
+    grown = lines.copy()
+    for step in range(reach):
+        distance[grown & (distance > step)] = step
+        padded = np.pad(grown, 1)
+        grown = np.zeros_like(grown)
+        for dy in range(3):
+            for dx in range(3):
+                grown |= padded[dy : dy + height, dx : dx + width]
+    return distance

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from stylecomp.demo.scene import write_demo
+from stylecomp.demo.scene import DEMO_SCENE, SKY_AMBIENT, SUN_COLOUR, SUN_DIRECTION, Lighting, write_demo
 from stylecomp.diffusion.consistency import RENDER_STATE, FlowAttention, FrameFeatures, FrameMotion, TokenFlow
 from stylecomp.diffusion.geometry import ModelGeometry, model_geometry
 from stylecomp.diffusion.pool import PipelinePool
@@ -21,7 +23,14 @@ from stylecomp.jobspec import parse_job
 from stylecomp.render.loop import render_job
 from stylecomp.stage import FrameInputs
 from stylecomp.temporal.flicker import FlickerReport, measure_flicker
-from stylecomp.temporal.motion import VectorConvention, visible_before, warp
+from stylecomp.temporal.motion import (
+    PLATE_CHANGE_RADIUS,
+    VectorConvention,
+    line_distance,
+    plate_unchanged,
+    visible_before,
+    warp,
+)
 from tests.tiny_jobs import invoke, stylized, write_controlnet_job
 
 FRAMES = (1001, 1002, 1003, 1004)
@@ -61,6 +70,69 @@ def test_disocclusion_by_depth_and_id() -> None:
     assert valid.sum() == 6 and not valid[0, 1] and not valid[1, 2]
 
 
+def test_the_plate_changing_in_place_stops_the_carry_there() -> None:
+    # The plate moves 3 pixels; then a light brightens its right half, and render noise is on every pixel.
+    previous, current = shifted_inputs(1, 0.0), shifted_inputs(2, 3.0)
+    rng = np.random.default_rng(3)
+    before = rng.random((32, 64, 3)).astype(np.float32)
+    moved = np.zeros_like(before)
+    moved[:, 3:] = before[:, :-3]
+    now = moved + rng.uniform(-0.04, 0.04, moved.shape).astype(np.float32)
+    now[:, 32:] += 0.2
+    motion = FrameMotion.between(previous, current, VectorConvention()).where_plate_unchanged(before, now, 0.1)
+    edge = PLATE_CHANGE_RADIUS
+    assert np.all(motion.carried[:, 3 : 32 - edge] == 1.0), "noise alone averages out: the carry stays"
+    assert np.all(motion.carried[:, 32 + edge :] == 0.0), "the light changed here: nothing carries"
+    assert np.all(motion.carried[:, :3] == 0.0), "not visible before"
+    carried = motion.carry(before, now, 0.5)
+    np.testing.assert_array_equal(carried[:, 32 + edge :], now[:, 32 + edge :])
+    np.testing.assert_allclose(carried[:, 3 : 32 - edge], 0.5 * (now + moved)[:, 3 : 32 - edge], rtol=1e-6)
+
+
+def disc_inputs(frame: int, centre_x: float, motion_x: float) -> FrameInputs:
+    """A disc (ID 2, depth 5) of radius 8 at ``centre_x`` that moved ``motion_x`` pixels right since the
+    previous frame, over a still background (ID 1, depth 10)."""
+    rows, cols = np.mgrid[0:32, 0:64] + 0.5
+    disc = (cols - centre_x) ** 2 + (rows - 16) ** 2 < 8**2
+    vectors = np.zeros((32, 64, 2), np.float32)
+    vectors[disc, 0] = -motion_x
+    depth = np.where(disc, 5.0, 10.0).astype(np.float32)[..., None]
+    ids = np.where(disc, 2.0, 1.0).astype(np.float32)[..., None]
+    return FrameInputs(frame, Window(0, 0, 64, 32), {"Motion": vectors, "Depth": depth, "ObjectID": ids})
+
+
+def test_paint_beside_an_outline_stays_with_the_outline() -> None:
+    # The disc moves 6 pixels right: the background it left was painted beside its outline, and is not now.
+    previous, current = disc_inputs(1, 20.0, 0.0), disc_inputs(2, 26.0, 6.0)
+    motion = FrameMotion.between(previous, current, VectorConvention()).where_outlines_stay(previous, current, 1.0)
+    assert motion.visible[16, 11] and motion.carried[16, 11] == 0.0, "beside the old outline, left behind"
+    assert motion.visible[16, 35] and motion.carried[16, 35] == 0.0, "beside the new outline, newly reached"
+    assert np.all(motion.carried[16, 22:31] == 1.0), "the disc's own pixels move with its outline"
+    assert np.all(motion.carried[:, 45:] == 1.0) and np.all(motion.carried[:, :5] == 1.0), "far from any outline"
+    # In model pixels of 2 plate pixels, the paint reaches twice as far: more of the background stops.
+    coarse = FrameMotion.between(previous, current, VectorConvention()).where_outlines_stay(previous, current, 2.0)
+    assert (coarse.carried < 1.0).sum() > (motion.carried < 1.0).sum()
+    assert np.all(coarse.carried[16, 22:31] == 1.0)
+
+
+def test_line_distance_counts_steps_to_the_nearest_line() -> None:
+    lines = np.zeros((5, 9), bool)
+    lines[2, 4] = True
+    np.testing.assert_array_equal(line_distance(lines, 3)[2], [3, 3, 2, 1, 0, 1, 2, 3, 3])
+    np.testing.assert_array_equal(line_distance(lines, 3)[0, 2:7], [2, 2, 2, 2, 2])
+
+
+def test_plate_changes_between_half_the_tolerance_and_the_tolerance_carry_in_part() -> None:
+    visible = np.ones((8, 8), bool)
+    visible[:, :2] = False  # changes where the surface was not visible do not count
+    moved = np.zeros((8, 8, 3), np.float32)
+    current = np.zeros_like(moved)
+    current[..., 1] = 0.075  # the worst channel decides
+    current[:, :2] = 1.0
+    np.testing.assert_allclose(plate_unchanged(moved, current, visible, 0.1)[:, 4:], 0.5, rtol=1e-5)
+    np.testing.assert_array_equal(plate_unchanged(moved, current, visible, 2.0), 1.0)
+
+
 def test_warped_noise_moves_by_whole_latent_cells_and_stays_gaussian() -> None:
     layout = plan(64, 32, "sd15", ResolutionSettings(mode="native"))
     previous, current = shifted_inputs(1, 0.0), shifted_inputs(2, 8.0)  # 8 pixels: one latent cell
@@ -89,6 +161,21 @@ def test_latents_move_by_fractions_of_a_cell() -> None:
     halfway = (before[..., rows, :-1] + before[..., rows, 1:]) / 2
     torch.testing.assert_close(fused[..., rows, 1:], 0.5 * halfway)
     torch.testing.assert_close(fused[..., :pad, :], now[..., :pad, :])  # padding rows are not on the plate
+
+
+def test_latents_do_not_carry_where_the_plate_changed_in_place() -> None:
+    layout = plan(64, 32, "sd15", ResolutionSettings(mode="native"))
+    previous, current = shifted_inputs(1, 0.0), shifted_inputs(2, 0.0)
+    before = np.zeros((32, 64, 3), np.float32)
+    now = before.copy()
+    now[:, 32:] = 0.5  # a lamp lit the right half
+    motion = FrameMotion.between(previous, current, VectorConvention()).where_plate_unchanged(before, now, 0.1)
+    shape = (1, 4, layout.working_height // 8, layout.working_width // 8)
+    latents_before, latents_now = torch.ones(shape), torch.zeros(shape)
+    pad = (layout.working_height - 32) // 2 // 8
+    fused = motion.carry_latents(latents_before, latents_now, layout, 0.5)[..., pad : pad + 4, :]
+    torch.testing.assert_close(fused[..., :4], torch.full_like(fused[..., :4], 0.5))  # cells of the left half
+    torch.testing.assert_close(fused[..., 4:], torch.zeros_like(fused[..., 4:]))
 
 
 def test_vector_conventions() -> None:
@@ -310,6 +397,37 @@ def test_latent_fusion_on_every_step_flickers_less_than_on_the_first_half(flicke
     # measured R 9.2 against 11.1 (83%), D within 0.3%.
     every, half = flicker["latent_fusion on every step"], flicker["latent_fusion"]
     assert every.R < 0.9 * half.R and every.D > 0.8 * half.D
+
+
+def test_fusion_follows_light_that_changes_in_place(tmp_path: Path, passthrough: Path) -> None:
+    """The sun dims from frame 1003 on. Fusion carries the previous frame along the vectors; where the plate
+    itself changed, the plate-change check stops it, so frame 1003 is as dark as it is stylized alone. With the
+    check turned off it keeps part of frame 1002's light."""
+    plates, dimmed = tmp_path / "plates", tmp_path / "dimmed"
+    write_demo(plates, 4, 128, 72, progress=None)
+    lighting = Lighting(SUN_DIRECTION, 0.2 * SUN_COLOUR, SKY_AMBIENT)
+    write_demo(dimmed, 4, 128, 72, progress=None, scene=dataclasses.replace(DEMO_SCENE, lighting=lighting))
+    for frame in (1003, 1004):
+        shutil.copy(dimmed / f"demo.{frame}.exr", plates / f"demo.{frame}.exr")
+    fused = ["latent_fusion", "locked_seed", "pixel_fusion"]
+    runs = {"alone": (["locked_seed"], 0.1), "checked": (fused, 0.1), "unchecked": (fused, 2.0)}
+    brightness = {}
+    for name, (mechanisms, tolerance) in runs.items():
+        output = str(tmp_path / name / "demo.####.exr")
+        job = {
+            "shots": [{"name": "demo", "plate": str(plates / "demo.####.exr"), "output": output}],
+            "model": {"family": "sd15", "path": str(passthrough)},
+            "prompt": "ink and watercolour",
+            "steps": 20,
+            "strength": 0.5,
+            "seed": {"value": 1234},
+            "consistency": {"mechanisms": mechanisms, "latent_fusion_steps": 1.0, "plate_change_tolerance": tolerance},
+        }
+        render_job(parse_job(json.dumps(job)), pool=PipelinePool("cpu"))
+        brightness[name] = float(stylized(tmp_path / name / "demo.1003.exr")[..., :3].mean())
+    lag = brightness["unchecked"] - brightness["alone"]
+    assert lag > 0.05, brightness  # measured: alone 0.361, checked 0.363, unchecked 0.536
+    assert abs(brightness["checked"] - brightness["alone"]) < 0.1 * lag, brightness
 
 
 def test_pixel_fusion_flickers_less_once_the_noise_follows_the_surface(flicker: dict[str, FlickerReport]) -> None:
