@@ -7,7 +7,16 @@ from dataclasses import dataclass
 
 import nuke
 
-CONSISTENCY_MODES = ("none", "locked_seed", "warped_noise", "cross_frame", "latent_fusion", "pixel_fusion", "keyframes")
+CONSISTENCY_MODES = (
+    "none",
+    "locked_seed",
+    "warped_noise",
+    "cross_frame",
+    "latent_fusion",
+    "pixel_fusion",
+    "keyframes",
+    "warped_noise+latent_fusion+pixel_fusion",
+)  # a mode is one mechanism, or several joined by "+"
 JOB_VERSION = 1
 NUKE_DEFAULT_LINEAR = "Linear Rec.709 (sRGB)"  # nuke-default's "linear", named as the engine's OCIO config names it
 
@@ -25,6 +34,8 @@ class Look:
     consistency: str
     keyframe_interval: int
     fusion_strength: float
+    latent_fusion_steps: float
+    plate_change_tolerance: float
     candidate_count: int
     plate_space: str
 
@@ -41,6 +52,8 @@ def read_look(node) -> Look:
         consistency=node["consistency"].value(),
         keyframe_interval=int(node["keyframe_interval"].value()),
         fusion_strength=float(node["fusion_strength"].value()),
+        latent_fusion_steps=float(node["latent_fusion_steps"].value()),
+        plate_change_tolerance=float(node["plate_change_tolerance"].value()),
         candidate_count=max(1, int(node["candidate_count"].value())),
         plate_space=node["plate_space"].value().strip() or working_space(),
     )
@@ -72,7 +85,7 @@ def build_job(
 ) -> dict:
     """One-shot job: consistency ``none`` gives every frame its own seed, any other mode one fixed seed;
     ``regions`` (the regions table, stylecomp.jobspec.Region as dicts) become the shot's."""
-    mechanisms = [] if look.consistency == "none" else [look.consistency]
+    mechanisms = [] if look.consistency == "none" else look.consistency.split("+")
     job = {
         "version": JOB_VERSION,
         "shots": [
@@ -98,6 +111,8 @@ def build_job(
             "mechanisms": mechanisms,
             "keyframe_interval": look.keyframe_interval,
             "fusion_strength": look.fusion_strength,
+            "latent_fusion_steps": look.latent_fusion_steps,
+            "plate_change_tolerance": look.plate_change_tolerance,
         },
         "candidates": {"count": look.candidate_count, "seed_stride": 1},
     }

@@ -18,6 +18,7 @@ import nuke  # the stand-in (tests/nuke/standin), top-level as in Nuke
 import pytest
 
 from stylecomp.color import ModelEncoding
+from stylecomp.jobspec import Consistency
 from stylecomp_nuke import actions, gizmo, presets
 from tests.nuke.stylize_node import GIZMOS_FOLDER, PLUGIN_FOLDER, PRESETS, cache, calls, job_of, press, reloads
 
@@ -121,6 +122,25 @@ def test_render_frame(node, engine_log: Path, tmp_path: Path) -> None:
     assert node["label"].value() == "1 rendered, 0 cached"
     assert node["tile_color"].value() == gizmo.TILE_COLOUR
     assert standin.messages == []
+
+
+def test_the_fusion_knobs_reach_the_job(node, engine_log: Path) -> None:
+    engine = Consistency()  # the knobs start at the engine's defaults
+    knobs = (node["latent_fusion_steps"].value(), node["plate_change_tolerance"].value())
+    assert knobs == (engine.latent_fusion_steps, engine.plate_change_tolerance)
+    node["consistency"].setValue("warped_noise+latent_fusion+pixel_fusion")
+    node["fusion_strength"].setValue(0.6)
+    node["latent_fusion_steps"].setValue(1.0)
+    node["plate_change_tolerance"].setValue(0.2)
+    standin.frame = 1004
+    press(node, "render_frame")
+    consistency = job_of(node)[1].consistency
+    assert consistency.mechanisms == ["warped_noise", "latent_fusion", "pixel_fusion"]
+    assert (consistency.fusion_strength, consistency.latent_fusion_steps, consistency.plate_change_tolerance) == (
+        0.6,
+        1.0,
+        0.2,
+    )
 
 
 def test_render_range_with_handles_and_aov_layers(node, engine_log: Path) -> None:
