@@ -43,6 +43,7 @@ bench: $(SETUP)
 	$(PY) benchmarks/plate_io.py
 	$(PY) benchmarks/style_fidelity.py
 	$(PY) benchmarks/consistency.py
+	$(PY) benchmarks/light_changes.py
 	$(PY) benchmarks/gpu_throughput.py
 	$(PY) benchmarks/reliability.py
 

@@ -93,7 +93,12 @@ def job_document(plates: str, model: Path, out: Path, mode: str, builtin: bool) 
         },
         **settings,
         "seed": {"policy": "per_frame" if mode == "none" else "fixed", "value": 1234},
-        "consistency": {"mechanisms": mechanisms, "keyframe_interval": 4, "fusion_strength": 0.5},
+        "consistency": {
+            "mechanisms": mechanisms,
+            "keyframe_interval": 4,
+            "fusion_strength": 0.5,
+            **({"latent_fusion_steps": RECOMMENDED.latent_fusion_steps} if builtin else {}),
+        },
     }
 
 

@@ -91,7 +91,11 @@ def run_demo(
                 if built_in
                 else {}
             ),
-            consistency=Consistency(mechanisms=MECHANISMS if built_in else []),
+            consistency=(
+                Consistency(mechanisms=MECHANISMS, latent_fusion_steps=RECOMMENDED.latent_fusion_steps)
+                if built_in
+                else Consistency()
+            ),
             # The built-in model works at 256 px (downscale, then the plate's detail restored), as it was trained.
             resolution=Resolution(mode="downscale", working_size=256) if built_in else Resolution(),
             comp=Comp(output="comp/{shot}.####.exr", mode="mix", weight="object_ids", object_ids=ids),
@@ -123,7 +127,8 @@ def run_demo(
     note = (
         (
             f"stylecomp's own trained model ({SHIPPED_MODEL.name}), prompt {PROMPT!r}, "
-            f"consistency {' + '.join(MECHANISMS)}"
+            f"consistency {' + '.join(MECHANISMS)}, latent fusion on "
+            f"{RECOMMENDED.latent_fusion_steps:.0%} of the steps"
         )
         if built_in
         else f"model {model}"

@@ -47,9 +47,9 @@ MIN_PROMPT_GAIN = 0.15  # each look's error, own prompt against the other prompt
 MIN_CONTRAST_GAIN = 0.05  # outline contrast, line-art ControlNet on minus off: measured 0.214-0.229
 MAX_IDEATE_L1_RATIO = 0.5  # ideate's watercolor stills from noise, same scenes: measured 0.288 and 0.326
 SEQUENCE_FRAMES = 4
-# Of locked_seed's R, which is already 1.086 (within 9% of the plate's own warp error): latent_fusion measured
-# 1.021 (94%).
-MAX_R_SHARE = 0.97
+# Of locked_seed's R, which is already 1.086 (within 9% of the plate's own warp error): latent_fusion at the
+# recommended settings (every step fused) measured 0.700 (64%).
+MAX_R_SHARE = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def sequence_shot(tmp_path_factory: pytest.TempPathFactory) -> HeldOutShot:
 
 
 @pytest.mark.parametrize("weights", ["shipped", "random"])
-# warped_noise, cross_frame and flow_attention are left out: on this shot they lower R by 1.2%, 0 and 0 (on the
+# warped_noise, cross_frame and flow_attention are left out: on this shot they lower R by 1.3%, 0 and 0 (on the
 # demo shot too: benchmarks/results/consistency.json). The model's last step returns its clean prediction, so
 # little of the noise warped_noise moves is left, and its tile ControlNet, not its self-attention, carries the plate.
 def test_latent_fusion_lowers_flicker_and_keeps_the_look(
