@@ -44,6 +44,7 @@ bench: $(SETUP)
 	$(PY) benchmarks/style_fidelity.py
 	$(PY) benchmarks/consistency.py
 	$(PY) benchmarks/light_changes.py
+	$(PY) benchmarks/regions.py
 	$(PY) benchmarks/gpu_throughput.py
 	$(PY) benchmarks/reliability.py
 

@@ -330,7 +330,9 @@ def street(root: Path, pool: PipelinePool, pattern: Path, sheet: Path, mode: str
             guidance=RECOMMENDED.guidance,
             seed=SeedPolicy(value=RECOMMENDED.seed),
             resolution=Resolution(mode="downscale", working_size=SIZE[0]),
-            consistency=Consistency(mechanisms=["warped_noise", "latent_fusion"]),
+            consistency=Consistency(
+                mechanisms=["warped_noise", "latent_fusion"], latent_fusion_steps=RECOMMENDED.latent_fusion_steps
+            ),
             regions=job_regions,
             region_prompts=mode,
         )

@@ -307,7 +307,7 @@ class Consistency(_Strict):
         le=1.0,
         description=(
             "latent_fusion: share of the denoising steps it blends in, from the first; 1 includes the last, "
-            "so each frame ends fusion_strength the previous one outside disocclusions"
+            "so each frame ends fusion_strength the previous one where it carries (see plate_change_tolerance)"
         ),
     )
     plate_change_tolerance: float = Field(

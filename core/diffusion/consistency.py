@@ -9,15 +9,16 @@ Each mechanism is a job setting (``consistency.mechanisms``) and can be measured
   with an f=8 VAE), so where the surface moves less than half a cell per frame the noise stays
   where it was.
 - ``pixel_fusion``: the previous stylized frame, moved along the vectors, is blended into the
-  current one's model image by ``fusion_strength`` outside disocclusions; then img2img denoises.
+  current one's model image by ``fusion_strength`` where ``carried`` (below); then img2img denoises.
 - ``keyframes``: every ``keyframe_interval``-th frame stylizes fully; the frames between start
-  from the previous stylized frame moved along the vectors (the plate where it was not
-  visible) and are re-stylized lightly, at ``KEYFRAME_HEAL`` of the strength, to heal.
+  from the previous stylized frame moved along the vectors (the plate where it is not
+  ``carried``) and are re-stylized lightly, at ``KEYFRAME_HEAL`` of the strength, to heal; so
+  where the checks below stop the carry, those frames are only half stylized until the next keyframe.
 - ``latent_fusion``: during the first ``latent_fusion_steps`` (a share) of the denoising steps, the
   latents after each step are blended with the previous frame's latents after the step that
   ended at the same timestep (the same step unless the strengths differ, as with keyframes),
   moved along the vectors (bilinear, so motion under a latent cell counts), by
-  ``fusion_strength`` outside disocclusions.
+  ``fusion_strength`` where ``carried`` (its mean over the cell).
 - ``cross_frame``: the UNet's self-attention layers also attend to the anchor (the shot's first
   frame) and the previous frame: their keys and values include those frames' hidden states at
   the same layer and step (SD 1.5 and SDXL; installed after any IP-Adapter, which replaces the
@@ -175,11 +176,10 @@ class FrameMotion:
         self, previous: torch.Tensor, current: torch.Tensor, plan: ResolutionPlan, amount: float
     ) -> torch.Tensor:
         """``current`` latents (B, C, h, w) with ``previous`` moved along the vectors (bilinear) blended in by
-        ``amount`` times ``carried`` (at each cell's centre)."""
+        ``amount`` times ``carried`` (its mean over each cell)."""
         moved, keep = self._latent_flow(previous, plan, nearest=False)
         rows, cols = current.shape[-2:]
-        grid_x, grid_y = self._cell_centres(rows, cols, plan, plan.geometry.vae_scale)
-        carried = torch.from_numpy(warp(self.carried[..., None], grid_x, grid_y, nearest=True)[0][..., 0])
+        carried = torch.from_numpy(self._carried_per_cell(rows, cols, plan, plan.geometry.vae_scale))
         weight = keep.to(current.dtype) * carried.to(current.device, current.dtype) * amount
         return (1 - weight) * current + weight * moved.to(current.device, current.dtype)
 
@@ -197,6 +197,19 @@ class FrameMotion:
         moved, _ = warp(cells, latent_x, latent_y, nearest=nearest)
         moved_tensor = torch.from_numpy(moved).reshape(rows, cols, *previous.shape[:2]).permute(2, 3, 0, 1)
         return moved_tensor.to(previous.device, previous.dtype), torch.from_numpy(keep)[None, None].to(previous.device)
+
+    def _carried_per_cell(self, rows: int, cols: int, plan: ResolutionPlan, cell: int) -> np.ndarray:
+        """``carried`` over a (rows, cols) grid of ``cell``-pixel working cells: the mean over the plate pixels
+        each covers (a latent cell decodes to all of them, not only its centre), 1 where it covers none."""
+        sx, sy = plan.scaled_width / plan.width, plan.scaled_height / plan.height
+        pad_x, pad_y = (plan.working_width - plan.scaled_width) // 2, (plan.working_height - plan.scaled_height) // 2
+        height, width = self.carried.shape
+        cell_x = np.clip(((np.arange(width) + 0.5) * sx + pad_x) // cell, 0, cols - 1).astype(np.int64)
+        cell_y = np.clip(((np.arange(height) + 0.5) * sy + pad_y) // cell, 0, rows - 1).astype(np.int64)
+        index = (cell_y[:, None] * cols + cell_x[None, :]).ravel()  # each plate pixel's cell, row-major
+        total = np.bincount(index, weights=self.carried.ravel(), minlength=rows * cols).reshape(rows, cols)
+        count = np.bincount(index, minlength=rows * cols).reshape(rows, cols)
+        return np.where(count > 0, total / np.maximum(count, 1), 1.0).astype(np.float32)
 
     @staticmethod
     def _cell_centres(rows: int, cols: int, plan: ResolutionPlan, cell: int) -> tuple[np.ndarray, np.ndarray]:

@@ -669,7 +669,7 @@ class StylizeStage:
 
     def _motion(self, frame: int, inputs: FrameInputs) -> FrameMotion | None:
         """How frame t relates to the previous frame, when that frame came just before; where the mechanisms
-        carry the previous frame's look, checked against the plate's own change too."""
+        carry the previous frame's look, also where the plate changed in place and where outlines moved away."""
         p = self.params
         if not p.sequential or self._previous is None or self._previous[0].frame != frame - 1:
             return None

@@ -122,10 +122,10 @@ def line_distance(lines: np.ndarray, reach: int) -> np.ndarray:
     distance = np.full((height, width), float(reach), np.float32)
     grown = lines.copy()
     for step in range(reach):
+        if step:
+            padded = np.pad(grown, 1)
+            for dy in range(3):
+                for dx in range(3):
+                    grown |= padded[dy : dy + height, dx : dx + width]
         distance[grown & (distance > step)] = step
-        padded = np.pad(grown, 1)
-        grown = np.zeros_like(grown)
-        for dy in range(3):
-            for dx in range(3):
-                grown |= padded[dy : dy + height, dx : dx + width]
     return distance
