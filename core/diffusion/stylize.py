@@ -587,6 +587,8 @@ class StylizeStage:
         encoded = self.encoding.encode(rgb, alpha)
         conditions = [(net.source, control_condition(net, inputs, encoded.image)) for net in p.model.controlnets]
         motion = self._motion(frame, inputs)
+        if motion is not None and p.mechanisms & CARRY_LOOK:
+            motion = self._carrying(motion, inputs, encoded.image)
         image, heal = encoded.image, 1.0
         if motion is not None and self._previous is not None and p.mechanisms & {"pixel_fusion", "keyframes"}:
             previous = self._previous[1]  # motion is from the previous frame, so there is one
@@ -668,24 +670,23 @@ class StylizeStage:
         self._previous = (inputs, output)
 
     def _motion(self, frame: int, inputs: FrameInputs) -> FrameMotion | None:
-        """How frame t relates to the previous frame, when that frame came just before; where the mechanisms
-        carry the previous frame's look, also where the plate changed in place and where outlines moved away."""
+        """How frame t relates to the previous frame, when that frame came just before."""
         p = self.params
         if not p.sequential or self._previous is None or self._previous[0].frame != frame - 1:
             return None
-        previous = self._previous[0]
-        motion = FrameMotion.between(previous, inputs, p.vectors)
-        if p.mechanisms & CARRY_LOOK:
-            plates = self._display_plate(previous), self._display_plate(inputs)
-            motion = motion.where_plate_unchanged(*plates, p.plate_change_tolerance)
-            layout = plan(inputs.window.width, inputs.window.height, self.geometry(), p.resolution)
-            motion = motion.where_outlines_stay(previous, inputs, layout.width / layout.scaled_width)
-        return motion
+        return FrameMotion.between(self._previous[0], inputs, p.vectors)
 
-    def _display_plate(self, inputs: FrameInputs) -> np.ndarray:
-        """The frame's plate as the model sees it (H, W, 3): display-referred, where changes are judged."""
-        source = inputs.images["Source"]
-        return self.encoding.encode(source[..., :3], source[..., 3]).image
+    def _carrying(self, motion: FrameMotion, inputs: FrameInputs, display: np.ndarray) -> FrameMotion:
+        """``motion`` narrowed to where the previous frame's look may carry: not where the plate changed in place
+        (``display``: this frame's plate as the model sees it), nor where outlines moved away."""
+        p = self.params
+        assert self._previous is not None  # motion is from the previous frame
+        previous = self._previous[0]
+        source = previous.images["Source"]
+        previous_display = self.encoding.encode(source[..., :3], source[..., 3]).image
+        motion = motion.where_plate_unchanged(previous_display, display, p.plate_change_tolerance)
+        layout = plan(inputs.window.width, inputs.window.height, self.geometry(), p.resolution)
+        return motion.where_outlines_stay(previous, inputs, layout.width / layout.scaled_width)
 
     def _is_keyframe(self, frame: int) -> bool:
         return (frame - self._first) % self.params.keyframe_interval == 0

@@ -214,7 +214,7 @@ def _depth_breaks(inverse: np.ndarray, hidden: np.ndarray, jump: float) -> np.nd
     return one | (both & (miss > jump * np.minimum(left, right)))
 
 
-def _dilate(mask: np.ndarray, size: int) -> np.ndarray:
+def dilate(mask: np.ndarray, size: int) -> np.ndarray:
     """Grow a bool mask (H, W) by a size x size square (the extra pixel right/below when even)."""
     height, width = mask.shape
     before, after = (size - 1) // 2, size // 2
@@ -288,7 +288,7 @@ def line_art(
     lines[:-1] |= down & ~nearer_below
     lines[1:] |= down & nearer_below
     if thickness > 1:
-        lines = _dilate(lines, int(thickness))
+        lines = dilate(lines, int(thickness))
     return _to_image(lines.astype(np.float64))
 
 

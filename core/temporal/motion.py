@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import StyleCompError
+from ..io.conditioning import dilate
 
 DEPTH_TOLERANCE = 0.05  # a surface's depth changes less than this (relative) between frames
 # A plate's change along the vectors is averaged over (2r + 1)^2 pixels before it is judged: render noise and
@@ -118,14 +119,10 @@ def box_sum(image: np.ndarray, radius: int) -> np.ndarray:
 def line_distance(lines: np.ndarray, reach: int) -> np.ndarray:
     """(H, W) float32: each pixel's distance to the nearest ``lines`` pixel (bool (H, W)), in steps to any of
     its 8 neighbours, capped at ``reach``."""
-    height, width = lines.shape
-    distance = np.full((height, width), float(reach), np.float32)
-    grown = lines.copy()
+    distance = np.full(lines.shape, float(reach), np.float32)
+    grown = lines
     for step in range(reach):
         if step:
-            padded = np.pad(grown, 1)
-            for dy in range(3):
-                for dx in range(3):
-                    grown |= padded[dy : dy + height, dx : dx + width]
+            grown = dilate(grown, 3)
         distance[grown & (distance > step)] = step
     return distance
